@@ -1,0 +1,185 @@
+// Package codec is the SDK every Rosetta protocol implements.
+//
+// A protocol package (protocols/<name>) registers a Protocol in its init
+// function. The proxy looks the protocol up by the name a listener names and
+// asks it for one Codec per connection. The proxy never looks inside a frame
+// itself: it asks the codec where a frame ends, what kind of message it is,
+// which request id it carries and which attributes it has, and it asks the
+// codec to write messages back out, with a new request id and any attribute
+// mutations a route asks for.
+//
+// The contract, in the order the proxy uses it:
+//
+//  1. Split is called with the bytes received so far. It answers either the
+//     length of the first frame (Split.Len > 0), or how many more bytes it needs
+//     at least before it can tell (Split.Need > 0), or an error when the bytes
+//     can never become a valid frame. A codec must reject any length read from
+//     the wire that is larger than its MaxFrame: the proxy buffers what Split
+//     asks for, so Split is the only guard against unbounded buffers.
+//  2. Decode is called with exactly one whole frame. The Message it returns
+//     owns the slice. Decode should parse only what the proxy needs to route
+//     (kind, id, cheap attributes) and decode the rest lazily.
+//  3. Encode appends the wire form of a message to dst. It must honour the
+//     message's current ID and its Mutations; when neither changed, copying
+//     Raw is correct and cheapest.
+//  4. Reply builds the protocol's own error answer to a request, for errors the
+//     proxy generates itself (no route, timeout, no healthy upstream, ...).
+//
+// Optional capabilities are separate interfaces that the proxy type-asserts on
+// a Codec: HeartbeatReplier, Sniffer, GoAwayer.
+package codec
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Kind says what a message is. The proxy treats each kind differently:
+// requests are routed and await a response, oneway requests are routed and
+// await nothing, heartbeats are answered locally, responses are paired with
+// the request of the same ID.
+type Kind uint8
+
+const (
+	KindUnknown Kind = iota
+	// KindRequest is a call that expects one response with the same ID.
+	KindRequest
+	// KindOneway is a call that expects no response.
+	KindOneway
+	// KindResponse answers the request with the same ID.
+	KindResponse
+	// KindHeartbeat is a keep-alive request; the proxy answers it itself.
+	KindHeartbeat
+	// KindHeartbeatResponse answers a heartbeat.
+	KindHeartbeatResponse
+	// KindStream is a frame of a stream opened by an earlier request with the
+	// same ID; it goes to the upstream that stream was routed to.
+	KindStream
+)
+
+var kindNames = [...]string{"unknown", "request", "oneway", "response", "heartbeat", "heartbeat-response", "stream"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", k)
+}
+
+// Status classifies a response, and names the errors the proxy asks a codec
+// to turn into a local reply.
+type Status uint8
+
+const (
+	// StatusOK is a successful response.
+	StatusOK Status = iota
+	// StatusNoRoute: no route matched the request.
+	StatusNoRoute
+	// StatusNoUpstream: the route's cluster has no healthy endpoint, or the
+	// upstream connection could not be made.
+	StatusNoUpstream
+	// StatusTimeout: the route's timeout expired before the upstream answered.
+	StatusTimeout
+	// StatusOverloaded: a connection or pending-request limit was reached.
+	StatusOverloaded
+	// StatusRateLimited: a rate limit refused the request.
+	StatusRateLimited
+	// StatusUpstreamReset: the upstream connection closed with the request in flight.
+	StatusUpstreamReset
+	// StatusBadRequest: the request was understood but cannot be handled.
+	StatusBadRequest
+	// StatusUnauthorized: an authorization policy refused the request.
+	StatusUnauthorized
+	// StatusFault: an injected fault aborted the request.
+	StatusFault
+	// StatusError: the upstream answered with an application or protocol error.
+	StatusError
+)
+
+var statusNames = [...]string{"ok", "no_route", "no_upstream", "timeout", "overloaded", "rate_limited", "upstream_reset", "bad_request", "unauthorized", "fault", "error"}
+
+func (s Status) String() string {
+	if int(s) < len(statusNames) {
+		return statusNames[s]
+	}
+	return fmt.Sprintf("status(%d)", s)
+}
+
+// Ordering says how a protocol pairs responses with requests on one
+// connection.
+type Ordering uint8
+
+const (
+	// ByID: each response carries its request's ID, so requests from many
+	// downstream connections can share an upstream connection once the proxy
+	// rewrites their IDs (Dubbo, Thrift, tRPC).
+	ByID Ordering = iota
+	// InOrder: responses come back in the order the requests went out and
+	// carry no ID (Redis). The proxy pairs them first in, first out.
+	InOrder
+)
+
+// Split is the answer of Codec.Split. Exactly one field is positive.
+type Split struct {
+	// Len is the length of the first whole frame in the buffer.
+	Len int
+	// Need is how many more bytes are needed at least before Split can answer.
+	Need int
+}
+
+// Codec reads and writes one connection's frames. The proxy makes one Codec
+// per connection (downstream or upstream) and calls it from one goroutine at a
+// time, so a Codec may keep per-connection state without locks.
+type Codec interface {
+	// Split finds the end of the first frame in buf. See the package doc.
+	Split(buf []byte) (Split, error)
+	// Decode parses one whole frame; the message owns frame afterwards.
+	Decode(frame []byte) (*Message, error)
+	// Encode appends the wire form of msg, with its current ID and its
+	// mutations applied, to dst.
+	Encode(dst []byte, msg *Message) ([]byte, error)
+	// Reply builds a local reply to req for an error the proxy produced.
+	// detail is a human-readable reason that the codec may carry on the wire.
+	// It returns nil, nil when the request kind needs no reply (oneway).
+	Reply(req *Message, status Status, detail string) (*Message, error)
+}
+
+// HeartbeatReplier is an optional capability: a codec whose protocol has
+// keep-alive frames answers them without a trip upstream.
+type HeartbeatReplier interface {
+	HeartbeatReply(req *Message) (*Message, error)
+}
+
+// Sniffer is an optional capability: it tells from the first bytes of a
+// connection whether they belong to this protocol. It returns false, nil when
+// the prefix is too short to tell.
+type Sniffer interface {
+	Sniff(prefix []byte) (match bool, sure bool)
+}
+
+// GoAwayer is an optional capability: a frame that tells a peer to stop sending
+// on this connection, written when the proxy drains.
+type GoAwayer interface {
+	GoAway() []byte
+}
+
+// Errors a codec wraps so the proxy and the conformance kit can tell them apart.
+var (
+	// ErrMalformed: the bytes are not a valid frame; the connection must close.
+	ErrMalformed = errors.New("malformed frame")
+	// ErrTooLarge: a length or count from the wire exceeds the codec's limit.
+	ErrTooLarge = errors.New("frame too large")
+	// ErrUnsupported: the frame is valid but this codec does not handle it,
+	// or a mutation cannot be written in this protocol or transport.
+	ErrUnsupported = errors.New("unsupported")
+)
+
+// Errorf returns an error prefixed with the codec's name that wraps kind, for
+// example Errorf("dubbo", ErrMalformed, "bad magic %x", m).
+func Errorf(protocol string, kind error, format string, args ...any) error {
+	return fmt.Errorf("codec/%s: %s: %w", protocol, fmt.Sprintf(format, args...), kind)
+}
+
+// DefaultMaxFrame is the frame size limit a codec uses when its options do not
+// set one: 8 MiB, Dubbo's own default payload limit.
+const DefaultMaxFrame = 8 << 20

@@ -1,0 +1,65 @@
+package codec
+
+import (
+	"fmt"
+	"sort"
+	"sync"
+)
+
+// Options are a codec's settings from config (an ApplicationProtocol's codec
+// options, or a listener's). Keys and values are codec-specific.
+type Options map[string]string
+
+// Protocol is what a protocol package registers.
+type Protocol struct {
+	// Name is the protocol's registered name, as config names it ("dubbo").
+	Name string
+	// Ordering says how responses pair with requests.
+	Ordering Ordering
+	// New makes a Codec for one connection. It must have no side effects; it
+	// returns an error naming the option when opts are invalid, and the proxy
+	// calls it once when config arrives so bad options are refused early.
+	New func(opts Options) (Codec, error)
+}
+
+var (
+	mu        sync.RWMutex
+	protocols = map[string]Protocol{}
+)
+
+// Register adds a protocol. It panics on an empty name, a nil New or a name
+// registered twice: those are programming errors found at process start.
+func Register(p Protocol) {
+	if p.Name == "" {
+		panic("codec: Register with an empty name")
+	}
+	if p.New == nil {
+		panic(fmt.Sprintf("codec: Register %q with a nil New", p.Name))
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if _, dup := protocols[p.Name]; dup {
+		panic(fmt.Sprintf("codec: protocol %q registered twice", p.Name))
+	}
+	protocols[p.Name] = p
+}
+
+// Lookup returns the protocol registered under name.
+func Lookup(name string) (Protocol, bool) {
+	mu.RLock()
+	defer mu.RUnlock()
+	p, ok := protocols[name]
+	return p, ok
+}
+
+// Names lists the registered protocols, sorted.
+func Names() []string {
+	mu.RLock()
+	defer mu.RUnlock()
+	names := make([]string, 0, len(protocols))
+	for n := range protocols {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
