@@ -128,8 +128,13 @@ type Split struct {
 }
 
 // Codec reads and writes one connection's frames. The proxy makes one Codec
-// per connection (downstream or upstream) and calls it from one goroutine at a
-// time, so a Codec may keep per-connection state without locks.
+// per connection (downstream or upstream). It calls Split and Decode from the
+// connection's reader goroutine only, and Encode, Reply and HeartbeatReply
+// under the connection's write lock only; the two sides may run at the same
+// time, so state that a codec shares between reading and writing (a transport
+// detected on the first frame, say) must be safe for that. Encode may be given
+// a message decoded by another connection's codec of the same protocol: what a
+// message needs to be written must travel in the message (Private).
 type Codec interface {
 	// Split finds the end of the first frame in buf. See the package doc.
 	Split(buf []byte) (Split, error)

@@ -1,0 +1,90 @@
+// Package observability holds the proxy's Prometheus metrics.
+package observability
+
+import (
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Metrics are the proxy's metrics, in their own registry so tests can run
+// many proxies in one process.
+type Metrics struct {
+	Registry *prometheus.Registry
+
+	requests      *prometheus.CounterVec
+	duration      *prometheus.HistogramVec
+	downstreamCx  *prometheus.GaugeVec
+	downstreamErr *prometheus.CounterVec
+	upstreamErr   *prometheus.CounterVec
+	configApplied *prometheus.CounterVec
+}
+
+// New registers the proxy's metrics.
+func New() *Metrics {
+	m := &Metrics{
+		Registry: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rosetta_requests_total",
+			Help: "Requests handled, by listener, route, upstream cluster and status (ok or the error the proxy or upstream gave).",
+		}, []string{"listener", "route", "cluster", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rosetta_request_duration_seconds",
+			Help:    "Time from a request's arrival to its response leaving the proxy.",
+			Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"listener", "route", "cluster"}),
+		downstreamCx: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rosetta_downstream_connections_active",
+			Help: "Open downstream connections per listener.",
+		}, []string{"listener"}),
+		downstreamErr: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rosetta_downstream_protocol_errors_total",
+			Help: "Downstream connections closed because of a malformed frame.",
+		}, []string{"listener"}),
+		upstreamErr: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rosetta_upstream_errors_total",
+			Help: "Upstream failures by cluster and kind (connect, reset, timeout, overloaded).",
+		}, []string{"cluster", "kind"}),
+		configApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rosetta_config_updates_total",
+			Help: "Configuration updates, accepted or rejected.",
+		}, []string{"result"}),
+	}
+	m.Registry.MustRegister(m.requests, m.duration, m.downstreamCx, m.downstreamErr, m.upstreamErr, m.configApplied,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
+}
+
+// Request records one finished request.
+func (m *Metrics) Request(listener, route, cluster, status string, d time.Duration) {
+	m.requests.WithLabelValues(listener, route, cluster, status).Inc()
+	m.duration.WithLabelValues(listener, route, cluster).Observe(d.Seconds())
+}
+
+// DownstreamConn adds delta to a listener's open connections.
+func (m *Metrics) DownstreamConn(listener string, delta float64) {
+	m.downstreamCx.WithLabelValues(listener).Add(delta)
+}
+
+// ProtocolError counts a downstream connection closed for a malformed frame.
+func (m *Metrics) ProtocolError(listener string) { m.downstreamErr.WithLabelValues(listener).Inc() }
+
+// UpstreamError counts an upstream failure.
+func (m *Metrics) UpstreamError(cluster, kind string) { m.upstreamErr.WithLabelValues(cluster, kind).Inc() }
+
+// ConfigUpdate counts a config update; ok false for a rejected one.
+func (m *Metrics) ConfigUpdate(ok bool) {
+	r := "accepted"
+	if !ok {
+		r = "rejected"
+	}
+	m.configApplied.WithLabelValues(r).Inc()
+}

@@ -1,0 +1,314 @@
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/router"
+	"github.com/rosetta-mesh/rosetta/pkg/upstream"
+)
+
+// exchange is one request from arrival to answer: routing, policy, the tries
+// upstream, and the answer written back.
+type exchange struct {
+	p     *Proxy
+	dc    *downConn
+	req   *codec.Message
+	snap  *snapshot
+	slot  *slot
+	start time.Time
+
+	route   *router.Route
+	cluster *upstream.Cluster
+	hash    uint64
+
+	mu       sync.Mutex
+	done     bool
+	try      *attempt
+	tries    int
+	deadline time.Time
+	timer    *time.Timer
+}
+
+// attempt is one try on one endpoint; it is the upstream.Request the
+// connection answers.
+type attempt struct {
+	ex   *exchange
+	ep   *upstream.Endpoint
+	conn *upstream.Conn
+	id   uint64
+}
+
+func (a *attempt) Done(resp *codec.Message, err error) { a.ex.attemptDone(a, resp, err) }
+
+// handle routes one request from dc. It runs on dc's reader goroutine and
+// never blocks on the network.
+func (p *Proxy) handle(dc *downConn, req *codec.Message) {
+	ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: time.Now()}
+	dc.inflight.Add(1)
+	ex.slot = dc.reserve()
+	if t := dc.lc.table(ex.snap); t != nil {
+		ex.route = t.Match(req)
+	}
+	if ex.route == nil {
+		ex.local(codec.StatusNoRoute, "no route matched the request")
+		return
+	}
+	act := &ex.route.Action
+	if act.RateLimit != nil && !act.RateLimit.Allow(ex.start) {
+		ex.local(codec.StatusRateLimited, "rate limited by route "+ex.route.Name)
+		return
+	}
+	if f := act.Fault; f != nil {
+		if f.AbortPercent > 0 && router.Chance(f.AbortPercent) {
+			ex.local(f.Abort, "fault injected by route "+ex.route.Name)
+			return
+		}
+		if f.Delay > 0 && router.Chance(f.DelayPercent) {
+			time.AfterFunc(f.Delay, ex.forward)
+			return
+		}
+	}
+	ex.forward()
+}
+
+// forward sends the request to the route's cluster.
+func (ex *exchange) forward() {
+	act := &ex.route.Action
+	for _, kv := range act.RequestMutation {
+		ex.req.Set(kv.Key, kv.Value)
+	}
+	name := act.PickCluster()
+	ex.cluster = ex.snap.clusters[name]
+	if ex.cluster == nil {
+		ex.local(codec.StatusNoUpstream, fmt.Sprintf("cluster %q not found", name))
+		return
+	}
+	if len(act.HashAttributes) > 0 {
+		ex.hash = ex.hashKey(act.HashAttributes)
+	}
+	ex.mirror(act.Mirrors)
+	if ex.req.Kind == codec.KindOneway {
+		ex.sendOneway()
+		return
+	}
+	if !ex.cluster.Acquire() {
+		ex.p.metrics.UpstreamError(ex.cluster.Name, "overloaded")
+		ex.local(codec.StatusOverloaded, fmt.Sprintf("cluster %q has too many requests in flight", ex.cluster.Name))
+		return
+	}
+	if act.Timeout > 0 {
+		ex.deadline = ex.start.Add(act.Timeout)
+	}
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	ex.startAttempt(nil)
+}
+
+func (ex *exchange) hashKey(attrs []string) uint64 {
+	var b strings.Builder
+	for _, a := range attrs {
+		v, _ := ex.req.Get(a)
+		b.WriteString(v)
+		b.WriteByte(0)
+	}
+	return upstream.HashString(b.String())
+}
+
+func (ex *exchange) pool(ep *upstream.Endpoint) *upstream.Pool {
+	lc := ex.dc.lc
+	return ep.Pool(lc.protocol, lc.options, lc.poolKey)
+}
+
+func (ex *exchange) sendOneway() {
+	ep := ex.cluster.Pick(ex.hash, nil)
+	if ep == nil {
+		ex.local(codec.StatusNoUpstream, "no endpoint in cluster "+ex.cluster.Name)
+		return
+	}
+	status := "ok"
+	if _, _, err := ex.pool(ep).Send(ex.cluster, ex.req, nil); err != nil {
+		status = "upstream_error"
+	}
+	ex.record(status)
+	ex.dc.respond(ex.slot, nil)
+	ex.dc.finished()
+}
+
+// mirror sends copies to mirror clusters; their answers are dropped.
+func (ex *exchange) mirror(ms []router.Mirror) {
+	for _, m := range ms {
+		cl := ex.snap.clusters[m.Cluster]
+		if cl == nil || !router.Chance(m.Percent) {
+			continue
+		}
+		ep := cl.Pick(ex.hash, nil)
+		if ep == nil {
+			continue
+		}
+		cp := *ex.req
+		var r upstream.Request
+		if cp.Kind != codec.KindOneway {
+			r = discard{}
+		}
+		_, _, _ = ex.pool(ep).Send(cl, &cp, r) // a mirror's failure is not the caller's
+	}
+}
+
+type discard struct{}
+
+func (discard) Done(*codec.Message, error) {}
+
+// startAttempt tries an endpoint other than exclude. ex.mu is held.
+func (ex *exchange) startAttempt(exclude *upstream.Endpoint) {
+	ex.tries++
+	ep := ex.cluster.Pick(ex.hash, exclude)
+	if ep == nil {
+		ex.finishLocked(nil, codec.StatusNoUpstream, "no healthy endpoint in cluster "+ex.cluster.Name)
+		return
+	}
+	a := &attempt{ex: ex, ep: ep}
+	ex.try = a
+	ex.armTimer(a)
+	ep.Begin()
+	conn, id, err := ex.pool(ep).Send(ex.cluster, ex.req, a)
+	if err != nil {
+		ex.try = nil
+		ep.End()
+		ex.failedLocked(a, err)
+		return
+	}
+	a.conn, a.id = conn, id
+}
+
+func (ex *exchange) armTimer(a *attempt) {
+	d := ex.route.Action.Retry.PerTryTimeout
+	if !ex.deadline.IsZero() {
+		left := time.Until(ex.deadline)
+		if d <= 0 || left < d {
+			d = left
+		}
+	}
+	if ex.timer != nil {
+		ex.timer.Stop()
+		ex.timer = nil
+	}
+	if d > 0 {
+		ex.timer = time.AfterFunc(d, func() { ex.timedOut(a) })
+	} else if !ex.deadline.IsZero() {
+		ex.timer = time.AfterFunc(0, func() { ex.timedOut(a) })
+	}
+}
+
+func (ex *exchange) attemptDone(a *attempt, resp *codec.Message, err error) {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	if ex.done || ex.try != a {
+		return // an abandoned try answered late
+	}
+	a.ep.End()
+	ex.try = nil
+	if err != nil {
+		ex.failedLocked(a, err)
+		return
+	}
+	ex.finishLocked(resp, resp.Status, "")
+}
+
+// failedLocked retries a failed try when the route allows it, and answers
+// with the matching error otherwise. A connect failure is always tried once
+// more elsewhere: the request never reached a server, so that is safe.
+func (ex *exchange) failedLocked(a *attempt, err error) {
+	retry := ex.route.Action.Retry
+	var st codec.Status
+	var may bool
+	switch {
+	case errors.Is(err, upstream.ErrConnect):
+		st, may = codec.StatusNoUpstream, true
+		ex.p.metrics.UpstreamError(ex.cluster.Name, "connect")
+	case errors.Is(err, upstream.ErrReset):
+		st, may = codec.StatusUpstreamReset, retry.On&router.RetryReset != 0
+		ex.p.metrics.UpstreamError(ex.cluster.Name, "reset")
+	case errors.Is(err, upstream.ErrOverloaded):
+		st = codec.StatusOverloaded
+		ex.p.metrics.UpstreamError(ex.cluster.Name, "overloaded")
+	default:
+		st = codec.StatusBadRequest
+	}
+	budget := 1 + retry.Attempts
+	if errors.Is(err, upstream.ErrConnect) {
+		budget = max(budget, 2)
+	}
+	if may && ex.tries < budget && !ex.pastDeadline() {
+		ex.startAttempt(a.ep)
+		return
+	}
+	ex.finishLocked(nil, st, err.Error())
+}
+
+func (ex *exchange) pastDeadline() bool {
+	return !ex.deadline.IsZero() && !time.Now().Before(ex.deadline)
+}
+
+func (ex *exchange) timedOut(a *attempt) {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	if ex.done || ex.try != a {
+		return
+	}
+	ex.try = nil
+	a.ep.End()
+	if a.conn != nil {
+		a.conn.Cancel(a.id)
+	}
+	ex.p.metrics.UpstreamError(ex.cluster.Name, "timeout")
+	retry := ex.route.Action.Retry
+	if retry.On&router.RetryTimeout != 0 && ex.tries < 1+retry.Attempts && !ex.pastDeadline() {
+		ex.startAttempt(a.ep)
+		return
+	}
+	ex.finishLocked(nil, codec.StatusTimeout, "upstream did not answer in time")
+}
+
+// finishLocked answers the request with resp, or with a local reply for st
+// when resp is nil. ex.mu is held.
+func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail string) {
+	ex.done = true
+	if ex.timer != nil {
+		ex.timer.Stop()
+	}
+	ex.cluster.Release()
+	if resp == nil {
+		ex.local(st, detail)
+		return
+	}
+	resp.ID = ex.req.ID
+	for _, kv := range ex.route.Action.ResponseMutation {
+		resp.Set(kv.Key, kv.Value)
+	}
+	ex.record(st.String())
+	ex.dc.respond(ex.slot, resp)
+	ex.dc.finished()
+}
+
+// local answers with the codec's reply for st.
+func (ex *exchange) local(st codec.Status, detail string) {
+	ex.record(st.String())
+	ex.dc.reply(ex.slot, ex.req, st, "rosetta: "+detail)
+	ex.dc.finished()
+}
+
+func (ex *exchange) record(status string) {
+	route, cluster := "", ""
+	if ex.route != nil {
+		route = ex.route.Name
+	}
+	if ex.cluster != nil {
+		cluster = ex.cluster.Name
+	}
+	ex.p.metrics.Request(ex.dc.lc.statPrefix, route, cluster, status, time.Since(ex.start))
+}

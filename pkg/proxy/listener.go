@@ -1,0 +1,118 @@
+package proxy
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// listener accepts connections for one Rosetta listener.
+type listener struct {
+	p    *Proxy
+	name string
+	addr string
+	ln   net.Listener
+	cfg  atomic.Pointer[listenerConfig]
+
+	mu       sync.Mutex
+	conns    map[*downConn]struct{}
+	draining bool
+	idle     chan struct{} // closed when draining and the last connection is gone
+}
+
+func listen(p *Proxy, lc *listenerConfig) (*listener, error) {
+	ln, err := net.Listen("tcp", lc.addr)
+	if err != nil {
+		return nil, err
+	}
+	l := &listener{p: p, name: lc.name, addr: lc.addr, ln: ln, conns: map[*downConn]struct{}{}, idle: make(chan struct{})}
+	l.cfg.Store(lc)
+	return l, nil
+}
+
+func (l *listener) serve() {
+	var delay time.Duration
+	for {
+		nc, err := l.ln.Accept()
+		if err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				time.Sleep(delay) // back off on EMFILE and the like, as net/http does
+				continue
+			}
+			return
+		}
+		delay = 0
+		dc, ok := l.track(nc)
+		if !ok {
+			nc.Close()
+			continue
+		}
+		go dc.serve()
+	}
+}
+
+func (l *listener) track(nc net.Conn) (*downConn, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.draining {
+		return nil, false
+	}
+	dc := newDownConn(l, nc)
+	l.conns[dc] = struct{}{}
+	l.p.metrics.DownstreamConn(l.cfg.Load().statPrefix, 1)
+	return dc, true
+}
+
+func (l *listener) untrack(dc *downConn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if _, ok := l.conns[dc]; !ok {
+		return
+	}
+	delete(l.conns, dc)
+	l.p.metrics.DownstreamConn(l.cfg.Load().statPrefix, -1)
+	if l.draining && len(l.conns) == 0 {
+		close(l.idle)
+	}
+}
+
+func (l *listener) closeListener() { l.ln.Close() }
+
+// drain stops accepting and asks every connection to close once its requests
+// in flight are answered; after ctx ends (or grace, when positive) it closes
+// what is left.
+func (l *listener) drain(ctx context.Context, grace time.Duration) {
+	l.ln.Close()
+	l.mu.Lock()
+	if l.draining {
+		l.mu.Unlock()
+		return
+	}
+	l.draining = true
+	conns := make([]*downConn, 0, len(l.conns))
+	for dc := range l.conns {
+		conns = append(conns, dc)
+	}
+	if len(l.conns) == 0 {
+		close(l.idle)
+	}
+	l.mu.Unlock()
+	for _, dc := range conns {
+		dc.startDrain()
+	}
+	if grace > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, grace)
+		defer cancel()
+	}
+	select {
+	case <-l.idle:
+	case <-ctx.Done():
+		for _, dc := range conns {
+			dc.close()
+		}
+	}
+}

@@ -1,0 +1,165 @@
+package proxy
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+
+	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/router"
+	"github.com/rosetta-mesh/rosetta/pkg/upstream"
+)
+
+// snapshot is one applied configuration, immutable once built: connections
+// load the current one for every request, so an update never disturbs a
+// request in flight.
+type snapshot struct {
+	resources config.Resources
+	listeners map[string]*listenerConfig
+	routes    map[string]*router.Table
+	clusters  map[string]*upstream.Cluster
+}
+
+// listenerConfig is a compiled Rosetta listener.
+type listenerConfig struct {
+	name        string
+	addr        string
+	statPrefix  string
+	protocol    codec.Protocol
+	options     codec.Options
+	poolKey     string // the upstream pool for this codec and options
+	routeName   string
+	inline      *router.Table
+	idleTimeout time.Duration
+}
+
+// table returns the listener's routes in s.
+func (lc *listenerConfig) table(s *snapshot) *router.Table {
+	if lc.inline != nil {
+		return lc.inline
+	}
+	return s.routes[lc.routeName]
+}
+
+// compile checks every resource and builds a snapshot; the error names the
+// resource and field at fault. Nothing is changed when it fails.
+func compile(res config.Resources, mgr *upstream.Manager) (*snapshot, error) {
+	s := &snapshot{resources: res, listeners: map[string]*listenerConfig{}, routes: map[string]*router.Table{}}
+	for i, rc := range res.Routes {
+		if rc.GetName() == "" {
+			return nil, fmt.Errorf("routes[%d].name: must not be empty", i)
+		}
+		t, err := router.Compile(rc)
+		if err != nil {
+			return nil, err
+		}
+		s.routes[rc.GetName()] = t
+	}
+	addrs := map[string]string{}
+	for i, l := range res.Listeners {
+		lc, err := compileListener(l)
+		if err != nil {
+			return nil, fmt.Errorf("listeners[%d] (%s): %w", i, l.GetName(), err)
+		}
+		if _, dup := s.listeners[lc.name]; dup {
+			return nil, fmt.Errorf("listeners[%d].name: %q is defined twice", i, lc.name)
+		}
+		if other, dup := addrs[lc.addr]; dup {
+			return nil, fmt.Errorf("listeners[%d].address: %s is also the address of listener %q", i, lc.addr, other)
+		}
+		if lc.inline == nil {
+			if _, ok := s.routes[lc.routeName]; !ok {
+				return nil, fmt.Errorf("listeners[%d] (%s): route_config_name: no route configuration named %q", i, lc.name, lc.routeName)
+			}
+		}
+		addrs[lc.addr] = lc.name
+		s.listeners[lc.name] = lc
+	}
+	var err error
+	if s.clusters, err = mgr.Build(res.Clusters, res.Endpoints); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func compileListener(l *listenerv3.Listener) (*listenerConfig, error) {
+	if l.GetName() == "" {
+		return nil, fmt.Errorf("name: must not be empty")
+	}
+	sa := l.GetAddress().GetSocketAddress()
+	if sa == nil || sa.GetPortValue() == 0 && sa.GetAddress() == "" {
+		return nil, fmt.Errorf("address.socket_address: an address and a port_value are required")
+	}
+	mp, err := metaProtocolFilter(l)
+	if err != nil {
+		return nil, err
+	}
+	proto, ok := codec.Lookup(mp.GetCodec())
+	if !ok {
+		return nil, fmt.Errorf("filter %s: codec: %q is not a codec this proxy was built with (it has %v)", config.FilterName, mp.GetCodec(), codec.Names())
+	}
+	opts := codec.Options(mp.GetCodecOptions())
+	if mp.GetMaxFrameBytes() > 0 {
+		opts = withOption(opts, "max_frame_bytes", strconv.Itoa(int(mp.GetMaxFrameBytes())))
+	}
+	if _, err := proto.New(opts); err != nil {
+		return nil, fmt.Errorf("filter %s: codec_options: %w", config.FilterName, err)
+	}
+	lc := &listenerConfig{
+		name:        l.GetName(),
+		addr:        net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
+		statPrefix:  mp.GetStatPrefix(),
+		protocol:    proto,
+		options:     opts,
+		poolKey:     poolKey(proto.Name, opts),
+		routeName:   mp.GetRouteConfigName(),
+		idleTimeout: mp.GetIdleTimeout().AsDuration(),
+	}
+	if lc.statPrefix == "" {
+		lc.statPrefix = lc.name
+	}
+	if rc := mp.GetRouteConfig(); rc != nil {
+		if lc.inline, err = router.Compile(rc); err != nil {
+			return nil, fmt.Errorf("filter %s: route_config: %w", config.FilterName, err)
+		}
+	} else if lc.routeName == "" {
+		return nil, fmt.Errorf("filter %s: one of route_config_name or route_config is required", config.FilterName)
+	}
+	return lc, nil
+}
+
+// metaProtocolFilter finds the listener's MetaProtocolProxy filter.
+func metaProtocolFilter(l *listenerv3.Listener) (*configv1alpha1.MetaProtocolProxy, error) {
+	for i, fc := range l.GetFilterChains() {
+		for j, f := range fc.GetFilters() {
+			if f.GetName() != config.FilterName {
+				continue
+			}
+			mp := &configv1alpha1.MetaProtocolProxy{}
+			if err := f.GetTypedConfig().UnmarshalTo(mp); err != nil {
+				return nil, fmt.Errorf("filter_chains[%d].filters[%d].typed_config: %w", i, j, err)
+			}
+			return mp, nil
+		}
+	}
+	return nil, fmt.Errorf("filter_chains: no filter named %s", config.FilterName)
+}
+
+func withOption(opts codec.Options, k, v string) codec.Options {
+	out := codec.Options{k: v}
+	for key, val := range opts {
+		out[key] = val
+	}
+	return out
+}
+
+// poolKey names an upstream pool: connections are shared by every listener
+// whose codec and options are the same.
+func poolKey(name string, opts codec.Options) string {
+	return name + fmt.Sprint(map[string]string(opts))
+}

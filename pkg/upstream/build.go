@@ -1,0 +1,173 @@
+package upstream
+
+import (
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+)
+
+// Manager builds clusters from config and keeps one Endpoint per address
+// across updates, so connections and health outlive a config change.
+type Manager struct {
+	mu        sync.Mutex
+	endpoints map[string]*Endpoint
+}
+
+// NewManager returns an empty Manager.
+func NewManager() *Manager { return &Manager{endpoints: map[string]*Endpoint{}} }
+
+// Build checks and builds clusters. EDS clusters take their endpoints from
+// the ClusterLoadAssignment of the same name (or their eds service name).
+// It changes nothing until Commit.
+func (m *Manager) Build(clusters []*clusterv3.Cluster, cla []*endpointv3.ClusterLoadAssignment) (map[string]*Cluster, error) {
+	byName := map[string]*endpointv3.ClusterLoadAssignment{}
+	for i, a := range cla {
+		if a.GetClusterName() == "" {
+			return nil, fmt.Errorf("endpoints[%d].cluster_name: must not be empty", i)
+		}
+		byName[a.GetClusterName()] = a
+	}
+	out := make(map[string]*Cluster, len(clusters))
+	for i, c := range clusters {
+		if c.GetName() == "" {
+			return nil, fmt.Errorf("clusters[%d].name: must not be empty", i)
+		}
+		if _, dup := out[c.GetName()]; dup {
+			return nil, fmt.Errorf("clusters[%d].name: %q is defined twice", i, c.GetName())
+		}
+		cl, err := m.buildCluster(c, byName)
+		if err != nil {
+			return nil, fmt.Errorf("clusters[%d] (%s): %w", i, c.GetName(), err)
+		}
+		out[c.GetName()] = cl
+	}
+	return out, nil
+}
+
+func (m *Manager) buildCluster(c *clusterv3.Cluster, cla map[string]*endpointv3.ClusterLoadAssignment) (*Cluster, error) {
+	assignment := c.GetLoadAssignment()
+	if c.GetType() == clusterv3.Cluster_EDS {
+		name := c.GetEdsClusterConfig().GetServiceName()
+		if name == "" {
+			name = c.GetName()
+		}
+		assignment = cla[name]
+	}
+	addrs, err := addresses(assignment)
+	if err != nil {
+		return nil, err
+	}
+	cl := &Cluster{
+		Name:           c.GetName(),
+		ConnectTimeout: DefaultConnectTimeout,
+		MaxConnections: DefaultMaxConnections,
+		MaxRequests:    DefaultMaxRequests,
+		Policy:         policy(c.GetLbPolicy()),
+	}
+	if d := c.GetConnectTimeout(); d != nil {
+		cl.ConnectTimeout = d.AsDuration()
+	}
+	applyLimits(cl, c.GetCircuitBreakers())
+	for _, a := range addrs {
+		cl.Endpoints = append(cl.Endpoints, m.endpoint(a))
+	}
+	if cl.Balancer, err = newBalancer(cl.Policy, cl.Endpoints); err != nil {
+		return nil, err
+	}
+	return cl, nil
+}
+
+func policy(p clusterv3.Cluster_LbPolicy) LBPolicy {
+	if p == clusterv3.Cluster_MAGLEV {
+		return ConsistentHash
+	}
+	return LBPolicy(p.String())
+}
+
+func applyLimits(cl *Cluster, cb *clusterv3.CircuitBreakers) {
+	for _, t := range cb.GetThresholds() {
+		if t.GetPriority() != corev3.RoutingPriority_DEFAULT {
+			continue
+		}
+		if v := t.GetMaxConnections(); v != nil && v.GetValue() > 0 {
+			cl.MaxConnections = int(v.GetValue())
+		}
+		if v := t.GetMaxRequests(); v != nil && v.GetValue() > 0 {
+			cl.MaxRequests = int64(v.GetValue())
+		}
+	}
+}
+
+func addresses(a *endpointv3.ClusterLoadAssignment) ([]string, error) {
+	var out []string
+	for i, loc := range a.GetEndpoints() {
+		for j, lb := range loc.GetLbEndpoints() {
+			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
+			if sa == nil || sa.GetAddress() == "" || sa.GetPortValue() == 0 {
+				return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d].endpoint.address.socket_address: an address and a port_value are required", i, j)
+			}
+			if lb.GetHealthStatus() == corev3.HealthStatus_UNHEALTHY || lb.GetHealthStatus() == corev3.HealthStatus_DRAINING {
+				continue
+			}
+			out = append(out, net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))))
+		}
+	}
+	return out, nil
+}
+
+func (m *Manager) endpoint(addr string) *Endpoint {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e := m.endpoints[addr]
+	if e == nil {
+		e = newEndpoint(addr)
+		m.endpoints[addr] = e
+	}
+	return e
+}
+
+// Commit forgets endpoints that no cluster in use references any more and
+// closes their connections (requests in flight on them fail).
+func (m *Manager) Commit(inUse map[string]*Cluster) {
+	keep := map[*Endpoint]bool{}
+	for _, c := range inUse {
+		for _, e := range c.Endpoints {
+			keep[e] = true
+		}
+	}
+	m.mu.Lock()
+	var gone []*Endpoint
+	for addr, e := range m.endpoints {
+		if !keep[e] {
+			gone = append(gone, e)
+			delete(m.endpoints, addr)
+		}
+	}
+	m.mu.Unlock()
+	for _, e := range gone {
+		e.closeAll()
+	}
+}
+
+// CloseIdle closes connections idle for longer than d.
+func (m *Manager) CloseIdle(d time.Duration) {
+	cutoff := time.Now().Add(-d)
+	m.mu.Lock()
+	eps := make([]*Endpoint, 0, len(m.endpoints))
+	for _, e := range m.endpoints {
+		eps = append(eps, e)
+	}
+	m.mu.Unlock()
+	for _, e := range eps {
+		e.closeIdle(cutoff)
+	}
+}
+
+// CloseAll closes every upstream connection.
+func (m *Manager) CloseAll() { m.Commit(nil) }

@@ -1,0 +1,245 @@
+package upstream
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
+)
+
+// Errors a Request may be completed with.
+var (
+	// ErrConnect: the connection could not be made; the request never left.
+	ErrConnect = errors.New("upstream connect failed")
+	// ErrReset: the connection closed while the request was in flight.
+	ErrReset = errors.New("upstream connection reset")
+	// ErrOverloaded: a connection or request limit was reached.
+	ErrOverloaded = errors.New("upstream limit reached")
+	// ErrNoEndpoint: the cluster has no endpoint.
+	ErrNoEndpoint = errors.New("no healthy upstream")
+)
+
+// Request is one request in flight upstream.
+type Request interface {
+	// Done is called exactly once unless the request is cancelled first:
+	// with the response, or with one of the errors above.
+	Done(resp *codec.Message, err error)
+}
+
+// maxWriteBuffer bounds what may queue for a slow upstream before the
+// connection is given up.
+const maxWriteBuffer = 64 << 20
+
+// Conn is one upstream connection that many downstream requests share. For
+// protocols paired by ID it rewrites each request's ID to one unique on this
+// connection; for in-order protocols it pairs responses first in, first out.
+type Conn struct {
+	pool  *Pool
+	codec codec.Codec
+	nc    net.Conn
+
+	mu       sync.Mutex
+	ready    bool // dialled; the writer may flush
+	closed   bool
+	inflight inflight
+	wbuf     []byte
+	kick     chan struct{}
+
+	active   atomic.Int32
+	lastUsed atomic.Int64
+}
+
+func newConn(p *Pool) (*Conn, error) {
+	cd, err := p.proto.New(p.opts)
+	if err != nil {
+		return nil, err
+	}
+	c := &Conn{pool: p, codec: cd, kick: make(chan struct{}, 1)}
+	if p.proto.Ordering == codec.InOrder {
+		c.inflight = &fifo{}
+	} else {
+		c.inflight = &byID{m: map[uint64]Request{}}
+	}
+	return c, nil
+}
+
+// dial connects and starts the reader and writer; requests sent meanwhile wait
+// in the write buffer.
+func (c *Conn) dial(timeout time.Duration) {
+	nc, err := net.DialTimeout("tcp", c.pool.ep.Addr, timeout)
+	if err != nil {
+		c.pool.ep.fail()
+		c.close(fmt.Errorf("%w: %s: %v", ErrConnect, c.pool.ep.Addr, err))
+		return
+	}
+	if tc, ok := nc.(*net.TCPConn); ok {
+		_ = tc.SetNoDelay(true)
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		nc.Close()
+		return
+	}
+	c.nc, c.ready = nc, true
+	c.mu.Unlock()
+	c.pool.ep.succeed()
+	go c.writeLoop()
+	go c.readLoop()
+	c.signal()
+}
+
+// Send writes msg on this connection and registers r for its response (r nil:
+// no response expected). It returns the ID msg carries upstream.
+func (c *Conn) Send(msg *codec.Message, r Request) (uint64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, ErrReset
+	}
+	if len(c.wbuf) > maxWriteBuffer {
+		return 0, ErrOverloaded
+	}
+	orig := msg.ID
+	id := c.inflight.nextID(orig)
+	msg.ID = id
+	var err error
+	c.wbuf, err = c.codec.Encode(c.wbuf, msg)
+	msg.ID = orig
+	if err != nil {
+		return 0, err
+	}
+	if r != nil {
+		c.inflight.add(id, r)
+		c.active.Add(1)
+	}
+	c.lastUsed.Store(time.Now().UnixNano())
+	c.signal()
+	return id, nil
+}
+
+// Cancel forgets the request with id; a late response to it is dropped.
+func (c *Conn) Cancel(id uint64) {
+	c.mu.Lock()
+	if c.inflight.cancel(id) {
+		c.active.Add(-1)
+	}
+	c.mu.Unlock()
+}
+
+func (c *Conn) signal() {
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
+}
+
+func (c *Conn) writeLoop() {
+	var out []byte
+	for range c.kick {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return
+		}
+		out, c.wbuf = c.wbuf, out[:0]
+		c.mu.Unlock()
+		if len(out) == 0 {
+			continue
+		}
+		if _, err := c.nc.Write(out); err != nil {
+			c.close(fmt.Errorf("%w: write: %v", ErrReset, err))
+			return
+		}
+	}
+}
+
+func (c *Conn) readLoop() {
+	fr := wire.NewReader(c.nc, c.codec)
+	for {
+		frame, err := fr.Next()
+		if err != nil {
+			c.close(fmt.Errorf("%w: %v", ErrReset, err))
+			return
+		}
+		m, err := c.codec.Decode(frame)
+		if err != nil {
+			c.close(fmt.Errorf("%w: %v", ErrReset, err))
+			return
+		}
+		c.handle(m)
+	}
+}
+
+func (c *Conn) handle(m *codec.Message) {
+	switch m.Kind {
+	case codec.KindResponse, codec.KindStream:
+		c.mu.Lock()
+		r := c.inflight.take(m.ID, m.Kind == codec.KindResponse || m.EndStream)
+		if r != nil && (m.Kind == codec.KindResponse || m.EndStream) {
+			c.active.Add(-1)
+		}
+		c.mu.Unlock()
+		if r != nil {
+			r.Done(m, nil)
+		}
+	case codec.KindHeartbeat:
+		c.answerHeartbeat(m)
+	}
+}
+
+// answerHeartbeat answers a server's keep-alive so the server keeps the
+// shared connection open.
+func (c *Conn) answerHeartbeat(m *codec.Message) {
+	hb, ok := c.codec.(codec.HeartbeatReplier)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if rep, err := hb.HeartbeatReply(m); err == nil && rep != nil {
+		if out, err := c.codec.Encode(c.wbuf, rep); err == nil {
+			c.wbuf = out
+			c.signal()
+		}
+	}
+}
+
+// close fails every request in flight with err and releases the connection.
+func (c *Conn) close(err error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	waiting := c.inflight.drain()
+	c.active.Store(0)
+	nc := c.nc
+	c.mu.Unlock()
+	c.signal() // the writer wakes, sees closed and stops
+	if nc != nil {
+		nc.Close()
+	}
+	if errors.Is(err, ErrReset) && len(waiting) > 0 {
+		c.pool.ep.fail()
+	}
+	c.pool.remove(c)
+	for _, r := range waiting {
+		r.Done(nil, err)
+	}
+}
+
+// Close closes the connection; requests in flight fail with ErrReset.
+func (c *Conn) Close() { c.close(fmt.Errorf("%w: closed by the proxy", ErrReset)) }
+
+func (c *Conn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}

@@ -1,0 +1,98 @@
+package upstream
+
+import (
+	"sync"
+	"time"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+)
+
+// perConnTarget is how many requests in flight a connection carries before
+// the pool opens another one (within the cluster's connection limit).
+const perConnTarget = 128
+
+// Pool holds the connections to one endpoint for one protocol.
+type Pool struct {
+	ep    *Endpoint
+	proto codec.Protocol
+	opts  codec.Options
+
+	mu    sync.Mutex
+	conns []*Conn
+}
+
+// Send sends msg over the least busy connection, opening one if needed, and
+// returns the connection and the ID the request carries there.
+func (p *Pool) Send(cl *Cluster, msg *codec.Message, r Request) (*Conn, uint64, error) {
+	c, err := p.pick(cl)
+	if err != nil {
+		return nil, 0, err
+	}
+	id, err := c.Send(msg, r)
+	return c, id, err
+}
+
+func (p *Pool) pick(cl *Cluster) (*Conn, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var best *Conn
+	for _, c := range p.conns {
+		if best == nil || c.active.Load() < best.active.Load() {
+			best = c
+		}
+	}
+	if best != nil && (best.active.Load() < perConnTarget || len(p.conns) >= cl.MaxConnections) {
+		return best, nil
+	}
+	c, err := newConn(p)
+	if err != nil {
+		return nil, err
+	}
+	p.conns = append(p.conns, c)
+	go c.dial(cl.ConnectTimeout)
+	return c, nil
+}
+
+func (p *Pool) remove(c *Conn) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, x := range p.conns {
+		if x == c {
+			p.conns = append(p.conns[:i], p.conns[i+1:]...)
+			return
+		}
+	}
+}
+
+// closeIdle closes connections with nothing in flight that were last used
+// before the cutoff.
+func (p *Pool) closeIdle(cutoff time.Time) {
+	p.mu.Lock()
+	var idle []*Conn
+	for _, c := range p.conns {
+		if c.active.Load() == 0 && c.lastUsed.Load() < cutoff.UnixNano() {
+			idle = append(idle, c)
+		}
+	}
+	p.mu.Unlock()
+	for _, c := range idle {
+		c.Close()
+	}
+}
+
+// closeAll closes every connection.
+func (p *Pool) closeAll() {
+	p.mu.Lock()
+	conns := append([]*Conn(nil), p.conns...)
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// Conns reports how many connections the pool holds.
+func (p *Pool) Conns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}

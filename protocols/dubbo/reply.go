@@ -1,0 +1,82 @@
+package dubbo
+
+import (
+	"encoding/binary"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+)
+
+// replyStatus maps a proxy error to the Dubbo status byte a real provider
+// would send for the closest failure (see README.md for the reasons).
+func replyStatus(s codec.Status) (byte, bool) {
+	switch s {
+	case codec.StatusNoRoute, codec.StatusNoUpstream:
+		return statusServiceNotFound, true
+	case codec.StatusTimeout:
+		return statusServerTimeout, true
+	case codec.StatusOverloaded, codec.StatusRateLimited:
+		return statusThreadpoolExhaust, true
+	case codec.StatusBadRequest:
+		return statusBadRequest, true
+	case codec.StatusUnauthorized:
+		return statusServiceError, true
+	case codec.StatusUpstreamReset, codec.StatusFault, codec.StatusError:
+		return statusServerError, true
+	}
+	return 0, false
+}
+
+// Reply implements codec.Codec. The answer is what a Dubbo provider sends when
+// it fails a call outside the service: a response with the request's ID, an
+// error status byte and a hessian2 string body holding the message. Oneway
+// requests get no answer.
+func (c *Codec) Reply(req *codec.Message, status codec.Status, detail string) (*codec.Message, error) {
+	switch req.Kind {
+	case codec.KindOneway:
+		return nil, nil
+	case codec.KindHeartbeat:
+		return c.HeartbeatReply(req)
+	case codec.KindRequest:
+	default:
+		return nil, codec.Errorf(Name, codec.ErrUnsupported, "cannot reply to a %s", req.Kind)
+	}
+	code, ok := replyStatus(status)
+	if !ok {
+		return nil, codec.Errorf(Name, codec.ErrUnsupported, "no error reply for status %s", status)
+	}
+	if detail == "" {
+		detail = "rosetta: " + status.String()
+	}
+	b := make([]byte, headerLen, headerLen+len(detail)+8)
+	b = appendString(b, detail)
+	m, err := c.response(b, 0, code, req.ID)
+	if err != nil {
+		return nil, err
+	}
+	m.Status = status
+	return m, nil
+}
+
+// HeartbeatReply implements codec.HeartbeatReplier: an event response with
+// status OK and a null body, as Dubbo answers a heartbeat. Events sent oneway
+// (a provider's readonly notice) get no answer.
+func (c *Codec) HeartbeatReply(req *codec.Message) (*codec.Message, error) {
+	if req.Kind != codec.KindHeartbeat {
+		return nil, codec.Errorf(Name, codec.ErrUnsupported, "heartbeat reply to a %s", req.Kind)
+	}
+	if len(req.Raw) > 2 && req.Raw[2]&flagTwoWay == 0 {
+		return nil, nil
+	}
+	b := make([]byte, headerLen, headerLen+1)
+	b = append(b, 'N')
+	return c.response(b, flagEvent, statusOK, req.ID)
+}
+
+// response fills in the header of b (a header's room and a body) and decodes
+// it, so replies carry the same private state as received frames.
+func (c *Codec) response(b []byte, flags, status byte, id uint64) (*codec.Message, error) {
+	b[0], b[1], b[2], b[3] = magicHigh, magicLow, flags|serialHessian2, status
+	binary.BigEndian.PutUint64(b[4:], id)
+	binary.BigEndian.PutUint32(b[12:], uint32(len(b)-headerLen))
+	return c.Decode(b)
+}
