@@ -76,7 +76,7 @@ func (c Codec) Decode(frame []byte) (*codec.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	if sp.Len != len(frame) {
+	if sp.Len == 0 || sp.Len != len(frame) {
 		return nil, codec.Errorf(Name, codec.ErrMalformed, "frame length %d, have %d bytes", sp.Len, len(frame))
 	}
 	kind, ok := kinds[frame[4]]

@@ -163,3 +163,9 @@ func withOption(opts codec.Options, k, v string) codec.Options {
 func poolKey(name string, opts codec.Options) string {
 	return name + fmt.Sprint(map[string]string(opts))
 }
+
+// Validate checks resources exactly as Apply would, without opening anything.
+func Validate(res config.Resources) error {
+	_, err := compile(res, upstream.NewManager())
+	return err
+}

@@ -1,0 +1,58 @@
+# Rosetta. `make demo` runs the main job, `make test` runs every test; each
+# installs what it needs. See README.md.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+# Modules with their own go.mod under e2e/ (heavy test-only peers).
+E2E_MODULES := $(sort $(dir $(wildcard e2e/*/go.mod)))
+FUZZTIME ?= 30s
+
+.PHONY: all build demo test deps lint unit e2e bench fuzz generate clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN)/ ./cmd/...
+
+demo:
+	$(GO) run ./cmd/rosettactl demo
+
+deps:
+	bash hack/deps.sh
+
+# Everything: lint, the main module's tests (with the race detector), and the
+# e2e modules against real peers. CI runs exactly this.
+test: deps lint unit e2e
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
+	  if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(BIN)/staticcheck ./...
+
+unit:
+	$(GO) test -race -timeout 20m ./...
+
+e2e:
+	@set -e; for m in $(E2E_MODULES); do \
+	  echo "== e2e module $$m"; \
+	  (cd $$m && $(GO) vet ./... && $(GO) test -timeout 30m ./...); \
+	done
+
+bench: build
+	$(GO) run ./bench/cmd/loadtest
+
+# Each decoder's fuzz target for FUZZTIME (the seeds also run in `make test`).
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./protocols/...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+generate: deps
+	PATH=$(BIN):$$PATH protoc -I api --go_out=. --go_opt=module=github.com/rosetta-mesh/rosetta \
+	  api/rosetta/config/v1alpha1/metaprotocol.proto
+
+clean:
+	rm -rf $(BIN)

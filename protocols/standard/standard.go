@@ -1,0 +1,8 @@
+// Package standard registers every codec that ships with Rosetta. A proxy
+// binary imports it for the standard build; a custom build imports the codec
+// packages it wants instead (and its own).
+package standard
+
+import (
+	_ "github.com/rosetta-mesh/rosetta/protocols/dubbo" // registers "dubbo"
+)
