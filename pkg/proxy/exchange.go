@@ -25,6 +25,11 @@ type exchange struct {
 	route   *router.Route
 	cluster *upstream.Cluster
 	hash    uint64
+	// done, when set, receives the outcome instead of the downstream
+	// connection (requests a codec's Handler sends).
+	onDone codec.Done
+	// fixed, when set, is the only endpoint to try.
+	fixed *upstream.Endpoint
 
 	mu       sync.Mutex
 	done     bool
@@ -48,12 +53,29 @@ func (a *attempt) Done(resp *codec.Message, err error) { a.ex.attemptDone(a, res
 // handle routes one request from dc. It runs on dc's reader goroutine and
 // never blocks on the network.
 func (p *Proxy) handle(dc *downConn, req *codec.Message) {
-	ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: time.Now()}
 	dc.inflight.Add(1)
-	ex.slot = dc.reserve()
-	if t := dc.lc.table(ex.snap); t != nil {
-		ex.route = t.Match(req)
+	s := dc.reserve()
+	if h, ok := dc.codec.(codec.Handler); ok {
+		h.Handle(req, &env{dc: dc, snap: p.snap.Load()}, func(m *codec.Message) {
+			dc.respond(s, m)
+			dc.finished()
+		})
+		return
 	}
+	ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: time.Now(), slot: s}
+	ex.route = ex.match()
+	ex.run()
+}
+
+func (ex *exchange) match() *router.Route {
+	if t := ex.dc.lc.table(ex.snap); t != nil {
+		return t.Match(ex.req)
+	}
+	return nil
+}
+
+// run applies the route's policies and forwards the request.
+func (ex *exchange) run() {
 	if ex.route == nil {
 		ex.local(codec.StatusNoRoute, "no route matched the request")
 		return
@@ -83,7 +105,9 @@ func (ex *exchange) forward() {
 		ex.req.Set(kv.Key, kv.Value)
 	}
 	name := act.PickCluster()
-	ex.cluster = ex.snap.clusters[name]
+	if ex.cluster == nil {
+		ex.cluster = ex.snap.clusters[name]
+	}
 	if ex.cluster == nil {
 		ex.local(codec.StatusNoUpstream, fmt.Sprintf("cluster %q not found", name))
 		return
@@ -135,8 +159,7 @@ func (ex *exchange) sendOneway() {
 		status = "upstream_error"
 	}
 	ex.record(status)
-	ex.dc.respond(ex.slot, nil)
-	ex.dc.finished()
+	ex.complete(nil, codec.StatusOK, "")
 }
 
 // mirror sends copies to mirror clusters; their answers are dropped.
@@ -166,7 +189,10 @@ func (discard) Done(*codec.Message, error) {}
 // startAttempt tries an endpoint other than exclude. ex.mu is held.
 func (ex *exchange) startAttempt(exclude *upstream.Endpoint) {
 	ex.tries++
-	ep := ex.cluster.Pick(ex.hash, exclude)
+	ep := ex.fixed
+	if ep == nil {
+		ep = ex.cluster.Pick(ex.hash, exclude)
+	}
 	if ep == nil {
 		ex.finishLocked(nil, codec.StatusNoUpstream, "no healthy endpoint in cluster "+ex.cluster.Name)
 		return
@@ -291,14 +317,30 @@ func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail st
 		resp.Set(kv.Key, kv.Value)
 	}
 	ex.record(st.String())
-	ex.dc.respond(ex.slot, resp)
-	ex.dc.finished()
+	ex.complete(resp, st, "")
 }
 
 // local answers with the codec's reply for st.
 func (ex *exchange) local(st codec.Status, detail string) {
 	ex.record(st.String())
-	ex.dc.reply(ex.slot, ex.req, st, "rosetta: "+detail)
+	ex.complete(nil, st, "rosetta: "+detail)
+}
+
+// complete hands the outcome to whoever waits for it: a Handler's callback,
+// or the downstream connection (resp nil and a non-OK status: a local reply).
+func (ex *exchange) complete(resp *codec.Message, st codec.Status, detail string) {
+	if ex.onDone != nil {
+		ex.onDone(resp, st, detail)
+		return
+	}
+	switch {
+	case resp != nil:
+		ex.dc.respond(ex.slot, resp)
+	case st != codec.StatusOK:
+		ex.dc.reply(ex.slot, ex.req, st, detail)
+	default:
+		ex.dc.respond(ex.slot, nil)
+	}
 	ex.dc.finished()
 }
 

@@ -257,7 +257,7 @@ func TestMalformedFrameClosesOnlyThatConnection(t *testing.T) {
 		}
 	}()
 	for _, bad := range [][]byte{
-		{0xff, 0xff, 0xff, 0xff, 1},   // a length past the limit
+		{0xff, 0xff, 0xff, 0xff, 1},  // a length past the limit
 		{0, 0, 0, 20, 9, 1, 2, 3, 4}, // an unknown kind
 	} {
 		raw, err := net.Dial("tcp", addr)

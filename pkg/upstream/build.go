@@ -171,3 +171,6 @@ func (m *Manager) CloseIdle(d time.Duration) {
 
 // CloseAll closes every upstream connection.
 func (m *Manager) CloseAll() { m.Commit(nil) }
+
+// Endpoint returns the endpoint for addr, making one if no cluster has it.
+func (m *Manager) Endpoint(addr string) *Endpoint { return m.endpoint(addr) }

@@ -1,0 +1,52 @@
+package codec
+
+// Handler is an optional capability for protocols whose requests need more
+// than "one request, one route, one upstream": Redis answers AUTH and HELLO
+// itself, splits MGET across shards and follows cluster redirections. When a
+// downstream connection's Codec implements Handler, the proxy hands every
+// decoded request to Handle instead of routing it itself.
+//
+// Handle runs on the connection's reader goroutine, once per request, in the
+// order requests arrive; it must not block on the network. It answers through
+// reply exactly once per request, from any goroutine and at any time; the
+// proxy writes answers in request order for InOrder protocols. Passing nil to
+// reply means "no answer" (a oneway request).
+type Handler interface {
+	Handle(req *Message, up Upstream, reply func(*Message))
+}
+
+// Done receives the outcome of a request sent upstream: the response, or a
+// nil response and the status of the error the proxy met (no route, timeout,
+// no healthy upstream, ...), with a description.
+type Done func(resp *Message, status Status, detail string)
+
+// Upstream is what the proxy offers a Handler: its routes, its clusters and
+// their pooled, multiplexed connections.
+type Upstream interface {
+	// Forward routes req as the proxy routes any request: the first matching
+	// route, its policies (timeout, retries, faults, mirrors, mutations), the
+	// cluster's load balancer.
+	Forward(req *Message, done Done)
+	// Route reports the cluster the first matching route would pick for req,
+	// and the route's name.
+	Route(req *Message) (cluster, route string, ok bool)
+	// Endpoints lists a cluster's endpoint addresses.
+	Endpoints(cluster string) []string
+	// SendTo sends req to one address, over the pooled connections to it,
+	// with the given cluster's limits and timeouts. The address need not be
+	// one of the cluster's endpoints (a Redis Cluster redirection names any
+	// node).
+	SendTo(cluster, addr string, req *Message, done Done)
+	// Dedicated opens a connection to addr that no other client shares, for
+	// stateful exchanges (transactions, blocking commands, subscriptions).
+	// Every message the server sends on it goes to recv, in order; recv gets
+	// a nil message and the error once the connection ends.
+	Dedicated(cluster, addr string, recv func(*Message, error)) (DedicatedConn, error)
+}
+
+// DedicatedConn is an upstream connection owned by one downstream client.
+type DedicatedConn interface {
+	// Send writes req as it is (no ID rewriting).
+	Send(req *Message) error
+	Close()
+}

@@ -1,0 +1,82 @@
+package proxy
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/router"
+	"github.com/rosetta-mesh/rosetta/pkg/upstream"
+)
+
+// env is the codec.Upstream a Handler gets: the snapshot in force when the
+// request arrived, seen from its downstream connection.
+type env struct {
+	dc   *downConn
+	snap *snapshot
+}
+
+var _ codec.Upstream = (*env)(nil)
+
+func (e *env) exchange(req *codec.Message, done codec.Done) *exchange {
+	return &exchange{p: e.dc.l.p, dc: e.dc, req: req, snap: e.snap, start: time.Now(), onDone: done}
+}
+
+// Forward implements codec.Upstream.
+func (e *env) Forward(req *codec.Message, done codec.Done) {
+	ex := e.exchange(req, done)
+	ex.route = ex.match()
+	ex.run()
+}
+
+// Route implements codec.Upstream.
+func (e *env) Route(req *codec.Message) (string, string, bool) {
+	t := e.dc.lc.table(e.snap)
+	if t == nil {
+		return "", "", false
+	}
+	r := t.Match(req)
+	if r == nil {
+		return "", "", false
+	}
+	return r.Action.PickCluster(), r.Name, true
+}
+
+// Endpoints implements codec.Upstream.
+func (e *env) Endpoints(cluster string) []string {
+	cl := e.snap.clusters[cluster]
+	if cl == nil {
+		return nil
+	}
+	out := make([]string, 0, len(cl.Endpoints))
+	for _, ep := range cl.Endpoints {
+		out = append(out, ep.Addr)
+	}
+	return out
+}
+
+// SendTo implements codec.Upstream: the request skips routing and load
+// balancing but keeps the matching route's timeout and retries (or none).
+func (e *env) SendTo(cluster, addr string, req *codec.Message, done codec.Done) {
+	ex := e.exchange(req, done)
+	ex.cluster = e.snap.clusters[cluster]
+	if ex.cluster == nil {
+		ex.local(codec.StatusNoUpstream, fmt.Sprintf("cluster %q not found", cluster))
+		return
+	}
+	ex.fixed = e.dc.l.p.mgr.Endpoint(addr)
+	if ex.route = ex.match(); ex.route == nil {
+		ex.route = &router.Route{Name: "direct", Action: router.Action{Cluster: cluster}}
+	}
+	ex.forward()
+}
+
+// Dedicated implements codec.Upstream.
+func (e *env) Dedicated(cluster, addr string, recv func(*codec.Message, error)) (codec.DedicatedConn, error) {
+	timeout := upstream.DefaultConnectTimeout
+	if cl := e.snap.clusters[cluster]; cl != nil {
+		timeout = cl.ConnectTimeout
+	}
+	lc := e.dc.lc
+	return upstream.DialDedicated(addr, timeout, lc.protocol, lc.options, recv)
+}

@@ -1,0 +1,86 @@
+package proxy_test
+
+import (
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/rosetta-mesh/rosetta/examples/toy"
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+)
+
+// fanout is the toy codec plus a Handler: a request with method "both" is
+// sent once with target=a and once with target=b, and the answers are joined,
+// as Redis splits MGET across shards.
+type fanout struct{ toy.Codec }
+
+func init() {
+	codec.Register(codec.Protocol{Name: "toy-fanout", New: func(codec.Options) (codec.Codec, error) { return fanout{}, nil }})
+}
+
+func (f fanout) Handle(req *codec.Message, up codec.Upstream, reply func(*codec.Message)) {
+	if m, _ := req.Get("method"); m != "both" {
+		up.Forward(req, func(resp *codec.Message, st codec.Status, detail string) {
+			reply(f.answer(req, resp, st, detail))
+		})
+		return
+	}
+	var mu sync.Mutex
+	parts := map[string]string{}
+	for _, target := range []string{"a", "b"} {
+		part := *req
+		part.Mutations = nil
+		part.Set("target", target)
+		up.Forward(&part, func(resp *codec.Message, st codec.Status, detail string) {
+			mu.Lock()
+			defer mu.Unlock()
+			parts[target] = string(resp.Raw[len(resp.Raw)-1:]) // the server's one-letter body
+			if len(parts) == 2 {
+				out, _ := toy.AppendFrame(nil, toy.KindResponse, req.ID, 0, nil, []byte(parts["a"]+parts["b"]))
+				m, _ := f.Decode(out)
+				reply(m)
+			}
+		})
+	}
+}
+
+func (f fanout) answer(req, resp *codec.Message, st codec.Status, detail string) *codec.Message {
+	if resp != nil {
+		return resp
+	}
+	r, _ := f.Reply(req, st, detail)
+	return r
+}
+
+func TestHandlerFansOutThroughTheRouter(t *testing.T) {
+	letter := func(name string) *toy.Server {
+		s, err := toy.Serve("127.0.0.1:0", func(*toy.Request) *toy.Response { return &toy.Response{Body: []byte(name)} })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		return s
+	}
+	a, b := letter("A"), letter("B")
+	lst := listener("in", "r", nil)
+	lst["filter_chains"].([]obj)[0]["filters"].([]obj)[0]["typed_config"].(obj)["codec"] = "toy-fanout"
+	p := start(t, []obj{lst},
+		[]obj{routeConfig("r",
+			route("a", match("target", "a"), obj{"cluster": "a"}),
+			route("b", match("target", "b"), obj{"cluster": "b"}),
+		)},
+		[]obj{cluster("a", "", a.Addr()), cluster("b", "", b.Addr())})
+	c := dial(t, p.Addr(t, "in"))
+	r := call(t, c, map[string]string{"method": "both"})
+	if r.Err() != nil || string(r.Body) != "AB" {
+		t.Fatalf("the fanned-out call: %v %q, want AB", r.Err(), r.Body)
+	}
+	r = call(t, c, map[string]string{"method": "one", "target": "b"})
+	if string(r.Body) != "B" {
+		t.Fatalf("a forwarded call: %q", r.Body)
+	}
+	r = call(t, c, map[string]string{"method": "one"})
+	if statusOf(r) != "no_route" || !strings.Contains(string(r.Body), "no route") {
+		t.Fatalf("a call no route matches: %s %q", statusOf(r), r.Body)
+	}
+}

@@ -1,0 +1,68 @@
+package upstream
+
+import (
+	"net"
+	"sync"
+	"time"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
+)
+
+// Dedicated is an upstream connection one downstream client owns: nothing is
+// rewritten and every message the server sends goes to the owner in order.
+type Dedicated struct {
+	nc    net.Conn
+	codec codec.Codec
+	mu    sync.Mutex
+	buf   []byte
+}
+
+// DialDedicated connects to addr and delivers every frame the server sends to
+// recv; recv gets (nil, err) once when the connection ends.
+func DialDedicated(addr string, timeout time.Duration, p codec.Protocol, opts codec.Options, recv func(*codec.Message, error)) (*Dedicated, error) {
+	cd, err := p.New(opts)
+	if err != nil {
+		return nil, err
+	}
+	nc, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	d := &Dedicated{nc: nc, codec: cd}
+	go d.read(recv)
+	return d, nil
+}
+
+func (d *Dedicated) read(recv func(*codec.Message, error)) {
+	fr := wire.NewReader(d.nc, d.codec)
+	for {
+		frame, err := fr.Next()
+		var m *codec.Message
+		if err == nil {
+			m, err = d.codec.Decode(frame)
+		}
+		if err != nil {
+			d.nc.Close()
+			recv(nil, err)
+			return
+		}
+		recv(m, nil)
+	}
+}
+
+// Send writes req as it is.
+func (d *Dedicated) Send(req *codec.Message) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out, err := d.codec.Encode(d.buf[:0], req)
+	if err != nil {
+		return err
+	}
+	d.buf = out
+	_, err = d.nc.Write(out)
+	return err
+}
+
+// Close closes the connection.
+func (d *Dedicated) Close() { d.nc.Close() }
