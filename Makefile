@@ -40,7 +40,7 @@ e2e:
 	done
 
 bench: build
-	$(GO) run ./bench/cmd/loadtest
+	$(GO) run ./bench/loadtest -proxy $(BIN)/rosetta-proxy
 
 # Each decoder's fuzz target for FUZZTIME (the seeds also run in `make test`).
 fuzz:

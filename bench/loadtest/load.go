@@ -1,0 +1,308 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rosetta-mesh/rosetta/protocols/dubbo/dubbopeer"
+)
+
+// target is where the load goes: the provider itself or a proxy in front of
+// it (a child process whose CPU and memory are measured).
+type target struct {
+	name  string
+	addr  string
+	admin string // rosetta's admin address, for a CPU profile
+	cmd   *exec.Cmd
+}
+
+// profile saves a CPU profile of the target over d to path, in the background.
+func (t *target) profile(path string, d time.Duration) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	if t.admin == "" || path == "" {
+		return &wg
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		resp, err := http.Get(fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", t.admin, int(d.Seconds())))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "loadtest: profile:", err)
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		_ = os.WriteFile(path, b, 0o644)
+	}()
+	return &wg
+}
+
+func (t *target) start(bin string, args ...string) error {
+	t.cmd = exec.Command(bin, args...)
+	t.cmd.Stdout, t.cmd.Stderr = os.Stderr, os.Stderr
+	return t.cmd.Start()
+}
+
+func (t *target) stop() {
+	if t.cmd != nil && t.cmd.Process != nil {
+		_ = t.cmd.Process.Signal(os.Interrupt)
+		done := make(chan struct{})
+		go func() { _ = t.cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = t.cmd.Process.Kill()
+		}
+	}
+}
+
+type result struct {
+	name          string
+	requests      int
+	errors        int
+	throughput    float64
+	p50, p90, p99 time.Duration
+	cpuPer1000    float64 // CPU seconds per 1000 requests; <0 when not measured
+	rssMB         float64
+	saturated     float64
+}
+
+func dialAll(t *target, n int) ([]*dubbopeer.Consumer, error) {
+	cs := make([]*dubbopeer.Consumer, 0, n)
+	for i := 0; i < n; i++ {
+		c, err := dubbopeer.Dial(t.addr)
+		if err != nil {
+			for _, x := range cs {
+				x.Close()
+			}
+			return nil, err
+		}
+		cs = append(cs, c)
+	}
+	return cs, nil
+}
+
+// fixedRate sends o.rate requests a second spread over o.conns connections
+// for o.duration. Latency counts from each request's scheduled time, so a
+// stall delays (and is charged to) the requests behind it.
+func fixedRate(t *target, req *dubbopeer.Prepared, o options) (result, error) {
+	cs, err := dialAll(t, o.conns)
+	if err != nil {
+		return result{}, err
+	}
+	defer func() {
+		for _, c := range cs {
+			c.Close()
+		}
+	}()
+	warm(cs, req)
+	prof := t.profile(o.profile, o.duration)
+	defer prof.Wait()
+	cpu0 := cpuSeconds(t)
+	perConn := time.Duration(float64(time.Second) * float64(o.conns) / float64(o.rate))
+	var mu sync.Mutex
+	var lat []time.Duration
+	var errs atomic.Int64
+	var wg sync.WaitGroup
+	begin := time.Now()
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			local := make([]time.Duration, 0, int(o.duration/perConn)+1)
+			// Stagger the connections so the rate is even, not 16 at once.
+			next := begin.Add(perConn * time.Duration(i) / time.Duration(len(cs)))
+			var inner sync.WaitGroup
+			var lmu sync.Mutex
+			for next.Before(begin.Add(o.duration)) {
+				time.Sleep(time.Until(next))
+				sched := next
+				inner.Add(1)
+				go func() {
+					defer inner.Done()
+					err := c.CallPrepared(context.Background(), req)
+					d := time.Since(sched)
+					if err != nil {
+						errs.Add(1)
+						return
+					}
+					lmu.Lock()
+					local = append(local, d)
+					lmu.Unlock()
+				}()
+				next = next.Add(perConn)
+			}
+			inner.Wait()
+			mu.Lock()
+			lat = append(lat, local...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(begin)
+	r := summarize(t.name, lat, int(errs.Load()), elapsed)
+	r.cpuPer1000, r.rssMB = -1, -1
+	if t.cmd != nil {
+		r.cpuPer1000 = (cpuSeconds(t) - cpu0) / float64(r.requests) * 1000
+		r.rssMB = rssMB(t)
+	}
+	return r, nil
+}
+
+// saturate keeps o.inflight calls in flight on every connection for half of
+// o.duration and reports the throughput.
+func saturate(t *target, req *dubbopeer.Prepared, o options) (result, error) {
+	cs, err := dialAll(t, o.conns)
+	if err != nil {
+		return result{}, err
+	}
+	defer func() {
+		for _, c := range cs {
+			c.Close()
+		}
+	}()
+	warm(cs, req)
+	var n, errs atomic.Int64
+	stop := time.Now().Add(o.duration / 2)
+	begin := time.Now()
+	var wg sync.WaitGroup
+	for _, c := range cs {
+		for j := 0; j < o.inflight; j++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(stop) {
+					if err := c.CallPrepared(context.Background(), req); err != nil {
+						errs.Add(1)
+						continue
+					}
+					n.Add(1)
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	if errs.Load() > 0 {
+		return result{}, fmt.Errorf("%d calls failed under saturation", errs.Load())
+	}
+	return result{throughput: float64(n.Load()) / time.Since(begin).Seconds()}, nil
+}
+
+func warm(cs []*dubbopeer.Consumer, req *dubbopeer.Prepared) {
+	for i := 0; i < 200; i++ {
+		_ = cs[i%len(cs)].CallPrepared(context.Background(), req)
+	}
+}
+
+func summarize(name string, lat []time.Duration, errs int, elapsed time.Duration) result {
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) time.Duration {
+		if len(lat) == 0 {
+			return 0
+		}
+		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
+	}
+	return result{name: name, requests: len(lat), errors: errs, throughput: float64(len(lat)) / elapsed.Seconds(),
+		p50: pct(0.50), p90: pct(0.90), p99: pct(0.99)}
+}
+
+// cpuSeconds reads the child's user+system time from /proc (clock ticks of
+// 10 ms, Linux's USER_HZ of 100).
+func cpuSeconds(t *target) float64 {
+	if t.cmd == nil {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", t.cmd.Process.Pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
+	ut, _ := strconv.ParseFloat(fields[11], 64)
+	st, _ := strconv.ParseFloat(fields[12], 64)
+	return (ut + st) / 100
+}
+
+func rssMB(t *target) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", t.cmd.Process.Pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.ParseFloat(strings.Fields(line)[1], 64)
+			return kb / 1024
+		}
+	}
+	return -1
+}
+
+func printTable(w io.Writer, o options, rows []result) {
+	fmt.Fprintf(w, "Dubbo echo, %d-byte payload, %d connections; fixed rate %d req/s for %v; saturation with %d in flight per connection.\n\n",
+		o.payload, o.conns, o.rate, o.duration, o.inflight)
+	fmt.Fprintln(w, "| path | req/s | errors | p50 | p90 | p99 | added p50 | added p99 | proxy CPU s / 1000 req | proxy RSS MB | saturated req/s | saturated vs direct |")
+	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
+	base := rows[0]
+	for _, r := range rows {
+		cpu, rss := "-", "-"
+		if r.cpuPer1000 >= 0 {
+			cpu, rss = fmt.Sprintf("%.4f", r.cpuPer1000), fmt.Sprintf("%.1f", r.rssMB)
+		}
+		fmt.Fprintf(w, "| %s | %.0f | %d | %s | %s | %s | %s | %s | %s | %s | %.0f | %.2f |\n",
+			r.name, r.throughput, r.errors, ms(r.p50), ms(r.p90), ms(r.p99), ms(r.p50-base.p50), ms(r.p99-base.p99), cpu, rss, r.saturated, r.saturated/base.saturated)
+	}
+}
+
+func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+func waitHTTP(url string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return errors.New("not ready: " + url)
+}
+
+func waitTCP(addr string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return errors.New("not listening: " + addr)
+}
