@@ -78,7 +78,9 @@ func (m *Metrics) DownstreamConn(listener string, delta float64) {
 func (m *Metrics) ProtocolError(listener string) { m.downstreamErr.WithLabelValues(listener).Inc() }
 
 // UpstreamError counts an upstream failure.
-func (m *Metrics) UpstreamError(cluster, kind string) { m.upstreamErr.WithLabelValues(cluster, kind).Inc() }
+func (m *Metrics) UpstreamError(cluster, kind string) {
+	m.upstreamErr.WithLabelValues(cluster, kind).Inc()
+}
 
 // ConfigUpdate counts a config update; ok false for a rejected one.
 func (m *Metrics) ConfigUpdate(ok bool) {
