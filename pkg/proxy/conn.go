@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -12,12 +11,16 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
-// maxWriteBuffer bounds the replies queued for a client that does not read.
-const maxWriteBuffer = 64 << 20
+// maxWriteBuffer bounds the replies queued for a client that does not read;
+// writeTimeout bounds one write to it.
+const (
+	maxWriteBuffer = 64 << 20
+	writeTimeout   = 10 * time.Second
+)
 
 // downConn is one downstream connection. Its reader goroutine decodes and
-// routes requests; answers from any goroutine are encoded into a buffer that
-// one writer goroutine flushes, so concurrent answers share system calls.
+// routes requests; answers from any goroutine are encoded into the writer's
+// queue, and whoever finds no write in progress writes it out.
 type downConn struct {
 	l     *listener
 	lc    *listenerConfig // the codec is fixed for the connection's life
@@ -27,12 +30,10 @@ type downConn struct {
 	inflight atomic.Int32
 	draining atomic.Bool
 
-	mu      sync.Mutex
-	wbuf    []byte
+	// w's lock also guards order and closing.
+	w       *wire.Writer
 	order   []*slot // in-order protocols: answers wait for those before them
-	closing bool    // flush what is queued, then close
-	closed  bool
-	kick    chan struct{}
+	closing bool    // close once nothing is queued or in flight
 }
 
 // slot holds an answer until the answers to earlier requests have gone out.
@@ -50,12 +51,14 @@ func newDownConn(l *listener, nc net.Conn) *downConn {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	return &downConn{l: l, lc: lc, nc: nc, codec: cd, kick: make(chan struct{}, 1)}
+	dc := &downConn{l: l, lc: lc, nc: nc, codec: cd, w: wire.NewWriter(nc, writeTimeout, maxWriteBuffer)}
+	dc.w.OnError = func(error) { dc.close() }
+	dc.w.OnIdle = func() bool { return dc.closing && dc.inflight.Load() == 0 }
+	return dc
 }
 
 func (dc *downConn) serve() {
 	defer dc.l.untrack(dc)
-	go dc.writeLoop()
 	fr := wire.NewReader(dc.nc, dc.codec)
 	for {
 		if dc.lc.idleTimeout > 0 {
@@ -110,10 +113,10 @@ func (dc *downConn) answerHeartbeat(m *codec.Message) {
 		return
 	}
 	s := dc.reserve()
-	dc.mu.Lock()
-	defer dc.mu.Unlock()
+	dc.w.Lock()
+	defer dc.w.Unlock()
 	rep, err := hb.HeartbeatReply(m)
-	if err != nil || rep == nil {
+	if err != nil {
 		rep = nil
 	}
 	dc.fillLocked(s, rep)
@@ -125,23 +128,23 @@ func (dc *downConn) reserve() *slot {
 		return nil
 	}
 	s := &slot{}
-	dc.mu.Lock()
+	dc.w.Lock()
 	dc.order = append(dc.order, s)
-	dc.mu.Unlock()
+	dc.w.Unlock()
 	return s
 }
 
 // respond writes an answer (nil: none) in the request's place.
 func (dc *downConn) respond(s *slot, m *codec.Message) {
-	dc.mu.Lock()
-	defer dc.mu.Unlock()
+	dc.w.Lock()
+	defer dc.w.Unlock()
 	dc.fillLocked(s, m)
 }
 
 // reply writes a local error reply built by the codec.
 func (dc *downConn) reply(s *slot, req *codec.Message, st codec.Status, detail string) {
-	dc.mu.Lock()
-	defer dc.mu.Unlock()
+	dc.w.Lock()
+	defer dc.w.Unlock()
 	rep, err := dc.codec.Reply(req, st, detail)
 	if err != nil {
 		dc.l.p.log.Warn("codec could not build a local reply", "listener", dc.lc.name, "status", st.String(), "err", err)
@@ -164,47 +167,15 @@ func (dc *downConn) fillLocked(s *slot, m *codec.Message) {
 }
 
 func (dc *downConn) encodeLocked(m *codec.Message) {
-	if m == nil || dc.closed {
+	if m == nil || dc.w.Closed() {
 		return
 	}
-	out, err := dc.codec.Encode(dc.wbuf, m)
+	out, err := dc.codec.Encode(dc.w.Buf, m)
 	if err != nil {
 		dc.l.p.log.Warn("codec could not encode an answer", "listener", dc.lc.name, "err", err)
 		return
 	}
-	dc.wbuf = out
-	if len(dc.wbuf) > maxWriteBuffer {
-		dc.closeLocked()
-		return
-	}
-	select {
-	case dc.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (dc *downConn) writeLoop() {
-	var out []byte
-	for range dc.kick {
-		dc.mu.Lock()
-		if dc.closed {
-			dc.mu.Unlock()
-			return
-		}
-		out, dc.wbuf = dc.wbuf, out[:0]
-		closing := dc.closing && dc.inflight.Load() == 0
-		dc.mu.Unlock()
-		if len(out) > 0 {
-			if _, err := dc.nc.Write(out); err != nil {
-				dc.close()
-				return
-			}
-		}
-		if closing {
-			dc.close()
-			return
-		}
-	}
+	dc.w.Buf = out
 }
 
 // finished is called when a request's answer is queued: a draining or
@@ -213,60 +184,30 @@ func (dc *downConn) finished() {
 	if dc.inflight.Add(-1) != 0 {
 		return
 	}
-	dc.mu.Lock()
-	defer dc.mu.Unlock()
+	dc.w.Lock()
 	if dc.draining.Load() {
 		dc.closing = true
 	}
-	if dc.closing && !dc.closed {
-		select {
-		case dc.kick <- struct{}{}:
-		default:
-		}
-	}
+	dc.w.Unlock() // closes through OnIdle when closing
 }
 
 // startDrain asks the client to go away (where the protocol can) and closes
 // the connection when its last request is answered.
 func (dc *downConn) startDrain() {
 	dc.draining.Store(true)
-	if g, ok := dc.codec.(codec.GoAwayer); ok {
-		dc.mu.Lock()
-		dc.wbuf = append(dc.wbuf, g.GoAway()...)
-		dc.mu.Unlock()
-	}
-	if dc.inflight.Load() == 0 {
-		dc.closeAfterFlush()
-	}
-}
-
-func (dc *downConn) closeAfterFlush() {
-	dc.mu.Lock()
-	defer dc.mu.Unlock()
-	if dc.closed {
-		return
+	dc.w.Lock()
+	if g, ok := dc.codec.(codec.GoAwayer); ok && !dc.w.Closed() {
+		dc.w.Buf = append(dc.w.Buf, g.GoAway()...)
 	}
 	dc.closing = true
-	select {
-	case dc.kick <- struct{}{}:
-	default:
-	}
+	dc.w.Unlock()
 }
 
-func (dc *downConn) close() {
-	dc.mu.Lock()
-	defer dc.mu.Unlock()
-	dc.closeLocked()
+// closeAfterFlush closes once every answer in flight is written.
+func (dc *downConn) closeAfterFlush() {
+	dc.w.Lock()
+	dc.closing = true
+	dc.w.Unlock()
 }
 
-func (dc *downConn) closeLocked() {
-	if dc.closed {
-		return
-	}
-	dc.closed = true
-	dc.nc.Close()
-	select { // the writer wakes, sees closed and stops
-	case dc.kick <- struct{}{}:
-	default:
-	}
-}
+func (dc *downConn) close() { dc.w.Close() }

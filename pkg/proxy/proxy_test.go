@@ -165,7 +165,9 @@ func countingForwarder(t *testing.T, addr string, n *atomic.Int64) string {
 func TestKilledServerFailsOnlyItsCallsThenTrafficMovesOn(t *testing.T) {
 	good, goodHits := named(t, "good")
 	release := make(chan struct{})
+	var arrived atomic.Int64
 	doomed, err := toy.Serve("127.0.0.1:0", func(r *toy.Request) *toy.Response {
+		arrived.Add(1)
 		<-release
 		return &toy.Response{Headers: map[string]string{"server": "doomed"}}
 	})
@@ -193,6 +195,7 @@ func TestKilledServerFailsOnlyItsCallsThenTrafficMovesOn(t *testing.T) {
 	if first.Err() != nil || first.Headers["server"] != "good" {
 		t.Fatalf("the call on the healthy server: %v %v", first.Err(), first.Headers)
 	}
+	eventually(t, 5*time.Second, "the second call to reach the doomed server", func() bool { return arrived.Load() == 1 })
 	doomed.Close()
 	second := <-results
 	if statusOf(second) != "upstream_reset" {

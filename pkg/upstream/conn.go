@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -32,8 +31,11 @@ type Request interface {
 }
 
 // maxWriteBuffer bounds what may queue for a slow upstream before the
-// connection is given up.
-const maxWriteBuffer = 64 << 20
+// connection is given up; writeTimeout bounds one write to it.
+const (
+	maxWriteBuffer = 64 << 20
+	writeTimeout   = 10 * time.Second
+)
 
 // Conn is one upstream connection that many downstream requests share. For
 // protocols paired by ID it rewrites each request's ID to one unique on this
@@ -43,12 +45,11 @@ type Conn struct {
 	codec codec.Codec
 	nc    net.Conn
 
-	mu       sync.Mutex
-	ready    bool // dialled; the writer may flush
+	// w's lock also guards closed and inflight, so a request is registered
+	// before its bytes can leave.
+	w        *wire.Writer
 	closed   bool
 	inflight inflight
-	wbuf     []byte
-	kick     chan struct{}
 
 	active   atomic.Int32
 	lastUsed atomic.Int64
@@ -59,7 +60,8 @@ func newConn(p *Pool) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{pool: p, codec: cd, kick: make(chan struct{}, 1)}
+	c := &Conn{pool: p, codec: cd, w: wire.NewWriter(nil, writeTimeout, maxWriteBuffer)}
+	c.w.OnError = func(err error) { c.close(fmt.Errorf("%w: write: %v", ErrReset, err)) }
 	if p.proto.Ordering == codec.InOrder {
 		c.inflight = &fifo{}
 	} else {
@@ -80,83 +82,56 @@ func (c *Conn) dial(timeout time.Duration) {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	c.w.Lock()
+	closed := c.closed
+	if !closed {
+		c.nc = nc
+	}
+	c.w.Unlock()
+	if closed {
 		nc.Close()
 		return
 	}
-	c.nc, c.ready = nc, true
-	c.mu.Unlock()
 	c.pool.ep.succeed()
-	go c.writeLoop()
 	go c.readLoop()
-	c.signal()
+	c.w.SetConn(nc)
 }
 
 // Send writes msg on this connection and registers r for its response (r nil:
 // no response expected). It returns the ID msg carries upstream.
 func (c *Conn) Send(msg *codec.Message, r Request) (uint64, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.w.Lock()
+	defer c.w.Unlock()
 	if c.closed {
 		return 0, ErrReset
 	}
-	if len(c.wbuf) > maxWriteBuffer {
+	if len(c.w.Buf) > maxWriteBuffer {
 		return 0, ErrOverloaded
 	}
 	orig := msg.ID
 	id := c.inflight.nextID(orig)
 	msg.ID = id
-	var err error
-	c.wbuf, err = c.codec.Encode(c.wbuf, msg)
+	out, err := c.codec.Encode(c.w.Buf, msg)
 	msg.ID = orig
 	if err != nil {
 		return 0, err
 	}
+	c.w.Buf = out
 	if r != nil {
 		c.inflight.add(id, r)
 		c.active.Add(1)
 	}
 	c.lastUsed.Store(time.Now().UnixNano())
-	c.signal()
 	return id, nil
 }
 
 // Cancel forgets the request with id; a late response to it is dropped.
 func (c *Conn) Cancel(id uint64) {
-	c.mu.Lock()
+	c.w.Lock()
 	if c.inflight.cancel(id) {
 		c.active.Add(-1)
 	}
-	c.mu.Unlock()
-}
-
-func (c *Conn) signal() {
-	select {
-	case c.kick <- struct{}{}:
-	default:
-	}
-}
-
-func (c *Conn) writeLoop() {
-	var out []byte
-	for range c.kick {
-		c.mu.Lock()
-		if c.closed {
-			c.mu.Unlock()
-			return
-		}
-		out, c.wbuf = c.wbuf, out[:0]
-		c.mu.Unlock()
-		if len(out) == 0 {
-			continue
-		}
-		if _, err := c.nc.Write(out); err != nil {
-			c.close(fmt.Errorf("%w: write: %v", ErrReset, err))
-			return
-		}
-	}
+	c.w.Unlock()
 }
 
 func (c *Conn) readLoop() {
@@ -179,12 +154,12 @@ func (c *Conn) readLoop() {
 func (c *Conn) handle(m *codec.Message) {
 	switch m.Kind {
 	case codec.KindResponse, codec.KindStream:
-		c.mu.Lock()
+		c.w.Lock()
 		r := c.inflight.take(m.ID, m.Kind == codec.KindResponse || m.EndStream)
 		if r != nil && (m.Kind == codec.KindResponse || m.EndStream) {
 			c.active.Add(-1)
 		}
-		c.mu.Unlock()
+		c.w.Unlock()
 		if r != nil {
 			r.Done(m, nil)
 		}
@@ -200,29 +175,28 @@ func (c *Conn) answerHeartbeat(m *codec.Message) {
 	if !ok {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if rep, err := hb.HeartbeatReply(m); err == nil && rep != nil {
-		if out, err := c.codec.Encode(c.wbuf, rep); err == nil {
-			c.wbuf = out
-			c.signal()
+	c.w.Lock()
+	defer c.w.Unlock()
+	if rep, err := hb.HeartbeatReply(m); err == nil && rep != nil && !c.closed {
+		if out, err := c.codec.Encode(c.w.Buf, rep); err == nil {
+			c.w.Buf = out
 		}
 	}
 }
 
 // close fails every request in flight with err and releases the connection.
 func (c *Conn) close(err error) {
-	c.mu.Lock()
+	c.w.Lock()
 	if c.closed {
-		c.mu.Unlock()
+		c.w.Unlock()
 		return
 	}
 	c.closed = true
 	waiting := c.inflight.drain()
 	c.active.Store(0)
+	c.w.CloseLocked()
 	nc := c.nc
-	c.mu.Unlock()
-	c.signal() // the writer wakes, sees closed and stops
+	c.w.Unlock()
 	if nc != nil {
 		nc.Close()
 	}
@@ -238,8 +212,3 @@ func (c *Conn) close(err error) {
 // Close closes the connection; requests in flight fail with ErrReset.
 func (c *Conn) Close() { c.close(fmt.Errorf("%w: closed by the proxy", ErrReset)) }
 
-func (c *Conn) isClosed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closed
-}
