@@ -32,6 +32,11 @@ type Message struct {
 	Attrs Attributes
 	// Mutations are attribute writes that Encode must apply (set or replace).
 	Mutations []Attr
+	// OpensStream marks a request that opens a stream: once its response
+	// is OK, frames of KindStream with the same ID flow both ways between the
+	// client and the upstream connection the request went to, until the
+	// upstream's frame with EndStream.
+	OpensStream bool
 	// EndStream marks the last frame of a stream.
 	EndStream bool
 	// Private is the codec's own state for this message (a parsed header, the

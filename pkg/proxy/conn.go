@@ -4,6 +4,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +30,9 @@ type downConn struct {
 
 	inflight atomic.Int32
 	draining atomic.Bool
+
+	streamsMu sync.Mutex
+	streams   map[uint64]*stream // by the client's stream ID
 
 	// w's lock also guards order and closing.
 	w       *wire.Writer
@@ -102,6 +106,8 @@ func (dc *downConn) dispatch(m *codec.Message) {
 	switch m.Kind {
 	case codec.KindRequest, codec.KindOneway:
 		dc.l.p.handle(dc, m)
+	case codec.KindStream:
+		dc.forwardStream(m)
 	case codec.KindHeartbeat:
 		dc.answerHeartbeat(m)
 	}

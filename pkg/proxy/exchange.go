@@ -242,6 +242,9 @@ func (ex *exchange) attemptDone(a *attempt, resp *codec.Message, err error) {
 		ex.failedLocked(a, err)
 		return
 	}
+	if ex.req.OpensStream && resp.Status == codec.StatusOK {
+		ex.dc.openStream(ex.req, a.conn, a.id)
+	}
 	ex.finishLocked(resp, resp.Status, "")
 }
 

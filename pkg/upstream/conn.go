@@ -125,6 +125,38 @@ func (c *Conn) Send(msg *codec.Message, r Request) (uint64, error) {
 	return id, nil
 }
 
+// SendAs writes msg with the given ID, registering nothing: a frame of a
+// stream this connection already carries.
+func (c *Conn) SendAs(msg *codec.Message, id uint64) error {
+	c.w.Lock()
+	defer c.w.Unlock()
+	if c.closed {
+		return ErrReset
+	}
+	orig := msg.ID
+	msg.ID = id
+	out, err := c.codec.Encode(c.w.Buf, msg)
+	msg.ID = orig
+	if err != nil {
+		return err
+	}
+	c.w.Buf = out
+	return nil
+}
+
+// Bind registers r for the stream frames the server sends with id, until
+// one has EndStream or the connection closes.
+func (c *Conn) Bind(id uint64, r Request) error {
+	c.w.Lock()
+	defer c.w.Unlock()
+	if c.closed {
+		return ErrReset
+	}
+	c.inflight.add(id, r)
+	c.active.Add(1)
+	return nil
+}
+
 // Cancel forgets the request with id; a late response to it is dropped.
 func (c *Conn) Cancel(id uint64) {
 	c.w.Lock()
@@ -211,4 +243,3 @@ func (c *Conn) close(err error) {
 
 // Close closes the connection; requests in flight fail with ErrReset.
 func (c *Conn) Close() { c.close(fmt.Errorf("%w: closed by the proxy", ErrReset)) }
-
