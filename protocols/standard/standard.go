@@ -5,4 +5,5 @@ package standard
 
 import (
 	_ "github.com/rosetta-mesh/rosetta/protocols/dubbo" // registers "dubbo"
+	_ "github.com/rosetta-mesh/rosetta/protocols/trpc"  // registers "trpc"
 )
