@@ -1,0 +1,367 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"text/tabwriter"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"github.com/spf13/cobra"
+
+	dubboexample "github.com/rosetta-mesh/rosetta/examples/dubbo"
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/proxy"
+	"github.com/rosetta-mesh/rosetta/protocols/dubbo/dubbopeer"
+)
+
+type demoOptions struct {
+	configFile  string
+	fixedPorts  bool
+	calls       int
+	concurrency int
+	verbose     bool
+}
+
+// The service the demo calls; demo.yaml routes on it.
+var (
+	greeter        = dubbopeer.Service{Interface: "org.example.Greeter", Version: "1.0.0"}
+	unknownService = dubbopeer.Service{Interface: "org.example.Unknown", Version: "1.0.0"}
+	demoMethods    = []string{"sayHello", "sayGoodbye", "howAreYou"}
+)
+
+func newDemoCmd() *cobra.Command {
+	var o demoOptions
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run a proxy, two Dubbo providers and a consumer in this process, and show the routing",
+		Long: `Demo loads examples/dubbo/demo.yaml (a built-in copy, or --config) with the proxy's
+config loader, starts one Dubbo provider per cluster endpoint, a Rosetta proxy with
+that config, and a Dubbo consumer that calls through the proxy. It prints which
+provider answered each method (method routing and a weighted split), then a call no
+route matches and a call the provider fails, and exits. Nothing but this binary is
+needed; it binds loopback ports only, free ones unless --fixed-ports.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, cancel := context.WithTimeout(cmd.Context(), 60*time.Second)
+			defer cancel()
+			return runDemo(ctx, cmd.OutOrStdout(), o)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&o.configFile, "config", "", "config file (default: the built-in copy of "+dubboexample.DemoConfigPath+")")
+	f.BoolVar(&o.fixedPorts, "fixed-ports", false, "use the listener and endpoint ports written in the config instead of free ports")
+	f.IntVar(&o.calls, "calls", 1000, "calls per method")
+	f.IntVar(&o.concurrency, "concurrency", 8, "calls in flight at once")
+	f.BoolVar(&o.verbose, "verbose", false, "print the proxy's log to stderr")
+	return cmd
+}
+
+func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
+	if o.calls < 1 || o.concurrency < 1 {
+		return errors.New("demo: --calls and --concurrency must be at least 1")
+	}
+	start := time.Now()
+	boot, source, err := loadDemoConfig(o.configFile)
+	if err != nil {
+		return err
+	}
+	l, err := findListener(boot.Resources, "")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	if c := l.filter.GetCodec(); c != "dubbo" {
+		return fmt.Errorf("demo: listener %q uses codec %q; the demo speaks dubbo", l.name, c)
+	}
+	if !o.fixedPorts {
+		for _, li := range boot.Listeners {
+			setPort(li.GetAddress().GetSocketAddress(), 0)
+		}
+	}
+	providers, err := startProviders(&boot.Resources, o.fixedPorts)
+	defer func() {
+		for _, p := range providers {
+			p.Close()
+		}
+	}()
+	if err != nil {
+		return err
+	}
+
+	px := proxy.New(demoLogger(o.verbose))
+	if err := px.Apply(boot.Resources); err != nil {
+		return fmt.Errorf("demo: %s: %w", source, err)
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = px.Shutdown(sctx)
+	}()
+	addr, _ := px.Addr(l.name)
+	c, err := dubbopeer.Dial(addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	printSetup(out, source, l, addr, providers)
+	if err := printSamples(ctx, out, c); err != nil {
+		return err
+	}
+	counts, err := callMany(ctx, c, o)
+	if err != nil {
+		return err
+	}
+	printTable(out, l, providers, counts, o)
+	printFailures(ctx, out, c, l)
+	fmt.Fprintf(out, "\nDone: %d calls in %s. Ask the same question of any config with:\n", o.calls*len(demoMethods)+len(demoMethods)+2, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(out, "  rosettactl route %s --attr interface=%s --attr method=sayGoodbye\n", dubboexample.DemoConfigPath, greeter.Interface)
+	return nil
+}
+
+// loadDemoConfig reads the config through pkg/config, as the proxy does.
+func loadDemoConfig(file string) (*config.Bootstrap, string, error) {
+	if file != "" {
+		b, err := config.LoadFile(file)
+		return b, file, err
+	}
+	b, err := config.Parse(dubboexample.DemoConfig)
+	if err != nil {
+		return nil, "", fmt.Errorf("demo: built-in %s: %w", dubboexample.DemoConfigPath, err)
+	}
+	return b, dubboexample.DemoConfigPath + " (built-in copy)", nil
+}
+
+func demoLogger(verbose bool) *slog.Logger {
+	if verbose {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+func setPort(sa *corev3.SocketAddress, port int) {
+	if sa != nil {
+		sa.PortSpecifier = &corev3.SocketAddress_PortValue{PortValue: uint32(port)}
+	}
+}
+
+// demoProvider is a provider the demo started for a cluster endpoint.
+type demoProvider struct {
+	*dubbopeer.Provider
+	cluster string
+}
+
+// startProviders starts a provider for every endpoint of every cluster,
+// named after its cluster, and points the endpoint at it. Endpoints with
+// the same address share one provider.
+func startProviders(res *config.Resources, fixed bool) ([]*demoProvider, error) {
+	var out []*demoProvider
+	byAddr := map[string]*demoProvider{}
+	for _, cl := range res.Clusters {
+		cla := cl.GetLoadAssignment()
+		if cla == nil {
+			cla = findAssignment(res.Endpoints, cl.GetName(), cl.GetEdsClusterConfig().GetServiceName())
+		}
+		var sas []*corev3.SocketAddress
+		for _, le := range cla.GetEndpoints() {
+			for _, ep := range le.GetLbEndpoints() {
+				if sa := ep.GetEndpoint().GetAddress().GetSocketAddress(); sa != nil {
+					sas = append(sas, sa)
+				}
+			}
+		}
+		for i, sa := range sas {
+			orig := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
+			p := byAddr[orig]
+			if p == nil {
+				name := cl.GetName()
+				if len(sas) > 1 {
+					name = fmt.Sprintf("%s-%d", name, i+1)
+				}
+				listen := "127.0.0.1:0"
+				if fixed {
+					listen = orig
+				}
+				dp, err := dubbopeer.Serve(listen, name, greeterHandler(name))
+				if err != nil {
+					return out, fmt.Errorf("demo: provider for cluster %s: %w", cl.GetName(), err)
+				}
+				p = &demoProvider{Provider: dp, cluster: cl.GetName()}
+				byAddr[orig] = p
+				out = append(out, p)
+			}
+			_, port, _ := net.SplitHostPort(p.Addr())
+			n, _ := strconv.Atoi(port)
+			sa.Address = "127.0.0.1"
+			setPort(sa, n)
+		}
+	}
+	if len(out) == 0 {
+		return nil, errors.New("demo: the config has no cluster endpoints to run providers for")
+	}
+	return out, nil
+}
+
+func findAssignment(cla []*endpointv3.ClusterLoadAssignment, names ...string) *endpointv3.ClusterLoadAssignment {
+	for _, a := range cla {
+		for _, n := range names {
+			if n != "" && a.GetClusterName() == n {
+				return a
+			}
+		}
+	}
+	return nil
+}
+
+// greeterHandler is the demo's service; every answer names its provider.
+func greeterHandler(name string) dubbopeer.Handler {
+	return func(ctx context.Context, req *dubbopeer.Request) (any, error) {
+		who := "stranger"
+		if len(req.Args) > 0 {
+			who = fmt.Sprint(req.Args[0])
+		}
+		switch req.Method {
+		case "sayHello":
+			return fmt.Sprintf("Hello, %s! (%s)", who, name), nil
+		case "sayGoodbye":
+			return fmt.Sprintf("Goodbye, %s! (%s)", who, name), nil
+		case "fail":
+			return nil, fmt.Errorf("%s: fail always throws", name)
+		}
+		return fmt.Sprintf("%s answers %s(%s)", name, req.Method, who), nil
+	}
+}
+
+func printSetup(out io.Writer, source string, l *rosettaListener, addr string, providers []*demoProvider) {
+	fmt.Fprintln(out, "Rosetta demo: a Dubbo consumer calls two provider versions through a Rosetta proxy")
+	fmt.Fprintf(out, "  config     %s\n", source)
+	fmt.Fprintf(out, "  proxy      listener %q on %s (codec %s, routes %q)\n", l.name, addr, l.filter.GetCodec(), l.table.Name)
+	for i, p := range providers {
+		label := ""
+		if i == 0 {
+			label = "providers"
+		}
+		fmt.Fprintf(out, "  %-9s  %s on %s (cluster %s)\n", label, p.Name(), p.Addr(), p.cluster)
+	}
+}
+
+func printSamples(ctx context.Context, out io.Writer, c *dubbopeer.Consumer) error {
+	fmt.Fprintln(out, "\nOne call of each method:")
+	for _, m := range demoMethods {
+		v, _, err := c.Call(ctx, greeter, m, []any{"rosetta"}, nil)
+		if err != nil {
+			return fmt.Errorf("demo: %s: %w", m, err)
+		}
+		fmt.Fprintf(out, "  %s.%s(\"rosetta\") -> %q\n", greeter.Interface, m, v)
+	}
+	return nil
+}
+
+// tally counts, per method, the answers of each provider and the errors.
+type tally map[string]map[string]int
+
+// callMany makes o.calls calls of each method, o.concurrency at a time.
+func callMany(ctx context.Context, c *dubbopeer.Consumer, o demoOptions) (tally, error) {
+	counts := tally{}
+	for _, m := range demoMethods {
+		counts[m] = map[string]int{}
+	}
+	var mu sync.Mutex
+	var next atomic.Int64
+	total := int64(o.calls * len(demoMethods))
+	var wg sync.WaitGroup
+	var firstErr error
+	for range o.concurrency {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n := next.Add(1) - 1
+				if n >= total || ctx.Err() != nil {
+					return
+				}
+				m := demoMethods[n%int64(len(demoMethods))]
+				_, atts, err := c.Call(ctx, greeter, m, []any{"rosetta"}, nil)
+				who := dubbopeer.ProviderName(atts)
+				mu.Lock()
+				if err != nil {
+					who = "errors"
+					if firstErr == nil {
+						firstErr = err
+					}
+				}
+				counts[m][who]++
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if ctx.Err() != nil {
+		return nil, fmt.Errorf("demo: %w (first call error: %v)", ctx.Err(), firstErr)
+	}
+	return counts, nil
+}
+
+func printTable(out io.Writer, l *rosettaListener, providers []*demoProvider, counts tally, o demoOptions) {
+	fmt.Fprintf(out, "\n%d calls per method through the proxy (%d in flight), by the provider that answered:\n\n", o.calls, o.concurrency)
+	tw := tabwriter.NewWriter(out, 0, 0, 3, ' ', 0)
+	header := "METHOD\tROUTE\tCONFIGURED"
+	for _, p := range providers {
+		header += "\t" + p.Name()
+	}
+	fmt.Fprintln(tw, header+"\tERRORS")
+	for _, m := range demoMethods {
+		route, configured := routeFor(l, greeter, m)
+		row := fmt.Sprintf("%s\t%s\t%s", m, route, configured)
+		for _, p := range providers {
+			n := counts[m][p.Name()]
+			row += fmt.Sprintf("\t%d (%s)", n, percent(n, o.calls))
+		}
+		fmt.Fprintln(tw, row+fmt.Sprintf("\t%d", counts[m]["errors"]))
+	}
+	tw.Flush()
+}
+
+// routeFor asks the listener's routes, as the proxy would, where a call goes.
+func routeFor(l *rosettaListener, svc dubbopeer.Service, method string) (route, configured string) {
+	msg := &codec.Message{Kind: codec.KindRequest, Attrs: codec.Map{"interface": svc.Interface, "method": method, "version": svc.Version}}
+	r := l.table.Match(msg)
+	if r == nil {
+		return "(none)", "no route"
+	}
+	return r.Name, describeAction(&r.Action)
+}
+
+func printFailures(ctx context.Context, out io.Writer, c *dubbopeer.Consumer, l *rosettaListener) {
+	fmt.Fprintln(out, "\nWhen a call fails:")
+	route, _ := routeFor(l, unknownService, "sayHello")
+	_, _, err := c.Call(ctx, unknownService, "sayHello", []any{"rosetta"}, nil)
+	fmt.Fprintf(out, "  %s.sayHello  (route: %s, so the proxy answers itself)\n    -> %s\n", unknownService.Interface, route, describeErr(err))
+	route, _ = routeFor(l, greeter, "fail")
+	_, _, err = c.Call(ctx, greeter, "fail", nil, nil)
+	fmt.Fprintf(out, "  %s.fail  (route: %s)\n    -> %s\n", greeter.Interface, route, describeErr(err))
+}
+
+func describeErr(err error) string {
+	var se *dubbopeer.StatusError
+	var ex *dubbopeer.Exception
+	switch {
+	case err == nil:
+		return "no error (unexpected)"
+	case errors.As(err, &se):
+		return fmt.Sprintf("Dubbo status %d (%s): %q", se.Status, dubbopeer.StatusName(se.Status), se.Message)
+	case errors.As(err, &ex):
+		return fmt.Sprintf("service exception from the provider: %q", ex.Message)
+	}
+	return err.Error()
+}

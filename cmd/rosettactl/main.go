@@ -1,0 +1,31 @@
+// Command rosettactl is Rosetta's command line: it checks static configs,
+// answers which route a request takes, dumps a running proxy's config, and
+// runs a self-contained demo.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	_ "github.com/rosetta-mesh/rosetta/protocols/standard" // the codecs the proxy is built with
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "rosettactl:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "rosettactl",
+		Short:         "Inspect and try Rosetta, the multi-protocol extension for Istio",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.AddCommand(newDemoCmd(), newValidateCmd(), newRouteCmd(), newDumpCmd())
+	return root
+}
