@@ -1,4 +1,5 @@
-// Package wire reads whole frames from a byte stream with a codec's Split.
+// Package wire reads whole frames from a byte stream with a codec's Split,
+// and combines writes to a connection.
 package wire
 
 import (
@@ -12,10 +13,15 @@ import (
 // against a codec that forgets its own limit.
 const HardLimit = 64 << 20
 
-const minRead = 16 << 10
+const chunk = 16 << 10
 
-// Reader returns one whole frame at a time. Each frame is a fresh slice the
-// caller owns, so a decoded message may outlive the next read.
+// Reader returns one whole frame at a time.
+//
+// Frames are slices of the read buffer, not copies: a buffer is never written
+// again where it has handed out a frame, and when it runs out of room the
+// unread tail moves to a fresh buffer. So a decoded message may outlive later
+// reads, and a read of many small frames costs one allocation per buffer, not
+// one per frame.
 type Reader struct {
 	r     io.Reader
 	codec codec.Codec
@@ -26,14 +32,15 @@ type Reader struct {
 
 // NewReader reads frames from r, finding their ends with c.
 func NewReader(r io.Reader, c codec.Codec) *Reader {
-	return &Reader{r: r, codec: c, buf: make([]byte, minRead)}
+	return &Reader{r: r, codec: c, buf: make([]byte, chunk)}
 }
 
 // Buffered reports how many bytes are read but not yet returned as a frame.
 func (fr *Reader) Buffered() int { return fr.end - fr.start }
 
-// Next returns the next frame. Errors from Split are returned as they are: the
-// stream cannot be resynchronised after a malformed frame.
+// Next returns the next frame; the caller owns it. Errors from Split are
+// returned as they are: a stream cannot be resynchronised after a malformed
+// frame.
 func (fr *Reader) Next() ([]byte, error) {
 	for {
 		need := 1
@@ -43,9 +50,9 @@ func (fr *Reader) Next() ([]byte, error) {
 				return nil, err
 			}
 			if sp.Len > 0 {
-				frame := make([]byte, sp.Len)
-				copy(frame, fr.buf[fr.start:fr.start+sp.Len])
-				fr.start += sp.Len
+				end := fr.start + sp.Len
+				frame := fr.buf[fr.start:end:end]
+				fr.start = end
 				return frame, nil
 			}
 			need = sp.Need
@@ -56,17 +63,14 @@ func (fr *Reader) Next() ([]byte, error) {
 	}
 }
 
-// fill reads at least need more bytes, making room first.
+// fill reads until at least need more bytes are buffered.
 func (fr *Reader) fill(need int) error {
 	have := fr.end - fr.start
-	if have == 0 {
-		fr.start, fr.end = 0, 0
-	}
 	if need <= 0 || have+need > HardLimit {
 		return fmt.Errorf("wire: a frame of more than %d bytes: %w", HardLimit, codec.ErrTooLarge)
 	}
 	if fr.end+need > len(fr.buf) {
-		fr.makeRoom(have + need)
+		fr.moveTail(have + need)
 	}
 	target := fr.end + need
 	for fr.end < target {
@@ -82,22 +86,10 @@ func (fr *Reader) fill(need int) error {
 	return nil
 }
 
-// makeRoom moves the unread bytes to the front and grows the buffer so it
-// holds size bytes; it shrinks back after a large frame has gone.
-func (fr *Reader) makeRoom(size int) {
-	have := fr.end - fr.start
-	capacity := len(fr.buf)
-	if size > capacity {
-		capacity = max(size, 2*capacity)
-	} else if capacity > 4*minRead && size <= minRead {
-		capacity = minRead
-	}
-	if capacity != len(fr.buf) {
-		nb := make([]byte, capacity)
-		copy(nb, fr.buf[fr.start:fr.end])
-		fr.buf = nb
-	} else {
-		copy(fr.buf, fr.buf[fr.start:fr.end])
-	}
-	fr.start, fr.end = 0, have
+// moveTail moves the unread bytes to a new buffer of at least size bytes;
+// the old one stays with the frames already handed out.
+func (fr *Reader) moveTail(size int) {
+	nb := make([]byte, max(size, chunk))
+	have := copy(nb, fr.buf[fr.start:fr.end])
+	fr.buf, fr.start, fr.end = nb, 0, have
 }
