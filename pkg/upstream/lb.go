@@ -18,7 +18,8 @@ type Balancer interface {
 
 // candidates returns the healthy endpoints other than exclude; when none is
 // healthy it returns all but exclude (as Envoy's panic threshold does), so a
-// recovered server is found without waiting for its ejection to end.
+// recovered server is found without waiting for its ejection to end; and
+// when exclude is the only endpoint, a retry goes to it again.
 func candidates(eps []*Endpoint, exclude *Endpoint, buf []*Endpoint) []*Endpoint {
 	now := time.Now()
 	out := buf[:0]
@@ -34,6 +35,9 @@ func candidates(eps []*Endpoint, exclude *Endpoint, buf []*Endpoint) []*Endpoint
 		if e != exclude {
 			out = append(out, e)
 		}
+	}
+	if len(out) == 0 && exclude != nil {
+		out = append(out, exclude)
 	}
 	return out
 }
@@ -115,7 +119,7 @@ func (r *ringHash) Pick(_ []*Endpoint, hash uint64, exclude *Endpoint) *Endpoint
 	var fallback *Endpoint
 	for i := 0; i < n; i++ {
 		p := r.points[(start+i)%n]
-		if p.ep == exclude {
+		if p.ep == exclude && len(r.points) > vnodes {
 			continue
 		}
 		if p.ep.Healthy(now) {
