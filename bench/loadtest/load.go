@@ -25,6 +25,7 @@ type target struct {
 	name  string
 	addr  string
 	admin string // rosetta's admin address, for a CPU profile
+	env   []string
 	cmd   *exec.Cmd
 }
 
@@ -51,6 +52,7 @@ func (t *target) profile(path string, d time.Duration) *sync.WaitGroup {
 
 func (t *target) start(bin string, args ...string) error {
 	t.cmd = exec.Command(bin, args...)
+	t.cmd.Env = append(os.Environ(), t.env...)
 	t.cmd.Stdout, t.cmd.Stderr = os.Stderr, os.Stderr
 	return t.cmd.Start()
 }

@@ -25,6 +25,7 @@ type options struct {
 	payload  int
 	inflight int
 	profile  string
+	procs    int
 }
 
 func main() {
@@ -35,6 +36,7 @@ func main() {
 	flag.IntVar(&o.conns, "conns", 16, "client connections")
 	flag.IntVar(&o.payload, "payload", 1024, "bytes of the echoed string")
 	flag.IntVar(&o.inflight, "inflight", 8, "calls in flight per connection in the saturation runs")
+	flag.IntVar(&o.procs, "proxy-procs", 0, "GOMAXPROCS of rosetta-proxy (0: the Go default, one per core)")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of rosetta-proxy during its fixed-rate run to this file")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -58,7 +60,7 @@ func run(o options) error {
 	defer os.RemoveAll(dir)
 
 	targets := []*target{{name: "direct", addr: provider.Addr()}}
-	rosetta, err := startRosetta(o.proxyBin, dir, provider.Addr())
+	rosetta, err := startRosetta(o.proxyBin, o.procs, dir, provider.Addr())
 	if err != nil {
 		return err
 	}
@@ -96,7 +98,7 @@ func run(o options) error {
 	return nil
 }
 
-func startRosetta(bin, dir, upstream string) (*target, error) {
+func startRosetta(bin string, procs int, dir, upstream string) (*target, error) {
 	addr, admin := freeAddr(), freeAddr()
 	cfg := fmt.Sprintf(`admin: {address: %q}
 listeners:
@@ -127,6 +129,10 @@ clusters:
 		return nil, err
 	}
 	t := &target{name: "rosetta", addr: addr, admin: admin}
+	if procs > 0 {
+		t.env = []string{fmt.Sprintf("GOMAXPROCS=%d", procs)}
+		t.name = fmt.Sprintf("rosetta (GOMAXPROCS=%d)", procs)
+	}
 	if err := t.start(bin, "--config", path, "--log-level", "warn"); err != nil {
 		return nil, err
 	}
