@@ -83,11 +83,12 @@ func (c Codec) Decode(frame []byte) (*codec.Message, error) {
 	if !ok {
 		return nil, codec.Errorf(Name, codec.ErrMalformed, "unknown kind %d", frame[4])
 	}
+	m := &codec.Message{Kind: kind, ID: binary.BigEndian.Uint64(frame[5:]), Raw: frame, Attrs: codec.None}
 	attrs, _, err := readHeaders(frame[headLen:], int(frame[headLen-1]))
 	if err != nil {
-		return nil, err
+		return m, err // kind and id are known: the proxy can answer with an error
 	}
-	m := &codec.Message{Kind: kind, ID: binary.BigEndian.Uint64(frame[5:]), Raw: frame, Attrs: attrs}
+	m.Attrs = attrs
 	if frame[13] != 0 {
 		m.Status = codec.StatusError
 	}

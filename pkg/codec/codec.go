@@ -139,6 +139,10 @@ type Codec interface {
 	// Split finds the end of the first frame in buf. See the package doc.
 	Split(buf []byte) (Split, error)
 	// Decode parses one whole frame; the message owns frame afterwards.
+	// When a frame is malformed but its kind and ID could be read, Decode may
+	// return that partial message with the error: the proxy then answers it
+	// with the codec's reply for StatusBadRequest before closing the
+	// connection, so the caller gets a protocol error, not a bare close.
 	Decode(frame []byte) (*Message, error)
 	// Encode appends the wire form of msg, with its current ID and its
 	// mutations applied, to dst.

@@ -69,8 +69,8 @@ func (dc *downConn) serve() {
 			_ = dc.nc.SetReadDeadline(time.Now().Add(dc.lc.idleTimeout))
 		}
 		frame, err := fr.Next()
+		var m *codec.Message
 		if err == nil {
-			var m *codec.Message
 			if m, err = dc.codec.Decode(frame); err == nil {
 				dc.dispatch(m)
 				continue
@@ -79,16 +79,24 @@ func (dc *downConn) serve() {
 		if isTimeout(err) && dc.inflight.Load() > 0 {
 			continue // idle means no requests, not a slow upstream
 		}
-		dc.readFailed(err)
+		dc.readFailed(m, err)
 		return
 	}
 }
 
-func (dc *downConn) readFailed(err error) {
+// readFailed ends the connection after a read error. A bad frame whose kind
+// and ID the codec could read (partial) is answered with the protocol's bad
+// request error first.
+func (dc *downConn) readFailed(partial *codec.Message, err error) {
 	switch {
 	case errors.Is(err, codec.ErrMalformed) || errors.Is(err, codec.ErrTooLarge) || errors.Is(err, codec.ErrUnsupported):
 		dc.l.p.metrics.ProtocolError(dc.lc.statPrefix)
 		dc.l.p.log.Warn("closing a connection after a bad frame", "listener", dc.lc.name, "remote", dc.nc.RemoteAddr().String(), "err", err)
+		if partial != nil && partial.Kind == codec.KindRequest {
+			dc.reply(dc.reserve(), partial, codec.StatusBadRequest, "rosetta: "+err.Error())
+			dc.closeAfterFlush()
+			return
+		}
 		dc.close()
 	case errors.Is(err, io.EOF), isTimeout(err):
 		dc.closeAfterFlush()

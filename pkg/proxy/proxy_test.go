@@ -285,6 +285,34 @@ func TestMalformedFrameClosesOnlyThatConnection(t *testing.T) {
 	}
 }
 
+// A frame whose head is sound but whose body is not gets the protocol's
+// bad-request answer, then the connection closes.
+func TestBadBodyGetsAnErrorReplyThenClose(t *testing.T) {
+	a, _ := named(t, "a")
+	p := start(t, []obj{listener("in", "r", nil)},
+		[]obj{routeConfig("r", route("all", nil, obj{"cluster": "a"}))},
+		[]obj{cluster("a", "", a.Addr())})
+	raw, err := net.Dial("tcp", p.Addr(t, "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	// kind 1 (request), id 42, status 0, 3 headers promised, none present.
+	bad := []byte{0, 0, 0, 11, 1, 0, 0, 0, 0, 0, 0, 0, 42, 0, 3}
+	if _, err := raw.Write(bad); err != nil {
+		t.Fatal(err)
+	}
+	_ = raw.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(raw)
+	if err != nil {
+		t.Fatalf("reading the answer: %v", err)
+	}
+	m, err := toy.Codec{}.Decode(got)
+	if err != nil || m.ID != 42 || statusOf(&toy.Response{Status: m.Raw[13]}) != "bad_request" {
+		t.Fatalf("answer %x: %v; want a bad_request reply to id 42, then close", got, err)
+	}
+}
+
 func isTimeout(err error) bool {
 	ne, ok := err.(net.Error)
 	return ok && ne.Timeout()
