@@ -192,3 +192,13 @@ func Errorf(protocol string, kind error, format string, args ...any) error {
 // DefaultMaxFrame is the frame size limit a codec uses when its options do not
 // set one: 8 MiB, Dubbo's own default payload limit.
 const DefaultMaxFrame = 8 << 20
+
+// PoolKeyer is an optional capability for protocols whose wire format may
+// differ between connections (Thrift: framed, unframed or THeader; binary or
+// compact). A server reads one format per connection, so requests of
+// different formats must not share an upstream connection: the proxy keeps
+// one pool per key. PoolKey names m's format; it must be cheap and must not
+// allocate.
+type PoolKeyer interface {
+	PoolKey(m *Message) string
+}

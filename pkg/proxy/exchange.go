@@ -145,7 +145,11 @@ func (ex *exchange) hashKey(attrs []string) uint64 {
 
 func (ex *exchange) pool(ep *upstream.Endpoint) *upstream.Pool {
 	lc := ex.dc.lc
-	return ep.Pool(lc.protocol, lc.options, lc.poolKey)
+	key := lc.poolKey
+	if pk, ok := ex.dc.codec.(codec.PoolKeyer); ok {
+		key += "|" + pk.PoolKey(ex.req)
+	}
+	return ep.Pool(lc.protocol, lc.options, key)
 }
 
 func (ex *exchange) sendOneway() {

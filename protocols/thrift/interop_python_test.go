@@ -1,0 +1,81 @@
+package thrift_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// needTool returns the path of a tool the test needs. Missing, it fails the
+// test under CI=true and skips it elsewhere.
+func needTool(t *testing.T, name, pkg string) string {
+	t.Helper()
+	p, err := exec.LookPath(name)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is missing: apt-get install -y %s", name, pkg)
+		}
+		t.Skipf("%s is missing (apt-get install -y %s)", name, pkg)
+	}
+	return p
+}
+
+// TestInteropPython: Debian's python3-thrift, a Thrift implementation
+// independent of the Go library, calls the Go servers through the proxy. Its
+// oneway calls are ONEWAY messages.
+func TestInteropPython(t *testing.T) {
+	compiler := needTool(t, "thrift", "thrift-compiler")
+	python := "/usr/bin/python3"
+	if err := exec.Command(python, "-c", "import thrift").Run(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s cannot import thrift: apt-get install -y python3-thrift", python)
+		}
+		t.Skipf("%s cannot import thrift (apt-get install -y python3-thrift)", python)
+	}
+	gen := t.TempDir()
+	if out, err := exec.Command(compiler, "--gen", "py", "-out", gen, "testdata/echo.thrift").CombinedOutput(); err != nil {
+		t.Fatalf("thrift --gen py: %v\n%s", err, out)
+	}
+	for _, tc := range []struct {
+		mode string
+		peer peer
+	}{
+		{"framed-binary", peer{transport: "framed"}},
+		{"buffered-compact", peer{transport: "unframed", compact: true}},
+		{"header-compact", peer{transport: "header", compact: true}},
+	} {
+		t.Run(tc.mode, func(t *testing.T) {
+			_, portA := serve(t, tc.peer, "a")
+			b, portB := serve(t, tc.peer, "b")
+			extra := ""
+			if tc.peer.transport == "header" {
+				extra = canaryRoute
+			}
+			px := proxytestStart(t, fmt.Sprintf(proxyConfig, extra, portA, portB))
+			host, port, err := net.SplitHostPort(px)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			cmd := exec.CommandContext(ctx, python, "testdata/py_client.py", host, port, tc.mode)
+			cmd.Env = append(os.Environ(), "PYTHONPATH="+gen)
+			out, err := cmd.CombinedOutput()
+			if err != nil || strings.TrimSpace(string(out)) != "ok" {
+				t.Fatalf("python client: %v\n%s", err, out)
+			}
+			deadline := time.Now().Add(5 * time.Second)
+			for b.fired.Load() == 0 {
+				if time.Now().After(deadline) {
+					t.Fatal("the python oneway call never reached server b")
+				}
+				time.Sleep(5 * time.Millisecond)
+			}
+		})
+	}
+}
