@@ -1,7 +1,6 @@
-package main
+package load
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,8 +14,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/rosetta-mesh/rosetta/protocols/dubbo/dubbopeer"
 )
 
 // target is where the load goes: the provider itself or a proxy in front of
@@ -81,10 +78,10 @@ type result struct {
 	saturated     float64
 }
 
-func dialAll(t *target, n int) ([]*dubbopeer.Consumer, error) {
-	cs := make([]*dubbopeer.Consumer, 0, n)
+func dialAll(d Driver, t *target, n, payload int) ([]Client, error) {
+	cs := make([]Client, 0, n)
 	for i := 0; i < n; i++ {
-		c, err := dubbopeer.Dial(t.addr)
+		c, err := d.Dial(t.addr, payload)
 		if err != nil {
 			for _, x := range cs {
 				x.Close()
@@ -96,11 +93,11 @@ func dialAll(t *target, n int) ([]*dubbopeer.Consumer, error) {
 	return cs, nil
 }
 
-// fixedRate sends o.rate requests a second spread over o.conns connections
-// for o.duration. Latency counts from each request's scheduled time, so a
+// fixedRate sends o.Rate requests a second spread over o.Conns connections
+// for o.Duration. Latency counts from each request's scheduled time, so a
 // stall delays (and is charged to) the requests behind it.
-func fixedRate(t *target, req *dubbopeer.Prepared, o options) (result, error) {
-	cs, err := dialAll(t, o.conns)
+func fixedRate(d Driver, t *target, o Options) (result, error) {
+	cs, err := dialAll(d, t, o.Conns, o.Payload)
 	if err != nil {
 		return result{}, err
 	}
@@ -109,11 +106,11 @@ func fixedRate(t *target, req *dubbopeer.Prepared, o options) (result, error) {
 			c.Close()
 		}
 	}()
-	warm(cs, req)
-	prof := t.profile(o.profile, o.duration)
+	warm(cs)
+	prof := t.profile(o.Profile, o.Duration)
 	defer prof.Wait()
 	cpu0 := cpuSeconds(t)
-	perConn := time.Duration(float64(time.Second) * float64(o.conns) / float64(o.rate))
+	perConn := time.Duration(float64(time.Second) * float64(o.Conns) / float64(o.Rate))
 	var mu sync.Mutex
 	var lat []time.Duration
 	var errs atomic.Int64
@@ -123,18 +120,18 @@ func fixedRate(t *target, req *dubbopeer.Prepared, o options) (result, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			local := make([]time.Duration, 0, int(o.duration/perConn)+1)
+			local := make([]time.Duration, 0, int(o.Duration/perConn)+1)
 			// Stagger the connections so the rate is even, not 16 at once.
 			next := begin.Add(perConn * time.Duration(i) / time.Duration(len(cs)))
 			var inner sync.WaitGroup
 			var lmu sync.Mutex
-			for next.Before(begin.Add(o.duration)) {
+			for next.Before(begin.Add(o.Duration)) {
 				time.Sleep(time.Until(next))
 				sched := next
 				inner.Add(1)
 				go func() {
 					defer inner.Done()
-					err := c.CallPrepared(context.Background(), req)
+					err := c.Call()
 					d := time.Since(sched)
 					if err != nil {
 						errs.Add(1)
@@ -163,10 +160,10 @@ func fixedRate(t *target, req *dubbopeer.Prepared, o options) (result, error) {
 	return r, nil
 }
 
-// saturate keeps o.inflight calls in flight on every connection for half of
-// o.duration and reports the throughput.
-func saturate(t *target, req *dubbopeer.Prepared, o options) (result, error) {
-	cs, err := dialAll(t, o.conns)
+// saturate keeps o.Inflight calls in flight on every connection for half of
+// o.Duration and reports the throughput.
+func saturate(d Driver, t *target, o Options) (result, error) {
+	cs, err := dialAll(d, t, o.Conns, o.Payload)
 	if err != nil {
 		return result{}, err
 	}
@@ -175,18 +172,18 @@ func saturate(t *target, req *dubbopeer.Prepared, o options) (result, error) {
 			c.Close()
 		}
 	}()
-	warm(cs, req)
+	warm(cs)
 	var n, errs atomic.Int64
-	stop := time.Now().Add(o.duration / 2)
+	stop := time.Now().Add(o.Duration / 2)
 	begin := time.Now()
 	var wg sync.WaitGroup
 	for _, c := range cs {
-		for j := 0; j < o.inflight; j++ {
+		for j := 0; j < o.Inflight; j++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for time.Now().Before(stop) {
-					if err := c.CallPrepared(context.Background(), req); err != nil {
+					if err := c.Call(); err != nil {
 						errs.Add(1)
 						continue
 					}
@@ -202,9 +199,9 @@ func saturate(t *target, req *dubbopeer.Prepared, o options) (result, error) {
 	return result{throughput: float64(n.Load()) / time.Since(begin).Seconds()}, nil
 }
 
-func warm(cs []*dubbopeer.Consumer, req *dubbopeer.Prepared) {
+func warm(cs []Client) {
 	for i := 0; i < 200; i++ {
-		_ = cs[i%len(cs)].CallPrepared(context.Background(), req)
+		_ = cs[i%len(cs)].Call()
 	}
 }
 
@@ -251,9 +248,9 @@ func rssMB(t *target) float64 {
 	return -1
 }
 
-func printTable(w io.Writer, o options, rows []result) {
-	fmt.Fprintf(w, "Dubbo echo, %d-byte payload, %d connections; fixed rate %d req/s for %v; saturation with %d in flight per connection.\n\n",
-		o.payload, o.conns, o.rate, o.duration, o.inflight)
+func printTable(w io.Writer, title string, o Options, rows []result) {
+	fmt.Fprintf(w, "%s echo, %d-byte payload, %d connections; fixed rate %d req/s for %v; saturation with %d in flight per connection.\n\n",
+		title, o.Payload, o.Conns, o.Rate, o.Duration, o.Inflight)
 	fmt.Fprintln(w, "| path | req/s | errors | p50 | p90 | p99 | added p50 | added p99 | proxy CPU s / 1000 req | proxy RSS MB | saturated req/s | saturated vs direct |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|")
 	base := rows[0]
