@@ -63,6 +63,7 @@ func newDownConn(l *listener, nc net.Conn) *downConn {
 
 func (dc *downConn) serve() {
 	defer dc.l.untrack(dc)
+	defer dc.resetStreams()
 	fr := wire.NewReader(dc.nc, dc.codec)
 	for {
 		if dc.lc.idleTimeout > 0 {

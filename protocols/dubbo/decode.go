@@ -107,18 +107,19 @@ func (f *frame) decodeRequest() error {
 		// Still forwarded and multiplexed, but without attributes.
 		return nil
 	}
-	s := scanner{b: a.body}
+	r := valueReader{body: a.body}
+	defer r.release()
 	var err error
-	if a.pathOff, err = s.skip(0, 0); err != nil {
+	if _, a.pathOff, err = r.leadingStr(0); err != nil {
 		return malformed("dubbo version", err)
 	}
-	if a.iface, a.versionOff, err = s.str(a.pathOff); err != nil {
+	if a.iface, a.versionOff, err = r.leadingStr(a.pathOff); err != nil {
 		return malformed("service path", err)
 	}
-	if a.version, a.methodOff, err = s.str(a.versionOff); err != nil {
+	if a.version, a.methodOff, err = r.leadingStr(a.versionOff); err != nil {
 		return malformed("service version", err)
 	}
-	if a.method, a.argsOff, err = s.str(a.methodOff); err != nil {
+	if a.method, a.argsOff, err = r.leadingStr(a.methodOff); err != nil {
 		return malformed("method", err)
 	}
 	a.request, a.hasAtts = true, true
@@ -143,6 +144,8 @@ func (f *frame) decodeResponse(status byte) error {
 	if a.flags&serialMask != serialHessian2 {
 		return nil
 	}
+	// The flag is read by the skipper's integer reader: the library would
+	// cost a decoder per response for one byte.
 	s := scanner{b: a.body}
 	flag, next, err := s.int(0)
 	if err != nil {
@@ -225,9 +228,16 @@ func (a *attrs) parse() error {
 	return a.err
 }
 
+// parseAttachments steps over the arguments (or a response's value) with the
+// codec's skipper, then reads the map's keys and plain values with the
+// library. The skipper also steps over attachment values the library is not
+// given (objects, lists, maps: they may refer to classes or values defined in
+// the arguments, which the library never saw).
 func (a *attrs) parseAttachments() error {
 	s := scanner{b: a.body}
-	off, err := a.skipArgs(&s)
+	r := valueReader{body: a.body}
+	defer r.release()
+	off, err := a.skipArgs(&s, &r)
 	if err != nil {
 		return err
 	}
@@ -255,7 +265,7 @@ func (a *attrs) parseAttachments() error {
 			a.mapEnd = off + 1
 			return nil
 		}
-		if off, err = a.readEntry(&s, off); err != nil {
+		if off, err = a.readEntry(&s, &r, off); err != nil {
 			return malformed("attachments", err)
 		}
 	}
@@ -263,7 +273,7 @@ func (a *attrs) parseAttachments() error {
 
 // skipArgs steps over what comes before the attachments: a request's
 // parameter descriptor and arguments, or a response's value or exception.
-func (a *attrs) skipArgs(s *scanner) (int, error) {
+func (a *attrs) skipArgs(s *scanner, r *valueReader) (int, error) {
 	if !a.request {
 		if a.respFlag == respNullWithAtts {
 			return a.argsOff, nil
@@ -274,7 +284,7 @@ func (a *attrs) skipArgs(s *scanner) (int, error) {
 		}
 		return off, nil
 	}
-	desc, off, err := s.str(a.argsOff)
+	desc, off, err := r.str(a.argsOff)
 	if err != nil {
 		return 0, malformed("parameter types", err)
 	}
@@ -290,11 +300,13 @@ func (a *attrs) skipArgs(s *scanner) (int, error) {
 	return off, nil
 }
 
-func (a *attrs) readEntry(s *scanner, off int) (int, error) {
+// readEntry reads one attachment: a string key and a plain value with the
+// library, anything else only as a span.
+func (a *attrs) readEntry(s *scanner, r *valueReader, off int) (int, error) {
 	e := entry{keyOff: off}
 	var err error
 	if isStringTag(s.b[off]) {
-		e.key, e.valOff, err = s.str(off)
+		e.key, e.valOff, err = r.str(off)
 		e.stringKey = true
 	} else {
 		e.valOff, err = s.skip(off, 0)
@@ -302,33 +314,20 @@ func (a *attrs) readEntry(s *scanner, off int) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if e.end, err = s.skip(e.valOff, 0); err != nil {
-		return 0, err
-	}
 	if e.stringKey {
-		e.value, e.routable = routableValue(s, e.valOff)
+		e.value, e.end, e.routable, err = r.routable(e.valOff)
+		if err != nil {
+			return 0, err
+		}
+	}
+	if !e.routable {
+		// Dubbo 3 allows any object as an attachment; those are not routable.
+		if e.end, err = s.skip(e.valOff, 0); err != nil {
+			return 0, err
+		}
 	}
 	a.entries = append(a.entries, e)
 	return e.end, nil
-}
-
-// routableValue turns a string, null, number or boolean into its text.
-// Dubbo 3 allows any object as an attachment; those are not routable.
-func routableValue(s *scanner, off int) (string, bool) {
-	tag := s.b[off]
-	switch {
-	case isStringTag(tag), tag == 'N':
-		v, _, err := s.str(off)
-		return v, err == nil
-	case tag == 'T':
-		return "true", true
-	case tag == 'F':
-		return "false", true
-	}
-	if v, _, err := s.int(off); err == nil {
-		return strconv.FormatInt(v, 10), true
-	}
-	return "", false
 }
 
 // countParams counts the types in a JVM method descriptor's parameter list,

@@ -59,21 +59,29 @@ func (c *Codec) encodeMutated(dst []byte, m *codec.Message, a *attrs) ([]byte, e
 		return nil, err
 	}
 	muts := lastValues(m.Mutations)
+	var w stringWriter
+	defer w.release()
 	start := len(dst)
 	dst = append(dst, m.Raw[:headerLen]...)
 	binary.BigEndian.PutUint64(dst[start+4:], m.ID)
 	body := a.body
+	var err error
 	if a.request {
 		dst = append(dst, body[:a.pathOff]...)
-		dst = replaceString(dst, body[a.pathOff:a.versionOff], muts, keyInterface)
-		dst = replaceString(dst, body[a.versionOff:a.methodOff], muts, keyVersion)
-		dst = replaceString(dst, body[a.methodOff:a.argsOff], muts, keyMethod)
+		fields := []struct {
+			key       string
+			from, end int
+		}{{keyInterface, a.pathOff, a.versionOff}, {keyVersion, a.versionOff, a.methodOff}, {keyMethod, a.methodOff, a.argsOff}}
+		for _, f := range fields {
+			if dst, err = w.replaceString(dst, body[f.from:f.end], muts, f.key); err != nil {
+				return nil, err
+			}
+		}
 		dst = append(dst, body[a.argsOff:a.mapOff]...)
 	} else {
 		dst = append(dst, body[:a.mapOff]...)
 	}
-	dst, err := a.appendMap(dst, muts)
-	if err != nil {
+	if dst, err = a.appendMap(dst, muts, &w); err != nil {
 		return nil, err
 	}
 	dst = append(dst, body[a.mapEnd:]...)
@@ -100,10 +108,11 @@ func (a *attrs) describe() string {
 
 // appendMap writes the attachments map with muts applied: existing entries
 // keep their place and bytes, replaced values are rewritten, new keys go last.
-func (a *attrs) appendMap(dst []byte, muts []codec.Attr) ([]byte, error) {
+func (a *attrs) appendMap(dst []byte, muts []codec.Attr, w *stringWriter) ([]byte, error) {
 	body := a.body
 	dst = append(dst, body[a.mapOff:a.mapBody]...)
 	applied := make([]bool, len(muts))
+	var err error
 	for i := range a.entries {
 		e := &a.entries[i]
 		j := -1
@@ -126,25 +135,31 @@ func (a *attrs) appendMap(dst []byte, muts []codec.Attr) ([]byte, error) {
 				"attachment %q holds an object, list or map; replacing it is not supported", e.key)
 		}
 		dst = append(dst, body[e.keyOff:e.valOff]...)
-		dst = appendString(dst, muts[j].Value)
+		if dst, err = w.append(dst, muts[j].Value); err != nil {
+			return nil, err
+		}
 	}
 	for j, mu := range muts {
 		if applied[j] || a.request && mu.Key == keyMethod {
 			continue
 		}
-		dst = appendString(dst, mu.Key)
-		dst = appendString(dst, mu.Value)
+		if dst, err = w.append(dst, mu.Key); err != nil {
+			return nil, err
+		}
+		if dst, err = w.append(dst, mu.Value); err != nil {
+			return nil, err
+		}
 	}
 	return append(dst, 'Z'), nil
 }
 
 // replaceString writes the body string field named key: the mutated value if
 // there is one, else the field's original bytes.
-func replaceString(dst, orig []byte, muts []codec.Attr, key string) []byte {
+func (w *stringWriter) replaceString(dst, orig []byte, muts []codec.Attr, key string) ([]byte, error) {
 	if j := indexOf(muts, key); j >= 0 {
-		return appendString(dst, muts[j].Value)
+		return w.append(dst, muts[j].Value)
 	}
-	return append(dst, orig...)
+	return append(dst, orig...), nil
 }
 
 // lastValues keeps the last value set for each key, in first-set order.

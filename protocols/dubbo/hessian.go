@@ -1,560 +1,258 @@
 package dubbo
 
 import (
-	"encoding/binary"
-	"errors"
+	"fmt"
 	"strconv"
-	"unicode/utf8"
+	"sync"
+
+	hessian "github.com/apache/dubbo-go-hessian2"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
-// This file is a minimal Hessian 2.0 reader and writer: enough to walk over
-// any value without building it (so a request's arguments, whatever Java
-// classes they hold, can be stepped over to reach the attachments), to read
-// strings and small integers, and to write strings. It never consults a class
-// registry, so objects of classes nobody registered are no problem.
-//
-// Grammar (Hessian 2.0 serialization), by leading byte:
-//
-//	x00-x1f  string, 0-31 chars          x20-x2f  binary, 0-15 bytes
-//	x30-x33  string, 0-1023 chars (+1)   x34-x37  binary, 0-1023 bytes (+1)
-//	x38-x3f  long, 3 bytes               'A' 'B'  binary chunk (+2 len)
-//	'C'      class definition: name, field count, field names
-//	'D'      double (+8)                 'F' 'T'  false, true
-//	'H'      untyped map ... 'Z'         'I'      int (+4)
-//	x4a      date in ms (+8)             x4b      date in minutes (+4)
-//	'L'      long (+8)                   'M'      typed map: type ... 'Z'
-//	'N'      null                        'O'      object: def index, fields
-//	'Q'      reference: int              'R' 'S'  string chunk (+2 len in chars)
-//	x55      typed list ... 'Z'          'V'      typed list: type, len
-//	x57      untyped list ... 'Z'        'X'      untyped list: len
-//	'Y'      long as int (+4)            x5b-x5f  double 0, 1, +1, +2, +4
-//	x60-x6f  object, def index 0-15      x70-x77  typed list, len 0-7
-//	x78-x7f  untyped list, len 0-7       x80-xbf  int, 1 byte
-//	xc0-xcf  int, 2 bytes                xd0-xd7  int, 3 bytes
-//	xd8-xef  long, 1 byte                xf0-xff  long, 2 bytes
-//
-// String lengths count UTF-16 units; the data is UTF-8 with characters
-// outside the BMP written as two 3-byte surrogates (what Java writes).
+// Values are decoded and encoded with github.com/apache/dubbo-go-hessian2
+// v1.12.5, the Hessian 2 library of dubbo-go. This file adapts it to a codec
+// that works on byte offsets: the codec copies every byte it does not change,
+// so it must know where each value it reads starts and ends. Only stepping
+// over values without building them is done by the codec itself (skip.go).
 
-var (
-	errShort = errors.New("hessian value runs past the body")
-	errDepth = errors.New("hessian values nested too deep")
-)
+// libWindow is the buffer size of pooled library decoders. The leading strings
+// of a request and most attachment maps fit in it.
+const libWindow = 1024
 
-// maxDepth bounds nesting so hostile input cannot grow the stack without end.
-const maxDepth = 256
+var decoders = sync.Pool{New: func() any { return hessian.NewDecoderSize(nil, libWindow) }}
 
-// scanner walks the values of one Hessian stream. Class definitions are
-// numbered in stream order, so one scanner must see a body's values in order.
-type scanner struct {
-	b    []byte
-	defs []int // field count of each class definition seen so far
+// valueReader reads single values of a body with the library's decoder.
+//
+// The decoder reads through a bufio.Reader. Its window of the body is never
+// larger than its buffer, so the first read pulls in the whole window and the
+// body offset after a value is the window's end minus d.Buffered(). A value
+// that runs past a short window is read again with a decoder sized to the
+// rest of the body.
+type valueReader struct {
+	body   []byte
+	d      *hessian.Decoder
+	pooled bool
+	start  int  // body offset of the window
+	end    int  // body offset just past the window
+	fresh  bool // nothing read since the window was opened
 }
 
-func badTag(tag byte) error {
-	return errors.New("hessian: unexpected tag 0x" + strconv.FormatUint(uint64(tag), 16))
+// release returns the pooled decoder.
+func (r *valueReader) release() {
+	if r.pooled {
+		decoders.Put(r.d)
+	}
+	r.d, r.pooled = nil, false
 }
 
-// need checks that n bytes are available at off.
-func (s *scanner) need(off, n int) error {
-	if n < 0 || off > len(s.b)-n {
+// pos is the body offset of the decoder's next byte.
+func (r *valueReader) pos() int {
+	if r.fresh {
+		return r.start
+	}
+	return r.end - r.d.Buffered()
+}
+
+// open points the decoder at body[off:], at most libWindow bytes of it unless
+// whole is set.
+func (r *valueReader) open(off int, whole bool) {
+	end := len(r.body)
+	switch {
+	case end-off <= libWindow || !whole:
+		end = min(end, off+libWindow)
+		if !r.pooled {
+			r.d, r.pooled = decoders.Get().(*hessian.Decoder), true
+		}
+		r.d.Reset(r.body[off:end])
+	default:
+		r.release()
+		r.d = hessian.NewDecoderSize(r.body[off:end], end-off)
+	}
+	r.start, r.end, r.fresh = off, end, true
+}
+
+// seek moves to off, within the window if it can.
+func (r *valueReader) seek(off int) {
+	if r.d == nil || off < r.pos() || off > r.end {
+		r.open(off, false)
+		return
+	}
+	if n := off - r.pos(); n > 0 {
+		_, _ = r.d.Discard(n) // within the window, so it cannot come up short
+		r.fresh = false
+	}
+}
+
+// value decodes the value at off and returns it with the offset just past it.
+// The caller has checked the leading byte: only strings, nulls, booleans and
+// integers are handed to the library (see skip.go for why not the rest).
+func (r *valueReader) value(off int) (any, int, error) {
+	r.seek(off)
+	v, next, err := r.decodeChecked(off)
+	if err != nil && r.end < len(r.body) {
+		// The value may run past the window: read it with all the rest in view.
+		r.open(off, true)
+		v, next, err = r.decodeChecked(off)
+	}
+	return v, next, err
+}
+
+// decodeChecked decodes the value at off, where the decoder stands, and checks
+// that the skipper agrees on where it ends: the codec copies the bytes around
+// it by these offsets. (At the end of a window, the library takes a missing
+// chunk tag for the end of a chunked string; the check catches that.)
+func (r *valueReader) decodeChecked(off int) (any, int, error) {
+	v, err := r.decode()
+	if err != nil {
+		return nil, 0, err
+	}
+	next := r.pos()
+	sc := scanner{b: r.body}
+	if end, err := sc.skip(off, 0); err != nil || end != next {
+		return nil, 0, fmt.Errorf("hessian2 decoder read the value at %d up to %d, the skipper to %d (%v)", off, next, end, err)
+	}
+	return v, next, nil
+}
+
+// decode runs the library decoder. It panics on some malformed strings (a
+// lone surrogate at the end of a short string slices past its buffer); that
+// is bad input, so it becomes an error.
+func (r *valueReader) decode() (v any, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			v, err = nil, fmt.Errorf("hessian2 decoder failed: %v", p)
+		}
+	}()
+	r.fresh = false
+	return r.d.DecodeValue()
+}
+
+// leadingStr reads one of the strings that start a request body. It runs on
+// every request, so a short string of plain ASCII (every Dubbo version,
+// service name, version and method name in practice) is copied straight from
+// the body: the library's decoder costs three allocations per string and
+// three per reset, which made Decode about 4x slower (README.md, Benchmarks).
+// Anything else (non-ASCII, chunked, null) is read by the library.
+func (r *valueReader) leadingStr(off int) (string, int, error) {
+	if s, next, ok := asciiString(r.body, off); ok {
+		return s, next, nil
+	}
+	return r.str(off)
+}
+
+// asciiString reads a string of 0-1023 ASCII characters at off, or gives ok
+// false. For ASCII the character count is the byte count.
+func asciiString(b []byte, off int) (s string, next int, ok bool) {
+	if off >= len(b) {
+		return "", 0, false
+	}
+	n, start := 0, off+1
+	switch tag := b[off]; {
+	case tag <= 0x1f:
+		n = int(tag)
+	case tag >= 0x30 && tag <= 0x33 && off+1 < len(b):
+		n, start = int(tag-0x30)<<8|int(b[off+1]), off+2
+	default:
+		return "", 0, false
+	}
+	if start+n > len(b) {
+		return "", 0, false
+	}
+	for _, c := range b[start : start+n] {
+		if c >= 0x80 {
+			return "", 0, false
+		}
+	}
+	return string(b[start : start+n]), start + n, true
+}
+
+// str reads a string, or a null as "", at off with the library.
+func (r *valueReader) str(off int) (string, int, error) {
+	if err := r.check(off, func(tag byte) bool { return isStringTag(tag) || tag == 'N' }); err != nil {
+		return "", 0, err
+	}
+	v, next, err := r.value(off)
+	if err != nil {
+		return "", 0, err
+	}
+	s, _ := v.(string) // nil for 'N'
+	return s, next, nil
+}
+
+// routable reads an attachment value that routes can match: a string, null
+// (""), boolean or integer, as text. ok is false for other values, which the
+// caller steps over.
+func (r *valueReader) routable(off int) (value string, next int, ok bool, err error) {
+	if off >= len(r.body) || !isRoutableTag(r.body[off]) {
+		return "", 0, false, nil
+	}
+	v, next, err := r.value(off)
+	if err != nil {
+		return "", 0, false, err
+	}
+	switch x := v.(type) {
+	case nil:
+		return "", next, true, nil
+	case string:
+		return x, next, true, nil
+	case bool:
+		return strconv.FormatBool(x), next, true, nil
+	case int32:
+		return strconv.FormatInt(int64(x), 10), next, true, nil
+	case int64:
+		return strconv.FormatInt(x, 10), next, true, nil
+	}
+	return "", 0, false, fmt.Errorf("hessian2 decoder read an attachment value as %T", v)
+}
+
+func (r *valueReader) check(off int, want func(byte) bool) error {
+	if off >= len(r.body) {
 		return errShort
+	}
+	if !want(r.body[off]) {
+		return badTag(r.body[off])
 	}
 	return nil
 }
 
-// skip returns the offset just past the value starting at off.
-func (s *scanner) skip(off, depth int) (int, error) {
-	if depth > maxDepth {
-		return 0, errDepth
-	}
-	if err := s.need(off, 1); err != nil {
-		return 0, err
-	}
-	tag := s.b[off]
-	off++
-	switch {
-	case tag <= 0x1f:
-		return s.chars(off, int(tag))
-	case tag <= 0x2f:
-		return s.fixed(off, int(tag-0x20))
-	case tag <= 0x33:
-		if err := s.need(off, 1); err != nil {
-			return 0, err
-		}
-		return s.chars(off+1, int(tag-0x30)<<8|int(s.b[off]))
-	case tag <= 0x37:
-		if err := s.need(off, 1); err != nil {
-			return 0, err
-		}
-		return s.fixed(off+1, int(tag-0x34)<<8|int(s.b[off]))
-	case tag <= 0x3f:
-		return s.fixed(off, 2)
-	case tag >= 0x60 && tag <= 0x6f:
-		return s.object(off, int(tag-0x60), depth)
-	case tag >= 0x70 && tag <= 0x77:
-		return s.typedList(off, int(tag-0x70), depth)
-	case tag >= 0x78 && tag <= 0x7f:
-		return s.values(off, int(tag-0x78), depth)
-	case tag >= 0x80 && tag <= 0xbf, tag >= 0xd8 && tag <= 0xef:
-		return off, nil
-	case tag >= 0xc0 && tag <= 0xcf, tag >= 0xf0:
-		return s.fixed(off, 1)
-	case tag >= 0xd0 && tag <= 0xd7:
-		return s.fixed(off, 2)
-	}
-	return s.skipLetter(tag, off, depth)
+// isIntTag says whether a value is an int or a long.
+func isIntTag(tag byte) bool {
+	return tag >= 0x80 || tag >= 0x38 && tag <= 0x3f || tag == 'I' || tag == 'Y' || tag == 'L'
 }
 
-// skipLetter handles the tags in 0x40-0x5f.
-func (s *scanner) skipLetter(tag byte, off, depth int) (int, error) {
-	switch tag {
-	case 'N', 'T', 'F', 0x5b, 0x5c:
-		return off, nil
-	case 0x5d:
-		return s.fixed(off, 1)
-	case 0x5e:
-		return s.fixed(off, 2)
-	case 'I', 'Y', 0x4b, 0x5f:
-		return s.fixed(off, 4)
-	case 'D', 'L', 0x4a:
-		return s.fixed(off, 8)
-	case 'R', 'S', 'A', 'B':
-		return s.chunks(tag, off)
-	case 'Q':
-		_, next, err := s.int(off)
-		return next, err
-	case 'C':
-		next, err := s.classDef(off)
-		if err != nil {
-			return 0, err
-		}
-		// A definition is written just before the object that uses it.
-		return s.skip(next, depth+1)
-	case 'O':
-		idx, next, err := s.int(off)
-		if err != nil {
-			return 0, err
-		}
-		return s.object(next, int(idx), depth)
-	case 'H':
-		return s.untilEnd(off, depth)
-	case 'M':
-		next, err := s.skipType(off)
-		if err != nil {
-			return 0, err
-		}
-		return s.untilEnd(next, depth)
-	case 0x55:
-		next, err := s.skipType(off)
-		if err != nil {
-			return 0, err
-		}
-		return s.untilEnd(next, depth)
-	case 'V':
-		next, err := s.skipType(off)
-		if err != nil {
-			return 0, err
-		}
-		n, next, err := s.count(next)
-		if err != nil {
-			return 0, err
-		}
-		return s.values(next, n, depth)
-	case 0x57:
-		return s.untilEnd(off, depth)
-	case 'X':
-		n, next, err := s.count(off)
-		if err != nil {
-			return 0, err
-		}
-		return s.values(next, n, depth)
-	}
-	return 0, badTag(tag)
+// isRoutableTag says whether a value is one routes can match: a string, null,
+// boolean or integer.
+func isRoutableTag(tag byte) bool {
+	return isStringTag(tag) || isIntTag(tag) || tag == 'N' || tag == 'T' || tag == 'F'
 }
 
-func (s *scanner) fixed(off, n int) (int, error) {
-	if err := s.need(off, n); err != nil {
-		return 0, err
-	}
-	return off + n, nil
+var encoders = sync.Pool{New: func() any { return hessian.NewEncoder() }}
+
+// stringWriter writes Hessian strings with the library's Encoder. One pooled
+// Encoder serves a whole frame; each string is copied out as soon as it is
+// written. Call release when done.
+type stringWriter struct {
+	e *hessian.Encoder
 }
 
-// chars steps over n UTF-16 units of UTF-8 data.
-func (s *scanner) chars(off, n int) (int, error) {
-	for n > 0 {
-		if off >= len(s.b) {
-			return 0, errShort
-		}
-		c := s.b[off]
-		if c < 0x80 {
-			off++
-			n--
-			continue
-		}
-		size, units := 1, 1
-		switch {
-		case c&0xe0 == 0xc0:
-			size = 2
-		case c&0xf0 == 0xe0:
-			size = 3
-		case c&0xf8 == 0xf0:
-			size, units = 4, 2
-		default:
-			return 0, errors.New("hessian: bad utf-8 in string")
-		}
-		if err := s.need(off, size); err != nil {
-			return 0, err
-		}
-		off += size
-		n -= units
+func (w *stringWriter) append(dst []byte, s string) ([]byte, error) {
+	if w.e == nil {
+		w.e = encoders.Get().(*hessian.Encoder)
 	}
-	return off, nil
+	n := len(w.e.Buffer())
+	if err := w.e.Encode(s); err != nil {
+		// Not expected for a string; kept an error rather than a panic.
+		return nil, codec.Errorf(Name, codec.ErrUnsupported, "hessian2 encoder refused a string: %v", err)
+	}
+	return append(dst, w.e.Buffer()[n:]...), nil
 }
 
-// chunks steps over a chunked string ('R'/'S') or binary ('A'/'B') starting
-// after its first tag.
-func (s *scanner) chunks(tag byte, off int) (int, error) {
-	for {
-		if err := s.need(off, 2); err != nil {
-			return 0, err
-		}
-		n := int(binary.BigEndian.Uint16(s.b[off:]))
-		var err error
-		if tag == 'R' || tag == 'S' {
-			off, err = s.chars(off+2, n)
-		} else {
-			off, err = s.fixed(off+2, n)
-		}
-		if err != nil || tag == 'S' || tag == 'B' {
-			return off, err
-		}
-		// After a non-final chunk comes another chunk of the same type.
-		if err := s.need(off, 1); err != nil {
-			return 0, err
-		}
-		next := s.b[off]
-		switch {
-		case tag == 'R' && (next == 'R' || next == 'S'), tag == 'A' && (next == 'A' || next == 'B'):
-			tag = next
-			off++
-		case tag == 'R' && (next <= 0x1f || next >= 0x30 && next <= 0x33),
-			tag == 'A' && (next >= 0x20 && next <= 0x2f || next >= 0x34 && next <= 0x37):
-			return s.skip(off, 0)
-		default:
-			return 0, badTag(next)
-		}
+// release empties the Encoder and returns it to the pool.
+func (w *stringWriter) release() {
+	if w.e != nil {
+		w.e.ReuseBufferClean()
+		encoders.Put(w.e)
+		w.e = nil
 	}
-}
-
-// int reads an int or long in any of its encodings.
-func (s *scanner) int(off int) (int64, int, error) {
-	if err := s.need(off, 1); err != nil {
-		return 0, 0, err
-	}
-	tag := s.b[off]
-	off++
-	b := s.b
-	switch {
-	case tag >= 0x80 && tag <= 0xbf:
-		return int64(tag) - 0x90, off, nil
-	case tag >= 0xc0 && tag <= 0xcf:
-		if err := s.need(off, 1); err != nil {
-			return 0, 0, err
-		}
-		return (int64(tag)-0xc8)<<8 | int64(b[off]), off + 1, nil
-	case tag >= 0xd0 && tag <= 0xd7:
-		if err := s.need(off, 2); err != nil {
-			return 0, 0, err
-		}
-		return (int64(tag)-0xd4)<<16 | int64(b[off])<<8 | int64(b[off+1]), off + 2, nil
-	case tag >= 0xd8 && tag <= 0xef:
-		return int64(tag) - 0xe0, off, nil
-	case tag >= 0xf0:
-		if err := s.need(off, 1); err != nil {
-			return 0, 0, err
-		}
-		return (int64(tag)-0xf8)<<8 | int64(b[off]), off + 1, nil
-	case tag >= 0x38 && tag <= 0x3f:
-		if err := s.need(off, 2); err != nil {
-			return 0, 0, err
-		}
-		return (int64(tag)-0x3c)<<16 | int64(b[off])<<8 | int64(b[off+1]), off + 2, nil
-	case tag == 'I', tag == 'Y':
-		if err := s.need(off, 4); err != nil {
-			return 0, 0, err
-		}
-		return int64(int32(binary.BigEndian.Uint32(b[off:]))), off + 4, nil
-	case tag == 'L':
-		if err := s.need(off, 8); err != nil {
-			return 0, 0, err
-		}
-		return int64(binary.BigEndian.Uint64(b[off:])), off + 8, nil
-	}
-	return 0, 0, badTag(tag)
-}
-
-// count reads a non-negative length.
-func (s *scanner) count(off int) (int, int, error) {
-	n, next, err := s.int(off)
-	if err != nil {
-		return 0, 0, err
-	}
-	if n < 0 || n > int64(len(s.b)) {
-		// Every counted item takes at least one byte.
-		return 0, 0, errShort
-	}
-	return int(n), next, nil
-}
-
-// skipType steps over a list or map type: a string or a type reference.
-func (s *scanner) skipType(off int) (int, error) {
-	if err := s.need(off, 1); err != nil {
-		return 0, err
-	}
-	if isStringTag(s.b[off]) {
-		return s.skip(off, 0)
-	}
-	_, next, err := s.int(off)
-	return next, err
-}
-
-func (s *scanner) classDef(off int) (int, error) {
-	if err := s.need(off, 1); err != nil {
-		return 0, err
-	}
-	if !isStringTag(s.b[off]) {
-		return 0, badTag(s.b[off])
-	}
-	off, err := s.skip(off, 0)
-	if err != nil {
-		return 0, err
-	}
-	n, off, err := s.count(off)
-	if err != nil {
-		return 0, err
-	}
-	for i := 0; i < n; i++ {
-		if off, err = s.skip(off, 0); err != nil {
-			return 0, err
-		}
-	}
-	s.defs = append(s.defs, n)
-	return off, nil
-}
-
-func (s *scanner) object(off, def, depth int) (int, error) {
-	if def < 0 || def >= len(s.defs) {
-		return 0, errors.New("hessian: object refers to an undefined class")
-	}
-	return s.values(off, s.defs[def], depth)
-}
-
-func (s *scanner) typedList(off, n, depth int) (int, error) {
-	off, err := s.skipType(off)
-	if err != nil {
-		return 0, err
-	}
-	return s.values(off, n, depth)
-}
-
-func (s *scanner) values(off, n, depth int) (int, error) {
-	var err error
-	for i := 0; i < n; i++ {
-		if off, err = s.skip(off, depth+1); err != nil {
-			return 0, err
-		}
-	}
-	return off, nil
-}
-
-// untilEnd steps over values up to and including the closing 'Z'.
-func (s *scanner) untilEnd(off, depth int) (int, error) {
-	var err error
-	for {
-		if err := s.need(off, 1); err != nil {
-			return 0, err
-		}
-		if s.b[off] == 'Z' {
-			return off + 1, nil
-		}
-		if off, err = s.skip(off, depth+1); err != nil {
-			return 0, err
-		}
-	}
-}
-
-func isStringTag(tag byte) bool {
-	return tag <= 0x1f || tag >= 0x30 && tag <= 0x33 || tag == 'R' || tag == 'S'
-}
-
-// isScalar says whether a value with this leading byte holds no objects,
-// lists, maps or references, so replacing it cannot shift Hessian's reference
-// numbering for the values after it.
-func isScalar(tag byte) bool {
-	switch {
-	case isStringTag(tag), tag >= 0x20 && tag <= 0x2f, tag >= 0x34 && tag <= 0x3f, tag >= 0x80:
-		return true
-	}
-	switch tag {
-	case 'N', 'T', 'F', 'I', 'Y', 'L', 'D', 0x4a, 0x4b, 0x5b, 0x5c, 0x5d, 0x5e, 0x5f, 'A', 'B':
-		return true
-	}
-	return false
-}
-
-// str reads a string (or null, as "") at off. It allocates only the result.
-func (s *scanner) str(off int) (string, int, error) {
-	if err := s.need(off, 1); err != nil {
-		return "", 0, err
-	}
-	if s.b[off] == 'N' {
-		return "", off + 1, nil
-	}
-	var data []byte // the earlier chunks of a chunked string
-	for {
-		if err := s.need(off, 1); err != nil {
-			return "", 0, err
-		}
-		tag := s.b[off]
-		var n, start int
-		switch {
-		case tag <= 0x1f:
-			n, start = int(tag), off+1
-		case tag >= 0x30 && tag <= 0x33:
-			if err := s.need(off, 2); err != nil {
-				return "", 0, err
-			}
-			n, start = int(tag-0x30)<<8|int(s.b[off+1]), off+2
-		case tag == 'R' || tag == 'S':
-			if err := s.need(off, 3); err != nil {
-				return "", 0, err
-			}
-			n, start = int(binary.BigEndian.Uint16(s.b[off+1:])), off+3
-		default:
-			return "", 0, badTag(tag)
-		}
-		end, err := s.chars(start, n)
-		if err != nil {
-			return "", 0, err
-		}
-		if tag != 'R' && data == nil {
-			return utf8String(s.b[start:end]), end, nil
-		}
-		data = append(data, s.b[start:end]...)
-		if tag != 'R' {
-			return utf8String(data), end, nil
-		}
-		off = end
-	}
-}
-
-// utf8String converts Hessian string data (UTF-8, with surrogate pairs written
-// as two 3-byte sequences) to a Go string.
-func utf8String(b []byte) string {
-	ascii := true
-	for _, c := range b {
-		if c >= 0x80 {
-			ascii = false
-			break
-		}
-	}
-	if ascii {
-		return string(b)
-	}
-	out := make([]byte, 0, len(b))
-	for len(b) > 0 {
-		r, n := utf8.DecodeRune(b)
-		if r == utf8.RuneError && n <= 1 {
-			r, n = decodeSurrogate(b)
-		}
-		out = utf8.AppendRune(out, r)
-		b = b[n:]
-	}
-	return string(out)
-}
-
-// decodeSurrogate decodes a 3-byte encoded UTF-16 surrogate, joining a high
-// and a low one into one rune; anything else becomes U+FFFD.
-func decodeSurrogate(b []byte) (rune, int) {
-	hi, ok := surrogate(b)
-	if !ok {
-		return utf8.RuneError, 1
-	}
-	if hi >= 0xd800 && hi <= 0xdbff {
-		if lo, ok := surrogate(b[3:]); ok && lo >= 0xdc00 && lo <= 0xdfff {
-			return 0x10000 + (hi-0xd800)<<10 + (lo - 0xdc00), 6
-		}
-	}
-	return utf8.RuneError, 3
-}
-
-func surrogate(b []byte) (rune, bool) {
-	if len(b) < 3 || b[0] != 0xed || b[1]&0xc0 != 0x80 || b[2]&0xc0 != 0x80 {
-		return 0, false
-	}
-	return rune(b[0]&0x0f)<<12 | rune(b[1]&0x3f)<<6 | rune(b[2]&0x3f), true
-}
-
-// maxChunk is the most UTF-16 units appendString writes in one chunk.
-const maxChunk = 0x8000
-
-// appendString writes s as a Hessian string, in the shortest form, chunked
-// when long. Runes outside the BMP are written as surrogate pairs, as Java does.
-func appendString(dst []byte, s string) []byte {
-	for {
-		units, size := 0, 0
-		for size < len(s) && units < maxChunk {
-			r, n := utf8.DecodeRuneInString(s[size:])
-			units += runeUnits(r)
-			size += n
-		}
-		final := size == len(s)
-		dst = appendStringHead(dst, units, final)
-		for _, r := range s[:size] {
-			dst = appendUnits(dst, r)
-		}
-		if final {
-			return dst
-		}
-		s = s[size:]
-	}
-}
-
-func runeUnits(r rune) int {
-	if r >= 0x10000 {
-		return 2
-	}
-	return 1
-}
-
-func appendStringHead(dst []byte, units int, final bool) []byte {
-	switch {
-	case !final:
-		return append(dst, 'R', byte(units>>8), byte(units))
-	case units <= 0x1f:
-		return append(dst, byte(units))
-	case units <= 0x3ff:
-		return append(dst, byte(0x30+units>>8), byte(units))
-	}
-	return append(dst, 'S', byte(units>>8), byte(units))
-}
-
-func appendUnits(dst []byte, r rune) []byte {
-	if r < 0x10000 {
-		return utf8.AppendRune(dst, r)
-	}
-	r -= 0x10000
-	return appendUCS2(appendUCS2(dst, 0xd800+r>>10), 0xdc00+r&0x3ff)
-}
-
-// appendUCS2 writes one UTF-16 unit, surrogates included, as 1-3 bytes.
-func appendUCS2(dst []byte, u rune) []byte {
-	switch {
-	case u < 0x80:
-		return append(dst, byte(u))
-	case u < 0x800:
-		return append(dst, byte(0xc0|u>>6), byte(0x80|u&0x3f))
-	}
-	return append(dst, byte(0xe0|u>>12), byte(0x80|(u>>6)&0x3f), byte(0x80|u&0x3f))
 }

@@ -3,6 +3,8 @@ package dubbo
 import (
 	"encoding/binary"
 
+	hessian "github.com/apache/dubbo-go-hessian2"
+
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
@@ -30,6 +32,11 @@ func replyStatus(s codec.Status) (byte, bool) {
 // it fails a call outside the service: a response with the request's ID, an
 // error status byte and a hessian2 string body holding the message. Oneway
 // requests get no answer.
+//
+// The message is written by the library's Encoder, the 16-byte header here:
+// the library's own response writer (HessianCodec.Write) appends a null after
+// the message (and a second one after a heartbeat's null), which a Java
+// provider's ExchangeCodec does not write.
 func (c *Codec) Reply(req *codec.Message, status codec.Status, detail string) (*codec.Message, error) {
 	switch req.Kind {
 	case codec.KindOneway:
@@ -47,8 +54,12 @@ func (c *Codec) Reply(req *codec.Message, status codec.Status, detail string) (*
 	if detail == "" {
 		detail = "rosetta: " + status.String()
 	}
-	b := make([]byte, headerLen, headerLen+len(detail)+8)
-	b = appendString(b, detail)
+	var w stringWriter
+	defer w.release()
+	b, err := w.append(make([]byte, headerLen, headerLen+len(detail)+8), detail)
+	if err != nil {
+		return nil, err
+	}
 	m, err := c.response(b, 0, code, req.ID)
 	if err != nil {
 		return nil, err
@@ -67,8 +78,7 @@ func (c *Codec) HeartbeatReply(req *codec.Message) (*codec.Message, error) {
 	if len(req.Raw) > 2 && req.Raw[2]&flagTwoWay == 0 {
 		return nil, nil
 	}
-	b := make([]byte, headerLen, headerLen+1)
-	b = append(b, 'N')
+	b := hessian.EncNull(make([]byte, headerLen, headerLen+1))
 	return c.response(b, flagEvent, statusOK, req.ID)
 }
 

@@ -5,6 +5,7 @@ package standard
 
 import (
 	_ "github.com/rosetta-mesh/rosetta/protocols/dubbo"  // registers "dubbo"
+	_ "github.com/rosetta-mesh/rosetta/protocols/redis"  // registers "redis"
 	_ "github.com/rosetta-mesh/rosetta/protocols/thrift" // registers "thrift"
 	_ "github.com/rosetta-mesh/rosetta/protocols/trpc"   // registers "trpc"
 )

@@ -1,0 +1,2 @@
+// Package redis holds the Redis example config (proxy.yaml).
+package redis

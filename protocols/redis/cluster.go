@@ -1,0 +1,300 @@
+package redis
+
+import (
+	"bytes"
+	"errors"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+)
+
+// Redirections followed per request, and TRYAGAIN backoff.
+const (
+	maxRedirects  = 5
+	tryAgainDelay = 20 * time.Millisecond
+)
+
+// slotMap is a Redis Cluster's slot owners, shared by every client
+// connection of the process that talks to the same cluster: the route
+// cluster's name and its endpoints (the seeds) key it.
+type slotMap struct {
+	cluster string
+	seeds   []string
+
+	mu      sync.Mutex
+	owners  []string // by slot; nil until the first load
+	loading bool
+	waiters []func(error)
+}
+
+var slotMaps sync.Map // string -> *slotMap
+
+func slotMapFor(cluster string, seeds []string) *slotMap {
+	seeds = append([]string(nil), seeds...)
+	sort.Strings(seeds)
+	key := cluster + "\x00" + strings.Join(seeds, ",")
+	if m, ok := slotMaps.Load(key); ok {
+		return m.(*slotMap)
+	}
+	m, _ := slotMaps.LoadOrStore(key, &slotMap{cluster: cluster, seeds: seeds})
+	return m.(*slotMap)
+}
+
+// owner returns the address serving slot (slot < 0: any node), loading the
+// map first when needed; fn runs once the answer is known.
+func (sm *slotMap) owner(up codec.Upstream, slot int, fn func(string, error)) {
+	sm.mu.Lock()
+	if sm.owners != nil {
+		addr := sm.pickLocked(slot)
+		sm.mu.Unlock()
+		fn(addr, nil)
+		return
+	}
+	sm.waiters = append(sm.waiters, func(err error) {
+		if err != nil {
+			fn("", err)
+			return
+		}
+		sm.mu.Lock()
+		addr := sm.pickLocked(slot)
+		sm.mu.Unlock()
+		fn(addr, nil)
+	})
+	start := !sm.loading
+	sm.loading = true
+	sm.mu.Unlock()
+	if start {
+		sm.load(up, 0)
+	}
+}
+
+func (sm *slotMap) pickLocked(slot int) string {
+	if slot >= 0 && sm.owners[slot] != "" {
+		return sm.owners[slot]
+	}
+	return sm.seeds[0]
+}
+
+// refresh reloads the map in the background (after a MOVED).
+func (sm *slotMap) refresh(up codec.Upstream) {
+	sm.mu.Lock()
+	start := !sm.loading
+	sm.loading = true
+	sm.mu.Unlock()
+	if start {
+		sm.load(up, 0)
+	}
+}
+
+// moved records a MOVED answer's new owner at once, before the reload.
+func (sm *slotMap) moved(slot int, addr string) {
+	sm.mu.Lock()
+	if sm.owners != nil && slot >= 0 && slot < slotCount {
+		sm.owners[slot] = addr
+	}
+	sm.mu.Unlock()
+}
+
+// load asks the seeds in turn for CLUSTER SLOTS.
+func (sm *slotMap) load(up codec.Upstream, i int) {
+	seed := sm.seeds[i]
+	up.SendTo(sm.cluster, seed, newRequest([]byte("CLUSTER"), []byte("SLOTS")), func(resp *codec.Message, st codec.Status, detail string) {
+		var owners []string
+		var err error
+		switch {
+		case resp == nil:
+			err = errors.New(detail)
+		case resp.Status != codec.StatusOK:
+			err = errors.New(firstLine(resp.Raw))
+		default:
+			owners, err = parseSlots(resp.Raw, seed)
+		}
+		if err != nil && i+1 < len(sm.seeds) {
+			sm.load(up, i+1)
+			return
+		}
+		sm.loaded(owners, err)
+	})
+}
+
+func (sm *slotMap) loaded(owners []string, err error) {
+	sm.mu.Lock()
+	if err == nil {
+		sm.owners = owners
+	}
+	sm.loading = false
+	waiters := sm.waiters
+	sm.waiters = nil
+	sm.mu.Unlock()
+	if err != nil {
+		err = codec.Errorf(Name, codec.ErrUnsupported, "loading the slot map of cluster %s: %v", sm.cluster, err)
+	}
+	for _, w := range waiters {
+		w(err)
+	}
+}
+
+// parseSlots reads a CLUSTER SLOTS answer: [start, end, [host, port, id, ...],
+// replicas...] per range. A node with no host known is on the seed's host.
+func parseSlots(raw []byte, seed string) ([]string, error) {
+	v, _, err := parseValue(raw)
+	if err != nil {
+		return nil, err
+	}
+	seedHost, _, _ := net.SplitHostPort(seed)
+	owners := make([]string, slotCount)
+	for _, r := range v.elems {
+		if len(r.elems) < 3 || len(r.elems[2].elems) < 2 {
+			return nil, errors.New("CLUSTER SLOTS: short range entry")
+		}
+		start, end := r.elems[0].n, r.elems[1].n
+		if start < 0 || end >= slotCount || start > end {
+			return nil, errors.New("CLUSTER SLOTS: bad range")
+		}
+		host := r.elems[2].elems[0].text()
+		if host == "" || host == "?" {
+			host = seedHost
+		}
+		addr := net.JoinHostPort(host, r.elems[2].elems[1].text())
+		for s := start; s <= end; s++ {
+			owners[s] = addr
+		}
+	}
+	return owners, nil
+}
+
+// requestSlot is the slot of a request's first key, -1 without keys.
+func requestSlot(req *codec.Message) int {
+	if k, ok := req.Get(AttrKey); ok {
+		return Slot(k)
+	}
+	return -1
+}
+
+// clusterOwner finds the node serving req, waiting for the slot map. It
+// blocks, so only a goroutine of the proxy's own (a pinned connection's
+// opener) calls it.
+func clusterOwner(req *codec.Message, up codec.Upstream, cluster string) (string, error) {
+	eps := up.Endpoints(cluster)
+	if len(eps) == 0 {
+		return "", codec.Errorf(Name, codec.ErrUnsupported, "cluster %s has no seed endpoint", cluster)
+	}
+	ch := make(chan struct {
+		addr string
+		err  error
+	}, 1)
+	slotMapFor(cluster, eps).owner(up, requestSlot(req), func(addr string, err error) {
+		ch <- struct {
+			addr string
+			err  error
+		}{addr, err}
+	})
+	r := <-ch
+	return r.addr, r.err
+}
+
+// clusterSend sends req to the node owning its slot, following MOVED (with a
+// map refresh), ASK (ASKING first, on a connection of its own) and TRYAGAIN
+// (after a pause). CROSSSLOT and every other answer go back as they are.
+func clusterSend(req *codec.Message, up codec.Upstream, done codec.Done) {
+	cluster, _, ok := up.Route(req)
+	if !ok {
+		done(nil, codec.StatusNoRoute, "rosetta: no route matched the request")
+		return
+	}
+	eps := up.Endpoints(cluster)
+	if len(eps) == 0 {
+		done(nil, codec.StatusNoUpstream, "rosetta: no seed endpoint in cluster "+cluster)
+		return
+	}
+	sm := slotMapFor(cluster, eps)
+	slot := requestSlot(req)
+	sm.owner(up, slot, func(addr string, err error) {
+		if err != nil {
+			done(nil, codec.StatusNoUpstream, "rosetta: "+err.Error())
+			return
+		}
+		clusterTry(req, up, sm, addr, 0, done)
+	})
+}
+
+func clusterTry(req *codec.Message, up codec.Upstream, sm *slotMap, addr string, n int, done codec.Done) {
+	up.SendTo(sm.cluster, addr, req, func(resp *codec.Message, st codec.Status, detail string) {
+		if resp == nil || resp.Status == codec.StatusOK || n >= maxRedirects {
+			done(resp, st, detail)
+			return
+		}
+		kind, slot, to := redirection(resp.Raw, addr)
+		switch kind {
+		case "MOVED":
+			sm.moved(slot, to)
+			sm.refresh(up)
+			clusterTry(req, up, sm, to, n+1, done)
+		case "ASK":
+			go askTo(req, up, sm.cluster, to, done)
+		case "TRYAGAIN":
+			time.AfterFunc(tryAgainDelay<<n, func() {
+				sm.owner(up, requestSlot(req), func(a string, err error) {
+					if err != nil {
+						a = addr
+					}
+					clusterTry(req, up, sm, a, n+1, done)
+				})
+			})
+		default:
+			done(resp, st, detail)
+		}
+	})
+}
+
+// redirection parses "-MOVED <slot> <host:port>", "-ASK ..." and "-TRYAGAIN
+// ...". A redirection with an empty host means the host of the node that
+// answered.
+func redirection(raw []byte, from string) (kind string, slot int, addr string) {
+	line := firstLine(raw)
+	f := strings.Fields(line)
+	if len(f) == 0 {
+		return "", 0, ""
+	}
+	switch f[0] {
+	case "TRYAGAIN":
+		return f[0], 0, ""
+	case "MOVED", "ASK":
+		if len(f) != 3 {
+			return "", 0, ""
+		}
+		s, err := strconv.Atoi(f[1])
+		if err != nil {
+			return "", 0, ""
+		}
+		addr = f[2]
+		if strings.HasPrefix(addr, ":") {
+			host, _, _ := net.SplitHostPort(from)
+			addr = net.JoinHostPort(host, addr[1:])
+		}
+		return f[0], s, addr
+	}
+	return "", 0, ""
+}
+
+// askTo sends ASKING and then req to addr on one connection, as the ASK
+// redirection requires; the pooled connections cannot promise that two
+// commands share a connection, so it dials one of its own for the pair.
+func askTo(req *codec.Message, up codec.Upstream, cluster, addr string, done codec.Done) {
+	var once sync.Once
+	finish := func(resp *codec.Message, st codec.Status, detail string) {
+		once.Do(func() { done(resp, st, detail) })
+	}
+	p := openPinned(up, target{cluster: cluster, addr: func() (string, error) { return addr, nil }})
+	p.send(newRequest([]byte("ASKING")), func(m *codec.Message) {
+		if m.Status != codec.StatusOK && !bytes.HasPrefix(m.Raw, []byte("+OK")) {
+			finish(m, m.Status, "")
+		}
+	})
+	p.send(req, p.closeAfter(func(m *codec.Message) { finish(m, m.Status, "") }))
+}

@@ -1,0 +1,99 @@
+package redis
+
+import (
+	"strings"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+)
+
+// Encode appends msg. A request going upstream latches the codec to the
+// client side and, on the connection's first request, is preceded by the
+// upstream AUTH. Mutations of AttrKey replace the first key; AttrStripPrefix
+// removes a prefix from every key.
+func (c *redisCodec) Encode(dst []byte, msg *codec.Message) ([]byte, error) {
+	if msg.Kind == codec.KindRequest || msg.Kind == codec.KindOneway {
+		if cm, ok := msg.Private.(*command); ok {
+			c.side.CompareAndSwap(sideUnknown, sideClient)
+			if !c.handshook && c.side.Load() == sideClient && c.opt.upHandshake != nil {
+				c.handshook = true
+				c.pending.Add(1)
+				dst = append(dst, c.opt.upHandshake...)
+			}
+			if len(msg.Mutations) == 0 {
+				return append(dst, msg.Raw...), nil
+			}
+			return appendMutated(dst, cm, msg.Mutations), nil
+		}
+	}
+	return append(dst, msg.Raw...), nil
+}
+
+// appendMutated writes a command with its mutations applied, as an array of
+// bulk strings whatever form it arrived in.
+func appendMutated(dst []byte, cm *command, muts []codec.Attr) []byte {
+	args := append([][]byte(nil), cm.args...)
+	for _, mu := range muts {
+		switch mu.Key {
+		case AttrKey:
+			if i := cm.firstKey(); i > 0 {
+				args[i] = []byte(mu.Value)
+			}
+		case AttrStripPrefix:
+			for _, i := range cm.keyIndexes(-1) {
+				if k := string(args[i]); strings.HasPrefix(k, mu.Value) {
+					args[i] = args[i][len(mu.Value):]
+				}
+			}
+		}
+	}
+	return appendCommand(dst, args...)
+}
+
+// errorPrefix is the error code a local reply starts with. Clients match on
+// it (go-redis retries TRYAGAIN, LOADING, ...), so it uses no code a client
+// would misread and names the proxy's reason plainly.
+var errorPrefix = map[codec.Status]string{
+	codec.StatusNoRoute:       "ERR",
+	codec.StatusNoUpstream:    "NOUPSTREAM",
+	codec.StatusTimeout:       "TIMEOUT",
+	codec.StatusOverloaded:    "OVERLOADED",
+	codec.StatusRateLimited:   "RATELIMITED",
+	codec.StatusUpstreamReset: "UPSTREAMRESET",
+	codec.StatusBadRequest:    "ERR",
+	codec.StatusUnauthorized:  "NOPERM",
+	codec.StatusFault:         "FAULT",
+	codec.StatusError:         "ERR",
+}
+
+// Reply builds a Redis error answer: "-<CODE> <detail>".
+func (c *redisCodec) Reply(req *codec.Message, status codec.Status, detail string) (*codec.Message, error) {
+	return errorAnswer(req, status, detail), nil
+}
+
+func errorAnswer(req *codec.Message, status codec.Status, detail string) *codec.Message {
+	prefix, ok := errorPrefix[status]
+	if !ok {
+		prefix = "ERR"
+	}
+	if detail == "" {
+		detail = "rosetta: " + status.String()
+	}
+	if status == codec.StatusOK {
+		status = codec.StatusError
+	}
+	raw := appendError(nil, prefix+" "+detail)
+	var id uint64
+	if req != nil {
+		id = req.ID
+	}
+	return &codec.Message{Kind: codec.KindResponse, ID: id, Status: status, Raw: raw, Attrs: codec.None}
+}
+
+// answer wraps a RESP value the proxy built as a response message.
+func answer(raw []byte) *codec.Message {
+	m := &codec.Message{Kind: codec.KindResponse, Raw: raw, Attrs: codec.None}
+	if len(raw) > 0 && (raw[0] == typeError || raw[0] == typeBlobError) {
+		m.Status = codec.StatusError
+	}
+	return m
+}

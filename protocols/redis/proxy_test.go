@@ -1,0 +1,306 @@
+package redis
+
+import (
+	"context"
+	"io"
+	"net"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// twoServers starts servers a and b and a proxy sending keys with prefix b:
+// to b and everything else to a.
+func twoServers(t *testing.T, opts map[string]string, bRoute obj) (a, b *server, proxy string) {
+	a, b = startServer(t), startServer(t)
+	proxy = startProxy(t, opts,
+		[]obj{prefixRoute("b", "b:", "b", bRoute), prefixRoute("rest", "", "a", nil)},
+		clusterConfig("a", a.Addr), clusterConfig("b", b.Addr))
+	return a, b, proxy
+}
+
+func client(t *testing.T, addr string) *goredis.Client {
+	c := goredis.NewClient(&goredis.Options{Addr: addr}) // defaults: RESP3, CLIENT SETINFO
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+// TestPrefixRoutingAndSplit: go-redis with its defaults (HELLO 3, CLIENT
+// SETINFO) through the proxy; keys land on the server their prefix names,
+// and MGET/MSET/DEL/EXISTS/TOUCH/UNLINK split across both and merge in key
+// order.
+func TestPrefixRoutingAndSplit(t *testing.T) {
+	a, b, proxy := twoServers(t, nil, nil)
+	c, cx := client(t, proxy), ctx(t)
+	must(t, c.Set(cx, "a:1", "one", 0).Err(), "SET a:1")
+	must(t, c.Set(cx, "b:1", "two", 0).Err(), "SET b:1")
+	if got, _ := rawCommand(a.Addr, "GET", "a:1"); got != "$3" {
+		t.Fatalf("a:1 on server a: %q", got)
+	}
+	if got, _ := rawCommand(b.Addr, "EXISTS", "b:1"); got != ":1" {
+		t.Fatalf("b:1 on server b: %q", got)
+	}
+	if got, _ := rawCommand(a.Addr, "EXISTS", "b:1"); got != ":0" {
+		t.Fatalf("b:1 leaked to server a: %q", got)
+	}
+	must(t, c.MSet(cx, "b:2", "B2", "a:2", "A2", "b:3", "B3").Err(), "MSET")
+	vals, err := c.MGet(cx, "a:1", "b:1", "missing", "b:2", "a:2", "b:3").Result()
+	must(t, err, "MGET")
+	want := []any{"one", "two", nil, "B2", "A2", "B3"}
+	for i := range want {
+		if vals[i] != want[i] {
+			t.Fatalf("MGET = %v, want %v", vals, want)
+		}
+	}
+	if n, err := c.Exists(cx, "a:1", "b:1", "b:9", "a:2").Result(); err != nil || n != 3 {
+		t.Fatalf("EXISTS = %d, %v; want 3", n, err)
+	}
+	if n, err := c.Touch(cx, "a:1", "b:1").Result(); err != nil || n != 2 {
+		t.Fatalf("TOUCH = %d, %v; want 2", n, err)
+	}
+	if n, err := c.Del(cx, "a:1", "b:1", "b:nope").Result(); err != nil || n != 2 {
+		t.Fatalf("DEL = %d, %v; want 2", n, err)
+	}
+	if n, err := c.Unlink(cx, "a:2", "b:2").Result(); err != nil || n != 2 {
+		t.Fatalf("UNLINK = %d, %v; want 2", n, err)
+	}
+	if got, _ := rawCommand(b.Addr, "GET", "b:3"); got != "$2" {
+		t.Fatalf("b:3 from MSET on server b: %q", got)
+	}
+	// Hashes come back as RESP2 arrays from the servers; go-redis reads them.
+	must(t, c.HSet(cx, "b:h", "f", "v").Err(), "HSET")
+	if m, err := c.HGetAll(cx, "b:h").Result(); err != nil || m["f"] != "v" {
+		t.Fatalf("HGETALL = %v, %v", m, err)
+	}
+	// EVAL goes by its first key.
+	if v, err := c.Eval(cx, "return redis.call('GET', KEYS[1])", []string{"b:3"}).Result(); err != nil || v != "B3" {
+		t.Fatalf("EVAL = %v, %v", v, err)
+	}
+	// Pipelines keep their order across destinations.
+	pipe := c.Pipeline()
+	g1 := pipe.Get(cx, "b:3")
+	pipe.Set(cx, "a:p", "x", 0)
+	g2 := pipe.Get(cx, "a:p")
+	_, err = pipe.Exec(cx)
+	must(t, err, "pipeline")
+	if g1.Val() != "B3" || g2.Val() != "x" {
+		t.Fatalf("pipeline: %q %q", g1.Val(), g2.Val())
+	}
+}
+
+// TestLocalCommandsWithRedisCLI: redis-cli with commands piped in.
+func TestLocalCommandsWithRedisCLI(t *testing.T) {
+	_, _, proxy := twoServers(t, map[string]string{OptPassword: "s3cret"}, nil)
+	out := cli(t, proxy, "GET x\nAUTH wrong\nAUTH s3cret\nPING\nECHO hi\nSELECT 0\nSET b:k v\nGET b:k\nCLIENT SETNAME me\nCLIENT GETNAME\nCONFIG GET save\nSUBSCRIBE ch\nQUIT\n")
+	for _, want := range []string{"NOAUTH", "WRONGPASS", "OK", "PONG", "hi", "v", "me", "save", "not supported"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("redis-cli output lacks %q:\n%s", want, out)
+		}
+	}
+	out = cli(t, proxy, "HELLO 3 AUTH default s3cret\nPING\n")
+	if !strings.Contains(out, "proto") || !strings.Contains(out, "PONG") {
+		t.Fatalf("HELLO 3 through redis-cli:\n%s", out)
+	}
+}
+
+// TestRedisBenchmark: redis-benchmark (CONFIG GET at start, then pipelined
+// GET and SET) through the proxy finishes without errors.
+func TestRedisBenchmark(t *testing.T) {
+	_, _, proxy := twoServers(t, nil, nil)
+	bin := need(t, "redis-benchmark")
+	host, port, _ := net.SplitHostPort(proxy)
+	for _, p := range []string{"1", "16"} {
+		out, err := exec.Command(bin, "-h", host, "-p", port, "-t", "get,set", "-n", "2000", "-c", "10", "-P", p, "-q").CombinedOutput()
+		if err != nil || strings.Contains(strings.ToLower(string(out)), "error") || !strings.Contains(string(out), "GET:") {
+			t.Fatalf("redis-benchmark -P %s: %v\n%s", p, err, out)
+		}
+	}
+}
+
+// TestTransactionsAndBlockingArePinned: MULTI/EXEC and WATCH run on one
+// pinned connection; BLPOP waits on a connection of its own while the same
+// client's other commands (on another go-redis connection) go on.
+func TestTransactionsAndBlockingArePinned(t *testing.T) {
+	_, b, proxy := twoServers(t, nil, nil)
+	c, cx := client(t, proxy), ctx(t)
+	cmds, err := c.TxPipelined(cx, func(p goredis.Pipeliner) error {
+		p.Set(cx, "b:t", "1", 0)
+		p.Incr(cx, "b:t")
+		return nil
+	})
+	must(t, err, "MULTI/EXEC")
+	if v := cmds[1].(*goredis.IntCmd).Val(); v != 2 {
+		t.Fatalf("INCR inside MULTI = %d, want 2", v)
+	}
+	// WATCH, then a transaction that succeeds.
+	err = c.Watch(cx, func(tx *goredis.Tx) error {
+		n, err := tx.Get(cx, "b:t").Int()
+		if err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(cx, func(p goredis.Pipeliner) error {
+			p.Set(cx, "b:t", n*10, 0)
+			return nil
+		})
+		return err
+	}, "b:t")
+	must(t, err, "WATCH transaction")
+	if got, _ := c.Get(cx, "b:t").Result(); got != "20" {
+		t.Fatalf("after WATCH/MULTI/EXEC b:t = %q, want 20", got)
+	}
+	// Keys of two destinations in one transaction are refused.
+	_, err = c.TxPipelined(cx, func(p goredis.Pipeliner) error {
+		p.Set(cx, "b:t", "1", 0)
+		p.Set(cx, "a:t", "1", 0)
+		return nil
+	})
+	if err == nil || !strings.Contains(err.Error(), "EXECABORT") && !strings.Contains(err.Error(), "CROSSSLOT") {
+		t.Fatalf("a transaction across destinations: %v, want EXECABORT/CROSSSLOT", err)
+	}
+
+	got := make(chan []string, 1)
+	go func() {
+		v, _ := c.BLPop(cx, 10*time.Second, "b:list").Result()
+		got <- v
+	}()
+	// The blocked BLPOP must not stop other commands through the proxy.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if n, _ := rawCommand(b.Addr, "CLIENT", "LIST"); n != "" {
+			if list, _ := exec.Command(need(t, "redis-cli"), "-p", itoa(b.Port), "CLIENT", "LIST").Output(); strings.Contains(string(list), "cmd=blpop") {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("BLPOP never reached server b")
+		}
+		time.Sleep(20 * time.Millisecond) // polling for the blocked client, bounded by the deadline
+	}
+	must(t, c.RPush(cx, "b:list", "x").Err(), "RPUSH while BLPOP waits")
+	select {
+	case v := <-got:
+		if len(v) != 2 || v[1] != "x" {
+			t.Fatalf("BLPOP = %v", v)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("BLPOP did not return")
+	}
+}
+
+// TestMirrorAndFaults: route policies the proxy applies to Forward work for
+// Redis: a mirror gets copies of b: writes, a fault aborts f: commands with
+// the FAULT error and delays d: commands.
+func TestMirrorAndFaults(t *testing.T) {
+	a, b, m := startServer(t), startServer(t), startServer(t)
+	proxy := startProxy(t, nil, []obj{
+		prefixRoute("b", "b:", "b", obj{"mirror": []obj{{"cluster": "m", "percentage": 100}}}),
+		prefixRoute("f", "f:", "a", obj{"fault": obj{"abort": obj{"status": "fault", "percentage": 100}}}),
+		prefixRoute("d", "d:", "a", obj{"fault": obj{"delay": obj{"fixed_delay": "0.300s", "percentage": 100}}}),
+		prefixRoute("rest", "", "a", nil),
+	}, clusterConfig("a", a.Addr), clusterConfig("b", b.Addr), clusterConfig("m", m.Addr))
+	c, cx := client(t, proxy), ctx(t)
+	must(t, c.Set(cx, "b:m", "v", 0).Err(), "SET b:m")
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if got, _ := rawCommand(m.Addr, "EXISTS", "b:m"); got == ":1" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the mirror never got SET b:m")
+		}
+		time.Sleep(10 * time.Millisecond) // polling the mirror, bounded by the deadline
+	}
+	if err := c.Get(cx, "f:x").Err(); err == nil || !strings.HasPrefix(err.Error(), "FAULT") {
+		t.Fatalf("GET f:x under an abort fault: %v, want a FAULT error", err)
+	}
+	start := time.Now()
+	must(t, c.Set(cx, "d:x", "1", 0).Err(), "SET d:x")
+	if d := time.Since(start); d < 300*time.Millisecond {
+		t.Fatalf("SET d:x took %v under a 300ms delay fault", d)
+	}
+}
+
+// TestStripPrefix: a route's request mutation redis.strip_prefix removes the
+// prefix from every key before the command goes upstream.
+func TestStripPrefix(t *testing.T) {
+	a, b := startServer(t), startServer(t)
+	proxy := startProxy(t, nil, []obj{
+		prefixRoute("b", "b:", "b", obj{"request_mutation": []obj{{"key": AttrStripPrefix, "value": "b:"}}}),
+		prefixRoute("rest", "", "a", nil),
+	}, clusterConfig("a", a.Addr), clusterConfig("b", b.Addr))
+	c, cx := client(t, proxy), ctx(t)
+	must(t, c.MSet(cx, "b:k1", "1", "b:k2", "2").Err(), "MSET")
+	if got, _ := rawCommand(b.Addr, "EXISTS", "k1", "k2"); got != ":2" {
+		t.Fatalf("stripped keys on server b: %q", got)
+	}
+	if v, err := c.Get(cx, "b:k2").Result(); err != nil || v != "2" {
+		t.Fatalf("GET b:k2 = %q, %v", v, err)
+	}
+}
+
+// TestMalformedRequestClosesOnlyThatClient: a bad frame ends its own
+// connection; another client carries on.
+func TestMalformedRequestClosesOnlyThatClient(t *testing.T) {
+	_, _, proxy := twoServers(t, nil, nil)
+	good, cx := client(t, proxy), ctx(t)
+	must(t, good.Set(cx, "k", "v", 0).Err(), "SET")
+	bad, err := net.Dial("tcp", proxy)
+	must(t, err, "dial")
+	defer bad.Close()
+	// A first command makes the connection a client's; the second is bad.
+	_, err = bad.Write([]byte("*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$x\r\n"))
+	must(t, err, "write")
+	_ = bad.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := io.ReadAll(bad)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		t.Fatalf("the bad client's connection stayed open (read %q)", got)
+	}
+	if !strings.HasPrefix(string(got), "+PONG\r\n-ERR ") || !strings.Contains(string(got), "Protocol error") {
+		t.Fatalf("the bad client read %q, want PONG then a protocol error", got)
+	}
+	if v, err := good.Get(cx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("the good client after the bad one: %q, %v", v, err)
+	}
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestUpstreamAuth: servers that require a password; the proxy AUTHs first
+// on its pooled and its pinned connections, and its clients need none.
+func TestUpstreamAuth(t *testing.T) {
+	a := startServer(t, "--requirepass", "p4ss")
+	proxy := startProxy(t, map[string]string{OptUpstreamPassword: "p4ss"},
+		[]obj{prefixRoute("all", "", "a", nil)}, clusterConfig("a", a.Addr))
+	c, cx := client(t, proxy), ctx(t)
+	must(t, c.Set(cx, "k", "v", 0).Err(), "SET through the pool")
+	if v, err := c.Get(cx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("GET = %q, %v", v, err)
+	}
+	_, err := c.TxPipelined(cx, func(p goredis.Pipeliner) error {
+		p.Incr(cx, "n")
+		return nil
+	})
+	must(t, err, "MULTI/EXEC on a pinned connection")
+	must(t, c.RPush(cx, "q", "x").Err(), "RPUSH")
+	if v, err := c.BLPop(cx, time.Second, "q").Result(); err != nil || v[1] != "x" {
+		t.Fatalf("BLPOP on a pinned connection = %v, %v", v, err)
+	}
+	// A wrong upstream password comes back as an error, not a hang.
+	bad := startProxy(t, map[string]string{OptUpstreamPassword: "nope"},
+		[]obj{prefixRoute("all", "", "a", nil)}, clusterConfig("a", a.Addr))
+	if err := client(t, bad).Get(cx, "k").Err(); err == nil || err == goredis.Nil {
+		t.Fatalf("GET through a proxy with the wrong upstream password: %v, want an error", err)
+	} else {
+		t.Logf("wrong upstream password: %v", err)
+	}
+}

@@ -1,0 +1,204 @@
+// Package redis is Rosetta's codec for Redis (RESP2 and RESP3).
+//
+// Redis carries no request ids: a server answers in request order, so the
+// protocol registers codec.InOrder and the proxy pairs answers first in,
+// first out. Requests are arrays of bulk strings (or inline commands);
+// answers are any RESP value. Beyond the codec, the package implements
+// codec.Handler: it answers connection commands itself (AUTH, HELLO, PING,
+// ...), splits multi-key commands across destinations, pins a connection for
+// transactions and blocking commands, and speaks Redis Cluster. See README.md.
+package redis
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+)
+
+// Name is the protocol's registered name.
+const Name = "redis"
+
+func init() {
+	codec.Register(codec.Protocol{Name: Name, Ordering: codec.InOrder, New: New})
+}
+
+// Option names.
+const (
+	// OptMaxFrameBytes caps one request or answer; codec.DefaultMaxFrame by default.
+	OptMaxFrameBytes = "max_frame_bytes"
+	// OptPassword is the password clients must give with AUTH or HELLO;
+	// none by default (no AUTH needed).
+	OptPassword = "password"
+	// OptUsername is the user name that goes with OptPassword ("default").
+	OptUsername = "username"
+	// OptUpstreamPassword and OptUpstreamUsername authenticate the proxy's
+	// own connections to servers: AUTH goes out before their first command.
+	OptUpstreamPassword = "upstream_password"
+	OptUpstreamUsername = "upstream_username"
+	// OptMode is "proxy" (default: servers are independent, routes pick them)
+	// or "cluster" (every route's cluster is a Redis Cluster; slots pick the node).
+	OptMode = "mode"
+)
+
+// options are a listener's settings; all codecs of the listener share them.
+type options struct {
+	maxFrame     int
+	password     string
+	username     string
+	upPassword   string
+	upUsername   string
+	cluster      bool
+	upHandshake  []byte // AUTH sent first on every upstream connection
+	knownOptions []string
+}
+
+// side says which end of a connection a codec serves. A Redis frame does not
+// say whether it is a request or an answer (both may be arrays), so the codec
+// learns it: a codec that first decodes a command serves a client (server
+// side), one that first encodes a command talks to a server (client side).
+const (
+	sideUnknown int32 = iota
+	sideServer
+	sideClient
+)
+
+// redisCodec is one connection's codec.
+type redisCodec struct {
+	opt  *options
+	side atomic.Int32
+	// pending counts handshake answers still to come on a client-side
+	// connection; they are swallowed, not paired with a request.
+	pending   atomic.Int32
+	handshook bool // under the connection's write lock
+	// sess is the downstream client's state, used by Handle only.
+	sess *session
+}
+
+var (
+	_ codec.Codec   = (*redisCodec)(nil)
+	_ codec.Handler = (*redisCodec)(nil)
+)
+
+// New makes a codec; it refuses unknown options by name.
+func New(opts codec.Options) (codec.Codec, error) {
+	o, err := parseOptions(opts)
+	if err != nil {
+		return nil, err
+	}
+	return &redisCodec{opt: o}, nil
+}
+
+func parseOptions(opts codec.Options) (*options, error) {
+	o := &options{maxFrame: codec.DefaultMaxFrame, username: "default"}
+	keys := make([]string, 0, len(opts))
+	for k := range opts {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		v := opts[k]
+		switch k {
+		case OptMaxFrameBytes:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 64 || n > 1<<30 {
+				return nil, fmt.Errorf("codec/%s: option %s: %q is not a size from 64 to 1 GiB", Name, k, v)
+			}
+			o.maxFrame = n
+		case OptPassword:
+			o.password = v
+		case OptUsername:
+			o.username = v
+		case OptUpstreamPassword:
+			o.upPassword = v
+		case OptUpstreamUsername:
+			o.upUsername = v
+		case OptMode:
+			switch v {
+			case "", "proxy":
+			case "cluster":
+				o.cluster = true
+			default:
+				return nil, fmt.Errorf("codec/%s: option %s: %q is not proxy or cluster", Name, k, v)
+			}
+		default:
+			return nil, fmt.Errorf("codec/%s: unknown option %q", Name, k)
+		}
+	}
+	if o.upPassword != "" {
+		args := [][]byte{[]byte("AUTH")}
+		if o.upUsername != "" {
+			args = append(args, []byte(o.upUsername))
+		}
+		o.upHandshake = appendCommand(nil, append(args, []byte(o.upPassword))...)
+	} else if o.upUsername != "" {
+		return nil, fmt.Errorf("codec/%s: option %s needs %s", Name, OptUpstreamUsername, OptUpstreamPassword)
+	}
+	return o, nil
+}
+
+// Split finds the end of the first request (server side) or answer.
+func (c *redisCodec) Split(buf []byte) (codec.Split, error) {
+	if len(buf) == 0 {
+		return codec.Split{Need: 1}, nil
+	}
+	if c.isInline(buf[0]) {
+		return splitInline(buf)
+	}
+	s := scanner{buf: buf, maxFrame: c.opt.maxFrame}
+	r, err := s.value(0, 0)
+	if err != nil {
+		if errors.Is(err, codec.ErrMalformed) && c.side.Load() == sideServer {
+			// Like redis-server, answer "-ERR Protocol error" before
+			// closing: the bytes so far go to Decode, which fails with a
+			// partial request the proxy answers.
+			return codec.Split{Len: len(buf)}, nil
+		}
+		return codec.Split{}, err
+	}
+	if r.need > 0 {
+		return codec.Split{Need: r.need}, nil
+	}
+	return codec.Split{Len: r.end}, nil
+}
+
+// isInline says whether a frame starting with b is an inline command: on the
+// server side anything but an array is; on an unknown side anything that is
+// not a RESP type byte is.
+func (c *redisCodec) isInline(b byte) bool {
+	switch c.side.Load() {
+	case sideServer:
+		return b != typeArray
+	case sideClient:
+		return false
+	}
+	return !isTypeByte(b)
+}
+
+func isTypeByte(b byte) bool {
+	switch b {
+	case typeSimple, typeError, typeInteger, typeBulk, typeArray, typeNull, typeBool, typeDouble,
+		typeBigNumber, typeBlobError, typeVerbatim, typeMap, typeSet, typeAttribute, typePush:
+		return true
+	}
+	return false
+}
+
+// splitInline finds the end of an inline command: one line ended by LF.
+func splitInline(buf []byte) (codec.Split, error) {
+	for i, b := range buf {
+		if b == '\n' {
+			return codec.Split{Len: i + 1}, nil
+		}
+		if i >= maxLine {
+			break
+		}
+	}
+	if len(buf) > maxLine {
+		return codec.Split{}, codec.Errorf(Name, codec.ErrTooLarge, "inline command longer than %d bytes", maxLine)
+	}
+	return codec.Split{Need: 1}, nil
+}

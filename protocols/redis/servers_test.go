@@ -1,0 +1,204 @@
+package redis
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
+)
+
+// need finds a binary from Debian's redis-server or redis-tools: a missing
+// one fails the test under CI=true and skips it otherwise.
+func need(t testing.TB, bin string) string {
+	t.Helper()
+	p, err := exec.LookPath(bin)
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("%s is required (apt-get install -y redis-server redis-tools): %v", bin, err)
+		}
+		t.Skipf("%s not installed (apt-get install -y redis-server redis-tools)", bin)
+	}
+	return p
+}
+
+func freePort(t testing.TB) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// server is a redis-server the test started.
+type server struct {
+	Addr string
+	Port int
+	Dir  string
+}
+
+// startServer runs redis-server on a free loopback port with no persistence,
+// waits until it answers PING and stops it when the test ends.
+func startServer(t testing.TB, extra ...string) *server {
+	t.Helper()
+	bin := need(t, "redis-server")
+	port := freePort(t)
+	dir := t.TempDir()
+	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--dir", dir, "--protected-mode", "no"}, extra...)
+	cmd := exec.Command(bin, args...)
+	out, err := os.Create(dir + "/log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("redis-server: %v", err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		out.Close()
+	})
+	s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, Dir: dir}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if r, err := rawCommand(s.Addr, "PING"); err == nil && (r == "+PONG" || strings.HasPrefix(r, "-NOAUTH")) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			log, _ := os.ReadFile(dir + "/log")
+			t.Fatalf("redis-server on %s did not answer PING: %s", s.Addr, log)
+		}
+		time.Sleep(20 * time.Millisecond) // polling for readiness, bounded by the deadline
+	}
+}
+
+// rawCommand sends one command and returns the first line of the answer.
+func rawCommand(addr string, args ...string) (string, error) {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write(appendCommand(nil, strArgs(args...)...)); err != nil {
+		return "", err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	return strings.TrimRight(line, "\r\n"), err
+}
+
+// cli runs redis-cli against addr with the commands piped in, one a line,
+// and returns its output.
+func cli(t testing.TB, addr string, input string, extra ...string) string {
+	t.Helper()
+	bin := need(t, "redis-cli")
+	host, port, _ := net.SplitHostPort(addr)
+	cmd := exec.Command(bin, append([]string{"-h", host, "-p", port}, extra...)...)
+	cmd.Stdin = strings.NewReader(input)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli %v: %v: %s", extra, err, out)
+	}
+	return string(out)
+}
+
+// startCluster builds a three-primary Redis Cluster with redis-cli --cluster
+// create and waits until every node reports the cluster ok.
+func startCluster(t testing.TB) []*server {
+	t.Helper()
+	var nodes []*server
+	var addrs []string
+	for i := 0; i < 3; i++ {
+		s := startServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000")
+		nodes = append(nodes, s)
+		addrs = append(addrs, s.Addr)
+	}
+	bin := need(t, "redis-cli")
+	out, err := exec.Command(bin, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-cli --cluster create: %v: %s", err, out)
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for _, n := range nodes {
+		for {
+			info := cli(t, n.Addr, "CLUSTER INFO\n")
+			if strings.Contains(info, "cluster_state:ok") {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster node %s not ok: %s", n.Addr, info)
+			}
+			time.Sleep(50 * time.Millisecond) // polling for readiness, bounded by the deadline
+		}
+	}
+	return nodes
+}
+
+// obj is a JSON object; proxy configs are built as data and given to
+// proxytest as JSON, which its YAML reader accepts.
+type obj = map[string]any
+
+func clusterConfig(name string, addrs ...string) obj {
+	var eps []obj
+	for _, a := range addrs {
+		host, port, _ := net.SplitHostPort(a)
+		p, _ := strconv.Atoi(port)
+		eps = append(eps, obj{"endpoint": obj{"address": obj{"socket_address": obj{"address": host, "port_value": p}}}})
+	}
+	return obj{"name": name, "connect_timeout": "1s", "lb_policy": "ROUND_ROBIN",
+		"load_assignment": obj{"cluster_name": name, "endpoints": []obj{{"lb_endpoints": eps}}}}
+}
+
+// prefixRoute sends keys with prefix to cluster ("" prefix: every request).
+func prefixRoute(name, prefix, cluster string, extra obj) obj {
+	action := obj{"cluster": cluster, "timeout": "5s"}
+	for k, v := range extra {
+		action[k] = v
+	}
+	r := obj{"name": name, "route": action}
+	if prefix != "" {
+		r["match"] = obj{"attributes": []obj{{"name": "key", "prefix": prefix}}}
+	}
+	return r
+}
+
+// startProxy runs a proxy with one redis listener.
+func startProxy(t testing.TB, opts map[string]string, routes []obj, clusters ...obj) string {
+	t.Helper()
+	filter := obj{
+		"@type":         "type.googleapis.com/rosetta.config.v1alpha1.MetaProtocolProxy",
+		"codec":         "redis",
+		"route_config":  obj{"name": "r", "routes": routes},
+		"codec_options": opts,
+	}
+	cfg := obj{
+		"listeners": []obj{{"name": "redis",
+			"address":       obj{"socket_address": obj{"address": "127.0.0.1", "port_value": 0}},
+			"filter_chains": []obj{{"filters": []obj{{"name": "rosetta.metaprotocol", "typed_config": filter}}}}}},
+		"clusters": clusters,
+	}
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := proxytest.Start(t, string(b))
+	return p.Addr(t, "redis")
+}
+
+func must(t testing.TB, err error, what string, args ...any) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", fmt.Sprintf(what, args...), err)
+	}
+}
