@@ -1,0 +1,236 @@
+// Command redisbench runs redis-benchmark against a Redis server directly,
+// through twemproxy (Debian's nutcracker) and through rosetta-proxy, in one
+// run, and prints a table: GET and SET requests per second and latency
+// percentiles, unpipelined and with -P 16. `make bench` runs it.
+package main
+
+import (
+	"bytes"
+	"encoding/csv"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+)
+
+type options struct {
+	proxyBin string
+	clients  int
+	requests int
+	pipeline int
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.proxyBin, "proxy", "bin/rosetta-proxy", "the rosetta-proxy binary")
+	flag.IntVar(&o.clients, "c", 50, "redis-benchmark connections")
+	flag.IntVar(&o.requests, "n", 200000, "requests per test")
+	flag.IntVar(&o.pipeline, "P", 16, "pipeline depth of the pipelined runs")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "redisbench:", err)
+		os.Exit(1)
+	}
+}
+
+type proc struct {
+	name string
+	addr string
+	cmd  *exec.Cmd
+}
+
+func (p *proc) stop() {
+	if p.cmd != nil && p.cmd.Process != nil {
+		_ = p.cmd.Process.Kill()
+		_ = p.cmd.Wait()
+	}
+}
+
+func start(name, addr string, bin string, args ...string) (*proc, error) {
+	cmd := exec.Command(bin, args...)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	p := &proc{name: name, addr: addr, cmd: cmd}
+	if err := waitTCP(addr, 10*time.Second); err != nil {
+		p.stop()
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return p, nil
+}
+
+func run(o options) error {
+	dir, err := os.MkdirTemp("", "rosetta-redisbench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	redisAddr := freeAddr()
+	redis, err := start("redis", redisAddr, "redis-server", "--port", port(redisAddr), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	if err != nil {
+		return err
+	}
+	defer redis.stop()
+	twem, err := startTwemproxy(dir, redisAddr)
+	if err != nil {
+		return err
+	}
+	defer twem.stop()
+	ros, err := startRosetta(o.proxyBin, dir, redisAddr)
+	if err != nil {
+		return err
+	}
+	defer ros.stop()
+
+	fmt.Printf("redis-benchmark -c %d -n %d -t get,set, then with -P %d; Redis %s.\n\n", o.clients, o.requests, o.pipeline, redisAddr)
+	fmt.Println("| path | pipeline | GET req/s | GET p50 | GET p99 | SET req/s | SET p50 | SET p99 | GET vs twemproxy | SET vs twemproxy |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	for _, pipe := range []int{1, o.pipeline} {
+		results := map[string]map[string]row{}
+		for _, p := range []*proc{redis, twem, ros} {
+			r, err := bench(p.addr, o.clients, o.requests, pipe)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			results[p.name] = r
+		}
+		for _, p := range []*proc{redis, twem, ros} {
+			r, tw := results[p.name], results["twemproxy"]
+			fmt.Printf("| %s | %d | %.0f | %.3f ms | %.3f ms | %.0f | %.3f ms | %.3f ms | %.2f | %.2f |\n", p.name, pipe,
+				r["GET"].rps, r["GET"].p50, r["GET"].p99, r["SET"].rps, r["SET"].p50, r["SET"].p99,
+				r["GET"].rps/tw["GET"].rps, r["SET"].rps/tw["SET"].rps)
+		}
+	}
+	return nil
+}
+
+type row struct{ rps, p50, p99 float64 }
+
+// bench runs redis-benchmark with --csv and reads its rows:
+// "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms".
+func bench(addr string, clients, requests, pipe int) (map[string]row, error) {
+	out, err := exec.Command("redis-benchmark", "-h", "127.0.0.1", "-p", port(addr), "-c", strconv.Itoa(clients),
+		"-n", strconv.Itoa(requests), "-P", strconv.Itoa(pipe), "-t", "get,set", "--csv").Output()
+	if err != nil {
+		return nil, fmt.Errorf("redis-benchmark: %w", err)
+	}
+	recs, err := csv.NewReader(bytes.NewReader(out)).ReadAll()
+	if err != nil {
+		return nil, err
+	}
+	rows := map[string]row{}
+	for _, r := range recs {
+		if len(r) < 7 || r[0] == "test" {
+			continue
+		}
+		rps, _ := strconv.ParseFloat(r[1], 64)
+		p50, _ := strconv.ParseFloat(r[4], 64)
+		p99, _ := strconv.ParseFloat(r[6], 64)
+		rows[r[0]] = row{rps, p50, p99}
+	}
+	if rows["GET"].rps == 0 || rows["SET"].rps == 0 {
+		return nil, errors.New("redis-benchmark printed no GET/SET rows:\n" + string(out))
+	}
+	return rows, nil
+}
+
+func startTwemproxy(dir, redisAddr string) (*proc, error) {
+	addr := freeAddr()
+	cfg := fmt.Sprintf(`bench:
+  listen: %s
+  hash: fnv1a_64
+  distribution: ketama
+  redis: true
+  auto_eject_hosts: false
+  servers:
+   - %s:1
+`, addr, redisAddr)
+	path := filepath.Join(dir, "nutcracker.yml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	return start("twemproxy", addr, "nutcracker", "-c", path, "-s", port(freeAddr()))
+}
+
+func startRosetta(bin, dir, redisAddr string) (*proc, error) {
+	addr, admin := freeAddr(), freeAddr()
+	cfg := fmt.Sprintf(`admin: {address: %q}
+listeners:
+- name: redis
+  address: {socket_address: {address: 127.0.0.1, port_value: %s}}
+  filter_chains:
+  - filters:
+    - name: rosetta.metaprotocol
+      typed_config:
+        "@type": type.googleapis.com/rosetta.config.v1alpha1.MetaProtocolProxy
+        codec: redis
+        route_config_name: redis
+routes:
+- name: redis
+  routes:
+  - name: all
+    route: {cluster: redis}
+clusters:
+- name: redis
+  connect_timeout: 1s
+  load_assignment:
+    cluster_name: redis
+    endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %s}}}}]}]
+`, admin, port(addr), port(redisAddr))
+	path := filepath.Join(dir, "rosetta.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		return nil, err
+	}
+	p, err := start("rosetta", addr, bin, "--config", path, "--log-level", "warn")
+	if err != nil {
+		return nil, err
+	}
+	return p, waitHTTP("http://"+admin+"/ready", 10*time.Second)
+}
+
+func freeAddr() string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+func waitTCP(addr string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return errors.New("not listening: " + addr)
+}
+
+func waitHTTP(url string, d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return errors.New("not ready: " + url)
+}
