@@ -14,8 +14,11 @@ all: build
 build:
 	$(GO) build -o $(BIN)/ ./cmd/...
 
+# Dubbo and Thrift from the main module, tRPC with the real trpc-go from its
+# own module.
 demo:
 	$(GO) run ./cmd/rosettactl demo
+	cd e2e/trpc && $(GO) run ./cmd/trpcdemo
 
 deps:
 	bash hack/deps.sh
@@ -40,7 +43,9 @@ e2e:
 	done
 
 bench: build
-	$(GO) run ./bench/loadtest -proxy $(BIN)/rosetta-proxy
+	$(GO) run ./bench/loadtest -proxy $(BIN)/rosetta-proxy -protocols dubbo,thrift
+	cd e2e/trpc && $(GO) run ./cmd/trpcload -proxy $(BIN)/rosetta-proxy
+	$(GO) run ./bench/redisbench -proxy $(BIN)/rosetta-proxy
 
 # Each decoder's fuzz target for FUZZTIME (the seeds also run in `make test`).
 fuzz:

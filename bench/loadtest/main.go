@@ -1,5 +1,6 @@
 // Command loadtest runs the load harness (package bench/load) for the
-// protocols whose peers live in the main module. `make bench` runs it.
+// protocols whose peers live in the main module (Dubbo and Thrift; tRPC's is
+// e2e/trpc/cmd/trpcload). `make bench` runs it.
 package main
 
 import (
@@ -7,16 +8,18 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"sort"
 	"strings"
 
 	"github.com/rosetta-mesh/rosetta/bench/load"
 	"github.com/rosetta-mesh/rosetta/protocols/dubbo/dubbopeer"
+	"github.com/rosetta-mesh/rosetta/protocols/thrift/thriftpeer"
 )
 
 func main() {
 	var o load.Options
 	o.RegisterFlags(flag.CommandLine)
-	protocols := flag.String("protocols", "dubbo", "comma-separated protocols to measure: "+strings.Join(names(), ", "))
+	protocols := flag.String("protocols", "dubbo,thrift", "comma-separated protocols to measure: "+strings.Join(names(), ", "))
 	flag.Parse()
 	for _, p := range strings.Split(*protocols, ",") {
 		d, ok := drivers[p]
@@ -32,13 +35,14 @@ func main() {
 	}
 }
 
-var drivers = map[string]load.Driver{"dubbo": dubbo{}}
+var drivers = map[string]load.Driver{"dubbo": dubbo{}, "thrift": thriftDriver{}}
 
 func names() []string {
-	var out []string
+	out := make([]string, 0, len(drivers))
 	for n := range drivers {
 		out = append(out, n)
 	}
+	sort.Strings(out)
 	return out
 }
 
@@ -78,3 +82,25 @@ type dubboClient struct {
 
 func (d *dubboClient) Call() error  { return d.c.CallPrepared(context.Background(), d.req) }
 func (d *dubboClient) Close() error { return d.c.Close() }
+
+// thriftDriver drives Thrift echo calls, framed strict binary, with the
+// generated Echo server and thriftpeer's LoadClient (the call encoded once
+// by the generated code, many in flight per connection, paired by seqid).
+type thriftDriver struct{}
+
+func (thriftDriver) Name() string { return "Thrift (framed binary)" }
+func (thriftDriver) Codec() (string, map[string]string) {
+	return "thrift", map[string]string{"transport": "framed", "protocol": "binary"}
+}
+func (thriftDriver) Match() (string, string) { return "method", "echo" }
+func (thriftDriver) Dial(addr string, payload int) (load.Client, error) {
+	return thriftpeer.DialLoad(addr, payload)
+}
+
+func (thriftDriver) Serve() (string, func(), error) {
+	s, err := thriftpeer.Serve("127.0.0.1:0", "echo", thriftpeer.Format{})
+	if err != nil {
+		return "", nil, err
+	}
+	return s.Addr(), func() { s.Close() }, nil
+}

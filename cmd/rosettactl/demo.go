@@ -27,6 +27,7 @@ import (
 
 type demoOptions struct {
 	configFile  string
+	thriftFile  string
 	fixedPorts  bool
 	calls       int
 	concurrency int
@@ -44,13 +45,15 @@ func newDemoCmd() *cobra.Command {
 	var o demoOptions
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run a proxy, two Dubbo providers and a consumer in this process, and show the routing",
+		Short: "Run a proxy with Dubbo and Thrift servers and clients in this process, and show the routing",
 		Long: `Demo loads examples/dubbo/demo.yaml (a built-in copy, or --config) with the proxy's
 config loader, starts one Dubbo provider per cluster endpoint, a Rosetta proxy with
 that config, and a Dubbo consumer that calls through the proxy. It prints which
 provider answered each method (method routing and a weighted split), then a call no
-route matches and a call the provider fails, and exits. Nothing but this binary is
-needed; it binds loopback ports only, free ones unless --fixed-ports.`,
+route matches and a call the provider fails. Then it does the same for Thrift with
+examples/thrift/demo.yaml (or --thrift-config): Apache Thrift's generated Go client
+and servers, framed binary. Nothing but this binary is needed; it binds loopback
+ports only, free ones unless --fixed-ports.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 60*time.Second)
@@ -60,6 +63,7 @@ needed; it binds loopback ports only, free ones unless --fixed-ports.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&o.configFile, "config", "", "config file (default: the built-in copy of "+dubboexample.DemoConfigPath+")")
+	f.StringVar(&o.thriftFile, "thrift-config", "", "config file of the Thrift part (default: the built-in copy of "+thriftDemoConfigPath+")")
 	f.BoolVar(&o.fixedPorts, "fixed-ports", false, "use the listener and endpoint ports written in the config instead of free ports")
 	f.IntVar(&o.calls, "calls", 1000, "calls per method")
 	f.IntVar(&o.concurrency, "concurrency", 8, "calls in flight at once")
@@ -71,6 +75,15 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	if o.calls < 1 || o.concurrency < 1 {
 		return errors.New("demo: --calls and --concurrency must be at least 1")
 	}
+	if err := runDubboDemo(ctx, out, o); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	return runThriftDemo(ctx, out, o)
+}
+
+// runDubboDemo is the demo's Dubbo part.
+func runDubboDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	start := time.Now()
 	boot, source, err := loadDemoConfig(o.configFile)
 	if err != nil {
@@ -129,17 +142,23 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	return nil
 }
 
-// loadDemoConfig reads the config through pkg/config, as the proxy does.
+// loadDemoConfig reads the Dubbo part's config through pkg/config, as the
+// proxy does.
 func loadDemoConfig(file string) (*config.Bootstrap, string, error) {
+	return loadConfig(file, dubboexample.DemoConfig, dubboexample.DemoConfigPath)
+}
+
+// loadConfig reads file, or the built-in copy of the file at path.
+func loadConfig(file string, builtIn []byte, path string) (*config.Bootstrap, string, error) {
 	if file != "" {
 		b, err := config.LoadFile(file)
 		return b, file, err
 	}
-	b, err := config.Parse(dubboexample.DemoConfig)
+	b, err := config.Parse(builtIn)
 	if err != nil {
-		return nil, "", fmt.Errorf("demo: built-in %s: %w", dubboexample.DemoConfigPath, err)
+		return nil, "", fmt.Errorf("demo: built-in %s: %w", path, err)
 	}
-	return b, dubboexample.DemoConfigPath + " (built-in copy)", nil
+	return b, path + " (built-in copy)", nil
 }
 
 func demoLogger(verbose bool) *slog.Logger {
@@ -161,12 +180,28 @@ type demoProvider struct {
 	cluster string
 }
 
-// startProviders starts a provider for every endpoint of every cluster,
-// named after its cluster, and points the endpoint at it. Endpoints with
-// the same address share one provider.
+// startProviders starts a Dubbo provider for every endpoint of every
+// cluster (see startPeers).
 func startProviders(res *config.Resources, fixed bool) ([]*demoProvider, error) {
 	var out []*demoProvider
-	byAddr := map[string]*demoProvider{}
+	err := startPeers(res, fixed, func(listen, name, cluster string) (string, error) {
+		dp, err := dubbopeer.Serve(listen, name, greeterHandler(name))
+		if err != nil {
+			return "", fmt.Errorf("demo: provider for cluster %s: %w", cluster, err)
+		}
+		out = append(out, &demoProvider{Provider: dp, cluster: cluster})
+		return dp.Addr(), nil
+	})
+	return out, err
+}
+
+// startPeers starts a server for every endpoint of every cluster, named
+// after its cluster ("-1", "-2" added when it has several), and points the
+// endpoint at it. Endpoints with the same address share one server. start
+// listens on listen (a free port, or the endpoint's own with fixed) and
+// returns the server's address.
+func startPeers(res *config.Resources, fixed bool, start func(listen, name, cluster string) (string, error)) error {
+	started := map[string]string{} // endpoint address as written -> server address
 	for _, cl := range res.Clusters {
 		cla := cl.GetLoadAssignment()
 		if cla == nil {
@@ -182,8 +217,8 @@ func startProviders(res *config.Resources, fixed bool) ([]*demoProvider, error) 
 		}
 		for i, sa := range sas {
 			orig := net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue())))
-			p := byAddr[orig]
-			if p == nil {
+			addr, ok := started[orig]
+			if !ok {
 				name := cl.GetName()
 				if len(sas) > 1 {
 					name = fmt.Sprintf("%s-%d", name, i+1)
@@ -192,24 +227,22 @@ func startProviders(res *config.Resources, fixed bool) ([]*demoProvider, error) 
 				if fixed {
 					listen = orig
 				}
-				dp, err := dubbopeer.Serve(listen, name, greeterHandler(name))
-				if err != nil {
-					return out, fmt.Errorf("demo: provider for cluster %s: %w", cl.GetName(), err)
+				var err error
+				if addr, err = start(listen, name, cl.GetName()); err != nil {
+					return err
 				}
-				p = &demoProvider{Provider: dp, cluster: cl.GetName()}
-				byAddr[orig] = p
-				out = append(out, p)
+				started[orig] = addr
 			}
-			_, port, _ := net.SplitHostPort(p.Addr())
+			_, port, _ := net.SplitHostPort(addr)
 			n, _ := strconv.Atoi(port)
 			sa.Address = "127.0.0.1"
 			setPort(sa, n)
 		}
 	}
-	if len(out) == 0 {
-		return nil, errors.New("demo: the config has no cluster endpoints to run providers for")
+	if len(started) == 0 {
+		return errors.New("demo: the config has no cluster endpoints to run servers for")
 	}
-	return out, nil
+	return nil
 }
 
 func findAssignment(cla []*endpointv3.ClusterLoadAssignment, names ...string) *endpointv3.ClusterLoadAssignment {
@@ -334,12 +367,7 @@ func printTable(out io.Writer, l *rosettaListener, providers []*demoProvider, co
 
 // routeFor asks the listener's routes, as the proxy would, where a call goes.
 func routeFor(l *rosettaListener, svc dubbopeer.Service, method string) (route, configured string) {
-	msg := &codec.Message{Kind: codec.KindRequest, Attrs: codec.Map{"interface": svc.Interface, "method": method, "version": svc.Version}}
-	r := l.table.Match(msg)
-	if r == nil {
-		return "(none)", "no route"
-	}
-	return r.Name, describeAction(&r.Action)
+	return routeForAttrs(l, codec.Map{"interface": svc.Interface, "method": method, "version": svc.Version})
 }
 
 func printFailures(ctx context.Context, out io.Writer, c *dubbopeer.Consumer, l *rosettaListener) {

@@ -81,7 +81,7 @@ func serviceDesc() *server.ServiceDesc {
 				return nil, errs.New(1001, g.name+": no hello for "+req.GetValue())
 			}),
 		},
-		Streams: []server.StreamDesc{{
+		Streams: countActive(append([]server.StreamDesc{{
 			StreamName:    chat,
 			ClientStreams: true,
 			ServerStreams: true,
@@ -100,7 +100,7 @@ func serviceDesc() *server.ServiceDesc {
 					}
 				}
 			},
-		}},
+		}}, moreStreams()...)),
 	}
 }
 
@@ -182,8 +182,9 @@ func callHello(ctx context.Context, method, req string, opts ...client.Option) (
 
 // chatOnce opens a stream, sends msgs, closes its side and collects replies.
 func chatOnce(ctx context.Context, msgs []string, opts ...client.Option) ([]string, error) {
+	// The message is not put back in trpc-go's pool: the stream's own
+	// goroutine still reads it after the stream has ended.
 	ctx, msg := codec.WithCloneMessage(ctx)
-	defer codec.PutBackMessage(msg)
 	msg.WithCalleeServiceName(serviceName)
 	opts = append(opts,
 		client.WithStreamTransport(transport.NewClientStreamTransport()),

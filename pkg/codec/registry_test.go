@@ -1,6 +1,7 @@
 package codec_test
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -9,8 +10,12 @@ import (
 
 func newNop(codec.Options) (codec.Codec, error) { return nil, nil }
 
+var runs int
+
 func TestRegisterRefusesBadRegistrations(t *testing.T) {
-	codec.Register(codec.Protocol{Name: "registry-test", New: newNop})
+	runs++ // -count=N runs this N times in one process
+	name := fmt.Sprintf("registry-test-%d", runs)
+	codec.Register(codec.Protocol{Name: name, New: newNop})
 	cases := []struct {
 		name string
 		p    codec.Protocol
@@ -18,7 +23,7 @@ func TestRegisterRefusesBadRegistrations(t *testing.T) {
 	}{
 		{"empty name", codec.Protocol{New: newNop}, "empty name"},
 		{"nil New", codec.Protocol{Name: "x-nil"}, "nil New"},
-		{"duplicate", codec.Protocol{Name: "registry-test", New: newNop}, "registered twice"},
+		{"duplicate", codec.Protocol{Name: name, New: newNop}, "registered twice"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -31,7 +36,7 @@ func TestRegisterRefusesBadRegistrations(t *testing.T) {
 			codec.Register(tc.p)
 		})
 	}
-	if _, ok := codec.Lookup("registry-test"); !ok {
+	if _, ok := codec.Lookup(name); !ok {
 		t.Fatal("Lookup does not find a registered protocol")
 	}
 	if _, ok := codec.Lookup("x-nil"); ok {

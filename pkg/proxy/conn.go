@@ -65,6 +65,9 @@ func (dc *downConn) serve() {
 	defer dc.l.untrack(dc)
 	defer dc.resetStreams()
 	fr := wire.NewReader(dc.nc, dc.codec)
+	batch := &wire.Batch{}
+	fr.BeforeRead = batch.Flush
+	defer batch.Flush()
 	for {
 		if dc.lc.idleTimeout > 0 {
 			_ = dc.nc.SetReadDeadline(time.Now().Add(dc.lc.idleTimeout))
@@ -73,7 +76,8 @@ func (dc *downConn) serve() {
 		var m *codec.Message
 		if err == nil {
 			if m, err = dc.codec.Decode(frame); err == nil {
-				dc.dispatch(m)
+				batch.Open()
+				dc.dispatch(m, batch)
 				continue
 			}
 		}
@@ -94,7 +98,7 @@ func (dc *downConn) readFailed(partial *codec.Message, err error) {
 		dc.l.p.metrics.ProtocolError(dc.lc.statPrefix)
 		dc.l.p.log.Warn("closing a connection after a bad frame", "listener", dc.lc.name, "remote", dc.nc.RemoteAddr().String(), "err", err)
 		if partial != nil && partial.Kind == codec.KindRequest {
-			dc.reply(dc.reserve(), partial, codec.StatusBadRequest, "rosetta: "+err.Error())
+			dc.reply(dc.reserve(), partial, codec.StatusBadRequest, "rosetta: "+err.Error(), nil)
 			dc.closeAfterFlush()
 			return
 		}
@@ -111,18 +115,18 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func (dc *downConn) dispatch(m *codec.Message) {
+func (dc *downConn) dispatch(m *codec.Message, b *wire.Batch) {
 	switch m.Kind {
 	case codec.KindRequest, codec.KindOneway:
-		dc.l.p.handle(dc, m)
+		dc.l.p.handle(dc, m, b)
 	case codec.KindStream:
 		dc.forwardStream(m)
 	case codec.KindHeartbeat:
-		dc.answerHeartbeat(m)
+		dc.answerHeartbeat(m, b)
 	}
 }
 
-func (dc *downConn) answerHeartbeat(m *codec.Message) {
+func (dc *downConn) answerHeartbeat(m *codec.Message, b *wire.Batch) {
 	hb, ok := dc.codec.(codec.HeartbeatReplier)
 	if !ok {
 		return
@@ -135,6 +139,7 @@ func (dc *downConn) answerHeartbeat(m *codec.Message) {
 		rep = nil
 	}
 	dc.fillLocked(s, rep)
+	dc.w.HoldLocked(b)
 }
 
 // reserve takes the next answer's place for in-order protocols; nil otherwise.
@@ -149,17 +154,30 @@ func (dc *downConn) reserve() *slot {
 	return s
 }
 
-// respond writes an answer (nil: none) in the request's place.
-func (dc *downConn) respond(s *slot, m *codec.Message) {
+// respond writes an answer (nil: none) in the request's place; b, when not
+// nil, is the calling goroutine's batch, which the write may wait for.
+func (dc *downConn) respond(s *slot, m *codec.Message, b *wire.Batch) {
 	dc.w.Lock()
 	defer dc.w.Unlock()
 	dc.fillLocked(s, m)
+	dc.w.HoldLocked(b)
+}
+
+// hold makes the connection's next writes wait for b.
+func (dc *downConn) hold(b *wire.Batch) {
+	if b == nil {
+		return
+	}
+	dc.w.Lock()
+	dc.w.HoldLocked(b)
+	dc.w.Unlock()
 }
 
 // reply writes a local error reply built by the codec.
-func (dc *downConn) reply(s *slot, req *codec.Message, st codec.Status, detail string) {
+func (dc *downConn) reply(s *slot, req *codec.Message, st codec.Status, detail string, b *wire.Batch) {
 	dc.w.Lock()
 	defer dc.w.Unlock()
+	dc.w.HoldLocked(b)
 	rep, err := dc.codec.Reply(req, st, detail)
 	if err != nil {
 		dc.l.p.log.Warn("codec could not build a local reply", "listener", dc.lc.name, "status", st.String(), "err", err)

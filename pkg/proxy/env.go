@@ -7,6 +7,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/router"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
 // env is the codec.Upstream a Handler gets: the snapshot in force when the
@@ -14,12 +15,15 @@ import (
 type env struct {
 	dc   *downConn
 	snap *snapshot
+	// batch is the reader's batch; a call made after the reader moved on
+	// finds it closed and writes at once (see wire.Batch).
+	batch *wire.Batch
 }
 
 var _ codec.Upstream = (*env)(nil)
 
 func (e *env) exchange(req *codec.Message, done codec.Done) *exchange {
-	return &exchange{p: e.dc.l.p, dc: e.dc, req: req, snap: e.snap, start: time.Now(), onDone: done}
+	return &exchange{p: e.dc.l.p, dc: e.dc, req: req, snap: e.snap, start: time.Now(), onDone: done, batch: e.batch}
 }
 
 // Forward implements codec.Upstream.

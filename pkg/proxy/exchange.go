@@ -10,6 +10,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/router"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
 // exchange is one request from arrival to answer: routing, policy, the tries
@@ -30,6 +31,9 @@ type exchange struct {
 	onDone codec.Done
 	// fixed, when set, is the only endpoint to try.
 	fixed *upstream.Endpoint
+	// batch is the reader's batch that writes made while handling the
+	// request on the reader goroutine join (see wire.Batch).
+	batch *wire.Batch
 
 	mu       sync.Mutex
 	done     bool
@@ -48,21 +52,23 @@ type attempt struct {
 	id   uint64
 }
 
-func (a *attempt) Done(resp *codec.Message, err error) { a.ex.attemptDone(a, resp, err) }
+func (a *attempt) Done(resp *codec.Message, err error, b *wire.Batch) {
+	a.ex.attemptDone(a, resp, err, b)
+}
 
 // handle routes one request from dc. It runs on dc's reader goroutine and
 // never blocks on the network.
-func (p *Proxy) handle(dc *downConn, req *codec.Message) {
+func (p *Proxy) handle(dc *downConn, req *codec.Message, b *wire.Batch) {
 	dc.inflight.Add(1)
 	s := dc.reserve()
 	if h, ok := dc.codec.(codec.Handler); ok {
-		h.Handle(req, &env{dc: dc, snap: p.snap.Load()}, func(m *codec.Message) {
-			dc.respond(s, m)
+		h.Handle(req, &env{dc: dc, snap: p.snap.Load(), batch: b}, func(m *codec.Message) {
+			dc.respond(s, m, b)
 			dc.finished()
 		})
 		return
 	}
-	ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: time.Now(), slot: s}
+	ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: time.Now(), slot: s, batch: b}
 	ex.route = ex.match()
 	ex.run()
 }
@@ -91,6 +97,7 @@ func (ex *exchange) run() {
 			return
 		}
 		if f.Delay > 0 && router.Chance(f.DelayPercent) {
+			ex.batch = nil // the forward runs on a timer, not on the reader
 			time.AfterFunc(f.Delay, ex.forward)
 			return
 		}
@@ -130,7 +137,7 @@ func (ex *exchange) forward() {
 	}
 	ex.mu.Lock()
 	defer ex.mu.Unlock()
-	ex.startAttempt(nil)
+	ex.startAttempt(nil, ex.batch)
 }
 
 func (ex *exchange) hashKey(attrs []string) uint64 {
@@ -159,11 +166,11 @@ func (ex *exchange) sendOneway() {
 		return
 	}
 	status := "ok"
-	if _, _, err := ex.pool(ep).Send(ex.cluster, ex.req, nil); err != nil {
+	if _, _, err := ex.pool(ep).Send(ex.cluster, ex.req, nil, ex.batch); err != nil {
 		status = "upstream_error"
 	}
 	ex.record(status)
-	ex.complete(nil, codec.StatusOK, "")
+	ex.complete(nil, codec.StatusOK, "", ex.batch)
 }
 
 // mirror sends copies to mirror clusters; their answers are dropped.
@@ -182,34 +189,35 @@ func (ex *exchange) mirror(ms []router.Mirror) {
 		if cp.Kind != codec.KindOneway {
 			r = discard{}
 		}
-		_, _, _ = ex.pool(ep).Send(cl, &cp, r) // a mirror's failure is not the caller's
+		_, _, _ = ex.pool(ep).Send(cl, &cp, r, ex.batch) // a mirror's failure is not the caller's
 	}
 }
 
 type discard struct{}
 
-func (discard) Done(*codec.Message, error) {}
+func (discard) Done(*codec.Message, error, *wire.Batch) {}
 
-// startAttempt tries an endpoint other than exclude. ex.mu is held.
-func (ex *exchange) startAttempt(exclude *upstream.Endpoint) {
+// startAttempt tries an endpoint other than exclude; b is the calling
+// goroutine's batch, if it has one. ex.mu is held.
+func (ex *exchange) startAttempt(exclude *upstream.Endpoint, b *wire.Batch) {
 	ex.tries++
 	ep := ex.fixed
 	if ep == nil {
 		ep = ex.cluster.Pick(ex.hash, exclude)
 	}
 	if ep == nil {
-		ex.finishLocked(nil, codec.StatusNoUpstream, "no healthy endpoint in cluster "+ex.cluster.Name)
+		ex.finishLocked(nil, codec.StatusNoUpstream, "no healthy endpoint in cluster "+ex.cluster.Name, b)
 		return
 	}
 	a := &attempt{ex: ex, ep: ep}
 	ex.try = a
 	ex.armTimer(a)
 	ep.Begin()
-	conn, id, err := ex.pool(ep).Send(ex.cluster, ex.req, a)
+	conn, id, err := ex.pool(ep).Send(ex.cluster, ex.req, a, b)
 	if err != nil {
 		ex.try = nil
 		ep.End()
-		ex.failedLocked(a, err)
+		ex.failedLocked(a, err, b)
 		return
 	}
 	a.conn, a.id = conn, id
@@ -234,7 +242,7 @@ func (ex *exchange) armTimer(a *attempt) {
 	}
 }
 
-func (ex *exchange) attemptDone(a *attempt, resp *codec.Message, err error) {
+func (ex *exchange) attemptDone(a *attempt, resp *codec.Message, err error, b *wire.Batch) {
 	ex.mu.Lock()
 	defer ex.mu.Unlock()
 	if ex.done || ex.try != a {
@@ -243,19 +251,19 @@ func (ex *exchange) attemptDone(a *attempt, resp *codec.Message, err error) {
 	a.ep.End()
 	ex.try = nil
 	if err != nil {
-		ex.failedLocked(a, err)
+		ex.failedLocked(a, err, b)
 		return
 	}
 	if ex.req.OpensStream && resp.Status == codec.StatusOK {
 		ex.dc.openStream(ex.req, a.conn, a.id)
 	}
-	ex.finishLocked(resp, resp.Status, "")
+	ex.finishLocked(resp, resp.Status, "", b)
 }
 
 // failedLocked retries a failed try when the route allows it, and answers
 // with the matching error otherwise. A connect failure is always tried once
 // more elsewhere: the request never reached a server, so that is safe.
-func (ex *exchange) failedLocked(a *attempt, err error) {
+func (ex *exchange) failedLocked(a *attempt, err error, b *wire.Batch) {
 	retry := ex.route.Action.Retry
 	var st codec.Status
 	var may bool
@@ -277,10 +285,10 @@ func (ex *exchange) failedLocked(a *attempt, err error) {
 		budget = max(budget, 2)
 	}
 	if may && ex.tries < budget && !ex.pastDeadline() {
-		ex.startAttempt(a.ep)
+		ex.startAttempt(a.ep, b)
 		return
 	}
-	ex.finishLocked(nil, st, err.Error())
+	ex.finishLocked(nil, st, err.Error(), b)
 }
 
 func (ex *exchange) pastDeadline() bool {
@@ -301,22 +309,22 @@ func (ex *exchange) timedOut(a *attempt) {
 	ex.p.metrics.UpstreamError(ex.cluster.Name, "timeout")
 	retry := ex.route.Action.Retry
 	if retry.On&router.RetryTimeout != 0 && ex.tries < 1+retry.Attempts && !ex.pastDeadline() {
-		ex.startAttempt(a.ep)
+		ex.startAttempt(a.ep, nil)
 		return
 	}
-	ex.finishLocked(nil, codec.StatusTimeout, "upstream did not answer in time")
+	ex.finishLocked(nil, codec.StatusTimeout, "upstream did not answer in time", nil)
 }
 
 // finishLocked answers the request with resp, or with a local reply for st
-// when resp is nil. ex.mu is held.
-func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail string) {
+// when resp is nil; b is the calling goroutine's batch, if any. ex.mu is held.
+func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail string, b *wire.Batch) {
 	ex.done = true
 	if ex.timer != nil {
 		ex.timer.Stop()
 	}
 	ex.cluster.Release()
 	if resp == nil {
-		ex.local(st, detail)
+		ex.localWith(st, detail, b)
 		return
 	}
 	resp.ID = ex.req.ID
@@ -324,29 +332,32 @@ func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail st
 		resp.Set(kv.Key, kv.Value)
 	}
 	ex.record(st.String())
-	ex.complete(resp, st, "")
+	ex.complete(resp, st, "", b)
 }
 
-// local answers with the codec's reply for st.
-func (ex *exchange) local(st codec.Status, detail string) {
+// local answers with the codec's reply for st, on the reader goroutine.
+func (ex *exchange) local(st codec.Status, detail string) { ex.localWith(st, detail, ex.batch) }
+
+func (ex *exchange) localWith(st codec.Status, detail string, b *wire.Batch) {
 	ex.record(st.String())
-	ex.complete(nil, st, "rosetta: "+detail)
+	ex.complete(nil, st, "rosetta: "+detail, b)
 }
 
 // complete hands the outcome to whoever waits for it: a Handler's callback,
 // or the downstream connection (resp nil and a non-OK status: a local reply).
-func (ex *exchange) complete(resp *codec.Message, st codec.Status, detail string) {
+func (ex *exchange) complete(resp *codec.Message, st codec.Status, detail string, b *wire.Batch) {
 	if ex.onDone != nil {
+		ex.dc.hold(b) // the handler's answer, if it writes one now, joins b
 		ex.onDone(resp, st, detail)
 		return
 	}
 	switch {
 	case resp != nil:
-		ex.dc.respond(ex.slot, resp)
+		ex.dc.respond(ex.slot, resp, b)
 	case st != codec.StatusOK:
-		ex.dc.reply(ex.slot, ex.req, st, detail)
+		ex.dc.reply(ex.slot, ex.req, st, detail, b)
 	default:
-		ex.dc.respond(ex.slot, nil)
+		ex.dc.respond(ex.slot, nil, b)
 	}
 	ex.dc.finished()
 }

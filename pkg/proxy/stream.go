@@ -5,6 +5,7 @@ import (
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
 // stream ties a client's stream to the upstream connection its opening
@@ -61,17 +62,17 @@ func (s *stream) ended(fromClient bool, m *codec.Message) bool {
 
 // Done relays a server's stream frame to the client; an upstream failure
 // ends the stream with the codec's reset.
-func (s *stream) Done(m *codec.Message, err error) {
+func (s *stream) Done(m *codec.Message, err error, b *wire.Batch) {
 	if err != nil {
 		s.dc.dropStream(s.open.ID)
-		s.dc.reply(nil, s.open, codec.StatusUpstreamReset, "rosetta: the upstream connection of the stream closed")
+		s.dc.reply(nil, s.open, codec.StatusUpstreamReset, "rosetta: the upstream connection of the stream closed", b)
 		return
 	}
 	if s.ended(false, m) {
 		s.dc.dropStream(s.open.ID)
 	}
 	m.ID = s.open.ID
-	s.dc.respond(nil, m)
+	s.dc.respond(nil, m, b)
 }
 
 // forwardStream sends a client's stream frame on its stream's upstream
@@ -81,7 +82,7 @@ func (dc *downConn) forwardStream(m *codec.Message) {
 	s := dc.streams[m.ID]
 	dc.streamsMu.Unlock()
 	if s == nil {
-		dc.reply(nil, m, codec.StatusBadRequest, "rosetta: no open stream with this id")
+		dc.reply(nil, m, codec.StatusBadRequest, "rosetta: no open stream with this id", nil)
 		return
 	}
 	if s.ended(true, m) {
@@ -89,7 +90,7 @@ func (dc *downConn) forwardStream(m *codec.Message) {
 	}
 	if err := s.conn.SendAs(m, s.upID); err != nil {
 		dc.dropStream(m.ID)
-		dc.reply(nil, s.open, codec.StatusUpstreamReset, "rosetta: "+err.Error())
+		dc.reply(nil, s.open, codec.StatusUpstreamReset, "rosetta: "+err.Error(), nil)
 	}
 }
 

@@ -23,11 +23,15 @@ var (
 	ErrNoEndpoint = errors.New("no healthy upstream")
 )
 
+var errClosedBeforeSend = fmt.Errorf("%w: the connection closed before the request was sent", ErrConnect)
+
 // Request is one request in flight upstream.
 type Request interface {
-	// Done is called exactly once unless the request is cancelled first:
-	// with the response, or with one of the errors above.
-	Done(resp *codec.Message, err error)
+	// Done is called for each frame answering the request (once for a
+	// unary request) unless the request is cancelled first: with the
+	// response, or with one of the errors above. b, when not nil, is the
+	// calling reader's batch: writes Done makes may wait for it (HoldLocked).
+	Done(resp *codec.Message, err error, b *wire.Batch)
 }
 
 // maxWriteBuffer bounds what may queue for a slow upstream before the
@@ -61,6 +65,7 @@ func newConn(p *Pool) (*Conn, error) {
 		return nil, err
 	}
 	c := &Conn{pool: p, codec: cd, w: wire.NewWriter(nil, writeTimeout, maxWriteBuffer)}
+	c.w.Yield = true
 	c.w.OnError = func(err error) { c.close(fmt.Errorf("%w: write: %v", ErrReset, err)) }
 	if p.proto.Ordering == codec.InOrder {
 		c.inflight = &fifo{}
@@ -99,11 +104,13 @@ func (c *Conn) dial(timeout time.Duration) {
 
 // Send writes msg on this connection and registers r for its response (r nil:
 // no response expected). It returns the ID msg carries upstream.
-func (c *Conn) Send(msg *codec.Message, r Request) (uint64, error) {
+//
+// b, when not nil, holds the write until the caller's batch flushes.
+func (c *Conn) Send(msg *codec.Message, r Request, b *wire.Batch) (uint64, error) {
 	c.w.Lock()
 	defer c.w.Unlock()
 	if c.closed {
-		return 0, ErrReset
+		return 0, errClosedBeforeSend // nothing left: as safe to retry as a connect failure
 	}
 	if len(c.w.Buf) > maxWriteBuffer {
 		return 0, ErrOverloaded
@@ -122,6 +129,7 @@ func (c *Conn) Send(msg *codec.Message, r Request) (uint64, error) {
 		c.active.Add(1)
 	}
 	c.lastUsed.Store(time.Now().UnixNano())
+	c.w.HoldLocked(b)
 	return id, nil
 }
 
@@ -168,6 +176,9 @@ func (c *Conn) Cancel(id uint64) {
 
 func (c *Conn) readLoop() {
 	fr := wire.NewReader(c.nc, c.codec)
+	batch := &wire.Batch{}
+	fr.BeforeRead = batch.Flush
+	defer batch.Flush()
 	for {
 		frame, err := fr.Next()
 		if err != nil {
@@ -179,11 +190,12 @@ func (c *Conn) readLoop() {
 			c.close(fmt.Errorf("%w: %v", ErrReset, err))
 			return
 		}
-		c.handle(m)
+		batch.Open()
+		c.handle(m, batch)
 	}
 }
 
-func (c *Conn) handle(m *codec.Message) {
+func (c *Conn) handle(m *codec.Message, b *wire.Batch) {
 	switch m.Kind {
 	case codec.KindResponse, codec.KindStream:
 		c.w.Lock()
@@ -193,7 +205,7 @@ func (c *Conn) handle(m *codec.Message) {
 		}
 		c.w.Unlock()
 		if r != nil {
-			r.Done(m, nil)
+			r.Done(m, nil, b)
 		}
 	case codec.KindHeartbeat:
 		c.answerHeartbeat(m)
@@ -237,7 +249,7 @@ func (c *Conn) close(err error) {
 	}
 	c.pool.remove(c)
 	for _, r := range waiting {
-		r.Done(nil, err)
+		r.Done(nil, err, nil)
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
 // perConnTarget is how many requests in flight a connection carries before
@@ -23,12 +24,12 @@ type Pool struct {
 
 // Send sends msg over the least busy connection, opening one if needed, and
 // returns the connection and the ID the request carries there.
-func (p *Pool) Send(cl *Cluster, msg *codec.Message, r Request) (*Conn, uint64, error) {
+func (p *Pool) Send(cl *Cluster, msg *codec.Message, r Request, b *wire.Batch) (*Conn, uint64, error) {
 	c, err := p.pick(cl)
 	if err != nil {
 		return nil, 0, err
 	}
-	id, err := c.Send(msg, r)
+	id, err := c.Send(msg, r, b)
 	return c, id, err
 }
 

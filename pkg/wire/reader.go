@@ -23,11 +23,14 @@ const chunk = 16 << 10
 // reads, and a read of many small frames costs one allocation per buffer, not
 // one per frame.
 type Reader struct {
-	r     io.Reader
-	codec codec.Codec
-	buf   []byte
-	start int
-	end   int
+	// BeforeRead, when set, runs before every read that may block: the
+	// place to flush a Batch.
+	BeforeRead func()
+	r          io.Reader
+	codec      codec.Codec
+	buf        []byte
+	start      int
+	end        int
 }
 
 // NewReader reads frames from r, finding their ends with c.
@@ -74,6 +77,9 @@ func (fr *Reader) fill(need int) error {
 	}
 	target := fr.end + need
 	for fr.end < target {
+		if fr.BeforeRead != nil {
+			fr.BeforeRead()
+		}
 		n, err := fr.r.Read(fr.buf[fr.end:])
 		fr.end += n
 		if err != nil {

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"errors"
+	"runtime"
 	"net"
 	"sync"
 	"time"
@@ -25,12 +26,16 @@ type Writer struct {
 	max      int
 	flushing bool
 	closed   bool
+	held     bool // a Batch holds the writes until it flushes
 	spare    []byte
 	// Buf is what is queued; append to it only between Lock and Unlock.
 	Buf []byte
 	// OnError is called once, without the lock, when a write fails or the
 	// backlog passes the limit.
 	OnError func(error)
+	// Yield, when set, lets other writers append before a flush: worth it
+	// where many goroutines share the connection (an upstream connection).
+	Yield bool
 	// OnIdle, when set, is called with the lock held each time the queue has
 	// been written out; it may return true to close the connection.
 	OnIdle func() bool
@@ -51,7 +56,7 @@ func (w *Writer) Closed() bool { return w.closed }
 // Unlock releases the queue and, unless another caller is writing, writes
 // everything queued.
 func (w *Writer) Unlock() {
-	if w.flushing || w.closed || w.nc == nil {
+	if w.flushing || w.held || w.closed || w.nc == nil {
 		w.mu.Unlock()
 		return
 	}
@@ -60,6 +65,13 @@ func (w *Writer) Unlock() {
 		return
 	}
 	w.flushing = true
+	if w.Yield {
+		// Let other goroutines that are about to write here append first:
+		// one system call then carries all of them.
+		w.mu.Unlock()
+		runtime.Gosched()
+		w.mu.Lock()
+	}
 	for len(w.Buf) > 0 {
 		out := w.Buf
 		w.Buf = w.spare[:0]
@@ -125,5 +137,53 @@ func (w *Writer) closeLocked() {
 	w.Buf = nil
 	if w.nc != nil {
 		w.nc.Close()
+	}
+}
+
+// Batch defers the writes of the writers a goroutine touches while it still
+// has input to work through: a reader that holds a whole pipeline of frames
+// in its buffer writes their answers in one system call per writer, not one
+// per frame. The goroutine that owns the batch opens it before it handles a
+// frame and flushes it before it blocks; a hold offered while the batch is
+// closed (by a callback that runs late, on another goroutine) is refused, so
+// no write ever waits on a reader that is blocked.
+type Batch struct {
+	mu   sync.Mutex
+	open bool
+	ws   []*Writer
+}
+
+// Open lets writers join the batch.
+func (b *Batch) Open() {
+	b.mu.Lock()
+	b.open = true
+	b.mu.Unlock()
+}
+
+// HoldLocked makes w's writes wait for b's Flush when b is open; w's lock is
+// held. A nil batch holds nothing.
+func (w *Writer) HoldLocked(b *Batch) {
+	if b == nil || w.held || w.closed {
+		return
+	}
+	b.mu.Lock()
+	if b.open {
+		w.held = true
+		b.ws = append(b.ws, w)
+	}
+	b.mu.Unlock()
+}
+
+// Flush closes the batch and writes what the held writers queued.
+func (b *Batch) Flush() {
+	b.mu.Lock()
+	b.open = false
+	ws := b.ws
+	b.ws = nil
+	b.mu.Unlock()
+	for _, w := range ws {
+		w.mu.Lock()
+		w.held = false
+		w.Unlock()
 	}
 }
