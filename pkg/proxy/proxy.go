@@ -27,7 +27,6 @@ type Proxy struct {
 
 	mu        sync.Mutex // serialises Apply and Shutdown
 	listeners map[string]*listener
-	version   string
 	closed    bool
 }
 

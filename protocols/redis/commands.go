@@ -212,9 +212,6 @@ func (cm *command) argAt(i int) []byte {
 	return cm.args[i]
 }
 
-// isRead says whether the command only reads.
-func (cm *command) isRead() bool { return cm.spec != nil && cm.spec.flags&flagRead != 0 }
-
 // blocking says whether the server may hold the answer (XREAD only with BLOCK).
 func (cm *command) blocking() bool {
 	if cm.spec == nil {

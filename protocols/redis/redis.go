@@ -46,14 +46,13 @@ const (
 
 // options are a listener's settings; all codecs of the listener share them.
 type options struct {
-	maxFrame     int
-	password     string
-	username     string
-	upPassword   string
-	upUsername   string
-	cluster      bool
-	upHandshake  []byte // AUTH sent first on every upstream connection
-	knownOptions []string
+	maxFrame    int
+	password    string
+	username    string
+	upPassword  string
+	upUsername  string
+	cluster     bool
+	upHandshake []byte // AUTH sent first on every upstream connection
 }
 
 // side says which end of a connection a codec serves. A Redis frame does not

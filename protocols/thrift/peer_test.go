@@ -69,26 +69,6 @@ func (c combo) libProtocol(raw thrift.TTransport) thrift.TProtocol {
 	return thrift.NewTBinaryProtocolConf(raw, cfg)
 }
 
-// serverFactories are what a TSimpleServer of this combination takes.
-func (c combo) serverFactories() (thrift.TTransportFactory, thrift.TProtocolFactory) {
-	cfg := c.config()
-	switch c.transport {
-	case "header":
-		return thrift.NewTTransportFactory(), thrift.NewTHeaderProtocolFactoryConf(cfg)
-	case "framed":
-		tf := thrift.NewTFramedTransportFactoryConf(thrift.NewTTransportFactory(), cfg)
-		if c.protocol == "compact" {
-			return tf, thrift.NewTCompactProtocolFactoryConf(cfg)
-		}
-		return tf, thrift.NewTBinaryProtocolFactoryConf(cfg)
-	}
-	tf := thrift.NewTBufferedTransportFactory(4096)
-	if c.protocol == "compact" {
-		return tf, thrift.NewTCompactProtocolFactoryConf(cfg)
-	}
-	return tf, thrift.NewTBinaryProtocolFactoryConf(cfg)
-}
-
 // handler is the Echo service of the captures and the interop servers: it
 // names itself in answers and reports the x-route header it was sent.
 type handler struct{ name string }

@@ -180,12 +180,6 @@ func errorMessage(body []byte) string {
 	return fmt.Sprint(v)
 }
 
-const (
-	eventFlag   = hessian.FLAG_EVENT
-	requestFlag = hessian.FLAG_REQUEST
-	twoWayFlag  = hessian.FLAG_TWOWAY
-)
-
 // encode writes one frame with the library's codec.
 func encode(svc hessian.Service, h hessian.DubboHeader, body any) ([]byte, error) {
 	h.SerialID = hessian2
