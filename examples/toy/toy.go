@@ -36,7 +36,7 @@ const headLen = 4 + 1 + 8 + 1 + 1
 const MaxFrame = 1 << 20
 
 func init() {
-	codec.Register(codec.Protocol{Name: Name, Ordering: codec.ByID, New: New})
+	codec.Register(codec.Protocol{Name: Name, Ordering: codec.ByID, New: New, MetricAttribute: "method"})
 }
 
 // Codec is the toy protocol's codec; it has no per-connection state.

@@ -16,6 +16,10 @@ type Protocol struct {
 	Name string
 	// Ordering says how responses pair with requests.
 	Ordering Ordering
+	// MetricAttribute, when set, names the attribute whose value labels the
+	// proxy's per-operation metrics (Dubbo and Thrift: method; tRPC: func;
+	// Redis: command).
+	MetricAttribute string
 	// New makes a Codec for one connection. It must have no side effects; it
 	// returns an error naming the option when opts are invalid, and the proxy
 	// calls it once when config arrives so bad options are refused early.

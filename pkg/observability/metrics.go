@@ -3,6 +3,7 @@ package observability
 
 import (
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -21,7 +22,17 @@ type Metrics struct {
 	downstreamErr *prometheus.CounterVec
 	upstreamErr   *prometheus.CounterVec
 	configApplied *prometheus.CounterVec
+	ops           *prometheus.CounterVec
+	opDuration    *prometheus.HistogramVec
+
+	opsMu   sync.Mutex
+	opNames map[string]struct{}
 }
+
+// maxOperations caps the distinct operation names per proxy, so a client
+// sending random method names cannot grow the metrics without bound; the
+// rest count as "other".
+const maxOperations = 1000
 
 // New registers the proxy's metrics.
 func New() *Metrics {
@@ -53,6 +64,17 @@ func New() *Metrics {
 			Help: "Configuration updates, accepted or rejected.",
 		}, []string{"result"}),
 	}
+	m.ops = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rosetta_operations_total",
+		Help: "Requests by the protocol's operation (Dubbo and Thrift method, tRPC func, Redis command) and status.",
+	}, []string{"listener", "operation", "status"})
+	m.opDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "rosetta_operation_duration_seconds",
+		Help:    "Time from a request's arrival to its answer, by operation.",
+		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+	}, []string{"listener", "operation"})
+	m.opNames = map[string]struct{}{}
+	m.Registry.MustRegister(m.ops, m.opDuration)
 	m.Registry.MustRegister(m.requests, m.duration, m.downstreamCx, m.downstreamErr, m.upstreamErr, m.configApplied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
@@ -67,6 +89,26 @@ func (m *Metrics) Handler() http.Handler {
 func (m *Metrics) Request(listener, route, cluster, status string, d time.Duration) {
 	m.requests.WithLabelValues(listener, route, cluster, status).Inc()
 	m.duration.WithLabelValues(listener, route, cluster).Observe(d.Seconds())
+}
+
+// Operation records one request by the protocol's operation name.
+func (m *Metrics) Operation(listener, op, status string, d time.Duration) {
+	op = m.operationName(op)
+	m.ops.WithLabelValues(listener, op, status).Inc()
+	m.opDuration.WithLabelValues(listener, op).Observe(d.Seconds())
+}
+
+func (m *Metrics) operationName(op string) string {
+	m.opsMu.Lock()
+	defer m.opsMu.Unlock()
+	if _, ok := m.opNames[op]; ok {
+		return op
+	}
+	if len(m.opNames) >= maxOperations {
+		return "other"
+	}
+	m.opNames[op] = struct{}{}
+	return op
 }
 
 // DownstreamConn adds delta to a listener's open connections.

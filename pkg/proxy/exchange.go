@@ -62,7 +62,13 @@ func (p *Proxy) handle(dc *downConn, req *codec.Message, b *wire.Batch) {
 	dc.inflight.Add(1)
 	s := dc.reserve()
 	if h, ok := dc.codec.(codec.Handler); ok {
+		start := time.Now()
 		h.Handle(req, &env{dc: dc, snap: p.snap.Load(), batch: b}, func(m *codec.Message) {
+			status := "ok"
+			if m != nil && m.Status != codec.StatusOK {
+				status = m.Status.String()
+			}
+			dc.recordOperation(req, status, time.Since(start))
 			dc.respond(s, m, b)
 			dc.finished()
 		})
@@ -370,5 +376,23 @@ func (ex *exchange) record(status string) {
 	if ex.cluster != nil {
 		cluster = ex.cluster.Name
 	}
-	ex.p.metrics.Request(ex.dc.lc.statPrefix, route, cluster, status, time.Since(ex.start))
+	d := time.Since(ex.start)
+	ex.p.metrics.Request(ex.dc.lc.statPrefix, route, cluster, status, d)
+	if ex.onDone == nil { // a handler's sub-requests are not operations of their own
+		ex.dc.recordOperation(ex.req, status, d)
+	}
+}
+
+// recordOperation counts a client's request under the protocol's operation
+// name (its MetricAttribute), when the protocol names one.
+func (dc *downConn) recordOperation(req *codec.Message, status string, d time.Duration) {
+	attr := dc.lc.protocol.MetricAttribute
+	if attr == "" {
+		return
+	}
+	op, ok := req.Get(attr)
+	if !ok {
+		op = "unknown"
+	}
+	dc.l.p.metrics.Operation(dc.lc.statPrefix, op, status, d)
 }

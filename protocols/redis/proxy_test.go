@@ -304,3 +304,26 @@ func TestUpstreamAuth(t *testing.T) {
 		t.Logf("wrong upstream password: %v", err)
 	}
 }
+
+// TestPerCommandMetrics: each command a client sends, answered upstream or by
+// the proxy itself, is counted under its name.
+func TestPerCommandMetrics(t *testing.T) {
+	a := startServer(t)
+	p := startProxyWith(t, nil, []obj{prefixRoute("all", "", "a", nil)}, clusterConfig("a", a.Addr))
+	c, cx := client(t, p.Addr(t, "redis")), ctx(t)
+	must(t, c.Set(cx, "k", "v", 0).Err(), "SET")
+	must(t, c.Get(cx, "k").Err(), "GET")
+	must(t, c.Get(cx, "k").Err(), "GET")
+	must(t, c.Ping(cx).Err(), "PING")
+	m := p.Get(t, "/metrics")
+	for _, want := range []string{
+		`rosetta_operations_total{listener="redis",operation="SET",status="ok"} 1`,
+		`rosetta_operations_total{listener="redis",operation="GET",status="ok"} 2`,
+		`rosetta_operations_total{listener="redis",operation="PING",status="ok"} 1`,
+		`rosetta_operation_duration_seconds_count{listener="redis",operation="GET"} 2`,
+	} {
+		if !strings.Contains(m, want) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+}

@@ -23,7 +23,7 @@ import (
 const Name = "redis"
 
 func init() {
-	codec.Register(codec.Protocol{Name: Name, Ordering: codec.InOrder, New: New})
+	codec.Register(codec.Protocol{Name: Name, Ordering: codec.InOrder, New: New, MetricAttribute: "command"})
 }
 
 // Option names.

@@ -176,6 +176,12 @@ func prefixRoute(name, prefix, cluster string, extra obj) obj {
 // startProxy runs a proxy with one redis listener.
 func startProxy(t testing.TB, opts map[string]string, routes []obj, clusters ...obj) string {
 	t.Helper()
+	return startProxyWith(t, opts, routes, clusters...).Addr(t, "redis")
+}
+
+// startProxyWith is startProxy returning the proxy, for its admin endpoints.
+func startProxyWith(t testing.TB, opts map[string]string, routes []obj, clusters ...obj) *proxytest.Proxy {
+	t.Helper()
 	filter := obj{
 		"@type":         "type.googleapis.com/rosetta.config.v1alpha1.MetaProtocolProxy",
 		"codec":         "redis",
@@ -192,8 +198,7 @@ func startProxy(t testing.TB, opts map[string]string, routes []obj, clusters ...
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := proxytest.Start(t, string(b))
-	return p.Addr(t, "redis")
+	return proxytest.Start(t, string(b))
 }
 
 func must(t testing.TB, err error, what string, args ...any) {

@@ -16,7 +16,7 @@ import (
 const Name = "thrift"
 
 func init() {
-	codec.Register(codec.Protocol{Name: Name, Ordering: codec.ByID, New: New})
+	codec.Register(codec.Protocol{Name: Name, Ordering: codec.ByID, New: New, MetricAttribute: "method"})
 }
 
 // Message types (TMessageType).

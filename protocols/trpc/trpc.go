@@ -23,7 +23,7 @@ import (
 const Name = "trpc"
 
 func init() {
-	codec.Register(codec.Protocol{Name: Name, Ordering: codec.ByID, New: New})
+	codec.Register(codec.Protocol{Name: Name, Ordering: codec.ByID, New: New, MetricAttribute: "func"})
 }
 
 // The 16-byte frame head, big endian:
