@@ -28,6 +28,7 @@ import (
 type demoOptions struct {
 	configFile  string
 	thriftFile  string
+	redisFile   string
 	fixedPorts  bool
 	calls       int
 	concurrency int
@@ -45,14 +46,15 @@ func newDemoCmd() *cobra.Command {
 	var o demoOptions
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run a proxy with Dubbo and Thrift servers and clients in this process, and show the routing",
+		Short: "Run a proxy with Dubbo, Thrift and Redis servers and clients in this process, and show the routing",
 		Long: `Demo loads examples/dubbo/demo.yaml (a built-in copy, or --config) with the proxy's
 config loader, starts one Dubbo provider per cluster endpoint, a Rosetta proxy with
 that config, and a Dubbo consumer that calls through the proxy. It prints which
 provider answered each method (method routing and a weighted split), then a call no
 route matches and a call the provider fails. Then it does the same for Thrift with
 examples/thrift/demo.yaml (or --thrift-config): Apache Thrift's generated Go client
-and servers, framed binary. Nothing but this binary is needed; it binds loopback
+and servers, framed binary; then Redis with examples/redis/demo.yaml (or --redis-config):
+go-redis and two embedded Redis servers. Nothing but this binary is needed; it binds loopback
 ports only, free ones unless --fixed-ports.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -64,6 +66,7 @@ ports only, free ones unless --fixed-ports.`,
 	f := cmd.Flags()
 	f.StringVar(&o.configFile, "config", "", "config file (default: the built-in copy of "+dubboexample.DemoConfigPath+")")
 	f.StringVar(&o.thriftFile, "thrift-config", "", "config file of the Thrift part (default: the built-in copy of "+thriftDemoConfigPath+")")
+	f.StringVar(&o.redisFile, "redis-config", "", "config file of the Redis part (default: the built-in copy of examples/redis/demo.yaml)")
 	f.BoolVar(&o.fixedPorts, "fixed-ports", false, "use the listener and endpoint ports written in the config instead of free ports")
 	f.IntVar(&o.calls, "calls", 1000, "calls per method")
 	f.IntVar(&o.concurrency, "concurrency", 8, "calls in flight at once")
@@ -79,7 +82,11 @@ func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 		return err
 	}
 	fmt.Fprintln(out)
-	return runThriftDemo(ctx, out, o)
+	if err := runThriftDemo(ctx, out, o); err != nil {
+		return err
+	}
+	fmt.Fprintln(out)
+	return runRedisDemo(ctx, out, o)
 }
 
 // runDubboDemo is the demo's Dubbo part.

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
@@ -30,6 +31,9 @@ type slotMap struct {
 	owners  []string // by slot; nil until the first load
 	loading bool
 	waiters []func(error)
+	// replicas lists each primary's replicas, from the last load.
+	replicas map[string][]string
+	next     atomic.Uint32 // spreads reads over a shard's replicas
 }
 
 var slotMaps sync.Map // string -> *slotMap
@@ -73,6 +77,18 @@ func (sm *slotMap) owner(up codec.Upstream, slot int, fn func(string, error)) {
 	}
 }
 
+// replica returns a replica of primary, taking them in turn; "" when the
+// last load listed none.
+func (sm *slotMap) replica(primary string) string {
+	sm.mu.Lock()
+	reps := sm.replicas[primary]
+	sm.mu.Unlock()
+	if len(reps) == 0 {
+		return ""
+	}
+	return reps[int(sm.next.Add(1))%len(reps)]
+}
+
 func (sm *slotMap) pickLocked(slot int) string {
 	if slot >= 0 && sm.owners[slot] != "" {
 		return sm.owners[slot]
@@ -105,6 +121,7 @@ func (sm *slotMap) load(up codec.Upstream, i int) {
 	seed := sm.seeds[i]
 	up.SendTo(sm.cluster, seed, newRequest([]byte("CLUSTER"), []byte("SLOTS")), func(resp *codec.Message, st codec.Status, detail string) {
 		var owners []string
+		var replicas map[string][]string
 		var err error
 		switch {
 		case resp == nil:
@@ -112,20 +129,20 @@ func (sm *slotMap) load(up codec.Upstream, i int) {
 		case resp.Status != codec.StatusOK:
 			err = errors.New(firstLine(resp.Raw))
 		default:
-			owners, err = parseSlots(resp.Raw, seed)
+			owners, replicas, err = parseSlots(resp.Raw, seed)
 		}
 		if err != nil && i+1 < len(sm.seeds) {
 			sm.load(up, i+1)
 			return
 		}
-		sm.loaded(owners, err)
+		sm.loaded(owners, replicas, err)
 	})
 }
 
-func (sm *slotMap) loaded(owners []string, err error) {
+func (sm *slotMap) loaded(owners []string, replicas map[string][]string, err error) {
 	sm.mu.Lock()
 	if err == nil {
-		sm.owners = owners
+		sm.owners, sm.replicas = owners, replicas
 	}
 	sm.loading = false
 	waiters := sm.waiters
@@ -140,32 +157,55 @@ func (sm *slotMap) loaded(owners []string, err error) {
 }
 
 // parseSlots reads a CLUSTER SLOTS answer: [start, end, [host, port, id, ...],
-// replicas...] per range. A node with no host known is on the seed's host.
-func parseSlots(raw []byte, seed string) ([]string, error) {
+// replicas...] per range, into the owner of every slot and the replicas of
+// every primary. A node with no host known is on the seed's host.
+func parseSlots(raw []byte, seed string) ([]string, map[string][]string, error) {
 	v, _, err := parseValue(raw)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	seedHost, _, _ := net.SplitHostPort(seed)
 	owners := make([]string, slotCount)
+	replicas := map[string][]string{}
 	for _, r := range v.elems {
-		if len(r.elems) < 3 || len(r.elems[2].elems) < 2 {
-			return nil, errors.New("CLUSTER SLOTS: short range entry")
+		if len(r.elems) < 3 {
+			return nil, nil, errors.New("CLUSTER SLOTS: short range entry")
 		}
 		start, end := r.elems[0].n, r.elems[1].n
 		if start < 0 || end >= slotCount || start > end {
-			return nil, errors.New("CLUSTER SLOTS: bad range")
+			return nil, nil, errors.New("CLUSTER SLOTS: bad range")
 		}
-		host := r.elems[2].elems[0].text()
-		if host == "" || host == "?" {
-			host = seedHost
+		addr, ok := nodeAddr(r.elems[2], seedHost)
+		if !ok {
+			return nil, nil, errors.New("CLUSTER SLOTS: short node entry")
 		}
-		addr := net.JoinHostPort(host, r.elems[2].elems[1].text())
 		for s := start; s <= end; s++ {
 			owners[s] = addr
 		}
+		if _, seen := replicas[addr]; seen {
+			continue // a primary serving several ranges lists the same replicas
+		}
+		var reps []string
+		for _, n := range r.elems[3:] {
+			if a, ok := nodeAddr(n, seedHost); ok {
+				reps = append(reps, a)
+			}
+		}
+		replicas[addr] = reps
 	}
-	return owners, nil
+	return owners, replicas, nil
+}
+
+// nodeAddr reads a node entry of CLUSTER SLOTS: [host, port, id, ...].
+func nodeAddr(n value, seedHost string) (string, bool) {
+	if len(n.elems) < 2 {
+		return "", false
+	}
+	host := n.elems[0].text()
+	if host == "" || host == "?" {
+		host = seedHost
+	}
+	return net.JoinHostPort(host, n.elems[1].text()), true
 }
 
 // requestSlot is the slot of a request's first key, -1 without keys.
@@ -201,7 +241,9 @@ func clusterOwner(req *codec.Message, up codec.Upstream, cluster string) (string
 // clusterSend sends req to the node owning its slot, following MOVED (with a
 // map refresh), ASK (ASKING first, on a connection of its own) and TRYAGAIN
 // (after a pause). CROSSSLOT and every other answer go back as they are.
-func clusterSend(req *codec.Message, up codec.Upstream, done codec.Done) {
+// With replicaReads, a read-only command goes to a replica of the slot's
+// shard instead, when it has one.
+func clusterSend(req *codec.Message, up codec.Upstream, replicaReads bool, done codec.Done) {
 	cluster, _, ok := up.Route(req)
 	if !ok {
 		done(nil, codec.StatusNoRoute, "rosetta: no route matched the request")
@@ -219,8 +261,35 @@ func clusterSend(req *codec.Message, up codec.Upstream, done codec.Done) {
 			done(nil, codec.StatusNoUpstream, "rosetta: "+err.Error())
 			return
 		}
+		if replicaReads && slot >= 0 && readOnly(req) {
+			if r := sm.replica(addr); r != "" {
+				replicaTry(req, up, sm, addr, r, done)
+				return
+			}
+		}
 		clusterTry(req, up, sm, addr, 0, done)
 	})
+}
+
+// replicaTry sends a read to replica; when the replica cannot be reached (no
+// answer at all, as opposed to an error answer) the read goes to the primary.
+// A replica that does not serve the slot answers MOVED, which is followed.
+func replicaTry(req *codec.Message, up codec.Upstream, sm *slotMap, primary, replica string, done codec.Done) {
+	clusterTry(req, up, sm, replica, 0, func(resp *codec.Message, st codec.Status, detail string) {
+		if resp != nil {
+			done(resp, st, detail)
+			return
+		}
+		sm.refresh(up) // the replica may have left the cluster
+		clusterTry(req, up, sm, primary, 0, done)
+	})
+}
+
+// readOnly says whether a command only reads, so a replica may serve it.
+func readOnly(req *codec.Message) bool {
+	cm, ok := req.Private.(*command)
+	// PUBLISH is marked read only so that mirrors skip it; it is not a read.
+	return ok && cm.spec != nil && cm.spec.flags&flagRead != 0 && cm.name != "PUBLISH"
 }
 
 func clusterTry(req *codec.Message, up codec.Upstream, sm *slotMap, addr string, n int, done codec.Done) {

@@ -15,6 +15,12 @@ const (
 	// AttrKey is the command's first key, by the command table; absent for
 	// commands without keys.
 	AttrKey = "key"
+	// AttrHashKey is the part of the first key a consistent hash should use:
+	// the hash tag (the text between the first '{' and the next '}', when not
+	// empty), else the whole key; the rule of Redis Cluster's slots. A route
+	// over a pool of servers hashes on it (hash_policy: [{attributes:
+	// [hash_key]}]) so keys sharing a tag share a server.
+	AttrHashKey = "hash_key"
 	// AttrStripPrefix is not decoded: a route's request mutation with this
 	// name removes the value from the front of every key the command carries.
 	AttrStripPrefix = "redis.strip_prefix"
@@ -45,6 +51,9 @@ func (cm *command) Get(k string) (string, bool) {
 		return cm.name, true
 	case AttrKey:
 		return cm.key()
+	case AttrHashKey:
+		k, ok := cm.key()
+		return hashTag(k), ok
 	}
 	return "", false
 }
@@ -54,8 +63,8 @@ func (cm *command) Range(fn func(k, v string) bool) {
 	if !fn(AttrCommand, cm.name) {
 		return
 	}
-	if k, ok := cm.key(); ok {
-		fn(AttrKey, k)
+	if k, ok := cm.key(); ok && fn(AttrKey, k) {
+		fn(AttrHashKey, hashTag(k))
 	}
 }
 
@@ -203,10 +212,12 @@ func (c *redisCodec) decodeAnswer(frame []byte) (*codec.Message, error) {
 	if err != nil {
 		return nil, err
 	}
-	if c.pending.Load() > 0 && m.Kind == codec.KindResponse {
+	if n := c.pending.Load(); n > 0 && m.Kind == codec.KindResponse {
 		c.pending.Add(-1)
 		if m.Status != codec.StatusOK {
-			return nil, codec.Errorf(Name, codec.ErrUnsupported, "upstream refused the proxy's AUTH: %s", firstLine(frame))
+			names := c.opt.handshakeNames
+			name := names[max(0, len(names)-int(n))]
+			return nil, codec.Errorf(Name, codec.ErrUnsupported, "upstream refused the proxy's %s: %s", name, firstLine(frame))
 		}
 		m.Kind, m.Private = codec.KindOneway, handshakeAnswer{}
 	}

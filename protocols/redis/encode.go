@@ -16,7 +16,7 @@ func (c *redisCodec) Encode(dst []byte, msg *codec.Message) ([]byte, error) {
 			c.side.CompareAndSwap(sideUnknown, sideClient)
 			if !c.handshook && c.side.Load() == sideClient && c.opt.upHandshake != nil {
 				c.handshook = true
-				c.pending.Add(1)
+				c.pending.Add(int32(len(c.opt.handshakeNames)))
 				dst = append(dst, c.opt.upHandshake...)
 			}
 			if len(msg.Mutations) == 0 {

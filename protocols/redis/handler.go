@@ -79,7 +79,7 @@ func refusedReason(name string) string {
 // that owns its slot (cluster mode).
 func (s *session) send(req *codec.Message, up codec.Upstream, done reply) {
 	if s.opt.cluster {
-		clusterSend(req, up, func(resp *codec.Message, st codec.Status, detail string) {
+		clusterSend(req, up, s.opt.readReplica, func(resp *codec.Message, st codec.Status, detail string) {
 			done(outcome(req, resp, st, detail))
 		})
 		return
@@ -350,8 +350,9 @@ func (s *session) split(req *codec.Message, cm *command, up codec.Upstream, done
 	step := cm.spec.step
 	var order []string
 	groups := map[string]*splitPart{}
+	pools := map[string]bool{}
 	for _, k := range keys {
-		dest := s.destination(cm.args[k], up)
+		dest := s.destination(cm.args[k], up, pools)
 		g := groups[dest]
 		if g == nil {
 			g = &splitPart{}
@@ -385,8 +386,13 @@ func (s *session) split(req *codec.Message, cm *command, up codec.Upstream, done
 	}
 }
 
-// destination names where a key goes: the route's name, or the slot.
-func (s *session) destination(key []byte, up codec.Upstream) string {
+// destination names where a key goes: the route and its cluster, or the
+// slot in cluster mode. In a cluster of several servers (a pool hashed by
+// key) the key's hash tag is part of the name: the SDK does not say which
+// server the balancer picks, so a part may hold only keys that hash alike,
+// and Forward then sends it where each of its keys would go alone. pools
+// caches, per cluster, whether it has several servers.
+func (s *session) destination(key []byte, up codec.Upstream, pools map[string]bool) string {
 	if s.opt.cluster {
 		return strconv.Itoa(Slot(string(key)))
 	}
@@ -394,6 +400,14 @@ func (s *session) destination(key []byte, up codec.Upstream) string {
 	cluster, route, ok := up.Route(probe)
 	if !ok {
 		return ""
+	}
+	pool, seen := pools[cluster]
+	if !seen {
+		pool = len(up.Endpoints(cluster)) > 1
+		pools[cluster] = pool
+	}
+	if pool {
+		return route + "\x00" + cluster + "\x00" + hashTag(string(key))
 	}
 	return route + "\x00" + cluster
 }

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"strconv"
 	"sync"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
@@ -139,11 +140,16 @@ func (s *session) pinTarget(req *codec.Message, up codec.Upstream) (target, *cod
 		}}, nil
 	}
 	eps := up.Endpoints(cluster)
-	if len(eps) == 0 {
+	switch {
+	case len(eps) == 0:
 		return target{}, errorAnswer(req, codec.StatusNoUpstream, "rosetta: no endpoint in cluster "+cluster)
+	case len(eps) > 1:
+		// The SDK cannot say which server the balancer would pick for
+		// the key, and a pin to any other one would read and write the
+		// wrong server: refuse rather than answer wrongly.
+		return target{}, errorAnswer(req, codec.StatusBadRequest, "rosetta: transactions and blocking commands are not supported on cluster "+
+			cluster+", a pool of "+strconv.Itoa(len(eps))+" servers (the proxy cannot pin the server the key hashes to)")
 	}
-	// A pinned connection goes to the cluster's first endpoint: the proxy's
-	// load balancer cannot be asked which endpoint it would pick.
 	return target{cluster: cluster, dest: route + "\x00" + cluster, addr: func() (string, error) { return eps[0], nil }}, nil
 }
 
@@ -235,17 +241,19 @@ func (s *session) finish(req *codec.Message, cm *command, done reply) {
 	tx, aborted := s.tx, s.txAborted
 	s.tx, s.multi, s.txAborted = nil, false, false
 	switch {
-	case tx == nil && cm.name == "EXEC":
-		done(answer(appendHeader(nil, typeArray, 0)))
-	case tx == nil:
-		done(answer([]byte("+OK\r\n")))
 	case aborted:
-		tx.send(newRequest([]byte("DISCARD")), tx.closeAfter(func(*codec.Message) {}))
+		if tx != nil {
+			tx.send(newRequest([]byte("DISCARD")), tx.closeAfter(func(*codec.Message) {}))
+		}
 		if cm.name == "EXEC" {
 			done(answer(appendError(nil, "EXECABORT Transaction discarded because of previous errors.")))
 		} else {
 			done(answer([]byte("+OK\r\n")))
 		}
+	case tx == nil && cm.name == "EXEC":
+		done(answer(appendHeader(nil, typeArray, 0)))
+	case tx == nil:
+		done(answer([]byte("+OK\r\n")))
 	default:
 		tx.send(req, tx.closeAfter(done))
 	}

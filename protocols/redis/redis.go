@@ -42,6 +42,11 @@ const (
 	// OptMode is "proxy" (default: servers are independent, routes pick them)
 	// or "cluster" (every route's cluster is a Redis Cluster; slots pick the node).
 	OptMode = "mode"
+	// OptReadPolicy is "primary" (default) or, in cluster mode only,
+	// "prefer_replica": read-only commands go to a replica of their slot's
+	// shard, on connections that sent READONLY, and to the primary when the
+	// shard has no replica or the replica cannot be reached.
+	OptReadPolicy = "read_policy"
 )
 
 // options are a listener's settings; all codecs of the listener share them.
@@ -52,7 +57,11 @@ type options struct {
 	upPassword  string
 	upUsername  string
 	cluster     bool
-	upHandshake []byte // AUTH sent first on every upstream connection
+	readReplica bool
+	// upHandshake is sent first on every upstream connection (AUTH,
+	// READONLY); handshakeNames names its commands, in order.
+	upHandshake    []byte
+	handshakeNames []string
 }
 
 // side says which end of a connection a codec serves. A Redis frame does not
@@ -123,6 +132,14 @@ func parseOptions(opts codec.Options) (*options, error) {
 			default:
 				return nil, fmt.Errorf("codec/%s: option %s: %q is not proxy or cluster", Name, k, v)
 			}
+		case OptReadPolicy:
+			switch v {
+			case "", "primary":
+			case "prefer_replica":
+				o.readReplica = true
+			default:
+				return nil, fmt.Errorf("codec/%s: option %s: %q is not primary or prefer_replica", Name, k, v)
+			}
 		default:
 			return nil, fmt.Errorf("codec/%s: unknown option %q", Name, k)
 		}
@@ -133,8 +150,18 @@ func parseOptions(opts codec.Options) (*options, error) {
 			args = append(args, []byte(o.upUsername))
 		}
 		o.upHandshake = appendCommand(nil, append(args, []byte(o.upPassword))...)
+		o.handshakeNames = append(o.handshakeNames, "AUTH")
 	} else if o.upUsername != "" {
 		return nil, fmt.Errorf("codec/%s: option %s needs %s", Name, OptUpstreamUsername, OptUpstreamPassword)
+	}
+	if o.readReplica {
+		if !o.cluster {
+			return nil, fmt.Errorf("codec/%s: option %s prefer_replica needs %s cluster (a Redis Cluster lists its replicas)", Name, OptReadPolicy, OptMode)
+		}
+		// READONLY lets a replica serve reads of its primary's slots; on a
+		// primary it changes nothing, so every connection sends it.
+		o.upHandshake = appendCommand(o.upHandshake, []byte("READONLY"))
+		o.handshakeNames = append(o.handshakeNames, "READONLY")
 	}
 	return o, nil
 }

@@ -44,6 +44,12 @@ type server struct {
 	Addr string
 	Port int
 	Dir  string
+	cmd  *exec.Cmd
+}
+
+// Stop kills the server before the test ends.
+func (s *server) Stop() {
+	_ = s.cmd.Process.Kill()
 }
 
 // startServer runs redis-server on a free loopback port with no persistence,
@@ -69,7 +75,7 @@ func startServer(t testing.TB, extra ...string) *server {
 		_ = cmd.Wait()
 		out.Close()
 	})
-	s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, Dir: dir}
+	s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, Dir: dir, cmd: cmd}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if r, err := rawCommand(s.Addr, "PING"); err == nil && (r == "+PONG" || strings.HasPrefix(r, "-NOAUTH")) {
@@ -117,15 +123,27 @@ func cli(t testing.TB, addr string, input string, extra ...string) string {
 // create and waits until every node reports the cluster ok.
 func startCluster(t testing.TB) []*server {
 	t.Helper()
+	return startClusterWith(t, 3, 0)
+}
+
+// startClusterWith builds a cluster of primaries, each with replicas
+// replicas (redis-cli --cluster-replicas), and waits until every node
+// reports the cluster ok.
+func startClusterWith(t testing.TB, primaries, replicas int) []*server {
+	t.Helper()
 	var nodes []*server
 	var addrs []string
-	for i := 0; i < 3; i++ {
+	for i := 0; i < primaries*(1+replicas); i++ {
 		s := startServer(t, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", "--cluster-node-timeout", "5000")
 		nodes = append(nodes, s)
 		addrs = append(addrs, s.Addr)
 	}
 	bin := need(t, "redis-cli")
-	out, err := exec.Command(bin, append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")...).CombinedOutput()
+	args := append(append([]string{"--cluster", "create"}, addrs...), "--cluster-yes")
+	if replicas > 0 {
+		args = append(args, "--cluster-replicas", strconv.Itoa(replicas))
+	}
+	out, err := exec.Command(bin, args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("redis-cli --cluster create: %v: %s", err, out)
 	}
