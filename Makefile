@@ -6,8 +6,12 @@ BIN := $(CURDIR)/bin
 # Modules with their own go.mod under e2e/ (heavy test-only peers).
 E2E_MODULES := $(sort $(dir $(wildcard e2e/*/go.mod)))
 FUZZTIME ?= 30s
+# kube-apiserver, etcd and kubectl for the API-server e2e, built once by
+# hack/build-k8s-tools.sh into a cache outside the checkout, so a fresh clone
+# (CI's) reuses them.
+export ROSETTA_K8S_TOOLS ?= $(HOME)/.cache/rosetta/k8s-tools-v1.36.3-etcd-v3.6.16
 
-.PHONY: all build demo test deps lint unit e2e bench fuzz generate clean
+.PHONY: all build demo test deps lint unit e2e k8s-tools codegen verify-codegen bench fuzz generate clean
 
 all: build
 
@@ -25,7 +29,7 @@ deps:
 
 # Everything: lint, the main module's tests (with the race detector), and the
 # e2e modules against real peers. CI runs exactly this.
-test: deps lint unit e2e
+test: deps lint verify-codegen unit e2e
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go') 2>/dev/null); \
@@ -36,7 +40,10 @@ lint:
 unit:
 	$(GO) test -race -timeout 20m ./...
 
-e2e:
+k8s-tools:
+	bash hack/build-k8s-tools.sh
+
+e2e: k8s-tools
 	@set -e; for m in $(E2E_MODULES); do \
 	  echo "== e2e module $$m"; \
 	  (cd $$m && $(GO) vet ./... && $(GO) test -timeout 30m ./...); \
@@ -54,6 +61,12 @@ fuzz:
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
 	done
+
+codegen:
+	bash hack/update-codegen.sh
+
+verify-codegen:
+	bash hack/verify-codegen.sh
 
 generate: deps
 	PATH=$(BIN):$$PATH protoc -I api --go_out=. --go_opt=module=github.com/rosetta-mesh/rosetta \

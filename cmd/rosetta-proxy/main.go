@@ -1,5 +1,5 @@
 // Command rosetta-proxy is Rosetta's data plane. It runs from a static config
-// file (--config) or from the controller over xDS (--xds).
+// file (--config) or from the controller over xDS (--xds), never both.
 package main
 
 import (
@@ -11,11 +11,13 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
+	xdsclient "github.com/rosetta-mesh/rosetta/pkg/xds/client"
 	_ "github.com/rosetta-mesh/rosetta/protocols/standard"
 )
 
@@ -24,6 +26,8 @@ type options struct {
 	admin      string
 	drain      time.Duration
 	logLevel   string
+	xds        xdsclient.Options
+	labels     string
 }
 
 func main() {
@@ -32,6 +36,12 @@ func main() {
 	flag.StringVar(&o.admin, "admin", "", "admin address for /ready, /metrics and /config_dump (overrides the config's admin.address; default 127.0.0.1:15000)")
 	flag.DurationVar(&o.drain, "drain-timeout", 20*time.Second, "how long requests in flight may take to finish on shutdown")
 	flag.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
+	flag.StringVar(&o.xds.Address, "xds", "", "the controller's xDS address (host:port); the proxy then takes its config over ADS")
+	flag.StringVar(&o.xds.NodeID, "node-id", "", "this proxy's xDS node id (with --xds; default: the host name)")
+	flag.StringVar(&o.xds.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "this proxy's namespace, for config scoping (with --xds)")
+	flag.StringVar(&o.labels, "labels", "", "this proxy's workload labels as k=v,k=v, for config scoping (with --xds)")
+	flag.StringVar(&o.xds.Mode, "mode", "gateway", "how traffic reaches this proxy: gateway or sidecar (with --xds)")
+	flag.StringVar(&o.xds.ListenAddress, "listen-address", "0.0.0.0", "the IP the controller binds this proxy's listeners to (with --xds)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "rosetta-proxy:", err)
@@ -44,33 +54,75 @@ func run(o options) error {
 	if err != nil {
 		return err
 	}
-	if o.configFile == "" {
-		return errors.New("--config is required")
+	if (o.configFile == "") == (o.xds.Address == "") {
+		return errors.New("give exactly one of --config FILE and --xds ADDR")
 	}
-	boot, err := config.LoadFile(o.configFile)
-	if err != nil {
-		return err
-	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	p := proxy.New(log)
-	if err := p.Apply(boot.Resources); err != nil {
-		return err
+	admin := firstNonEmpty(o.admin, "127.0.0.1:15000")
+	if o.configFile != "" {
+		boot, err := config.LoadFile(o.configFile)
+		if err != nil {
+			return err
+		}
+		if err := p.Apply(boot.Resources); err != nil {
+			return err
+		}
+		admin = firstNonEmpty(o.admin, boot.Admin.Address, admin)
 	}
-	admin := firstNonEmpty(o.admin, boot.Admin.Address, "127.0.0.1:15000")
 	ln, err := net.Listen("tcp", admin)
 	if err != nil {
 		return fmt.Errorf("admin: %w", err)
 	}
 	go func() { _ = p.ServeAdmin(ln) }()
-	log.Info("rosetta-proxy started", "config", o.configFile, "admin", ln.Addr().String())
-
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	if o.xds.Address != "" {
+		if err := startXDS(ctx, log, o, p); err != nil {
+			return err
+		}
+	}
+	log.Info("rosetta-proxy started", "config", o.configFile, "xds", o.xds.Address, "admin", ln.Addr().String())
 	<-ctx.Done()
 	log.Info("draining", "timeout", o.drain)
 	dctx, cancel := context.WithTimeout(context.Background(), o.drain)
 	defer cancel()
 	_ = p.Shutdown(dctx)
 	return ln.Close()
+}
+
+// startXDS subscribes to the controller; every consistent set of resources
+// is applied, and one the proxy refuses is NACKed with the reason.
+func startXDS(ctx context.Context, log *slog.Logger, o options, p *proxy.Proxy) error {
+	xo := o.xds
+	if xo.NodeID == "" {
+		host, err := os.Hostname()
+		if err != nil {
+			return fmt.Errorf("--node-id: %w", err)
+		}
+		xo.NodeID = host
+	}
+	labels, err := parseLabels(o.labels)
+	if err != nil {
+		return err
+	}
+	xo.Labels, xo.Logger = labels, log
+	go func() { _ = xdsclient.Run(ctx, xo, p.Apply) }()
+	return nil
+}
+
+func parseLabels(s string) (map[string]string, error) {
+	out := map[string]string{}
+	if s == "" {
+		return out, nil
+	}
+	for _, kv := range strings.Split(s, ",") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			return nil, fmt.Errorf("--labels: %q is not key=value", kv)
+		}
+		out[k] = v
+	}
+	return out, nil
 }
 
 func newLogger(level string) (*slog.Logger, error) {

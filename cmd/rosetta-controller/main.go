@@ -1,0 +1,332 @@
+// Command rosetta-controller watches the mesh's configuration (the API
+// server, or a folder of YAML files) and serves each Rosetta proxy its
+// listeners, routes, clusters and endpoints over xDS.
+//
+//	rosetta-controller --config-dir examples/controlplane/config
+//	rosetta-controller --kubeconfig ~/.kube/config
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/leaderelection"
+	"k8s.io/client-go/tools/leaderelection/resourcelock"
+
+	"github.com/rosetta-mesh/rosetta/pkg/controller"
+	"github.com/rosetta-mesh/rosetta/pkg/xds"
+)
+
+type flags struct {
+	configDir      string
+	kubeconfig     string
+	xdsAddr        string
+	httpAddr       string
+	debounce       time.Duration
+	debounceMax    time.Duration
+	domainSuffix   string
+	rootNamespace  string
+	leaderElect    bool
+	leaseNamespace string
+	leaseName      string
+	logLevel       string
+	logFormat      string
+}
+
+func parseFlags(args []string) (*flags, error) {
+	f := &flags{}
+	fs := flag.NewFlagSet("rosetta-controller", flag.ContinueOnError)
+	fs.StringVar(&f.configDir, "config-dir", "", "read the config from the YAML files of this folder (and reload on change) instead of the API server")
+	fs.StringVar(&f.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; in-cluster config when empty")
+	fs.StringVar(&f.xdsAddr, "xds-address", ":15010", "address the xDS (ADS) gRPC server listens on")
+	fs.StringVar(&f.httpAddr, "http-address", ":15014", "address of /healthz, /readyz, /metrics and /debug/config_dump")
+	fs.DurationVar(&f.debounce, "debounce", 100*time.Millisecond, "quiet time after a change before a push")
+	fs.DurationVar(&f.debounceMax, "debounce-max", time.Second, "longest delay of a push after the first change")
+	fs.StringVar(&f.domainSuffix, "domain-suffix", "cluster.local", "Kubernetes cluster domain")
+	fs.StringVar(&f.rootNamespace, "root-namespace", "istio-system", "namespace of mesh-wide defaults (Sidecar)")
+	fs.BoolVar(&f.leaderElect, "leader-elect", true, "elect a leader to write status (Kubernetes mode); every replica serves xDS")
+	fs.StringVar(&f.leaseNamespace, "leader-election-namespace", envOr("POD_NAMESPACE", "rosetta-system"), "namespace of the leader election Lease")
+	fs.StringVar(&f.leaseName, "leader-election-id", "rosetta-controller", "name of the leader election Lease")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return f, nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func main() {
+	f, err := parseFlags(os.Args[1:])
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "rosetta-controller:", err)
+		os.Exit(2)
+	}
+	log := newLogger(f)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, f, log); err != nil {
+		log.Error("exit", "err", err)
+		os.Exit(1)
+	}
+}
+
+func newLogger(f *flags) *slog.Logger {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		level = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: level}
+	if f.logFormat == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+func run(ctx context.Context, f *flags, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv := xds.NewServer(ctx, xds.Options{Logger: log, Registerer: reg})
+	var ready atomic.Bool
+
+	xdsLis, err := net.Listen("tcp", f.xdsAddr)
+	if err != nil {
+		return fmt.Errorf("listen xds: %w", err)
+	}
+	httpLis, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen http: %w", err)
+	}
+	log.Info("serving", "xds", xdsLis.Addr().String(), "http", httpLis.Addr().String())
+
+	pipe := &controller.Pipeline{
+		Builder:  &controller.Builder{Options: controller.Options{DomainSuffix: f.domainSuffix, RootNamespace: f.rootNamespace}},
+		MinDelay: f.debounce,
+		MaxDelay: f.debounceMax,
+		Log:      log,
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	goRun := func(fn func() error) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fn(); err != nil {
+				errs <- err
+			}
+		}()
+	}
+	httpSrv := &http.Server{Handler: httpMux(srv, reg, &ready), ReadHeaderTimeout: 5 * time.Second}
+	goRun(func() error {
+		if err := httpSrv.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http: %w", err)
+		}
+		return nil
+	})
+	goRun(func() error { return srv.Serve(ctx, xdsLis) })
+
+	if f.configDir != "" {
+		err = runFolder(ctx, f, log, pipe, srv, &ready, goRun)
+	} else {
+		err = runKube(ctx, f, log, pipe, srv, &ready, goRun)
+	}
+	if err != nil {
+		return err
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-errs:
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if serr := httpSrv.Shutdown(shutdown); serr != nil {
+		log.Warn("http shutdown", "err", serr)
+	}
+	wg.Wait()
+	return err
+}
+
+// runFolder is the Kubernetes-free mode: the folder is the source of
+// truth, and statuses are logged rather than written.
+func runFolder(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.Pipeline, srv *xds.Server, ready *atomic.Bool, goRun func(func() error)) error {
+	if _, err := controller.LoadDir(f.configDir); err != nil {
+		return err
+	}
+	loader := &controller.DirLoader{Dir: f.configDir}
+	pipe.Inputs = loader.Load
+	var last map[string]string
+	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
+		srv.Update(ix, changedAt)
+		last = logStatuses(log, ix.Statuses, last)
+		ready.Store(true)
+	}
+	goRun(func() error { pipe.Run(ctx); return nil })
+	goRun(func() error { return controller.WatchDir(ctx, f.configDir, pipe.Changed, log) })
+	pipe.Changed()
+	log.Info("folder mode", "dir", f.configDir)
+	return nil
+}
+
+// logStatuses logs each MetaRouter whose status message changed.
+func logStatuses(log *slog.Logger, st map[string]controller.RouterStatus, last map[string]string) map[string]string {
+	now := map[string]string{}
+	for k, s := range st {
+		for _, c := range s.Conditions {
+			msg := fmt.Sprintf("%s=%s %s: %s", c.Type, c.Status, c.Reason, c.Message)
+			now[k+"/"+c.Type] = msg
+			if last[k+"/"+c.Type] != msg {
+				lvl := slog.LevelInfo
+				if c.Status != "True" {
+					lvl = slog.LevelWarn
+				}
+				log.Log(context.Background(), lvl, "metarouter status", "metarouter", k, "condition", c.Type, "status", c.Status, "reason", c.Reason, "message", c.Message)
+			}
+		}
+	}
+	return now
+}
+
+func restConfig(kubeconfig string) (*rest.Config, error) {
+	if kubeconfig == "" {
+		return rest.InClusterConfig()
+	}
+	return clientcmd.BuildConfigFromFlags("", kubeconfig)
+}
+
+func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.Pipeline, srv *xds.Server, ready *atomic.Bool, goRun func(func() error)) error {
+	cfg, err := restConfig(f.kubeconfig)
+	if err != nil {
+		return fmt.Errorf("kubernetes config: %w", err)
+	}
+	cfg.UserAgent = "rosetta-controller"
+	src, err := controller.NewKubeSource(cfg, pipe.Changed)
+	if err != nil {
+		return err
+	}
+	status := &controller.StatusWriter{Client: src.Dynamic, Current: src.MetaRouter, Log: log}
+	pipe.Inputs = src.Inputs
+	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
+		srv.Update(ix, changedAt)
+		status.Set(ix.Statuses)
+		ready.Store(true)
+	}
+	if err := src.Start(ctx); err != nil {
+		return err
+	}
+	log.Info("informer caches synced")
+	goRun(func() error { pipe.Run(ctx); return nil })
+	pipe.Changed()
+	if !f.leaderElect {
+		goRun(func() error { status.Run(ctx); return nil })
+		return nil
+	}
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return err
+	}
+	id, err := os.Hostname()
+	if err != nil {
+		return err
+	}
+	id = fmt.Sprintf("%s_%d", id, os.Getpid())
+	lock, err := resourcelock.New(resourcelock.LeasesResourceLock, f.leaseNamespace, f.leaseName, kc.CoreV1(), kc.CoordinationV1(),
+		resourcelock.ResourceLockConfig{Identity: id})
+	if err != nil {
+		return fmt.Errorf("leader election lock: %w", err)
+	}
+	goRun(func() error {
+		// Run again after losing the lease, until ctx ends: a replica that
+		// lost leadership keeps serving xDS and may lead again.
+		for ctx.Err() == nil {
+			leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+				Lock: lock, ReleaseOnCancel: true,
+				LeaseDuration: 15 * time.Second, RenewDeadline: 10 * time.Second, RetryPeriod: 2 * time.Second,
+				Callbacks: leaderelection.LeaderCallbacks{
+					OnStartedLeading: func(lctx context.Context) {
+						log.Info("leading: writing MetaRouter status", "id", id)
+						status.Run(lctx)
+					},
+					OnStoppedLeading: func() { log.Info("stopped leading", "id", id) },
+				},
+			})
+		}
+		return nil
+	})
+	return nil
+}
+
+func httpMux(srv *xds.Server, reg *prometheus.Registry, ready *atomic.Bool) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			http.Error(w, "not ready: no config pushed yet", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ok")
+	})
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/debug/config_dump", func(w http.ResponseWriter, r *http.Request) {
+		node := r.URL.Query().Get("node")
+		if node == "" {
+			writeJSON(w, map[string]any{"nodes": srv.Nodes()})
+			return
+		}
+		res := srv.Resources(node)
+		if res == nil {
+			http.Error(w, "no such proxy connected", http.StatusNotFound)
+			return
+		}
+		d, err := controller.DumpResources(res)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		writeJSON(w, d)
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	js, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if _, err := w.Write(append(js, '\n')); err != nil {
+		slog.Debug("write response", "err", err)
+	}
+}

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/xds/client"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestFolderMode runs the command's folder mode in process: it becomes
+// ready, serves a proxy over ADS, and reports it in /metrics and
+// /debug/config_dump.
+func TestFolderMode(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"mesh.yaml", "router-v1.yaml"} {
+		data, err := os.ReadFile(filepath.Join("..", "..", "pkg", "xds", "testdata", f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, f), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	xdsAddr, httpAddr := freeAddr(t), freeAddr(t)
+	f, err := parseFlags([]string{"--config-dir", dir, "--xds-address", xdsAddr, "--http-address", httpAddr, "--debounce", "10ms"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, f, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	base := "http://" + httpAddr
+	waitFor(t, 5*time.Second, "/readyz", func() bool { code, _ := get(base + "/readyz"); return code == 200 })
+	if code, _ := get(base + "/healthz"); code != 200 {
+		t.Fatalf("/healthz = %d", code)
+	}
+
+	got := make(chan config.Resources, 16)
+	cctx, ccancel := context.WithCancel(context.Background())
+	defer ccancel()
+	go func() {
+		_ = client.Run(cctx, client.Options{Address: xdsAddr, NodeID: "p1", Namespace: "demo", Logger: slog.New(slog.NewTextHandler(io.Discard, nil))},
+			func(r config.Resources) error { got <- r; return nil })
+	}()
+	select {
+	case r := <-got:
+		if len(r.Listeners) != 1 {
+			t.Fatalf("%d listeners", len(r.Listeners))
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no config")
+	}
+	waitFor(t, 5*time.Second, "metrics", func() bool {
+		_, body := get(base + "/metrics")
+		return strings.Contains(body, "rosetta_xds_connected_proxies 1") && strings.Contains(body, "rosetta_xds_propagation_seconds_count")
+	})
+	code, body := get(base + "/debug/config_dump?node=p1")
+	if code != 200 || !strings.Contains(body, "greeter.demo.svc.cluster.local_20880") {
+		t.Fatalf("config_dump: %d %s", code, body)
+	}
+}
+
+func TestFlags(t *testing.T) {
+	if _, err := parseFlags([]string{"--debounce", "x"}); err == nil {
+		t.Fatal("a bad duration was accepted")
+	}
+	if _, err := parseFlags([]string{"extra"}); err == nil {
+		t.Fatal("a stray argument was accepted")
+	}
+}

@@ -1,0 +1,152 @@
+package k8s
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestManifestsDryRun: every rendered manifest passes the API server's own
+// validation (kubectl apply --dry-run=server).
+func TestManifestsDryRun(t *testing.T) {
+	c := needCluster(t)
+	ensureNamespace(t, c, "demo")
+	for _, f := range []string{"rosetta.yaml", "proxy-example.yaml"} {
+		c.mustKubectl(t, "", "apply", "--dry-run=server", "-f", filepath.Join(repoRoot, "manifests", "rendered", f))
+	}
+}
+
+const routerHead = `apiVersion: metaprotocol.rosetta.dev/v1alpha1
+kind: MetaRouter
+metadata: {name: cel, namespace: default}
+spec:
+  hosts: [greeter.default.svc.cluster.local]
+  routes:
+`
+
+// TestCRDValidation: the schema and CEL rules refuse what they can check,
+// with a message naming the problem; a full Aeraki-style object passes.
+func TestCRDValidation(t *testing.T) {
+	c := needCluster(t)
+	bad := []struct{ name, routes, want string }{
+		{"weights", `  - route:
+    - {destination: {host: a}, weight: 60}
+    - {destination: {host: b}, weight: 60}
+`, "must add up to 100"},
+		{"two matchers", `  - match: {attributes: {method: {exact: a, prefix: b}}}
+    route: [{destination: {host: a}}]
+`, "at most one of exact, prefix and regex"},
+		{"mirror percentage", `  - route: [{destination: {host: a}}]
+    mirror: {host: b}
+    mirrorPercentage: {value: 150}
+`, "should be less than or equal to 100"},
+		{"fault percentage", `  - route: [{destination: {host: a}}]
+    fault: {abort: {status: unavailable, percentage: {value: -1}}}
+`, "should be greater than or equal to 0"},
+		{"abort status", `  - route: [{destination: {host: a}}]
+    fault: {abort: {status: teapot}}
+`, "Unsupported value"},
+		{"retry on", `  - route: [{destination: {host: a}}]
+    retries: {attempts: 1, retryOn: "5xx"}
+`, "retryOn conditions are"},
+		{"unknown field", `  - route: [{destination: {host: a}}]
+    bogus: 1
+`, "unknown field"},
+	}
+	for _, b := range bad {
+		t.Run(b.name, func(t *testing.T) {
+			out, err := c.kubectl(routerHead+b.routes, "apply", "-f", "-")
+			if err == nil {
+				t.Fatalf("accepted:\n%s", out)
+			}
+			if !strings.Contains(out, b.want) {
+				t.Fatalf("refused without %q:\n%s", b.want, out)
+			}
+		})
+	}
+	aeraki := `apiVersion: metaprotocol.rosetta.dev/v1alpha1
+kind: MetaRouter
+metadata: {name: aeraki-fields, namespace: default}
+spec:
+  hosts: [org.apache.dubbo.samples.basic.api.demoservice]
+  gateways: [mesh]
+  exportTo: ["*"]
+  routes:
+  - name: v1
+    match:
+      attributes:
+        interface: {exact: org.apache.dubbo.samples.basic.api.DemoService}
+        method: {exact: sayHello}
+        trace: {}
+    route:
+    - destination: {host: org.apache.dubbo.samples.basic.api.demoservice, subset: v1, port: {number: 20880}}
+      weight: 20
+    - destination: {host: org.apache.dubbo.samples.basic.api.demoservice, subset: v2}
+      weight: 80
+    mirror: {host: org.apache.dubbo.samples.basic.api.demoservice, subset: v3}
+    mirrorPercentage: {value: 50}
+    requestMutation: [{key: foo, value: bar}]
+    responseMutation: [{key: foo1, value: bar1}]
+  localRateLimit:
+    tokenBucket: {maxTokens: 2, tokensPerFill: 2, fillInterval: 60s}
+    conditions:
+    - match: {attributes: {method: {exact: sayHello}}}
+      tokenBucket: {maxTokens: 1, tokensPerFill: 1, fillInterval: 60s}
+  globalRateLimit:
+    match: {attributes: {method: {exact: sayHello}}}
+    domain: production
+    requestTimeout: 100ms
+    denyOnFail: true
+    rateLimitService: outbound|18081||rate-limit-server.meta-dubbo.svc.cluster.local
+    descriptors: [{property: method, descriptorKey: method}]
+`
+	c.mustKubectl(t, aeraki, "apply", "-f", "-")
+	c.mustKubectl(t, "", "delete", "metarouter", "aeraki-fields", "-n", "default")
+
+	explain := c.mustKubectl(t, "", "explain", "metarouters.spec.routes.retries")
+	for _, want := range []string{"attempts", "perTryTimeout", "retryOn", "connect-failure"} {
+		if !strings.Contains(explain, want) {
+			t.Errorf("kubectl explain does not describe %s:\n%s", want, explain)
+		}
+	}
+	explain = c.mustKubectl(t, "", "explain", "applicationprotocols.spec")
+	if !strings.Contains(explain, "codecOptions") || !strings.Contains(explain, "registered") {
+		t.Errorf("kubectl explain applicationprotocols.spec:\n%s", explain)
+	}
+}
+
+// TestRBACIsLeastPrivilege: the chart's ServiceAccount may read what the
+// controller watches and patch MetaRouter status, and nothing more.
+func TestRBACIsLeastPrivilege(t *testing.T) {
+	c := needCluster(t)
+	sa := "--as=system:serviceaccount:rosetta-system:rosetta-controller"
+	cases := []struct {
+		verb, resource, ns string
+		want               string
+	}{
+		{"watch", "services", "", "yes"},
+		{"list", "endpointslices.discovery.k8s.io", "", "yes"},
+		{"watch", "destinationrules.networking.istio.io", "", "yes"},
+		{"list", "metarouters.metaprotocol.rosetta.dev", "", "yes"},
+		{"patch", "metarouters.metaprotocol.rosetta.dev --subresource=status", "demo", "yes"},
+		{"update", "metarouters.metaprotocol.rosetta.dev", "demo", "no"},
+		{"delete", "metarouters.metaprotocol.rosetta.dev", "demo", "no"},
+		{"get", "secrets", "demo", "no"},
+		{"create", "leases.coordination.k8s.io", "rosetta-system", "yes"},
+		{"create", "leases.coordination.k8s.io", "demo", "no"},
+		{"update", "services", "demo", "no"},
+	}
+	for _, cs := range cases {
+		args := append([]string{"auth", "can-i", cs.verb}, strings.Fields(cs.resource)...)
+		args = append(args, sa)
+		if cs.ns != "" {
+			args = append(args, "-n", cs.ns)
+		} else {
+			args = append(args, "--all-namespaces")
+		}
+		out, _ := c.kubectl("", args...)
+		if got := strings.TrimSpace(out); got != cs.want {
+			t.Errorf("can-i %s %s in %q = %q, want %q", cs.verb, cs.resource, cs.ns, got, cs.want)
+		}
+	}
+}

@@ -1,0 +1,97 @@
+package k8s
+
+import (
+	"bytes"
+	"flag"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"helm.sh/helm/v3/pkg/action"
+	"helm.sh/helm/v3/pkg/chart/loader"
+	"helm.sh/helm/v3/pkg/chartutil"
+)
+
+var update = flag.Bool("update", false, "rewrite manifests/rendered from the chart")
+
+var repoRoot = filepath.Join("..", "..")
+
+// render renders the chart like `helm template --include-crds`.
+func render(t *testing.T, values map[string]any) []byte {
+	t.Helper()
+	ch, err := loader.Load(filepath.Join(repoRoot, "manifests", "charts", "rosetta"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	inst := action.NewInstall(&action.Configuration{})
+	inst.DryRun, inst.ClientOnly, inst.IncludeCRDs, inst.Replace = true, true, true, true
+	inst.ReleaseName, inst.Namespace = "rosetta", "rosetta-system"
+	inst.KubeVersion = &chartutil.KubeVersion{Version: "v1.36.3", Major: "1", Minor: "36"}
+	rel, err := inst.Run(ch, values)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []byte(rel.Manifest)
+}
+
+// renderedFiles are the plain-YAML forms of the chart, committed so that
+// `kubectl apply -f` works without Helm.
+var renderedFiles = map[string]map[string]any{
+	"rosetta.yaml":       nil,
+	"proxy-example.yaml": {"createNamespace": false, "proxy": map[string]any{"enabled": true, "namespace": "demo"}},
+}
+
+// TestRenderedManifestsMatchChart: manifests/rendered/*.yaml are what the
+// chart renders (go test -run TestRendered -update rewrites them), and the
+// chart's CRDs are crds/.
+func TestRenderedManifestsMatchChart(t *testing.T) {
+	for name, values := range renderedFiles {
+		got := render(t, values)
+		if name == "proxy-example.yaml" {
+			got = onlyKinds(t, got, "Deployment", "Service", "proxy")
+		}
+		path := filepath.Join(repoRoot, "manifests", "rendered", name)
+		if *update {
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, got, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			continue
+		}
+		want, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatalf("%v (go test -run TestRendered -update)", err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Errorf("%s is not what the chart renders; run go test -run TestRendered -update in e2e/k8s", path)
+		}
+	}
+	crds, _ := filepath.Glob(filepath.Join(repoRoot, "crds", "*.yaml"))
+	if len(crds) != 2 {
+		t.Fatalf("%d CRDs in crds/", len(crds))
+	}
+	for _, c := range crds {
+		a, _ := os.ReadFile(c)
+		b, err := os.ReadFile(filepath.Join(repoRoot, "manifests", "charts", "rosetta", "crds", filepath.Base(c)))
+		if err != nil || !bytes.Equal(a, b) {
+			t.Errorf("the chart's copy of %s differs; run hack/update-codegen.sh", filepath.Base(c))
+		}
+	}
+}
+
+// onlyKinds keeps the documents rendered from templates/proxy.yaml.
+func onlyKinds(t *testing.T, all []byte, _ ...string) []byte {
+	t.Helper()
+	var out [][]byte
+	for _, doc := range bytes.Split(all, []byte("\n---\n")) {
+		if bytes.Contains(doc, []byte("# Source: rosetta/templates/proxy.yaml")) {
+			out = append(out, bytes.TrimPrefix(doc, []byte("---\n")))
+		}
+	}
+	if len(out) == 0 {
+		t.Fatal("the proxy template rendered nothing")
+	}
+	return append([]byte("---\n"), append(bytes.Join(out, []byte("\n---\n")), '\n')...)
+}

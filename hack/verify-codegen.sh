@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Fails when generated files are stale (run hack/update-codegen.sh).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+go run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0 \
+  paths=./pkg/apis/... crd:allowDangerousTypes=true output:crd:artifacts:config="$tmp"
+diff -r "$tmp" crds >/dev/null || { echo "crds/ is stale: run hack/update-codegen.sh" >&2; exit 1; }
+diff -q crds/metaprotocol.rosetta.dev_metarouters.yaml manifests/charts/rosetta/crds/metaprotocol.rosetta.dev_metarouters.yaml >/dev/null
+diff -q crds/metaprotocol.rosetta.dev_applicationprotocols.yaml manifests/charts/rosetta/crds/metaprotocol.rosetta.dev_applicationprotocols.yaml >/dev/null
+echo "generated files are up to date"

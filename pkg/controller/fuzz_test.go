@@ -1,0 +1,35 @@
+package controller
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// FuzzTranslate feeds arbitrary YAML through the folder decoder, the
+// index and the generator: bad input is an error, never a panic.
+func FuzzTranslate(f *testing.F) {
+	files, _ := filepath.Glob("testdata/golden/*.yaml")
+	for _, name := range files {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Add([]byte("apiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: Service}]"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		in := &Inputs{}
+		if err := in.AddYAML(data); err != nil {
+			return
+		}
+		b := &Builder{Options: Options{Resolve: fakeResolver}}
+		ix := b.Build(in)
+		for _, ns := range []string{"", "demo", "istio-system"} {
+			res := ix.Generate(&Proxy{Namespace: ns})
+			if _, err := DumpResources(res); err != nil {
+				t.Fatalf("generated resources do not encode: %v", err)
+			}
+		}
+	})
+}

@@ -1,0 +1,343 @@
+package controller
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
+	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
+	"github.com/rosetta-mesh/rosetta/pkg/config"
+)
+
+// Proxy modes, as a proxy states them in its node metadata. They change
+// nothing in the generated resources yet; they are there so that one
+// controller can serve proxies of every kind (docs/mesh-integration.md).
+const (
+	ModeWaypoint = "waypoint"
+	ModeSidecar  = "sidecar"
+	ModeGateway  = "gateway"
+)
+
+// Proxy is who asks for config: its identity and where it runs. Proxies
+// with the same ScopeKey get the same resources.
+type Proxy struct {
+	ID        string
+	Namespace string
+	Labels    map[string]string
+	Mode      string
+	// ListenAddress is the IP the proxy's listeners bind; "0.0.0.0" when empty.
+	ListenAddress string
+}
+
+// ScopeKey identifies what Generate depends on: two proxies with equal
+// keys get equal resources, so the server generates once per key.
+func (p *Proxy) ScopeKey() string {
+	keys := make([]string, 0, len(p.Labels))
+	for k := range p.Labels {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	var b strings.Builder
+	fmt.Fprintf(&b, "%q|%q|%q", p.Namespace, p.Mode, p.ListenAddress)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "|%q=%q", k, p.Labels[k])
+	}
+	return b.String()
+}
+
+// ListenerName names the listener (and its route configuration) of a
+// host's port.
+func ListenerName(host string, port uint32) string {
+	return fmt.Sprintf("%s_%d", host, port)
+}
+
+type clusterKey struct {
+	host   string
+	port   uint32
+	subset string
+}
+
+// generation collects one proxy's resources.
+type generation struct {
+	ix       *Index
+	proxy    *Proxy
+	res      config.Resources
+	clusters map[clusterKey]bool
+	ports    map[uint32]string
+}
+
+// Generate makes the resources of one proxy: a listener and a route
+// configuration for each port of each MetaProtocol service the proxy sees
+// (Sidecar egress hosts and exportTo decide), and the clusters and
+// endpoints those routes use. Resources are sorted by name, so equal
+// inputs give equal output.
+func (ix *Index) Generate(p *Proxy) *config.Resources {
+	g := &generation{ix: ix, proxy: p, clusters: map[clusterKey]bool{}, ports: map[uint32]string{}}
+	sc := ix.sidecarFor(p)
+	for _, h := range ix.hosts {
+		svc := ix.services[h]
+		if !visibleTo(svc.ExportTo, svc.Namespace, p.Namespace) || !egressAllows(sc, svc, p.Namespace) {
+			continue
+		}
+		for _, port := range svc.Ports {
+			// One listener per port number: the first host (by name)
+			// keeps it; a waypoint serving services that share a port
+			// number needs one proxy per service.
+			if _, taken := g.ports[port.Number]; taken {
+				continue
+			}
+			g.ports[port.Number] = h
+			g.addListener(svc, port)
+		}
+	}
+	type named struct {
+		name string
+		key  clusterKey
+	}
+	keys := make([]named, 0, len(g.clusters))
+	for k := range g.clusters {
+		keys = append(keys, named{ClusterName(k.host, k.port, k.subset), k})
+	}
+	sort.Slice(keys, func(i, j int) bool { return keys[i].name < keys[j].name })
+	for _, nk := range keys {
+		k := nk.key
+		c, cla := ix.buildCluster(k.host, k.port, k.subset, p.Namespace)
+		g.res.Clusters = append(g.res.Clusters, c)
+		g.res.Endpoints = append(g.res.Endpoints, cla)
+	}
+	return &g.res
+}
+
+func (g *generation) addListener(svc *Service, port Port) {
+	name := ListenerName(svc.Host, port.Number)
+	mpp := &configv1alpha1.MetaProtocolProxy{
+		StatPrefix:      name,
+		Codec:           port.Protocol.Codec,
+		CodecOptions:    port.Protocol.CodecOptions,
+		RouteConfigName: name,
+	}
+	anyCfg, err := anypb.New(mpp)
+	if err != nil {
+		panic(fmt.Sprintf("controller: marshal MetaProtocolProxy: %v", err)) // cannot fail for a valid message
+	}
+	addr := g.proxy.ListenAddress
+	if addr == "" {
+		addr = "0.0.0.0"
+	}
+	g.res.Listeners = append(g.res.Listeners, &listenerv3.Listener{
+		Name:    name,
+		Address: socketAddress(addr, port.Number),
+		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+			Name:       config.FilterName,
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyCfg},
+		}}}},
+	})
+	rc := &configv1alpha1.RouteConfiguration{Name: name}
+	if mr := g.ix.router(svc.Host, g.proxy.Namespace); mr != nil {
+		for i := range mr.Spec.Routes {
+			rc.Routes = append(rc.Routes, g.route(mr, &mr.Spec.Routes[i], port.Number))
+		}
+	} else {
+		rc.Routes = []*configv1alpha1.Route{{
+			Name:  "default",
+			Match: &configv1alpha1.RouteMatch{},
+			Route: &configv1alpha1.RouteAction{ClusterSpecifier: &configv1alpha1.RouteAction_Cluster{Cluster: g.cluster(svc.Host, port.Number, "")}},
+		}}
+	}
+	g.res.Routes = append(g.res.Routes, rc)
+}
+
+// cluster records that the proxy needs a cluster and returns its name.
+func (g *generation) cluster(host string, port uint32, subset string) string {
+	g.clusters[clusterKey{host, port, subset}] = true
+	return ClusterName(host, port, subset)
+}
+
+// destination resolves a route destination to a cluster. Without a port,
+// the destination's port with the listener's number is used, or its only
+// MetaProtocol port.
+func (g *generation) destination(mr *v1alpha1.MetaRouter, d *v1alpha1.Destination, listenerPort uint32) string {
+	host := g.ix.qualify(d.Host, mr.Namespace)
+	port := listenerPort
+	if d.Port != nil {
+		port = d.Port.Number
+	} else if svc := g.ix.services[host]; svc != nil {
+		if _, ok := svc.Port(listenerPort); !ok && len(svc.Ports) > 0 {
+			port = svc.Ports[0].Number
+		}
+	}
+	return g.cluster(host, port, d.Subset)
+}
+
+func (g *generation) route(mr *v1alpha1.MetaRouter, r *v1alpha1.MetaRoute, port uint32) *configv1alpha1.Route {
+	out := &configv1alpha1.Route{Name: r.Name, Match: translateMatch(r.Match), Route: &configv1alpha1.RouteAction{}}
+	act := out.Route
+	if len(r.Route) == 1 {
+		act.ClusterSpecifier = &configv1alpha1.RouteAction_Cluster{Cluster: g.destination(mr, &r.Route[0].Destination, port)}
+	} else {
+		wc := &configv1alpha1.WeightedClusters{}
+		for i := range r.Route {
+			wc.Clusters = append(wc.Clusters, &configv1alpha1.ClusterWeight{
+				Name:   g.destination(mr, &r.Route[i].Destination, port),
+				Weight: uint32(r.Route[i].Weight),
+			})
+		}
+		act.ClusterSpecifier = &configv1alpha1.RouteAction_WeightedClusters{WeightedClusters: wc}
+	}
+	if r.Timeout != nil {
+		act.Timeout = durationpb.New(r.Timeout.Duration)
+	}
+	if len(r.HashPolicy) > 0 {
+		act.HashPolicy = []*configv1alpha1.HashPolicy{{Attributes: r.HashPolicy}}
+	}
+	act.RequestMutation = keyValues(r.RequestMutation)
+	act.ResponseMutation = keyValues(r.ResponseMutation)
+	if rt := r.Retries; rt != nil {
+		rp := &configv1alpha1.RetryPolicy{NumRetries: uint32(rt.Attempts), RetryOn: v1alpha1.SplitRetryOn(rt.RetryOn)}
+		if len(rp.RetryOn) == 0 {
+			rp.RetryOn = []string{"connect-failure", "unavailable"}
+		}
+		if rt.PerTryTimeout != nil {
+			rp.PerTryTimeout = durationpb.New(rt.PerTryTimeout.Duration)
+		}
+		act.RetryPolicy = rp
+	}
+	if f := r.Fault; f != nil {
+		fi := &configv1alpha1.FaultInjection{}
+		if f.Delay != nil {
+			fi.Delay = &configv1alpha1.FaultInjection_Delay{FixedDelay: durationpb.New(f.Delay.FixedDelay.Duration), Percentage: percent(f.Delay.Percentage)}
+		}
+		if f.Abort != nil {
+			fi.Abort = &configv1alpha1.FaultInjection_Abort{Status: f.Abort.Status, Percentage: percent(f.Abort.Percentage)}
+		}
+		act.Fault = fi
+	}
+	if r.Mirror != nil {
+		act.Mirror = []*configv1alpha1.MirrorPolicy{{Cluster: g.destination(mr, r.Mirror, port), Percentage: percent(r.MirrorPercentage)}}
+	}
+	if b := r.LocalRateLimit; b != nil {
+		per := uint32(1)
+		if b.TokensPerFill != nil {
+			per = *b.TokensPerFill
+		}
+		act.LocalRateLimit = &configv1alpha1.LocalRateLimit{MaxTokens: b.MaxTokens, TokensPerFill: per, FillInterval: durationpb.New(b.FillInterval.Duration)}
+	}
+	return out
+}
+
+// percent reads an optional percentage; absent means 100.
+func percent(p *v1alpha1.Percent) float64 {
+	if p == nil {
+		return 100
+	}
+	return p.Value
+}
+
+func keyValues(kvs []v1alpha1.KeyValue) []*configv1alpha1.KeyValue {
+	var out []*configv1alpha1.KeyValue
+	for _, kv := range kvs {
+		out = append(out, &configv1alpha1.KeyValue{Key: kv.Key, Value: kv.Value})
+	}
+	return out
+}
+
+// translateMatch turns the attribute map into conditions sorted by name, so
+// the output does not depend on map order.
+func translateMatch(m *v1alpha1.MetaRouteMatch) *configv1alpha1.RouteMatch {
+	out := &configv1alpha1.RouteMatch{}
+	if m == nil {
+		return out
+	}
+	names := make([]string, 0, len(m.Attributes))
+	for n := range m.Attributes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		sm := m.Attributes[n]
+		am := &configv1alpha1.AttributeMatch{Name: n}
+		switch {
+		case sm.Exact != nil:
+			am.Match = &configv1alpha1.AttributeMatch_Exact{Exact: *sm.Exact}
+		case sm.Prefix != nil:
+			am.Match = &configv1alpha1.AttributeMatch_Prefix{Prefix: *sm.Prefix}
+		case sm.Regex != nil:
+			am.Match = &configv1alpha1.AttributeMatch_Regex{Regex: *sm.Regex}
+		default:
+			am.Match = &configv1alpha1.AttributeMatch_Present{Present: true}
+		}
+		out.Attributes = append(out.Attributes, am)
+	}
+	return out
+}
+
+// sidecarFor finds the Sidecar that scopes a proxy: one in its namespace
+// whose workloadSelector matches its labels, else one in its namespace
+// without a selector, else one in the root namespace without a selector.
+func (ix *Index) sidecarFor(p *Proxy) *networkingv1.Sidecar {
+	var nsDefault, rootDefault *networkingv1.Sidecar
+	for _, sc := range ix.sidecars {
+		sel := sc.Spec.GetWorkloadSelector().GetLabels()
+		switch {
+		case sc.Namespace == p.Namespace && len(sel) > 0:
+			if labels.SelectorFromSet(sel).Matches(labels.Set(p.Labels)) {
+				return sc
+			}
+		case sc.Namespace == p.Namespace:
+			if nsDefault == nil {
+				nsDefault = sc
+			}
+		case sc.Namespace == ix.opts.RootNamespace && len(sel) == 0:
+			if rootDefault == nil {
+				rootDefault = sc
+			}
+		}
+	}
+	if nsDefault != nil {
+		return nsDefault
+	}
+	return rootDefault
+}
+
+// egressAllows applies a Sidecar's egress hosts ("namespace/dnsName", where
+// namespace may be "*", "." or "~" and dnsName "*" or "*.suffix").
+func egressAllows(sc *networkingv1.Sidecar, svc *Service, proxyNS string) bool {
+	if sc == nil || len(sc.Spec.GetEgress()) == 0 {
+		return true
+	}
+	for _, eg := range sc.Spec.GetEgress() {
+		for _, h := range eg.GetHosts() {
+			ns, name, ok := strings.Cut(h, "/")
+			if !ok {
+				continue
+			}
+			if ns == "." {
+				ns = sc.Namespace
+			}
+			if ns == "~" || (ns != "*" && ns != svc.Namespace) {
+				continue
+			}
+			if hostMatches(name, svc.Host) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func hostMatches(pattern, host string) bool {
+	switch {
+	case pattern == "*":
+		return true
+	case strings.HasPrefix(pattern, "*"):
+		return strings.HasSuffix(host, pattern[1:])
+	}
+	return pattern == host
+}

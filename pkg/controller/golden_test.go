@@ -1,0 +1,160 @@
+package controller
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files")
+
+// testProxy is a test-only document kind (apiVersion test.rosetta.dev/v1,
+// kind Proxy) naming the proxies a golden file generates for.
+type testProxy struct {
+	Kind          string            `json:"kind"`
+	ID            string            `json:"id"`
+	Namespace     string            `json:"namespace"`
+	Labels        map[string]string `json:"labels"`
+	Mode          string            `json:"mode"`
+	ListenAddress string            `json:"listenAddress"`
+}
+
+func readProxies(t *testing.T, data []byte) []*Proxy {
+	t.Helper()
+	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
+	var out []*Proxy
+	for {
+		var raw map[string]any
+		if err := dec.Decode(&raw); err != nil {
+			break
+		}
+		if raw["kind"] != "Proxy" {
+			continue
+		}
+		js, _ := json.Marshal(raw)
+		var tp testProxy
+		if err := json.Unmarshal(js, &tp); err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, &Proxy{ID: tp.ID, Namespace: tp.Namespace, Labels: tp.Labels, Mode: tp.Mode, ListenAddress: tp.ListenAddress})
+	}
+	if len(out) == 0 {
+		t.Fatal("no Proxy document")
+	}
+	return out
+}
+
+// fakeResolver answers for the names the golden files use, so tests do
+// not depend on the machine's resolver.
+func fakeResolver(_ context.Context, host string) ([]string, error) {
+	switch host {
+	case "thrift.example.com":
+		return []string{"198.51.100.8", "198.51.100.7"}, nil
+	}
+	return nil, errors.New("no such host")
+}
+
+func buildFile(t *testing.T, path string) (*Index, []*Proxy) {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in := &Inputs{}
+	if err := in.AddYAML(data); err != nil {
+		t.Fatal(err)
+	}
+	b := &Builder{Options: Options{Resolve: fakeResolver}}
+	return b.Build(in), readProxies(t, data)
+}
+
+// TestGolden translates each testdata/golden/*.yaml and compares the xDS
+// resources of each proxy, and every MetaRouter's status, with the
+// matching .json file. Run with -update to rewrite them.
+func TestGolden(t *testing.T) {
+	files, _ := filepath.Glob("testdata/golden/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no golden inputs")
+	}
+	for _, f := range files {
+		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
+			ix, proxies := buildFile(t, f)
+			out := map[string]any{"status": ix.Statuses}
+			dumps := map[string]*Dump{}
+			for _, p := range proxies {
+				d, err := DumpResources(ix.Generate(p))
+				if err != nil {
+					t.Fatal(err)
+				}
+				dumps[p.ID] = d
+			}
+			out["proxies"] = dumps
+			got, err := json.MarshalIndent(out, "", "  ")
+			if err != nil {
+				t.Fatal(err)
+			}
+			got = normalizeTimes(t, got)
+			golden := strings.TrimSuffix(f, ".yaml") + ".json"
+			if *update {
+				if err := os.WriteFile(golden, got, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatalf("%v (run go test -update to create it)", err)
+			}
+			if !bytes.Equal(got, want) {
+				t.Errorf("%s differs from the generated output (go test ./pkg/controller -run TestGolden -update to accept):\n%s", golden, got)
+			}
+		})
+	}
+}
+
+// normalizeTimes re-indents through YAML-free JSON, dropping condition
+// timestamps, which are set when the status is written.
+func normalizeTimes(t *testing.T, js []byte) []byte {
+	t.Helper()
+	var v any
+	if err := json.Unmarshal(js, &v); err != nil {
+		t.Fatal(err)
+	}
+	drop(v)
+	out, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(out, '\n')
+}
+
+func drop(v any) {
+	switch x := v.(type) {
+	case map[string]any:
+		delete(x, "lastTransitionTime")
+		for _, c := range x {
+			drop(c)
+		}
+	case []any:
+		for _, c := range x {
+			drop(c)
+		}
+	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}

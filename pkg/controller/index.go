@@ -1,0 +1,239 @@
+package controller
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
+)
+
+// Options are the mesh-wide settings of a build.
+type Options struct {
+	// DomainSuffix of Kubernetes service hosts; "cluster.local" when empty.
+	DomainSuffix string
+	// RootNamespace holds mesh-wide defaults (a Sidecar there applies to
+	// namespaces without their own); "istio-system" when empty.
+	RootNamespace string
+	// Resolve looks up ServiceEntry hosts resolved by DNS; DefaultResolver
+	// when nil.
+	Resolve Resolver
+}
+
+// Index is an immutable view of the mesh, built once per push; every
+// proxy's resources are generated from it.
+type Index struct {
+	opts     Options
+	services map[string]*Service
+	hosts    []string // sorted
+	rules    map[string][]*networkingv1.DestinationRule
+	sidecars []*networkingv1.Sidecar
+	// routers holds, for each host, the MetaRouters that route it, oldest
+	// first; each is the last valid version of its object.
+	routers map[string][]*v1alpha1.MetaRouter
+	// Statuses is the status each MetaRouter should have, by namespace/name.
+	Statuses map[string]RouterStatus
+}
+
+// RouterStatus is the status the controller computed for a MetaRouter.
+type RouterStatus struct {
+	Generation int64              `json:"observedGeneration"`
+	Conditions []metav1.Condition `json:"conditions"`
+}
+
+// Builder builds Indexes. It remembers the last valid version of every
+// MetaRouter, so that an invalid update leaves the previous routes in force.
+type Builder struct {
+	Options Options
+
+	mu        sync.Mutex
+	lastValid map[string]*v1alpha1.MetaRouter
+}
+
+// Build makes an Index of in. It does not modify in.
+func (b *Builder) Build(in *Inputs) *Index {
+	opts := b.Options
+	if opts.DomainSuffix == "" {
+		opts.DomainSuffix = "cluster.local"
+	}
+	if opts.RootNamespace == "" {
+		opts.RootNamespace = "istio-system"
+	}
+	if opts.Resolve == nil {
+		opts.Resolve = DefaultResolver
+	}
+	ix := &Index{
+		opts:     opts,
+		services: map[string]*Service{},
+		rules:    map[string][]*networkingv1.DestinationRule{},
+		routers:  map[string][]*v1alpha1.MetaRouter{},
+		Statuses: map[string]RouterStatus{},
+		sidecars: slices.Clone(in.Sidecars),
+	}
+	protos := newProtocols(slices.Clone(in.ApplicationProtocols))
+	svcs := append(kubeServices(in, protos, opts.DomainSuffix, opts.Resolve), entryServices(in, protos, opts.Resolve)...)
+	// When a Service and a ServiceEntry (or two entries) claim a host, the
+	// oldest wins, as in Istio.
+	sort.SliceStable(svcs, func(i, j int) bool { return svcs[i].created.Before(&svcs[j].created) })
+	for _, s := range svcs {
+		if _, dup := ix.services[s.Host]; !dup {
+			ix.services[s.Host] = s
+			ix.hosts = append(ix.hosts, s.Host)
+		}
+	}
+	sort.Strings(ix.hosts)
+	sortByName(ix.sidecars)
+
+	drs := slices.Clone(in.DestinationRules)
+	sortByAge(drs)
+	for _, dr := range drs {
+		h := ix.qualify(dr.Spec.GetHost(), dr.Namespace)
+		ix.rules[h] = append(ix.rules[h], dr)
+	}
+	b.indexRouters(ix, slices.Clone(in.MetaRouters))
+	return ix
+}
+
+// qualify turns a short Kubernetes name ("greeter") into a host relative
+// to ns ("greeter.<ns>.svc.cluster.local"), as Istio does.
+func (ix *Index) qualify(host, ns string) string {
+	if host == "" || strings.Contains(host, ".") || strings.HasPrefix(host, "*") {
+		return host
+	}
+	return fmt.Sprintf("%s.%s.svc.%s", host, ns, ix.opts.DomainSuffix)
+}
+
+func (b *Builder) indexRouters(ix *Index, mrs []*v1alpha1.MetaRouter) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.lastValid == nil {
+		b.lastValid = map[string]*v1alpha1.MetaRouter{}
+	}
+	sortByAge(mrs)
+	seen := map[string]bool{}
+	var effective []*v1alpha1.MetaRouter
+	for _, mr := range mrs {
+		k := key(mr)
+		seen[k] = true
+		errs := mr.Validate()
+		if len(errs) == 0 {
+			b.lastValid[k] = mr
+			effective = append(effective, mr)
+			ix.Statuses[k] = RouterStatus{Generation: mr.Generation}
+			continue
+		}
+		msg := v1alpha1.Summary(errs)
+		if prev, ok := b.lastValid[k]; ok {
+			msg += fmt.Sprintf("; generation %d stays in force", prev.Generation)
+			effective = append(effective, prev)
+		}
+		ix.Statuses[k] = RouterStatus{Generation: mr.Generation, Conditions: []metav1.Condition{
+			cond(v1alpha1.ConditionAccepted, false, v1alpha1.Reason(errs), msg, mr.Generation),
+		}}
+	}
+	for k := range b.lastValid {
+		if !seen[k] {
+			delete(b.lastValid, k)
+		}
+	}
+	for _, mr := range effective {
+		for _, h := range mr.Spec.Hosts {
+			h = ix.qualify(h, mr.Namespace)
+			ix.routers[h] = append(ix.routers[h], mr)
+		}
+	}
+	for _, mr := range effective {
+		k := key(mr)
+		st := ix.Statuses[k]
+		if len(st.Conditions) > 0 {
+			continue // invalid now; its previous version is in force
+		}
+		st.Conditions = []metav1.Condition{ix.acceptedCondition(mr), ix.refsCondition(mr)}
+		ix.Statuses[k] = st
+	}
+}
+
+// acceptedCondition settles host conflicts: for each host the oldest
+// MetaRouter wins (Aeraki picks one at random).
+func (ix *Index) acceptedCondition(mr *v1alpha1.MetaRouter) metav1.Condition {
+	var lost []string
+	for i, h := range mr.Spec.Hosts {
+		q := ix.qualify(h, mr.Namespace)
+		if w := ix.routers[q][0]; key(w) != key(mr) {
+			lost = append(lost, fmt.Sprintf("spec.hosts[%d]: %s is routed by the older MetaRouter %s", i, q, key(w)))
+		}
+	}
+	switch {
+	case len(lost) == len(mr.Spec.Hosts):
+		return cond(v1alpha1.ConditionAccepted, false, v1alpha1.ReasonConflict, strings.Join(lost, "; "), mr.Generation)
+	case len(lost) > 0:
+		return cond(v1alpha1.ConditionAccepted, true, v1alpha1.ReasonConflict, "in force for its other hosts; "+strings.Join(lost, "; "), mr.Generation)
+	}
+	return cond(v1alpha1.ConditionAccepted, true, v1alpha1.ReasonAccepted, "in force", mr.Generation)
+}
+
+// refsCondition tells whether every destination exists. A missing one is
+// not an error of the object (the Service may come later), but calls to it
+// fail until it does.
+func (ix *Index) refsCondition(mr *v1alpha1.MetaRouter) metav1.Condition {
+	var missing []string
+	reason := v1alpha1.ReasonResolved
+	check := func(p *field.Path, d *v1alpha1.Destination) {
+		h := ix.qualify(d.Host, mr.Namespace)
+		if _, ok := ix.services[h]; !ok {
+			missing = append(missing, fmt.Sprintf("%s: no MetaProtocol service %s", p.Child("host"), h))
+			reason = v1alpha1.ReasonUnknownHost
+			return
+		}
+		if d.Subset != "" && ix.subset(h, d.Subset) == nil {
+			missing = append(missing, fmt.Sprintf("%s: no DestinationRule defines subset %q of %s", p.Child("subset"), d.Subset, h))
+			if reason == v1alpha1.ReasonResolved {
+				reason = v1alpha1.ReasonUnknownSubet
+			}
+		}
+	}
+	routes := field.NewPath("spec", "routes")
+	for i, r := range mr.Spec.Routes {
+		for j := range r.Route {
+			check(routes.Index(i).Child("route").Index(j).Child("destination"), &r.Route[j].Destination)
+		}
+		if r.Mirror != nil {
+			check(routes.Index(i).Child("mirror"), r.Mirror)
+		}
+	}
+	if len(missing) > 0 {
+		return cond(v1alpha1.ConditionResolvedRefs, false, reason, strings.Join(missing, "; "), mr.Generation)
+	}
+	return cond(v1alpha1.ConditionResolvedRefs, true, v1alpha1.ReasonResolved, "every destination exists", mr.Generation)
+}
+
+func cond(t string, ok bool, reason, msg string, gen int64) metav1.Condition {
+	s := metav1.ConditionFalse
+	if ok {
+		s = metav1.ConditionTrue
+	}
+	return metav1.Condition{Type: t, Status: s, Reason: reason, Message: msg, ObservedGeneration: gen}
+}
+
+// Service returns the MetaProtocol service of a host.
+func (ix *Index) Service(host string) *Service { return ix.services[host] }
+
+// Hosts lists the MetaProtocol service hosts, sorted.
+func (ix *Index) Hosts() []string { return ix.hosts }
+
+// router returns the MetaRouter in force for host, as seen from a proxy in
+// namespace ns: the oldest one exported to ns.
+func (ix *Index) router(host, ns string) *v1alpha1.MetaRouter {
+	for _, mr := range ix.routers[host] {
+		if visibleTo(mr.Spec.ExportTo, mr.Namespace, ns) {
+			return mr
+		}
+	}
+	return nil
+}

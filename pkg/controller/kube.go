@@ -1,0 +1,201 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+
+	istioclient "istio.io/client-go/pkg/clientset/versioned"
+	istioinformers "istio.io/client-go/pkg/informers/externalversions"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/dynamic/dynamicinformer"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+
+	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
+)
+
+// GVRs of Rosetta's resources.
+var (
+	MetaRouterGVR          = v1alpha1.SchemeGroupVersion.WithResource("metarouters")
+	ApplicationProtocolGVR = v1alpha1.SchemeGroupVersion.WithResource("applicationprotocols")
+)
+
+// KubeSource watches the API server with informers. Event handlers only
+// signal a change; Inputs reads the informers' caches.
+type KubeSource struct {
+	kube   informers.SharedInformerFactory
+	istio  istioinformers.SharedInformerFactory
+	dyn    dynamicinformer.DynamicSharedInformerFactory
+	synced []cache.InformerSynced
+	// The dynamic informers' own listers expect unstructured objects; the
+	// transform stores typed ones, so they are read from the indexers.
+	routers cache.Indexer
+	protos  cache.Indexer
+	// Dynamic is the client status writes go through.
+	Dynamic dynamic.Interface
+}
+
+// NewKubeSource sets up the informers; changed is called on every event.
+func NewKubeSource(cfg *rest.Config, changed func()) (*KubeSource, error) {
+	kc, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("controller: kubernetes client: %w", err)
+	}
+	ic, err := istioclient.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("controller: istio client: %w", err)
+	}
+	dc, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("controller: dynamic client: %w", err)
+	}
+	s := &KubeSource{
+		kube:    informers.NewSharedInformerFactory(kc, 0),
+		istio:   istioinformers.NewSharedInformerFactory(ic, 0),
+		dyn:     dynamicinformer.NewDynamicSharedInformerFactory(dc, 0),
+		Dynamic: dc,
+	}
+	handler := cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { changed() },
+		UpdateFunc: func(any, any) { changed() },
+		DeleteFunc: func(any) { changed() },
+	}
+	add := func(inf cache.SharedIndexInformer, transform cache.TransformFunc) error {
+		if transform != nil {
+			if err := inf.SetTransform(transform); err != nil {
+				return err
+			}
+		}
+		if _, err := inf.AddEventHandler(handler); err != nil {
+			return err
+		}
+		s.synced = append(s.synced, inf.HasSynced)
+		return nil
+	}
+	core := s.kube.Core().V1()
+	net := s.istio.Networking().V1()
+	routers := s.dyn.ForResource(MetaRouterGVR)
+	protos := s.dyn.ForResource(ApplicationProtocolGVR)
+	for _, step := range []struct {
+		inf       cache.SharedIndexInformer
+		transform cache.TransformFunc
+	}{
+		{core.Services().Informer(), nil},
+		{s.kube.Discovery().V1().EndpointSlices().Informer(), nil},
+		// Only a Pod's labels matter (subsets); dropping the rest keeps
+		// the controller small in big clusters.
+		{core.Pods().Informer(), slimPod},
+		{net.ServiceEntries().Informer(), nil},
+		{net.WorkloadEntries().Informer(), nil},
+		{net.DestinationRules().Informer(), nil},
+		{net.Sidecars().Informer(), nil},
+		{routers.Informer(), typed[v1alpha1.MetaRouter]},
+		{protos.Informer(), typed[v1alpha1.ApplicationProtocol]},
+	} {
+		if err := add(step.inf, step.transform); err != nil {
+			return nil, fmt.Errorf("controller: informer: %w", err)
+		}
+	}
+	s.routers, s.protos = routers.Informer().GetIndexer(), protos.Informer().GetIndexer()
+	return s, nil
+}
+
+func slimPod(obj any) (any, error) {
+	p, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
+		Name: p.Name, Namespace: p.Namespace, Labels: p.Labels, UID: p.UID, ResourceVersion: p.ResourceVersion,
+	}}, nil
+}
+
+// typed converts the dynamic informer's unstructured objects to Go types
+// once, when they enter the cache, rather than on every push.
+func typed[T any](obj any) (any, error) {
+	u, ok := obj.(*unstructured.Unstructured)
+	if !ok {
+		return obj, nil
+	}
+	out := new(T)
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, out); err != nil {
+		return nil, fmt.Errorf("controller: convert %s: %w", u.GetKind(), err)
+	}
+	return out, nil
+}
+
+// Start starts the informers and waits for their caches, or ctx.
+func (s *KubeSource) Start(ctx context.Context) error {
+	s.kube.Start(ctx.Done())
+	s.istio.Start(ctx.Done())
+	s.dyn.Start(ctx.Done())
+	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
+		return fmt.Errorf("controller: informer caches did not sync: %w", ctx.Err())
+	}
+	return nil
+}
+
+// Inputs reads the informers' caches.
+func (s *KubeSource) Inputs() (*Inputs, error) {
+	in := &Inputs{}
+	var err error
+	all := labels.Everything()
+	core := s.kube.Core().V1()
+	net := s.istio.Networking().V1()
+	if in.Services, err = core.Services().Lister().List(all); err != nil {
+		return nil, err
+	}
+	if in.EndpointSlices, err = s.kube.Discovery().V1().EndpointSlices().Lister().List(all); err != nil {
+		return nil, err
+	}
+	if in.Pods, err = core.Pods().Lister().List(all); err != nil {
+		return nil, err
+	}
+	if in.ServiceEntries, err = net.ServiceEntries().Lister().List(all); err != nil {
+		return nil, err
+	}
+	if in.WorkloadEntries, err = net.WorkloadEntries().Lister().List(all); err != nil {
+		return nil, err
+	}
+	if in.DestinationRules, err = net.DestinationRules().Lister().List(all); err != nil {
+		return nil, err
+	}
+	if in.Sidecars, err = net.Sidecars().Lister().List(all); err != nil {
+		return nil, err
+	}
+	if in.MetaRouters, err = listTyped[v1alpha1.MetaRouter](s.routers); err != nil {
+		return nil, err
+	}
+	if in.ApplicationProtocols, err = listTyped[v1alpha1.ApplicationProtocol](s.protos); err != nil {
+		return nil, err
+	}
+	return in, nil
+}
+
+func listTyped[T any](ix cache.Indexer) ([]*T, error) {
+	objs := ix.List()
+	out := make([]*T, 0, len(objs))
+	for _, o := range objs {
+		if t, ok := o.(*T); ok {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// MetaRouter returns the cached MetaRouter, or nil.
+func (s *KubeSource) MetaRouter(ns, name string) *v1alpha1.MetaRouter {
+	o, ok, err := s.routers.GetByKey(ns + "/" + name)
+	if err != nil || !ok {
+		return nil
+	}
+	mr, _ := o.(*v1alpha1.MetaRouter)
+	return mr
+}

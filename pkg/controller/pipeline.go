@@ -1,0 +1,127 @@
+package controller
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// Pipeline debounces changes and pushes: sources call Changed when an
+// object changes; after MinDelay without further changes (but no later
+// than MaxDelay after the first), Run reads the inputs, builds an Index
+// and hands it to Push.
+type Pipeline struct {
+	Builder *Builder
+	// Inputs returns the current inputs; an error skips the push (the last
+	// index stays in force).
+	Inputs func() (*Inputs, error)
+	// Push receives each new index and the time of the first change behind it.
+	Push func(ix *Index, changedAt time.Time)
+	// MinDelay and MaxDelay bound the debounce; 100 ms and 1 s when zero.
+	MinDelay, MaxDelay time.Duration
+	Log                *slog.Logger
+
+	mu      sync.Mutex
+	since   time.Time
+	notify  chan struct{}
+	initErr sync.Once
+}
+
+func (p *Pipeline) init() {
+	p.initErr.Do(func() {
+		p.notify = make(chan struct{}, 1)
+		if p.MinDelay <= 0 {
+			p.MinDelay = 100 * time.Millisecond
+		}
+		if p.MaxDelay <= 0 {
+			p.MaxDelay = time.Second
+		}
+		if p.MaxDelay < p.MinDelay {
+			p.MaxDelay = p.MinDelay
+		}
+		if p.Log == nil {
+			p.Log = slog.Default()
+		}
+		if p.Builder == nil {
+			p.Builder = &Builder{}
+		}
+	})
+}
+
+// Changed records a change; it never blocks.
+func (p *Pipeline) Changed() {
+	p.init()
+	p.mu.Lock()
+	if p.since.IsZero() {
+		p.since = time.Now()
+	}
+	p.mu.Unlock()
+	select {
+	case p.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Run pushes until ctx ends.
+func (p *Pipeline) Run(ctx context.Context) {
+	p.init()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.notify:
+		}
+		p.mu.Lock()
+		pending := !p.since.IsZero()
+		p.mu.Unlock()
+		if !pending {
+			continue // a change's signal that arrived after its push took it
+		}
+		if !p.wait(ctx) {
+			return
+		}
+		p.mu.Lock()
+		since := p.since
+		p.since = time.Time{}
+		p.mu.Unlock()
+		p.push(since)
+	}
+}
+
+// wait lets changes settle: it returns MinDelay after the last change, or
+// MaxDelay after the first, whichever is sooner.
+func (p *Pipeline) wait(ctx context.Context) bool {
+	p.mu.Lock()
+	first := p.since
+	p.mu.Unlock()
+	deadline := first.Add(p.MaxDelay)
+	for {
+		next := time.Now().Add(p.MinDelay)
+		if next.After(deadline) {
+			next = deadline
+		}
+		timer := time.NewTimer(time.Until(next))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return false
+		case <-p.notify:
+			timer.Stop()
+		case <-timer.C:
+			return true
+		}
+	}
+}
+
+func (p *Pipeline) push(since time.Time) {
+	start := time.Now()
+	in, err := p.Inputs()
+	if err != nil {
+		p.Log.Error("config not read; the last config stays in force", "err", err)
+		return
+	}
+	ix := p.Builder.Build(in)
+	p.Push(ix, since)
+	p.Log.Debug("pushed", "services", len(ix.hosts), "build", time.Since(start), "since_change", time.Since(since))
+}

@@ -1,0 +1,86 @@
+package controller
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+)
+
+type pushRecord struct {
+	at, since time.Time
+}
+
+func runPipeline(t *testing.T, min, max time.Duration) (*Pipeline, chan pushRecord) {
+	t.Helper()
+	pushes := make(chan pushRecord, 100)
+	p := &Pipeline{
+		Inputs:   func() (*Inputs, error) { return &Inputs{}, nil },
+		Push:     func(_ *Index, since time.Time) { pushes <- pushRecord{time.Now(), since} },
+		MinDelay: min, MaxDelay: max,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); p.Run(ctx) }()
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	return p, pushes
+}
+
+// TestDebounceCoalesces: a burst of changes makes one push, MinDelay after
+// the last change, reporting the first change's time.
+func TestDebounceCoalesces(t *testing.T) {
+	p, pushes := runPipeline(t, 50*time.Millisecond, time.Second)
+	first := time.Now()
+	for i := 0; i < 5; i++ {
+		p.Changed()
+		time.Sleep(10 * time.Millisecond) // the burst itself, not a wait for readiness
+	}
+	last := time.Now()
+	select {
+	case r := <-pushes:
+		if r.at.Sub(last) < 40*time.Millisecond {
+			t.Errorf("pushed %v after the last change, want at least the 50ms quiet time", r.at.Sub(last))
+		}
+		if r.since.Before(first) || r.since.After(first.Add(50*time.Millisecond)) {
+			t.Errorf("since = %v, want the first change (%v)", r.since, first)
+		}
+	case <-time.After(2 * time.Second):
+		t.Fatal("no push")
+	}
+	select {
+	case r := <-pushes:
+		t.Fatalf("a second push for one burst at %v", r.at)
+	case <-time.After(150 * time.Millisecond):
+	}
+}
+
+// TestDebounceMaxDelay: changes that never stop still push every MaxDelay.
+func TestDebounceMaxDelay(t *testing.T) {
+	p, pushes := runPipeline(t, 40*time.Millisecond, 150*time.Millisecond)
+	start := time.Now()
+	stop := time.After(600 * time.Millisecond)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	n := 0
+loop:
+	for {
+		select {
+		case <-tick.C:
+			p.Changed()
+		case r := <-pushes:
+			n++
+			if d := r.at.Sub(r.since); d > 300*time.Millisecond {
+				t.Errorf("push %d came %v after its first change, want about 150ms", n, d)
+			}
+		case <-stop:
+			break loop
+		}
+	}
+	if n < 2 {
+		t.Fatalf("%d pushes in %v of constant change, want at least 2", n, time.Since(start))
+	}
+}

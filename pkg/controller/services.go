@@ -1,0 +1,358 @@
+package controller
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"sort"
+	"strings"
+	"time"
+
+	"istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// Service is a MetaProtocol service: a host with at least one port of a
+// known protocol, and its endpoints.
+type Service struct {
+	Host      string
+	Namespace string
+	// Ports are the MetaProtocol ports only, by number.
+	Ports     []Port
+	Endpoints []Endpoint
+	// ExportTo lists the namespaces that see the service; nil: all.
+	ExportTo []string
+	// created orders services that claim the same host: the oldest wins.
+	created metav1.Time
+}
+
+// Port is a service port whose protocol is known.
+type Port struct {
+	Number   uint32
+	Name     string
+	Protocol Protocol
+}
+
+// Endpoint is one instance of a service.
+type Endpoint struct {
+	Address string
+	// Ports maps a service port number to the instance's port.
+	Ports  map[uint32]uint32
+	Labels map[string]string
+}
+
+// Port returns the service port with the given number.
+func (s *Service) Port(n uint32) (Port, bool) {
+	for _, p := range s.Ports {
+		if p.Number == n {
+			return p, true
+		}
+	}
+	return Port{}, false
+}
+
+// kubeServices builds MetaProtocol services from Kubernetes Services, their
+// EndpointSlices and Pods. An endpoint's labels are its Pod's labels over
+// its EndpointSlice's own labels (other than the kubernetes.io ones), so a
+// hand-made slice can label endpoints that have no Pod.
+func kubeServices(in *Inputs, protos protocols, domain string, resolve Resolver) []*Service {
+	pods := map[string]*corev1.Pod{}
+	for _, p := range in.Pods {
+		pods[p.Namespace+"/"+p.Name] = p
+	}
+	slices := map[string][]*discoveryv1.EndpointSlice{}
+	for _, s := range in.EndpointSlices {
+		name := s.Labels[discoveryv1.LabelServiceName]
+		if name != "" {
+			key := s.Namespace + "/" + name
+			slices[key] = append(slices[key], s)
+		}
+	}
+	var out []*Service
+	for _, ks := range in.Services {
+		svc := &Service{
+			Host:      fmt.Sprintf("%s.%s.svc.%s", ks.Name, ks.Namespace, domain),
+			Namespace: ks.Namespace,
+			ExportTo:  splitExportTo(ks.Annotations["networking.istio.io/exportTo"]),
+			created:   ks.CreationTimestamp,
+		}
+		byName := map[string]uint32{}
+		for _, p := range ks.Spec.Ports {
+			if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+				continue
+			}
+			proto, ok := protos.detect(ptrString(p.AppProtocol), p.Name)
+			if !ok {
+				continue
+			}
+			svc.Ports = append(svc.Ports, Port{Number: uint32(p.Port), Name: p.Name, Protocol: proto})
+			byName[p.Name] = uint32(p.Port)
+		}
+		if len(svc.Ports) == 0 {
+			continue
+		}
+		ss := slices[ks.Namespace+"/"+ks.Name]
+		sort.Slice(ss, func(i, j int) bool { return ss[i].Name < ss[j].Name })
+		for _, s := range ss {
+			svc.Endpoints = append(svc.Endpoints, sliceEndpoints(s, byName, pods, resolve)...)
+		}
+		out = append(out, svc)
+	}
+	return out
+}
+
+// sliceEndpoints reads one EndpointSlice. The names of an FQDN slice are
+// resolved here, like a DNS ServiceEntry's, so the proxy only sees
+// addresses.
+func sliceEndpoints(s *discoveryv1.EndpointSlice, byName map[string]uint32, pods map[string]*corev1.Pod, resolve Resolver) []Endpoint {
+	ports := map[uint32]uint32{}
+	for _, p := range s.Ports {
+		if p.Port == nil {
+			continue
+		}
+		if n, ok := byName[ptrString(p.Name)]; ok {
+			ports[n] = uint32(*p.Port)
+		}
+	}
+	if len(ports) == 0 {
+		return nil
+	}
+	base := map[string]string{}
+	for k, v := range s.Labels {
+		if !strings.Contains(k, "kubernetes.io/") {
+			base[k] = v
+		}
+	}
+	var out []Endpoint
+	for _, e := range s.Endpoints {
+		if len(e.Addresses) == 0 || (e.Conditions.Ready != nil && !*e.Conditions.Ready) {
+			continue
+		}
+		lbls := maps.Clone(base)
+		if ref := e.TargetRef; ref != nil && ref.Kind == "Pod" {
+			ns := ref.Namespace
+			if ns == "" {
+				ns = s.Namespace
+			}
+			if pod := pods[ns+"/"+ref.Name]; pod != nil {
+				maps.Copy(lbls, pod.Labels)
+			}
+		}
+		addrs := e.Addresses[:1]
+		if s.AddressType == discoveryv1.AddressTypeFQDN {
+			got, err := resolve(context.Background(), e.Addresses[0])
+			if err != nil {
+				continue
+			}
+			sort.Strings(got)
+			addrs = got
+		}
+		for _, a := range addrs {
+			out = append(out, Endpoint{Address: a, Ports: ports, Labels: lbls})
+		}
+	}
+	return out
+}
+
+// Resolver looks host names up, for ServiceEntries resolved by DNS.
+type Resolver func(ctx context.Context, host string) ([]string, error)
+
+// DefaultResolver asks the system resolver, one second at most. It
+// returns the IPv4 addresses when there are any ("localhost" would
+// otherwise also give ::1, where an IPv4-only server is not listening),
+// else the IPv6 ones.
+func DefaultResolver(ctx context.Context, host string) ([]string, error) {
+	if net.ParseIP(host) != nil {
+		return []string{host}, nil
+	}
+	// RFC 6761: names under "localhost." are loopback, whatever the
+	// resolver says (EndpointSlices need a dotted name, so
+	// "providers.localhost" is how a test names local providers).
+	if h := strings.TrimSuffix(strings.ToLower(host), "."); h == "localhost" || strings.HasSuffix(h, ".localhost") {
+		return []string{"127.0.0.1"}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	ips, err := net.DefaultResolver.LookupIP(ctx, "ip", host)
+	if err != nil {
+		return nil, err
+	}
+	var v4, v6 []string
+	for _, ip := range ips {
+		if ip.To4() != nil {
+			v4 = append(v4, ip.String())
+		} else {
+			v6 = append(v6, ip.String())
+		}
+	}
+	if len(v4) > 0 {
+		return v4, nil
+	}
+	return v6, nil
+}
+
+// entryServices builds MetaProtocol services from ServiceEntries: their
+// inline endpoints, the WorkloadEntries their workloadSelector picks, or,
+// for DNS resolution without endpoints, the host itself. Names are
+// resolved here, so the proxy only ever sees addresses.
+func entryServices(in *Inputs, protos protocols, resolve Resolver) []*Service {
+	var out []*Service
+	for _, se := range in.ServiceEntries {
+		spec := &se.Spec
+		var ports []Port
+		targets := map[string]uint32{}
+		for _, p := range spec.GetPorts() {
+			proto, ok := protos.detect(seAppProtocol(p.GetProtocol()), p.GetName())
+			if !ok {
+				continue
+			}
+			ports = append(ports, Port{Number: p.GetNumber(), Name: p.GetName(), Protocol: proto})
+			if t := p.GetTargetPort(); t != 0 {
+				targets[p.GetName()] = t
+			}
+		}
+		if len(ports) == 0 {
+			continue
+		}
+		wes := spec.GetEndpoints()
+		if sel := spec.GetWorkloadSelector(); sel != nil {
+			wes = selectWorkloadEntries(in.WorkloadEntries, se.Namespace, sel.GetLabels())
+		}
+		dns := spec.GetResolution() == v1alpha3.ServiceEntry_DNS || spec.GetResolution() == v1alpha3.ServiceEntry_DNS_ROUND_ROBIN
+		for _, host := range spec.GetHosts() {
+			svc := &Service{Host: host, Namespace: se.Namespace, Ports: ports, ExportTo: spec.GetExportTo(), created: se.CreationTimestamp}
+			list := wes
+			if dns && len(list) == 0 {
+				list = []*v1alpha3.WorkloadEntry{{Address: host}}
+			}
+			for _, we := range list {
+				svc.Endpoints = append(svc.Endpoints, workloadEndpoints(we, ports, targets, dns, resolve)...)
+			}
+			out = append(out, svc)
+		}
+	}
+	return out
+}
+
+// seAppProtocol turns a ServiceEntry port protocol into an appProtocol
+// hint; Istio's own protocols (TCP, HTTP, ...) say nothing about ours.
+func seAppProtocol(p string) string {
+	switch strings.ToUpper(p) {
+	case "", "TCP", "HTTP", "HTTP2", "HTTPS", "GRPC", "TLS", "MONGO", "UDP":
+		return ""
+	}
+	return p
+}
+
+func selectWorkloadEntries(all []*networkingv1.WorkloadEntry, ns string, sel map[string]string) []*v1alpha3.WorkloadEntry {
+	var out []*v1alpha3.WorkloadEntry
+	sortByName(all)
+	for _, we := range all {
+		if we.Namespace == ns && labels.SelectorFromSet(sel).Matches(labels.Set(we.Spec.GetLabels())) {
+			out = append(out, &we.Spec)
+		}
+	}
+	return out
+}
+
+func workloadEndpoints(we *v1alpha3.WorkloadEntry, ports []Port, targets map[string]uint32, dns bool, resolve Resolver) []Endpoint {
+	addrs := []string{we.GetAddress()}
+	if dns && net.ParseIP(we.GetAddress()) == nil && resolve != nil {
+		got, err := resolve(context.Background(), we.GetAddress())
+		if err != nil {
+			return nil
+		}
+		addrs = got
+	}
+	pm := map[uint32]uint32{}
+	for _, p := range ports {
+		n := p.Number
+		if t, ok := targets[p.Name]; ok {
+			n = t
+		}
+		if t, ok := we.GetPorts()[p.Name]; ok {
+			n = t
+		}
+		pm[p.Number] = n
+	}
+	out := make([]Endpoint, 0, len(addrs))
+	sort.Strings(addrs)
+	for _, a := range addrs {
+		if a == "" {
+			continue
+		}
+		out = append(out, Endpoint{Address: a, Ports: pm, Labels: we.GetLabels()})
+	}
+	return out
+}
+
+func splitExportTo(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+func ptrString(p *string) string {
+	if p == nil {
+		return ""
+	}
+	return *p
+}
+
+// visibleTo reports whether exportTo (of an object in namespace ns) lets
+// a proxy in namespace proxyNS see it.
+func visibleTo(exportTo []string, ns, proxyNS string) bool {
+	if len(exportTo) == 0 {
+		return true
+	}
+	for _, e := range exportTo {
+		switch e {
+		case "*":
+			return true
+		case ".":
+			if ns == proxyNS {
+				return true
+			}
+		case "~":
+		default:
+			if e == proxyNS {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+type object interface {
+	GetCreationTimestamp() metav1.Time
+	GetNamespace() string
+	GetName() string
+}
+
+// sortByAge orders objects oldest first, then by namespace and name, the
+// order in which conflicts are settled.
+func sortByAge[T object](list []T) {
+	sort.SliceStable(list, func(i, j int) bool {
+		a, b := list[i], list[j]
+		ta, tb := a.GetCreationTimestamp(), b.GetCreationTimestamp()
+		if !ta.Equal(&tb) {
+			return ta.Before(&tb)
+		}
+		return key(a) < key(b)
+	})
+}
+
+func sortByName[T object](list []T) {
+	sort.SliceStable(list, func(i, j int) bool { return key(list[i]) < key(list[j]) })
+}
+
+func key(o object) string { return o.GetNamespace() + "/" + o.GetName() }

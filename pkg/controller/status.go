@@ -1,0 +1,140 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/dynamic"
+
+	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
+)
+
+// StatusWriter writes MetaRouter status. Every replica computes statuses;
+// only the leader runs Run, so writes do not race.
+type StatusWriter struct {
+	Client dynamic.Interface
+	// Current returns the cached object, or nil when it is gone.
+	Current func(ns, name string) *v1alpha1.MetaRouter
+	Log     *slog.Logger
+
+	mu      sync.Mutex
+	desired map[string]RouterStatus
+	notify  chan struct{}
+	once    sync.Once
+}
+
+func (w *StatusWriter) init() {
+	w.once.Do(func() {
+		w.notify = make(chan struct{}, 1)
+		if w.Log == nil {
+			w.Log = slog.Default()
+		}
+	})
+}
+
+// Set records the statuses of the latest push.
+func (w *StatusWriter) Set(st map[string]RouterStatus) {
+	w.init()
+	w.mu.Lock()
+	w.desired = st
+	w.mu.Unlock()
+	select {
+	case w.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Run writes statuses until ctx ends; a failed write is retried a second later.
+func (w *StatusWriter) Run(ctx context.Context) {
+	w.init()
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
+	for {
+		if w.writeAll(ctx) > 0 {
+			retry.Reset(time.Second)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.notify:
+		case <-retry.C:
+		}
+	}
+}
+
+// writeAll patches every MetaRouter whose status differs and returns how
+// many writes failed.
+func (w *StatusWriter) writeAll(ctx context.Context) int {
+	w.mu.Lock()
+	desired := w.desired
+	w.mu.Unlock()
+	keys := make([]string, 0, len(desired))
+	for k := range desired {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	failed := 0
+	for _, k := range keys {
+		ns, name, _ := strings.Cut(k, "/")
+		cur := w.Current(ns, name)
+		want := desired[k]
+		// A status computed for another generation waits for the push
+		// that follows the object's update.
+		if cur == nil || cur.Generation != want.Generation || sameStatus(cur.Status, want) {
+			continue
+		}
+		if err := w.write(ctx, cur, want); err != nil {
+			failed++
+			w.Log.Warn("write MetaRouter status", "metarouter", k, "err", err)
+		}
+	}
+	return failed
+}
+
+func sameStatus(cur v1alpha1.MetaRouterStatus, want RouterStatus) bool {
+	if cur.ObservedGeneration != want.Generation || len(cur.Conditions) != len(want.Conditions) {
+		return false
+	}
+	for i, c := range want.Conditions {
+		o := cur.Conditions[i]
+		if o.Type != c.Type || o.Status != c.Status || o.Reason != c.Reason || o.Message != c.Message || o.ObservedGeneration != c.ObservedGeneration {
+			return false
+		}
+	}
+	return true
+}
+
+func (w *StatusWriter) write(ctx context.Context, cur *v1alpha1.MetaRouter, want RouterStatus) error {
+	now := metav1.Now()
+	conds := make([]metav1.Condition, len(want.Conditions))
+	for i, c := range want.Conditions {
+		c.LastTransitionTime = now
+		for _, o := range cur.Status.Conditions {
+			if o.Type == c.Type && o.Status == c.Status && !o.LastTransitionTime.IsZero() {
+				c.LastTransitionTime = o.LastTransitionTime
+			}
+		}
+		if len(c.Message) > 32000 {
+			c.Message = c.Message[:32000]
+		}
+		conds[i] = c
+	}
+	patch, err := json.Marshal(map[string]any{"status": v1alpha1.MetaRouterStatus{ObservedGeneration: want.Generation, Conditions: conds}})
+	if err != nil {
+		return fmt.Errorf("controller: status patch: %w", err)
+	}
+	_, err = w.Client.Resource(MetaRouterGVR).Namespace(cur.Namespace).Patch(ctx, cur.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "rosetta-controller"}, "status")
+	if err != nil {
+		return fmt.Errorf("controller: patch status of %s/%s: %w", cur.Namespace, cur.Name, err)
+	}
+	return nil
+}

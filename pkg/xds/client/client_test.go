@@ -1,0 +1,86 @@
+package client
+
+import (
+	"strings"
+	"testing"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
+	"github.com/rosetta-mesh/rosetta/pkg/config"
+)
+
+func listener(t *testing.T, route string) *listenerv3.Listener {
+	t.Helper()
+	a, err := anypb.New(&configv1alpha1.MetaProtocolProxy{Codec: "dubbo", RouteConfigName: route})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &listenerv3.Listener{Name: "l", FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
+		Name: config.FilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: a},
+	}}}}}
+}
+
+func TestCheckRefs(t *testing.T) {
+	eds := &clusterv3.Cluster{Name: "c", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS}}
+	static := &clusterv3.Cluster{Name: "s", ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC}}
+	route := &configv1alpha1.RouteConfiguration{Name: "r", Routes: []*configv1alpha1.Route{{
+		Route: &configv1alpha1.RouteAction{
+			ClusterSpecifier: &configv1alpha1.RouteAction_WeightedClusters{WeightedClusters: &configv1alpha1.WeightedClusters{
+				Clusters: []*configv1alpha1.ClusterWeight{{Name: "c", Weight: 50}, {Name: "s", Weight: 50}},
+			}},
+			Mirror: []*configv1alpha1.MirrorPolicy{{Cluster: "m"}},
+		},
+	}}}
+	cla := &endpointv3.ClusterLoadAssignment{ClusterName: "c"}
+	cases := []struct {
+		name string
+		res  config.Resources
+		want string
+	}{
+		{"complete", config.Resources{Listeners: []*listenerv3.Listener{listener(t, "r")}, Clusters: []*clusterv3.Cluster{eds, static, {Name: "m"}},
+			Endpoints: []*endpointv3.ClusterLoadAssignment{cla}, Routes: []*configv1alpha1.RouteConfiguration{route}}, ""},
+		{"no route", config.Resources{Listeners: []*listenerv3.Listener{listener(t, "r")}}, "route configuration r"},
+		{"no cluster", config.Resources{Listeners: []*listenerv3.Listener{listener(t, "r")}, Clusters: []*clusterv3.Cluster{eds, static},
+			Endpoints: []*endpointv3.ClusterLoadAssignment{cla}, Routes: []*configv1alpha1.RouteConfiguration{route}}, "cluster m"},
+		{"no endpoints", config.Resources{Clusters: []*clusterv3.Cluster{eds}}, "endpoints c"},
+		{"empty", config.Resources{}, ""},
+	}
+	for _, c := range cases {
+		if got := checkRefs(&c.res); got != c.want {
+			t.Errorf("%s: checkRefs = %q, want %q", c.name, got, c.want)
+		}
+	}
+}
+
+func TestDecodeRefusesBadResponses(t *testing.T) {
+	l, _ := anypb.New(&listenerv3.Listener{Name: "x"})
+	cases := []struct {
+		resp *discoveryv3.DiscoveryResponse
+		want string
+	}{
+		{&discoveryv3.DiscoveryResponse{TypeUrl: config.ClusterType, Resources: []*anypb.Any{l}}, "is a type.googleapis.com/envoy.config.listener.v3.Listener in a"},
+		{&discoveryv3.DiscoveryResponse{TypeUrl: "type.googleapis.com/other", Resources: []*anypb.Any{{TypeUrl: "type.googleapis.com/other"}}}, "unexpected type"},
+		{&discoveryv3.DiscoveryResponse{TypeUrl: config.ListenerType, Resources: []*anypb.Any{{TypeUrl: config.ListenerType, Value: []byte{0xff, 0xff}}}}, "resource 0"},
+	}
+	for _, c := range cases {
+		_, err := decode(c.resp)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("decode: %v, want %q", err, c.want)
+		}
+	}
+	p, err := decode(&discoveryv3.DiscoveryResponse{TypeUrl: config.ListenerType, VersionInfo: "7", Nonce: "n", Resources: []*anypb.Any{l}})
+	if err != nil || len(p.resources) != 1 || p.version != "7" {
+		t.Fatalf("decode: %v %+v", err, p)
+	}
+}
+
+func TestRunNeedsAddressAndID(t *testing.T) {
+	if err := Run(t.Context(), Options{}, nil); err == nil {
+		t.Fatal("Run without an address returned nil")
+	}
+}

@@ -1,0 +1,448 @@
+// Package xds serves the controller's per-proxy resources over ADS, both
+// state-of-the-world and delta, with go-control-plane; package
+// xds/client is the proxy's side.
+package xds
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	cachev3 "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/controller"
+)
+
+// Node metadata keys a proxy sets to say who it is. Istio's upper-case
+// NAMESPACE and LABELS are read too.
+const (
+	MetaNamespace     = "namespace"
+	MetaLabels        = "labels"
+	MetaMode          = "mode"
+	MetaListenAddress = "listenAddress"
+)
+
+// Options configure a Server.
+type Options struct {
+	Logger *slog.Logger
+	// Registerer receives the metrics; none are registered when nil.
+	Registerer prometheus.Registerer
+	// OnAck is called when a proxy acknowledges a version of a type, and
+	// OnNack when it refuses one; for tests and benchmarks.
+	OnAck  func(nodeID, typeURL, version string)
+	OnNack func(nodeID, typeURL, version, detail string)
+}
+
+// Server keeps one snapshot per connected proxy and serves them.
+type Server struct {
+	opts    Options
+	log     *slog.Logger
+	cache   cachev3.SnapshotCache
+	xds     serverv3.Server
+	metrics *Metrics
+	ctx     context.Context
+
+	// pushMu serialises pushes, so snapshots are set in version order.
+	pushMu sync.Mutex
+
+	mu          sync.Mutex
+	index       *controller.Index
+	changedAt   time.Time
+	lastVersion uint64
+	nodes       map[string]*nodeState
+	streams     map[int64]*streamState
+}
+
+type nodeState struct {
+	id        string
+	proxy     *controller.Proxy
+	streams   int
+	versions  map[string]string
+	typeHash  map[string]string
+	changedAt map[string]time.Time
+	res       *config.Resources
+}
+
+type streamState struct {
+	nodeID string
+	sent   map[string]sentInfo // by nonce
+}
+
+type sentInfo struct {
+	typeURL   string
+	version   string
+	changedAt time.Time
+}
+
+// maxUnacked caps the responses remembered per stream while waiting for
+// their ACK.
+const maxUnacked = 64
+
+// NewServer makes a Server; it serves nothing until Update gives it an
+// index, so a controller that is still syncing never sends partial config.
+func NewServer(ctx context.Context, opts Options) *Server {
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	s := &Server{
+		opts:    opts,
+		log:     log,
+		metrics: NewMetrics(opts.Registerer),
+		ctx:     ctx,
+		nodes:   map[string]*nodeState{},
+		streams: map[int64]*streamState{},
+	}
+	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{log})
+	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
+	return s
+}
+
+// Register adds the ADS service (SotW and delta) to a gRPC server.
+func (s *Server) Register(g *grpc.Server) {
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
+}
+
+// Serve serves ADS on lis until ctx ends.
+func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
+	g := grpc.NewServer(
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.MaxConcurrentStreams(1<<16),
+	)
+	s.Register(g)
+	go func() {
+		<-ctx.Done()
+		g.Stop()
+	}()
+	if err := g.Serve(lis); err != nil && ctx.Err() == nil {
+		return fmt.Errorf("xds: serve: %w", err)
+	}
+	return nil
+}
+
+// Update makes ix the index every proxy's resources come from and pushes
+// to every connected proxy the types that changed for it. changedAt is
+// when the first object change behind ix happened, for the propagation
+// metric.
+func (s *Server) Update(ix *controller.Index, changedAt time.Time) {
+	s.pushMu.Lock()
+	defer s.pushMu.Unlock()
+	start := time.Now()
+	s.mu.Lock()
+	s.index, s.changedAt = ix, changedAt
+	version := s.nextVersion()
+	nodes := make([]*nodeState, 0, len(s.nodes))
+	for _, n := range s.nodes {
+		nodes = append(nodes, n)
+	}
+	s.mu.Unlock()
+	// Proxies in the same scope (namespace, labels, mode, address) get the
+	// same resources: generate and hash them once per scope.
+	type generated struct {
+		res  *config.Resources
+		snap *snapshot
+	}
+	byScope := map[string]generated{}
+	for _, n := range nodes {
+		key := n.proxy.ScopeKey()
+		g, ok := byScope[key]
+		if !ok {
+			res := ix.Generate(n.proxy)
+			snap, err := newSnapshot(res)
+			if err != nil {
+				s.log.Error("generate", "node", n.id, "err", err)
+				continue
+			}
+			g = generated{res, snap}
+			byScope[key] = g
+		}
+		s.setNode(n, g.res, g.snap, version, changedAt)
+	}
+	s.metrics.PushDuration.Observe(time.Since(start).Seconds())
+}
+
+// nextVersion returns a version larger than every earlier one, also
+// across restarts (it starts from the clock in milliseconds). Callers
+// hold s.mu.
+func (s *Server) nextVersion() string {
+	v := uint64(time.Now().UnixMilli())
+	if v <= s.lastVersion {
+		v = s.lastVersion + 1
+	}
+	s.lastVersion = v
+	return strconv.FormatUint(v, 10)
+}
+
+// pushNode generates one proxy's resources and sets its snapshot.
+// Callers hold s.pushMu.
+func (s *Server) pushNode(n *nodeState, ix *controller.Index, version string, changedAt time.Time) {
+	res := ix.Generate(n.proxy)
+	snap, err := newSnapshot(res)
+	if err != nil {
+		s.log.Error("generate", "node", n.id, "err", err)
+		return
+	}
+	s.setNode(n, res, snap, version, changedAt)
+}
+
+// setNode sets a proxy's snapshot from shared resources; a type whose
+// resources did not change keeps its version, so the proxy is not sent it
+// again (an endpoint-only change sends endpoints only). Callers hold
+// s.pushMu.
+func (s *Server) setNode(n *nodeState, res *config.Resources, base *snapshot, version string, changedAt time.Time) {
+	snap := base.withVersions()
+	s.mu.Lock()
+	changed := false
+	for _, t := range TypeURLs {
+		if _, ok := n.versions[t]; ok && n.typeHash[t] == snap.typeHash[t] {
+			continue
+		}
+		n.versions[t] = version
+		n.typeHash[t] = snap.typeHash[t]
+		n.changedAt[t] = changedAt
+		s.metrics.Pushes.WithLabelValues(shortType(t)).Inc()
+		changed = true
+	}
+	for t, v := range n.versions {
+		snap.versions[t] = v
+	}
+	n.res = res
+	s.mu.Unlock()
+	if !changed {
+		return
+	}
+	if err := s.cache.SetSnapshot(s.ctx, n.id, snap); err != nil {
+		s.log.Error("set snapshot", "node", n.id, "err", err)
+	}
+}
+
+// Resources returns the resources last generated for a proxy, or nil.
+func (s *Server) Resources(nodeID string) *config.Resources {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := s.nodes[nodeID]; n != nil {
+		return n.res
+	}
+	return nil
+}
+
+// Nodes lists the connected proxies' ids, sorted.
+func (s *Server) Nodes() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]string, 0, len(s.nodes))
+	for id := range s.nodes {
+		out = append(out, id)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ProxyFromNode reads a proxy's identity from its xDS node.
+func ProxyFromNode(node *corev3.Node) *controller.Proxy {
+	p := &controller.Proxy{ID: node.GetId(), Labels: map[string]string{}}
+	f := node.GetMetadata().GetFields()
+	str := func(keys ...string) string {
+		for _, k := range keys {
+			if v := f[k].GetStringValue(); v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	p.Namespace = str(MetaNamespace, "NAMESPACE")
+	p.Mode = str(MetaMode)
+	p.ListenAddress = str(MetaListenAddress)
+	for _, k := range []string{MetaLabels, "LABELS"} {
+		for lk, lv := range f[k].GetStructValue().GetFields() {
+			p.Labels[lk] = lv.GetStringValue()
+		}
+	}
+	return p
+}
+
+// register notes a new stream of a proxy and, when an index is there and
+// the proxy has no snapshot yet, makes one.
+func (s *Server) register(streamID int64, node *corev3.Node) {
+	s.mu.Lock()
+	st := s.streams[streamID]
+	if st == nil || st.nodeID != "" || node.GetId() == "" {
+		s.mu.Unlock()
+		return
+	}
+	st.nodeID = node.GetId()
+	n := s.nodes[st.nodeID]
+	if n == nil {
+		n = &nodeState{id: st.nodeID, proxy: ProxyFromNode(node), versions: map[string]string{},
+			typeHash: map[string]string{}, changedAt: map[string]time.Time{}}
+		s.nodes[st.nodeID] = n
+		s.metrics.Connected.Inc()
+		s.log.Info("proxy connected", "node", n.id, "namespace", n.proxy.Namespace, "mode", n.proxy.Mode)
+	}
+	n.streams++
+	ix, first := s.index, len(n.versions) == 0
+	s.mu.Unlock()
+	if ix != nil && first {
+		s.pushMu.Lock()
+		s.mu.Lock()
+		version, changedAt := s.nextVersion(), s.changedAt
+		ix = s.index
+		s.mu.Unlock()
+		s.pushNode(n, ix, version, changedAt)
+		s.pushMu.Unlock()
+	}
+}
+
+func (s *Server) open(streamID int64) {
+	s.mu.Lock()
+	s.streams[streamID] = &streamState{sent: map[string]sentInfo{}}
+	s.mu.Unlock()
+}
+
+func (s *Server) closed(streamID int64) {
+	s.mu.Lock()
+	st := s.streams[streamID]
+	delete(s.streams, streamID)
+	var gone string
+	if st != nil && st.nodeID != "" {
+		if n := s.nodes[st.nodeID]; n != nil {
+			n.streams--
+			if n.streams == 0 {
+				delete(s.nodes, st.nodeID)
+				s.metrics.Connected.Dec()
+				gone = st.nodeID
+			}
+		}
+	}
+	s.mu.Unlock()
+	if gone != "" {
+		s.cache.ClearSnapshot(gone)
+		s.log.Info("proxy disconnected", "node", gone)
+	}
+}
+
+// sent remembers a response until its ACK or NACK arrives.
+func (s *Server) sent(streamID int64, typeURL, version, nonce string, resources []*anypb.Any) {
+	bytes := 0
+	for _, r := range resources {
+		bytes += len(r.GetValue())
+	}
+	s.metrics.ResourcesSent.WithLabelValues(shortType(typeURL)).Add(float64(len(resources)))
+	s.metrics.BytesSent.WithLabelValues(shortType(typeURL)).Add(float64(bytes))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st := s.streams[streamID]
+	if st == nil {
+		return
+	}
+	if len(st.sent) >= maxUnacked {
+		clear(st.sent)
+	}
+	info := sentInfo{typeURL: typeURL, version: version}
+	if n := s.nodes[st.nodeID]; n != nil {
+		info.changedAt = n.changedAt[typeURL]
+	}
+	st.sent[nonce] = info
+}
+
+// answered handles the ACK or NACK of an earlier response and returns
+// the version that response carried ("" when unknown).
+func (s *Server) answered(streamID int64, nonce string, errDetail string, nack bool) string {
+	if nonce == "" {
+		return ""
+	}
+	s.mu.Lock()
+	st := s.streams[streamID]
+	var info sentInfo
+	var ok bool
+	if st != nil {
+		info, ok = st.sent[nonce]
+		delete(st.sent, nonce)
+	}
+	s.mu.Unlock()
+	if !ok {
+		return ""
+	}
+	if nack {
+		s.metrics.NACKs.WithLabelValues(shortType(info.typeURL)).Inc()
+		s.log.Warn("proxy refused config", "node", st.nodeID, "type", shortType(info.typeURL), "version", info.version, "error", errDetail)
+		if s.opts.OnNack != nil {
+			s.opts.OnNack(st.nodeID, info.typeURL, info.version, errDetail)
+		}
+		return info.version
+	}
+	if !info.changedAt.IsZero() {
+		s.metrics.Propagation.WithLabelValues(shortType(info.typeURL)).Observe(time.Since(info.changedAt).Seconds())
+	}
+	if s.opts.OnAck != nil {
+		s.opts.OnAck(st.nodeID, info.typeURL, info.version)
+	}
+	return info.version
+}
+
+func (s *Server) callbacks() serverv3.Callbacks {
+	return serverv3.CallbackFuncs{
+		StreamOpenFunc: func(_ context.Context, id int64, _ string) error {
+			s.open(id)
+			return nil
+		},
+		StreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(id) },
+		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
+			s.register(id, req.GetNode())
+			nack := req.GetErrorDetail() != nil
+			v := s.answered(id, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), nack)
+			if nack && v != "" {
+				// A NACK carries the last version the proxy accepted;
+				// go-control-plane's cache would answer it at once with
+				// the refused snapshot again, in a loop. Marking the
+				// refused version as seen makes the next response wait
+				// for a new snapshot.
+				req.VersionInfo = v
+			}
+			return nil
+		},
+		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+			s.sent(id, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce(), resp.GetResources())
+		},
+		DeltaStreamOpenFunc: func(_ context.Context, id int64, _ string) error {
+			s.open(id)
+			return nil
+		},
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(id) },
+		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+			s.register(id, req.GetNode())
+			s.answered(id, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+			return nil
+		},
+		StreamDeltaResponseFunc: func(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+			anys := make([]*anypb.Any, 0, len(resp.GetResources()))
+			for _, r := range resp.GetResources() {
+				anys = append(anys, r.GetResource())
+			}
+			s.sent(id, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce(), anys)
+		},
+	}
+}
+
+// cacheLogger routes go-control-plane's logs to slog, at debug level but
+// for errors, since it logs every watch.
+type cacheLogger struct{ log *slog.Logger }
+
+func (l cacheLogger) Debugf(format string, args ...any) { l.log.Debug(fmt.Sprintf(format, args...)) }
+func (l cacheLogger) Infof(format string, args ...any)  { l.log.Debug(fmt.Sprintf(format, args...)) }
+func (l cacheLogger) Warnf(format string, args ...any)  { l.log.Warn(fmt.Sprintf(format, args...)) }
+func (l cacheLogger) Errorf(format string, args ...any) { l.log.Error(fmt.Sprintf(format, args...)) }
