@@ -46,10 +46,19 @@ type exchange struct {
 // attempt is one try on one endpoint; it is the upstream.Request the
 // connection answers.
 type attempt struct {
-	ex   *exchange
-	ep   *upstream.Endpoint
-	conn *upstream.Conn
-	id   uint64
+	ex    *exchange
+	ep    *upstream.Endpoint
+	conn  *upstream.Conn
+	id    uint64
+	retry bool // holds one of the cluster's retry slots
+}
+
+// end releases what the attempt holds once it is over.
+func (a *attempt) end() {
+	a.ep.End()
+	if a.retry {
+		a.ex.cluster.ReleaseRetry()
+	}
 }
 
 func (a *attempt) Done(resp *codec.Message, err error, b *wire.Batch) {
@@ -206,23 +215,41 @@ func (discard) Done(*codec.Message, error, *wire.Batch) {}
 // startAttempt tries an endpoint other than exclude; b is the calling
 // goroutine's batch, if it has one. ex.mu is held.
 func (ex *exchange) startAttempt(exclude *upstream.Endpoint, b *wire.Batch) {
+	ex.startTry(exclude, b, false)
+}
+
+// retryLocked tries again elsewhere if the cluster's retry budget allows;
+// false when it does not. ex.mu is held.
+func (ex *exchange) retryLocked(exclude *upstream.Endpoint, b *wire.Batch) bool {
+	if !ex.cluster.AcquireRetry() {
+		ex.p.metrics.UpstreamError(ex.cluster.Name, "retry_overflow")
+		return false
+	}
+	ex.startTry(exclude, b, true)
+	return true
+}
+
+func (ex *exchange) startTry(exclude *upstream.Endpoint, b *wire.Batch, retry bool) {
 	ex.tries++
 	ep := ex.fixed
 	if ep == nil {
 		ep = ex.cluster.Pick(ex.hash, exclude)
 	}
 	if ep == nil {
+		if retry {
+			ex.cluster.ReleaseRetry()
+		}
 		ex.finishLocked(nil, codec.StatusNoUpstream, "no healthy endpoint in cluster "+ex.cluster.Name, b)
 		return
 	}
-	a := &attempt{ex: ex, ep: ep}
+	a := &attempt{ex: ex, ep: ep, retry: retry}
 	ex.try = a
 	ex.armTimer(a)
 	ep.Begin()
 	conn, id, err := ex.pool(ep).Send(ex.cluster, ex.req, a, b)
 	if err != nil {
 		ex.try = nil
-		ep.End()
+		a.end()
 		ex.failedLocked(a, err, b)
 		return
 	}
@@ -254,12 +281,13 @@ func (ex *exchange) attemptDone(a *attempt, resp *codec.Message, err error, b *w
 	if ex.done || ex.try != a {
 		return // an abandoned try answered late
 	}
-	a.ep.End()
+	a.end()
 	ex.try = nil
 	if err != nil {
 		ex.failedLocked(a, err, b)
 		return
 	}
+	a.ep.Answered(resp.Status != codec.StatusOK)
 	if ex.req.OpensStream && resp.Status == codec.StatusOK {
 		ex.dc.openStream(ex.req, a.conn, a.id)
 	}
@@ -286,13 +314,19 @@ func (ex *exchange) failedLocked(a *attempt, err error, b *wire.Batch) {
 	default:
 		st = codec.StatusBadRequest
 	}
+	connect := errors.Is(err, upstream.ErrConnect)
 	budget := 1 + retry.Attempts
-	if errors.Is(err, upstream.ErrConnect) {
+	if connect {
 		budget = max(budget, 2)
 	}
 	if may && ex.tries < budget && !ex.pastDeadline() {
-		ex.startAttempt(a.ep, b)
-		return
+		if connect { // never sent: outside the cluster's retry budget
+			ex.startAttempt(a.ep, b)
+			return
+		}
+		if ex.retryLocked(a.ep, b) {
+			return
+		}
 	}
 	ex.finishLocked(nil, st, err.Error(), b)
 }
@@ -308,14 +342,13 @@ func (ex *exchange) timedOut(a *attempt) {
 		return
 	}
 	ex.try = nil
-	a.ep.End()
+	a.end()
 	if a.conn != nil {
 		a.conn.Cancel(a.id)
 	}
 	ex.p.metrics.UpstreamError(ex.cluster.Name, "timeout")
 	retry := ex.route.Action.Retry
-	if retry.On&router.RetryTimeout != 0 && ex.tries < 1+retry.Attempts && !ex.pastDeadline() {
-		ex.startAttempt(a.ep, nil)
+	if retry.On&router.RetryTimeout != 0 && ex.tries < 1+retry.Attempts && !ex.pastDeadline() && ex.retryLocked(a.ep, nil) {
 		return
 	}
 	ex.finishLocked(nil, codec.StatusTimeout, "upstream did not answer in time", nil)

@@ -149,3 +149,35 @@ func relay(dst, src net.Conn) {
 	}
 	dst.Close()
 }
+
+// An endpoint that keeps answering with errors is ejected when the cluster's
+// outlier detection counts error answers (Istio's consecutive5xxErrors).
+func TestOutlierDetectionEjectsAnErroringEndpoint(t *testing.T) {
+	good, _ := named(t, "good")
+	bad, err := toy.Serve("127.0.0.1:0", func(*toy.Request) *toy.Response {
+		return &toy.Response{Status: 1, Body: []byte("broken")}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	cl := cluster("c", "ROUND_ROBIN", good.Addr(), bad.Addr())
+	cl["outlier_detection"] = obj{"consecutive_5xx": 2, "base_ejection_time": "30s"}
+	p := start(t, []obj{listener("in", "r", nil)},
+		[]obj{routeConfig("r", route("all", nil, obj{"cluster": "c"}))}, []obj{cl})
+	c := dial(t, p.Addr(t, "in"))
+	errorsSeen := 0
+	for i := 0; i < 4; i++ { // round robin: two answers from each
+		if call(t, c, nil).Err() != nil {
+			errorsSeen++
+		}
+	}
+	if errorsSeen != 2 {
+		t.Fatalf("%d error answers before the ejection, want 2", errorsSeen)
+	}
+	for i := 0; i < 20; i++ {
+		if got := answeredBy(t, c, nil); got != "good" {
+			t.Fatalf("call %d after the ejection went to %q", i, got)
+		}
+	}
+}

@@ -2,6 +2,8 @@ package upstream
 
 import (
 	"fmt"
+
+	"google.golang.org/protobuf/types/known/wrapperspb"
 	"net"
 	"strconv"
 	"sync"
@@ -68,19 +70,68 @@ func (m *Manager) buildCluster(c *clusterv3.Cluster, cla map[string]*endpointv3.
 		ConnectTimeout: DefaultConnectTimeout,
 		MaxConnections: DefaultMaxConnections,
 		MaxRequests:    DefaultMaxRequests,
+		MaxPending:     DefaultMaxPending,
+		MaxRetries:     DefaultMaxRetries,
 		Policy:         policy(c.GetLbPolicy()),
 	}
 	if d := c.GetConnectTimeout(); d != nil {
 		cl.ConnectTimeout = d.AsDuration()
 	}
 	applyLimits(cl, c.GetCircuitBreakers())
+	if cl.Outlier, err = outlier(c.GetOutlierDetection()); err != nil {
+		return nil, err
+	}
 	for _, a := range addrs {
 		cl.Endpoints = append(cl.Endpoints, m.endpoint(a))
 	}
-	if cl.Balancer, err = newBalancer(cl.Policy, cl.Endpoints); err != nil {
+	if cl.Balancer, err = newBalancer(cl.Policy, cl.Endpoints, ringSize(c)); err != nil {
 		return nil, err
 	}
 	return cl, nil
+}
+
+// outlier reads a cluster's outlier detection. The proxy sees connect
+// failures and resets (local-origin and gateway failures) and error answers
+// (what Envoy counts as 5xx); the first threshold set decides.
+func outlier(od *clusterv3.OutlierDetection) (Outlier, error) {
+	o := DefaultOutlier
+	if od == nil {
+		return o, nil
+	}
+	for _, v := range []*wrapperspb.UInt32Value{od.GetConsecutiveLocalOriginFailure(), od.GetConsecutiveGatewayFailure()} {
+		if v != nil && v.GetValue() > 0 {
+			o.Consecutive = int(v.GetValue())
+			break
+		}
+	}
+	if v := od.GetConsecutive_5Xx(); v != nil && v.GetValue() > 0 {
+		o.Consecutive, o.CountErrors = int(v.GetValue()), true
+	}
+	if d := od.GetBaseEjectionTime(); d != nil {
+		if d.AsDuration() <= 0 {
+			return o, fmt.Errorf("outlier_detection.base_ejection_time: must be positive")
+		}
+		o.Base = d.AsDuration()
+	}
+	if d := od.GetMaxEjectionTime(); d != nil && d.AsDuration() > 0 {
+		o.Max = d.AsDuration()
+	}
+	if o.Max < o.Base {
+		o.Max = o.Base
+	}
+	return o, nil
+}
+
+// ringSize is the ring's minimum size (RING_HASH) or table size (MAGLEV)
+// when the cluster sets one; 0 otherwise.
+func ringSize(c *clusterv3.Cluster) int {
+	if v := c.GetRingHashLbConfig().GetMinimumRingSize(); v != nil {
+		return int(min(v.GetValue(), maxRingSize))
+	}
+	if v := c.GetMaglevLbConfig().GetTableSize(); v != nil {
+		return int(min(v.GetValue(), maxRingSize))
+	}
+	return 0
 }
 
 func policy(p clusterv3.Cluster_LbPolicy) LBPolicy {
@@ -100,6 +151,12 @@ func applyLimits(cl *Cluster, cb *clusterv3.CircuitBreakers) {
 		}
 		if v := t.GetMaxRequests(); v != nil && v.GetValue() > 0 {
 			cl.MaxRequests = int64(v.GetValue())
+		}
+		if v := t.GetMaxPendingRequests(); v != nil && v.GetValue() > 0 {
+			cl.MaxPending = int(v.GetValue())
+		}
+		if v := t.GetMaxRetries(); v != nil {
+			cl.MaxRetries = int64(v.GetValue())
 		}
 	}
 }
@@ -139,6 +196,7 @@ func (m *Manager) Commit(inUse map[string]*Cluster) {
 	for _, c := range inUse {
 		for _, e := range c.Endpoints {
 			keep[e] = true
+			e.setOutlier(c.Outlier)
 		}
 	}
 	m.mu.Lock()

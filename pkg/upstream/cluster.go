@@ -11,6 +11,8 @@ import (
 const (
 	DefaultMaxConnections = 1024
 	DefaultMaxRequests    = 1024
+	DefaultMaxPending     = 1024
+	DefaultMaxRetries     = 3
 	DefaultConnectTimeout = 5 * time.Second
 )
 
@@ -27,9 +29,30 @@ type Cluster struct {
 	MaxConnections int
 	// MaxRequests caps the requests in flight to the whole cluster.
 	MaxRequests int64
+	// MaxPending caps the requests waiting, per connection, for the
+	// connection to be made.
+	MaxPending int
+	// MaxRetries caps the retries in flight to the whole cluster.
+	MaxRetries int64
+	// Outlier says when an endpoint is ejected.
+	Outlier Outlier
 
 	inflight atomic.Int64
+	retries  atomic.Int64
 }
+
+// AcquireRetry takes a slot for a retry in flight; false when the cluster's
+// retry limit is reached, so a failing upstream is not hit twice as hard.
+func (c *Cluster) AcquireRetry() bool {
+	if c.retries.Add(1) > c.MaxRetries {
+		c.retries.Add(-1)
+		return false
+	}
+	return true
+}
+
+// ReleaseRetry gives back what AcquireRetry took.
+func (c *Cluster) ReleaseRetry() { c.retries.Add(-1) }
 
 // Pick chooses an endpoint; nil when the cluster has none.
 func (c *Cluster) Pick(hash uint64, exclude *Endpoint) *Endpoint {

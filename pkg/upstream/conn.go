@@ -54,6 +54,10 @@ type Conn struct {
 	w        *wire.Writer
 	closed   bool
 	inflight inflight
+	// waiting counts requests sent before the connection was made, capped
+	// by the cluster's MaxPending.
+	waiting    int
+	maxPending int
 
 	active   atomic.Int32
 	lastUsed atomic.Int64
@@ -114,6 +118,12 @@ func (c *Conn) Send(msg *codec.Message, r Request, b *wire.Batch) (uint64, error
 	}
 	if len(c.w.Buf) > maxWriteBuffer {
 		return 0, ErrOverloaded
+	}
+	if c.nc == nil {
+		if c.waiting >= c.maxPending {
+			return 0, ErrOverloaded
+		}
+		c.waiting++
 	}
 	orig := msg.ID
 	id := c.inflight.nextID(orig)

@@ -8,11 +8,19 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
-// Ejection backoff after a failed connect or a reset with requests in flight.
-const (
-	baseEjection = time.Second
-	maxEjection  = 30 * time.Second
-)
+// Outlier is when an endpoint is ejected: after Consecutive failures in a
+// row (connect failures and resets always count; error answers count when
+// CountErrors is set), for Base doubled with each ejection in a row, at most
+// Max. Without a DestinationRule's outlierDetection the proxy ejects on the
+// first connect failure or reset, for 1 s doubling up to 30 s.
+type Outlier struct {
+	Consecutive int
+	CountErrors bool
+	Base, Max   time.Duration
+}
+
+// DefaultOutlier is the ejection policy of a cluster without one.
+var DefaultOutlier = Outlier{Consecutive: 1, Base: time.Second, Max: 30 * time.Second}
 
 // Endpoint is one upstream address. Endpoints outlive config updates, so their
 // connections and health survive a route or endpoint change.
@@ -23,13 +31,41 @@ type Endpoint struct {
 	active atomic.Int64
 
 	mu           sync.Mutex
-	failures     int
+	outlier      Outlier
+	inARow       int // failures since the last success
+	ejections    int // ejections in a row, for the backoff
 	ejectedUntil time.Time
 	pools        map[string]*Pool
 }
 
 func newEndpoint(addr string) *Endpoint {
-	return &Endpoint{Addr: addr, pools: map[string]*Pool{}}
+	return &Endpoint{Addr: addr, pools: map[string]*Pool{}, outlier: DefaultOutlier}
+}
+
+// setOutlier sets the ejection policy; endpoints shared by clusters take the
+// last one built.
+func (e *Endpoint) setOutlier(o Outlier) {
+	e.mu.Lock()
+	e.outlier = o
+	e.mu.Unlock()
+}
+
+// Answered records an answer from the endpoint: an error answer counts
+// toward ejection when the outlier policy counts errors; any other answer
+// clears the run of failures.
+func (e *Endpoint) Answered(isError bool) {
+	e.mu.Lock()
+	countErrors := e.outlier.CountErrors
+	e.mu.Unlock()
+	if isError && countErrors {
+		e.fail()
+		return
+	}
+	if !isError {
+		e.mu.Lock()
+		e.inARow = 0
+		e.mu.Unlock()
+	}
 }
 
 // Healthy reports whether the endpoint is not ejected.
@@ -39,19 +75,26 @@ func (e *Endpoint) Healthy(now time.Time) bool {
 	return !now.Before(e.ejectedUntil)
 }
 
-// fail ejects the endpoint for a time that doubles with each failure in a row.
+// fail records a failure and ejects the endpoint once the outlier policy's
+// run of failures is reached, for a time that doubles with each ejection in
+// a row.
 func (e *Endpoint) fail() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	d := baseEjection << min(e.failures, 5)
-	e.failures++
-	e.ejectedUntil = time.Now().Add(min(d, maxEjection))
+	e.inARow++
+	if e.inARow < max(e.outlier.Consecutive, 1) {
+		return
+	}
+	e.inARow = 0
+	d := e.outlier.Base << min(e.ejections, 5)
+	e.ejections++
+	e.ejectedUntil = time.Now().Add(min(d, e.outlier.Max))
 }
 
 func (e *Endpoint) succeed() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.failures = 0
+	e.inARow, e.ejections = 0, 0
 	e.ejectedUntil = time.Time{}
 }
 

@@ -88,7 +88,8 @@ func (leastRequest) Pick(eps []*Endpoint, _ uint64, exclude *Endpoint) *Endpoint
 // first healthy endpoint clockwise of its hash, so removing one endpoint moves
 // only its own share of keys.
 type ringHash struct {
-	points []ringPoint
+	points    []ringPoint
+	endpoints int
 }
 
 type ringPoint struct {
@@ -96,12 +97,23 @@ type ringPoint struct {
 	ep   *Endpoint
 }
 
-const vnodes = 128
+// vnodes is the ring points per endpoint by default; maxRingSize bounds a
+// configured ring.
+const (
+	vnodes      = 128
+	maxRingSize = 1 << 20
+)
 
-func newRingHash(eps []*Endpoint) *ringHash {
-	r := &ringHash{points: make([]ringPoint, 0, len(eps)*vnodes)}
+// newRingHash builds a ring of at least size points (vnodes per endpoint
+// when size is 0).
+func newRingHash(eps []*Endpoint, size int) *ringHash {
+	per := vnodes
+	if size > 0 && len(eps) > 0 {
+		per = max(1, (size+len(eps)-1)/len(eps))
+	}
+	r := &ringHash{points: make([]ringPoint, 0, len(eps)*per), endpoints: len(eps)}
 	for _, e := range eps {
-		for i := 0; i < vnodes; i++ {
+		for i := 0; i < per; i++ {
 			r.points = append(r.points, ringPoint{hash: HashString(e.Addr + "#" + strconv.Itoa(i)), ep: e})
 		}
 	}
@@ -119,7 +131,7 @@ func (r *ringHash) Pick(_ []*Endpoint, hash uint64, exclude *Endpoint) *Endpoint
 	var fallback *Endpoint
 	for i := 0; i < n; i++ {
 		p := r.points[(start+i)%n]
-		if p.ep == exclude && len(r.points) > vnodes {
+		if p.ep == exclude && r.endpoints > 1 {
 			continue
 		}
 		if p.ep.Healthy(now) {
@@ -161,7 +173,7 @@ const (
 	ConsistentHash LBPolicy = "RING_HASH"
 )
 
-func newBalancer(p LBPolicy, eps []*Endpoint) (Balancer, error) {
+func newBalancer(p LBPolicy, eps []*Endpoint, ringSize int) (Balancer, error) {
 	switch p {
 	case RoundRobin, "":
 		return &roundRobin{}, nil
@@ -170,7 +182,7 @@ func newBalancer(p LBPolicy, eps []*Endpoint) (Balancer, error) {
 	case Random:
 		return random{}, nil
 	case ConsistentHash:
-		return newRingHash(eps), nil
+		return newRingHash(eps, ringSize), nil
 	}
 	return nil, fmt.Errorf("lb_policy: %s is not supported (want ROUND_ROBIN, LEAST_REQUEST, RANDOM, RING_HASH or MAGLEV)", p)
 }

@@ -17,7 +17,7 @@ func TestBalancers(t *testing.T) {
 	eps := endpoints(3)
 	eps[1].fail() // ejected
 	for _, p := range []LBPolicy{RoundRobin, LeastRequest, Random, ConsistentHash} {
-		b, err := newBalancer(p, eps)
+		b, err := newBalancer(p, eps, 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -70,8 +70,8 @@ func TestAllEjectedStillPicks(t *testing.T) {
 
 func TestRingKeepsKeysWhenAnEndpointGoes(t *testing.T) {
 	eps := endpoints(4)
-	before := newRingHash(eps)
-	after := newRingHash(eps[:3])
+	before := newRingHash(eps, 0)
+	after := newRingHash(eps[:3], 0)
 	moved := 0
 	for i := 0; i < 1000; i++ {
 		h := HashString(fmt.Sprint("key", i))
@@ -82,5 +82,15 @@ func TestRingKeepsKeysWhenAnEndpointGoes(t *testing.T) {
 	}
 	if moved > 0 {
 		t.Fatalf("%d keys moved between endpoints that stayed", moved)
+	}
+}
+
+func TestRingSizeFromConfig(t *testing.T) {
+	eps := endpoints(3)
+	if n := len(newRingHash(eps, 3000).points); n < 3000 {
+		t.Fatalf("a ring of minimum size 3000 has %d points", n)
+	}
+	if n := len(newRingHash(eps, 0).points); n != 3*vnodes {
+		t.Fatalf("the default ring has %d points", n)
 	}
 }

@@ -49,6 +49,7 @@ func (p *Pool) pick(cl *Cluster) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.maxPending = cl.MaxPending
 	p.conns = append(p.conns, c)
 	go c.dial(cl.ConnectTimeout)
 	return c, nil
