@@ -42,6 +42,10 @@ type Upstream interface {
 	// Every message the server sends on it goes to recv, in order; recv gets
 	// a nil message and the error once the connection ends.
 	Dedicated(cluster, addr string, recv func(*Message, error)) (DedicatedConn, error)
+	// Push writes m to the client now, outside the order of answers: for
+	// messages no request asked for (Redis pub/sub messages). A Handler
+	// that pushes must keep the protocol's own ordering rules.
+	Push(m *Message)
 }
 
 // DedicatedConn is an upstream connection owned by one downstream client.

@@ -75,6 +75,13 @@ func (e *env) SendTo(cluster, addr string, req *codec.Message, done codec.Done) 
 	ex.forward()
 }
 
+// Push implements codec.Upstream.
+func (e *env) Push(m *codec.Message) {
+	e.dc.w.Lock()
+	e.dc.encodeLocked(m)
+	e.dc.w.Unlock()
+}
+
 // Dedicated implements codec.Upstream.
 func (e *env) Dedicated(cluster, addr string, recv func(*codec.Message, error)) (codec.DedicatedConn, error) {
 	timeout := upstream.DefaultConnectTimeout
