@@ -1,12 +1,14 @@
 package proxy_test
 
 import (
+	"net"
 	"strings"
 	"sync"
 	"testing"
 
 	"github.com/rosetta-mesh/rosetta/examples/toy"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
 // fanout is the toy codec plus a Handler: a request with method "both" is
@@ -19,6 +21,16 @@ func init() {
 }
 
 func (f fanout) Handle(req *codec.Message, up codec.Upstream, reply func(*codec.Message)) {
+	if m, _ := req.Get("method"); m == "push" {
+		// An unsolicited message with id 99, then the answer.
+		out, _ := toy.AppendFrame(nil, toy.KindResponse, 99, 0, nil, []byte("pushed"))
+		pushed, _ := f.Decode(out)
+		up.Push(pushed)
+		out, _ = toy.AppendFrame(nil, toy.KindResponse, req.ID, 0, nil, []byte("answer"))
+		ans, _ := f.Decode(out)
+		reply(ans)
+		return
+	}
 	if m, _ := req.Get("method"); m != "both" {
 		up.Forward(req, func(resp *codec.Message, st codec.Status, detail string) {
 			reply(f.answer(req, resp, st, detail))
@@ -78,6 +90,29 @@ func TestHandlerFansOutThroughTheRouter(t *testing.T) {
 	r = call(t, c, map[string]string{"method": "one", "target": "b"})
 	if string(r.Body) != "B" {
 		t.Fatalf("a forwarded call: %q", r.Body)
+	}
+	raw, err := net.Dial("tcp", p.Addr(t, "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	req, _ := toy.AppendFrame(nil, toy.KindRequest, 5, 0, map[string]string{"method": "push"}, nil)
+	if _, err := raw.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	fr := wire.NewReader(raw, toy.Codec{})
+	for _, want := range []struct {
+		id   uint64
+		body string
+	}{{99, "pushed"}, {5, "answer"}} {
+		frame, err := fr.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, _ := toy.Codec{}.Decode(frame)
+		if m.ID != want.id || !strings.HasSuffix(string(frame), want.body) {
+			t.Fatalf("got id %d %q, want id %d %q", m.ID, frame, want.id, want.body)
+		}
 	}
 	r = call(t, c, map[string]string{"method": "one"})
 	if statusOf(r) != "no_route" || !strings.Contains(string(r.Body), "no route") {
