@@ -182,17 +182,13 @@ func runFolder(ctx context.Context, f *flags, log *slog.Logger, pipe *controller
 	if _, err := controller.LoadDir(f.configDir); err != nil {
 		return err
 	}
-	loader := &controller.DirLoader{Dir: f.configDir}
-	pipe.Inputs = loader.Load
 	var last map[string]string
 	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
 		srv.Update(ix, changedAt)
 		last = logStatuses(log, ix.Statuses, last)
 		ready.Store(true)
 	}
-	goRun(func() error { pipe.Run(ctx); return nil })
-	goRun(func() error { return controller.WatchDir(ctx, f.configDir, pipe.Changed, log) })
-	pipe.Changed()
+	goRun(func() error { return pipe.RunDir(ctx, f.configDir) })
 	log.Info("folder mode", "dir", f.configDir)
 	return nil
 }

@@ -26,13 +26,16 @@ import (
 )
 
 type demoOptions struct {
-	configFile  string
-	thriftFile  string
-	redisFile   string
-	fixedPorts  bool
-	calls       int
-	concurrency int
-	verbose     bool
+	configFile string
+	thriftFile string
+	redisFile  string
+	// controlPlaneDir and skipControlPlane: see runControlPlaneDemo.
+	controlPlaneDir  string
+	skipControlPlane bool
+	fixedPorts       bool
+	calls            int
+	concurrency      int
+	verbose          bool
 }
 
 // The service the demo calls; demo.yaml routes on it.
@@ -46,8 +49,11 @@ func newDemoCmd() *cobra.Command {
 	var o demoOptions
 	cmd := &cobra.Command{
 		Use:   "demo",
-		Short: "Run a proxy with Dubbo, Thrift and Redis servers and clients in this process, and show the routing",
-		Long: `Demo loads examples/dubbo/demo.yaml (a built-in copy, or --config) with the proxy's
+		Short: "Run the controller and a proxy over xDS, then proxies with Dubbo, Thrift and Redis servers and clients, in this process, and show the routing",
+		Long: `Demo first runs the controller in folder mode on a copy of
+examples/controlplane/config and a proxy that takes its config from it over xDS,
+shows a MetaRouter edit reach the proxy, and prints the commands to do the same by hand.
+Then it loads examples/dubbo/demo.yaml (a built-in copy, or --config) with the proxy's
 config loader, starts one Dubbo provider per cluster endpoint, a Rosetta proxy with
 that config, and a Dubbo consumer that calls through the proxy. It prints which
 provider answered each method (method routing and a weighted split), then a call no
@@ -67,6 +73,8 @@ ports only, free ones unless --fixed-ports.`,
 	f.StringVar(&o.configFile, "config", "", "config file (default: the built-in copy of "+dubboexample.DemoConfigPath+")")
 	f.StringVar(&o.thriftFile, "thrift-config", "", "config file of the Thrift part (default: the built-in copy of "+thriftDemoConfigPath+")")
 	f.StringVar(&o.redisFile, "redis-config", "", "config file of the Redis part (default: the built-in copy of examples/redis/demo.yaml)")
+	f.StringVar(&o.controlPlaneDir, "controlplane-config", "", "folder of the control-plane part (default: "+controlPlaneConfigPath+", found from the working directory up)")
+	f.BoolVar(&o.skipControlPlane, "skip-controlplane", false, "skip the control-plane part")
 	f.BoolVar(&o.fixedPorts, "fixed-ports", false, "use the listener and endpoint ports written in the config instead of free ports")
 	f.IntVar(&o.calls, "calls", 1000, "calls per method")
 	f.IntVar(&o.concurrency, "concurrency", 8, "calls in flight at once")
@@ -77,6 +85,12 @@ ports only, free ones unless --fixed-ports.`,
 func runDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	if o.calls < 1 || o.concurrency < 1 {
 		return errors.New("demo: --calls and --concurrency must be at least 1")
+	}
+	if !o.skipControlPlane {
+		if err := runControlPlaneDemo(ctx, out, o); err != nil {
+			return err
+		}
+		fmt.Fprintln(out)
 	}
 	if err := runDubboDemo(ctx, out, o); err != nil {
 		return err

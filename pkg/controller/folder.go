@@ -57,3 +57,22 @@ func WatchDir(ctx context.Context, dir string, changed func(), log *slog.Logger)
 		}
 	}
 }
+
+// RunDir is the controller's folder mode: it sets p.Inputs to read the
+// YAML files under dir, pushes once, then again after every change under
+// dir, until ctx ends. A folder that does not load at the start is an
+// error at once; later read errors keep the last config in force.
+func (p *Pipeline) RunDir(ctx context.Context, dir string) error {
+	loader := &DirLoader{Dir: dir}
+	if _, err := loader.Load(); err != nil {
+		return err
+	}
+	p.Inputs = loader.Load
+	p.init()
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	p.Changed()
+	return WatchDir(ctx, dir, p.Changed, p.Log)
+}

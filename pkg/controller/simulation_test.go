@@ -208,12 +208,12 @@ func TestDetectProtocol(t *testing.T) {
 	}
 }
 
-// TestControlPlaneExample checks the ready folder config (to be copied to
-// examples/controlplane/config): a proxy in namespace demo listening on
+// TestControlPlaneExample checks the ready folder config,
+// examples/controlplane/config: a proxy in namespace demo listening on
 // 127.0.0.1 serves the greeter on 20880, sayHello to 20881, the rest to
 // 20882.
 func TestControlPlaneExample(t *testing.T) {
-	in, err := LoadDir("testdata/controlplane/config")
+	in, err := LoadDir("../../examples/controlplane/config")
 	if err != nil {
 		t.Fatal(err)
 	}
