@@ -109,7 +109,7 @@ func Run(d Driver, o Options, w io.Writer) error {
 }
 
 func startRosetta(d Driver, o Options, dir, upstream string) (*target, error) {
-	addr, admin := freeAddr(), freeAddr()
+	addr, admin := FreeAddr(), FreeAddr()
 	name, opts := d.Codec()
 	attr, value := d.Match()
 	cfg := fmt.Sprintf(`admin: {address: %q}
@@ -136,7 +136,7 @@ clusters:
   load_assignment:
     cluster_name: echo
     endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %s}}}}]}]
-`, admin, port(addr), name, jsonMap(opts), attr, value, port(upstream))
+`, admin, Port(addr), name, jsonMap(opts), attr, value, Port(upstream))
 	path := filepath.Join(dir, "rosetta.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -149,7 +149,7 @@ clusters:
 	if err := t.start(o.ProxyBin, "--config", path, "--log-level", "warn"); err != nil {
 		return nil, err
 	}
-	return t, waitHTTP("http://"+admin+"/ready", 10*time.Second)
+	return t, WaitHTTP("http://"+admin+"/ready", 10*time.Second)
 }
 
 func jsonMap(m map[string]string) string {
@@ -164,7 +164,7 @@ func jsonMap(m map[string]string) string {
 }
 
 func startHAProxy(dir, upstream string) (*target, error) {
-	addr := freeAddr()
+	addr := FreeAddr()
 	cfg := fmt.Sprintf(`global
   maxconn 4096
 defaults
@@ -186,5 +186,5 @@ backend echo
 	if err := t.start("haproxy", "-f", path, "-db"); err != nil {
 		return nil, err
 	}
-	return t, waitTCP(addr, 10*time.Second)
+	return t, WaitTCP(addr, 10*time.Second)
 }

@@ -266,7 +266,8 @@ func printTable(w io.Writer, title string, o Options, rows []result) {
 
 func ms(d time.Duration) string { return fmt.Sprintf("%.3f ms", float64(d)/1e6) }
 
-func freeAddr() string {
+// FreeAddr returns a loopback address whose port was free a moment ago.
+func FreeAddr() string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		panic(err)
@@ -275,12 +276,14 @@ func freeAddr() string {
 	return ln.Addr().String()
 }
 
-func port(addr string) string {
+// Port returns addr's port.
+func Port(addr string) string {
 	_, p, _ := net.SplitHostPort(addr)
 	return p
 }
 
-func waitHTTP(url string, d time.Duration) error {
+// WaitHTTP polls url until it answers 200 or d passes.
+func WaitHTTP(url string, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		if resp, err := http.Get(url); err == nil {
@@ -294,7 +297,8 @@ func waitHTTP(url string, d time.Duration) error {
 	return errors.New("not ready: " + url)
 }
 
-func waitTCP(addr string, d time.Duration) error {
+// WaitTCP polls addr until it accepts a connection or d passes.
+func WaitTCP(addr string, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
 		if c, err := net.Dial("tcp", addr); err == nil {

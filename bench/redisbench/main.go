@@ -10,13 +10,13 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"time"
+
+	"github.com/rosetta-mesh/rosetta/bench/load"
 )
 
 type options struct {
@@ -59,7 +59,7 @@ func start(name, addr string, bin string, args ...string) (*proc, error) {
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	p := &proc{name: name, addr: addr, cmd: cmd}
-	if err := waitTCP(addr, 10*time.Second); err != nil {
+	if err := load.WaitTCP(addr, 10*time.Second); err != nil {
 		p.stop()
 		return nil, fmt.Errorf("%s: %w", name, err)
 	}
@@ -72,8 +72,8 @@ func run(o options) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	redisAddr := freeAddr()
-	redis, err := start("redis", redisAddr, "redis-server", "--port", port(redisAddr), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
+	redisAddr := load.FreeAddr()
+	redis, err := start("redis", redisAddr, "redis-server", "--port", load.Port(redisAddr), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
 	if err != nil {
 		return err
 	}
@@ -116,7 +116,7 @@ type row struct{ rps, p50, p99 float64 }
 // bench runs redis-benchmark with --csv and reads its rows:
 // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms".
 func bench(addr string, clients, requests, pipe int) (map[string]row, error) {
-	out, err := exec.Command("redis-benchmark", "-h", "127.0.0.1", "-p", port(addr), "-c", strconv.Itoa(clients),
+	out, err := exec.Command("redis-benchmark", "-h", "127.0.0.1", "-p", load.Port(addr), "-c", strconv.Itoa(clients),
 		"-n", strconv.Itoa(requests), "-P", strconv.Itoa(pipe), "-t", "get,set", "--csv").Output()
 	if err != nil {
 		return nil, fmt.Errorf("redis-benchmark: %w", err)
@@ -142,7 +142,7 @@ func bench(addr string, clients, requests, pipe int) (map[string]row, error) {
 }
 
 func startTwemproxy(dir, redisAddr string) (*proc, error) {
-	addr := freeAddr()
+	addr := load.FreeAddr()
 	cfg := fmt.Sprintf(`bench:
   listen: %s
   hash: fnv1a_64
@@ -156,11 +156,11 @@ func startTwemproxy(dir, redisAddr string) (*proc, error) {
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	return start("twemproxy", addr, "nutcracker", "-c", path, "-s", port(freeAddr()))
+	return start("twemproxy", addr, "nutcracker", "-c", path, "-s", load.Port(load.FreeAddr()))
 }
 
 func startRosetta(bin, dir, redisAddr string) (*proc, error) {
-	addr, admin := freeAddr(), freeAddr()
+	addr, admin := load.FreeAddr(), load.FreeAddr()
 	cfg := fmt.Sprintf(`admin: {address: %q}
 listeners:
 - name: redis
@@ -183,7 +183,7 @@ clusters:
   load_assignment:
     cluster_name: redis
     endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %s}}}}]}]
-`, admin, port(addr), port(redisAddr))
+`, admin, load.Port(addr), load.Port(redisAddr))
 	path := filepath.Join(dir, "rosetta.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
@@ -192,45 +192,5 @@ clusters:
 	if err != nil {
 		return nil, err
 	}
-	return p, waitHTTP("http://"+admin+"/ready", 10*time.Second)
-}
-
-func freeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		panic(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
-func port(addr string) string {
-	_, p, _ := net.SplitHostPort(addr)
-	return p
-}
-
-func waitTCP(addr string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return errors.New("not listening: " + addr)
-}
-
-func waitHTTP(url string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return errors.New("not ready: " + url)
+	return p, load.WaitHTTP("http://"+admin+"/ready", 10*time.Second)
 }

@@ -132,16 +132,11 @@ func runDubboDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 		return err
 	}
 
-	px := proxy.New(demoLogger(o.verbose))
-	if err := px.Apply(boot.Resources); err != nil {
-		return fmt.Errorf("demo: %s: %w", source, err)
+	addr, stop, err := startDemoProxy(boot.Resources, l.name, source, o.verbose)
+	if err != nil {
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = px.Shutdown(sctx)
-	}()
-	addr, _ := px.Addr(l.name)
+	defer stop()
 	c, err := dubbopeer.Dial(addr)
 	if err != nil {
 		return err
@@ -326,16 +321,26 @@ type tally map[string]map[string]int
 
 // callMany makes o.calls calls of each method, o.concurrency at a time.
 func callMany(ctx context.Context, c *dubbopeer.Consumer, o demoOptions) (tally, error) {
+	return tallyCalls(ctx, demoMethods, o.calls, o.concurrency, func(worker int, m string) (string, error) {
+		_, atts, err := c.Call(ctx, greeter, m, []any{"rosetta"}, nil)
+		return dubbopeer.ProviderName(atts), err
+	})
+}
+
+// tallyCalls makes calls of each method through call from workers
+// goroutines, and counts the answers by who gave them ("errors" for
+// failures).
+func tallyCalls(ctx context.Context, methods []string, calls, workers int, call func(worker int, method string) (string, error)) (tally, error) {
 	counts := tally{}
-	for _, m := range demoMethods {
+	for _, m := range methods {
 		counts[m] = map[string]int{}
 	}
 	var mu sync.Mutex
 	var next atomic.Int64
-	total := int64(o.calls * len(demoMethods))
+	total := int64(calls * len(methods))
 	var wg sync.WaitGroup
 	var firstErr error
-	for range o.concurrency {
+	for w := range workers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -344,9 +349,8 @@ func callMany(ctx context.Context, c *dubbopeer.Consumer, o demoOptions) (tally,
 				if n >= total || ctx.Err() != nil {
 					return
 				}
-				m := demoMethods[n%int64(len(demoMethods))]
-				_, atts, err := c.Call(ctx, greeter, m, []any{"rosetta"}, nil)
-				who := dubbopeer.ProviderName(atts)
+				m := methods[n%int64(len(methods))]
+				who, err := call(w, m)
 				mu.Lock()
 				if err != nil {
 					who = "errors"
@@ -364,6 +368,21 @@ func callMany(ctx context.Context, c *dubbopeer.Consumer, o demoOptions) (tally,
 		return nil, fmt.Errorf("demo: %w (first call error: %v)", ctx.Err(), firstErr)
 	}
 	return counts, nil
+}
+
+// startDemoProxy applies res to a new in-process proxy and returns the
+// address of its listener and a function that shuts it down.
+func startDemoProxy(res config.Resources, listener, source string, verbose bool) (string, func(), error) {
+	px := proxy.New(demoLogger(verbose))
+	if err := px.Apply(res); err != nil {
+		return "", nil, fmt.Errorf("demo: %s: %w", source, err)
+	}
+	addr, _ := px.Addr(listener)
+	return addr, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = px.Shutdown(sctx)
+	}, nil
 }
 
 func printTable(out io.Writer, l *rosettaListener, providers []*demoProvider, counts tally, o demoOptions) {

@@ -13,7 +13,6 @@ import (
 
 	redisexample "github.com/rosetta-mesh/rosetta/examples/redis"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
-	"github.com/rosetta-mesh/rosetta/pkg/proxy"
 )
 
 // redisDemoKeys are the keys the Redis part writes, with and without the
@@ -70,16 +69,11 @@ func runRedisDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 		return err
 	}
 
-	px := proxy.New(demoLogger(o.verbose))
-	if err := px.Apply(boot.Resources); err != nil {
-		return fmt.Errorf("demo: %s: %w", source, err)
+	addr, stop, err := startDemoProxy(boot.Resources, l.name, source, o.verbose)
+	if err != nil {
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = px.Shutdown(sctx)
-	}()
-	addr, _ := px.Addr(l.name)
+	defer stop()
 	// go-redis's defaults: it opens each connection with HELLO 3 and
 	// CLIENT SETINFO, which the proxy answers itself.
 	c := goredis.NewClient(&goredis.Options{Addr: addr, MaxRetries: -1})

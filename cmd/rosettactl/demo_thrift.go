@@ -6,12 +6,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 	"text/tabwriter"
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
-	"github.com/rosetta-mesh/rosetta/pkg/proxy"
 	"github.com/rosetta-mesh/rosetta/protocols/thrift/thriftpeer"
 )
 
@@ -75,16 +73,11 @@ func runThriftDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 		return err
 	}
 
-	px := proxy.New(demoLogger(o.verbose))
-	if err := px.Apply(boot.Resources); err != nil {
-		return fmt.Errorf("demo: %s: %w", source, err)
+	addr, stop, err := startDemoProxy(boot.Resources, l.name, source, o.verbose)
+	if err != nil {
+		return err
 	}
-	defer func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = px.Shutdown(sctx)
-	}()
-	addr, _ := px.Addr(l.name)
+	defer stop()
 	// A Thrift connection carries one call at a time: one client per caller.
 	clients := make([]*thriftpeer.Client, 0, o.concurrency)
 	defer func() {
@@ -169,49 +162,11 @@ func printThriftSamples(ctx context.Context, out io.Writer, c *thriftpeer.Client
 // callThriftMany makes calls calls of each method, each client in its own
 // goroutine, and counts the answers by the server that gave them.
 func callThriftMany(ctx context.Context, clients []*thriftpeer.Client, calls int) (tally, error) {
-	counts := tally{}
-	for _, m := range thriftMethods {
-		counts[m] = map[string]int{}
-	}
-	total := calls * len(thriftMethods)
-	var mu sync.Mutex
-	next := 0
-	var firstErr error
-	var wg sync.WaitGroup
-	for _, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for {
-				mu.Lock()
-				n := next
-				next++
-				mu.Unlock()
-				if n >= total || ctx.Err() != nil {
-					return
-				}
-				m := thriftMethods[n%len(thriftMethods)]
-				who, err := callThrift(ctx, c, m)
-				mu.Lock()
-				if err != nil {
-					who = "errors"
-					if firstErr == nil {
-						firstErr = err
-					}
-				}
-				counts[m][who]++
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	if ctx.Err() != nil {
-		return nil, fmt.Errorf("demo: %w (first call error: %v)", ctx.Err(), firstErr)
-	}
-	return counts, nil
+	return tallyCalls(ctx, thriftMethods, calls, len(clients), func(w int, m string) (string, error) {
+		return callThrift(ctx, clients[w], m)
+	})
 }
 
-// callThrift makes one call of method and returns the server that answered.
 func callThrift(ctx context.Context, c *thriftpeer.Client, method string) (string, error) {
 	var answer string
 	var err error
