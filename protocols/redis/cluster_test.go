@@ -164,4 +164,6 @@ func TestCluster(t *testing.T) {
 	if v, err := c.BLPop(cx, time.Second, "{tx}q").Result(); err != nil || v[1] != "x" {
 		t.Fatalf("BLPOP in cluster mode = %v, %v", v, err)
 	}
+
+	clusterPubSub(t, nodes, proxy)
 }

@@ -33,6 +33,13 @@ const (
 	flagPinned
 	// flagRefused: the proxy cannot serve it safely; it answers an error.
 	flagRefused
+	// flagPubSub: (P|S)SUBSCRIBE and (P|S)UNSUBSCRIBE, served on the
+	// client's subscription connection (pubsub.go).
+	flagPubSub
+	// flagChannel: the "keys" are channel names: they route the command
+	// but route mutations never rewrite them, so a PUBLISH reaches the
+	// channel a subscriber named.
+	flagChannel
 )
 
 func spec(name string, first, last, step int, flags cmdFlag) *cmdSpec {
@@ -84,20 +91,27 @@ var commands = func() map[string]*cmdSpec {
 		add(spec(n, 0, 0, 0, flagPinned))
 	}
 	m["WATCH"].first, m["WATCH"].last, m["WATCH"].step = 1, -1, 1
-	for _, n := range []string{"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE",
-		"MONITOR", "SYNC", "PSYNC", "CLIENT", "MIGRATE", "SHUTDOWN", "REPLICAOF", "SLAVEOF", "FAILOVER", "DEBUG"} {
+	// Subscriptions and PUBLISH go where their first channel's route points.
+	for _, n := range []string{"SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE"} {
+		add(spec(n, 1, -1, 1, flagPubSub|flagChannel))
+	}
+	for _, n := range []string{"UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE"} {
+		add(spec(n, 0, 0, 0, flagPubSub))
+	}
+	add(spec("PUBLISH", 1, 1, 1, flagRead|flagChannel)) // read: a mirror must not publish twice
+	add(spec("SPUBLISH", 1, 1, 1, flagChannel))
+	for _, n := range []string{"MONITOR", "SYNC", "PSYNC", "CLIENT", "MIGRATE", "SHUTDOWN", "REPLICAOF", "SLAVEOF", "FAILOVER", "DEBUG"} {
 		add(spec(n, 0, 0, 0, flagRefused))
 	}
 	// Keyless commands go to the catch-all route (or any node of a cluster).
 	for _, n := range []string{"PING", "ECHO", "INFO", "DBSIZE", "TIME", "LASTSAVE", "RANDOMKEY", "KEYS", "SCAN",
 		"FLUSHDB", "FLUSHALL", "SCRIPT", "FUNCTION", "CONFIG", "COMMAND", "CLUSTER", "READONLY", "READWRITE",
-		"PUBLISH", "PUBSUB", "SPUBLISH", "MEMORY", "LATENCY", "SLOWLOG", "ROLE", "LOLWUT", "SAVE", "BGSAVE", "BGREWRITEAOF",
+		"PUBSUB", "MEMORY", "LATENCY", "SLOWLOG", "ROLE", "LOLWUT", "SAVE", "BGSAVE", "BGREWRITEAOF",
 		"SWAPDB", "AUTH", "HELLO", "SELECT", "QUIT", "RESET", "ASKING", "ACL", "MODULE"} {
 		if m[n] == nil {
 			add(spec(n, 0, 0, 0, 0))
 		}
 	}
-	m["PUBLISH"].flags |= flagRead // a mirror must not publish twice
 	return m
 }()
 

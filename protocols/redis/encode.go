@@ -10,20 +10,28 @@ import (
 // client side and, on the connection's first request, is preceded by the
 // upstream AUTH. Mutations of AttrKey replace the first key; AttrStripPrefix
 // removes a prefix from every key.
+//
+// A message whose Private is a *writeMark is one the subscription code must
+// know was written (see pubsub.go): the proxy encodes a message for a client
+// only while that client's connection is open, so Encode records it.
 func (c *redisCodec) Encode(dst []byte, msg *codec.Message) ([]byte, error) {
-	if msg.Kind == codec.KindRequest || msg.Kind == codec.KindOneway {
-		if cm, ok := msg.Private.(*command); ok {
-			c.side.CompareAndSwap(sideUnknown, sideClient)
-			if !c.handshook && c.side.Load() == sideClient && c.opt.upHandshake != nil {
-				c.handshook = true
-				c.pending.Add(int32(len(c.opt.handshakeNames)))
-				dst = append(dst, c.opt.upHandshake...)
-			}
-			if len(msg.Mutations) == 0 {
-				return append(dst, msg.Raw...), nil
-			}
-			return appendMutated(dst, cm, msg.Mutations), nil
+	switch p := msg.Private.(type) {
+	case *command:
+		if msg.Kind != codec.KindRequest && msg.Kind != codec.KindOneway {
+			break
 		}
+		c.side.CompareAndSwap(sideUnknown, sideClient)
+		if !c.handshook && c.side.Load() == sideClient && c.opt.upHandshake != nil {
+			c.handshook = true
+			c.pending.Add(int32(len(c.opt.handshakeNames)))
+			dst = append(dst, c.opt.upHandshake...)
+		}
+		if len(msg.Mutations) == 0 || (p.spec != nil && p.spec.flags&flagChannel != 0) {
+			return append(dst, msg.Raw...), nil
+		}
+		return appendMutated(dst, p, msg.Mutations), nil
+	case *writeMark:
+		p.wrote()
 	}
 	return append(dst, msg.Raw...), nil
 }

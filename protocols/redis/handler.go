@@ -22,6 +22,10 @@ type session struct {
 	// txAborted: a command of the open transaction was refused, so EXEC
 	// must fail as a whole.
 	txAborted bool
+	// ps is the client's subscription connection, nil without one; subs
+	// is what it is subscribed to (see pubsub.go).
+	ps   *subscription
+	subs subs
 }
 
 // reply is how Handle answers one request.
@@ -44,8 +48,22 @@ func (c *redisCodec) Handle(req *codec.Message, up codec.Upstream, done func(*co
 		return
 	}
 	s := c.session()
-	if !s.authed && cm.name != "AUTH" && cm.name != "HELLO" && cm.name != "QUIT" {
+	if !s.authed && cm.name != "AUTH" && cm.name != "HELLO" && cm.name != "QUIT" && cm.name != "RESET" {
 		done(answer(appendError(nil, "NOAUTH Authentication required.")))
+		return
+	}
+	if s.ps != nil && s.ps.dead.Load() {
+		s.dropSubscription()
+	}
+	switch {
+	case s.ps != nil && !s.resp3:
+		s.subscribed(req, cm, done)
+		return
+	case cm.name == "RESET":
+		s.reset(done)
+		return
+	case cm.spec != nil && cm.spec.flags&flagPubSub != 0:
+		s.pubsub(req, cm, up, done)
 		return
 	}
 	if s.tx != nil || s.multi || (cm.spec != nil && cm.spec.flags&flagPinned != 0) {
@@ -68,10 +86,6 @@ func (c *redisCodec) Handle(req *codec.Message, up codec.Upstream, done func(*co
 }
 
 func refusedReason(name string) string {
-	switch name {
-	case "SUBSCRIBE", "PSUBSCRIBE", "SSUBSCRIBE", "UNSUBSCRIBE", "PUNSUBSCRIBE", "SUNSUBSCRIBE":
-		return "rosetta: " + name + " is not supported through the proxy yet (pub/sub needs messages the client did not ask for)"
-	}
 	return "rosetta: " + name + " is not supported through the proxy"
 }
 
@@ -223,6 +237,9 @@ func (s *session) hello(args [][]byte) []byte {
 		return appendError(nil, "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO <proto> AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time")
 	}
 	s.resp3 = proto == 3
+	if s.ps != nil {
+		s.ps.resp3.Store(s.resp3)
+	}
 	mode := "standalone"
 	if s.opt.cluster {
 		mode = "cluster"

@@ -147,7 +147,7 @@ func (s *session) pinTarget(req *codec.Message, up codec.Upstream) (target, *cod
 		// The SDK cannot say which server the balancer would pick for
 		// the key, and a pin to any other one would read and write the
 		// wrong server: refuse rather than answer wrongly.
-		return target{}, errorAnswer(req, codec.StatusBadRequest, "rosetta: transactions and blocking commands are not supported on cluster "+
+		return target{}, errorAnswer(req, codec.StatusBadRequest, "rosetta: transactions, blocking commands and subscriptions are not supported on cluster "+
 			cluster+", a pool of "+strconv.Itoa(len(eps))+" servers (the proxy cannot pin the server the key hashes to)")
 	}
 	return target{cluster: cluster, dest: route + "\x00" + cluster, addr: func() (string, error) { return eps[0], nil }}, nil

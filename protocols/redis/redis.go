@@ -6,7 +6,8 @@
 // answers are any RESP value. Beyond the codec, the package implements
 // codec.Handler: it answers connection commands itself (AUTH, HELLO, PING,
 // ...), splits multi-key commands across destinations, pins a connection for
-// transactions and blocking commands, and speaks Redis Cluster. See README.md.
+// transactions and blocking commands, serves pub/sub on a connection per
+// subscribed client, and speaks Redis Cluster. See README.md.
 package redis
 
 import (
