@@ -7,6 +7,8 @@ trap 'rm -rf "$tmp"' EXIT
 go run sigs.k8s.io/controller-tools/cmd/controller-gen@v0.23.0 \
   paths=./pkg/apis/... crd:allowDangerousTypes=true output:crd:artifacts:config="$tmp"
 diff -r "$tmp" crds >/dev/null || { echo "crds/ is stale: run hack/update-codegen.sh" >&2; exit 1; }
-diff -q crds/metaprotocol.rosetta.dev_metarouters.yaml manifests/charts/rosetta/crds/metaprotocol.rosetta.dev_metarouters.yaml >/dev/null
-diff -q crds/metaprotocol.rosetta.dev_applicationprotocols.yaml manifests/charts/rosetta/crds/metaprotocol.rosetta.dev_applicationprotocols.yaml >/dev/null
+for f in crds/*.yaml; do
+  diff -q "$f" "manifests/charts/rosetta/crds/$(basename "$f")" >/dev/null ||
+    { echo "manifests/charts/rosetta/crds/$(basename "$f") differs from $f: run hack/update-codegen.sh" >&2; exit 1; }
+done
 echo "generated files are up to date"

@@ -230,10 +230,12 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 		return err
 	}
 	status := &controller.StatusWriter{Client: src.Dynamic, Current: src.MetaRouter, Log: log}
+	redisStatus := &controller.RedisStatusWriter{Client: src.Dynamic, Current: src.RedisObject, Log: log}
 	pipe.Inputs = src.Inputs
 	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
 		srv.Update(ix, changedAt)
 		status.Set(ix.Statuses)
+		redisStatus.Set(ix.RedisStatuses())
 		ready.Store(true)
 	}
 	if err := src.Start(ctx); err != nil {
@@ -244,6 +246,7 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 	pipe.Changed()
 	if !f.leaderElect {
 		goRun(func() error { status.Run(ctx); return nil })
+		goRun(func() error { redisStatus.Run(ctx); return nil })
 		return nil
 	}
 	kc, err := kubernetes.NewForConfig(cfg)
@@ -270,6 +273,7 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 				Callbacks: leaderelection.LeaderCallbacks{
 					OnStartedLeading: func(lctx context.Context) {
 						log.Info("leading: writing MetaRouter status", "id", id)
+						go redisStatus.Run(lctx)
 						status.Run(lctx)
 					},
 					OnStoppedLeading: func() { log.Info("stopped leading", "id", id) },

@@ -148,7 +148,9 @@ func (ix *Index) buildCluster(host string, port uint32, subset, proxyNS string) 
 	applyLB(c, pol.lb)
 	applyPool(c, pol.pool)
 	applyOutlier(c, pol.od)
-	return c, ix.loadAssignment(name, host, port, sel)
+	cla := ix.loadAssignment(name, host, port, sel)
+	ix.applyRedisDestination(c, cla, host, port)
+	return c, cla
 }
 
 func applyLB(c *clusterv3.Cluster, lb *v1alpha3.LoadBalancerSettings) {

@@ -120,7 +120,7 @@ func (g *generation) addListener(svc *Service, port Port) {
 	mpp := &configv1alpha1.MetaProtocolProxy{
 		StatPrefix:      name,
 		Codec:           port.Protocol.Codec,
-		CodecOptions:    port.Protocol.CodecOptions,
+		CodecOptions:    g.redisOptions(svc, port),
 		RouteConfigName: name,
 	}
 	anyCfg, err := anypb.New(mpp)
@@ -140,7 +140,9 @@ func (g *generation) addListener(svc *Service, port Port) {
 		}}}},
 	})
 	rc := &configv1alpha1.RouteConfiguration{Name: name}
-	if mr := g.ix.router(svc.Host, g.proxy.Namespace); mr != nil {
+	if routes := g.redisRoutes(svc, port); routes != nil {
+		rc.Routes = routes
+	} else if mr := g.ix.router(svc.Host, g.proxy.Namespace); mr != nil {
 		for i := range mr.Spec.Routes {
 			rc.Routes = append(rc.Routes, g.route(mr, &mr.Spec.Routes[i], port.Number))
 		}

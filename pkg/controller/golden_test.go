@@ -88,6 +88,9 @@ func TestGolden(t *testing.T) {
 		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
 			ix, proxies := buildFile(t, f)
 			out := map[string]any{"status": ix.Statuses}
+			if rs := ix.RedisStatuses(); len(rs) > 0 {
+				out["redisStatus"] = rs
+			}
 			dumps := map[string]*Dump{}
 			for _, p := range proxies {
 				d, err := DumpResources(ix.Generate(p))

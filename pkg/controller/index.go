@@ -39,6 +39,7 @@ type Index struct {
 	routers map[string][]*v1alpha1.MetaRouter
 	// Statuses is the status each MetaRouter should have, by namespace/name.
 	Statuses map[string]RouterStatus
+	redis    *redisIndex
 }
 
 // RouterStatus is the status the controller computed for a MetaRouter.
@@ -54,6 +55,7 @@ type Builder struct {
 
 	mu        sync.Mutex
 	lastValid map[string]*v1alpha1.MetaRouter
+	redis     redisMemory
 }
 
 // Build makes an Index of in. It does not modify in.
@@ -97,6 +99,7 @@ func (b *Builder) Build(in *Inputs) *Index {
 		ix.rules[h] = append(ix.rules[h], dr)
 	}
 	b.indexRouters(ix, slices.Clone(in.MetaRouters))
+	b.buildRedis(ix, in)
 	return ix
 }
 

@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
+	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
 )
 
 // Inputs is every object the controller reads, as the source last saw them.
@@ -40,6 +41,11 @@ type Inputs struct {
 	Sidecars             []*networkingv1.Sidecar
 	MetaRouters          []*v1alpha1.MetaRouter
 	ApplicationProtocols []*v1alpha1.ApplicationProtocol
+	RedisServices        []*redisv1.RedisService
+	RedisDestinations    []*redisv1.RedisDestination
+	// Secrets are read for Redis auth (Kubernetes mode: only those labelled
+	// redis.rosetta.dev/credentials=true; see redis_kube.go).
+	Secrets []*corev1.Secret
 }
 
 // maxFileBytes caps one config file of the folder source.
@@ -147,6 +153,7 @@ func (in *Inputs) append(o *Inputs) {
 	in.Sidecars = append(in.Sidecars, o.Sidecars...)
 	in.MetaRouters = append(in.MetaRouters, o.MetaRouters...)
 	in.ApplicationProtocols = append(in.ApplicationProtocols, o.ApplicationProtocols...)
+	in.appendRedis(o)
 }
 
 func readCapped(path string) ([]byte, error) {
@@ -246,6 +253,9 @@ func (in *Inputs) addObject(doc []byte) error {
 		return decodeInto(doc, &in.MetaRouters)
 	case v1alpha1.GroupName + "/ApplicationProtocol", "metaprotocol.aeraki.io/ApplicationProtocol":
 		return decodeInto(doc, &in.ApplicationProtocols)
+	}
+	if ok, err := in.addRedisObject(group, tm.Kind, doc); ok {
+		return err
 	}
 	return nil
 }

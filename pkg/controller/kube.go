@@ -40,6 +40,7 @@ type KubeSource struct {
 	protos  cache.Indexer
 	// Dynamic is the client status writes go through.
 	Dynamic dynamic.Interface
+	redis   redisInformers
 }
 
 // NewKubeSource sets up the informers; changed is called on every event.
@@ -104,6 +105,9 @@ func NewKubeSource(cfg *rest.Config, changed func()) (*KubeSource, error) {
 		}
 	}
 	s.routers, s.protos = routers.Informer().GetIndexer(), protos.Informer().GetIndexer()
+	if err := s.addRedisInformers(kc, add); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -136,6 +140,7 @@ func (s *KubeSource) Start(ctx context.Context) error {
 	s.kube.Start(ctx.Done())
 	s.istio.Start(ctx.Done())
 	s.dyn.Start(ctx.Done())
+	s.startRedis(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
 		return fmt.Errorf("controller: informer caches did not sync: %w", ctx.Err())
 	}
@@ -174,6 +179,9 @@ func (s *KubeSource) Inputs() (*Inputs, error) {
 		return nil, err
 	}
 	if in.ApplicationProtocols, err = listTyped[v1alpha1.ApplicationProtocol](s.protos); err != nil {
+		return nil, err
+	}
+	if err := s.redisInputs(in); err != nil {
 		return nil, err
 	}
 	return in, nil

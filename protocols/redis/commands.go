@@ -2,6 +2,7 @@ package redis
 
 import (
 	"bytes"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -242,4 +243,17 @@ func (cm *command) blocking() bool {
 		}
 	}
 	return false
+}
+
+// ReadCommands lists the commands the table marks read-only, sorted: what a
+// control plane may match to keep reads out of a mirror.
+func ReadCommands() []string {
+	var out []string
+	for name, c := range commands {
+		if c.flags&flagRead != 0 {
+			out = append(out, name)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

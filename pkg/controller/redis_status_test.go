@@ -1,0 +1,81 @@
+package controller
+
+import (
+	"context"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	dynamicfake "k8s.io/client-go/dynamic/fake"
+
+	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
+)
+
+// TestRedisStatusWriter: the statuses of a build are patched onto the
+// objects, and an object whose status is already right is not written
+// again. (An in-memory API server; the e2e tests use a real one.)
+func TestRedisStatusWriter(t *testing.T) {
+	in := &Inputs{}
+	if err := in.AddYAML(mustRead(t, "testdata/golden/redis-cluster.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	ix := (&Builder{Options: Options{Resolve: fakeResolver}}).Build(in)
+	var objs []runtime.Object
+	add := func(kind string, o any) {
+		m, err := runtime.DefaultUnstructuredConverter.ToUnstructured(o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := &unstructured.Unstructured{Object: m}
+		u.SetAPIVersion(redisv1.SchemeGroupVersion.String())
+		u.SetKind(kind)
+		objs = append(objs, u)
+	}
+	for _, rs := range in.RedisServices {
+		add("RedisService", rs)
+	}
+	for _, rd := range in.RedisDestinations {
+		add("RedisDestination", rd)
+	}
+	scheme := runtime.NewScheme()
+	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{
+		RedisServiceGVR: "RedisServiceList", RedisDestinationGVR: "RedisDestinationList",
+	}, objs...)
+	w := &RedisStatusWriter{Client: client, Current: func(kind, ns, name string) (int64, redisv1.Status, bool) {
+		gvr, _ := redisGVR(kind)
+		u, err := client.Resource(gvr).Namespace(ns).Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			return 0, redisv1.Status{}, false
+		}
+		var st redisv1.Status
+		if m, ok := u.Object["status"].(map[string]any); ok {
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return u.GetGeneration(), st, true
+	}}
+	w.Set(ix.RedisStatuses())
+	if failed := w.writeAll(context.Background()); failed != 0 {
+		t.Fatalf("%d writes failed", failed)
+	}
+	gen, st, ok := w.Current("RedisDestination", "shop", "orders-redis-copy")
+	if !ok || gen != 1 || len(st.Conditions) != 2 || st.Conditions[0].Reason != redisv1.ReasonConflict || st.Conditions[0].LastTransitionTime.IsZero() {
+		t.Fatalf("status = %+v", st)
+	}
+	_, st, _ = w.Current("RedisService", "shop", "orders")
+	if len(st.Conditions) != 2 || st.Conditions[1].Reason != redisv1.ReasonUnknownHost {
+		t.Fatalf("status = %+v", st)
+	}
+	before := len(client.Actions())
+	if failed := w.writeAll(context.Background()); failed != 0 {
+		t.Fatalf("%d writes failed", failed)
+	}
+	for _, a := range client.Actions()[before:] {
+		if a.GetVerb() == "patch" {
+			t.Fatalf("an unchanged status was written again: %v", a)
+		}
+	}
+}

@@ -1,0 +1,235 @@
+package controller
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
+	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/proxy"
+	"github.com/rosetta-mesh/rosetta/protocols/redis" // the codec proxy.Validate compiles the listeners with, and its read commands
+)
+
+// redisRoute follows a Redis command through a proxy's resources as the
+// proxy's router does, and returns the route it takes (nil: none).
+func redisRoute(t *testing.T, res *config.Resources, port uint32, attrs map[string]string) *configv1alpha1.Route {
+	t.Helper()
+	var rcName string
+	for _, l := range res.Listeners {
+		if l.GetAddress().GetSocketAddress().GetPortValue() == port {
+			var mpp configv1alpha1.MetaProtocolProxy
+			if err := l.GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(&mpp); err != nil {
+				t.Fatal(err)
+			}
+			rcName = mpp.GetRouteConfigName()
+		}
+	}
+	for _, rc := range res.Routes {
+		if rc.GetName() != rcName {
+			continue
+		}
+		for _, r := range rc.GetRoutes() {
+			if matches(r.GetMatch(), attrs) {
+				return r
+			}
+		}
+	}
+	return nil
+}
+
+// describe summarises what a route does to a command, for a table.
+func describe(r *configv1alpha1.Route) string {
+	if r == nil {
+		return "no route"
+	}
+	a := r.GetRoute()
+	s := a.GetCluster()
+	for _, m := range a.GetMirror() {
+		s += fmt.Sprintf(" mirror=%s@%g", m.GetCluster(), m.GetPercentage())
+	}
+	if d := a.GetFault().GetDelay(); d != nil {
+		s += fmt.Sprintf(" delay=%s@%g", d.GetFixedDelay().AsDuration(), d.GetPercentage())
+	}
+	if ab := a.GetFault().GetAbort(); ab != nil {
+		s += fmt.Sprintf(" abort=%s@%g", ab.GetStatus(), ab.GetPercentage())
+	}
+	for _, kv := range a.GetRequestMutation() {
+		s += fmt.Sprintf(" %s=%s", kv.GetKey(), kv.GetValue())
+	}
+	return s
+}
+
+// TestRedisRoutingSimulation states the Redis translation as a table: a
+// command with this name and key, sent to this port, takes a route that
+// sends it to this cluster, with these mirrors, faults and mutations.
+func TestRedisRoutingSimulation(t *testing.T) {
+	const (
+		cache  = "outbound|6379||cache.demo.svc.cluster.local"
+		cacheB = "outbound|6380||cache-b.demo.svc.cluster.local"
+		shadow = "outbound|6390||shadow.example.internal"
+		orders = "outbound|6379||orders-redis.shop.svc.cluster.local"
+		audit  = "outbound|6379||audit-redis.shop.svc.cluster.local"
+	)
+	cases := []struct {
+		file, proxy string
+		port        uint32
+		command     string
+		key         string // "" for keyless commands
+		want        string
+	}{
+		// The longest prefix wins; b: is removed; reads are delayed by the GET fault.
+		{"redis-proxy", "waypoint", 6379, "GET", "b:1", cacheB + " delay=10ms@5 redis.strip_prefix=b:"},
+		{"redis-proxy", "waypoint", 6379, "SET", "b:1", cacheB + " delay=1ms@0.5 abort=fault@1 redis.strip_prefix=b:"},
+		{"redis-proxy", "waypoint", 6379, "HSET", "b:long:1", cacheB + " mirror=" + shadow + "@100 delay=1ms@0.5"},
+		// The catch-all mirrors writes at 50%, not reads.
+		{"redis-proxy", "waypoint", 6379, "SET", "a:1", cache + " mirror=" + shadow + "@50 delay=1ms@0.5 abort=fault@1"},
+		{"redis-proxy", "waypoint", 6379, "INCR", "a:1", cache + " mirror=" + shadow + "@50 delay=1ms@0.5"},
+		{"redis-proxy", "waypoint", 6379, "GET", "a:1", cache + " delay=10ms@5"},
+		{"redis-proxy", "waypoint", 6379, "HGETALL", "a:1", cache + " delay=1ms@0.5"},
+		{"redis-proxy", "waypoint", 6379, "PUBLISH", "", cache + " delay=1ms@0.5"},
+		{"redis-proxy", "waypoint", 6379, "FLUSHALL", "", cache + " mirror=" + shadow + "@50 delay=1ms@0.5"},
+		// The case of a key prefix matters.
+		{"redis-proxy", "waypoint", 6379, "DEL", "B:1", cache + " mirror=" + shadow + "@50 delay=1ms@0.5"},
+		// A Redis port without a RedisService sends everything to itself.
+		{"redis-proxy", "waypoint", 6380, "GET", "x", cacheB},
+		{"redis-cluster", "app", 6379, "GET", "order:1", orders},
+		{"redis-cluster", "app", 6379, "GET", "audit:1", audit},
+	}
+	for _, c := range cases {
+		t.Run(fmt.Sprintf("%s/%d/%s %s", c.file, c.port, c.command, c.key), func(t *testing.T) {
+			ix, proxies := buildFile(t, "testdata/golden/"+c.file+".yaml")
+			attrs := map[string]string{"command": c.command}
+			if c.key != "" {
+				attrs["key"], attrs["hash_key"] = c.key, c.key
+			}
+			r := redisRoute(t, ix.Generate(proxies[0]), c.port, attrs)
+			if got := describe(r); got != c.want {
+				t.Fatalf("%s %s took %q\n got %s\nwant %s", c.command, c.key, r.GetName(), got, c.want)
+			}
+			if hp := r.GetRoute().GetHashPolicy(); len(hp) != 1 || strings.Join(hp[0].GetAttributes(), ",") != "hash_key" {
+				t.Fatalf("hash policy = %v, want hash_key (pools hashed by key)", hp)
+			}
+		})
+	}
+}
+
+// TestRedisResourcesPassProxyValidate runs every Redis golden file's
+// resources through the proxy's own validation (the listeners are built
+// with the real redis codec and its options), so the controller cannot
+// emit config the proxy would refuse.
+func TestRedisResourcesPassProxyValidate(t *testing.T) {
+	for _, f := range []string{"redis-proxy", "redis-cluster"} {
+		ix, proxies := buildFile(t, "testdata/golden/"+f+".yaml")
+		for _, p := range proxies {
+			res := ix.Generate(p)
+			if len(res.Listeners) == 0 {
+				t.Fatalf("%s: no listener for %s", f, p.ID)
+			}
+			if err := proxy.Validate(*res); err != nil {
+				t.Errorf("%s: proxy %s refuses the resources: %v", f, p.ID, err)
+			}
+		}
+	}
+}
+
+// TestRedisSecret: upstream credentials come from the Secret; without it
+// the listener has none and the RedisDestination says which Secret is
+// missing; once it appears, the next build uses it.
+func TestRedisSecret(t *testing.T) {
+	in := &Inputs{}
+	if err := in.AddYAML(mustRead(t, "testdata/golden/redis-cluster.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	secrets := in.Secrets
+	in.Secrets = nil
+	b := &Builder{Options: Options{Resolve: fakeResolver}}
+	ix := b.Build(in)
+	p := &Proxy{ID: "app", Namespace: "shop"}
+	opts := listenerOptions(t, ix.Generate(p))
+	if _, ok := opts["upstream_password"]; ok || opts["mode"] != "cluster" {
+		t.Fatalf("options without the Secret = %v", opts)
+	}
+	st := ix.RedisStatuses()["RedisDestination/shop/orders-redis"]
+	if len(st.Conditions) != 2 || st.Conditions[1].Reason != "UnknownSecret" ||
+		!strings.Contains(st.Conditions[1].Message, "spec.trafficPolicy.connectionPool.redis.auth: no Secret shop/orders-redis-auth") {
+		t.Fatalf("status = %+v", st)
+	}
+	in.Secrets = secrets
+	opts = listenerOptions(t, b.Build(in).Generate(p))
+	if opts["upstream_password"] != "s3cret" || opts["upstream_username"] != "orders" {
+		t.Fatalf("options with the Secret = %v", opts)
+	}
+}
+
+func listenerOptions(t *testing.T, res *config.Resources) map[string]string {
+	t.Helper()
+	var mpp configv1alpha1.MetaProtocolProxy
+	if err := res.Listeners[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(&mpp); err != nil {
+		t.Fatal(err)
+	}
+	return mpp.GetCodecOptions()
+}
+
+// TestRedisInvalidUpdateKeepsLastValid: a RedisService update the
+// controller refuses leaves the previous version in force, and its status
+// names the field.
+func TestRedisInvalidUpdateKeepsLastValid(t *testing.T) {
+	in := &Inputs{}
+	if err := in.AddYAML(mustRead(t, "testdata/golden/redis-proxy.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	b := &Builder{}
+	b.Build(in)
+	bad := in.RedisServices[0].DeepCopy()
+	bad.Generation = 4
+	bad.Spec.Redis[1].Match.Key.Prefix = "b:long:" // now a duplicate
+	in.RedisServices[0] = bad
+	ix := b.Build(in)
+	st := ix.RedisStatuses()["RedisService/demo/cache"]
+	if len(st.Conditions) != 1 || st.Conditions[0].Status != "False" || st.Generation != 4 ||
+		!strings.Contains(st.Conditions[0].Message, `spec.redis[2].match.key.prefix: Duplicate value: "b:long:"`) ||
+		!strings.Contains(st.Conditions[0].Message, "generation 3 stays in force") {
+		t.Fatalf("status = %+v", st)
+	}
+	r := redisRoute(t, ix.Generate(&Proxy{Namespace: "demo"}), 6379, map[string]string{"command": "INCR", "key": "b:1"})
+	if r.GetName() != "prefix:b:" {
+		t.Fatalf("the previous routes are not in force: %s", r.GetName())
+	}
+	// A controller that never saw a valid version applies nothing of it.
+	r = redisRoute(t, (&Builder{}).Build(in).Generate(&Proxy{Namespace: "demo"}), 6379, map[string]string{"command": "INCR", "key": "b:1"})
+	if r.GetName() != "default" {
+		t.Fatalf("an invalid RedisService reached the proxy: %s", r.GetName())
+	}
+}
+
+// TestRedisReadCommands: every name is upper case and unique (they form
+// a regular expression matched against the codec's "command").
+func TestRedisReadCommands(t *testing.T) {
+	seen := map[string]bool{}
+	for _, c := range redisReadCommands {
+		if c != strings.ToUpper(c) || seen[c] {
+			t.Fatalf("bad or duplicate read command %q", c)
+		}
+		seen[c] = true
+	}
+}
+
+// TestRedisReadCommandsMatchTheCodec: the controller's copy of the read
+// commands is the codec's (the controller does not link codecs, so the list
+// is kept twice and this test keeps them together).
+func TestRedisReadCommandsMatchTheCodec(t *testing.T) {
+	codecReads := map[string]bool{}
+	for _, c := range redis.ReadCommands() {
+		codecReads[c] = true
+	}
+	for _, c := range redisReadCommands {
+		if !codecReads[c] {
+			t.Errorf("%s is a read command here but not in protocols/redis", c)
+		}
+		delete(codecReads, c)
+	}
+	for c := range codecReads {
+		t.Errorf("protocols/redis marks %s read-only; add it to redisReadCommands", c)
+	}
+}
