@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -65,16 +64,6 @@ func (c *cutter) cut() {
 		nc.Close()
 	}
 	c.conns = nil
-}
-
-// knownProxyBug skips a test of a pkg/proxy bug that is reported but not
-// fixed yet, saying so, unless ROSETTA_PROXY_BUGS=1 asks to see it fail.
-// Remove the call when the proxy is fixed.
-func knownProxyBug(t *testing.T, what string) {
-	t.Helper()
-	if os.Getenv("ROSETTA_PROXY_BUGS") == "" {
-		t.Skipf("known pkg/proxy bug, reported to the lead: %s (ROSETTA_PROXY_BUGS=1 runs it)", what)
-	}
 }
 
 // TestStreamUpstreamReset: when the upstream connection of an open stream
