@@ -229,8 +229,8 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 	if err != nil {
 		return err
 	}
-	status := &controller.StatusWriter{Client: src.Dynamic, Current: src.MetaRouter, Log: log}
-	redisStatus := &controller.RedisStatusWriter{Client: src.Dynamic, Current: src.RedisObject, Log: log}
+	status := &controller.StatusWriter{Client: src.Dynamic, Current: src.MetaRouterObject, Kind: "MetaRouter", Log: log}
+	redisStatus := &controller.StatusWriter{Client: src.Dynamic, Current: src.RedisObject, Kind: "Redis", Log: log}
 	pipe.Inputs = src.Inputs
 	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
 		srv.Update(ix, changedAt)

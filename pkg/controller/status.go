@@ -6,24 +6,39 @@ import (
 	"fmt"
 	"log/slog"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 )
 
-// StatusWriter writes MetaRouter status. Every replica computes statuses;
+// StatusObject is a cached object whose status a StatusWriter keeps: where
+// it lives and the status it has now. Every Rosetta kind's status has the
+// MetaRouter's shape (observedGeneration and conditions).
+type StatusObject struct {
+	GVR        schema.GroupVersionResource
+	Namespace  string
+	Name       string
+	Generation int64
+	Status     v1alpha1.MetaRouterStatus
+}
+
+// StatusWriter writes the statuses of one family of objects (MetaRouters;
+// RedisServices and RedisDestinations). Every replica computes statuses;
 // only the leader runs Run, so writes do not race.
 type StatusWriter struct {
 	Client dynamic.Interface
-	// Current returns the cached object, or nil when it is gone.
-	Current func(ns, name string) *v1alpha1.MetaRouter
-	Log     *slog.Logger
+	// Current returns the cached object a status key names (the keys of
+	// the statuses given to Set), ok false when it is gone.
+	Current func(key string) (StatusObject, bool)
+	// Kind names the objects in logs.
+	Kind string
+	Log  *slog.Logger
 
 	mu      sync.Mutex
 	desired map[string]RouterStatus
@@ -84,17 +99,16 @@ func (w *StatusWriter) writeAll(ctx context.Context) int {
 	sort.Strings(keys)
 	failed := 0
 	for _, k := range keys {
-		ns, name, _ := strings.Cut(k, "/")
-		cur := w.Current(ns, name)
+		cur, ok := w.Current(k)
 		want := desired[k]
 		// A status computed for another generation waits for the push
 		// that follows the object's update.
-		if cur == nil || cur.Generation != want.Generation || sameStatus(cur.Status, want) {
+		if !ok || cur.Generation != want.Generation || sameStatus(cur.Status, want) {
 			continue
 		}
 		if err := w.write(ctx, cur, want); err != nil {
 			failed++
-			w.Log.Warn("write MetaRouter status", "metarouter", k, "err", err)
+			w.Log.Warn("write status", "kind", w.Kind, "object", k, "err", err)
 		}
 	}
 	return failed
@@ -113,7 +127,7 @@ func sameStatus(cur v1alpha1.MetaRouterStatus, want RouterStatus) bool {
 	return true
 }
 
-func (w *StatusWriter) write(ctx context.Context, cur *v1alpha1.MetaRouter, want RouterStatus) error {
+func (w *StatusWriter) write(ctx context.Context, cur StatusObject, want RouterStatus) error {
 	now := metav1.Now()
 	conds := make([]metav1.Condition, len(want.Conditions))
 	for i, c := range want.Conditions {
@@ -132,9 +146,9 @@ func (w *StatusWriter) write(ctx context.Context, cur *v1alpha1.MetaRouter, want
 	if err != nil {
 		return fmt.Errorf("controller: status patch: %w", err)
 	}
-	_, err = w.Client.Resource(MetaRouterGVR).Namespace(cur.Namespace).Patch(ctx, cur.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "rosetta-controller"}, "status")
+	_, err = w.Client.Resource(cur.GVR).Namespace(cur.Namespace).Patch(ctx, cur.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "rosetta-controller"}, "status")
 	if err != nil {
-		return fmt.Errorf("controller: patch status of %s/%s: %w", cur.Namespace, cur.Name, err)
+		return fmt.Errorf("controller: patch status of %s %s/%s: %w", w.Kind, cur.Namespace, cur.Name, err)
 	}
 	return nil
 }
