@@ -54,3 +54,11 @@ type DedicatedConn interface {
 	Send(req *Message) error
 	Close()
 }
+
+// Closer is an optional capability: the proxy calls Close once when the
+// client's connection has ended, on the connection's reader goroutine after
+// its last Decode and Handle, so a codec can release what it holds for that
+// client (Redis: pinned and subscription connections).
+type Closer interface {
+	Close()
+}

@@ -64,6 +64,9 @@ func newDownConn(l *listener, nc net.Conn) *downConn {
 func (dc *downConn) serve() {
 	defer dc.l.untrack(dc)
 	defer dc.resetStreams()
+	if c, ok := dc.codec.(codec.Closer); ok {
+		defer c.Close()
+	}
 	fr := wire.NewReader(dc.nc, dc.codec)
 	batch := &wire.Batch{}
 	fr.BeforeRead = batch.Flush

@@ -26,6 +26,8 @@ type session struct {
 	// is what it is subscribed to (see pubsub.go).
 	ps   *subscription
 	subs subs
+	// blocked are the connections of blocking commands still waiting.
+	blocked pinnedSet
 }
 
 // reply is how Handle answers one request.
@@ -483,3 +485,25 @@ func appendValue(dst []byte, v value) []byte {
 	}
 	return appendBulk(dst, v.str)
 }
+
+// Close implements codec.Closer: the client went away, so its transaction's
+// pinned connection and its subscription go too (a BLPOP with no timeout or
+// a WATCH would otherwise hold a server connection for a client that is
+// gone).
+func (c *redisCodec) Close() {
+	s := c.sess
+	if s == nil {
+		return
+	}
+	s.blocked.closeAll("the client went away")
+	if s.tx != nil {
+		s.tx.close("the client went away")
+		s.tx = nil
+	}
+	if s.ps != nil {
+		s.ps.abandon()
+		s.dropSubscription()
+	}
+}
+
+var _ codec.Closer = (*redisCodec)(nil)

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"errors"
 	"strconv"
 	"sync"
 
@@ -30,23 +31,27 @@ func openPinned(up codec.Upstream, t target) *pinned {
 			conn, err = up.Dedicated(t.cluster, addr, p.recv)
 		}
 		p.mu.Lock()
-		defer p.mu.Unlock()
-		if err != nil {
-			p.failLocked(err)
-			return
-		}
-		if p.closed {
+		if err == nil && p.closed {
+			p.mu.Unlock()
 			conn.Close()
 			return
 		}
-		p.conn = conn
-		for _, m := range p.queue {
-			if err := conn.Send(m); err != nil {
-				p.failLocked(err)
-				return
+		if err == nil {
+			p.conn = conn
+			for _, m := range p.queue {
+				if err = conn.Send(m); err != nil {
+					break
+				}
 			}
+			p.queue = nil
 		}
-		p.queue = nil
+		if err != nil {
+			after := p.failLocked(err)
+			p.mu.Unlock()
+			after()
+			return
+		}
+		p.mu.Unlock()
 	}()
 	return p
 }
@@ -54,19 +59,24 @@ func openPinned(up codec.Upstream, t target) *pinned {
 // send writes req on the connection; cb gets its answer (or an error answer).
 func (p *pinned) send(req *codec.Message, cb func(*codec.Message)) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.err != nil || p.closed {
+		p.mu.Unlock()
 		cb(errorAnswer(req, codec.StatusUpstreamReset, "rosetta: the pinned upstream connection is gone"))
 		return
 	}
 	p.waiting = append(p.waiting, cb)
 	if p.conn == nil {
 		p.queue = append(p.queue, req)
+		p.mu.Unlock()
 		return
 	}
 	if err := p.conn.Send(req); err != nil {
-		p.failLocked(err)
+		after := p.failLocked(err)
+		p.mu.Unlock()
+		after()
+		return
 	}
+	p.mu.Unlock()
 }
 
 // recv pairs the server's answers with the commands in order; the answers to
@@ -74,8 +84,9 @@ func (p *pinned) send(req *codec.Message, cb func(*codec.Message)) {
 func (p *pinned) recv(m *codec.Message, err error) {
 	p.mu.Lock()
 	if err != nil {
-		p.failLocked(err)
+		after := p.failLocked(err)
 		p.mu.Unlock()
+		after()
 		return
 	}
 	if m.Kind != codec.KindResponse || len(p.waiting) == 0 {
@@ -88,19 +99,31 @@ func (p *pinned) recv(m *codec.Message, err error) {
 	cb(m)
 }
 
-// failLocked answers every waiting command with an error.
-func (p *pinned) failLocked(err error) {
+// failLocked marks the connection failed, with p.mu held, and returns what
+// must run once p.mu is released: the error answers of the waiting commands
+// and the close. (Callbacks may take p.mu themselves: closeAfter does.)
+func (p *pinned) failLocked(err error) (after func()) {
 	if p.err == nil {
 		p.err = err
 	}
-	for _, cb := range p.waiting {
-		cb(errorAnswer(nil, codec.StatusUpstreamReset, "rosetta: pinned upstream connection: "+err.Error()))
+	waiting, conn := p.waiting, p.conn
+	p.waiting, p.queue = nil, nil
+	return func() {
+		for _, cb := range waiting {
+			cb(errorAnswer(nil, codec.StatusUpstreamReset, "rosetta: pinned upstream connection: "+err.Error()))
+		}
+		if conn != nil {
+			conn.Close()
+		}
 	}
-	p.waiting = nil
-	p.queue = nil
-	if p.conn != nil {
-		p.conn.Close()
-	}
+}
+
+// close ends the pinned connection; commands still waiting get an error.
+func (p *pinned) close(why string) {
+	p.mu.Lock()
+	after := p.failLocked(errors.New(why))
+	p.mu.Unlock()
+	after()
 }
 
 // closeAfter wraps cb so the connection closes once cb's answer is in.
@@ -162,7 +185,45 @@ func (s *session) blocking(req *codec.Message, up codec.Upstream, done reply) {
 		return
 	}
 	p := openPinned(up, t)
-	p.send(req, p.closeAfter(done))
+	s.blocked.add(p)
+	p.send(req, p.closeAfter(func(m *codec.Message) {
+		s.blocked.remove(p)
+		done(m)
+	}))
+}
+
+// pinnedSet holds the one-shot connections of blocking commands still
+// waiting, so Close can end them when the client goes away. Answers arrive
+// on other goroutines, hence the lock.
+type pinnedSet struct {
+	mu  sync.Mutex
+	set map[*pinned]struct{}
+}
+
+func (ps *pinnedSet) add(p *pinned) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.set == nil {
+		ps.set = map[*pinned]struct{}{}
+	}
+	ps.set[p] = struct{}{}
+}
+
+func (ps *pinnedSet) remove(p *pinned) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	delete(ps.set, p)
+}
+
+// closeAll ends every connection still waiting.
+func (ps *pinnedSet) closeAll(why string) {
+	ps.mu.Lock()
+	set := ps.set
+	ps.set = nil
+	ps.mu.Unlock()
+	for p := range set {
+		p.close(why)
+	}
 }
 
 // transaction handles WATCH, MULTI, EXEC, DISCARD, UNWATCH and every command

@@ -327,3 +327,43 @@ func TestPerCommandMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestClientGoneReleasesPinnedConnections: a client that disconnects while
+// its BLPOP waits, or inside a WATCH, leaves no connection behind on the
+// server: the proxy's Close hook ends them.
+func TestClientGoneReleasesPinnedConnections(t *testing.T) {
+	a, _, proxy := twoServers(t, nil, nil)
+	direct := goredis.NewClient(&goredis.Options{Addr: a.Addr})
+	defer direct.Close()
+	cx := ctx(t)
+	blocked := func() int {
+		list, err := direct.ClientList(cx).Result()
+		must(t, err, "CLIENT LIST")
+		return strings.Count(list, "cmd=blpop") + strings.Count(list, "cmd=watch")
+	}
+	// A raw connection, so closing it really ends the client (go-redis keeps
+	// a connection in use open until its command returns).
+	raw, err := net.Dial("tcp", proxy)
+	must(t, err, "dial")
+	_, err = raw.Write([]byte("*3\r\n$5\r\nBLPOP\r\n$7\r\na:never\r\n$1\r\n0\r\n"))
+	must(t, err, "BLPOP")
+	c2 := goredis.NewClient(&goredis.Options{Addr: proxy, MaxRetries: -1, PoolSize: 1})
+	must(t, c2.Do(cx, "WATCH", "a:w").Err(), "WATCH")
+	deadline := time.Now().Add(10 * time.Second)
+	for blocked() < 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the BLPOP and WATCH never reached the server (%d seen)", blocked())
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+	raw.Close()
+	c2.Close()
+	deadline = time.Now().Add(10 * time.Second)
+	for blocked() > 0 {
+		if time.Now().After(deadline) {
+			list, _ := direct.ClientList(cx).Result()
+			t.Fatalf("%d pinned connections stayed on the server after their clients left:\n%s", blocked(), list)
+		}
+		time.Sleep(10 * time.Millisecond) // poll interval
+	}
+}

@@ -31,9 +31,10 @@ import (
 //     QUIT after it and waits for the +OK): answers to the commands that
 //     follow it, routed as usual, wait behind that slot.
 //
-// The proxy does not tell a codec when its client goes away. A subscription
-// finds out when a push is not encoded (the proxy skips closed connections),
-// on every frame and every probeInterval when idle, and then closes.
+// When the client goes away the proxy calls the codec's Close, which ends the
+// subscription. As a second guard, a subscription also notices when a push
+// is not encoded (the proxy skips closed connections), on every frame and
+// every probeInterval when idle, and then closes.
 
 // probeInterval is how often an idle subscription checks that its client is
 // still connected.
