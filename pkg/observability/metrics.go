@@ -25,7 +25,7 @@ type Metrics struct {
 	ops           *prometheus.CounterVec
 	opDuration    *prometheus.HistogramVec
 
-	opsMu   sync.Mutex
+	opsMu   sync.RWMutex
 	opNames map[string]struct{}
 }
 
@@ -99,6 +99,12 @@ func (m *Metrics) Operation(listener, op, status string, d time.Duration) {
 }
 
 func (m *Metrics) operationName(op string) string {
+	m.opsMu.RLock()
+	_, known := m.opNames[op]
+	m.opsMu.RUnlock()
+	if known { // every request after an operation's first: no exclusive lock
+		return op
+	}
 	m.opsMu.Lock()
 	defer m.opsMu.Unlock()
 	if _, ok := m.opNames[op]; ok {

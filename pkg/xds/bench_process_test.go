@@ -10,12 +10,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/rosetta-mesh/rosetta/pkg/config"
-	"github.com/rosetta-mesh/rosetta/pkg/xds/client"
 )
 
 // writeBenchFolder writes the benchmark mesh as folder-mode YAML: one file
@@ -153,33 +149,7 @@ func BenchmarkControllerProcess(b *testing.B) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	type proxyState struct {
-		mu     sync.Mutex
-		seen   map[string]string
-		bytes  int
-		notify chan struct{}
-	}
-	proxies := make([]*proxyState, benchProxies)
-	for p := range proxies {
-		ps := &proxyState{seen: map[string]string{}, notify: make(chan struct{}, 1)}
-		proxies[p] = ps
-		go client.Run(ctx, client.Options{Address: xdsAddr, NodeID: fmt.Sprintf("proxy-%d", p),
-			Namespace: fmt.Sprintf("ns-%d", p%benchNamespaces), Logger: quiet}, func(r config.Resources) error {
-			ps.mu.Lock()
-			for _, rc := range r.Routes {
-				ps.seen[rc.GetName()] = rc.GetRoutes()[0].GetMatch().GetAttributes()[0].GetExact()
-			}
-			if ps.bytes == 0 {
-				ps.bytes = resourceBytes(r)
-			}
-			ps.mu.Unlock()
-			select {
-			case ps.notify <- struct{}{}:
-			default:
-			}
-			return nil
-		})
-	}
+	proxies := startBenchProxies(ctx, xdsAddr, quiet)
 	waitAll := func(listener, method string, ns int) {
 		for p, ps := range proxies {
 			if p%benchNamespaces != ns {

@@ -3,6 +3,7 @@ package xds_test
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"sort"
@@ -119,35 +120,7 @@ func BenchmarkControlPlane(b *testing.B) {
 	}()
 	pipe.Changed()
 
-	// Each proxy records, per route configuration, the method its route
-	// matches, and signals when it sees a wanted one.
-	type proxyState struct {
-		mu     sync.Mutex
-		seen   map[string]string
-		bytes  int
-		notify chan struct{}
-	}
-	proxies := make([]*proxyState, benchProxies)
-	for p := range proxies {
-		ps := &proxyState{seen: map[string]string{}, notify: make(chan struct{}, 1)}
-		proxies[p] = ps
-		go client.Run(ctx, client.Options{Address: lis.Addr().String(), NodeID: fmt.Sprintf("proxy-%d", p),
-			Namespace: fmt.Sprintf("ns-%d", p%benchNamespaces), Logger: quiet}, func(r config.Resources) error {
-			ps.mu.Lock()
-			for _, rc := range r.Routes {
-				ps.seen[rc.GetName()] = rc.GetRoutes()[0].GetMatch().GetAttributes()[0].GetExact()
-			}
-			if ps.bytes == 0 {
-				ps.bytes = resourceBytes(r)
-			}
-			ps.mu.Unlock()
-			select {
-			case ps.notify <- struct{}{}:
-			default:
-			}
-			return nil
-		})
-	}
+	proxies := startBenchProxies(ctx, lis.Addr().String(), quiet)
 	waitAll := func(listener, method string, ns int, within time.Duration) time.Duration {
 		start := time.Now()
 		for p, ps := range proxies {
@@ -251,3 +224,40 @@ func protoSize(m interface{ ProtoReflect() protoreflect.Message }) int {
 }
 
 func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
+
+// benchProxy is one proxy of a control-plane benchmark: it records, per
+// route configuration, the method its route matches, and signals when its
+// config changes.
+type benchProxy struct {
+	mu     sync.Mutex
+	seen   map[string]string
+	bytes  int
+	notify chan struct{}
+}
+
+// startBenchProxies subscribes benchProxies xDS clients, spread over
+// benchNamespaces namespaces, to the controller at addr.
+func startBenchProxies(ctx context.Context, addr string, quiet *slog.Logger) []*benchProxy {
+	proxies := make([]*benchProxy, benchProxies)
+	for p := range proxies {
+		ps := &benchProxy{seen: map[string]string{}, notify: make(chan struct{}, 1)}
+		proxies[p] = ps
+		go client.Run(ctx, client.Options{Address: addr, NodeID: fmt.Sprintf("proxy-%d", p),
+			Namespace: fmt.Sprintf("ns-%d", p%benchNamespaces), Logger: quiet}, func(r config.Resources) error {
+			ps.mu.Lock()
+			for _, rc := range r.Routes {
+				ps.seen[rc.GetName()] = rc.GetRoutes()[0].GetMatch().GetAttributes()[0].GetExact()
+			}
+			if ps.bytes == 0 {
+				ps.bytes = resourceBytes(r)
+			}
+			ps.mu.Unlock()
+			select {
+			case ps.notify <- struct{}{}:
+			default:
+			}
+			return nil
+		})
+	}
+	return proxies
+}

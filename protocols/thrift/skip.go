@@ -209,21 +209,7 @@ func (r *reader) skipBinaryList(depth int) error {
 	if m == 0 {
 		return badType(et, r.pos)
 	}
-	if err := r.count(int64(n), m); err != nil {
-		return err
-	}
-	if binaryFixed[et] {
-		return r.skip(n * m)
-	}
-	for i := 0; i < n; i++ {
-		if err := r.skipBinary(et, depth); err != nil {
-			if err == errShort {
-				r.need += (n - i - 1) * m
-			}
-			return err
-		}
-	}
-	return nil
+	return r.skipElems(n, m, binaryFixed[et], func() error { return r.skipBinary(et, depth) })
 }
 
 func (r *reader) skipBinaryMap(depth int) error {
@@ -386,21 +372,7 @@ func (r *reader) skipCompactList(depth int) error {
 	if m == 0 {
 		return badType(et, r.pos)
 	}
-	if err := r.count(int64(n), m); err != nil {
-		return err
-	}
-	if compactFixed[et] {
-		return r.skip(n * m)
-	}
-	for i := 0; i < n; i++ {
-		if err := r.skipCompact(et, depth); err != nil {
-			if err == errShort {
-				r.need += (n - i - 1) * m
-			}
-			return err
-		}
-	}
-	return nil
+	return r.skipElems(n, m, compactFixed[et], func() error { return r.skipCompact(et, depth) })
 }
 
 func (r *reader) skipCompactMap(depth int) error {
@@ -433,6 +405,28 @@ func (r *reader) skipCompactMap(depth int) error {
 		if err := r.skipCompact(vt, depth); err != nil {
 			if err == errShort {
 				r.need += (n - i - 1) * (km + vm)
+			}
+			return err
+		}
+	}
+	return nil
+}
+
+// skipElems steps over the n elements of a list or set, each at least m
+// bytes: fixed-size elements in one step, others one by one. When the input
+// runs short, it adds the bytes the remaining elements need at least, so a
+// long list arrives in a few reads rather than one per element.
+func (r *reader) skipElems(n, m int, fixed bool, one func() error) error {
+	if err := r.count(int64(n), m); err != nil {
+		return err
+	}
+	if fixed {
+		return r.skip(n * m)
+	}
+	for i := 0; i < n; i++ {
+		if err := one(); err != nil {
+			if err == errShort {
+				r.need += (n - i - 1) * m
 			}
 			return err
 		}
