@@ -25,8 +25,24 @@ type Metrics struct {
 	ops           *prometheus.CounterVec
 	opDuration    *prometheus.HistogramVec
 
-	opsMu   sync.RWMutex
-	opNames map[string]struct{}
+	// The observers of successful requests, by their labels: Prometheus
+	// hashes and checks every label on each lookup, which is a good part
+	// of a Redis GET's cost; a map of our own is a fraction of that.
+	reqMu  sync.RWMutex
+	reqOK  map[requestKey]observers
+	opsMu  sync.RWMutex
+	opsOK  map[operationKey]observers
+	opSeen int // distinct operation names, capped at maxOperations
+}
+
+type requestKey struct{ listener, route, cluster string }
+
+type operationKey struct{ listener, op string }
+
+// observers count a successful request and record its duration.
+type observers struct {
+	count    prometheus.Counter
+	duration prometheus.Observer
 }
 
 // maxOperations caps the distinct operation names per proxy, so a client
@@ -73,7 +89,8 @@ func New() *Metrics {
 		Help:    "Time from a request's arrival to its answer, by operation.",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"listener", "operation"})
-	m.opNames = map[string]struct{}{}
+	m.reqOK = map[requestKey]observers{}
+	m.opsOK = map[operationKey]observers{}
 	m.Registry.MustRegister(m.ops, m.opDuration)
 	m.Registry.MustRegister(m.requests, m.duration, m.downstreamCx, m.downstreamErr, m.upstreamErr, m.configApplied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -87,34 +104,57 @@ func (m *Metrics) Handler() http.Handler {
 
 // Request records one finished request.
 func (m *Metrics) Request(listener, route, cluster, status string, d time.Duration) {
-	m.requests.WithLabelValues(listener, route, cluster, status).Inc()
-	m.duration.WithLabelValues(listener, route, cluster).Observe(d.Seconds())
+	if status != "ok" {
+		m.requests.WithLabelValues(listener, route, cluster, status).Inc()
+		m.duration.WithLabelValues(listener, route, cluster).Observe(d.Seconds())
+		return
+	}
+	k := requestKey{listener, route, cluster}
+	m.reqMu.RLock()
+	o, ok := m.reqOK[k]
+	m.reqMu.RUnlock()
+	if !ok {
+		o = observers{m.requests.WithLabelValues(listener, route, cluster, status), m.duration.WithLabelValues(listener, route, cluster)}
+		m.reqMu.Lock()
+		m.reqOK[k] = o
+		m.reqMu.Unlock()
+	}
+	o.count.Inc()
+	o.duration.Observe(d.Seconds())
 }
 
 // Operation records one request by the protocol's operation name.
 func (m *Metrics) Operation(listener, op, status string, d time.Duration) {
-	op = m.operationName(op)
-	m.ops.WithLabelValues(listener, op, status).Inc()
-	m.opDuration.WithLabelValues(listener, op).Observe(d.Seconds())
+	k := operationKey{listener, op}
+	m.opsMu.RLock()
+	o, ok := m.opsOK[k]
+	m.opsMu.RUnlock()
+	if ok && status == "ok" {
+		o.count.Inc()
+		o.duration.Observe(d.Seconds())
+		return
+	}
+	m.operationSlow(k, status, d)
 }
 
-func (m *Metrics) operationName(op string) string {
-	m.opsMu.RLock()
-	_, known := m.opNames[op]
-	m.opsMu.RUnlock()
-	if known { // every request after an operation's first: no exclusive lock
-		return op
-	}
+// operationSlow records what Operation's map does not hold yet, or a failure;
+// past maxOperations distinct names, new ones count as "other".
+func (m *Metrics) operationSlow(k operationKey, status string, d time.Duration) {
 	m.opsMu.Lock()
-	defer m.opsMu.Unlock()
-	if _, ok := m.opNames[op]; ok {
-		return op
+	o, ok := m.opsOK[k]
+	if !ok && m.opSeen < maxOperations {
+		m.opSeen++
+		o = observers{m.ops.WithLabelValues(k.listener, k.op, "ok"), m.opDuration.WithLabelValues(k.listener, k.op)}
+		m.opsOK[k], ok = o, true
 	}
-	if len(m.opNames) >= maxOperations {
-		return "other"
+	m.opsMu.Unlock()
+	op := k.op
+	if !ok {
+		op = "other"
+		o.duration = m.opDuration.WithLabelValues(k.listener, op)
 	}
-	m.opNames[op] = struct{}{}
-	return op
+	m.ops.WithLabelValues(k.listener, op, status).Inc()
+	o.duration.Observe(d.Seconds())
 }
 
 // DownstreamConn adds delta to a listener's open connections.

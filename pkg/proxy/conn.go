@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
@@ -61,12 +62,16 @@ func newDownConn(l *listener, nc net.Conn) *downConn {
 	return dc
 }
 
-func (dc *downConn) serve() {
-	defer dc.l.untrack(dc)
-	defer dc.resetStreams()
-	if c, ok := dc.codec.(codec.Closer); ok {
-		defer c.Close()
+// start reads on an event loop where it can, else on a goroutine.
+func (dc *downConn) start() {
+	if !netloop.Serve(dc.nc, dc.codec, dc.w, dc, dc.lc.idleTimeout) {
+		go dc.serve()
 	}
+}
+
+// serve reads on a goroutine of the connection's own.
+func (dc *downConn) serve() {
+	defer dc.Stopped()
 	fr := wire.NewReader(dc.nc, dc.codec)
 	batch := &wire.Batch{}
 	fr.BeforeRead = batch.Flush
@@ -76,20 +81,39 @@ func (dc *downConn) serve() {
 			_ = dc.nc.SetReadDeadline(time.Now().Add(dc.lc.idleTimeout))
 		}
 		frame, err := fr.Next()
-		var m *codec.Message
-		if err == nil {
-			if m, err = dc.codec.Decode(frame); err == nil {
-				batch.Open()
-				dc.dispatch(m, batch)
-				continue
-			}
+		if !dc.Frame(frame, err, batch) {
+			return
 		}
-		if isTimeout(err) && dc.inflight.Load() > 0 {
-			continue // idle means no requests, not a slow upstream
-		}
-		dc.readFailed(m, err)
-		return
 	}
+}
+
+// Frame implements netloop.Handler: a frame is decoded and dispatched, an
+// error ends the reading (false) unless it is an idle timeout with requests
+// still in flight.
+func (dc *downConn) Frame(frame []byte, err error, b *wire.Batch) bool {
+	var m *codec.Message
+	if err == nil {
+		if m, err = dc.codec.Decode(frame); err == nil {
+			b.Open()
+			dc.dispatch(m, b)
+			return true
+		}
+	}
+	if isTimeout(err) && dc.inflight.Load() > 0 {
+		return true // idle means no requests, not a slow upstream
+	}
+	dc.readFailed(m, err)
+	return false
+}
+
+// Stopped implements netloop.Handler; it runs once reading has ended, on the
+// goroutine that read.
+func (dc *downConn) Stopped() {
+	if c, ok := dc.codec.(codec.Closer); ok {
+		c.Close()
+	}
+	dc.resetStreams()
+	dc.l.untrack(dc)
 }
 
 // readFailed ends the connection after a read error. A bad frame whose kind

@@ -18,12 +18,15 @@ type env struct {
 	// batch is the reader's batch; a call made after the reader moved on
 	// finds it closed and writes at once (see wire.Batch).
 	batch *wire.Batch
+	// start is when the client's request arrived; the requests the handler
+	// sends for it are timed from then.
+	start time.Time
 }
 
 var _ codec.Upstream = (*env)(nil)
 
 func (e *env) exchange(req *codec.Message, done codec.Done) *exchange {
-	return &exchange{p: e.dc.l.p, dc: e.dc, req: req, snap: e.snap, start: time.Now(), onDone: done, batch: e.batch}
+	return &exchange{p: e.dc.l.p, dc: e.dc, req: req, snap: e.snap, start: e.start, onDone: done, batch: e.batch}
 }
 
 // Forward implements codec.Upstream.

@@ -72,7 +72,7 @@ func (p *Proxy) handle(dc *downConn, req *codec.Message, b *wire.Batch) {
 	s := dc.reserve()
 	if h, ok := dc.codec.(codec.Handler); ok {
 		start := time.Now()
-		h.Handle(req, &env{dc: dc, snap: p.snap.Load(), batch: b}, func(m *codec.Message) {
+		h.Handle(req, &env{dc: dc, snap: p.snap.Load(), batch: b, start: start}, func(m *codec.Message) {
 			status := "ok"
 			if m != nil && m.Status != codec.StatusOK {
 				status = m.Status.String()

@@ -50,7 +50,7 @@ func (l *listener) serve() {
 			nc.Close()
 			continue
 		}
-		go dc.serve()
+		dc.start()
 	}
 }
 

@@ -3,11 +3,11 @@ package upstream
 import (
 	"fmt"
 
-	"google.golang.org/protobuf/types/known/wrapperspb"
 	"net"
 	"strconv"
 	"sync"
-	"time"
+
+	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -210,20 +210,6 @@ func (m *Manager) Commit(inUse map[string]*Cluster) {
 	m.mu.Unlock()
 	for _, e := range gone {
 		e.closeAll()
-	}
-}
-
-// CloseIdle closes connections idle for longer than d.
-func (m *Manager) CloseIdle(d time.Duration) {
-	cutoff := time.Now().Add(-d)
-	m.mu.Lock()
-	eps := make([]*Endpoint, 0, len(m.endpoints))
-	for _, e := range m.endpoints {
-		eps = append(eps, e)
-	}
-	m.mu.Unlock()
-	for _, e := range eps {
-		e.closeIdle(cutoff)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
@@ -59,8 +60,7 @@ type Conn struct {
 	waiting    int
 	maxPending int
 
-	active   atomic.Int32
-	lastUsed atomic.Int64
+	active atomic.Int32
 }
 
 func newConn(p *Pool) (*Conn, error) {
@@ -102,8 +102,10 @@ func (c *Conn) dial(timeout time.Duration) {
 		return
 	}
 	c.pool.ep.succeed()
-	go c.readLoop()
 	c.w.SetConn(nc)
+	if !netloop.Serve(nc, c.codec, c.w, c, 0) {
+		go c.readLoop()
+	}
 }
 
 // Send writes msg on this connection and registers r for its response (r nil:
@@ -138,7 +140,6 @@ func (c *Conn) Send(msg *codec.Message, r Request, b *wire.Batch) (uint64, error
 		c.inflight.add(id, r)
 		c.active.Add(1)
 	}
-	c.lastUsed.Store(time.Now().UnixNano())
 	c.w.HoldLocked(b)
 	return id, nil
 }
@@ -184,6 +185,8 @@ func (c *Conn) Cancel(id uint64) {
 	c.w.Unlock()
 }
 
+// readLoop reads on a goroutine of the connection's own where no event loop
+// does.
 func (c *Conn) readLoop() {
 	fr := wire.NewReader(c.nc, c.codec)
 	batch := &wire.Batch{}
@@ -191,19 +194,30 @@ func (c *Conn) readLoop() {
 	defer batch.Flush()
 	for {
 		frame, err := fr.Next()
-		if err != nil {
-			c.close(fmt.Errorf("%w: %v", ErrReset, err))
+		if !c.Frame(frame, err, batch) {
 			return
 		}
-		m, err := c.codec.Decode(frame)
-		if err != nil {
-			c.close(fmt.Errorf("%w: %v", ErrReset, err))
-			return
-		}
-		batch.Open()
-		c.handle(m, batch)
 	}
 }
+
+// Frame implements netloop.Handler: a response goes to its request, an error
+// or a bad frame closes the connection.
+func (c *Conn) Frame(frame []byte, err error, b *wire.Batch) bool {
+	var m *codec.Message
+	if err == nil {
+		m, err = c.codec.Decode(frame)
+	}
+	if err != nil {
+		c.close(fmt.Errorf("%w: %v", ErrReset, err))
+		return false
+	}
+	b.Open()
+	c.handle(m, b)
+	return true
+}
+
+// Stopped implements netloop.Handler.
+func (c *Conn) Stopped() {}
 
 func (c *Conn) handle(m *codec.Message, b *wire.Batch) {
 	switch m.Kind {

@@ -30,12 +30,18 @@ type Endpoint struct {
 	// active counts requests in flight, for the least-request balancer.
 	active atomic.Int64
 
-	mu           sync.Mutex
-	outlier      Outlier
-	inARow       int // failures since the last success
-	ejections    int // ejections in a row, for the backoff
-	ejectedUntil time.Time
-	pools        map[string]*Pool
+	// Every request reads these, so they are atomics: ejectedUntil (Unix
+	// nanoseconds, 0 when never ejected since the last success), inARow
+	// (failures since the last success) and countErrors (the outlier
+	// policy's).
+	ejectedUntil atomic.Int64
+	inARow       atomic.Int32
+	countErrors  atomic.Bool
+
+	mu        sync.Mutex
+	outlier   Outlier
+	ejections int // ejections in a row, for the backoff
+	pools     map[string]*Pool
 }
 
 func newEndpoint(addr string) *Endpoint {
@@ -47,6 +53,7 @@ func newEndpoint(addr string) *Endpoint {
 func (e *Endpoint) setOutlier(o Outlier) {
 	e.mu.Lock()
 	e.outlier = o
+	e.countErrors.Store(o.CountErrors)
 	e.mu.Unlock()
 }
 
@@ -54,25 +61,20 @@ func (e *Endpoint) setOutlier(o Outlier) {
 // toward ejection when the outlier policy counts errors; any other answer
 // clears the run of failures.
 func (e *Endpoint) Answered(isError bool) {
-	e.mu.Lock()
-	countErrors := e.outlier.CountErrors
-	e.mu.Unlock()
-	if isError && countErrors {
+	if isError && e.countErrors.Load() {
 		e.fail()
 		return
 	}
-	if !isError {
-		e.mu.Lock()
-		e.inARow = 0
-		e.mu.Unlock()
+	if !isError && e.inARow.Load() != 0 {
+		e.inARow.Store(0)
 	}
 }
 
-// Healthy reports whether the endpoint is not ejected.
-func (e *Endpoint) Healthy(now time.Time) bool {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return !now.Before(e.ejectedUntil)
+// Healthy reports whether the endpoint is not ejected; it reads the clock
+// only for an endpoint ejected once.
+func (e *Endpoint) Healthy() bool {
+	until := e.ejectedUntil.Load()
+	return until == 0 || time.Now().UnixNano() >= until
 }
 
 // fail records a failure and ejects the endpoint once the outlier policy's
@@ -81,21 +83,21 @@ func (e *Endpoint) Healthy(now time.Time) bool {
 func (e *Endpoint) fail() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.inARow++
-	if e.inARow < max(e.outlier.Consecutive, 1) {
+	if e.inARow.Add(1) < int32(max(e.outlier.Consecutive, 1)) {
 		return
 	}
-	e.inARow = 0
+	e.inARow.Store(0)
 	d := e.outlier.Base << min(e.ejections, 5)
 	e.ejections++
-	e.ejectedUntil = time.Now().Add(min(d, e.outlier.Max))
+	e.ejectedUntil.Store(time.Now().Add(min(d, e.outlier.Max)).UnixNano())
 }
 
 func (e *Endpoint) succeed() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.inARow, e.ejections = 0, 0
-	e.ejectedUntil = time.Time{}
+	e.inARow.Store(0)
+	e.ejections = 0
+	e.ejectedUntil.Store(0)
 }
 
 // Pool returns the endpoint's connection pool for a protocol and its options.
@@ -128,17 +130,5 @@ func (e *Endpoint) closeAll() {
 	e.mu.Unlock()
 	for _, p := range pools {
 		p.closeAll()
-	}
-}
-
-func (e *Endpoint) closeIdle(cutoff time.Time) {
-	e.mu.Lock()
-	pools := make([]*Pool, 0, len(e.pools))
-	for _, p := range e.pools {
-		pools = append(pools, p)
-	}
-	e.mu.Unlock()
-	for _, p := range pools {
-		p.closeIdle(cutoff)
 	}
 }

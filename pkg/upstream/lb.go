@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strconv"
 	"sync/atomic"
-	"time"
 )
 
 // Balancer picks an endpoint for one request. hash is the request's hash key
@@ -21,10 +20,9 @@ type Balancer interface {
 // recovered server is found without waiting for its ejection to end; and
 // when exclude is the only endpoint, a retry goes to it again.
 func candidates(eps []*Endpoint, exclude *Endpoint, buf []*Endpoint) []*Endpoint {
-	now := time.Now()
 	out := buf[:0]
 	for _, e := range eps {
-		if e != exclude && e.Healthy(now) {
+		if e != exclude && e.Healthy() {
 			out = append(out, e)
 		}
 	}
@@ -127,14 +125,13 @@ func (r *ringHash) Pick(_ []*Endpoint, hash uint64, exclude *Endpoint) *Endpoint
 		return nil
 	}
 	start := sort.Search(n, func(i int) bool { return r.points[i].hash >= hash })
-	now := time.Now()
 	var fallback *Endpoint
 	for i := 0; i < n; i++ {
 		p := r.points[(start+i)%n]
 		if p.ep == exclude && r.endpoints > 1 {
 			continue
 		}
-		if p.ep.Healthy(now) {
+		if p.ep.Healthy() {
 			return p.ep
 		}
 		if fallback == nil {

@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"sync"
-	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
@@ -63,22 +62,6 @@ func (p *Pool) remove(c *Conn) {
 			p.conns = append(p.conns[:i], p.conns[i+1:]...)
 			return
 		}
-	}
-}
-
-// closeIdle closes connections with nothing in flight that were last used
-// before the cutoff.
-func (p *Pool) closeIdle(cutoff time.Time) {
-	p.mu.Lock()
-	var idle []*Conn
-	for _, c := range p.conns {
-		if c.active.Load() == 0 && c.lastUsed.Load() < cutoff.UnixNano() {
-			idle = append(idle, c)
-		}
-	}
-	p.mu.Unlock()
-	for _, c := range idle {
-		c.Close()
 	}
 }
 

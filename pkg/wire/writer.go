@@ -5,11 +5,15 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"syscall"
 	"time"
 )
 
 // ErrWriteBacklog: more bytes are queued for a peer than the limit allows.
 var ErrWriteBacklog = errors.New("wire: too much queued for a peer that does not read")
+
+// errWouldBlock: the peer's receive window is full.
+var errWouldBlock = errors.New("wire: write would block")
 
 // Writer combines writes to a connection from many goroutines without a
 // goroutine of its own: a caller appends its frame under the lock, and the
@@ -18,10 +22,14 @@ var ErrWriteBacklog = errors.New("wire: too much queued for a peer that does not
 // and a burst shares system calls.
 //
 // Callers hold the lock (Lock) while they append to Buf, and release it with
-// Unlock, which writes when it is their turn.
+// Unlock, which writes when it is their turn. On a socket the first attempt
+// does not wait: when the peer's window is full the rest of the flush goes on
+// in a goroutine of its own, so a caller (an event loop above all) never
+// waits for a slow peer, and the common write needs no deadline.
 type Writer struct {
 	mu       sync.Mutex
 	nc       net.Conn
+	rc       syscall.RawConn // nc's, when it is a socket
 	timeout  time.Duration
 	max      int
 	flushing bool
@@ -39,12 +47,24 @@ type Writer struct {
 	// OnIdle, when set, is called with the lock held each time the queue has
 	// been written out; it may return true to close the connection.
 	OnIdle func() bool
+	// OnClose, when set, is called once, with the lock held, when the
+	// connection is closed for any reason; it must not use the writer.
+	OnClose func()
 }
 
 // NewWriter writes to nc; a single write may block for at most timeout and at
 // most max bytes may be queued.
 func NewWriter(nc net.Conn, timeout time.Duration, max int) *Writer {
-	return &Writer{nc: nc, timeout: timeout, max: max}
+	w := &Writer{timeout: timeout, max: max}
+	w.setConn(nc)
+	return w
+}
+
+func (w *Writer) setConn(nc net.Conn) {
+	w.nc = nc
+	if sc, ok := nc.(syscall.Conn); ok {
+		w.rc, _ = sc.SyscallConn()
+	}
 }
 
 // Lock takes the queue.
@@ -72,11 +92,22 @@ func (w *Writer) Unlock() {
 		runtime.Gosched()
 		w.mu.Lock()
 	}
+	w.drain(false)
+}
+
+// drain writes everything queued; the lock is held on entry and released on
+// return. Unless blocking, a write that would wait for the peer is finished
+// by a goroutine of its own, which keeps the queue meanwhile.
+func (w *Writer) drain(blocking bool) {
 	for len(w.Buf) > 0 {
 		out := w.Buf
 		w.Buf = w.spare[:0]
 		w.mu.Unlock()
-		err := w.write(out)
+		n, err := w.write(out, blocking)
+		if err == errWouldBlock {
+			go w.finish(out, n)
+			return
+		}
 		w.mu.Lock()
 		w.spare = out[:0]
 		if err != nil {
@@ -92,12 +123,61 @@ func (w *Writer) Unlock() {
 	w.mu.Unlock()
 }
 
-func (w *Writer) write(b []byte) error {
-	if w.timeout > 0 {
-		_ = w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+// finish writes out[n:], waiting for the peer, then the rest of the queue.
+func (w *Writer) finish(out []byte, n int) {
+	_, err := w.write(out[n:], true)
+	w.mu.Lock()
+	w.spare = out[:0]
+	if err != nil {
+		w.flushing = false
+		w.fail(err)
+		return
 	}
-	_, err := w.nc.Write(b)
-	return err
+	w.drain(true)
+}
+
+// write writes b; unless blocking, on a socket it stops when the peer's
+// window is full and reports how much went out with errWouldBlock.
+func (w *Writer) write(b []byte, blocking bool) (int, error) {
+	if !blocking && w.rc != nil {
+		return w.tryWrite(b)
+	}
+	if w.timeout <= 0 {
+		return w.nc.Write(b)
+	}
+	_ = w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+	n, err := w.nc.Write(b)
+	// A deadline left behind would fail the next non-waiting write once
+	// it passed.
+	_ = w.nc.SetWriteDeadline(time.Time{})
+	return n, err
+}
+
+func (w *Writer) tryWrite(b []byte) (int, error) {
+	var n int
+	var err error
+	cerr := w.rc.Write(func(fd uintptr) bool {
+		for n < len(b) {
+			var k int
+			k, err = syscall.Write(int(fd), b[n:])
+			if k > 0 {
+				n += k
+			}
+			if err != nil && err != syscall.EINTR {
+				break
+			}
+		}
+		return true // never wait here
+	})
+	switch {
+	case cerr != nil:
+		return n, cerr
+	case err == syscall.EAGAIN:
+		return n, errWouldBlock
+	case err != nil:
+		return n, err
+	}
+	return n, nil
 }
 
 // fail closes the writer and reports err; the lock is held on entry and
@@ -115,7 +195,7 @@ func (w *Writer) fail(err error) {
 // the next Unlock.
 func (w *Writer) SetConn(nc net.Conn) {
 	w.mu.Lock()
-	w.nc = nc
+	w.setConn(nc)
 	w.Unlock()
 }
 
@@ -137,6 +217,9 @@ func (w *Writer) closeLocked() {
 	w.Buf = nil
 	if w.nc != nil {
 		w.nc.Close()
+	}
+	if w.OnClose != nil {
+		w.OnClose()
 	}
 }
 

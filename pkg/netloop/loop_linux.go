@@ -1,0 +1,324 @@
+//go:build linux
+
+package netloop
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"math"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
+)
+
+// loops are shared by every listener of the process, one per P.
+var loops struct {
+	once sync.Once
+	all  []*loop
+	next atomic.Uint32
+}
+
+// Serve reads nc's frames, split by c, on an event loop and hands each to
+// h. w is nc's writer: closing it tells the loop to stop. idle, when
+// positive, is how long the loop lets nc go without input before it hands h
+// an os.ErrDeadlineExceeded. Serve reports false when it cannot serve nc (no
+// socket, loops off or not started); the caller then reads on a goroutine.
+func Serve(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle time.Duration) bool {
+	if off {
+		return false
+	}
+	lp := pickLoop()
+	return lp != nil && lp.add(nc, c, w, h, idle)
+}
+
+func pickLoop() *loop {
+	loops.once.Do(func() {
+		for range runtime.GOMAXPROCS(0) {
+			lp, err := newLoop()
+			if err != nil {
+				return
+			}
+			loops.all = append(loops.all, lp)
+			go lp.run()
+		}
+	})
+	if len(loops.all) == 0 {
+		return nil
+	}
+	return loops.all[int(loops.next.Add(1))%len(loops.all)]
+}
+
+// wakeToken marks the loop's own eventfd among epoll's events.
+const wakeToken = 0
+
+type loop struct {
+	ep    *os.File // the epoll descriptor; kept so it is never collected
+	epfd  int
+	wake  int // an eventfd other goroutines write to wake the loop
+	batch wire.Batch
+
+	mu    sync.Mutex
+	conns map[uint32]*loopConn
+	next  uint32
+	// ended were closed by someone else; idle have an idle timer due. Both
+	// are handled on the loop, the only goroutine that reads.
+	ended []*loopConn
+	idle  []*loopConn
+}
+
+// loopConn is a connection as its loop sees it; all but token is the loop's
+// alone.
+type loopConn struct {
+	h        Handler
+	idle     time.Duration
+	token    uint32
+	rc       syscall.RawConn
+	fr       *wire.Reader
+	src      onceReader
+	lastRead time.Time
+	timer    *time.Timer
+	done     bool
+}
+
+func newLoop() (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, err
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, err
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: wakeToken}); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, err
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, err
+	}
+	return &loop{ep: os.NewFile(uintptr(epfd), "epoll"), epfd: epfd, wake: wake, conns: map[uint32]*loopConn{}}, nil
+}
+
+// add registers nc; false leaves it to a goroutine of its own.
+func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle time.Duration) bool {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return false
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	lc := &loopConn{h: h, idle: idle, rc: rc, lastRead: time.Now()}
+	lc.src.rc = rc
+	lc.fr = wire.NewReader(&lc.src, c)
+	if idle > 0 {
+		lc.timer = time.AfterFunc(time.Duration(math.MaxInt64), func() { lp.post(&lp.idle, lc) })
+	}
+	lp.mu.Lock()
+	for lp.next++; lp.next == wakeToken || lp.conns[lp.next] != nil; lp.next++ {
+	}
+	lc.token = lp.next
+	lp.conns[lc.token] = lc
+	lp.mu.Unlock()
+	var cerr error
+	err = rc.Control(func(fd uintptr) {
+		cerr = unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lc.token)})
+	})
+	if err != nil || cerr != nil {
+		lp.mu.Lock()
+		delete(lp.conns, lc.token)
+		lp.mu.Unlock()
+		if lc.timer != nil {
+			lc.timer.Stop()
+		}
+		return false
+	}
+	if idle > 0 {
+		lc.timer.Reset(idle) // after lc.timer is set, which the loop reads
+	}
+	w.Lock()
+	w.OnClose = func() { lp.post(&lp.ended, lc) }
+	closed := w.Closed()
+	w.Unlock()
+	if closed {
+		lp.post(&lp.ended, lc)
+	}
+	return true
+}
+
+// post queues lc for the loop and wakes it; any goroutine may call it.
+func (lp *loop) post(list *[]*loopConn, lc *loopConn) {
+	lp.mu.Lock()
+	*list = append(*list, lc)
+	lp.mu.Unlock()
+	var one [8]byte
+	binary.NativeEndian.PutUint64(one[:], 1)
+	_, _ = unix.Write(lp.wake, one[:]) // EAGAIN: the counter is full, so a wake-up is pending anyway
+}
+
+func (lp *loop) run() {
+	events := make([]unix.EpollEvent, 256)
+	for {
+		n := lp.wait(events)
+		now := time.Now()
+		for _, ev := range events[:n] {
+			if ev.Fd == wakeToken {
+				var buf [8]byte
+				_, _ = unix.Read(lp.wake, buf[:])
+				continue
+			}
+			lp.mu.Lock()
+			lc := lp.conns[uint32(ev.Fd)]
+			lp.mu.Unlock()
+			if lc != nil {
+				lp.readable(lc, now)
+			}
+		}
+		lp.queued()
+		lp.batch.Flush()
+	}
+}
+
+// wait parks until epoll has events and returns how many it put in events.
+func (lp *loop) wait(events []unix.EpollEvent) int {
+	rc, err := lp.ep.SyscallConn()
+	if err != nil {
+		panic("netloop: " + err.Error()) // an *os.File always has one
+	}
+	for {
+		var n int
+		var werr error
+		err = rc.Read(func(fd uintptr) bool {
+			n, werr = unix.EpollWait(int(fd), events, 0)
+			return n > 0 || (werr != nil && werr != unix.EINTR)
+		})
+		if err == nil && werr == nil {
+			return n
+		}
+		// Not expected from a valid epoll descriptor; do not spin on it.
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// readable handles what one read of lc gives.
+func (lp *loop) readable(lc *loopConn, now time.Time) {
+	if lc.done {
+		return
+	}
+	lc.src.armed = true
+	lc.lastRead = now
+	for {
+		frame, err := lc.fr.Next()
+		if errors.Is(err, errWouldBlock) {
+			return
+		}
+		if !lc.h.Frame(frame, err, &lp.batch) {
+			lp.stop(lc)
+			return
+		}
+	}
+}
+
+// queued handles the connections others posted: closed ones stop, those with
+// an idle timer due are checked.
+func (lp *loop) queued() {
+	lp.mu.Lock()
+	ended, idle := lp.ended, lp.idle
+	lp.ended, lp.idle = nil, nil
+	lp.mu.Unlock()
+	for _, lc := range ended {
+		lp.stop(lc)
+	}
+	for _, lc := range idle {
+		lp.checkIdle(lc)
+	}
+}
+
+// checkIdle tells the handler of a connection without input for its idle
+// time, which may keep reading (true) or stop.
+func (lp *loop) checkIdle(lc *loopConn) {
+	if lc.done {
+		return
+	}
+	if left := lc.idle - time.Since(lc.lastRead); left > 0 {
+		lc.timer.Reset(left)
+		return
+	}
+	if lc.h.Frame(nil, os.ErrDeadlineExceeded, &lp.batch) {
+		lc.timer.Reset(lc.idle)
+		return
+	}
+	lp.stop(lc)
+}
+
+// stop ends reading lc, once.
+func (lp *loop) stop(lc *loopConn) {
+	if lc.done {
+		return
+	}
+	lc.done = true
+	lp.mu.Lock()
+	delete(lp.conns, lc.token)
+	lp.mu.Unlock()
+	// A closed socket has left epoll with its descriptor; Control refuses
+	// to run then, so a reused descriptor number is never touched.
+	_ = lc.rc.Control(func(fd uintptr) {
+		_ = unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+	})
+	if lc.timer != nil {
+		lc.timer.Stop()
+	}
+	lc.h.Stopped()
+}
+
+// errWouldBlock: the socket has nothing more to read now.
+var errWouldBlock = errors.New("netloop: nothing to read")
+
+// onceReader reads a socket at most once per readiness, without waiting.
+type onceReader struct {
+	rc    syscall.RawConn
+	armed bool
+}
+
+func (r *onceReader) Read(p []byte) (int, error) {
+	if !r.armed {
+		return 0, errWouldBlock
+	}
+	r.armed = false
+	var n int
+	var err error
+	cerr := r.rc.Read(func(fd uintptr) bool {
+		for {
+			n, err = syscall.Read(int(fd), p)
+			if err != syscall.EINTR {
+				return true
+			}
+		}
+	})
+	switch {
+	case cerr != nil:
+		return 0, cerr
+	case err == syscall.EAGAIN:
+		return 0, errWouldBlock
+	case err != nil:
+		return 0, err
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}

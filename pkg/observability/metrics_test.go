@@ -1,0 +1,50 @@
+package observability
+
+import (
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+func TestOperationsPastTheCapCountAsOther(t *testing.T) {
+	m := New()
+	for i := range maxOperations + 5 {
+		m.Operation("l", "op"+strconv.Itoa(i), "ok", time.Millisecond)
+	}
+	m.Operation("l", "op0", "ok", time.Millisecond)
+	m.Operation("l", "op0", "timeout", time.Millisecond)
+	m.Operation("l", "new", "timeout", time.Millisecond)
+	cases := []struct {
+		op, status string
+		want       float64
+	}{
+		{"op0", "ok", 2},
+		{"op0", "timeout", 1},
+		{"op" + strconv.Itoa(maxOperations-1), "ok", 1},
+		{"other", "ok", 5},
+		{"other", "timeout", 1},
+	}
+	for _, c := range cases {
+		if got := testutil.ToFloat64(m.ops.WithLabelValues("l", c.op, c.status)); got != c.want {
+			t.Errorf("rosetta_operations_total{operation=%q,status=%q} = %v, want %v", c.op, c.status, got, c.want)
+		}
+	}
+}
+
+func TestRequestCountsByStatus(t *testing.T) {
+	m := New()
+	m.Request("l", "r", "c", "ok", time.Millisecond)
+	m.Request("l", "r", "c", "ok", time.Millisecond)
+	m.Request("l", "r", "c", "timeout", time.Millisecond)
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("l", "r", "c", "ok")); got != 2 {
+		t.Errorf("ok requests = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.requests.WithLabelValues("l", "r", "c", "timeout")); got != 1 {
+		t.Errorf("timeout requests = %v, want 1", got)
+	}
+	if got := testutil.CollectAndCount(m.duration); got != 1 {
+		t.Errorf("duration series = %d, want 1", got)
+	}
+}
