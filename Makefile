@@ -39,6 +39,8 @@ lint:
 
 unit:
 	$(GO) test -race -timeout 20m ./...
+	# the same proxies with a reader goroutine per connection, as off Linux
+	ROSETTA_EVENT_LOOPS=off $(GO) test -race -timeout 10m ./pkg/proxy/... ./pkg/upstream/... ./protocols/redis/...
 
 k8s-tools:
 	bash hack/build-k8s-tools.sh

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"time"
 
@@ -83,25 +84,32 @@ func run(o options) error {
 		return err
 	}
 	defer twem.stop()
-	ros, err := startRosetta(o.proxyBin, dir, redisAddr)
+	// Rosetta on one thread, as twemproxy runs, and on every CPU.
+	ros1, err := startRosetta("rosetta, 1 thread", o.proxyBin, dir, redisAddr, 1)
 	if err != nil {
 		return err
 	}
-	defer ros.stop()
+	defer ros1.stop()
+	rosN, err := startRosetta(fmt.Sprintf("rosetta, %d threads", runtime.NumCPU()), o.proxyBin, dir, redisAddr, 0)
+	if err != nil {
+		return err
+	}
+	defer rosN.stop()
+	procs := []*proc{redis, twem, ros1, rosN}
 
 	fmt.Printf("redis-benchmark -c %d -n %d -t get,set, then with -P %d; Redis %s.\n\n", o.clients, o.requests, o.pipeline, redisAddr)
 	fmt.Println("| path | pipeline | GET req/s | GET p50 | GET p99 | SET req/s | SET p50 | SET p99 | GET vs twemproxy | SET vs twemproxy |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for _, pipe := range []int{1, o.pipeline} {
 		results := map[string]map[string]row{}
-		for _, p := range []*proc{redis, twem, ros} {
+		for _, p := range procs {
 			r, err := bench(p.addr, o.clients, o.requests, pipe)
 			if err != nil {
 				return fmt.Errorf("%s: %w", p.name, err)
 			}
 			results[p.name] = r
 		}
-		for _, p := range []*proc{redis, twem, ros} {
+		for _, p := range procs {
 			r, tw := results[p.name], results["twemproxy"]
 			fmt.Printf("| %s | %d | %.0f | %.3f ms | %.3f ms | %.0f | %.3f ms | %.3f ms | %.2f | %.2f |\n", p.name, pipe,
 				r["GET"].rps, r["GET"].p50, r["GET"].p99, r["SET"].rps, r["SET"].p50, r["SET"].p99,
@@ -159,7 +167,9 @@ func startTwemproxy(dir, redisAddr string) (*proc, error) {
 	return start("twemproxy", addr, "nutcracker", "-c", path, "-s", load.Port(load.FreeAddr()))
 }
 
-func startRosetta(bin, dir, redisAddr string) (*proc, error) {
+// startRosetta starts rosetta-proxy with --concurrency concurrency (0: the
+// default, one thread per CPU).
+func startRosetta(name, bin, dir, redisAddr string, concurrency int) (*proc, error) {
 	addr, admin := load.FreeAddr(), load.FreeAddr()
 	cfg := fmt.Sprintf(`admin: {address: %q}
 listeners:
@@ -184,11 +194,11 @@ clusters:
     cluster_name: redis
     endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %s}}}}]}]
 `, admin, load.Port(addr), load.Port(redisAddr))
-	path := filepath.Join(dir, "rosetta.yaml")
+	path := filepath.Join(dir, load.Port(addr)+".yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		return nil, err
 	}
-	p, err := start("rosetta", addr, bin, "--config", path, "--log-level", "warn")
+	p, err := start(name, addr, bin, "--config", path, "--log-level", "warn", "--concurrency", strconv.Itoa(concurrency))
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -28,6 +29,9 @@ type options struct {
 	logLevel   string
 	xds        xdsclient.Options
 	labels     string
+	// concurrency is how many threads run Go code at once (GOMAXPROCS)
+	// and so how many event loops read; 0 keeps Go's default, the CPUs.
+	concurrency int
 }
 
 func main() {
@@ -42,7 +46,11 @@ func main() {
 	flag.StringVar(&o.labels, "labels", "", "this proxy's workload labels as k=v,k=v, for config scoping (with --xds)")
 	flag.StringVar(&o.xds.Mode, "mode", "gateway", "how traffic reaches this proxy: gateway or sidecar (with --xds)")
 	flag.StringVar(&o.xds.ListenAddress, "listen-address", "0.0.0.0", "the IP the controller binds this proxy's listeners to (with --xds)")
+	flag.IntVar(&o.concurrency, "concurrency", 0, "threads that run the proxy at once, as Envoy's --concurrency (0: one per CPU)")
 	flag.Parse()
+	if o.concurrency > 0 {
+		runtime.GOMAXPROCS(o.concurrency)
+	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "rosetta-proxy:", err)
 		os.Exit(1)

@@ -125,7 +125,7 @@ func (dc *downConn) readFailed(partial *codec.Message, err error) {
 		dc.l.p.metrics.ProtocolError(dc.lc.statPrefix)
 		dc.l.p.log.Warn("closing a connection after a bad frame", "listener", dc.lc.name, "remote", dc.nc.RemoteAddr().String(), "err", err)
 		if partial != nil && partial.Kind == codec.KindRequest {
-			dc.reply(dc.reserve(), partial, codec.StatusBadRequest, "rosetta: "+err.Error(), nil)
+			dc.reply(dc.reserve(&slot{}), partial, codec.StatusBadRequest, "rosetta: "+err.Error(), nil)
 			dc.closeAfterFlush()
 			return
 		}
@@ -158,7 +158,7 @@ func (dc *downConn) answerHeartbeat(m *codec.Message, b *wire.Batch) {
 	if !ok {
 		return
 	}
-	s := dc.reserve()
+	s := dc.reserve(&slot{})
 	dc.w.Lock()
 	defer dc.w.Unlock()
 	rep, err := hb.HeartbeatReply(m)
@@ -169,12 +169,12 @@ func (dc *downConn) answerHeartbeat(m *codec.Message, b *wire.Batch) {
 	dc.w.HoldLocked(b)
 }
 
-// reserve takes the next answer's place for in-order protocols; nil otherwise.
-func (dc *downConn) reserve() *slot {
+// reserve takes the next answer's place, s, for in-order protocols; nil
+// otherwise.
+func (dc *downConn) reserve(s *slot) *slot {
 	if dc.lc.protocol.Ordering != codec.InOrder {
 		return nil
 	}
-	s := &slot{}
 	dc.w.Lock()
 	dc.order = append(dc.order, s)
 	dc.w.Unlock()

@@ -22,6 +22,10 @@ type exchange struct {
 	snap  *snapshot
 	slot  *slot
 	start time.Time
+	// slotBuf and first hold the slot and the first try, saving two
+	// allocations per request.
+	slotBuf slot
+	first   attempt
 
 	route   *router.Route
 	cluster *upstream.Cluster
@@ -69,23 +73,36 @@ func (a *attempt) Done(resp *codec.Message, err error, b *wire.Batch) {
 // never blocks on the network.
 func (p *Proxy) handle(dc *downConn, req *codec.Message, b *wire.Batch) {
 	dc.inflight.Add(1)
-	s := dc.reserve()
 	if h, ok := dc.codec.(codec.Handler); ok {
-		start := time.Now()
-		h.Handle(req, &env{dc: dc, snap: p.snap.Load(), batch: b, start: start}, func(m *codec.Message) {
-			status := "ok"
-			if m != nil && m.Status != codec.StatusOK {
-				status = m.Status.String()
-			}
-			dc.recordOperation(req, status, time.Since(start))
-			dc.respond(s, m, b)
-			dc.finished()
-		})
+		hc := &handled{env: env{dc: dc, snap: p.snap.Load(), batch: b, start: time.Now()}, req: req}
+		hc.slot = dc.reserve(&hc.slotBuf)
+		h.Handle(req, &hc.env, hc.done)
 		return
 	}
-	ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: time.Now(), slot: s, batch: b}
+	ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: time.Now(), batch: b}
+	ex.slot = dc.reserve(&ex.slotBuf)
 	ex.route = ex.match()
 	ex.run()
+}
+
+// handled is a request a codec's Handler answers, in one allocation with
+// what it needs.
+type handled struct {
+	env     env
+	req     *codec.Message
+	slot    *slot
+	slotBuf slot
+}
+
+func (hc *handled) done(m *codec.Message) {
+	status := "ok"
+	if m != nil && m.Status != codec.StatusOK {
+		status = m.Status.String()
+	}
+	dc := hc.env.dc
+	dc.recordOperation(hc.req, status, time.Since(hc.env.start))
+	dc.respond(hc.slot, m, hc.env.batch)
+	dc.finished()
 }
 
 func (ex *exchange) match() *router.Route {
@@ -242,7 +259,11 @@ func (ex *exchange) startTry(exclude *upstream.Endpoint, b *wire.Batch, retry bo
 		ex.finishLocked(nil, codec.StatusNoUpstream, "no healthy endpoint in cluster "+ex.cluster.Name, b)
 		return
 	}
-	a := &attempt{ex: ex, ep: ep, retry: retry}
+	a := &ex.first
+	if ex.tries > 1 {
+		a = &attempt{}
+	}
+	*a = attempt{ex: ex, ep: ep, retry: retry}
 	ex.try = a
 	ex.armTimer(a)
 	ep.Begin()

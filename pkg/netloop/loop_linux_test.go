@@ -1,0 +1,211 @@
+package netloop
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
+)
+
+// lines frames the byte stream as lines.
+type lines struct{}
+
+func (lines) Split(buf []byte) (codec.Split, error) {
+	if i := bytes.IndexByte(buf, '\n'); i >= 0 {
+		return codec.Split{Len: i + 1}, nil
+	}
+	return codec.Split{Need: 1}, nil
+}
+func (lines) Decode([]byte) (*codec.Message, error)                              { return nil, nil }
+func (lines) Encode(dst []byte, _ *codec.Message) ([]byte, error)                { return dst, nil }
+func (lines) Reply(*codec.Message, codec.Status, string) (*codec.Message, error) { return nil, nil }
+
+// echo answers each line with the line, or with big bytes for "big"; it
+// records how reading ended.
+type echo struct {
+	w       *wire.Writer
+	big     []byte
+	ended   chan error
+	stopped atomic.Int32
+	idle    func() bool // what to answer an idle timeout
+}
+
+func (e *echo) Frame(frame []byte, err error, b *wire.Batch) bool {
+	if err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) && e.idle != nil && e.idle() {
+			return true
+		}
+		e.ended <- err
+		return false
+	}
+	e.w.Lock()
+	if string(frame) == "big\n" {
+		e.w.Buf = append(e.w.Buf, e.big...)
+	} else {
+		e.w.Buf = append(e.w.Buf, frame...)
+	}
+	e.w.HoldLocked(b)
+	e.w.Unlock()
+	return true
+}
+
+func (e *echo) Stopped() { e.stopped.Add(1) }
+
+type rig struct {
+	t  *testing.T
+	lp *loop
+	ln net.Listener
+}
+
+func newRig(t *testing.T) *rig {
+	lp, err := newLoop()
+	if err != nil {
+		t.Fatalf("newLoop: %v", err)
+	}
+	go lp.run()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	return &rig{t: t, lp: lp, ln: ln}
+}
+
+// conn connects a client and serves the server side on the rig's loop.
+func (r *rig) conn(idle time.Duration, onIdle func() bool) (net.Conn, *echo) {
+	client, err := net.Dial("tcp", r.ln.Addr().String())
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.t.Cleanup(func() { client.Close() })
+	server, err := r.ln.Accept()
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	e := &echo{w: wire.NewWriter(server, 5*time.Second, 64<<20), big: bytes.Repeat([]byte("x"), 8<<20), ended: make(chan error, 1), idle: onIdle}
+	if !r.lp.add(server, lines{}, e.w, e, idle) {
+		r.t.Fatal("the loop refused a TCP connection")
+	}
+	r.t.Cleanup(e.w.Close)
+	return client, e
+}
+
+func roundTrip(t *testing.T, c net.Conn, rd *bufio.Reader, line string) {
+	t.Helper()
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.WriteString(c, line+"\n"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := rd.ReadString('\n')
+	if err != nil || got != line+"\n" {
+		t.Fatalf("echo of %q = %q, %v", line, got, err)
+	}
+}
+
+func TestLoopEchoesManyConnectionsAndPipelines(t *testing.T) {
+	r := newRig(t)
+	var wg sync.WaitGroup
+	for i := range 20 {
+		c, _ := r.conn(0, nil)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// a pipeline of 200 lines in one write, answered in order
+			var sb strings.Builder
+			for j := range 200 {
+				sb.WriteString(strings.Repeat("a", i+j%7) + "\n")
+			}
+			_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+			if _, err := io.WriteString(c, sb.String()); err != nil {
+				t.Error(err)
+				return
+			}
+			got := make([]byte, sb.Len())
+			if _, err := io.ReadFull(c, got); err != nil || string(got) != sb.String() {
+				t.Errorf("connection %d: pipeline echoed wrong (%v)", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+func TestSlowReaderDoesNotStallTheLoop(t *testing.T) {
+	r := newRig(t)
+	slow, _ := r.conn(0, nil)
+	// Several answers of 8 MiB that the client never reads fill both socket
+	// buffers; the loop must go on serving others meanwhile.
+	for range 4 {
+		if _, err := io.WriteString(slow, "big\n"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c, _ := r.conn(0, nil)
+	rd := bufio.NewReader(c)
+	for i := range 50 {
+		roundTrip(t, c, rd, "ping"+strings.Repeat("!", i))
+	}
+}
+
+func TestClosingTheWriterStopsReadingOnce(t *testing.T) {
+	r := newRig(t)
+	c, e := r.conn(0, nil)
+	roundTrip(t, c, bufio.NewReader(c), "hello")
+	e.w.Close() // as a write error or a drain would, from another goroutine
+	deadline := time.Now().Add(5 * time.Second)
+	for e.stopped.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if n := e.stopped.Load(); n != 1 {
+		t.Fatalf("Stopped ran %d times, want 1", n)
+	}
+	r.lp.mu.Lock()
+	left := len(r.lp.conns)
+	r.lp.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("the loop still holds %d connections", left)
+	}
+}
+
+func TestClientEOFEndsReading(t *testing.T) {
+	r := newRig(t)
+	c, e := r.conn(0, nil)
+	roundTrip(t, c, bufio.NewReader(c), "hello")
+	c.(*net.TCPConn).CloseWrite()
+	select {
+	case err := <-e.ended:
+		if !errors.Is(err, io.EOF) {
+			t.Fatalf("reading ended with %v, want EOF", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("EOF never reached the handler")
+	}
+}
+
+func TestIdleTimeoutReachesTheHandler(t *testing.T) {
+	r := newRig(t)
+	var keep atomic.Bool
+	keep.Store(true)
+	c, e := r.conn(50*time.Millisecond, func() bool { return keep.Load() })
+	rd := bufio.NewReader(c)
+	time.Sleep(150 * time.Millisecond) // idle, but the handler keeps it
+	roundTrip(t, c, rd, "still here")
+	keep.Store(false)
+	select {
+	case err := <-e.ended:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("reading ended with %v, want a deadline error", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the idle timeout never ended reading")
+	}
+}
