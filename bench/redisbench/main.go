@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strconv"
 	"time"
 
@@ -25,6 +26,7 @@ type options struct {
 	clients  int
 	requests int
 	pipeline int
+	rounds   int
 }
 
 func main() {
@@ -33,6 +35,7 @@ func main() {
 	flag.IntVar(&o.clients, "c", 50, "redis-benchmark connections")
 	flag.IntVar(&o.requests, "n", 200000, "requests per test")
 	flag.IntVar(&o.pipeline, "P", 16, "pipeline depth of the pipelined runs")
+	flag.IntVar(&o.rounds, "rounds", 3, "runs of every path, taken in turn; the table shows each cell's median")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "redisbench:", err)
@@ -97,17 +100,23 @@ func run(o options) error {
 	defer rosN.stop()
 	procs := []*proc{redis, twem, ros1, rosN}
 
-	fmt.Printf("redis-benchmark -c %d -n %d -t get,set, then with -P %d; Redis %s.\n\n", o.clients, o.requests, o.pipeline, redisAddr)
+	fmt.Printf("redis-benchmark -c %d -n %d -t get,set, then with -P %d; Redis %s; medians of %d rounds.\n\n", o.clients, o.requests, o.pipeline, redisAddr, o.rounds)
 	fmt.Println("| path | pipeline | GET req/s | GET p50 | GET p99 | SET req/s | SET p50 | SET p99 | GET vs twemproxy | SET vs twemproxy |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for _, pipe := range []int{1, o.pipeline} {
-		results := map[string]map[string]row{}
-		for _, p := range procs {
-			r, err := bench(p.addr, o.clients, o.requests, pipe)
-			if err != nil {
-				return fmt.Errorf("%s: %w", p.name, err)
+		runs := map[string][]map[string]row{}
+		for range o.rounds {
+			for _, p := range procs {
+				r, err := bench(p.addr, o.clients, o.requests, pipe)
+				if err != nil {
+					return fmt.Errorf("%s: %w", p.name, err)
+				}
+				runs[p.name] = append(runs[p.name], r)
 			}
-			results[p.name] = r
+		}
+		results := map[string]map[string]row{}
+		for name, rs := range runs {
+			results[name] = medians(rs)
 		}
 		for _, p := range procs {
 			r, tw := results[p.name], results["twemproxy"]
@@ -120,6 +129,28 @@ func run(o options) error {
 }
 
 type row struct{ rps, p50, p99 float64 }
+
+// medians takes each test's median requests per second and percentiles
+// over runs, each on its own.
+func medians(runs []map[string]row) map[string]row {
+	out := map[string]row{}
+	for test := range runs[0] {
+		var rps, p50, p99 []float64
+		for _, r := range runs {
+			rps, p50, p99 = append(rps, r[test].rps), append(p50, r[test].p50), append(p99, r[test].p99)
+		}
+		out[test] = row{median(rps), median(p50), median(p99)}
+	}
+	return out
+}
+
+func median(xs []float64) float64 {
+	sort.Float64s(xs)
+	if len(xs)%2 == 1 {
+		return xs[len(xs)/2]
+	}
+	return (xs[len(xs)/2-1] + xs[len(xs)/2]) / 2
+}
 
 // bench runs redis-benchmark with --csv and reads its rows:
 // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms".

@@ -63,6 +63,7 @@ const wakeToken = 0
 
 type loop struct {
 	ep    *os.File // the epoll descriptor; kept so it is never collected
+	rc    syscall.RawConn
 	epfd  int
 	wake  int // an eventfd other goroutines write to wake the loop
 	batch wire.Batch
@@ -110,7 +111,14 @@ func newLoop() (*loop, error) {
 		unix.Close(wake)
 		return nil, err
 	}
-	return &loop{ep: os.NewFile(uintptr(epfd), "epoll"), epfd: epfd, wake: wake, conns: map[uint32]*loopConn{}}, nil
+	ep := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		unix.Close(wake)
+		return nil, err
+	}
+	return &loop{ep: ep, rc: rc, epfd: epfd, wake: wake, conns: map[uint32]*loopConn{}}, nil
 }
 
 // add registers nc; false leaves it to a goroutine of its own.
@@ -171,10 +179,18 @@ func (lp *loop) post(list *[]*loopConn, lc *loopConn) {
 	_, _ = unix.Write(lp.wake, one[:]) // EAGAIN: the counter is full, so a wake-up is pending anyway
 }
 
+// maxRounds bounds the rounds a loop reads before it writes what they
+// queued, when input keeps coming.
+const maxRounds = 8
+
 func (lp *loop) run() {
 	events := make([]unix.EpollEvent, 256)
+	rounds := 0
 	for {
-		n := lp.wait(events)
+		// While more input is ready the loop goes on reading, so one write
+		// upstream carries the requests of many clients, as twemproxy's
+		// writes do; it flushes as soon as nothing is left to read.
+		n := lp.wait(events, &rounds)
 		now := time.Now()
 		for _, ev := range events[:n] {
 			if ev.Fd == wakeToken {
@@ -190,22 +206,29 @@ func (lp *loop) run() {
 			}
 		}
 		lp.queued()
-		lp.batch.Flush()
+		if rounds++; rounds >= maxRounds {
+			lp.batch.Flush()
+			rounds = 0
+		}
 	}
 }
 
-// wait parks until epoll has events and returns how many it put in events.
-func (lp *loop) wait(events []unix.EpollEvent) int {
-	rc, err := lp.ep.SyscallConn()
-	if err != nil {
-		panic("netloop: " + err.Error()) // an *os.File always has one
-	}
+// wait returns the events epoll has; when it has none it flushes the
+// round's batch, resets rounds and parks until it has some.
+func (lp *loop) wait(events []unix.EpollEvent, rounds *int) int {
 	for {
 		var n int
 		var werr error
-		err = rc.Read(func(fd uintptr) bool {
+		err := lp.rc.Read(func(fd uintptr) bool {
 			n, werr = unix.EpollWait(int(fd), events, 0)
-			return n > 0 || (werr != nil && werr != unix.EINTR)
+			if n > 0 || (werr != nil && werr != unix.EINTR) {
+				return true
+			}
+			// An edge after this goes on counting: Read armed the wait
+			// before calling here.
+			lp.batch.Flush()
+			*rounds = 0
+			return false
 		})
 		if err == nil && werr == nil {
 			return n
