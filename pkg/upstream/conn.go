@@ -105,7 +105,13 @@ func (c *Conn) dial(timeout time.Duration) {
 	c.w.SetConn(nc)
 	if !netloop.Serve(nc, c.codec, c.w, c, 0) {
 		go c.readLoop()
+		return
 	}
+	// An event loop writes once per round already; yielding would only
+	// delay it.
+	c.w.Lock()
+	c.w.Yield = false
+	c.w.Unlock()
 }
 
 // Send writes msg on this connection and registers r for its response (r nil:
