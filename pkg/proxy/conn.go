@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/internal/queue"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
@@ -37,8 +38,8 @@ type downConn struct {
 
 	// w's lock also guards order and closing.
 	w       *wire.Writer
-	order   []*slot // in-order protocols: answers wait for those before them
-	closing bool    // close once nothing is queued or in flight
+	order   queue.Queue[*slot] // in-order protocols: answers wait for those before them
+	closing bool               // close once nothing is queued or in flight
 }
 
 // slot holds an answer until the answers to earlier requests have gone out.
@@ -176,7 +177,7 @@ func (dc *downConn) reserve(s *slot) *slot {
 		return nil
 	}
 	dc.w.Lock()
-	dc.order = append(dc.order, s)
+	dc.order.Push(s)
 	dc.w.Unlock()
 	return s
 }
@@ -219,10 +220,8 @@ func (dc *downConn) fillLocked(s *slot, m *codec.Message) {
 		return
 	}
 	s.msg, s.ready = m, true
-	for len(dc.order) > 0 && dc.order[0].ready {
-		dc.encodeLocked(dc.order[0].msg)
-		dc.order[0] = nil
-		dc.order = dc.order[1:]
+	for dc.order.Len() > 0 && (*dc.order.At(0)).ready {
+		dc.encodeLocked(dc.order.Pop().msg)
 	}
 }
 

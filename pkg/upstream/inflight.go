@@ -1,5 +1,7 @@
 package upstream
 
+import "github.com/rosetta-mesh/rosetta/internal/queue"
+
 // inflight pairs responses with the requests waiting for them on one
 // connection. Callers hold the connection's lock.
 type inflight interface {
@@ -64,7 +66,7 @@ func (b *byID) drain() []Request {
 // request keeps its place (its response still arrives) but is answered to no
 // one.
 type fifo struct {
-	q    []fifoEntry
+	q    queue.Queue[fifoEntry]
 	next uint64
 }
 
@@ -75,22 +77,19 @@ type fifoEntry struct {
 
 func (f *fifo) nextID(uint64) uint64 { f.next++; return f.next }
 
-func (f *fifo) add(id uint64, r Request) { f.q = append(f.q, fifoEntry{id, r}) }
+func (f *fifo) add(id uint64, r Request) { f.q.Push(fifoEntry{id, r}) }
 
 func (f *fifo) take(uint64, bool) Request {
-	if len(f.q) == 0 {
+	if f.q.Len() == 0 {
 		return nil
 	}
-	e := f.q[0]
-	f.q[0] = fifoEntry{}
-	f.q = f.q[1:]
-	return e.r
+	return f.q.Pop().r
 }
 
 func (f *fifo) cancel(id uint64) bool {
-	for i := range f.q {
-		if f.q[i].id == id && f.q[i].r != nil {
-			f.q[i].r = nil
+	for i := range f.q.Len() {
+		if e := f.q.At(i); e.id == id && e.r != nil {
+			e.r = nil
 			return true
 		}
 	}
@@ -99,11 +98,10 @@ func (f *fifo) cancel(id uint64) bool {
 
 func (f *fifo) drain() []Request {
 	var out []Request
-	for _, e := range f.q {
-		if e.r != nil {
+	for f.q.Len() > 0 {
+		if e := f.q.Pop(); e.r != nil {
 			out = append(out, e.r)
 		}
 	}
-	f.q = nil
 	return out
 }
