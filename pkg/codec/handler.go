@@ -30,6 +30,12 @@ type Upstream interface {
 	// Route reports the cluster the first matching route would pick for req,
 	// and the route's name.
 	Route(req *Message) (cluster, route string, ok bool)
+	// Pick reports where Forward would send req now: the first matching
+	// route's cluster and the endpoint its balancer picks, with the route's
+	// hash policy. Under a consistent hash it is where req's hash goes, so
+	// a handler can pin a dedicated connection to the server that holds a
+	// key; under other balancers it is one possible choice.
+	Pick(req *Message) (cluster, addr string, ok bool)
 	// Endpoints lists a cluster's endpoint addresses.
 	Endpoints(cluster string) []string
 	// SendTo sends req to one address, over the pooled connections to it,

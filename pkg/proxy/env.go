@@ -49,6 +49,27 @@ func (e *env) Route(req *codec.Message) (string, string, bool) {
 	return r.Action.PickCluster(), r.Name, true
 }
 
+// Pick implements codec.Upstream.
+func (e *env) Pick(req *codec.Message) (string, string, bool) {
+	t := e.dc.lc.table(e.snap)
+	if t == nil {
+		return "", "", false
+	}
+	r := t.Match(req)
+	if r == nil {
+		return "", "", false
+	}
+	cl := e.snap.clusters[r.Action.PickCluster()]
+	if cl == nil {
+		return "", "", false
+	}
+	ep := cl.Pick(hashOf(req, &r.Action), nil)
+	if ep == nil {
+		return "", "", false
+	}
+	return cl.Name, ep.Addr, true
+}
+
 // Endpoints implements codec.Upstream.
 func (e *env) Endpoints(cluster string) []string {
 	cl := e.snap.clusters[cluster]

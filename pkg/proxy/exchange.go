@@ -151,9 +151,7 @@ func (ex *exchange) forward() {
 		ex.local(codec.StatusNoUpstream, fmt.Sprintf("cluster %q not found", name))
 		return
 	}
-	if len(act.HashAttributes) > 0 {
-		ex.hash = ex.hashKey(act.HashAttributes)
-	}
+	ex.hash = hashOf(ex.req, act)
 	ex.mirror(act.Mirrors)
 	if ex.req.Kind == codec.KindOneway {
 		ex.sendOneway()
@@ -172,10 +170,20 @@ func (ex *exchange) forward() {
 	ex.startAttempt(nil, ex.batch)
 }
 
-func (ex *exchange) hashKey(attrs []string) uint64 {
+// hashOf is req's hash under the route's hash policy (0 without one), the
+// route's mutations applied.
+func hashOf(req *codec.Message, act *router.Action) uint64 {
+	if len(act.HashAttributes) == 0 {
+		return 0
+	}
 	var b strings.Builder
-	for _, a := range attrs {
-		v, _ := ex.req.Get(a)
+	for _, a := range act.HashAttributes {
+		v, _ := req.Get(a)
+		for _, kv := range act.RequestMutation {
+			if kv.Key == a {
+				v = kv.Value
+			}
+		}
 		b.WriteString(v)
 		b.WriteByte(0)
 	}

@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +28,16 @@ func (f fanout) Handle(req *codec.Message, up codec.Upstream, reply func(*codec.
 		pushed, _ := f.Decode(out)
 		up.Push(pushed)
 		out, _ = toy.AppendFrame(nil, toy.KindResponse, req.ID, 0, nil, []byte("answer"))
+		ans, _ := f.Decode(out)
+		reply(ans)
+		return
+	}
+	if m, _ := req.Get("method"); m == "pick" {
+		_, addr, ok := up.Pick(req)
+		if !ok {
+			addr = "none"
+		}
+		out, _ := toy.AppendFrame(nil, toy.KindResponse, req.ID, 0, nil, []byte(addr))
 		ans, _ := f.Decode(out)
 		reply(ans)
 		return
@@ -117,5 +128,40 @@ func TestHandlerFansOutThroughTheRouter(t *testing.T) {
 	r = call(t, c, map[string]string{"method": "one"})
 	if statusOf(r) != "no_route" || !strings.Contains(string(r.Body), "no route") {
 		t.Fatalf("a call no route matches: %s %q", statusOf(r), r.Body)
+	}
+}
+
+// TestPickNamesTheEndpointForwardUses: under a consistent hash, Pick names
+// the server Forward then sends the same request to.
+func TestPickNamesTheEndpointForwardUses(t *testing.T) {
+	letters := map[string]string{}
+	var addrs []string
+	for _, name := range []string{"A", "B", "C"} {
+		s, err := toy.Serve("127.0.0.1:0", func(*toy.Request) *toy.Response { return &toy.Response{Body: []byte(name)} })
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(s.Close)
+		letters[s.Addr()] = name
+		addrs = append(addrs, s.Addr())
+	}
+	lst := listener("in", "r", nil)
+	lst["filter_chains"].([]obj)[0]["filters"].([]obj)[0]["typed_config"].(obj)["codec"] = "toy-fanout"
+	p := start(t, []obj{lst},
+		[]obj{routeConfig("r", route("all", nil, obj{"cluster": "ring", "hash_policy": []obj{{"attributes": []string{"user"}}}}))},
+		[]obj{cluster("ring", "RING_HASH", addrs...)})
+	c := dial(t, p.Addr(t, "in"))
+	seen := map[string]bool{}
+	for i := range 40 {
+		user := "user" + strconv.Itoa(i)
+		picked := string(call(t, c, map[string]string{"method": "pick", "user": user}).Body)
+		got := string(call(t, c, map[string]string{"method": "one", "user": user}).Body)
+		if letters[picked] != got {
+			t.Fatalf("%s: Pick named %s (%q), Forward reached %q", user, picked, letters[picked], got)
+		}
+		seen[got] = true
+	}
+	if len(seen) < 2 {
+		t.Fatalf("40 users all hashed to %v", seen)
 	}
 }

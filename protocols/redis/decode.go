@@ -19,7 +19,9 @@ const (
 	// the hash tag (the text between the first '{' and the next '}', when not
 	// empty), else the whole key; the rule of Redis Cluster's slots. A route
 	// over a pool of servers hashes on it (hash_policy: [{attributes:
-	// [hash_key]}]) so keys sharing a tag share a server.
+	// [hash_key]}]) so keys sharing a tag share a server. Channels are not
+	// keys: pub/sub commands have none, so a pool serves every channel from
+	// one server and PUBLISH reaches the subscribers.
 	AttrHashKey = "hash_key"
 	// AttrStripPrefix is not decoded: a route's request mutation with this
 	// name removes the value from the front of every key the command carries.
@@ -52,10 +54,17 @@ func (cm *command) Get(k string) (string, bool) {
 	case AttrKey:
 		return cm.key()
 	case AttrHashKey:
-		k, ok := cm.key()
-		return hashTag(k), ok
+		return cm.hashKey()
 	}
 	return "", false
+}
+
+func (cm *command) hashKey() (string, bool) {
+	if cm.spec != nil && cm.spec.flags&flagChannel != 0 {
+		return "", false
+	}
+	k, ok := cm.key()
+	return hashTag(k), ok
 }
 
 // Range implements codec.Attributes.
@@ -64,7 +73,9 @@ func (cm *command) Range(fn func(k, v string) bool) {
 		return
 	}
 	if k, ok := cm.key(); ok && fn(AttrKey, k) {
-		fn(AttrHashKey, hashTag(k))
+		if h, ok := cm.hashKey(); ok {
+			fn(AttrHashKey, h)
+		}
 	}
 }
 

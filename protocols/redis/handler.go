@@ -369,9 +369,8 @@ func (s *session) split(req *codec.Message, cm *command, up codec.Upstream, done
 	step := cm.spec.step
 	var order []string
 	groups := map[string]*splitPart{}
-	pools := map[string]bool{}
 	for _, k := range keys {
-		dest := s.destination(cm.args[k], up, pools)
+		dest := s.destination(cm.args[k], up)
 		g := groups[dest]
 		if g == nil {
 			g = &splitPart{}
@@ -405,30 +404,24 @@ func (s *session) split(req *codec.Message, cm *command, up codec.Upstream, done
 	}
 }
 
-// destination names where a key goes: the route and its cluster, or the
-// slot in cluster mode. In a cluster of several servers (a pool hashed by
-// key) the key's hash tag is part of the name: the SDK does not say which
-// server the balancer picks, so a part may hold only keys that hash alike,
-// and Forward then sends it where each of its keys would go alone. pools
-// caches, per cluster, whether it has several servers.
-func (s *session) destination(key []byte, up codec.Upstream, pools map[string]bool) string {
+// destination names where a key goes: the route, its cluster and the
+// server the balancer picks for the key (in a pool hashed by key, the one
+// that holds it), or the slot in cluster mode. A part's first key then
+// hashes to the part's server, so Forward sends the part there.
+func (s *session) destination(key []byte, up codec.Upstream) string {
 	if s.opt.cluster {
 		return strconv.Itoa(Slot(string(key)))
 	}
 	probe := newRequest([]byte("GET"), key)
-	cluster, route, ok := up.Route(probe)
+	_, route, ok := up.Route(probe)
 	if !ok {
 		return ""
 	}
-	pool, seen := pools[cluster]
-	if !seen {
-		pool = len(up.Endpoints(cluster)) > 1
-		pools[cluster] = pool
+	cluster, addr, ok := up.Pick(probe)
+	if !ok {
+		return ""
 	}
-	if pool {
-		return route + "\x00" + cluster + "\x00" + hashTag(string(key))
-	}
-	return route + "\x00" + cluster
+	return route + "\x00" + cluster + "\x00" + addr
 }
 
 // merge joins the parts' answers: MGET's values in key order, the sum of the

@@ -19,6 +19,7 @@ func TestHashKeyAttribute(t *testing.T) {
 		{"GET foo{{bar}}zap", "{bar"},
 		{"MGET {u}.x y", "u"},
 		{"PING", ""},
+		{"PUBLISH news hi", ""}, // channels are not keys
 	} {
 		m := newRequest(strArgs(strings.Fields(tc.args)...)...)
 		got, ok := m.Get(AttrHashKey)
@@ -79,8 +80,8 @@ func holder(t *testing.T, servers []*server, key string) int {
 // TestRingHashPool: three redis-servers behind a RING_HASH cluster hashed on
 // hash_key. Keys spread over all three, a key always goes to the same one,
 // keys sharing a hash tag share a server, and MGET/MSET/DEL/EXISTS across
-// the servers split and merge in key order. A transaction is refused with a
-// clear error rather than pinned to a server the key may not hash to.
+// the servers split and merge in key order; transactions, blocking commands
+// and subscriptions are pinned to the right server (pinnedOnPool).
 func TestRingHashPool(t *testing.T) {
 	servers, proxy := ringPool(t)
 	c, cx := client(t, proxy), ctx(t)
@@ -140,22 +141,94 @@ func TestRingHashPool(t *testing.T) {
 	if n, err := c.Del(cx, keys...).Result(); err != nil || n != 60 {
 		t.Fatalf("DEL of 60 keys = %d, %v", n, err)
 	}
-	// Transactions and blocking commands cannot be pinned to the right
-	// server: a clear error, and nothing written.
+	pinnedOnPool(t, c, servers, where, keys)
+
+}
+
+// pinnedOnPool: on a pool hashed by key, a transaction runs on the server
+// its first key hashes to (Upstream.Pick) and one whose keys hash apart is
+// aborted, nothing written; BLPOP waits on the server that holds its list;
+// SUBSCRIBE and PUBLISH meet on one server whatever the channel.
+func pinnedOnPool(t *testing.T, c *goredis.Client, servers []*server, where map[string]int, keys []string) {
+	cx := ctx(t)
+	must(t, c.Set(cx, "{user1}.a", "A", 0).Err(), "SET {user1}.a")
+	home := holder(t, servers, "{user1}.a")
 	cmds, err := c.TxPipelined(cx, func(p goredis.Pipeliner) error {
 		p.Incr(cx, "{user1}.n")
+		p.Ping(cx) // no key: runs where the transaction does
+		p.Get(cx, "{user1}.a")
 		return nil
 	})
-	const refusal = "not supported on cluster pool, a pool of 3 servers"
-	if err == nil || !strings.HasPrefix(err.Error(), "EXECABORT") || len(cmds) != 1 || !strings.Contains(fmt.Sprint(cmds[0].Err()), refusal) {
-		t.Fatalf("MULTI/EXEC on a pool: %v (%v), want EXECABORT after a clear refusal", err, cmds)
+	must(t, err, "MULTI/EXEC with keys of one hash tag")
+	if n := cmds[0].(*goredis.IntCmd).Val(); n != 1 || cmds[2].(*goredis.StringCmd).Val() != "A" {
+		t.Fatalf("transaction answers: %v", cmds)
 	}
-	if err := c.BLPop(cx, time.Second, "{user1}.q").Err(); err == nil || !strings.Contains(err.Error(), refusal) {
-		t.Fatalf("BLPOP on a pool: %v, want a clear refusal", err)
+	if got := holder(t, servers, "{user1}.n"); got != home {
+		t.Fatalf("the transaction wrote {user1}.n on server %d, its tag lives on %d", got, home)
 	}
-	for _, s := range servers {
-		if got, _ := rawCommand(s.Addr, "EXISTS", "{user1}.n"); got != ":0" {
-			t.Fatalf("the refused transaction wrote {user1}.n on %s", s.Addr)
+	// Two keys on different servers cannot share one transaction.
+	var a, b string
+	for _, k := range keys[1:] {
+		if where[k] != where[keys[0]] {
+			a, b = keys[0], k
+			break
+		}
+	}
+	cmds, err = c.TxPipelined(cx, func(p goredis.Pipeliner) error {
+		p.Set(cx, a, "tx", 0)
+		p.Set(cx, b, "tx", 0)
+		return nil
+	})
+	if err == nil || !strings.HasPrefix(err.Error(), "EXECABORT") || !strings.Contains(fmt.Sprint(cmds[1].Err()), "CROSSSLOT") {
+		t.Fatalf("a transaction over two servers: %v (%v), want EXECABORT after CROSSSLOT", err, cmds)
+	}
+	for _, k := range []string{a, b} {
+		for _, s := range servers {
+			if got, _ := rawCommand(s.Addr, "EXISTS", k); got != ":0" {
+				t.Fatalf("the aborted transaction wrote %s on %s", k, s.Addr)
+			}
+		}
+	}
+	// BLPOP waits on the list's server and gets what another client pushes.
+	popped := make(chan []string, 1)
+	go func() {
+		v, err := c.BLPop(cx, 5*time.Second, "{user1}.q").Result()
+		if err != nil {
+			v = []string{err.Error()}
+		}
+		popped <- v
+	}()
+	other := client(t, c.Options().Addr)
+	direct := goredis.NewClient(&goredis.Options{Addr: servers[home].Addr})
+	defer direct.Close()
+	eventually(t, "BLPOP to block on the server holding the list", func() bool {
+		info, _ := direct.Info(cx, "clients").Result()
+		return strings.Contains(info, "blocked_clients:1")
+	})
+	must(t, other.RPush(cx, "{user1}.q", "job").Err(), "RPUSH")
+	if v := <-popped; len(v) != 2 || v[1] != "job" {
+		t.Fatalf("BLPOP on a pool = %v", v)
+	}
+	// Subscriptions: channels that would hash to different servers as keys
+	// still meet their publishers.
+	sub := c.Subscribe(cx, "news", "sports", "weather")
+	defer sub.Close()
+	if _, err := sub.Receive(cx); err != nil {
+		t.Fatalf("SUBSCRIBE on a pool: %v", err)
+	}
+	msgs := sub.Channel()
+	for _, ch := range []string{"news", "sports", "weather"} {
+		eventually(t, "a subscriber on "+ch, func() bool {
+			n, _ := other.Publish(cx, ch, "on "+ch).Result()
+			return n == 1
+		})
+		select {
+		case m := <-msgs:
+			if m.Channel != ch || m.Payload != "on "+ch {
+				t.Fatalf("message %s %q, want %s", m.Channel, m.Payload, ch)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no message on %s", ch)
 		}
 	}
 }

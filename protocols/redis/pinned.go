@@ -2,7 +2,6 @@ package redis
 
 import (
 	"errors"
-	"strconv"
 	"sync"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
@@ -162,18 +161,13 @@ func (s *session) pinTarget(req *codec.Message, up codec.Upstream) (target, *cod
 			return clusterOwner(req, up, cluster)
 		}}, nil
 	}
-	eps := up.Endpoints(cluster)
-	switch {
-	case len(eps) == 0:
+	// The server the balancer picks for the key: in a pool hashed by key,
+	// the one that holds it.
+	_, addr, ok := up.Pick(req)
+	if !ok {
 		return target{}, errorAnswer(req, codec.StatusNoUpstream, "rosetta: no endpoint in cluster "+cluster)
-	case len(eps) > 1:
-		// The SDK cannot say which server the balancer would pick for
-		// the key, and a pin to any other one would read and write the
-		// wrong server: refuse rather than answer wrongly.
-		return target{}, errorAnswer(req, codec.StatusBadRequest, "rosetta: transactions, blocking commands and subscriptions are not supported on cluster "+
-			cluster+", a pool of "+strconv.Itoa(len(eps))+" servers (the proxy cannot pin the server the key hashes to)")
 	}
-	return target{cluster: cluster, dest: route + "\x00" + cluster, addr: func() (string, error) { return eps[0], nil }}, nil
+	return target{cluster: cluster, dest: route + "\x00" + cluster + "\x00" + addr, addr: func() (string, error) { return addr, nil }}, nil
 }
 
 // blocking sends a blocking command on a connection of its own, closed once
@@ -261,6 +255,10 @@ func (s *session) transaction(req *codec.Message, cm *command, up codec.Upstream
 	}
 	if s.txAborted {
 		done(answer(appendError(nil, "ERR rosetta: command not queued, the transaction is aborted")))
+		return
+	}
+	if s.tx != nil && cm.firstKey() == 0 {
+		s.tx.send(req, done) // a command without keys runs where the transaction does
 		return
 	}
 	t, fail := s.pinTarget(req, up)
