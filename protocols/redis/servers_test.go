@@ -53,11 +53,48 @@ func (s *server) Stop() {
 }
 
 // startServer runs redis-server on a free loopback port with no persistence,
-// waits until it answers PING and stops it when the test ends.
+// waits until it answers PING and stops it when the test ends. A port taken
+// between the probe and redis-server's bind (the cluster bus's port+10000
+// above all) means another try on another port.
 func startServer(t testing.TB, extra ...string) *server {
 	t.Helper()
 	bin := need(t, "redis-server")
-	port := freePort(t)
+	var log string
+	for range 5 {
+		s, out, ok := launch(t, bin, freePortPair(t), extra)
+		if ok {
+			return s
+		}
+		if log = out; !strings.Contains(out, "Address already in use") {
+			break
+		}
+	}
+	t.Fatalf("redis-server did not answer PING: %s", log)
+	return nil
+}
+
+// freePortPair returns a free port whose cluster bus port (+10000) is free
+// too, as far as a probe can tell.
+func freePortPair(t testing.TB) int {
+	t.Helper()
+	for range 20 {
+		port := freePort(t)
+		if port+10000 > 65535 {
+			continue
+		}
+		if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+10000))); err == nil {
+			ln.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port with a free cluster bus port")
+	return 0
+}
+
+// launch starts redis-server on port; ok false with its log when it does not
+// answer PING within 10 s.
+func launch(t testing.TB, bin string, port int, extra []string) (*server, string, bool) {
+	t.Helper()
 	dir := t.TempDir()
 	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
 		"--dir", dir, "--protected-mode", "no"}, extra...)
@@ -70,22 +107,34 @@ func startServer(t testing.TB, extra ...string) *server {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("redis-server: %v", err)
 	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
+	exited := make(chan struct{})
+	go func() {
 		_ = cmd.Wait()
+		close(exited)
+	}()
+	stop := func() {
+		_ = cmd.Process.Kill()
+		<-exited
 		out.Close()
-	})
+	}
 	s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, Dir: dir, cmd: cmd}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		if r, err := rawCommand(s.Addr, "PING"); err == nil && (r == "+PONG" || strings.HasPrefix(r, "-NOAUTH")) {
-			return s
+			t.Cleanup(stop)
+			return s, "", true
 		}
-		if time.Now().After(deadline) {
-			log, _ := os.ReadFile(dir + "/log")
-			t.Fatalf("redis-server on %s did not answer PING: %s", s.Addr, log)
+		select {
+		case <-exited:
+		default:
+			if time.Now().Before(deadline) {
+				time.Sleep(20 * time.Millisecond) // polling for readiness, bounded by the deadline
+				continue
+			}
 		}
-		time.Sleep(20 * time.Millisecond) // polling for readiness, bounded by the deadline
+		stop()
+		log, _ := os.ReadFile(dir + "/log")
+		return nil, string(log), false
 	}
 }
 
