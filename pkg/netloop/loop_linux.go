@@ -180,16 +180,19 @@ func (lp *loop) post(list *[]*loopConn, lc *loopConn) {
 }
 
 // maxRounds bounds the rounds a loop reads before it writes what they
-// queued, when input keeps coming.
+// queued for Lazy writers (upstream connections), when input keeps coming;
+// other writers (clients) are written after every round.
 const maxRounds = 8
 
 func (lp *loop) run() {
 	events := make([]unix.EpollEvent, 256)
 	rounds := 0
 	for {
-		// While more input is ready the loop goes on reading, so one write
-		// upstream carries the requests of many clients, as twemproxy's
-		// writes do; it flushes as soon as nothing is left to read.
+		// Answers go out after every round. Requests for Lazy writers
+		// (upstream connections) wait while more input is ready, up to
+		// maxRounds, so one write upstream carries the requests of many
+		// clients, as twemproxy's writes do; everything goes out as soon
+		// as nothing is left to read.
 		n := lp.wait(events, &rounds)
 		now := time.Now()
 		for _, ev := range events[:n] {
@@ -209,6 +212,8 @@ func (lp *loop) run() {
 		if rounds++; rounds >= maxRounds {
 			lp.batch.Flush()
 			rounds = 0
+		} else {
+			lp.batch.FlushEager()
 		}
 	}
 }

@@ -70,6 +70,7 @@ func newConn(p *Pool) (*Conn, error) {
 	}
 	c := &Conn{pool: p, codec: cd, w: wire.NewWriter(nil, writeTimeout, maxWriteBuffer)}
 	c.w.Yield = true
+	c.w.Lazy = true
 	c.w.OnError = func(err error) { c.close(fmt.Errorf("%w: write: %v", ErrReset, err)) }
 	if p.proto.Ordering == codec.InOrder {
 		c.inflight = &fifo{}

@@ -21,8 +21,12 @@ type Pool struct {
 	conns []*Conn
 }
 
-// Send sends msg over the least busy connection, opening one if needed, and
-// returns the connection and the ID the request carries there.
+// Send sends msg over the first connection below perConnTarget requests in
+// flight (opening one when none is, within the cluster's limit, else the
+// least busy), and returns the connection and the ID the request carries
+// there. Filling connections in order, rather than spreading requests over
+// all of them, keeps many requests in each write: a pool that grew in a
+// burst does not thin out every later write over its connections.
 func (p *Pool) Send(cl *Cluster, msg *codec.Message, r Request, b *wire.Batch) (*Conn, uint64, error) {
 	c, err := p.pick(cl)
 	if err != nil {
@@ -37,11 +41,15 @@ func (p *Pool) pick(cl *Cluster) (*Conn, error) {
 	defer p.mu.Unlock()
 	var best *Conn
 	for _, c := range p.conns {
-		if best == nil || c.active.Load() < best.active.Load() {
+		n := c.active.Load()
+		if n < perConnTarget {
+			return c, nil
+		}
+		if best == nil || n < best.active.Load() {
 			best = c
 		}
 	}
-	if best != nil && (best.active.Load() < perConnTarget || len(p.conns) >= cl.MaxConnections) {
+	if best != nil && len(p.conns) >= cl.MaxConnections {
 		return best, nil
 	}
 	c, err := newConn(p)

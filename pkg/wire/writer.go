@@ -50,6 +50,10 @@ type Writer struct {
 	// OnClose, when set, is called once, with the lock held, when the
 	// connection is closed for any reason; it must not use the writer.
 	OnClose func()
+	// Lazy, set before the writer is shared, lets a Batch keep it held
+	// across FlushEager: an upstream connection whose writes gain from
+	// carrying more requests each.
+	Lazy bool
 }
 
 // NewWriter writes to nc; a single write may block for at most timeout and at
@@ -255,6 +259,28 @@ func (w *Writer) HoldLocked(b *Batch) {
 		b.ws = append(b.ws, w)
 	}
 	b.mu.Unlock()
+}
+
+// FlushEager writes what the held writers queued, except Lazy ones, which
+// stay held until Flush; the batch stays as it is, open or closed.
+func (b *Batch) FlushEager() {
+	b.mu.Lock()
+	var eager []*Writer
+	lazy := b.ws[:0]
+	for _, w := range b.ws {
+		if w.Lazy {
+			lazy = append(lazy, w)
+		} else {
+			eager = append(eager, w)
+		}
+	}
+	b.ws = lazy
+	b.mu.Unlock()
+	for _, w := range eager {
+		w.mu.Lock()
+		w.held = false
+		w.Unlock()
+	}
 }
 
 // Flush closes the batch and writes what the held writers queued.
