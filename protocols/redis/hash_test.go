@@ -135,6 +135,22 @@ func TestRingHashPool(t *testing.T) {
 			t.Fatalf("MGET %v = %v, want %v", ask, vals, want)
 		}
 	}
+	// One MGET of keys from every server is one MGET per server, not one per
+	// hash tag: the split groups keys by the server Upstream.Pick names.
+	before := make([]int, len(servers))
+	for i, s := range servers {
+		before[i] = commandCalls(t, s.Addr)["mget"]
+	}
+	must(t, c.MGet(cx, keys[:40]...).Err(), "MGET of 40 keys")
+	holds := make([]int, len(servers))
+	for _, k := range keys[:40] {
+		holds[where[k]] = 1
+	}
+	for i, s := range servers {
+		if n := commandCalls(t, s.Addr)["mget"] - before[i]; n != holds[i] {
+			t.Fatalf("one MGET of 40 keys reached server %d as %d MGETs, want %d", i, n, holds[i])
+		}
+	}
 	if n, err := c.Exists(cx, ask...).Result(); err != nil || n != 7 {
 		t.Fatalf("EXISTS = %d, %v; want 7", n, err)
 	}
