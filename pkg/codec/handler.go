@@ -31,11 +31,12 @@ type Upstream interface {
 	// and the route's name.
 	Route(req *Message) (cluster, route string, ok bool)
 	// Pick reports where Forward would send req now: the first matching
-	// route's cluster and the endpoint its balancer picks, with the route's
-	// hash policy. Under a consistent hash it is where req's hash goes, so
-	// a handler can pin a dedicated connection to the server that holds a
-	// key; under other balancers it is one possible choice.
-	Pick(req *Message) (cluster, addr string, ok bool)
+	// route, the cluster it picks and the endpoint the cluster's balancer
+	// picks with the route's hash policy. Under a consistent hash that is
+	// where req's hash goes, so a handler can pin a dedicated connection to
+	// the server that holds a key; under other balancers it is one possible
+	// choice.
+	Pick(req *Message) (Choice, bool)
 	// Endpoints lists a cluster's endpoint addresses.
 	Endpoints(cluster string) []string
 	// SendTo sends req to one address, over the pooled connections to it,
@@ -52,6 +53,11 @@ type Upstream interface {
 	// messages no request asked for (Redis pub/sub messages). A Handler
 	// that pushes must keep the protocol's own ordering rules.
 	Push(m *Message)
+}
+
+// Choice is where Forward would send a request (Upstream.Pick).
+type Choice struct {
+	Route, Cluster, Addr string
 }
 
 // DedicatedConn is an upstream connection owned by one downstream client.

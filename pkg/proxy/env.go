@@ -38,11 +38,7 @@ func (e *env) Forward(req *codec.Message, done codec.Done) {
 
 // Route implements codec.Upstream.
 func (e *env) Route(req *codec.Message) (string, string, bool) {
-	t := e.dc.lc.table(e.snap)
-	if t == nil {
-		return "", "", false
-	}
-	r := t.Match(req)
+	r := e.dc.lc.match(e.snap, req)
 	if r == nil {
 		return "", "", false
 	}
@@ -50,24 +46,20 @@ func (e *env) Route(req *codec.Message) (string, string, bool) {
 }
 
 // Pick implements codec.Upstream.
-func (e *env) Pick(req *codec.Message) (string, string, bool) {
-	t := e.dc.lc.table(e.snap)
-	if t == nil {
-		return "", "", false
-	}
-	r := t.Match(req)
+func (e *env) Pick(req *codec.Message) (codec.Choice, bool) {
+	r := e.dc.lc.match(e.snap, req)
 	if r == nil {
-		return "", "", false
+		return codec.Choice{}, false
 	}
 	cl := e.snap.clusters[r.Action.PickCluster()]
 	if cl == nil {
-		return "", "", false
+		return codec.Choice{}, false
 	}
 	ep := cl.Pick(hashOf(req, &r.Action), nil)
 	if ep == nil {
-		return "", "", false
+		return codec.Choice{}, false
 	}
-	return cl.Name, ep.Addr, true
+	return codec.Choice{Route: r.Name, Cluster: cl.Name, Addr: ep.Addr}, true
 }
 
 // Endpoints implements codec.Upstream.

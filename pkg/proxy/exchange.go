@@ -105,12 +105,7 @@ func (hc *handled) done(m *codec.Message) {
 	dc.finished()
 }
 
-func (ex *exchange) match() *router.Route {
-	if t := ex.dc.lc.table(ex.snap); t != nil {
-		return t.Match(ex.req)
-	}
-	return nil
-}
+func (ex *exchange) match() *router.Route { return ex.dc.lc.match(ex.snap, ex.req) }
 
 // run applies the route's policies and forwards the request.
 func (ex *exchange) run() {

@@ -33,7 +33,8 @@ func (f fanout) Handle(req *codec.Message, up codec.Upstream, reply func(*codec.
 		return
 	}
 	if m, _ := req.Get("method"); m == "pick" {
-		_, addr, ok := up.Pick(req)
+		ch, ok := up.Pick(req)
+		addr := ch.Addr
 		if !ok {
 			addr = "none"
 		}
@@ -132,7 +133,8 @@ func TestHandlerFansOutThroughTheRouter(t *testing.T) {
 }
 
 // TestPickNamesTheEndpointForwardUses: under a consistent hash, Pick names
-// the server Forward then sends the same request to.
+// the server Forward then sends the same request to, also when the route
+// rewrites the attribute it hashes on.
 func TestPickNamesTheEndpointForwardUses(t *testing.T) {
 	letters := map[string]string{}
 	var addrs []string
@@ -147,21 +149,32 @@ func TestPickNamesTheEndpointForwardUses(t *testing.T) {
 	}
 	lst := listener("in", "r", nil)
 	lst["filter_chains"].([]obj)[0]["filters"].([]obj)[0]["typed_config"].(obj)["codec"] = "toy-fanout"
+	hashOnUser := []obj{{"attributes": []string{"user"}}}
 	p := start(t, []obj{lst},
-		[]obj{routeConfig("r", route("all", nil, obj{"cluster": "ring", "hash_policy": []obj{{"attributes": []string{"user"}}}}))},
+		[]obj{routeConfig("r",
+			route("rewritten", match("group", "one"), obj{"cluster": "ring", "hash_policy": hashOnUser,
+				"request_mutation": []obj{{"key": "user", "value": "everyone"}}}),
+			route("all", nil, obj{"cluster": "ring", "hash_policy": hashOnUser}))},
 		[]obj{cluster("ring", "RING_HASH", addrs...)})
 	c := dial(t, p.Addr(t, "in"))
-	seen := map[string]bool{}
-	for i := range 40 {
-		user := "user" + strconv.Itoa(i)
-		picked := string(call(t, c, map[string]string{"method": "pick", "user": user}).Body)
-		got := string(call(t, c, map[string]string{"method": "one", "user": user}).Body)
-		if letters[picked] != got {
-			t.Fatalf("%s: Pick named %s (%q), Forward reached %q", user, picked, letters[picked], got)
+	for _, group := range []string{"many", "one"} {
+		seen := map[string]bool{}
+		for i := range 40 {
+			h := map[string]string{"user": "user" + strconv.Itoa(i), "group": group}
+			h["method"] = "pick"
+			picked := string(call(t, c, h).Body)
+			h["method"] = "one"
+			got := string(call(t, c, h).Body)
+			if letters[picked] != got {
+				t.Fatalf("%v: Pick named %s (%q), Forward reached %q", h, picked, letters[picked], got)
+			}
+			seen[got] = true
 		}
-		seen[got] = true
-	}
-	if len(seen) < 2 {
-		t.Fatalf("40 users all hashed to %v", seen)
+		if group == "many" && len(seen) < 2 {
+			t.Fatalf("40 users all hashed to %v", seen)
+		}
+		if group == "one" && len(seen) != 1 {
+			t.Fatalf("users rewritten to one all reached %v", seen)
+		}
 	}
 }

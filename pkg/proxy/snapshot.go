@@ -46,6 +46,15 @@ func (lc *listenerConfig) table(s *snapshot) *router.Table {
 	return s.routes[lc.routeName]
 }
 
+// match is the first of the listener's routes in s that req matches, nil
+// when none does.
+func (lc *listenerConfig) match(s *snapshot, req *codec.Message) *router.Route {
+	if t := lc.table(s); t != nil {
+		return t.Match(req)
+	}
+	return nil
+}
+
 // compile checks every resource and builds a snapshot; the error names the
 // resource and field at fault. Nothing is changed when it fails.
 func compile(res config.Resources, mgr *upstream.Manager) (*snapshot, error) {

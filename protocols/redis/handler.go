@@ -412,16 +412,11 @@ func (s *session) destination(key []byte, up codec.Upstream) string {
 	if s.opt.cluster {
 		return strconv.Itoa(Slot(string(key)))
 	}
-	probe := newRequest([]byte("GET"), key)
-	_, route, ok := up.Route(probe)
+	ch, ok := up.Pick(newRequest([]byte("GET"), key))
 	if !ok {
 		return ""
 	}
-	cluster, addr, ok := up.Pick(probe)
-	if !ok {
-		return ""
-	}
-	return route + "\x00" + cluster + "\x00" + addr
+	return ch.Route + "\x00" + ch.Cluster + "\x00" + ch.Addr
 }
 
 // merge joins the parts' answers: MGET's values in key order, the sum of the

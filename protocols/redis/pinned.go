@@ -151,7 +151,7 @@ type target struct {
 
 // pinTarget finds where a command would go, or the error answer.
 func (s *session) pinTarget(req *codec.Message, up codec.Upstream) (target, *codec.Message) {
-	cluster, route, ok := up.Route(req)
+	cluster, _, ok := up.Route(req)
 	if !ok {
 		return target{}, errorAnswer(req, codec.StatusNoRoute, "rosetta: no route matched the request")
 	}
@@ -162,12 +162,13 @@ func (s *session) pinTarget(req *codec.Message, up codec.Upstream) (target, *cod
 		}}, nil
 	}
 	// The server the balancer picks for the key: in a pool hashed by key,
-	// the one that holds it.
-	_, addr, ok := up.Pick(req)
+	// the one that holds it. Route and cluster come with it, so a weighted
+	// route cannot pair one cluster with another's server.
+	ch, ok := up.Pick(req)
 	if !ok {
 		return target{}, errorAnswer(req, codec.StatusNoUpstream, "rosetta: no endpoint in cluster "+cluster)
 	}
-	return target{cluster: cluster, dest: route + "\x00" + cluster + "\x00" + addr, addr: func() (string, error) { return addr, nil }}, nil
+	return target{cluster: ch.Cluster, dest: ch.Route + "\x00" + ch.Cluster + "\x00" + ch.Addr, addr: func() (string, error) { return ch.Addr, nil }}, nil
 }
 
 // blocking sends a blocking command on a connection of its own, closed once
