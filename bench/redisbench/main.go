@@ -26,7 +26,10 @@ type options struct {
 	clients  int
 	requests int
 	pipeline int
-	rounds   int
+	// pipeRequests is -n for the pipelined runs: pipelining is many times
+	// faster, so they need more requests to last as long.
+	pipeRequests int
+	rounds       int
 }
 
 func main() {
@@ -35,6 +38,7 @@ func main() {
 	flag.IntVar(&o.clients, "c", 50, "redis-benchmark connections")
 	flag.IntVar(&o.requests, "n", 200000, "requests per test")
 	flag.IntVar(&o.pipeline, "P", 16, "pipeline depth of the pipelined runs")
+	flag.IntVar(&o.pipeRequests, "pn", 1000000, "requests per pipelined test")
 	flag.IntVar(&o.rounds, "rounds", 3, "runs of every path, taken in turn; the table shows each cell's median")
 	flag.Parse()
 	if err := run(o); err != nil {
@@ -100,32 +104,56 @@ func run(o options) error {
 	defer rosN.stop()
 	procs := []*proc{redis, twem, ros1, rosN}
 
-	fmt.Printf("redis-benchmark -c %d -n %d -t get,set, then with -P %d; Redis %s; medians of %d rounds.\n\n", o.clients, o.requests, o.pipeline, redisAddr, o.rounds)
+	fmt.Printf("redis-benchmark -c %d -t get,set: -n %d, then -n %d with -P %d; Redis %s; medians of %d rounds, the paths in a new order each round.\n", o.clients, o.requests, o.pipeRequests, o.pipeline, redisAddr, o.rounds)
+	fmt.Println("The last two columns are the median of each round's ratio to twemproxy's run in the same round, with the lowest and highest.")
+	fmt.Println()
 	fmt.Println("| path | pipeline | GET req/s | GET p50 | GET p99 | SET req/s | SET p50 | SET p99 | GET vs twemproxy | SET vs twemproxy |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
 	for _, pipe := range []int{1, o.pipeline} {
-		runs := map[string][]map[string]row{}
-		for range o.rounds {
-			for _, p := range procs {
-				r, err := bench(p.addr, o.clients, o.requests, pipe)
-				if err != nil {
-					return fmt.Errorf("%s: %w", p.name, err)
-				}
-				runs[p.name] = append(runs[p.name], r)
-			}
+		n := o.requests
+		if pipe > 1 {
+			n = o.pipeRequests
 		}
-		results := map[string]map[string]row{}
-		for name, rs := range runs {
-			results[name] = medians(rs)
+		runs, err := rounds(procs, o.rounds, func(p *proc) (map[string]row, error) { return bench(p.addr, o.clients, n, pipe) })
+		if err != nil {
+			return err
 		}
 		for _, p := range procs {
-			r, tw := results[p.name], results["twemproxy"]
-			fmt.Printf("| %s | %d | %.0f | %.3f ms | %.3f ms | %.0f | %.3f ms | %.3f ms | %.2f | %.2f |\n", p.name, pipe,
+			r := medians(runs[p.name])
+			fmt.Printf("| %s | %d | %.0f | %.3f ms | %.3f ms | %.0f | %.3f ms | %.3f ms | %s | %s |\n", p.name, pipe,
 				r["GET"].rps, r["GET"].p50, r["GET"].p99, r["SET"].rps, r["SET"].p50, r["SET"].p99,
-				r["GET"].rps/tw["GET"].rps, r["SET"].rps/tw["SET"].rps)
+				ratios(runs[p.name], runs["twemproxy"], "GET"), ratios(runs[p.name], runs["twemproxy"], "SET"))
 		}
 	}
 	return nil
+}
+
+// rounds runs every path n times, starting each round one path later, so
+// no path always runs first or right after the same one.
+func rounds(procs []*proc, n int, run func(*proc) (map[string]row, error)) (map[string][]map[string]row, error) {
+	runs := map[string][]map[string]row{}
+	for i := range n {
+		for j := range procs {
+			p := procs[(i+j)%len(procs)]
+			r, err := run(p)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", p.name, err)
+			}
+			runs[p.name] = append(runs[p.name], r)
+		}
+	}
+	return runs, nil
+}
+
+// ratios compares a path with the baseline round by round: the machine's
+// speed drifts between rounds more than between two runs of one round.
+func ratios(runs, base []map[string]row, test string) string {
+	rs := make([]float64, len(runs))
+	for i := range runs {
+		rs[i] = runs[i][test].rps / base[i][test].rps
+	}
+	m := median(rs) // sorts rs
+	return fmt.Sprintf("%.2f (%.2f-%.2f)", m, rs[0], rs[len(rs)-1])
 }
 
 type row struct{ rps, p50, p99 float64 }

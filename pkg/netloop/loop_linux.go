@@ -75,6 +75,13 @@ type loop struct {
 	// are handled on the loop, the only goroutine that reads.
 	ended []*loopConn
 	idle  []*loopConn
+
+	// wait's state, the loop's alone.
+	events  []unix.EpollEvent
+	rounds  *int
+	ready   int
+	waitErr error
+	pollFn  func(fd uintptr) bool
 }
 
 // loopConn is a connection as its loop sees it; all but token is the loop's
@@ -118,7 +125,9 @@ func newLoop() (*loop, error) {
 		unix.Close(wake)
 		return nil, err
 	}
-	return &loop{ep: ep, rc: rc, epfd: epfd, wake: wake, conns: map[uint32]*loopConn{}}, nil
+	lp := &loop{ep: ep, rc: rc, epfd: epfd, wake: wake, conns: map[uint32]*loopConn{}}
+	lp.pollFn = lp.poll
+	return lp, nil
 }
 
 // add registers nc; false leaves it to a goroutine of its own.
@@ -132,7 +141,7 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle 
 		return false
 	}
 	lc := &loopConn{h: h, idle: idle, rc: rc, lastRead: time.Now()}
-	lc.src.rc = rc
+	lc.src.init(rc)
 	lc.fr = wire.NewReader(&lc.src, c)
 	if idle > 0 {
 		lc.timer = time.AfterFunc(time.Duration(math.MaxInt64), func() { lp.post(&lp.idle, lc) })
@@ -195,6 +204,7 @@ func (lp *loop) run() {
 		// as nothing is left to read.
 		n := lp.wait(events, &rounds)
 		now := time.Now()
+		lp.batch.SetNow(now)
 		for _, ev := range events[:n] {
 			if ev.Fd == wakeToken {
 				var buf [8]byte
@@ -221,26 +231,30 @@ func (lp *loop) run() {
 // wait returns the events epoll has; when it has none it flushes the
 // round's batch, resets rounds and parks until it has some.
 func (lp *loop) wait(events []unix.EpollEvent, rounds *int) int {
+	lp.events, lp.rounds = events, rounds
 	for {
-		var n int
-		var werr error
-		err := lp.rc.Read(func(fd uintptr) bool {
-			n, werr = unix.EpollWait(int(fd), events, 0)
-			if n > 0 || (werr != nil && werr != unix.EINTR) {
-				return true
-			}
-			// An edge after this goes on counting: Read armed the wait
-			// before calling here.
-			lp.batch.Flush()
-			*rounds = 0
-			return false
-		})
-		if err == nil && werr == nil {
-			return n
+		err := lp.rc.Read(lp.pollFn)
+		if err == nil && lp.waitErr == nil {
+			return lp.ready
 		}
 		// Not expected from a valid epoll descriptor; do not spin on it.
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// poll is the function wait's RawConn.Read runs, made once in newLoop so
+// that a wait allocates nothing; false parks the loop until epoll's
+// descriptor is readable.
+func (lp *loop) poll(fd uintptr) bool {
+	lp.ready, lp.waitErr = unix.EpollWait(int(fd), lp.events, 0)
+	if lp.ready > 0 || (lp.waitErr != nil && lp.waitErr != unix.EINTR) {
+		return true
+	}
+	// An edge after this goes on counting: Read armed the wait before
+	// calling here.
+	lp.batch.Flush()
+	*lp.rounds = 0
+	return false
 }
 
 // readable handles what one read of lc gives.
@@ -321,6 +335,26 @@ var errWouldBlock = errors.New("netloop: nothing to read")
 type onceReader struct {
 	rc    syscall.RawConn
 	armed bool
+	// The read's buffer and outcome, and the function RawConn runs, which
+	// is made once: a closure per read would cost allocations per read.
+	p   []byte
+	n   int
+	err error
+	fn  func(fd uintptr) bool
+}
+
+func (r *onceReader) init(rc syscall.RawConn) {
+	r.rc = rc
+	r.fn = r.readFD
+}
+
+func (r *onceReader) readFD(fd uintptr) bool {
+	for {
+		r.n, r.err = syscall.Read(int(fd), r.p)
+		if r.err != syscall.EINTR {
+			return true
+		}
+	}
 }
 
 func (r *onceReader) Read(p []byte) (int, error) {
@@ -328,16 +362,10 @@ func (r *onceReader) Read(p []byte) (int, error) {
 		return 0, errWouldBlock
 	}
 	r.armed = false
-	var n int
-	var err error
-	cerr := r.rc.Read(func(fd uintptr) bool {
-		for {
-			n, err = syscall.Read(int(fd), p)
-			if err != syscall.EINTR {
-				return true
-			}
-		}
-	})
+	r.p = p
+	cerr := r.rc.Read(r.fn)
+	n, err := r.n, r.err
+	r.p, r.err = nil, nil
 	switch {
 	case cerr != nil:
 		return 0, cerr

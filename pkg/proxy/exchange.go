@@ -74,12 +74,12 @@ func (a *attempt) Done(resp *codec.Message, err error, b *wire.Batch) {
 func (p *Proxy) handle(dc *downConn, req *codec.Message, b *wire.Batch) {
 	dc.inflight.Add(1)
 	if h, ok := dc.codec.(codec.Handler); ok {
-		hc := &handled{env: env{dc: dc, snap: p.snap.Load(), batch: b, start: time.Now()}, req: req}
+		hc := &handled{env: env{dc: dc, snap: p.snap.Load(), batch: b, start: b.Now()}, req: req}
 		hc.slot = dc.reserve(&hc.slotBuf)
 		h.Handle(req, &hc.env, hc.done)
 		return
 	}
-	ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: time.Now(), batch: b}
+	ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: b.Now(), batch: b}
 	ex.slot = dc.reserve(&ex.slotBuf)
 	ex.route = ex.match()
 	ex.run()
@@ -204,7 +204,7 @@ func (ex *exchange) sendOneway() {
 	if _, _, err := ex.pool(ep).Send(ex.cluster, ex.req, nil, ex.batch); err != nil {
 		status = "upstream_error"
 	}
-	ex.record(status)
+	ex.record(status, ex.batch)
 	ex.complete(nil, codec.StatusOK, "", ex.batch)
 }
 
@@ -394,7 +394,7 @@ func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail st
 	for _, kv := range ex.route.Action.ResponseMutation {
 		resp.Set(kv.Key, kv.Value)
 	}
-	ex.record(st.String())
+	ex.record(st.String(), b)
 	ex.complete(resp, st, "", b)
 }
 
@@ -402,7 +402,7 @@ func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail st
 func (ex *exchange) local(st codec.Status, detail string) { ex.localWith(st, detail, ex.batch) }
 
 func (ex *exchange) localWith(st codec.Status, detail string, b *wire.Batch) {
-	ex.record(st.String())
+	ex.record(st.String(), b)
 	ex.complete(nil, st, "rosetta: "+detail, b)
 }
 
@@ -425,7 +425,9 @@ func (ex *exchange) complete(resp *codec.Message, st codec.Status, detail string
 	ex.dc.finished()
 }
 
-func (ex *exchange) record(status string) {
+// record counts the request; b, the batch of the round that ends it, gives
+// the time.
+func (ex *exchange) record(status string, b *wire.Batch) {
 	route, cluster := "", ""
 	if ex.route != nil {
 		route = ex.route.Name
@@ -433,7 +435,8 @@ func (ex *exchange) record(status string) {
 	if ex.cluster != nil {
 		cluster = ex.cluster.Name
 	}
-	d := time.Since(ex.start)
+	// Round times of two loops may be out of order by up to a round.
+	d := max(b.Now().Sub(ex.start), 0)
 	ex.p.metrics.Request(ex.dc.lc.statPrefix, route, cluster, status, d)
 	if ex.onDone == nil { // a handler's sub-requests are not operations of their own
 		ex.dc.recordOperation(ex.req, status, d)

@@ -5,6 +5,7 @@ import (
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -36,6 +37,8 @@ type Writer struct {
 	closed   bool
 	held     bool // a Batch holds the writes until it flushes
 	spare    []byte
+	try      tryState
+	tryFn    func(fd uintptr) bool
 	// Buf is what is queued; append to it only between Lock and Unlock.
 	Buf []byte
 	// OnError is called once, without the lock, when a write fails or the
@@ -68,6 +71,7 @@ func (w *Writer) setConn(nc net.Conn) {
 	w.nc = nc
 	if sc, ok := nc.(syscall.Conn); ok {
 		w.rc, _ = sc.SyscallConn()
+		w.tryFn = w.writeFD
 	}
 }
 
@@ -158,21 +162,10 @@ func (w *Writer) write(b []byte, blocking bool) (int, error) {
 }
 
 func (w *Writer) tryWrite(b []byte) (int, error) {
-	var n int
-	var err error
-	cerr := w.rc.Write(func(fd uintptr) bool {
-		for n < len(b) {
-			var k int
-			k, err = syscall.Write(int(fd), b[n:])
-			if k > 0 {
-				n += k
-			}
-			if err != nil && err != syscall.EINTR {
-				break
-			}
-		}
-		return true // never wait here
-	})
+	w.try = tryState{b: b}
+	cerr := w.rc.Write(w.tryFn)
+	n, err := w.try.n, w.try.err
+	w.try = tryState{}
 	switch {
 	case cerr != nil:
 		return n, cerr
@@ -182,6 +175,30 @@ func (w *Writer) tryWrite(b []byte) (int, error) {
 		return n, err
 	}
 	return n, nil
+}
+
+// tryState is one tryWrite's buffer and outcome. Only the flushing caller
+// uses it, and through a function made once per connection: a closure per
+// write would cost allocations per write.
+type tryState struct {
+	b   []byte
+	n   int
+	err error
+}
+
+func (w *Writer) writeFD(fd uintptr) bool {
+	t := &w.try
+	for t.n < len(t.b) {
+		k, err := syscall.Write(int(fd), t.b[t.n:])
+		if k > 0 {
+			t.n += k
+		}
+		t.err = err
+		if err != nil && err != syscall.EINTR {
+			break
+		}
+	}
+	return true // never wait here
 }
 
 // fail closes the writer and reports err; the lock is held on entry and
@@ -238,6 +255,33 @@ type Batch struct {
 	mu   sync.Mutex
 	open bool
 	ws   []*Writer
+	// now is when the owner's current round of input was read, in
+	// nanoseconds after epoch, or 0: an event loop reads the clock once
+	// per round instead of once per request and answer, as Envoy's
+	// dispatchers do. Atomic, because a late callback may ask.
+	now atomic.Int64
+	// out is the slice a flush works through, kept so that flushes
+	// allocate nothing once warm; only the batch's owner flushes.
+	out []*Writer
+}
+
+// epoch is what Batch times count from; it carries Go's monotonic clock, so
+// durations between them are monotonic too.
+var epoch = time.Now()
+
+// SetNow records when the owner's current round of input was read; Flush
+// forgets it.
+func (b *Batch) SetNow(t time.Time) { b.now.Store(int64(t.Sub(epoch))) }
+
+// Now is the time of the owner's current round of input when it set one,
+// else the clock's. A nil batch reads the clock.
+func (b *Batch) Now() time.Time {
+	if b != nil {
+		if n := b.now.Load(); n != 0 {
+			return epoch.Add(time.Duration(n))
+		}
+	}
+	return time.Now()
 }
 
 // Open lets writers join the batch.
@@ -265,7 +309,8 @@ func (w *Writer) HoldLocked(b *Batch) {
 // stay held until Flush; the batch stays as it is, open or closed.
 func (b *Batch) FlushEager() {
 	b.mu.Lock()
-	var eager []*Writer
+	eager := b.out[:0]
+	b.out = nil // a flush from inside release must not share eager
 	lazy := b.ws[:0]
 	for _, w := range b.ws {
 		if w.Lazy {
@@ -276,23 +321,29 @@ func (b *Batch) FlushEager() {
 	}
 	b.ws = lazy
 	b.mu.Unlock()
-	for _, w := range eager {
+	b.release(eager)
+}
+
+// release writes what the writers in ws queued while held, then keeps ws
+// for the next flush.
+func (b *Batch) release(ws []*Writer) {
+	for i, w := range ws {
 		w.mu.Lock()
 		w.held = false
 		w.Unlock()
+		ws[i] = nil
 	}
+	b.out = ws[:0]
 }
 
 // Flush closes the batch and writes what the held writers queued.
 func (b *Batch) Flush() {
+	b.now.Store(0)
 	b.mu.Lock()
 	b.open = false
 	ws := b.ws
-	b.ws = nil
+	b.ws = b.out[:0]
+	b.out = nil // a flush from inside release must not share b.ws
 	b.mu.Unlock()
-	for _, w := range ws {
-		w.mu.Lock()
-		w.held = false
-		w.Unlock()
-	}
+	b.release(ws)
 }

@@ -78,3 +78,61 @@ func TestCloseCallsOnCloseOnce(t *testing.T) {
 		t.Fatalf("OnClose ran %d times, want 1", calls)
 	}
 }
+
+func TestBatchNowIsTheRoundsTimeUntilFlush(t *testing.T) {
+	var b Batch
+	round := time.Now().Add(-time.Hour) // far enough from the clock to tell apart
+	b.SetNow(round)
+	if got := b.Now(); !got.Equal(round) || got.Sub(round) != 0 {
+		t.Fatalf("Now = %v, want the round's %v", got, round)
+	}
+	b.Flush()
+	if got := b.Now(); got.Sub(round) < 59*time.Minute {
+		t.Fatalf("after Flush Now = %v, want the clock", got)
+	}
+	var nilBatch *Batch
+	if got := nilBatch.Now(); time.Since(got) > time.Minute {
+		t.Fatalf("a nil batch's Now = %v, want the clock", got)
+	}
+}
+
+// TestFlushesReuseTheirSlices: once warm, holding and flushing writers
+// allocates nothing.
+func TestFlushesReuseTheirSlices(t *testing.T) {
+	a, _ := tcpPair(t)
+	c, _ := tcpPair(t)
+	lazy, eager := NewWriter(a, time.Second, 1<<20), NewWriter(c, time.Second, 1<<20)
+	lazy.Lazy = true
+	var b Batch
+	round := func() {
+		b.Open()
+		for _, w := range []*Writer{lazy, eager} {
+			w.Lock()
+			w.HoldLocked(&b)
+			w.Unlock()
+		}
+		b.FlushEager()
+		b.Flush()
+	}
+	round()
+	if n := testing.AllocsPerRun(100, round); n != 0 {
+		t.Fatalf("a round allocates %v times, want 0", n)
+	}
+}
+
+// TestSocketWriteAllocatesNothing: the write a flush makes on a socket costs
+// no allocation (the function RawConn runs is made once per writer).
+func TestSocketWriteAllocatesNothing(t *testing.T) {
+	a, peer := tcpPair(t)
+	go func() { _, _ = io.Copy(io.Discard, peer) }()
+	w := NewWriter(a, time.Second, 1<<20)
+	write := func() {
+		w.Lock()
+		w.Buf = append(w.Buf, "+OK\r\n"...)
+		w.Unlock()
+	}
+	write()
+	if n := testing.AllocsPerRun(100, write); n != 0 {
+		t.Fatalf("a write allocates %v times, want 0", n)
+	}
+}
