@@ -16,6 +16,7 @@ import (
 	"runtime"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/bench/load"
@@ -107,21 +108,23 @@ func run(o options) error {
 	fmt.Printf("redis-benchmark -c %d -t get,set: -n %d, then -n %d with -P %d; Redis %s; medians of %d rounds, the paths in a new order each round.\n", o.clients, o.requests, o.pipeRequests, o.pipeline, redisAddr, o.rounds)
 	fmt.Println("The last two columns are the median of each round's ratio to twemproxy's run in the same round, with the lowest and highest.")
 	fmt.Println()
-	fmt.Println("| path | pipeline | GET req/s | GET p50 | GET p99 | SET req/s | SET p50 | SET p99 | GET vs twemproxy | SET vs twemproxy |")
-	fmt.Println("|---|---|---|---|---|---|---|---|---|---|")
+	fmt.Println("CPU is the path's own process (redis-server for the direct path, else the proxy), in microseconds per request over GET and SET.")
+	fmt.Println()
+	fmt.Println("| path | pipeline | GET req/s | GET p50 | GET p99 | SET req/s | SET p50 | SET p99 | CPU µs/req | GET vs twemproxy | SET vs twemproxy |")
+	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, pipe := range []int{1, o.pipeline} {
 		n := o.requests
 		if pipe > 1 {
 			n = o.pipeRequests
 		}
-		runs, err := rounds(procs, o.rounds, func(p *proc) (map[string]row, error) { return bench(p.addr, o.clients, n, pipe) })
+		runs, err := rounds(procs, o.rounds, func(p *proc) (map[string]row, error) { return benchCPU(p, o.clients, n, pipe) })
 		if err != nil {
 			return err
 		}
 		for _, p := range procs {
 			r := medians(runs[p.name])
-			fmt.Printf("| %s | %d | %.0f | %.3f ms | %.3f ms | %.0f | %.3f ms | %.3f ms | %s | %s |\n", p.name, pipe,
-				r["GET"].rps, r["GET"].p50, r["GET"].p99, r["SET"].rps, r["SET"].p50, r["SET"].p99,
+			fmt.Printf("| %s | %d | %.0f | %.3f ms | %.3f ms | %.0f | %.3f ms | %.3f ms | %.2f | %s | %s |\n", p.name, pipe,
+				r["GET"].rps, r["GET"].p50, r["GET"].p99, r["SET"].rps, r["SET"].p50, r["SET"].p99, r["CPU"].rps,
 				ratios(runs[p.name], runs["twemproxy"], "GET"), ratios(runs[p.name], runs["twemproxy"], "SET"))
 		}
 	}
@@ -156,7 +159,48 @@ func ratios(runs, base []map[string]row, test string) string {
 	return fmt.Sprintf("%.2f (%.2f-%.2f)", m, rs[0], rs[len(rs)-1])
 }
 
+// row is one test's requests per second and percentiles; the "CPU" row
+// keeps microseconds of CPU per request in rps.
 type row struct{ rps, p50, p99 float64 }
+
+// benchCPU runs bench and adds the CPU p's process spent per request.
+func benchCPU(p *proc, clients, requests, pipe int) (map[string]row, error) {
+	before, err := cpuTime(p.cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := bench(p.addr, clients, requests, pipe)
+	if err != nil {
+		return nil, err
+	}
+	after, err := cpuTime(p.cmd.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	rows["CPU"] = row{rps: float64(after-before) / float64(time.Microsecond) / float64(2*requests)}
+	return rows, nil
+}
+
+// cpuTime is the user and system time a process has used, from
+// /proc/<pid>/stat (fields 14 and 15, in clock ticks of 10 ms).
+func cpuTime(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; the fields after it
+	// start past its closing parenthesis.
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: too few fields", pid)
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: %w", pid, err)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
 
 // medians takes each test's median requests per second and percentiles
 // over runs, each on its own.

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
@@ -21,12 +22,22 @@ type env struct {
 	// start is when the client's request arrived; the requests the handler
 	// sends for it are timed from then.
 	start time.Time
+	// spare, until taken, is memory for the first request the handler
+	// sends, which shares the allocation of the client's request (most
+	// requests send exactly one). Atomic: a handler may send from callbacks
+	// that run on several goroutines.
+	spare atomic.Pointer[exchange]
 }
 
 var _ codec.Upstream = (*env)(nil)
 
 func (e *env) exchange(req *codec.Message, done codec.Done) *exchange {
-	return &exchange{p: e.dc.l.p, dc: e.dc, req: req, snap: e.snap, start: e.start, onDone: done, batch: e.batch}
+	ex := e.spare.Swap(nil)
+	if ex == nil {
+		ex = &exchange{}
+	}
+	*ex = exchange{p: e.dc.l.p, dc: e.dc, req: req, snap: e.snap, start: e.start, onDone: done, batch: e.batch}
+	return ex
 }
 
 // Forward implements codec.Upstream.

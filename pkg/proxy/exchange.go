@@ -75,6 +75,7 @@ func (p *Proxy) handle(dc *downConn, req *codec.Message, b *wire.Batch) {
 	dc.inflight.Add(1)
 	if h, ok := dc.codec.(codec.Handler); ok {
 		hc := &handled{env: env{dc: dc, snap: p.snap.Load(), batch: b, start: b.Now()}, req: req}
+		hc.env.spare.Store(&hc.first)
 		hc.slot = dc.reserve(&hc.slotBuf)
 		h.Handle(req, &hc.env, hc.done)
 		return
@@ -92,6 +93,7 @@ type handled struct {
 	req     *codec.Message
 	slot    *slot
 	slotBuf slot
+	first   exchange // env's spare
 }
 
 func (hc *handled) done(m *codec.Message) {
@@ -100,7 +102,9 @@ func (hc *handled) done(m *codec.Message) {
 		status = m.Status.String()
 	}
 	dc := hc.env.dc
-	dc.recordOperation(hc.req, status, time.Since(hc.env.start))
+	// The batch's time is its owner's round now, and never before start,
+	// which the same batch gave.
+	dc.recordOperation(hc.req, status, hc.env.batch.Now().Sub(hc.env.start))
 	dc.respond(hc.slot, m, hc.env.batch)
 	dc.finished()
 }
