@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -32,6 +33,8 @@ type options struct {
 	// concurrency is how many threads run Go code at once (GOMAXPROCS)
 	// and so how many event loops read; 0 keeps Go's default, the CPUs.
 	concurrency int
+	// gcPercent is Go's GOGC, unless GOGC is set in the environment.
+	gcPercent int
 }
 
 func main() {
@@ -47,9 +50,16 @@ func main() {
 	flag.StringVar(&o.xds.Mode, "mode", "gateway", "how traffic reaches this proxy: gateway or sidecar (with --xds)")
 	flag.StringVar(&o.xds.ListenAddress, "listen-address", "0.0.0.0", "the IP the controller binds this proxy's listeners to (with --xds)")
 	flag.IntVar(&o.concurrency, "concurrency", 0, "threads that run the proxy at once, as Envoy's --concurrency (0: one per CPU)")
+	flag.IntVar(&o.gcPercent, "gc-percent", 200, "Go's GOGC: heap growth between collections, in percent of the live heap; GOGC in the environment wins")
 	flag.Parse()
 	if o.concurrency > 0 {
 		runtime.GOMAXPROCS(o.concurrency)
+	}
+	if os.Getenv("GOGC") == "" {
+		// Go's default of 100 collects about every 4 MB a loaded proxy
+		// allocates; 200 costs a few MB of RSS and saves about 8% of the
+		// CPU per pipelined Redis request (docs/benchmarks.md).
+		debug.SetGCPercent(o.gcPercent)
 	}
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "rosetta-proxy:", err)
