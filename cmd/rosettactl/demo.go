@@ -110,17 +110,9 @@ func runDubboDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	if err != nil {
 		return err
 	}
-	l, err := findListener(boot.Resources, "")
+	l, err := demoListener(boot, "Dubbo", "dubbo", o.fixedPorts)
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	if c := l.filter.GetCodec(); c != "dubbo" {
-		return fmt.Errorf("demo: listener %q uses codec %q; the demo speaks dubbo", l.name, c)
-	}
-	if !o.fixedPorts {
-		for _, li := range boot.Listeners {
-			setPort(li.GetAddress().GetSocketAddress(), 0)
-		}
+		return err
 	}
 	providers, err := startProviders(&boot.Resources, o.fixedPorts)
 	defer func() {
@@ -293,14 +285,43 @@ func greeterHandler(name string) dubbopeer.Handler {
 
 func printSetup(out io.Writer, source string, l *rosettaListener, addr string, providers []*demoProvider) {
 	fmt.Fprintln(out, "Rosetta demo: a Dubbo consumer calls two provider versions through a Rosetta proxy")
+	printProxy(out, source, l, addr)
+	printPeers(out, "providers", providers, func(p *demoProvider) (string, string, string) { return p.Name(), p.Addr(), p.cluster })
+}
+
+// demoListener is the listener a demo part runs, which must use codec;
+// unless ports are fixed, the config's listeners move to free ports.
+func demoListener(boot *config.Bootstrap, part, codec string, fixedPorts bool) (*rosettaListener, error) {
+	l, err := findListener(boot.Resources, "")
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	if c := l.filter.GetCodec(); c != codec {
+		return nil, fmt.Errorf("demo: listener %q uses codec %q; the %s part speaks %s", l.name, c, part, codec)
+	}
+	if !fixedPorts {
+		for _, li := range boot.Listeners {
+			setPort(li.GetAddress().GetSocketAddress(), 0)
+		}
+	}
+	return l, nil
+}
+
+// printProxy prints the config and proxy lines of a demo part's setup.
+func printProxy(out io.Writer, source string, l *rosettaListener, addr string) {
 	fmt.Fprintf(out, "  config     %s\n", source)
 	fmt.Fprintf(out, "  proxy      listener %q on %s (codec %s, routes %q)\n", l.name, addr, l.filter.GetCodec(), l.table.Name)
-	for i, p := range providers {
-		label := ""
-		if i == 0 {
-			label = "providers"
+}
+
+// printPeers lists the servers a demo part started under label; describe
+// gives a server's name, address and cluster.
+func printPeers[P any](out io.Writer, label string, peers []P, describe func(P) (name, addr, cluster string)) {
+	for i, p := range peers {
+		if i > 0 {
+			label = ""
 		}
-		fmt.Fprintf(out, "  %-9s  %s on %s (cluster %s)\n", label, p.Name(), p.Addr(), p.cluster)
+		name, addr, cluster := describe(p)
+		fmt.Fprintf(out, "  %-9s  %s on %s (cluster %s)\n", label, name, addr, cluster)
 	}
 }
 

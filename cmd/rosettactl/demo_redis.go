@@ -39,17 +39,9 @@ func runRedisDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	if err != nil {
 		return err
 	}
-	l, err := findListener(boot.Resources, "")
+	l, err := demoListener(boot, "Redis", "redis", o.fixedPorts)
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	if c := l.filter.GetCodec(); c != "redis" {
-		return fmt.Errorf("demo: listener %q uses codec %q; the Redis part speaks redis", l.name, c)
-	}
-	if !o.fixedPorts {
-		for _, li := range boot.Listeners {
-			setPort(li.GetAddress().GetSocketAddress(), 0)
-		}
+		return err
 	}
 	var servers []*demoRedis
 	defer func() {
@@ -96,15 +88,8 @@ func runRedisDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 
 func printRedisSetup(out io.Writer, source string, l *rosettaListener, addr string, servers []*demoRedis) {
 	fmt.Fprintln(out, "Rosetta demo, Redis: go-redis v9 talks to two Redis servers (miniredis) through the proxy")
-	fmt.Fprintf(out, "  config     %s\n", source)
-	fmt.Fprintf(out, "  proxy      listener %q on %s (codec %s, routes %q)\n", l.name, addr, l.filter.GetCodec(), l.table.Name)
-	for i, s := range servers {
-		label := ""
-		if i == 0 {
-			label = "servers"
-		}
-		fmt.Fprintf(out, "  %-9s  %s on %s (cluster %s)\n", label, s.name, s.Addr(), s.cluster)
-	}
+	printProxy(out, source, l, addr)
+	printPeers(out, "servers", servers, func(s *demoRedis) (string, string, string) { return s.name, s.Addr(), s.cluster })
 }
 
 // printRedisLocal shows commands the proxy answers without a server.

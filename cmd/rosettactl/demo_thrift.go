@@ -39,21 +39,13 @@ func runThriftDemo(ctx context.Context, out io.Writer, o demoOptions) error {
 	if err != nil {
 		return err
 	}
-	l, err := findListener(boot.Resources, "")
+	l, err := demoListener(boot, "Thrift", "thrift", o.fixedPorts)
 	if err != nil {
-		return fmt.Errorf("demo: %w", err)
-	}
-	if c := l.filter.GetCodec(); c != "thrift" {
-		return fmt.Errorf("demo: listener %q uses codec %q; the Thrift part speaks thrift", l.name, c)
+		return err
 	}
 	format, err := thriftFormat(l.filter.GetCodecOptions())
 	if err != nil {
 		return fmt.Errorf("demo: listener %q: %w", l.name, err)
-	}
-	if !o.fixedPorts {
-		for _, li := range boot.Listeners {
-			setPort(li.GetAddress().GetSocketAddress(), 0)
-		}
 	}
 	var servers []*demoServer
 	defer func() {
@@ -133,15 +125,8 @@ func thriftFormat(opts map[string]string) (thriftpeer.Format, error) {
 
 func printThriftSetup(out io.Writer, source string, l *rosettaListener, addr string, f thriftpeer.Format, servers []*demoServer) {
 	fmt.Fprintf(out, "Rosetta demo, Thrift: Apache Thrift's generated Go client calls two Echo servers through the proxy (%s)\n", f)
-	fmt.Fprintf(out, "  config     %s\n", source)
-	fmt.Fprintf(out, "  proxy      listener %q on %s (codec %s, routes %q)\n", l.name, addr, l.filter.GetCodec(), l.table.Name)
-	for i, s := range servers {
-		label := ""
-		if i == 0 {
-			label = "servers"
-		}
-		fmt.Fprintf(out, "  %-9s  %s on %s (cluster %s)\n", label, s.Name(), s.Addr(), s.cluster)
-	}
+	printProxy(out, source, l, addr)
+	printPeers(out, "servers", servers, func(s *demoServer) (string, string, string) { return s.Name(), s.Addr(), s.cluster })
 }
 
 func printThriftSamples(ctx context.Context, out io.Writer, c *thriftpeer.Client) error {
