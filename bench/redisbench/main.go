@@ -10,6 +10,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -27,6 +28,8 @@ type options struct {
 	clients  int
 	requests int
 	pipeline int
+	// pipelined false runs the unpipelined tests only.
+	pipelined bool
 	// pipeRequests is -n for the pipelined runs: pipelining is many times
 	// faster, so they need more requests to last as long.
 	pipeRequests int
@@ -39,6 +42,7 @@ func main() {
 	flag.IntVar(&o.clients, "c", 50, "redis-benchmark connections")
 	flag.IntVar(&o.requests, "n", 200000, "requests per test")
 	flag.IntVar(&o.pipeline, "P", 16, "pipeline depth of the pipelined runs")
+	flag.BoolVar(&o.pipelined, "pipelined", true, "run the pipelined tests too (false: unpipelined only, for many rounds of them)")
 	flag.IntVar(&o.pipeRequests, "pn", 1000000, "requests per pipelined test")
 	flag.IntVar(&o.rounds, "rounds", 3, "runs of every path, taken in turn; the table shows each cell's median")
 	flag.Parse()
@@ -106,13 +110,17 @@ func run(o options) error {
 	procs := []*proc{redis, twem, ros1, rosN}
 
 	fmt.Printf("redis-benchmark -c %d -t get,set: -n %d, then -n %d with -P %d; Redis %s; medians of %d rounds, the paths in a new order each round.\n", o.clients, o.requests, o.pipeRequests, o.pipeline, redisAddr, o.rounds)
-	fmt.Println("The last two columns are the median of each round's ratio to twemproxy's run in the same round, with the lowest and highest.")
+	fmt.Println("The last two columns are the median of each round's ratio to twemproxy's run in the same round, the lowest and highest, and from 5 rounds on their geometric mean with its 95% confidence interval.")
 	fmt.Println()
 	fmt.Println("CPU is the path's own process (redis-server for the direct path, else the proxy), in microseconds per request over GET and SET.")
 	fmt.Println()
 	fmt.Println("| path | pipeline | GET req/s | GET p50 | GET p99 | SET req/s | SET p50 | SET p99 | CPU µs/req | GET vs twemproxy | SET vs twemproxy |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
-	for _, pipe := range []int{1, o.pipeline} {
+	pipes := []int{1}
+	if o.pipelined {
+		pipes = append(pipes, o.pipeline)
+	}
+	for _, pipe := range pipes {
 		n := o.requests
 		if pipe > 1 {
 			n = o.pipeRequests
@@ -156,7 +164,28 @@ func ratios(runs, base []map[string]row, test string) string {
 		rs[i] = runs[i][test].rps / base[i][test].rps
 	}
 	m := median(rs) // sorts rs
-	return fmt.Sprintf("%.2f (%.2f-%.2f)", m, rs[0], rs[len(rs)-1])
+	out := fmt.Sprintf("%.2f (%.2f-%.2f", m, rs[0], rs[len(rs)-1])
+	if len(rs) >= 5 {
+		gm, lo, hi := geoMean(rs)
+		out += fmt.Sprintf("; gm %.2f, 95%% %.2f-%.2f", gm, lo, hi)
+	}
+	return out + ")"
+}
+
+// geoMean is the geometric mean of ratios with a 95% confidence interval
+// (normal approximation on the logarithms).
+func geoMean(rs []float64) (gm, lo, hi float64) {
+	var sum, sq float64
+	for _, r := range rs {
+		sum += math.Log(r)
+	}
+	mean := sum / float64(len(rs))
+	for _, r := range rs {
+		d := math.Log(r) - mean
+		sq += d * d
+	}
+	se := math.Sqrt(sq/float64(len(rs)-1)) / math.Sqrt(float64(len(rs)))
+	return math.Exp(mean), math.Exp(mean - 1.96*se), math.Exp(mean + 1.96*se)
 }
 
 // row is one test's requests per second and percentiles; the "CPU" row
