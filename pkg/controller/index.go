@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	"github.com/rosetta-mesh/rosetta/pkg/apis/fielderrors"
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 )
 
@@ -131,13 +132,13 @@ func (b *Builder) indexRouters(ix *Index, mrs []*v1alpha1.MetaRouter) {
 			ix.Statuses[k] = RouterStatus{Generation: mr.Generation}
 			continue
 		}
-		msg := v1alpha1.Summary(errs)
+		msg := fielderrors.Message(errs)
 		if prev, ok := b.lastValid[k]; ok {
 			msg += fmt.Sprintf("; generation %d stays in force", prev.Generation)
 			effective = append(effective, prev)
 		}
 		ix.Statuses[k] = RouterStatus{Generation: mr.Generation, Conditions: []metav1.Condition{
-			cond(v1alpha1.ConditionAccepted, false, v1alpha1.Reason(errs), msg, mr.Generation),
+			cond(v1alpha1.ConditionAccepted, false, fielderrors.Reason(errs), msg, mr.Generation),
 		}}
 	}
 	for k := range b.lastValid {

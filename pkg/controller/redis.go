@@ -42,6 +42,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
+	"github.com/rosetta-mesh/rosetta/pkg/apis/fielderrors"
 	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
 )
 
@@ -171,13 +172,13 @@ func effectiveRedis[T redisObject](objs []T, last map[string]T, statuses map[str
 			out = append(out, o)
 			continue
 		}
-		msg := redisv1.Summary(errs)
+		msg := fielderrors.Message(errs)
 		if prev, ok := last[k]; ok {
 			msg += fmt.Sprintf("; generation %d stays in force", prev.GetGeneration())
 			out = append(out, prev)
 		}
 		statuses[kind+"/"+k] = RouterStatus{Generation: o.GetGeneration(), Conditions: []metav1.Condition{
-			cond(redisv1.ConditionAccepted, false, redisv1.Reason(errs), msg, o.GetGeneration()),
+			cond(redisv1.ConditionAccepted, false, fielderrors.Reason(errs), msg, o.GetGeneration()),
 		}}
 	}
 	for k := range last {

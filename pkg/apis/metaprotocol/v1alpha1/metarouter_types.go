@@ -2,6 +2,8 @@ package v1alpha1
 
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/rosetta-mesh/rosetta/pkg/apis/fielderrors"
 )
 
 // MetaRouter routes the requests of MetaProtocol services (Dubbo, Thrift,
@@ -372,8 +374,8 @@ const (
 	ConditionResolvedRefs = "ResolvedRefs"
 
 	ReasonAccepted     = "Accepted"
-	ReasonInvalid      = "Invalid"
-	ReasonUnsupported  = "Unsupported"
+	ReasonInvalid      = fielderrors.Invalid
+	ReasonUnsupported  = fielderrors.Unsupported
 	ReasonConflict     = "HostConflict"
 	ReasonResolved     = "ResolvedRefs"
 	ReasonUnknownHost  = "UnknownHost"

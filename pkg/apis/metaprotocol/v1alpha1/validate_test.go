@@ -7,6 +7,8 @@ import (
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
+
+	"github.com/rosetta-mesh/rosetta/pkg/apis/fielderrors"
 )
 
 const validRouter = `
@@ -96,10 +98,10 @@ func TestValidateNamesTheField(t *testing.T) {
 			if len(errs) == 0 {
 				t.Fatal("accepted")
 			}
-			if msg := Summary(errs); !strings.Contains(msg, c.field) {
+			if msg := fielderrors.Message(errs); !strings.Contains(msg, c.field) {
 				t.Fatalf("message %q does not name %s", msg, c.field)
 			}
-			if r := Reason(errs); r != c.reason {
+			if r := fielderrors.Reason(errs); r != c.reason {
 				t.Fatalf("reason %s, want %s", r, c.reason)
 			}
 		})

@@ -267,23 +267,3 @@ func SplitEndpoint(s string) (HostPort, error) {
 	}
 	return HostPort{Host: h, Port: uint32(n)}, nil
 }
-
-// Summary joins a list of field errors into one status message.
-func Summary(errs field.ErrorList) string {
-	msgs := make([]string, 0, len(errs))
-	for _, e := range errs {
-		msgs = append(msgs, e.Error())
-	}
-	return strings.Join(msgs, "; ")
-}
-
-// Reason is the status reason for a list of field errors: Unsupported when
-// every error is a field the proxy cannot honour yet, Invalid otherwise.
-func Reason(errs field.ErrorList) string {
-	for _, e := range errs {
-		if e.Type != field.ErrorTypeNotSupported && e.Type != field.ErrorTypeForbidden {
-			return ReasonInvalid
-		}
-	}
-	return ReasonUnsupported
-}

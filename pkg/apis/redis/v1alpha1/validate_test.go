@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/rosetta-mesh/rosetta/pkg/apis/fielderrors"
 )
 
 // aerakiService uses every field of Aeraki's RedisService that Rosetta
@@ -112,8 +114,8 @@ func TestRedisServiceValidate(t *testing.T) {
 			if len(errs) == 0 {
 				t.Fatal("accepted")
 			}
-			if errs[0].Field != c.field || Reason(errs) != c.reason {
-				t.Fatalf("got %s (%s), want field %s (%s)", Summary(errs), Reason(errs), c.field, c.reason)
+			if errs[0].Field != c.field || fielderrors.Reason(errs) != c.reason {
+				t.Fatalf("got %s (%s), want field %s (%s)", fielderrors.Message(errs), fielderrors.Reason(errs), c.field, c.reason)
 			}
 		})
 	}
@@ -146,8 +148,8 @@ func TestRedisDestinationValidate(t *testing.T) {
 			if len(errs) == 0 {
 				t.Fatal("accepted")
 			}
-			if errs[0].Field != c.field || Reason(errs) != c.reason {
-				t.Fatalf("got %s (%s), want field %s (%s)", Summary(errs), Reason(errs), c.field, c.reason)
+			if errs[0].Field != c.field || fielderrors.Reason(errs) != c.reason {
+				t.Fatalf("got %s (%s), want field %s (%s)", fielderrors.Message(errs), fielderrors.Reason(errs), c.field, c.reason)
 			}
 		})
 	}
