@@ -11,7 +11,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
-	"github.com/rosetta-mesh/rosetta/pkg/apis/fielderrors"
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 )
 
@@ -119,31 +118,11 @@ func (b *Builder) indexRouters(ix *Index, mrs []*v1alpha1.MetaRouter) {
 	if b.lastValid == nil {
 		b.lastValid = map[string]*v1alpha1.MetaRouter{}
 	}
-	sortByAge(mrs)
-	seen := map[string]bool{}
-	var effective []*v1alpha1.MetaRouter
+	effective := inForce(mrs, b.lastValid, ix.Statuses, "")
 	for _, mr := range mrs {
-		k := key(mr)
-		seen[k] = true
-		errs := mr.Validate()
-		if len(errs) == 0 {
-			b.lastValid[k] = mr
-			effective = append(effective, mr)
-			ix.Statuses[k] = RouterStatus{Generation: mr.Generation}
-			continue
-		}
-		msg := fielderrors.Message(errs)
-		if prev, ok := b.lastValid[k]; ok {
-			msg += fmt.Sprintf("; generation %d stays in force", prev.Generation)
-			effective = append(effective, prev)
-		}
-		ix.Statuses[k] = RouterStatus{Generation: mr.Generation, Conditions: []metav1.Condition{
-			cond(v1alpha1.ConditionAccepted, false, fielderrors.Reason(errs), msg, mr.Generation),
-		}}
-	}
-	for k := range b.lastValid {
-		if !seen[k] {
-			delete(b.lastValid, k)
+		// Valid routers start with no conditions; the index adds them.
+		if _, rejected := ix.Statuses[key(mr)]; !rejected {
+			ix.Statuses[key(mr)] = RouterStatus{Generation: mr.Generation}
 		}
 	}
 	for _, mr := range effective {

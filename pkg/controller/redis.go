@@ -39,10 +39,8 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
-	"github.com/rosetta-mesh/rosetta/pkg/apis/fielderrors"
 	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
 )
 
@@ -113,8 +111,8 @@ func (b *Builder) buildRedis(ix *Index, in *Inputs) {
 		m.services = map[string]*redisv1.RedisService{}
 		m.dests = map[string]*redisv1.RedisDestination{}
 	}
-	svcs := effectiveRedis(slicesClone(in.RedisServices), m.services, r.statuses, redisServiceKind)
-	dests := effectiveRedis(slicesClone(in.RedisDestinations), m.dests, r.statuses, redisDestinationKind)
+	svcs := inForce(slicesClone(in.RedisServices), m.services, r.statuses, redisServiceKind+"/")
+	dests := inForce(slicesClone(in.RedisDestinations), m.dests, r.statuses, redisDestinationKind+"/")
 
 	claims := map[string]string{} // host -> key of the object that has it
 	for _, rs := range svcs {
@@ -150,48 +148,9 @@ func (b *Builder) buildRedis(ix *Index, in *Inputs) {
 
 func slicesClone[T any](s []T) []T { return append([]T(nil), s...) }
 
-type redisObject interface {
-	object
-	GetGeneration() int64
-	Validate() field.ErrorList
-}
-
-// effectiveRedis validates objects (oldest first) and returns the ones in
-// force: each valid object, or the last valid version of an invalid one.
-// Invalid objects get an Accepted=False status.
-func effectiveRedis[T redisObject](objs []T, last map[string]T, statuses map[string]RouterStatus, kind string) []T {
-	sortByAge(objs)
-	seen := map[string]bool{}
-	var out []T
-	for _, o := range objs {
-		k := key(o)
-		seen[k] = true
-		errs := o.Validate()
-		if len(errs) == 0 {
-			last[k] = o
-			out = append(out, o)
-			continue
-		}
-		msg := fielderrors.Message(errs)
-		if prev, ok := last[k]; ok {
-			msg += fmt.Sprintf("; generation %d stays in force", prev.GetGeneration())
-			out = append(out, prev)
-		}
-		statuses[kind+"/"+k] = RouterStatus{Generation: o.GetGeneration(), Conditions: []metav1.Condition{
-			cond(redisv1.ConditionAccepted, false, fielderrors.Reason(errs), msg, o.GetGeneration()),
-		}}
-	}
-	for k := range last {
-		if !seen[k] {
-			delete(last, k)
-		}
-	}
-	return out
-}
-
 // setConditions records Accepted and ResolvedRefs for an object in force,
 // unless it is invalid now (its status already says so).
-func (r *redisIndex) setConditions(kind string, o redisObject, lostAll bool, lost, missing []string) {
+func (r *redisIndex) setConditions(kind string, o validated, lostAll bool, lost, missing []string) {
 	k := kind + "/" + key(o)
 	if _, invalid := r.statuses[k]; invalid {
 		return

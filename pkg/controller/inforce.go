@@ -1,0 +1,53 @@
+package controller
+
+import (
+	"fmt"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/rosetta-mesh/rosetta/pkg/apis/fielderrors"
+	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
+)
+
+// validated is a resource the controller checks before it uses it.
+type validated interface {
+	object
+	GetGeneration() int64
+	Validate() field.ErrorList
+}
+
+// inForce validates objects (oldest first) and returns the ones in force:
+// each valid object, or the last valid version (kept in last) of an invalid
+// one. Invalid objects get an Accepted=False status in statuses, under
+// keyPrefix and their namespace/name; valid ones get none here.
+func inForce[T validated](objs []T, last map[string]T, statuses map[string]RouterStatus, keyPrefix string) []T {
+	sortByAge(objs)
+	seen := map[string]bool{}
+	var out []T
+	for _, o := range objs {
+		k := key(o)
+		seen[k] = true
+		errs := o.Validate()
+		if len(errs) == 0 {
+			last[k] = o
+			out = append(out, o)
+			continue
+		}
+		msg := fielderrors.Message(errs)
+		if prev, ok := last[k]; ok {
+			msg += fmt.Sprintf("; generation %d stays in force", prev.GetGeneration())
+			out = append(out, prev)
+		}
+		// Every API group names the condition Accepted.
+		statuses[keyPrefix+k] = RouterStatus{Generation: o.GetGeneration(), Conditions: []metav1.Condition{
+			cond(v1alpha1.ConditionAccepted, false, fielderrors.Reason(errs), msg, o.GetGeneration()),
+		}}
+	}
+	for k := range last {
+		if !seen[k] {
+			delete(last, k)
+		}
+	}
+	return out
+}
