@@ -76,9 +76,11 @@ type loop struct {
 	ended []*loopConn
 	idle  []*loopConn
 
-	// wait's state, the loop's alone.
+	// The loop's alone: epoll's events, the rounds read since upstream
+	// writes last went out, and poll's outcome and function (made once, so
+	// that a wait allocates nothing).
 	events  []unix.EpollEvent
-	rounds  *int
+	rounds  int
 	ready   int
 	waitErr error
 	pollFn  func(fd uintptr) bool
@@ -125,7 +127,7 @@ func newLoop() (*loop, error) {
 		unix.Close(wake)
 		return nil, err
 	}
-	lp := &loop{ep: ep, rc: rc, epfd: epfd, wake: wake, conns: map[uint32]*loopConn{}}
+	lp := &loop{ep: ep, rc: rc, epfd: epfd, wake: wake, conns: map[uint32]*loopConn{}, events: make([]unix.EpollEvent, 256)}
 	lp.pollFn = lp.poll
 	return lp, nil
 }
@@ -194,18 +196,16 @@ func (lp *loop) post(list *[]*loopConn, lc *loopConn) {
 const maxRounds = 8
 
 func (lp *loop) run() {
-	events := make([]unix.EpollEvent, 256)
-	rounds := 0
 	for {
 		// Answers go out after every round. Requests for Lazy writers
 		// (upstream connections) wait while more input is ready, up to
 		// maxRounds, so one write upstream carries the requests of many
 		// clients, as twemproxy's writes do; everything goes out as soon
 		// as nothing is left to read.
-		n := lp.wait(events, &rounds)
+		n := lp.wait()
 		now := time.Now()
 		lp.batch.SetNow(now)
-		for _, ev := range events[:n] {
+		for _, ev := range lp.events[:n] {
 			if ev.Fd == wakeToken {
 				var buf [8]byte
 				_, _ = unix.Read(lp.wake, buf[:])
@@ -219,9 +219,9 @@ func (lp *loop) run() {
 			}
 		}
 		lp.queued()
-		if rounds++; rounds >= maxRounds {
+		if lp.rounds++; lp.rounds >= maxRounds {
 			lp.batch.Flush()
-			rounds = 0
+			lp.rounds = 0
 		} else {
 			lp.batch.FlushEager()
 		}
@@ -230,8 +230,7 @@ func (lp *loop) run() {
 
 // wait returns the events epoll has; when it has none it flushes the
 // round's batch, resets rounds and parks until it has some.
-func (lp *loop) wait(events []unix.EpollEvent, rounds *int) int {
-	lp.events, lp.rounds = events, rounds
+func (lp *loop) wait() int {
 	for {
 		err := lp.rc.Read(lp.pollFn)
 		if err == nil && lp.waitErr == nil {
@@ -242,9 +241,8 @@ func (lp *loop) wait(events []unix.EpollEvent, rounds *int) int {
 	}
 }
 
-// poll is the function wait's RawConn.Read runs, made once in newLoop so
-// that a wait allocates nothing; false parks the loop until epoll's
-// descriptor is readable.
+// poll is the function wait's RawConn.Read runs; false parks the loop until
+// epoll's descriptor is readable.
 func (lp *loop) poll(fd uintptr) bool {
 	lp.ready, lp.waitErr = unix.EpollWait(int(fd), lp.events, 0)
 	if lp.ready > 0 || (lp.waitErr != nil && lp.waitErr != unix.EINTR) {
@@ -253,7 +251,7 @@ func (lp *loop) poll(fd uintptr) bool {
 	// An edge after this goes on counting: Read armed the wait before
 	// calling here.
 	lp.batch.Flush()
-	*lp.rounds = 0
+	lp.rounds = 0
 	return false
 }
 

@@ -181,31 +181,38 @@ func TestClientEOFEndsReading(t *testing.T) {
 	c, e := r.conn(0, nil)
 	roundTrip(t, c, bufio.NewReader(c), "hello")
 	c.(*net.TCPConn).CloseWrite()
+	e.endsWith(t, io.EOF)
+}
+
+// endsWith waits for the error that ended reading and checks it is want.
+func (e *echo) endsWith(t *testing.T, want error) {
+	t.Helper()
 	select {
 	case err := <-e.ended:
-		if !errors.Is(err, io.EOF) {
-			t.Fatalf("reading ended with %v, want EOF", err)
+		if !errors.Is(err, want) {
+			t.Fatalf("reading ended with %v, want %v", err, want)
 		}
 	case <-time.After(5 * time.Second):
-		t.Fatal("EOF never reached the handler")
+		t.Fatalf("reading did not end with %v", want)
 	}
 }
 
 func TestIdleTimeoutReachesTheHandler(t *testing.T) {
 	r := newRig(t)
 	var keep atomic.Bool
+	var asked atomic.Int32
 	keep.Store(true)
-	c, e := r.conn(50*time.Millisecond, func() bool { return keep.Load() })
+	c, e := r.conn(50*time.Millisecond, func() bool { asked.Add(1); return keep.Load() })
 	rd := bufio.NewReader(c)
-	time.Sleep(150 * time.Millisecond) // idle, but the handler keeps it
+	// Idle past the timeout twice; the handler keeps the connection.
+	deadline := time.Now().Add(5 * time.Second)
+	for asked.Load() < 2 && time.Now().Before(deadline) {
+		time.Sleep(5 * time.Millisecond)
+	}
+	if asked.Load() < 2 {
+		t.Fatal("the idle timeout never reached the handler")
+	}
 	roundTrip(t, c, rd, "still here")
 	keep.Store(false)
-	select {
-	case err := <-e.ended:
-		if !errors.Is(err, os.ErrDeadlineExceeded) {
-			t.Fatalf("reading ended with %v, want a deadline error", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the idle timeout never ended reading")
-	}
+	e.endsWith(t, os.ErrDeadlineExceeded)
 }

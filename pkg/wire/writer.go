@@ -116,11 +116,7 @@ func (w *Writer) drain(blocking bool) {
 			go w.finish(out, n)
 			return
 		}
-		w.mu.Lock()
-		w.spare = out[:0]
-		if err != nil {
-			w.flushing = false
-			w.fail(err)
+		if !w.wrote(out, err) {
 			return
 		}
 	}
@@ -134,14 +130,23 @@ func (w *Writer) drain(blocking bool) {
 // finish writes out[n:], waiting for the peer, then the rest of the queue.
 func (w *Writer) finish(out []byte, n int) {
 	_, err := w.write(out[n:], true)
+	if w.wrote(out, err) {
+		w.drain(true)
+	}
+}
+
+// wrote retakes the lock after out went out (or failed with err) and keeps
+// out's memory for the next queue. On an error it fails the writer, which
+// releases the lock, and reports false.
+func (w *Writer) wrote(out []byte, err error) bool {
 	w.mu.Lock()
 	w.spare = out[:0]
 	if err != nil {
 		w.flushing = false
 		w.fail(err)
-		return
+		return false
 	}
-	w.drain(true)
+	return true
 }
 
 // write writes b; unless blocking, on a socket it stops when the peer's

@@ -151,11 +151,11 @@ type target struct {
 
 // pinTarget finds where a command would go, or the error answer.
 func (s *session) pinTarget(req *codec.Message, up codec.Upstream) (target, *codec.Message) {
-	cluster, _, ok := up.Route(req)
-	if !ok {
-		return target{}, errorAnswer(req, codec.StatusNoRoute, "rosetta: no route matched the request")
-	}
 	if s.opt.cluster {
+		cluster, _, ok := up.Route(req)
+		if !ok {
+			return target{}, errorAnswer(req, codec.StatusNoRoute, "rosetta: no route matched the request")
+		}
 		// The nodes check the slots of a transaction's keys themselves.
 		return target{cluster: cluster, dest: cluster, addr: func() (string, error) {
 			return clusterOwner(req, up, cluster)
@@ -166,6 +166,11 @@ func (s *session) pinTarget(req *codec.Message, up codec.Upstream) (target, *cod
 	// route cannot pair one cluster with another's server.
 	ch, ok := up.Pick(req)
 	if !ok {
+		// Only a failure asks why, with a second match.
+		cluster, _, routed := up.Route(req)
+		if !routed {
+			return target{}, errorAnswer(req, codec.StatusNoRoute, "rosetta: no route matched the request")
+		}
 		return target{}, errorAnswer(req, codec.StatusNoUpstream, "rosetta: no endpoint in cluster "+cluster)
 	}
 	return target{cluster: ch.Cluster, dest: ch.Route + "\x00" + ch.Cluster + "\x00" + ch.Addr, addr: func() (string, error) { return ch.Addr, nil }}, nil

@@ -367,3 +367,23 @@ func TestClientGoneReleasesPinnedConnections(t *testing.T) {
 		time.Sleep(10 * time.Millisecond) // poll interval
 	}
 }
+
+// TestPinnedCommandWithoutRouteOrServer: a blocking command whose key no
+// route takes, or whose cluster has no server, gets an error that says which,
+// and the client's connection goes on working.
+func TestPinnedCommandWithoutRouteOrServer(t *testing.T) {
+	a := startServer(t)
+	proxy := startProxy(t, nil,
+		[]obj{prefixRoute("a", "a:", "a", nil), prefixRoute("e", "e:", "empty", nil)},
+		clusterConfig("a", a.Addr), clusterConfig("empty"))
+	c := client(t, proxy)
+	for key, want := range map[string]string{"z": "no route matched", "e:1": `no endpoint in cluster empty`} {
+		err := c.BLPop(ctx(t), time.Second, key).Err()
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("BLPOP %s: %v, want an error with %q", key, err, want)
+		}
+	}
+	if err := c.BLPop(ctx(t), time.Second, "a:1").Err(); err != goredis.Nil {
+		t.Fatalf("BLPOP a:1 timed out with %v, want redis.Nil", err)
+	}
+}
