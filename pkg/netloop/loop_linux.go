@@ -76,6 +76,12 @@ type loop struct {
 	ended []*loopConn
 	idle  []*loopConn
 
+	// again are connections whose last read filled the buffer it was
+	// given: epoll is edge-triggered and will not report them again, so the
+	// next round reads them without being told. The loop's alone.
+	again []*loopConn
+	spare []*loopConn // again's previous backing array, reused
+
 	// The loop's alone: epoll's events, the rounds read since upstream
 	// writes last went out, and poll's outcome and function (made once, so
 	// that a wait allocates nothing).
@@ -98,6 +104,7 @@ type loopConn struct {
 	lastRead time.Time
 	timer    *time.Timer
 	done     bool
+	owed     bool // on the loop's again list
 }
 
 func newLoop() (*loop, error) {
@@ -155,8 +162,11 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle 
 	lp.conns[lc.token] = lc
 	lp.mu.Unlock()
 	var cerr error
+	// Edge-triggered, as twemproxy registers its sockets: a level-triggered
+	// descriptor is polled again by the next epoll_wait after every report,
+	// which costs the kernel a second look at each socket per request.
 	err = rc.Control(func(fd uintptr) {
-		cerr = unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(lc.token)})
+		cerr = unix.EpollCtl(lp.epfd, unix.EPOLL_CTL_ADD, int(fd), &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: int32(lc.token)})
 	})
 	if err != nil || cerr != nil {
 		lp.mu.Lock()
@@ -218,6 +228,7 @@ func (lp *loop) run() {
 				lp.readable(lc, now)
 			}
 		}
+		lp.readAgain(now)
 		lp.queued()
 		if lp.rounds++; lp.rounds >= maxRounds {
 			lp.batch.Flush()
@@ -231,6 +242,14 @@ func (lp *loop) run() {
 // wait returns the events epoll has; when it has none it flushes the
 // round's batch, resets rounds and parks until it has some.
 func (lp *loop) wait() int {
+	if len(lp.again) > 0 {
+		// Reads are owed: look at epoll without parking.
+		n, err := unix.EpollWait(lp.epfd, lp.events, 0)
+		if err != nil {
+			return 0
+		}
+		return n
+	}
 	for {
 		err := lp.rc.Read(lp.pollFn)
 		if err == nil && lp.waitErr == nil {
@@ -265,6 +284,10 @@ func (lp *loop) readable(lc *loopConn, now time.Time) {
 	for {
 		frame, err := lc.fr.Next()
 		if errors.Is(err, errWouldBlock) {
+			if lc.src.more && !lc.owed {
+				lc.owed = true
+				lp.again = append(lp.again, lc)
+			}
 			return
 		}
 		if !lc.h.Frame(frame, err, &lp.batch) {
@@ -272,6 +295,25 @@ func (lp *loop) readable(lc *loopConn, now time.Time) {
 			return
 		}
 	}
+}
+
+// readAgain reads the connections whose last read filled its buffer, once
+// each; one that fills it again goes back on the list for the next round.
+func (lp *loop) readAgain(now time.Time) {
+	if len(lp.again) == 0 {
+		return
+	}
+	again := lp.again
+	lp.again = lp.spare[:0]
+	for i, lc := range again {
+		lc.owed = false
+		// Unless this round's events read it short since.
+		if lc.src.more {
+			lp.readable(lc, now)
+		}
+		again[i] = nil
+	}
+	lp.spare = again[:0]
 }
 
 // queued handles the connections others posted: closed ones stop, those with
@@ -333,6 +375,9 @@ var errWouldBlock = errors.New("netloop: nothing to read")
 type onceReader struct {
 	rc    syscall.RawConn
 	armed bool
+	// more: the last read filled the buffer, so the socket may hold more
+	// than epoll, edge-triggered, will report again.
+	more bool
 	// The read's buffer and outcome, and the function RawConn runs, which
 	// is made once: a closure per read would cost allocations per read.
 	p   []byte
@@ -360,6 +405,7 @@ func (r *onceReader) Read(p []byte) (int, error) {
 		return 0, errWouldBlock
 	}
 	r.armed = false
+	r.more = false
 	r.p = p
 	cerr := r.rc.Read(r.fn)
 	n, err := r.n, r.err
@@ -374,5 +420,6 @@ func (r *onceReader) Read(p []byte) (int, error) {
 	case n == 0:
 		return 0, io.EOF
 	}
+	r.more = n == len(p)
 	return n, nil
 }

@@ -216,3 +216,21 @@ func TestIdleTimeoutReachesTheHandler(t *testing.T) {
 	keep.Store(false)
 	e.endsWith(t, os.ErrDeadlineExceeded)
 }
+
+// Epoll reports a socket once per arrival of data, not while data is left.
+// A megabyte sent at once arrives in a few segments but takes many reads of
+// the reader's buffer, so the loop must go back for the rest by itself.
+func TestLoopReadsWhatOneEdgeLeavesBehind(t *testing.T) {
+	r := newRig(t)
+	c, _ := r.conn(0, nil)
+	var sb strings.Builder
+	for i := 0; sb.Len() < 1<<20; i++ {
+		sb.WriteString(strings.Repeat("e", i%100) + "\n")
+	}
+	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	go func() { _, _ = io.WriteString(c, sb.String()) }()
+	got := make([]byte, sb.Len())
+	if _, err := io.ReadFull(c, got); err != nil || string(got) != sb.String() {
+		t.Fatalf("a megabyte of lines echoed wrong (%v)", err)
+	}
+}

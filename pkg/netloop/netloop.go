@@ -6,7 +6,9 @@
 // leave in one write, and a connection waiting for input costs neither a
 // goroutine wake-up nor a read that finds nothing. A loop waits through Go's
 // poller (its epoll descriptor is itself pollable), so it holds no thread
-// while idle.
+// while idle. Sockets are edge-triggered, as twemproxy's are; a read that
+// fills its buffer is followed by another in the next round, since epoll
+// will not report what is left.
 //
 // A handler sees one goroutine at a time per connection, as it would with a
 // reader goroutine of the connection's own, and must not block: dials and
