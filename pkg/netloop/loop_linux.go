@@ -17,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/rosetta-mesh/rosetta/internal/sysio"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
@@ -393,7 +394,7 @@ func (r *onceReader) init(rc syscall.RawConn) {
 
 func (r *onceReader) readFD(fd uintptr) bool {
 	for {
-		r.n, r.err = syscall.Read(int(fd), r.p)
+		r.n, r.err = sysio.Read(int(fd), r.p)
 		if r.err != syscall.EINTR {
 			return true
 		}

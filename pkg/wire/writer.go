@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/rosetta-mesh/rosetta/internal/sysio"
 )
 
 // ErrWriteBacklog: more bytes are queued for a peer than the limit allows.
@@ -194,7 +196,7 @@ type tryState struct {
 func (w *Writer) writeFD(fd uintptr) bool {
 	t := &w.try
 	for t.n < len(t.b) {
-		k, err := syscall.Write(int(fd), t.b[t.n:])
+		k, err := sysio.Write(int(fd), t.b[t.n:])
 		if k > 0 {
 			t.n += k
 		}
