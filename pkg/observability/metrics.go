@@ -29,9 +29,9 @@ type Metrics struct {
 	// hashes and checks every label on each lookup, which is a good part
 	// of a Redis GET's cost; a map of our own is a fraction of that.
 	reqMu  sync.RWMutex
-	reqOK  map[requestKey]observers
+	reqOK  map[requestKey]*Series
 	opsMu  sync.RWMutex
-	opsOK  map[operationKey]observers
+	opsOK  map[operationKey]*Series
 	opSeen int // distinct operation names, capped at maxOperations
 }
 
@@ -39,10 +39,26 @@ type requestKey struct{ listener, route, cluster string }
 
 type operationKey struct{ listener, op string }
 
-// observers count a successful request and record its duration.
-type observers struct {
+// Series counts and times the successful requests of one label set. A
+// caller that records the same labels again and again (a connection's
+// requests mostly take one route) may keep it and skip even our own map's
+// lookup, whose hashing of the label strings is most of its cost.
+type Series struct {
+	labels   [3]string
 	count    prometheus.Counter
 	duration prometheus.Observer
+}
+
+// Is reports whether s is the series of these labels (the third is empty
+// for an operation's).
+func (s *Series) Is(a, b, c string) bool {
+	return s.labels[0] == a && s.labels[1] == b && s.labels[2] == c
+}
+
+// Observe records one successful request that took d.
+func (s *Series) Observe(d time.Duration) {
+	s.count.Inc()
+	s.duration.Observe(d.Seconds())
 }
 
 // maxOperations caps the distinct operation names per proxy, so a client
@@ -89,8 +105,8 @@ func New() *Metrics {
 		Help:    "Time from a request's arrival to its answer, by operation.",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"listener", "operation"})
-	m.reqOK = map[requestKey]observers{}
-	m.opsOK = map[operationKey]observers{}
+	m.reqOK = map[requestKey]*Series{}
+	m.opsOK = map[operationKey]*Series{}
 	m.Registry.MustRegister(m.ops, m.opDuration)
 	m.Registry.MustRegister(m.requests, m.duration, m.downstreamCx, m.downstreamErr, m.upstreamErr, m.configApplied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -109,52 +125,61 @@ func (m *Metrics) Request(listener, route, cluster, status string, d time.Durati
 		m.duration.WithLabelValues(listener, route, cluster).Observe(d.Seconds())
 		return
 	}
+	m.RequestSeries(listener, route, cluster).Observe(d)
+}
+
+// RequestSeries is the series of successful requests with these labels.
+func (m *Metrics) RequestSeries(listener, route, cluster string) *Series {
 	k := requestKey{listener, route, cluster}
 	m.reqMu.RLock()
-	o, ok := m.reqOK[k]
+	s := m.reqOK[k]
 	m.reqMu.RUnlock()
-	if !ok {
-		o = observers{m.requests.WithLabelValues(listener, route, cluster, status), m.duration.WithLabelValues(listener, route, cluster)}
-		m.reqMu.Lock()
-		m.reqOK[k] = o
-		m.reqMu.Unlock()
+	if s != nil {
+		return s
 	}
-	o.count.Inc()
-	o.duration.Observe(d.Seconds())
+	m.reqMu.Lock()
+	defer m.reqMu.Unlock()
+	if s = m.reqOK[k]; s == nil {
+		s = &Series{labels: [3]string{listener, route, cluster}, count: m.requests.WithLabelValues(listener, route, cluster, "ok"), duration: m.duration.WithLabelValues(listener, route, cluster)}
+		m.reqOK[k] = s
+	}
+	return s
 }
 
 // Operation records one request by the protocol's operation name.
 func (m *Metrics) Operation(listener, op, status string, d time.Duration) {
-	k := operationKey{listener, op}
-	m.opsMu.RLock()
-	o, ok := m.opsOK[k]
-	m.opsMu.RUnlock()
-	if ok && status == "ok" {
-		o.count.Inc()
-		o.duration.Observe(d.Seconds())
-		return
+	if status == "ok" {
+		if s := m.OperationSeries(listener, op); s != nil {
+			s.Observe(d)
+			return
+		}
 	}
-	m.operationSlow(k, status, d)
+	if m.OperationSeries(listener, op) == nil {
+		op = "other"
+	}
+	m.ops.WithLabelValues(listener, op, status).Inc()
+	m.opDuration.WithLabelValues(listener, op).Observe(d.Seconds())
 }
 
-// operationSlow records what Operation's map does not hold yet, or a failure;
-// past maxOperations distinct names, new ones count as "other".
-func (m *Metrics) operationSlow(k operationKey, status string, d time.Duration) {
+// OperationSeries is the series of successful requests with this operation
+// name; nil once maxOperations distinct names are taken and op is not one
+// of them (such requests count as "other").
+func (m *Metrics) OperationSeries(listener, op string) *Series {
+	k := operationKey{listener, op}
+	m.opsMu.RLock()
+	s := m.opsOK[k]
+	m.opsMu.RUnlock()
+	if s != nil {
+		return s
+	}
 	m.opsMu.Lock()
-	o, ok := m.opsOK[k]
-	if !ok && m.opSeen < maxOperations {
+	defer m.opsMu.Unlock()
+	if s = m.opsOK[k]; s == nil && m.opSeen < maxOperations {
 		m.opSeen++
-		o = observers{m.ops.WithLabelValues(k.listener, k.op, "ok"), m.opDuration.WithLabelValues(k.listener, k.op)}
-		m.opsOK[k], ok = o, true
+		s = &Series{labels: [3]string{listener, op, ""}, count: m.ops.WithLabelValues(listener, op, "ok"), duration: m.opDuration.WithLabelValues(listener, op)}
+		m.opsOK[k] = s
 	}
-	m.opsMu.Unlock()
-	op := k.op
-	if !ok {
-		op = "other"
-		o.duration = m.opDuration.WithLabelValues(k.listener, op)
-	}
-	m.ops.WithLabelValues(k.listener, op, status).Inc()
-	o.duration.Observe(d.Seconds())
+	return s
 }
 
 // DownstreamConn adds delta to a listener's open connections.

@@ -11,6 +11,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/internal/queue"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
+	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
@@ -32,6 +33,12 @@ type downConn struct {
 
 	inflight atomic.Int32
 	draining atomic.Bool
+
+	// The metric series this connection's successful requests last went
+	// to: most of them go to the same ones, which then cost no lookup.
+	// Atomic: answers may come back on several goroutines.
+	lastRequest   atomic.Pointer[observability.Series]
+	lastOperation atomic.Pointer[observability.Series]
 
 	streamsMu sync.Mutex
 	streams   map[uint64]*stream // by the client's stream ID

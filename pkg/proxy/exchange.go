@@ -5,9 +5,11 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/router"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
@@ -441,7 +443,13 @@ func (ex *exchange) record(status string, b *wire.Batch) {
 	}
 	// Round times of two loops may be out of order by up to a round.
 	d := max(b.Now().Sub(ex.start), 0)
-	ex.p.metrics.Request(ex.dc.lc.statPrefix, route, cluster, status, d)
+	if status == "ok" {
+		ex.dc.series(&ex.dc.lastRequest, route, cluster, func() *observability.Series {
+			return ex.p.metrics.RequestSeries(ex.dc.lc.statPrefix, route, cluster)
+		}).Observe(d)
+	} else {
+		ex.p.metrics.Request(ex.dc.lc.statPrefix, route, cluster, status, d)
+	}
 	if ex.onDone == nil { // a handler's sub-requests are not operations of their own
 		ex.dc.recordOperation(ex.req, status, d)
 	}
@@ -458,5 +466,25 @@ func (dc *downConn) recordOperation(req *codec.Message, status string, d time.Du
 	if !ok {
 		op = "unknown"
 	}
-	dc.l.p.metrics.Operation(dc.lc.statPrefix, op, status, d)
+	m := dc.l.p.metrics
+	if status == "ok" {
+		if s := dc.series(&dc.lastOperation, op, "", func() *observability.Series { return m.OperationSeries(dc.lc.statPrefix, op) }); s != nil {
+			s.Observe(d)
+			return
+		}
+	}
+	m.Operation(dc.lc.statPrefix, op, status, d)
+}
+
+// series is the metric series of labels (dc's listener, a, b): last's, when
+// it is that one, else what find returns, which last then keeps.
+func (dc *downConn) series(last *atomic.Pointer[observability.Series], a, b string, find func() *observability.Series) *observability.Series {
+	if s := last.Load(); s != nil && s.Is(dc.lc.statPrefix, a, b) {
+		return s
+	}
+	s := find()
+	if s != nil {
+		last.Store(s)
+	}
+	return s
 }

@@ -454,15 +454,24 @@ func TestAdminEndpoints(t *testing.T) {
 func TestOperationMetrics(t *testing.T) {
 	a, _ := named(t, "a")
 	p := start(t, []obj{listener("in", "r", nil)},
-		[]obj{routeConfig("r", route("ping", match("method", "ping"), obj{"cluster": "a"}))},
+		[]obj{routeConfig("r",
+			route("ping", match("method", "ping"), obj{"cluster": "a"}),
+			route("echo", match("method", "echo"), obj{"cluster": "a"}))},
 		[]obj{cluster("a", "", a.Addr())})
 	c := dial(t, p.Addr(t, "in"))
-	answeredBy(t, c, map[string]string{"method": "ping"})
+	// One connection alternating between series, which it remembers one
+	// at a time.
+	for _, method := range []string{"ping", "echo", "echo", "ping"} {
+		answeredBy(t, c, map[string]string{"method": method})
+	}
 	call(t, c, map[string]string{"method": "nope"})
 	m := p.Get(t, "/metrics")
 	for _, want := range []string{
-		`rosetta_operations_total{listener="in",operation="ping",status="ok"} 1`,
+		`rosetta_operations_total{listener="in",operation="ping",status="ok"} 2`,
+		`rosetta_operations_total{listener="in",operation="echo",status="ok"} 2`,
 		`rosetta_operations_total{listener="in",operation="nope",status="no_route"} 1`,
+		`rosetta_requests_total{cluster="a",listener="in",route="ping",status="ok"} 2`,
+		`rosetta_requests_total{cluster="a",listener="in",route="echo",status="ok"} 2`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)
