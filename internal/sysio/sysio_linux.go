@@ -10,11 +10,7 @@ func Read(fd int, p []byte) (int, error) {
 	if len(p) == 0 || len(p) > rawLimit {
 		return syscall.Read(fd, p)
 	}
-	n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(n), nil
+	return raw(syscall.SYS_READ, fd, p)
 }
 
 // Write writes p to fd, which must be non-blocking.
@@ -22,7 +18,13 @@ func Write(fd int, p []byte) (int, error) {
 	if len(p) == 0 || len(p) > rawLimit {
 		return syscall.Write(fd, p)
 	}
-	n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	return raw(syscall.SYS_WRITE, fd, p)
+}
+
+// raw makes read or write (trap) on fd and p, returning -1 on error as
+// syscall.Read and syscall.Write do.
+func raw(trap uintptr, fd int, p []byte) (int, error) {
+	n, _, e := syscall.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	if e != 0 {
 		return -1, e
 	}

@@ -130,31 +130,19 @@ func (m *Metrics) Request(listener, route, cluster, status string, d time.Durati
 
 // RequestSeries is the series of successful requests with these labels.
 func (m *Metrics) RequestSeries(listener, route, cluster string) *Series {
-	k := requestKey{listener, route, cluster}
-	m.reqMu.RLock()
-	s := m.reqOK[k]
-	m.reqMu.RUnlock()
-	if s != nil {
-		return s
-	}
-	m.reqMu.Lock()
-	defer m.reqMu.Unlock()
-	if s = m.reqOK[k]; s == nil {
-		s = &Series{labels: [3]string{listener, route, cluster}, count: m.requests.WithLabelValues(listener, route, cluster, "ok"), duration: m.duration.WithLabelValues(listener, route, cluster)}
-		m.reqOK[k] = s
-	}
-	return s
+	return seriesOf(&m.reqMu, m.reqOK, requestKey{listener, route, cluster}, func() *Series {
+		return &Series{labels: [3]string{listener, route, cluster}, count: m.requests.WithLabelValues(listener, route, cluster, "ok"), duration: m.duration.WithLabelValues(listener, route, cluster)}
+	})
 }
 
 // Operation records one request by the protocol's operation name.
 func (m *Metrics) Operation(listener, op, status string, d time.Duration) {
-	if status == "ok" {
-		if s := m.OperationSeries(listener, op); s != nil {
-			s.Observe(d)
-			return
-		}
+	s := m.OperationSeries(listener, op)
+	if s != nil && status == "ok" {
+		s.Observe(d)
+		return
 	}
-	if m.OperationSeries(listener, op) == nil {
+	if s == nil {
 		op = "other"
 	}
 	m.ops.WithLabelValues(listener, op, status).Inc()
@@ -165,19 +153,30 @@ func (m *Metrics) Operation(listener, op, status string, d time.Duration) {
 // name; nil once maxOperations distinct names are taken and op is not one
 // of them (such requests count as "other").
 func (m *Metrics) OperationSeries(listener, op string) *Series {
-	k := operationKey{listener, op}
-	m.opsMu.RLock()
-	s := m.opsOK[k]
-	m.opsMu.RUnlock()
+	return seriesOf(&m.opsMu, m.opsOK, operationKey{listener, op}, func() *Series {
+		if m.opSeen >= maxOperations {
+			return nil
+		}
+		m.opSeen++
+		return &Series{labels: [3]string{listener, op, ""}, count: m.ops.WithLabelValues(listener, op, "ok"), duration: m.opDuration.WithLabelValues(listener, op)}
+	})
+}
+
+// seriesOf is series[k], which create (nil: none) makes under mu's write
+// lock the first time.
+func seriesOf[K comparable](mu *sync.RWMutex, series map[K]*Series, k K, create func() *Series) *Series {
+	mu.RLock()
+	s := series[k]
+	mu.RUnlock()
 	if s != nil {
 		return s
 	}
-	m.opsMu.Lock()
-	defer m.opsMu.Unlock()
-	if s = m.opsOK[k]; s == nil && m.opSeen < maxOperations {
-		m.opSeen++
-		s = &Series{labels: [3]string{listener, op, ""}, count: m.ops.WithLabelValues(listener, op, "ok"), duration: m.opDuration.WithLabelValues(listener, op)}
-		m.opsOK[k] = s
+	mu.Lock()
+	defer mu.Unlock()
+	if s = series[k]; s == nil {
+		if s = create(); s != nil {
+			series[k] = s
+		}
 	}
 	return s
 }
