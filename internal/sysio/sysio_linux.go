@@ -3,6 +3,8 @@ package sysio
 import (
 	"syscall"
 	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // Read reads fd, which must be non-blocking, into p.
@@ -27,6 +29,19 @@ func raw(trap uintptr, fd int, p []byte) (int, error) {
 	n, _, e := syscall.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 	if e != 0 {
 		return -1, e
+	}
+	return int(n), nil
+}
+
+// EpollNow collects the ready events of epoll descriptor epfd without
+// waiting (a timeout of 0 cannot block).
+func EpollNow(epfd int, events []unix.EpollEvent) (int, error) {
+	if len(events) == 0 {
+		return 0, nil
+	}
+	n, _, e := syscall.RawSyscall6(syscall.SYS_EPOLL_WAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])), uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
 	}
 	return int(n), nil
 }

@@ -245,7 +245,7 @@ func (lp *loop) run() {
 func (lp *loop) wait() int {
 	if len(lp.again) > 0 {
 		// Reads are owed: look at epoll without parking.
-		n, err := unix.EpollWait(lp.epfd, lp.events, 0)
+		n, err := sysio.EpollNow(lp.epfd, lp.events)
 		if err != nil {
 			return 0
 		}
@@ -264,7 +264,7 @@ func (lp *loop) wait() int {
 // poll is the function wait's RawConn.Read runs; false parks the loop until
 // epoll's descriptor is readable.
 func (lp *loop) poll(fd uintptr) bool {
-	lp.ready, lp.waitErr = unix.EpollWait(int(fd), lp.events, 0)
+	lp.ready, lp.waitErr = sysio.EpollNow(int(fd), lp.events)
 	if lp.ready > 0 || (lp.waitErr != nil && lp.waitErr != unix.EINTR) {
 		return true
 	}
