@@ -81,7 +81,6 @@ type loop struct {
 	// given: epoll is edge-triggered and will not report them again, so the
 	// next round reads them without being told. The loop's alone.
 	again []*loopConn
-	spare []*loopConn // again's previous backing array, reused
 
 	// The loop's alone: epoll's events, the rounds read since upstream
 	// writes last went out, and poll's outcome and function (made once, so
@@ -301,20 +300,18 @@ func (lp *loop) readable(lc *loopConn, now time.Time) {
 // readAgain reads the connections whose last read filled its buffer, once
 // each; one that fills it again goes back on the list for the next round.
 func (lp *loop) readAgain(now time.Time) {
-	if len(lp.again) == 0 {
-		return
-	}
-	again := lp.again
-	lp.again = lp.spare[:0]
-	for i, lc := range again {
+	owed := len(lp.again)
+	for i := 0; i < owed; i++ {
+		lc := lp.again[i]
 		lc.owed = false
 		// Unless this round's events read it short since.
 		if lc.src.more {
-			lp.readable(lc, now)
+			lp.readable(lc, now) // may append to lp.again
 		}
-		again[i] = nil
 	}
-	lp.spare = again[:0]
+	left := copy(lp.again, lp.again[owed:])
+	clear(lp.again[left:])
+	lp.again = lp.again[:left]
 }
 
 // queued handles the connections others posted: closed ones stop, those with
