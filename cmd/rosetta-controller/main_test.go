@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/xds/client"
 )
@@ -34,17 +35,6 @@ func get(url string) (int, string) {
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(b)
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestFolderMode runs the command's folder mode in process: it becomes
@@ -76,7 +66,7 @@ func TestFolderMode(t *testing.T) {
 		}
 	}()
 	base := "http://" + httpAddr
-	waitFor(t, 5*time.Second, "/readyz", func() bool { code, _ := get(base + "/readyz"); return code == 200 })
+	testutil.Eventually(t, 5*time.Second, "/readyz", func() bool { code, _ := get(base + "/readyz"); return code == 200 })
 	if code, _ := get(base + "/healthz"); code != 200 {
 		t.Fatalf("/healthz = %d", code)
 	}
@@ -96,7 +86,7 @@ func TestFolderMode(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no config")
 	}
-	waitFor(t, 5*time.Second, "metrics", func() bool {
+	testutil.Eventually(t, 5*time.Second, "metrics", func() bool {
 		_, body := get(base + "/metrics")
 		return strings.Contains(body, "rosetta_xds_connected_proxies 1") && strings.Contains(body, "rosetta_xds_propagation_seconds_count")
 	})

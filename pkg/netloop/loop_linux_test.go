@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
@@ -161,10 +162,7 @@ func TestClosingTheWriterStopsReadingOnce(t *testing.T) {
 	c, e := r.conn(0, nil)
 	roundTrip(t, c, bufio.NewReader(c), "hello")
 	e.w.Close() // as a write error or a drain would, from another goroutine
-	deadline := time.Now().Add(5 * time.Second)
-	for e.stopped.Load() == 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "Stopped", func() bool { return e.stopped.Load() > 0 })
 	if n := e.stopped.Load(); n != 1 {
 		t.Fatalf("Stopped ran %d times, want 1", n)
 	}
@@ -205,13 +203,7 @@ func TestIdleTimeoutReachesTheHandler(t *testing.T) {
 	c, e := r.conn(50*time.Millisecond, func() bool { asked.Add(1); return keep.Load() })
 	rd := bufio.NewReader(c)
 	// Idle past the timeout twice; the handler keeps the connection.
-	deadline := time.Now().Add(5 * time.Second)
-	for asked.Load() < 2 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if asked.Load() < 2 {
-		t.Fatal("the idle timeout never reached the handler")
-	}
+	testutil.Eventually(t, 5*time.Second, "the idle timeout to reach the handler twice", func() bool { return asked.Load() >= 2 })
 	roundTrip(t, c, rd, "still here")
 	keep.Store(false)
 	e.endsWith(t, os.ErrDeadlineExceeded)

@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/rosetta-mesh/rosetta/examples/toy"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
@@ -112,18 +111,6 @@ func answeredBy(t testing.TB, c *toy.Client, headers map[string]string) string {
 		t.Fatalf("call %v: %v", headers, err)
 	}
 	return r.Headers["server"]
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func start(t testing.TB, listeners, routes, clusters []obj) *proxytest.Proxy {

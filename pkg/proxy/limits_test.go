@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/examples/toy"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 func TestIdleTimeoutClosesIdleConnectionsOnly(t *testing.T) {
@@ -67,7 +68,7 @@ func TestMaxRequestsAnswersOverloaded(t *testing.T) {
 			results <- r
 		}()
 	}
-	eventually(t, 5*time.Second, "two calls held upstream", func() bool { return arrived.Load() == 2 })
+	testutil.Eventually(t, 5*time.Second, "two calls held upstream", func() bool { return arrived.Load() == 2 })
 	if r := call(t, c, nil); statusOf(r) != "overloaded" {
 		t.Fatalf("a third call past max_requests 2: %s, want overloaded", statusOf(r))
 	}

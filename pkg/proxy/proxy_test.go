@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/examples/toy"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 )
 
@@ -195,7 +196,7 @@ func TestKilledServerFailsOnlyItsCallsThenTrafficMovesOn(t *testing.T) {
 	if first.Err() != nil || first.Headers["server"] != "good" {
 		t.Fatalf("the call on the healthy server: %v %v", first.Err(), first.Headers)
 	}
-	eventually(t, 5*time.Second, "the second call to reach the doomed server", func() bool { return arrived.Load() == 1 })
+	testutil.Eventually(t, 5*time.Second, "the second call to reach the doomed server", func() bool { return arrived.Load() == 1 })
 	doomed.Close()
 	second := <-results
 	if statusOf(second) != "upstream_reset" {
@@ -399,7 +400,7 @@ func TestGracefulShutdownFinishesCallsInFlight(t *testing.T) {
 		}
 		got <- r
 	}()
-	eventually(t, 5*time.Second, "the call to reach the server", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the call to reach the server", func() bool {
 		return strings.Contains(p.Get(t, "/metrics"), "rosetta_downstream_connections_active")
 	})
 	shutdownDone := make(chan error, 1)
@@ -408,7 +409,7 @@ func TestGracefulShutdownFinishesCallsInFlight(t *testing.T) {
 		defer cancel()
 		shutdownDone <- p.Shutdown(ctx)
 	}()
-	eventually(t, 5*time.Second, "the listener to close", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the listener to close", func() bool {
 		nc, err := net.Dial("tcp", addr)
 		if err == nil {
 			nc.Close()

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
 	"github.com/rosetta-mesh/rosetta/pkg/xds"
@@ -138,18 +139,6 @@ func startClient(t *testing.T, addr, id, ns string, rec *recorder) {
 	})
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // routeOf returns the cluster the first route of the only route
 // configuration sends sayHello to.
 func sayHelloCluster(res config.Resources) string {
@@ -209,7 +198,7 @@ func TestFolderToProxy(t *testing.T) {
 	rec := &recorder{}
 	startClient(t, c.addr, "proxy-1", "demo", rec)
 
-	waitFor(t, 5*time.Second, "the first config", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v1 })
+	testutil.Eventually(t, 5*time.Second, "the first config", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v1 })
 	first, _ := rec.last()
 	if len(first.Listeners) != 1 || len(first.Clusters) != 2 || len(first.Endpoints) != 2 || len(first.Routes) != 1 {
 		t.Fatalf("first set: %d listeners, %d clusters, %d endpoints, %d routes", len(first.Listeners), len(first.Clusters), len(first.Endpoints), len(first.Routes))
@@ -222,7 +211,7 @@ func TestFolderToProxy(t *testing.T) {
 	start := time.Now()
 	data, _ := os.ReadFile(filepath.Join(dir, "router-v1.yaml"))
 	writeFile(t, filepath.Join(dir, "router-v1.yaml"), strings.Replace(string(data), "subset: v1", "subset: v2", 1))
-	waitFor(t, 2*time.Second, "the route change", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v2 })
+	testutil.Eventually(t, 2*time.Second, "the route change", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v2 })
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("route change took %v, want under 1s", d)
 	}
@@ -321,7 +310,7 @@ func TestNack(t *testing.T) {
 		return nil
 	}}
 	startClient(t, c.addr, "proxy-nack", "demo", rec)
-	waitFor(t, 5*time.Second, "the first config", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v1 })
+	testutil.Eventually(t, 5*time.Second, "the first config", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v1 })
 	drainAcks(c, map[string]uint64{})
 	_, applied := rec.last()
 
@@ -364,7 +353,7 @@ wait:
 		t.Fatalf("the refused routes were resent %d more times", extra)
 	}
 	writeFile(t, filepath.Join(dir, "router-v1.yaml"), strings.Replace(string(data), "subset: v1", "subset: v2", 1))
-	waitFor(t, 3*time.Second, "the fixed config", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v2 })
+	testutil.Eventually(t, 3*time.Second, "the fixed config", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v2 })
 	// The clusters were refused with the bad routes and not sent again
 	// (they did not change); the fixed set still has the controller's
 	// clusters, not the ones the proxy last accepted.
@@ -381,7 +370,7 @@ func TestReconnect(t *testing.T) {
 	c := startController(t, dir, "")
 	rec := &recorder{}
 	startClient(t, c.addr, "proxy-re", "demo", rec)
-	waitFor(t, 5*time.Second, "the first config", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v1 })
+	testutil.Eventually(t, 5*time.Second, "the first config", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v1 })
 	c.stop()
 	_, applied := rec.last()
 
@@ -391,8 +380,8 @@ func TestReconnect(t *testing.T) {
 		t.Fatal("the proxy lost or changed its config while the controller was away")
 	}
 	c2 := startController(t, dir, c.addr)
-	waitFor(t, 5*time.Second, "the resync", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v2 })
-	waitFor(t, 2*time.Second, "the proxy to show up", func() bool { return len(c2.srv.Nodes()) == 1 })
+	testutil.Eventually(t, 5*time.Second, "the resync", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v2 })
+	testutil.Eventually(t, 2*time.Second, "the proxy to show up", func() bool { return len(c2.srv.Nodes()) == 1 })
 	// Both routes now go to v2: the v1 cluster is gone.
 	if r, _ := rec.last(); len(r.Listeners) != 1 || len(r.Clusters) != 1 || r.Clusters[0].GetName() != v2 {
 		t.Fatalf("after resync: %d listeners, %d clusters", len(r.Listeners), len(r.Clusters))

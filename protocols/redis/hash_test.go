@@ -7,6 +7,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // TestHashKeyAttribute: hash_key is the hash tag of the first key when it
@@ -217,7 +219,7 @@ func pinnedOnPool(t *testing.T, c *goredis.Client, servers []*server, where map[
 	other := client(t, c.Options().Addr)
 	direct := goredis.NewClient(&goredis.Options{Addr: servers[home].Addr})
 	defer direct.Close()
-	eventually(t, "BLPOP to block on the server holding the list", func() bool {
+	testutil.Eventually(t, 10*time.Second, "BLPOP to block on the server holding the list", func() bool {
 		info, _ := direct.Info(cx, "clients").Result()
 		return strings.Contains(info, "blocked_clients:1")
 	})
@@ -234,7 +236,7 @@ func pinnedOnPool(t *testing.T, c *goredis.Client, servers []*server, where map[
 	}
 	msgs := sub.Channel()
 	for _, ch := range []string{"news", "sports", "weather"} {
-		eventually(t, "a subscriber on "+ch, func() bool {
+		testutil.Eventually(t, 10*time.Second, "a subscriber on "+ch, func() bool {
 			n, _ := other.Publish(cx, ch, "on "+ch).Result()
 			return n == 1
 		})

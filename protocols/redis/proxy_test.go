@@ -11,6 +11,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // twoServers starts servers a and b and a proxy sending keys with prefix b:
@@ -174,18 +176,13 @@ func TestTransactionsAndBlockingArePinned(t *testing.T) {
 		got <- v
 	}()
 	// The blocked BLPOP must not stop other commands through the proxy.
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if n, _ := rawCommand(b.Addr, "CLIENT", "LIST"); n != "" {
-			if list, _ := exec.Command(need(t, "redis-cli"), "-p", itoa(b.Port), "CLIENT", "LIST").Output(); strings.Contains(string(list), "cmd=blpop") {
-				break
-			}
+	testutil.Eventually(t, 5*time.Second, "BLPOP to reach server b", func() bool {
+		if n, _ := rawCommand(b.Addr, "CLIENT", "LIST"); n == "" {
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("BLPOP never reached server b")
-		}
-		time.Sleep(20 * time.Millisecond) // polling for the blocked client, bounded by the deadline
-	}
+		list, _ := exec.Command(need(t, "redis-cli"), "-p", itoa(b.Port), "CLIENT", "LIST").Output()
+		return strings.Contains(string(list), "cmd=blpop")
+	})
 	must(t, c.RPush(cx, "b:list", "x").Err(), "RPUSH while BLPOP waits")
 	select {
 	case v := <-got:
@@ -210,16 +207,10 @@ func TestMirrorAndFaults(t *testing.T) {
 	}, clusterConfig("a", a.Addr), clusterConfig("b", b.Addr), clusterConfig("m", m.Addr))
 	c, cx := client(t, proxy), ctx(t)
 	must(t, c.Set(cx, "b:m", "v", 0).Err(), "SET b:m")
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		if got, _ := rawCommand(m.Addr, "EXISTS", "b:m"); got == ":1" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the mirror never got SET b:m")
-		}
-		time.Sleep(10 * time.Millisecond) // polling the mirror, bounded by the deadline
-	}
+	testutil.Eventually(t, 5*time.Second, "the mirror to get SET b:m", func() bool {
+		got, _ := rawCommand(m.Addr, "EXISTS", "b:m")
+		return got == ":1"
+	})
 	if err := c.Get(cx, "f:x").Err(); err == nil || !strings.HasPrefix(err.Error(), "FAULT") {
 		t.Fatalf("GET f:x under an abort fault: %v, want a FAULT error", err)
 	}
@@ -349,22 +340,16 @@ func TestClientGoneReleasesPinnedConnections(t *testing.T) {
 	must(t, err, "BLPOP")
 	c2 := goredis.NewClient(&goredis.Options{Addr: proxy, MaxRetries: -1, PoolSize: 1})
 	must(t, c2.Do(cx, "WATCH", "a:w").Err(), "WATCH")
-	deadline := time.Now().Add(10 * time.Second)
-	for blocked() < 2 {
-		if time.Now().After(deadline) {
-			t.Fatalf("the BLPOP and WATCH never reached the server (%d seen)", blocked())
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
+	testutil.Eventually(t, 10*time.Second, "the BLPOP and WATCH to reach the server", func() bool { return blocked() >= 2 })
 	raw.Close()
 	c2.Close()
-	deadline = time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for blocked() > 0 {
 		if time.Now().After(deadline) {
 			list, _ := direct.ClientList(cx).Result()
 			t.Fatalf("%d pinned connections stayed on the server after their clients left:\n%s", blocked(), list)
 		}
-		time.Sleep(10 * time.Millisecond) // poll interval
+		time.Sleep(10 * time.Millisecond) // poll interval, bounded by the deadline; the loop keeps the client list for the failure
 	}
 }
 

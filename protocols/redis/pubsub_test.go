@@ -13,6 +13,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // Subscriptions of clients that went away close within a few probes.
@@ -28,18 +30,6 @@ func subscriberConns(t *testing.T, addr string) int {
 	list, err := c.ClientList(ctx(t)).Result()
 	must(t, err, "CLIENT LIST on %s", addr)
 	return len(regexp.MustCompile(`cmd=(p|s)?(un)?subscribe\b`).FindAllString(list, -1))
-}
-
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling a condition, bounded by the deadline
-	}
 }
 
 func wantSubscription(t *testing.T, ps *goredis.PubSub, kind, channel string, count int) {
@@ -115,7 +105,7 @@ func TestPubSubGoRedis(t *testing.T) {
 			must(t, sub.Set(cx, "b:k", "v", 0).Err(), "SET while a subscription is open")
 
 			must(t, ps.Close(), "close the subscriber")
-			eventually(t, "the proxy to close its subscription connection", func() bool {
+			testutil.Eventually(t, 10*time.Second, "the proxy to close its subscription connection", func() bool {
 				return subscriberConns(t, b.Addr) == 0
 			})
 		})
@@ -204,7 +194,7 @@ func TestPubSubPipelineRESP2(t *testing.T) {
 	if !strings.HasPrefix(string(want), "+OK\r\n*-1\r\n$1\r\nv\r\n*3\r\n$9\r\nsubscribe\r\n") {
 		t.Fatalf("unexpected server answers: %q", want)
 	}
-	eventually(t, "the subscription connections to close", func() bool { return subscriberConns(t, b.Addr) == 0 })
+	testutil.Eventually(t, 10*time.Second, "the subscription connections to close", func() bool { return subscriberConns(t, b.Addr) == 0 })
 }
 
 // TestPubSubPipelineRESP3: the same with HELLO 3 first. In RESP3 pushes are
@@ -253,7 +243,7 @@ func TestPubSubPipelineRESP3(t *testing.T) {
 	if len(wantP) != 7 {
 		t.Fatalf("the server sent %d pushes: %q", len(wantP), wantP)
 	}
-	eventually(t, "the subscription connection to close", func() bool { return subscriberConns(t, b.Addr) == 0 })
+	testutil.Eventually(t, 10*time.Second, "the subscription connection to close", func() bool { return subscriberConns(t, b.Addr) == 0 })
 }
 
 // TestPubSubRedisCLI: redis-cli SUBSCRIBE through the proxy, in RESP2 and
@@ -295,7 +285,7 @@ func TestPubSubRedisCLI(t *testing.T) {
 			}
 		}
 		waitLine("b:cli")
-		eventually(t, "the subscription on server b", func() bool {
+		testutil.Eventually(t, 10*time.Second, "the subscription on server b", func() bool {
 			return onB.PubSubNumSub(ctx(t), "b:cli").Val()["b:cli"] == 1
 		})
 		must(t, onB.Publish(ctx(t), "b:cli", "hello-cli").Err(), "PUBLISH")
@@ -304,7 +294,7 @@ func TestPubSubRedisCLI(t *testing.T) {
 		_ = cmd.Wait()
 		for range lines { // drain the reader
 		}
-		eventually(t, "the proxy to close its subscription connection", func() bool {
+		testutil.Eventually(t, 10*time.Second, "the proxy to close its subscription connection", func() bool {
 			return subscriberConns(t, b.Addr) == 0
 		})
 	}

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 var greeter = Service{Interface: "org.example.Greeter", Version: "1.0.0"}
@@ -55,18 +57,6 @@ func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	t.Cleanup(cancel)
 	return ctx
-}
-
-// eventually polls cond until it holds or a deadline passes.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // TestCall: a call carries interface, version, method, arguments and
@@ -143,7 +133,7 @@ func TestMultiplexing(t *testing.T) {
 		}
 		slow <- err
 	}()
-	eventually(t, "the slow call to reach the provider", func() bool { return p.Calls() == 1 })
+	testutil.Eventually(t, 5*time.Second, "the slow call to reach the provider", func() bool { return p.Calls() == 1 })
 	var wg sync.WaitGroup
 	errs := make(chan error, 400)
 	for g := range 8 {
@@ -233,7 +223,7 @@ func TestProviderClose(t *testing.T) {
 		_, _, err := c.Call(ctxT(t), greeter, "block", nil, nil)
 		done <- err
 	}()
-	eventually(t, "the call to reach the provider", func() bool { return p.Calls() == 1 })
+	testutil.Eventually(t, 5*time.Second, "the call to reach the provider", func() bool { return p.Calls() == 1 })
 	if err := p.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -379,5 +369,5 @@ func TestServeStatic(t *testing.T) {
 	if err := c.Ping(ctx); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, "three calls", func() bool { return p.Calls() == 3 })
+	testutil.Eventually(t, 5*time.Second, "three calls", func() bool { return p.Calls() == 3 })
 }

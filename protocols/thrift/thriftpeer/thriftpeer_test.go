@@ -13,6 +13,7 @@ import (
 
 	"github.com/apache/thrift/lib/go/thrift"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 	_ "github.com/rosetta-mesh/rosetta/protocols/thrift" // registers the codec for the proxy tests
 	"github.com/rosetta-mesh/rosetta/protocols/thrift/thriftpeer"
@@ -46,18 +47,6 @@ func dialLoad(t testing.TB, addr string, payload int) *thriftpeer.LoadClient {
 	}
 	t.Cleanup(func() { c.Close() })
 	return c
-}
-
-// eventually polls cond until it holds or 10 s pass.
-func eventually(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within 10s", what)
-		}
-		time.Sleep(5 * time.Millisecond) // poll interval
-	}
 }
 
 var formats = []thriftpeer.Format{
@@ -103,7 +92,7 @@ func TestCalls(t *testing.T) {
 			if got, err := c.Call(ctx, "ping", "again"); err != nil || got != "srv-a: pong again" {
 				t.Fatalf("ping after errors: %q, %v", got, err)
 			}
-			eventually(t, "fire arrives", func() bool { return s.Fired() == 1 })
+			testutil.Eventually(t, 10*time.Second, "fire arrives", func() bool { return s.Fired() == 1 })
 			if s.Calls() != 4 {
 				t.Errorf("server counted %d calls, want 4", s.Calls())
 			}

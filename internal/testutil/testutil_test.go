@@ -1,0 +1,44 @@
+package testutil
+
+import (
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func TestEventuallyWaitsForTheCondition(t *testing.T) {
+	var n atomic.Int32
+	Eventually(t, 5*time.Second, "three checks", func() bool { return n.Add(1) >= 3 })
+	if n.Load() != 3 {
+		t.Fatalf("cond ran %d times, want 3", n.Load())
+	}
+}
+
+// recorder is a testing.TB whose Fatalf ends only the goroutine, so the
+// test can look at what it said.
+type recorder struct {
+	testing.TB
+	msg string
+}
+
+func (r *recorder) Helper() {}
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.msg = format
+	panic(r)
+}
+
+func TestEventuallyFailsAtTheDeadline(t *testing.T) {
+	r := &recorder{TB: t}
+	func() {
+		defer func() {
+			if p := recover(); p != r {
+				panic(p)
+			}
+		}()
+		Eventually(r, 20*time.Millisecond, "never", func() bool { return false })
+	}()
+	if !strings.Contains(r.msg, "timed out") {
+		t.Fatalf("Eventually past its deadline said %q, want a timeout", r.msg)
+	}
+}
