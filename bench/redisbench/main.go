@@ -112,7 +112,7 @@ func run(o options) error {
 	fmt.Printf("redis-benchmark -c %d -t get,set: -n %d, then -n %d with -P %d; Redis %s; medians of %d rounds, the paths in a new order each round.\n", o.clients, o.requests, o.pipeRequests, o.pipeline, redisAddr, o.rounds)
 	fmt.Println("The last two columns are the median of each round's ratio to twemproxy's run in the same round, the lowest and highest, and from 5 rounds on their geometric mean with its 95% confidence interval.")
 	fmt.Println()
-	fmt.Println("CPU is the path's own process (redis-server for the direct path, else the proxy), in microseconds per request over GET and SET.")
+	fmt.Println("CPU is the path's own process (redis-server for the direct path, else the proxy), in microseconds per request over GET and SET; the second table splits the whole machine's time per request.")
 	fmt.Println()
 	fmt.Println("| path | pipeline | GET req/s | GET p50 | GET p99 | SET req/s | SET p50 | SET p99 | CPU µs/req | GET vs twemproxy | SET vs twemproxy |")
 	fmt.Println("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -120,23 +120,44 @@ func run(o options) error {
 	if o.pipelined {
 		pipes = append(pipes, o.pipeline)
 	}
+	costs := map[int]map[string][]map[string]row{}
 	for _, pipe := range pipes {
 		n := o.requests
 		if pipe > 1 {
 			n = o.pipeRequests
 		}
-		runs, err := rounds(procs, o.rounds, func(p *proc) (map[string]row, error) { return benchCPU(p, o.clients, n, pipe) })
+		runs, err := rounds(procs, o.rounds, func(p *proc) (map[string]row, error) { return benchCPU(p, redis, o.clients, n, pipe) })
 		if err != nil {
 			return err
 		}
+		costs[pipe] = runs
 		for _, p := range procs {
 			r := medians(runs[p.name])
 			fmt.Printf("| %s | %d | %.0f | %.3f ms | %.3f ms | %.0f | %.3f ms | %.3f ms | %.2f | %s | %s |\n", p.name, pipe,
-				r["GET"].rps, r["GET"].p50, r["GET"].p99, r["SET"].rps, r["SET"].p50, r["SET"].p99, r["CPU"].rps,
+				r["GET"].rps, r["GET"].p50, r["GET"].p99, r["SET"].rps, r["SET"].p50, r["SET"].p99, r[costPath].rps,
 				ratios(runs[p.name], runs["twemproxy"], "GET"), ratios(runs[p.name], runs["twemproxy"], "SET"))
 		}
 	}
+	fmt.Println()
+	fmt.Println("| path | pipeline | proxy µs/req | redis-server µs/req | redis-benchmark µs/req | idle µs/req | sum |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, pipe := range pipes {
+		for _, p := range procs {
+			fmt.Println(costRow(p, redis, pipe, medians(costs[pipe][p.name])))
+		}
+	}
 	return nil
+}
+
+// costRow is one path's line of the cost table; the direct path has no
+// proxy.
+func costRow(p, redis *proc, pipe int, r map[string]row) string {
+	proxy, sum := "-", r[costRedis].rps+r[costClient].rps+r[costIdle].rps
+	if p != redis {
+		proxy = fmt.Sprintf("%.2f", r[costPath].rps)
+		sum += r[costPath].rps
+	}
+	return fmt.Sprintf("| %s | %d | %s | %.2f | %.2f | %.2f | %.2f |", p.name, pipe, proxy, r[costRedis].rps, r[costClient].rps, r[costIdle].rps, sum)
 }
 
 // rounds runs every path n times, starting each round one path later, so
@@ -188,26 +209,67 @@ func geoMean(rs []float64) (gm, lo, hi float64) {
 	return math.Exp(mean), math.Exp(mean - 1.96*se), math.Exp(mean + 1.96*se)
 }
 
-// row is one test's requests per second and percentiles; the "CPU" row
-// keeps microseconds of CPU per request in rps.
+// row is one test's requests per second and percentiles. The cost rows
+// (see costRows) keep microseconds per request in rps.
 type row struct{ rps, p50, p99 float64 }
 
-// benchCPU runs bench and adds the CPU p's process spent per request.
-func benchCPU(p *proc, clients, requests, pipe int) (map[string]row, error) {
-	before, err := cpuTime(p.cmd.Process.Pid)
+// The cost rows benchCPU adds: where the machine's time went per request.
+// Unpipelined, the three processes share two cores, so a path is as fast
+// as the sum of their costs and the idle time lets it be.
+const (
+	costPath   = "CPU"    // the path's own process: the proxy, or redis-server when direct
+	costRedis  = "redis"  // redis-server
+	costClient = "client" // redis-benchmark
+	costIdle   = "idle"   // every CPU's idle time
+)
+
+// benchCPU runs bench and adds what the path's process, redis-server, the
+// client and the idle CPUs spent per request.
+func benchCPU(p, redis *proc, clients, requests, pipe int) (map[string]row, error) {
+	pathBefore, err1 := cpuTime(p.cmd.Process.Pid)
+	redisBefore, err2 := cpuTime(redis.cmd.Process.Pid)
+	idleBefore, err3 := idleTime()
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return nil, err
+	}
+	rows, client, err := bench(p.addr, clients, requests, pipe)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := bench(p.addr, clients, requests, pipe)
-	if err != nil {
+	pathAfter, err1 := cpuTime(p.cmd.Process.Pid)
+	redisAfter, err2 := cpuTime(redis.cmd.Process.Pid)
+	idleAfter, err3 := idleTime()
+	if err := errors.Join(err1, err2, err3); err != nil {
 		return nil, err
 	}
-	after, err := cpuTime(p.cmd.Process.Pid)
-	if err != nil {
-		return nil, err
+	perRequest := func(d time.Duration) row {
+		return row{rps: float64(d) / float64(time.Microsecond) / float64(2*requests)}
 	}
-	rows["CPU"] = row{rps: float64(after-before) / float64(time.Microsecond) / float64(2*requests)}
+	rows[costPath] = perRequest(pathAfter - pathBefore)
+	rows[costRedis] = perRequest(redisAfter - redisBefore)
+	rows[costClient] = perRequest(client)
+	rows[costIdle] = perRequest(idleAfter - idleBefore)
 	return rows, nil
+}
+
+// idleTime is the time every CPU has spent idle or waiting for I/O, from
+// the first line of /proc/stat (in clock ticks of 10 ms).
+func idleTime() (time.Duration, error) {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, err
+	}
+	line, _, _ := bytes.Cut(b, []byte("\n"))
+	f := strings.Fields(string(line))
+	if len(f) < 6 || f[0] != "cpu" {
+		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)
+	}
+	idle, err1 := strconv.ParseInt(f[4], 10, 64)
+	iowait, err2 := strconv.ParseInt(f[5], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc/stat: %w", err)
+	}
+	return time.Duration(idle+iowait) * 10 * time.Millisecond, nil
 }
 
 // cpuTime is the user and system time a process has used, from
@@ -254,13 +316,22 @@ func median(xs []float64) float64 {
 }
 
 // bench runs redis-benchmark with --csv and reads its rows:
-// "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms".
-func bench(addr string, clients, requests, pipe int) (map[string]row, error) {
-	out, err := exec.Command("redis-benchmark", "-h", "127.0.0.1", "-p", load.Port(addr), "-c", strconv.Itoa(clients),
-		"-n", strconv.Itoa(requests), "-P", strconv.Itoa(pipe), "-t", "get,set", "--csv").Output()
+// "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms";
+// it also returns the CPU time redis-benchmark used.
+func bench(addr string, clients, requests, pipe int) (map[string]row, time.Duration, error) {
+	cmd := exec.Command("redis-benchmark", "-h", "127.0.0.1", "-p", load.Port(addr), "-c", strconv.Itoa(clients),
+		"-n", strconv.Itoa(requests), "-P", strconv.Itoa(pipe), "-t", "get,set", "--csv")
+	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("redis-benchmark: %w", err)
+		return nil, 0, fmt.Errorf("redis-benchmark: %w", err)
 	}
+	client := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	rows, err := parseCSV(out)
+	return rows, client, err
+}
+
+// parseCSV reads redis-benchmark's GET and SET rows.
+func parseCSV(out []byte) (map[string]row, error) {
 	recs, err := csv.NewReader(bytes.NewReader(out)).ReadAll()
 	if err != nil {
 		return nil, err

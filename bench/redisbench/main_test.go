@@ -40,3 +40,30 @@ func TestCPUTimeReadsProc(t *testing.T) {
 		t.Fatalf("cpuTime = %v for a process that has run", d)
 	}
 }
+
+func TestIdleTimeReadsProcStat(t *testing.T) {
+	first, err := idleTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // this process sleeps, so some CPU idles
+	second, err := idleTime()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if first <= 0 || second < first {
+		t.Fatalf("idle time %v then %v: want positive and not falling", first, second)
+	}
+}
+
+func TestCostRowSumsTheMachine(t *testing.T) {
+	redis, proxy := &proc{name: "redis"}, &proc{name: "proxy"}
+	r := map[string]row{costPath: {rps: 9}, costRedis: {rps: 3}, costClient: {rps: 11}, costIdle: {rps: 1}}
+	if got, want := costRow(proxy, redis, 1, r), "| proxy | 1 | 9.00 | 3.00 | 11.00 | 1.00 | 24.00 |"; got != want {
+		t.Fatalf("proxied row = %q, want %q", got, want)
+	}
+	// Direct, the path's process is redis-server: counted once.
+	if got, want := costRow(redis, redis, 1, r), "| redis | 1 | - | 3.00 | 11.00 | 1.00 | 15.00 |"; got != want {
+		t.Fatalf("direct row = %q, want %q", got, want)
+	}
+}
