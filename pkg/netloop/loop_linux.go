@@ -90,6 +90,8 @@ type loop struct {
 	ready   int
 	waitErr error
 	pollFn  func(fd uintptr) bool
+	// holding: the wait is bounded by holdFor, since writes are held.
+	holding bool
 }
 
 // loopConn is a connection as its loop sees it; all but token is the loop's
@@ -255,9 +257,33 @@ func (lp *loop) wait() int {
 		if err == nil && lp.waitErr == nil {
 			return lp.ready
 		}
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// Held writes waited holdFor without their answers.
+			lp.batch.Flush()
+			lp.setHold(false)
+			continue
+		}
 		// Not expected from a valid epoll descriptor; do not spin on it.
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// holdFor bounds how long a loop with nothing to read keeps writes held for
+// answers that are due (wire.Batch.FlushIdle): a blocked command or a
+// subscription may owe answers for ever.
+const holdFor = time.Millisecond
+
+// setHold bounds the coming wait by holdFor, or lifts the bound.
+func (lp *loop) setHold(on bool) {
+	if on == lp.holding {
+		return
+	}
+	lp.holding = on
+	var t time.Time
+	if on {
+		t = time.Now().Add(holdFor)
+	}
+	_ = lp.ep.SetReadDeadline(t)
 }
 
 // poll is the function wait's RawConn.Read runs; false parks the loop until
@@ -269,7 +295,7 @@ func (lp *loop) poll(fd uintptr) bool {
 	}
 	// An edge after this goes on counting: Read armed the wait before
 	// calling here.
-	lp.batch.Flush()
+	lp.setHold(lp.batch.FlushIdle() > 0)
 	lp.rounds = 0
 	return false
 }

@@ -226,3 +226,70 @@ func TestLoopReadsWhatOneEdgeLeavesBehind(t *testing.T) {
 		t.Fatalf("a megabyte of lines echoed wrong (%v)", err)
 	}
 }
+
+// forward queues each line it reads on an upstream writer that always
+// awaits answers, as a Redis connection does while its server works.
+type forward struct{ up *wire.Writer }
+
+func (f *forward) Frame(frame []byte, err error, b *wire.Batch) bool {
+	if err != nil {
+		return false
+	}
+	b.Open() // as the proxy's handlers do
+	f.up.Lock()
+	f.up.Buf = append(f.up.Buf, frame...)
+	f.up.HoldLocked(b)
+	f.up.Unlock()
+	return true
+}
+
+func (f *forward) Stopped() {}
+
+// TestLoopBoundsHowLongItHoldsWrites: writes held for answers that never
+// come (a blocked command, a subscription) still go out once the loop has
+// waited holdFor with nothing to read.
+func TestLoopBoundsHowLongItHoldsWrites(t *testing.T) {
+	r := newRig(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	upConn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer upConn.Close()
+	upPeer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer upPeer.Close()
+	up := wire.NewWriter(upConn, 5*time.Second, 1<<20)
+	up.Lazy = true
+	up.Awaiting = func() bool { return true }
+	client, err := net.Dial("tcp", r.ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	server, err := r.ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := wire.NewWriter(server, 5*time.Second, 1<<20)
+	defer w.Close()
+	if !r.lp.add(server, lines{}, w, &forward{up: up}, 0) {
+		t.Fatal("the loop refused a TCP connection")
+	}
+	for _, line := range []string{"first\n", "second\n"} {
+		if _, err := io.WriteString(client, line); err != nil {
+			t.Fatal(err)
+		}
+		_ = upPeer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got := make([]byte, len(line))
+		if _, err := io.ReadFull(upPeer, got); err != nil || string(got) != line {
+			t.Fatalf("upstream got %q, %v; want %q: a held write never went out", got, err, line)
+		}
+	}
+}

@@ -61,6 +61,10 @@ type Conn struct {
 	maxPending int
 
 	active atomic.Int32
+	// held counts the requests Send registered while a batch held w: on an
+	// in-order connection, active above held means answers are due to
+	// requests already written (Writer.Awaiting).
+	held int32
 }
 
 func newConn(p *Pool) (*Conn, error) {
@@ -74,6 +78,7 @@ func newConn(p *Pool) (*Conn, error) {
 	c.w.OnError = func(err error) { c.close(fmt.Errorf("%w: write: %v", ErrReset, err)) }
 	if p.proto.Ordering == codec.InOrder {
 		c.inflight = &fifo{}
+		c.w.Awaiting = func() bool { return c.active.Load() > c.held }
 	} else {
 		c.inflight = &byID{m: map[uint64]Request{}}
 	}
@@ -143,11 +148,17 @@ func (c *Conn) Send(msg *codec.Message, r Request, b *wire.Batch) (uint64, error
 		return 0, err
 	}
 	c.w.Buf = out
+	if !c.w.Held() {
+		c.held = 0 // what was held before has been written
+	}
 	if r != nil {
 		c.inflight.add(id, r)
 		c.active.Add(1)
 	}
 	c.w.HoldLocked(b)
+	if r != nil && c.w.Held() {
+		c.held++
+	}
 	return id, nil
 }
 

@@ -59,6 +59,13 @@ type Writer struct {
 	// across FlushEager: an upstream connection whose writes gain from
 	// carrying more requests each.
 	Lazy bool
+	// Awaiting, when set on a Lazy writer, is asked with the lock held
+	// whether answers are still due to requests it has already written;
+	// FlushIdle then keeps what it queued since. For a server that answers
+	// in order, a request sent before those answers are out would only
+	// wait in its socket; held, it goes with the requests that follow, and
+	// the server reads them all at once.
+	Awaiting func() bool
 }
 
 // NewWriter writes to nc; a single write may block for at most timeout and at
@@ -341,6 +348,44 @@ func (b *Batch) release(ws []*Writer) {
 		ws[i] = nil
 	}
 	b.out = ws[:0]
+}
+
+// Held reports whether a Batch holds w's writes; the lock is held.
+func (w *Writer) Held() bool { return w.held }
+
+// FlushIdle is Flush for an owner about to wait for input, except that Lazy
+// writers still awaiting answers (see Writer.Awaiting) stay held until the
+// next Flush or FlushIdle: their answers will wake the owner. It returns
+// how many stay held; the owner must not wait unbounded for input while
+// any do, because answers may never come (a blocked command, a stuck
+// server).
+func (b *Batch) FlushIdle() int {
+	b.now.Store(0)
+	b.mu.Lock()
+	b.open = false
+	ws := b.out[:0]
+	b.out = nil // a flush from inside release must not share ws
+	keep := b.ws[:0]
+	for _, w := range b.ws {
+		if w.Lazy && w.awaiting() {
+			keep = append(keep, w)
+		} else {
+			ws = append(ws, w)
+		}
+	}
+	b.ws = keep
+	b.mu.Unlock()
+	b.release(ws)
+	return len(keep)
+}
+
+func (w *Writer) awaiting() bool {
+	if w.Awaiting == nil {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return !w.closed && w.Awaiting()
 }
 
 // Flush closes the batch and writes what the held writers queued.

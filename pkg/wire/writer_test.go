@@ -67,6 +67,43 @@ func TestFlushEagerKeepsLazyWritersHeld(t *testing.T) {
 	}
 }
 
+// TestFlushIdleKeepsWritersAwaitingAnswers: before its owner waits, a batch
+// writes everything but the queue of a lazy writer whose earlier requests
+// still await answers, and refuses late holds; the next flush writes it.
+func TestFlushIdleKeepsWritersAwaitingAnswers(t *testing.T) {
+	eagerConn, eagerPeer := tcpPair(t)
+	idleConn, idlePeer := tcpPair(t)
+	busyConn, busyPeer := tcpPair(t)
+	eager := NewWriter(eagerConn, time.Second, 1<<20)
+	idle := NewWriter(idleConn, time.Second, 1<<20)
+	busy := NewWriter(busyConn, time.Second, 1<<20)
+	idle.Lazy, busy.Lazy = true, true
+	idle.Awaiting = func() bool { return false }
+	busy.Awaiting = func() bool { return true }
+	var b Batch
+	b.Open()
+	queue(eager, &b, "answer")
+	queue(idle, &b, "request")
+	queue(busy, &b, "next")
+	if held := b.FlushIdle(); held != 1 {
+		t.Fatalf("FlushIdle kept %d writers held, want 1", held)
+	}
+	if !arrives(eagerPeer, "answer", 5*time.Second) || !arrives(idlePeer, "request", 5*time.Second) {
+		t.Fatal("FlushIdle did not write the writers with nothing awaited")
+	}
+	if arrives(busyPeer, "n", 100*time.Millisecond) {
+		t.Fatal("FlushIdle wrote a writer still awaiting answers")
+	}
+	queue(eager, &b, "late") // the batch is closed: written at once
+	if !arrives(eagerPeer, "late", 5*time.Second) {
+		t.Fatal("a hold offered after FlushIdle was not refused")
+	}
+	b.Flush()
+	if !arrives(busyPeer, "next", 5*time.Second) {
+		t.Fatal("Flush did not write the writer FlushIdle kept")
+	}
+}
+
 func TestCloseCallsOnCloseOnce(t *testing.T) {
 	c, _ := tcpPair(t)
 	w := NewWriter(c, time.Second, 1<<20)

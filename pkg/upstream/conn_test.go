@@ -1,0 +1,91 @@
+package upstream
+
+import (
+	"bufio"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
+)
+
+// lineCodec writes each request as one line.
+type lineCodec struct{}
+
+func (lineCodec) Split([]byte) (codec.Split, error)     { return codec.Split{}, nil }
+func (lineCodec) Decode([]byte) (*codec.Message, error) { return nil, nil }
+func (lineCodec) Encode(dst []byte, _ *codec.Message) ([]byte, error) {
+	return append(dst, "req\n"...), nil
+}
+func (lineCodec) Reply(*codec.Message, codec.Status, string) (*codec.Message, error) {
+	return nil, nil
+}
+
+type noRequest struct{}
+
+func (noRequest) Done(*codec.Message, error, *wire.Batch) {}
+
+// TestInOrderConnAwaitsWrittenRequests: an in-order connection keeps new
+// requests held before its loop waits only while requests it has written
+// still await answers; its held requests do not count.
+func TestInOrderConnAwaitsWrittenRequests(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	nc, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	peer, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	newCodec := func(codec.Options) (codec.Codec, error) { return lineCodec{}, nil }
+	c, err := newConn(&Pool{proto: codec.Protocol{Name: "lines", Ordering: codec.InOrder, New: newCodec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.nc = nc
+	c.w.SetConn(nc)
+	rd := bufio.NewReader(peer)
+	var b wire.Batch
+	send := func(n int) {
+		b.Open()
+		for range n {
+			if _, err := c.Send(&codec.Message{Kind: codec.KindRequest}, noRequest{}, &b); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	expect := func(n int) {
+		t.Helper()
+		_ = peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		for range n {
+			if _, err := rd.ReadString('\n'); err != nil {
+				t.Fatalf("a request did not go out: %v", err)
+			}
+		}
+	}
+	answer := func() { c.handle(&codec.Message{Kind: codec.KindResponse}, nil) }
+
+	send(2)
+	if held := b.FlushIdle(); held != 0 {
+		t.Fatalf("nothing written yet, yet %d writers stay held", held)
+	}
+	expect(2)
+	send(1)
+	if held := b.FlushIdle(); held != 1 {
+		t.Fatalf("two written requests await answers, yet %d writers stay held", held)
+	}
+	answer()
+	answer()
+	if held := b.FlushIdle(); held != 0 {
+		t.Fatalf("the written requests are answered, yet %d writers stay held", held)
+	}
+	expect(1)
+}
