@@ -8,7 +8,10 @@
 // poller (its epoll descriptor is itself pollable), so it holds no thread
 // while idle. Sockets are edge-triggered, as twemproxy's are; a read that
 // fills its buffer is followed by another in the next round, since epoll
-// will not report what is left.
+// will not report what is left. Before a loop waits, a writer to an
+// in-order server that still owes answers may stay held until they come
+// (wire.Batch.FlushIdle), so the server reads those requests with the next
+// ones; such a wait lasts at most holdFor.
 //
 // A handler sees one goroutine at a time per connection, as it would with a
 // reader goroutine of the connection's own, and must not block: dials and

@@ -362,21 +362,28 @@ func (w *Writer) Held() bool { return w.held }
 func (b *Batch) FlushIdle() int {
 	b.now.Store(0)
 	b.mu.Lock()
-	b.open = false
-	ws := b.out[:0]
-	b.out = nil // a flush from inside release must not share ws
-	keep := b.ws[:0]
-	for _, w := range b.ws {
+	b.open = false // from here on only the owner touches b.ws
+	ws := b.ws
+	b.ws = b.out[:0]
+	b.out = nil // a flush from inside release must not share b.ws
+	b.mu.Unlock()
+	// Writers' locks are taken without b's: HoldLocked takes them the
+	// other way round.
+	out := ws[:0]
+	var kept int
+	for _, w := range ws {
 		if w.Lazy && w.awaiting() {
-			keep = append(keep, w)
+			b.mu.Lock()
+			b.ws = append(b.ws, w)
+			b.mu.Unlock()
+			kept++
 		} else {
-			ws = append(ws, w)
+			out = append(out, w)
 		}
 	}
-	b.ws = keep
-	b.mu.Unlock()
-	b.release(ws)
-	return len(keep)
+	clear(ws[len(out):])
+	b.release(out)
+	return kept
 }
 
 func (w *Writer) awaiting() bool {
