@@ -252,14 +252,19 @@ func benchCPU(p, redis *proc, clients, requests, pipe int) (map[string]row, erro
 	return rows, nil
 }
 
-// idleTime is the time every CPU has spent idle or waiting for I/O, from
-// the first line of /proc/stat (in clock ticks of 10 ms).
+// idleTime is the time every CPU has spent idle or waiting for I/O.
 func idleTime() (time.Duration, error) {
 	b, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		return 0, err
 	}
-	line, _, _ := bytes.Cut(b, []byte("\n"))
+	return parseIdle(b)
+}
+
+// parseIdle reads the idle and iowait fields of /proc/stat's first line,
+// the sum over all CPUs, in clock ticks of 10 ms.
+func parseIdle(stat []byte) (time.Duration, error) {
+	line, _, _ := bytes.Cut(stat, []byte("\n"))
 	f := strings.Fields(string(line))
 	if len(f) < 6 || f[0] != "cpu" {
 		return 0, fmt.Errorf("/proc/stat: unexpected first line %q", line)

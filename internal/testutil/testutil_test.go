@@ -42,3 +42,15 @@ func TestEventuallyFailsAtTheDeadline(t *testing.T) {
 		t.Fatalf("Eventually past its deadline said %q, want a timeout", r.msg)
 	}
 }
+
+func TestTCPPairConnectsBothEnds(t *testing.T) {
+	a, b := TCPPair(t)
+	if _, err := a.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got := make([]byte, 1)
+	if _, err := b.Read(got); err != nil || got[0] != 'x' {
+		t.Fatalf("read %q, %v; want the byte written at the other end", got, err)
+	}
+}

@@ -250,21 +250,7 @@ func (f *forward) Stopped() {}
 // waited holdFor with nothing to read.
 func TestLoopBoundsHowLongItHoldsWrites(t *testing.T) {
 	r := newRig(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	upConn, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer upConn.Close()
-	upPeer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer upPeer.Close()
+	upConn, upPeer := testutil.TCPPair(t)
 	up := wire.NewWriter(upConn, 5*time.Second, 1<<20)
 	up.Lazy = true
 	up.Awaiting = func() bool { return true }

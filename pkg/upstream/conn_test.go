@@ -2,10 +2,10 @@ package upstream
 
 import (
 	"bufio"
-	"net"
 	"testing"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
@@ -30,21 +30,7 @@ func (noRequest) Done(*codec.Message, error, *wire.Batch) {}
 // requests held before its loop waits only while requests it has written
 // still await answers; its held requests do not count.
 func TestInOrderConnAwaitsWrittenRequests(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	nc, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	peer, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
+	nc, peer := testutil.TCPPair(t)
 	newCodec := func(codec.Options) (codec.Codec, error) { return lineCodec{}, nil }
 	c, err := newConn(&Pool{proto: codec.Protocol{Name: "lines", Ordering: codec.InOrder, New: newCodec}})
 	if err != nil {

@@ -5,27 +5,9 @@ import (
 	"net"
 	"testing"
 	"time"
-)
 
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(t *testing.T) (net.Conn, net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	a, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { a.Close(); b.Close() })
-	return a, b
-}
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
+)
 
 // queue appends s to w's queue while b holds its writes.
 func queue(w *Writer, b *Batch, s string) {
@@ -44,8 +26,8 @@ func arrives(c net.Conn, want string, d time.Duration) bool {
 }
 
 func TestFlushEagerKeepsLazyWritersHeld(t *testing.T) {
-	eagerConn, eagerPeer := tcpPair(t)
-	lazyConn, lazyPeer := tcpPair(t)
+	eagerConn, eagerPeer := testutil.TCPPair(t)
+	lazyConn, lazyPeer := testutil.TCPPair(t)
 	eager := NewWriter(eagerConn, time.Second, 1<<20)
 	lazy := NewWriter(lazyConn, time.Second, 1<<20)
 	lazy.Lazy = true
@@ -71,9 +53,9 @@ func TestFlushEagerKeepsLazyWritersHeld(t *testing.T) {
 // writes everything but the queue of a lazy writer whose earlier requests
 // still await answers, and refuses late holds; the next flush writes it.
 func TestFlushIdleKeepsWritersAwaitingAnswers(t *testing.T) {
-	eagerConn, eagerPeer := tcpPair(t)
-	idleConn, idlePeer := tcpPair(t)
-	busyConn, busyPeer := tcpPair(t)
+	eagerConn, eagerPeer := testutil.TCPPair(t)
+	idleConn, idlePeer := testutil.TCPPair(t)
+	busyConn, busyPeer := testutil.TCPPair(t)
 	eager := NewWriter(eagerConn, time.Second, 1<<20)
 	idle := NewWriter(idleConn, time.Second, 1<<20)
 	busy := NewWriter(busyConn, time.Second, 1<<20)
@@ -105,7 +87,7 @@ func TestFlushIdleKeepsWritersAwaitingAnswers(t *testing.T) {
 }
 
 func TestCloseCallsOnCloseOnce(t *testing.T) {
-	c, _ := tcpPair(t)
+	c, _ := testutil.TCPPair(t)
 	w := NewWriter(c, time.Second, 1<<20)
 	calls := 0
 	w.OnClose = func() { calls++ }
@@ -136,8 +118,8 @@ func TestBatchNowIsTheRoundsTimeUntilFlush(t *testing.T) {
 // TestFlushesReuseTheirSlices: once warm, holding and flushing writers
 // allocates nothing.
 func TestFlushesReuseTheirSlices(t *testing.T) {
-	a, _ := tcpPair(t)
-	c, _ := tcpPair(t)
+	a, _ := testutil.TCPPair(t)
+	c, _ := testutil.TCPPair(t)
 	lazy, eager := NewWriter(a, time.Second, 1<<20), NewWriter(c, time.Second, 1<<20)
 	lazy.Lazy = true
 	var b Batch
@@ -160,7 +142,7 @@ func TestFlushesReuseTheirSlices(t *testing.T) {
 // TestSocketWriteAllocatesNothing: the write a flush makes on a socket costs
 // no allocation (the function RawConn runs is made once per writer).
 func TestSocketWriteAllocatesNothing(t *testing.T) {
-	a, peer := tcpPair(t)
+	a, peer := testutil.TCPPair(t)
 	go func() { _, _ = io.Copy(io.Discard, peer) }()
 	w := NewWriter(a, time.Second, 1<<20)
 	write := func() {
