@@ -210,7 +210,7 @@ func geoMean(rs []float64) (gm, lo, hi float64) {
 }
 
 // row is one test's requests per second and percentiles. The cost rows
-// (see costRows) keep microseconds per request in rps.
+// (costPath and the others below) keep microseconds per request in rps.
 type row struct{ rps, p50, p99 float64 }
 
 // The cost rows benchCPU adds: where the machine's time went per request.

@@ -273,7 +273,8 @@ func (lp *loop) wait() int {
 // subscription may owe answers for ever.
 const holdFor = time.Millisecond
 
-// setHold bounds the coming wait by holdFor, or lifts the bound.
+// setHold bounds the coming wait by holdFor, or lifts the bound. A bound
+// already set stays as it is: it only ends the wait sooner.
 func (lp *loop) setHold(on bool) {
 	if on == lp.holding {
 		return

@@ -82,17 +82,23 @@ func newRig(t *testing.T) *rig {
 	return &rig{t: t, lp: lp, ln: ln}
 }
 
-// conn connects a client and serves the server side on the rig's loop.
-func (r *rig) conn(idle time.Duration, onIdle func() bool) (net.Conn, *echo) {
+// accept connects a client to the rig's listener.
+func (r *rig) accept() (client, server net.Conn) {
 	client, err := net.Dial("tcp", r.ln.Addr().String())
 	if err != nil {
 		r.t.Fatal(err)
 	}
 	r.t.Cleanup(func() { client.Close() })
-	server, err := r.ln.Accept()
+	server, err = r.ln.Accept()
 	if err != nil {
 		r.t.Fatal(err)
 	}
+	return client, server
+}
+
+// conn connects a client and serves the server side on the rig's loop.
+func (r *rig) conn(idle time.Duration, onIdle func() bool) (net.Conn, *echo) {
+	client, server := r.accept()
 	e := &echo{w: wire.NewWriter(server, 5*time.Second, 64<<20), big: bytes.Repeat([]byte("x"), 8<<20), ended: make(chan error, 1), idle: onIdle}
 	if !r.lp.add(server, lines{}, e.w, e, idle) {
 		r.t.Fatal("the loop refused a TCP connection")
@@ -254,15 +260,7 @@ func TestLoopBoundsHowLongItHoldsWrites(t *testing.T) {
 	up := wire.NewWriter(upConn, 5*time.Second, 1<<20)
 	up.Lazy = true
 	up.Awaiting = func() bool { return true }
-	client, err := net.Dial("tcp", r.ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	server, err := r.ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, server := r.accept()
 	w := wire.NewWriter(server, 5*time.Second, 1<<20)
 	defer w.Close()
 	if !r.lp.add(server, lines{}, w, &forward{up: up}, 0) {

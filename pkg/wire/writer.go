@@ -321,22 +321,9 @@ func (w *Writer) HoldLocked(b *Batch) {
 
 // FlushEager writes what the held writers queued, except Lazy ones, which
 // stay held until Flush; the batch stays as it is, open or closed.
-func (b *Batch) FlushEager() {
-	b.mu.Lock()
-	eager := b.out[:0]
-	b.out = nil // a flush from inside release must not share eager
-	lazy := b.ws[:0]
-	for _, w := range b.ws {
-		if w.Lazy {
-			lazy = append(lazy, w)
-		} else {
-			eager = append(eager, w)
-		}
-	}
-	b.ws = lazy
-	b.mu.Unlock()
-	b.release(eager)
-}
+func (b *Batch) FlushEager() { b.flush(false, isLazy) }
+
+func isLazy(w *Writer) bool { return w.Lazy }
 
 // release writes what the writers in ws queued while held, then keeps ws
 // for the next flush.
@@ -359,35 +346,10 @@ func (w *Writer) Held() bool { return w.held }
 // how many stay held; the owner must not wait unbounded for input while
 // any do, because answers may never come (a blocked command, a stuck
 // server).
-func (b *Batch) FlushIdle() int {
-	b.now.Store(0)
-	b.mu.Lock()
-	b.open = false // from here on only the owner touches b.ws
-	ws := b.ws
-	b.ws = b.out[:0]
-	b.out = nil // a flush from inside release must not share b.ws
-	b.mu.Unlock()
-	// Writers' locks are taken without b's: HoldLocked takes them the
-	// other way round.
-	out := ws[:0]
-	var kept int
-	for _, w := range ws {
-		if w.Lazy && w.awaiting() {
-			b.mu.Lock()
-			b.ws = append(b.ws, w)
-			b.mu.Unlock()
-			kept++
-		} else {
-			out = append(out, w)
-		}
-	}
-	clear(ws[len(out):])
-	b.release(out)
-	return kept
-}
+func (b *Batch) FlushIdle() int { return b.flush(true, awaitingAnswers) }
 
-func (w *Writer) awaiting() bool {
-	if w.Awaiting == nil {
+func awaitingAnswers(w *Writer) bool {
+	if !w.Lazy || w.Awaiting == nil {
 		return false
 	}
 	w.mu.Lock()
@@ -396,13 +358,34 @@ func (w *Writer) awaiting() bool {
 }
 
 // Flush closes the batch and writes what the held writers queued.
-func (b *Batch) Flush() {
-	b.now.Store(0)
+func (b *Batch) Flush() { b.flush(true, nil) }
+
+// flush writes what the held writers queued except for those keep (when
+// set) says stay held, and returns how many do. closing closes the batch
+// first, so that holds offered from then on are refused. The writers are
+// asked without b's lock, which HoldLocked takes inside theirs.
+func (b *Batch) flush(closing bool, keep func(*Writer) bool) int {
 	b.mu.Lock()
-	b.open = false
+	if closing {
+		b.now.Store(0)
+		b.open = false
+	}
 	ws := b.ws
 	b.ws = b.out[:0]
 	b.out = nil // a flush from inside release must not share b.ws
 	b.mu.Unlock()
-	b.release(ws)
+	out, kept := ws[:0], 0
+	for _, w := range ws {
+		if keep == nil || !keep(w) {
+			out = append(out, w)
+			continue
+		}
+		b.mu.Lock()
+		b.ws = append(b.ws, w)
+		b.mu.Unlock()
+		kept++
+	}
+	clear(ws[len(out):])
+	b.release(out)
+	return kept
 }
