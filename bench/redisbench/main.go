@@ -34,6 +34,8 @@ type options struct {
 	// faster, so they need more requests to last as long.
 	pipeRequests int
 	rounds       int
+	// placements adds the unpipelined runs with each placement pinned.
+	placements bool
 }
 
 func main() {
@@ -45,6 +47,7 @@ func main() {
 	flag.BoolVar(&o.pipelined, "pipelined", true, "run the pipelined tests too (false: unpipelined only, for many rounds of them)")
 	flag.IntVar(&o.pipeRequests, "pn", 1000000, "requests per pipelined test")
 	flag.IntVar(&o.rounds, "rounds", 3, "runs of every path, taken in turn; the table shows each cell's median")
+	flag.BoolVar(&o.placements, "placements", false, "then run the unpipelined tests with the client, redis-server and proxy pinned to CPUs 0 and 1 in each arrangement")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "redisbench:", err)
@@ -126,7 +129,7 @@ func run(o options) error {
 		if pipe > 1 {
 			n = o.pipeRequests
 		}
-		runs, err := rounds(procs, o.rounds, func(p *proc) (map[string]row, error) { return benchCPU(p, redis, o.clients, n, pipe) })
+		runs, err := rounds(procs, o.rounds, func(p *proc) (map[string]row, error) { return benchCPU(p, redis, o.clients, n, pipe, -1) })
 		if err != nil {
 			return err
 		}
@@ -145,6 +148,9 @@ func run(o options) error {
 		for _, p := range procs {
 			fmt.Println(costRow(p, redis, pipe, medians(costs[pipe][p.name])))
 		}
+	}
+	if o.placements {
+		return runPlacements(o, redis, []*proc{twem, ros1})
 	}
 	return nil
 }
@@ -225,14 +231,14 @@ const (
 
 // benchCPU runs bench and adds what the path's process, redis-server, the
 // client and the idle CPUs spent per request.
-func benchCPU(p, redis *proc, clients, requests, pipe int) (map[string]row, error) {
+func benchCPU(p, redis *proc, clients, requests, pipe, cpu int) (map[string]row, error) {
 	pathBefore, err1 := cpuTime(p.cmd.Process.Pid)
 	redisBefore, err2 := cpuTime(redis.cmd.Process.Pid)
 	idleBefore, err3 := idleTime()
 	if err := errors.Join(err1, err2, err3); err != nil {
 		return nil, err
 	}
-	rows, client, err := bench(p.addr, clients, requests, pipe)
+	rows, client, err := bench(p.addr, clients, requests, pipe, cpu)
 	if err != nil {
 		return nil, err
 	}
@@ -322,10 +328,15 @@ func median(xs []float64) float64 {
 
 // bench runs redis-benchmark with --csv and reads its rows:
 // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms";
-// it also returns the CPU time redis-benchmark used.
-func bench(addr string, clients, requests, pipe int) (map[string]row, time.Duration, error) {
-	cmd := exec.Command("redis-benchmark", "-h", "127.0.0.1", "-p", load.Port(addr), "-c", strconv.Itoa(clients),
-		"-n", strconv.Itoa(requests), "-P", strconv.Itoa(pipe), "-t", "get,set", "--csv")
+// it also returns the CPU time redis-benchmark used. A cpu of 0 or more
+// pins it there (with util-linux's taskset).
+func bench(addr string, clients, requests, pipe, cpu int) (map[string]row, time.Duration, error) {
+	args := []string{"redis-benchmark", "-h", "127.0.0.1", "-p", load.Port(addr), "-c", strconv.Itoa(clients),
+		"-n", strconv.Itoa(requests), "-P", strconv.Itoa(pipe), "-t", "get,set", "--csv"}
+	if cpu >= 0 {
+		args = append([]string{"taskset", "-c", strconv.Itoa(cpu)}, args...)
+	}
+	cmd := exec.Command(args[0], args[1:]...)
 	out, err := cmd.Output()
 	if err != nil {
 		return nil, 0, fmt.Errorf("redis-benchmark: %w", err)

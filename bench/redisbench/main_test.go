@@ -1,8 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"math"
 	"os"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 )
@@ -63,6 +66,56 @@ func TestCostRowSumsTheMachine(t *testing.T) {
 	}
 	// Direct, the path's process is redis-server: counted once.
 	if got, want := costRow(redis, redis, 1, r), "| redis | 1 | - | 3.00 | 11.00 | 1.00 | 15.00 |"; got != want {
+		t.Fatalf("direct row = %q, want %q", got, want)
+	}
+}
+
+func TestPinMovesEveryThread(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	allowed := func() string {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "Cpus_allowed_list:"); ok {
+				return strings.TrimSpace(v)
+			}
+		}
+		t.Fatal("no Cpus_allowed_list in /proc/<pid>/status")
+		return ""
+	}
+	all := allowed()
+	if err := pin(cmd.Process.Pid, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got := allowed(); got != "0" {
+		t.Fatalf("after pin to CPU 0: Cpus_allowed_list %q", got)
+	}
+	if err := pin(cmd.Process.Pid, allCPUs()...); err != nil {
+		t.Fatal(err)
+	}
+	if got := allowed(); got != all {
+		t.Fatalf("after pin to all CPUs: %q, want %q as before", got, all)
+	}
+}
+
+func TestPlacementRow(t *testing.T) {
+	redis, twem := &proc{name: "redis"}, &proc{name: "twemproxy"}
+	run := func(get, set, path, rs float64) map[string]row {
+		return map[string]row{"GET": {rps: get}, "SET": {rps: set}, costPath: {rps: path}, costRedis: {rps: rs}}
+	}
+	tw := []map[string]row{run(100, 100, 9, 1)}
+	pl := placements[0]
+	if got, want := placementRow(pl, twem, redis, tw, tw), "| client alone | twemproxy | 100 | 100 | 9.00 | 1.00 | 1.00 (1.00-1.00) | 1.00 (1.00-1.00) |"; got != want {
+		t.Fatalf("proxied row = %q, want %q", got, want)
+	}
+	direct := []map[string]row{run(120, 90, 1, 1)}
+	if got, want := placementRow(pl, redis, redis, direct, tw), "| client alone | redis | 120 | 90 | - | 1.00 | 1.20 (1.20-1.20) | 0.90 (0.90-0.90) |"; got != want {
 		t.Fatalf("direct row = %q, want %q", got, want)
 	}
 }
