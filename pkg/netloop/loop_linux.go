@@ -184,6 +184,7 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle 
 	}
 	w.Lock()
 	w.OnClose = func() { lp.post(&lp.ended, lc) }
+	w.SetReader(&lp.batch)
 	closed := w.Closed()
 	w.Unlock()
 	if closed {

@@ -260,6 +260,9 @@ func TestLoopBoundsHowLongItHoldsWrites(t *testing.T) {
 	up := wire.NewWriter(upConn, 5*time.Second, 1<<20)
 	up.Lazy = true
 	up.Awaiting = func() bool { return true }
+	up.Lock()
+	up.SetReader(&r.lp.batch) // the loop reads the upstream connection too
+	up.Unlock()
 	client, server := r.accept()
 	w := wire.NewWriter(server, 5*time.Second, 1<<20)
 	defer w.Close()
@@ -274,6 +277,42 @@ func TestLoopBoundsHowLongItHoldsWrites(t *testing.T) {
 		got := make([]byte, len(line))
 		if _, err := io.ReadFull(upPeer, got); err != nil || string(got) != line {
 			t.Fatalf("upstream got %q, %v; want %q: a held write never went out", got, err, line)
+		}
+	}
+}
+
+// TestLoopHoldsOnlyForAnswersItReads: a connection added to a loop has its
+// writer held for due answers by that loop's batch only, since its answers
+// wake no other loop (with two loops, a client's loop waited out holdFor
+// for every request it held).
+func TestLoopHoldsOnlyForAnswersItReads(t *testing.T) {
+	reader, err := newLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := newLoop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := newRig(t)
+	_, server := r.accept()
+	w := wire.NewWriter(server, 5*time.Second, 1<<20)
+	defer w.Close()
+	w.Lazy = true
+	w.Awaiting = func() bool { return true }
+	if !reader.add(server, lines{}, w, &forward{up: w}, 0) {
+		t.Fatal("the loop refused a TCP connection")
+	}
+	for _, lp := range []*loop{reader, other} {
+		lp.batch.Open()
+		w.Lock()
+		w.Buf = append(w.Buf, "request\n"...)
+		w.HoldLocked(&lp.batch)
+		w.Unlock()
+		held := lp.batch.FlushIdle()
+		lp.batch.Flush()
+		if want := map[*loop]int{reader: 1, other: 0}[lp]; held != want {
+			t.Fatalf("FlushIdle of the %s loop kept %d writers held, want %d", map[*loop]string{reader: "reading", other: "other"}[lp], held, want)
 		}
 	}
 }

@@ -40,6 +40,9 @@ func TestInOrderConnAwaitsWrittenRequests(t *testing.T) {
 	c.w.SetConn(nc)
 	rd := bufio.NewReader(peer)
 	var b wire.Batch
+	c.w.Lock()
+	c.w.SetReader(&b) // as the loop that reads the connection does
+	c.w.Unlock()
 	send := func(n int) {
 		b.Open()
 		for range n {

@@ -66,7 +66,16 @@ type Writer struct {
 	// wait in its socket; held, it goes with the requests that follow, and
 	// the server reads them all at once.
 	Awaiting func() bool
+	// reader is the batch of the event loop that reads this connection,
+	// when one does: only that loop is woken by the answers Awaiting waits
+	// for.
+	reader *Batch
 }
+
+// SetReader records that the owner of b reads w's connection, so answers
+// to w's requests wake that owner; only its FlushIdle keeps w held for
+// them. The lock is held.
+func (w *Writer) SetReader(b *Batch) { w.reader = b }
 
 // NewWriter writes to nc; a single write may block for at most timeout and at
 // most max bytes may be queued.
@@ -341,20 +350,22 @@ func (b *Batch) release(ws []*Writer) {
 func (w *Writer) Held() bool { return w.held }
 
 // FlushIdle is Flush for an owner about to wait for input, except that Lazy
-// writers still awaiting answers (see Writer.Awaiting) stay held until the
-// next Flush or FlushIdle: their answers will wake the owner. It returns
-// how many stay held; the owner must not wait unbounded for input while
-// any do, because answers may never come (a blocked command, a stuck
-// server).
-func (b *Batch) FlushIdle() int { return b.flush(true, awaitingAnswers) }
+// writers still awaiting answers (see Writer.Awaiting) that the owner reads
+// (see Writer.SetReader) stay held until the next Flush or FlushIdle: their
+// answers will wake the owner. Answers another loop reads would not, so
+// those writers go now. It returns how many stay held; the owner must not
+// wait unbounded for input while any do, because answers may never come (a
+// blocked command, a stuck server).
+func (b *Batch) FlushIdle() int { return b.flush(true, b.awaitsAnswers) }
 
-func awaitingAnswers(w *Writer) bool {
+// awaitsAnswers reports whether w stays held by FlushIdle.
+func (b *Batch) awaitsAnswers(w *Writer) bool {
 	if !w.Lazy || w.Awaiting == nil {
 		return false
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return !w.closed && w.Awaiting()
+	return !w.closed && w.reader == b && w.Awaiting()
 }
 
 // Flush closes the batch and writes what the held writers queued.

@@ -51,7 +51,8 @@ func TestFlushEagerKeepsLazyWritersHeld(t *testing.T) {
 
 // TestFlushIdleKeepsWritersAwaitingAnswers: before its owner waits, a batch
 // writes everything but the queue of a lazy writer whose earlier requests
-// still await answers, and refuses late holds; the next flush writes it.
+// still await answers that its owner reads, and refuses late holds; the
+// next flush writes it.
 func TestFlushIdleKeepsWritersAwaitingAnswers(t *testing.T) {
 	eagerConn, eagerPeer := testutil.TCPPair(t)
 	idleConn, idlePeer := testutil.TCPPair(t)
@@ -59,19 +60,32 @@ func TestFlushIdleKeepsWritersAwaitingAnswers(t *testing.T) {
 	eager := NewWriter(eagerConn, time.Second, 1<<20)
 	idle := NewWriter(idleConn, time.Second, 1<<20)
 	busy := NewWriter(busyConn, time.Second, 1<<20)
-	idle.Lazy, busy.Lazy = true, true
+	elsewhereConn, elsewherePeer := testutil.TCPPair(t)
+	elsewhere := NewWriter(elsewhereConn, time.Second, 1<<20)
+	idle.Lazy, busy.Lazy, elsewhere.Lazy = true, true, true
 	idle.Awaiting = func() bool { return false }
 	busy.Awaiting = func() bool { return true }
-	var b Batch
+	elsewhere.Awaiting = func() bool { return true }
+	var b, other Batch
+	for w, reader := range map[*Writer]*Batch{idle: &b, busy: &b, elsewhere: &other} {
+		w.Lock()
+		w.SetReader(reader)
+		w.Unlock()
+	}
 	b.Open()
 	queue(eager, &b, "answer")
 	queue(idle, &b, "request")
 	queue(busy, &b, "next")
+	queue(elsewhere, &b, "read by another loop")
 	if held := b.FlushIdle(); held != 1 {
 		t.Fatalf("FlushIdle kept %d writers held, want 1", held)
 	}
 	if !arrives(eagerPeer, "answer", 5*time.Second) || !arrives(idlePeer, "request", 5*time.Second) {
 		t.Fatal("FlushIdle did not write the writers with nothing awaited")
+	}
+	// Its answers would wake the other batch's owner, not this one.
+	if !arrives(elsewherePeer, "read by another loop", 5*time.Second) {
+		t.Fatal("FlushIdle kept a writer whose answers another loop reads")
 	}
 	if arrives(busyPeer, "n", 100*time.Millisecond) {
 		t.Fatal("FlushIdle wrote a writer still awaiting answers")
