@@ -3,7 +3,6 @@ package main
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -43,7 +42,7 @@ func pin(pid int, cpus ...int) error {
 		}
 		// A thread that exits meanwhile is no longer there to pin.
 		if err := unix.SchedSetaffinity(tid, &set); err != nil && err != unix.ESRCH {
-			return fmt.Errorf("pin %s: %w", filepath.Join("/proc", strconv.Itoa(pid), "task", t.Name()), err)
+			return fmt.Errorf("pin thread %d of %d: %w", tid, pid, err)
 		}
 	}
 	return nil

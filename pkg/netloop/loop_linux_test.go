@@ -303,16 +303,20 @@ func TestLoopHoldsOnlyForAnswersItReads(t *testing.T) {
 	if !reader.add(server, lines{}, w, &forward{up: w}, 0) {
 		t.Fatal("the loop refused a TCP connection")
 	}
-	for _, lp := range []*loop{reader, other} {
-		lp.batch.Open()
+	for _, c := range []struct {
+		name string
+		lp   *loop
+		held int
+	}{{"reading", reader, 1}, {"other", other, 0}} {
+		c.lp.batch.Open()
 		w.Lock()
 		w.Buf = append(w.Buf, "request\n"...)
-		w.HoldLocked(&lp.batch)
+		w.HoldLocked(&c.lp.batch)
 		w.Unlock()
-		held := lp.batch.FlushIdle()
-		lp.batch.Flush()
-		if want := map[*loop]int{reader: 1, other: 0}[lp]; held != want {
-			t.Fatalf("FlushIdle of the %s loop kept %d writers held, want %d", map[*loop]string{reader: "reading", other: "other"}[lp], held, want)
+		held := c.lp.batch.FlushIdle()
+		c.lp.batch.Flush()
+		if held != c.held {
+			t.Fatalf("FlushIdle of the %s loop kept %d writers held, want %d", c.name, held, c.held)
 		}
 	}
 }
