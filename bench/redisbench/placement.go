@@ -16,7 +16,7 @@ import (
 // arrangement in turn compares the paths within each.
 type placement struct {
 	name                   string
-	client, redis, proxies int // CPU numbers
+	client, redis, proxies int // the first (0) or second (1) CPU this process may use
 }
 
 var placements = []placement{
@@ -67,13 +67,14 @@ func allCPUs() []int {
 // direct path, twemproxy and Rosetta on one thread, taken in turn for the
 // given rounds.
 func runPlacements(o options, redis *proc, paths []*proc) error {
-	if len(allCPUs()) < 2 {
-		return fmt.Errorf("placements need two CPUs, this process may use %d", len(allCPUs()))
+	cpus := allCPUs()
+	if len(cpus) < 2 {
+		return fmt.Errorf("placements need two CPUs, this process may use %d", len(cpus))
 	}
 	all := append([]*proc{redis}, paths...)
 	defer func() {
 		for _, p := range all {
-			_ = pin(p.cmd.Process.Pid, allCPUs()...)
+			_ = pin(p.cmd.Process.Pid, cpus...)
 		}
 	}()
 	fmt.Println()
@@ -82,11 +83,11 @@ func runPlacements(o options, redis *proc, paths []*proc) error {
 	fmt.Println("| placement | path | GET req/s | SET req/s | proxy CPU | redis-server CPU | GET vs twemproxy | SET vs twemproxy |")
 	fmt.Println("|---|---|---|---|---|---|---|---|")
 	for _, pl := range placements {
-		if err := pin(redis.cmd.Process.Pid, pl.redis); err != nil {
+		if err := pin(redis.cmd.Process.Pid, cpus[pl.redis]); err != nil {
 			return err
 		}
 		for _, p := range paths {
-			if err := pin(p.cmd.Process.Pid, pl.proxies); err != nil {
+			if err := pin(p.cmd.Process.Pid, cpus[pl.proxies]); err != nil {
 				return err
 			}
 		}
@@ -94,7 +95,7 @@ func runPlacements(o options, redis *proc, paths []*proc) error {
 		if pl.proxies == pl.client {
 			ps = paths // the direct path would be "client alone" again
 		}
-		client := pl.client
+		client := cpus[pl.client]
 		runs, err := rounds(ps, o.rounds, func(p *proc) (map[string]row, error) {
 			return benchCPU(p, redis, o.clients, o.requests, 1, client)
 		})

@@ -11,7 +11,8 @@
 // will not report what is left. Before a loop waits, a writer to an
 // in-order server that still owes answers may stay held until they come
 // (wire.Batch.FlushIdle), so the server reads those requests with the next
-// ones; such a wait lasts at most holdFor.
+// ones; such a wait lasts at most holdFor, and only the loop that reads the
+// server's connection holds for it, since no other is woken by the answers.
 //
 // A handler sees one goroutine at a time per connection, as it would with a
 // reader goroutine of the connection's own, and must not block: dials and
