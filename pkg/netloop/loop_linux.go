@@ -35,14 +35,50 @@ var loops struct {
 // an os.ErrDeadlineExceeded. Serve reports false when it cannot serve nc (no
 // socket, loops off or not started); the caller then reads on a goroutine.
 func Serve(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle time.Duration) bool {
+	return ServeOn(nil, nc, c, w, h, idle)
+}
+
+// ServeOn is Serve on the loop whose round batch is home, when home is one
+// (see Owns), and on the next loop in turn otherwise.
+func ServeOn(home *wire.Batch, nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle time.Duration) bool {
 	if off {
 		return false
 	}
-	lp := pickLoop()
+	lp := loopOf(home)
+	if lp == nil {
+		lp = nextLoop()
+	}
 	return lp != nil && lp.add(nc, c, w, h, idle)
 }
 
-func pickLoop() *loop {
+// Owns reports whether b is the round batch of one of the event loops. An
+// upstream connection a loop's requests open is best read by that loop
+// (ServeOn): its answers then come back on the thread that writes them to
+// the clients, and a held request waits only for answers its own loop reads.
+func Owns(b *wire.Batch) bool { return loopOf(b) != nil }
+
+func loopOf(b *wire.Batch) *loop {
+	if b == nil || off {
+		return nil
+	}
+	for _, lp := range started() {
+		if &lp.batch == b {
+			return lp
+		}
+	}
+	return nil
+}
+
+func nextLoop() *loop {
+	all := started()
+	if len(all) == 0 {
+		return nil
+	}
+	return all[int(loops.next.Add(1))%len(all)]
+}
+
+// started starts the loops, one per P, on first use.
+func started() []*loop {
 	loops.once.Do(func() {
 		for range runtime.GOMAXPROCS(0) {
 			lp, err := newLoop()
@@ -53,10 +89,7 @@ func pickLoop() *loop {
 			go lp.run()
 		}
 	})
-	if len(loops.all) == 0 {
-		return nil
-	}
-	return loops.all[int(loops.next.Add(1))%len(loops.all)]
+	return loops.all
 }
 
 // wakeToken marks the loop's own eventfd among epoll's events.

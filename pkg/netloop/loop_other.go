@@ -12,3 +12,11 @@ import (
 
 // Serve declines: the event loops are Linux's (loop_linux.go).
 func Serve(net.Conn, codec.Codec, *wire.Writer, Handler, time.Duration) bool { return false }
+
+// ServeOn declines, as Serve does.
+func ServeOn(*wire.Batch, net.Conn, codec.Codec, *wire.Writer, Handler, time.Duration) bool {
+	return false
+}
+
+// Owns reports false: there are no loops.
+func Owns(*wire.Batch) bool { return false }

@@ -49,6 +49,9 @@ type Conn struct {
 	pool  *Pool
 	codec codec.Codec
 	nc    net.Conn
+	// home, when set, is the batch of the event loop that reads the
+	// connection (Pool.Send).
+	home *wire.Batch
 
 	// w's lock also guards closed and inflight, so a request is registered
 	// before its bytes can leave.
@@ -109,7 +112,7 @@ func (c *Conn) dial(timeout time.Duration) {
 	}
 	c.pool.ep.succeed()
 	c.w.SetConn(nc)
-	if !netloop.Serve(nc, c.codec, c.w, c, 0) {
+	if !netloop.ServeOn(c.home, nc, c.codec, c.w, c, 0) {
 		go c.readLoop()
 		return
 	}

@@ -4,6 +4,7 @@ import (
 	"sync"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
@@ -27,8 +28,18 @@ type Pool struct {
 // there. Filling connections in order, rather than spreading requests over
 // all of them, keeps many requests in each write: a pool that grew in a
 // burst does not thin out every later write over its connections.
+//
+// When b is an event loop's batch, only connections that loop reads count,
+// and a connection opened for the request is read by that loop, as Envoy
+// gives each worker its own pools: answers then come back on the thread
+// that writes them to the clients, with no hand-over between threads. At
+// the cluster's limit, any connection will do.
 func (p *Pool) Send(cl *Cluster, msg *codec.Message, r Request, b *wire.Batch) (*Conn, uint64, error) {
-	c, err := p.pick(cl)
+	var home *wire.Batch
+	if netloop.Owns(b) {
+		home = b
+	}
+	c, err := p.pick(cl, home)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -36,30 +47,47 @@ func (p *Pool) Send(cl *Cluster, msg *codec.Message, r Request, b *wire.Batch) (
 	return c, id, err
 }
 
-func (p *Pool) pick(cl *Cluster) (*Conn, error) {
+// pick finds a connection for a request from home's loop (nil: from no
+// loop, which any connection suits).
+func (p *Pool) pick(cl *Cluster, home *wire.Batch) (*Conn, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	var best *Conn
-	for _, c := range p.conns {
-		n := c.active.Load()
-		if n < perConnTarget {
-			return c, nil
-		}
-		if best == nil || n < best.active.Load() {
-			best = c
-		}
+	if c := firstBelowTarget(p.conns, home); c != nil {
+		return c, nil
 	}
-	if best != nil && len(p.conns) >= cl.MaxConnections {
-		return best, nil
+	if len(p.conns) >= cl.MaxConnections && len(p.conns) > 0 {
+		return leastBusy(p.conns), nil
 	}
 	c, err := newConn(p)
 	if err != nil {
 		return nil, err
 	}
 	c.maxPending = cl.MaxPending
+	c.home = home
 	p.conns = append(p.conns, c)
 	go c.dial(cl.ConnectTimeout)
 	return c, nil
+}
+
+// firstBelowTarget is the first connection read by home's loop (any, for a
+// nil home) with fewer than perConnTarget requests in flight.
+func firstBelowTarget(conns []*Conn, home *wire.Batch) *Conn {
+	for _, c := range conns {
+		if (home == nil || c.home == home) && c.active.Load() < perConnTarget {
+			return c
+		}
+	}
+	return nil
+}
+
+func leastBusy(conns []*Conn) *Conn {
+	best := conns[0]
+	for _, c := range conns[1:] {
+		if c.active.Load() < best.active.Load() {
+			best = c
+		}
+	}
+	return best
 }
 
 func (p *Pool) remove(c *Conn) {

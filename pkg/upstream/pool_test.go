@@ -1,6 +1,10 @@
 package upstream
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
+)
 
 func conns(active ...int32) []*Conn {
 	var out []*Conn
@@ -20,11 +24,32 @@ func TestPoolFillsConnectionsInOrder(t *testing.T) {
 	cl := &Cluster{MaxConnections: 3}
 	p := &Pool{}
 	p.conns = conns(perConnTarget, 5, 0)
-	if c, err := p.pick(cl); err != nil || c != p.conns[1] {
+	if c, err := p.pick(cl, nil); err != nil || c != p.conns[1] {
 		t.Fatalf("picked %p (%v), want the second connection %p", c, err, p.conns[1])
 	}
 	p.conns = conns(perConnTarget+3, perConnTarget+1, perConnTarget+2)
-	if c, err := p.pick(cl); err != nil || c != p.conns[1] {
+	if c, err := p.pick(cl, nil); err != nil || c != p.conns[1] {
 		t.Fatalf("at the limit: picked %p (%v), want the least busy %p", c, err, p.conns[1])
+	}
+}
+
+// TestPoolPicksTheLoopsConnections: a request from a loop takes only a
+// connection that loop reads, opening one below the limit; at the limit, the
+// least busy connection of any loop.
+func TestPoolPicksTheLoopsConnections(t *testing.T) {
+	var a, b wire.Batch
+	cl := &Cluster{MaxConnections: 3}
+	p := &Pool{}
+	p.conns = conns(0, 5, perConnTarget+1)
+	p.conns[0].home, p.conns[1].home, p.conns[2].home = &a, &b, &b
+	if c, err := p.pick(cl, &b); err != nil || c != p.conns[1] {
+		t.Fatalf("picked %p (%v), want b's first connection %p", c, err, p.conns[1])
+	}
+	p.conns[1].active.Store(perConnTarget)
+	if c, err := p.pick(cl, &b); err != nil || c != p.conns[0] {
+		t.Fatalf("at the limit: picked %p (%v), want the least busy %p", c, err, p.conns[0])
+	}
+	if c, err := p.pick(cl, nil); err != nil || c != p.conns[0] {
+		t.Fatalf("from no loop: picked %p (%v), want the first below the target %p", c, err, p.conns[0])
 	}
 }

@@ -1,0 +1,141 @@
+//go:build linux
+
+package upstream
+
+import (
+	"bufio"
+	"bytes"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
+)
+
+// lines is an in-order protocol of one frame per line.
+type lines struct{}
+
+func (lines) Split(b []byte) (codec.Split, error) {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return codec.Split{Len: i + 1}, nil
+	}
+	return codec.Split{Need: 1}, nil
+}
+func (lines) Decode([]byte) (*codec.Message, error) {
+	return &codec.Message{Kind: codec.KindResponse}, nil
+}
+func (lines) Encode(dst []byte, _ *codec.Message) ([]byte, error) {
+	return append(dst, "req\n"...), nil
+}
+func (lines) Reply(*codec.Message, codec.Status, string) (*codec.Message, error) {
+	return nil, nil
+}
+
+// answerLines answers every line on every connection it accepts.
+func answerLines(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			nc, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				rd := bufio.NewReader(nc)
+				for {
+					if _, err := rd.ReadString('\n'); err != nil {
+						return
+					}
+					if _, err := nc.Write([]byte("ok\n")); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// client is a downstream connection served by a loop; each line it reads
+// goes upstream through pool, and the batch its answer came back in is sent
+// on answered.
+type client struct {
+	pool     *Pool
+	cl       *Cluster
+	sentFrom chan *wire.Batch
+	answered chan *wire.Batch
+}
+
+func (c *client) Frame(_ []byte, err error, b *wire.Batch) bool {
+	if err != nil {
+		return false
+	}
+	b.Open()
+	c.sentFrom <- b
+	if _, _, err := c.pool.Send(c.cl, &codec.Message{Kind: codec.KindRequest}, c, b); err != nil {
+		panic(err)
+	}
+	return true
+}
+
+func (c *client) Stopped() {}
+
+func (c *client) Done(_ *codec.Message, err error, b *wire.Batch) {
+	if err != nil {
+		panic(err)
+	}
+	c.answered <- b
+}
+
+// TestPoolAnswersOnTheSendingLoop: requests from clients on two event
+// loops go over connections those loops read, so each answer comes back on
+// the loop of the client that asked, as Envoy's per-worker pools do.
+func TestPoolAnswersOnTheSendingLoop(t *testing.T) {
+	runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0))) // before the loops start: one per P
+	newCodec := func(codec.Options) (codec.Codec, error) { return lines{}, nil }
+	pool := &Pool{ep: newEndpoint(answerLines(t)), proto: codec.Protocol{Name: "lines", Ordering: codec.InOrder, New: newCodec}}
+	cl := &Cluster{MaxConnections: 8, MaxPending: 8, ConnectTimeout: 5 * time.Second}
+	t.Cleanup(pool.closeAll)
+	var loops []*wire.Batch
+	for i := range 2 {
+		nc, peer := testutil.TCPPair(t)
+		c := &client{pool: pool, cl: cl, sentFrom: make(chan *wire.Batch, 1), answered: make(chan *wire.Batch, 1)}
+		w := wire.NewWriter(nc, time.Second, 1<<20)
+		if !netloop.Serve(nc, lines{}, w, c, 0) {
+			t.Fatal("no event loop took the connection")
+		}
+		if _, err := peer.Write([]byte("get\n")); err != nil {
+			t.Fatal(err)
+		}
+		sent, answered := recv(t, c.sentFrom), recv(t, c.answered)
+		if answered != sent {
+			t.Fatalf("client %d: the answer came back on another loop than the request's", i)
+		}
+		loops = append(loops, sent)
+	}
+	if loops[0] == loops[1] {
+		t.Fatal("both clients are on one loop: the test proves nothing")
+	}
+	if n := pool.Conns(); n != 2 {
+		t.Fatalf("the pool holds %d connections, want one per loop", n)
+	}
+}
+
+func recv(t *testing.T, ch chan *wire.Batch) *wire.Batch {
+	t.Helper()
+	select {
+	case b := <-ch:
+		return b
+	case <-time.After(5 * time.Second):
+		t.Fatal("timed out")
+		return nil
+	}
+}
