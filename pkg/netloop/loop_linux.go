@@ -39,7 +39,10 @@ func Serve(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle time.Dura
 }
 
 // ServeOn is Serve on the loop whose round batch is home, when home is one
-// (see Owns), and on the next loop in turn otherwise.
+// (wire.Batch.Loop), and on the next loop in turn otherwise. An upstream
+// connection a loop's requests open is best read by that loop: its answers
+// then come back on the thread that writes them to the clients, and a held
+// request waits only for answers its own loop reads.
 func ServeOn(home *wire.Batch, nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle time.Duration) bool {
 	if off {
 		return false
@@ -51,14 +54,8 @@ func ServeOn(home *wire.Batch, nc net.Conn, c codec.Codec, w *wire.Writer, h Han
 	return lp != nil && lp.add(nc, c, w, h, idle)
 }
 
-// Owns reports whether b is the round batch of one of the event loops. An
-// upstream connection a loop's requests open is best read by that loop
-// (ServeOn): its answers then come back on the thread that writes them to
-// the clients, and a held request waits only for answers its own loop reads.
-func Owns(b *wire.Batch) bool { return loopOf(b) != nil }
-
 func loopOf(b *wire.Batch) *loop {
-	if b == nil || off {
+	if !b.Loop() {
 		return nil
 	}
 	for _, lp := range started() {
@@ -171,6 +168,7 @@ func newLoop() (*loop, error) {
 	}
 	lp := &loop{ep: ep, rc: rc, epfd: epfd, wake: wake, conns: map[uint32]*loopConn{}, events: make([]unix.EpollEvent, 256)}
 	lp.pollFn = lp.poll
+	lp.batch.SetLoop()
 	return lp, nil
 }
 

@@ -17,6 +17,3 @@ func Serve(net.Conn, codec.Codec, *wire.Writer, Handler, time.Duration) bool { r
 func ServeOn(*wire.Batch, net.Conn, codec.Codec, *wire.Writer, Handler, time.Duration) bool {
 	return false
 }
-
-// Owns reports false: there are no loops.
-func Owns(*wire.Batch) bool { return false }

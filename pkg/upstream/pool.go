@@ -4,7 +4,6 @@ import (
 	"sync"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
-	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
@@ -36,7 +35,7 @@ type Pool struct {
 // the cluster's limit, any connection will do.
 func (p *Pool) Send(cl *Cluster, msg *codec.Message, r Request, b *wire.Batch) (*Conn, uint64, error) {
 	var home *wire.Batch
-	if netloop.Owns(b) {
+	if b.Loop() {
 		home = b
 	}
 	c, err := p.pick(cl, home)

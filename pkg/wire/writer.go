@@ -278,6 +278,8 @@ type Batch struct {
 	mu   sync.Mutex
 	open bool
 	ws   []*Writer
+	// loop marks an event loop's round batch; set before the loop runs.
+	loop bool
 	// now is when the owner's current round of input was read, in
 	// nanoseconds after epoch, or 0: an event loop reads the clock once
 	// per round instead of once per request and answer, as Envoy's
@@ -306,6 +308,15 @@ func (b *Batch) Now() time.Time {
 	}
 	return time.Now()
 }
+
+// SetLoop marks b as the round batch of an event loop (see netloop), before
+// the loop runs.
+func (b *Batch) SetLoop() { b.loop = true }
+
+// Loop reports whether b is an event loop's round batch: an upstream
+// connection a request from that loop opens is best read by the same loop
+// (upstream.Pool.Send).
+func (b *Batch) Loop() bool { return b != nil && b.loop }
 
 // Open lets writers join the batch.
 func (b *Batch) Open() {
