@@ -18,7 +18,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -60,7 +59,8 @@ func LoadDir(dir string) (*Inputs, error) {
 
 // DirLoader reads a folder like LoadDir, and re-parses only the files
 // whose inode, size, or modification or change time differ from its last
-// Load. (Linux: the inode and change time come from syscall.Stat_t.)
+// Load. (The inode and change time come from the system's stat, where
+// inodeAndChange knows it: Linux and the BSDs, macOS among them.)
 type DirLoader struct {
 	Dir string
 
@@ -84,10 +84,7 @@ type fileStamp struct {
 
 func stampOf(st os.FileInfo) fileStamp {
 	s := fileStamp{mod: st.ModTime().UnixNano(), size: st.Size()}
-	if sys, ok := st.Sys().(*syscall.Stat_t); ok {
-		s.inode = sys.Ino
-		s.change = sys.Ctim.Nano()
-	}
+	s.inode, s.change = inodeAndChange(st)
 	return s
 }
 
