@@ -36,6 +36,9 @@ type options struct {
 	rounds       int
 	// placements adds the unpipelined runs with each placement pinned.
 	placements bool
+	// baselineBin, when set, is a second rosetta-proxy binary (the build
+	// before a change) run as more paths in the same rounds.
+	baselineBin string
 }
 
 func main() {
@@ -48,6 +51,7 @@ func main() {
 	flag.IntVar(&o.pipeRequests, "pn", 1000000, "requests per pipelined test")
 	flag.IntVar(&o.rounds, "rounds", 3, "runs of every path, taken in turn; the table shows each cell's median")
 	flag.BoolVar(&o.placements, "placements", false, "then run the unpipelined tests with the client, redis-server and proxy pinned to CPUs 0 and 1 in each arrangement")
+	flag.StringVar(&o.baselineBin, "baseline", "", "another rosetta-proxy binary, such as the build before a change, run on 1 thread and on every CPU in the same rounds")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "redisbench:", err)
@@ -99,18 +103,22 @@ func run(o options) error {
 		return err
 	}
 	defer twem.stop()
-	// Rosetta on one thread, as twemproxy runs, and on every CPU.
-	ros1, err := startRosetta("rosetta, 1 thread", o.proxyBin, dir, redisAddr, 1)
-	if err != nil {
-		return err
+	procs := []*proc{redis, twem}
+	pinned := []*proc{twem}
+	bins := []struct{ name, path string }{{"rosetta", o.proxyBin}}
+	if o.baselineBin != "" {
+		bins = append(bins, struct{ name, path string }{"baseline", o.baselineBin})
 	}
-	defer ros1.stop()
-	rosN, err := startRosetta(fmt.Sprintf("rosetta, %d threads", runtime.NumCPU()), o.proxyBin, dir, redisAddr, 0)
-	if err != nil {
-		return err
+	for _, bin := range bins {
+		one, all, err := startRosettas(bin.name, bin.path, dir, redisAddr)
+		if err != nil {
+			return err
+		}
+		defer one.stop()
+		defer all.stop()
+		procs = append(procs, one, all)
+		pinned = append(pinned, one)
 	}
-	defer rosN.stop()
-	procs := []*proc{redis, twem, ros1, rosN}
 
 	fmt.Printf("redis-benchmark -c %d -t get,set: -n %d, then -n %d with -P %d; Redis %s; medians of %d rounds, the paths in a new order each round.\n", o.clients, o.requests, o.pipeRequests, o.pipeline, redisAddr, o.rounds)
 	fmt.Println("The last two columns are the median of each round's ratio to twemproxy's run in the same round, the lowest and highest, and from 5 rounds on their geometric mean with its 95% confidence interval.")
@@ -150,7 +158,7 @@ func run(o options) error {
 		}
 	}
 	if o.placements {
-		return runPlacements(o, redis, []*proc{twem, ros1})
+		return runPlacements(o, redis, pinned)
 	}
 	return nil
 }
@@ -384,6 +392,21 @@ func startTwemproxy(dir, redisAddr string) (*proc, error) {
 		return nil, err
 	}
 	return start("twemproxy", addr, "nutcracker", "-c", path, "-s", load.Port(load.FreeAddr()))
+}
+
+// startRosettas starts bin on one thread, as twemproxy runs, and on every
+// CPU, under the paths' names "<name>, 1 thread" and "<name>, N threads".
+func startRosettas(name, bin, dir, redisAddr string) (*proc, *proc, error) {
+	one, err := startRosetta(name+", 1 thread", bin, dir, redisAddr, 1)
+	if err != nil {
+		return nil, nil, err
+	}
+	all, err := startRosetta(fmt.Sprintf("%s, %d threads", name, runtime.NumCPU()), bin, dir, redisAddr, 0)
+	if err != nil {
+		one.stop()
+		return nil, nil, err
+	}
+	return one, all, nil
 }
 
 // startRosetta starts rosetta-proxy with --concurrency concurrency (0: the

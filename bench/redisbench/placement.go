@@ -20,8 +20,8 @@ var placements = []placement{
 }
 
 // runPlacements prints, for each placement, the unpipelined runs of the
-// direct path, twemproxy and Rosetta on one thread, taken in turn for the
-// given rounds.
+// direct path and the given proxies (twemproxy and Rosetta on one thread,
+// and the baseline's), taken in turn for the given rounds.
 func runPlacements(o options, redis *proc, paths []*proc) error {
 	cpus := allCPUs()
 	if len(cpus) < 2 {
