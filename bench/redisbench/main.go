@@ -104,20 +104,23 @@ func run(o options) error {
 	}
 	defer twem.stop()
 	procs := []*proc{redis, twem}
-	pinned := []*proc{twem}
-	bins := []struct{ name, path string }{{"rosetta", o.proxyBin}}
+	// placed are the proxies -placements runs: twemproxy and each build on
+	// one thread, as twemproxy runs.
+	placed := []*proc{twem}
+	type build struct{ name, bin string }
+	builds := []build{{"rosetta", o.proxyBin}}
 	if o.baselineBin != "" {
-		bins = append(bins, struct{ name, path string }{"baseline", o.baselineBin})
+		builds = append(builds, build{"baseline", o.baselineBin})
 	}
-	for _, bin := range bins {
-		one, all, err := startRosettas(bin.name, bin.path, dir, redisAddr)
+	for _, b := range builds {
+		one, all, err := startRosettas(b.name, b.bin, dir, redisAddr)
 		if err != nil {
 			return err
 		}
 		defer one.stop()
 		defer all.stop()
 		procs = append(procs, one, all)
-		pinned = append(pinned, one)
+		placed = append(placed, one)
 	}
 
 	fmt.Printf("redis-benchmark -c %d -t get,set: -n %d, then -n %d with -P %d; Redis %s; medians of %d rounds, the paths in a new order each round.\n", o.clients, o.requests, o.pipeRequests, o.pipeline, redisAddr, o.rounds)
@@ -158,7 +161,7 @@ func run(o options) error {
 		}
 	}
 	if o.placements {
-		return runPlacements(o, redis, pinned)
+		return runPlacements(o, redis, placed)
 	}
 	return nil
 }
