@@ -14,22 +14,8 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
-	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
-
-// lines frames the byte stream as lines.
-type lines struct{}
-
-func (lines) Split(buf []byte) (codec.Split, error) {
-	if i := bytes.IndexByte(buf, '\n'); i >= 0 {
-		return codec.Split{Len: i + 1}, nil
-	}
-	return codec.Split{Need: 1}, nil
-}
-func (lines) Decode([]byte) (*codec.Message, error)                              { return nil, nil }
-func (lines) Encode(dst []byte, _ *codec.Message) ([]byte, error)                { return dst, nil }
-func (lines) Reply(*codec.Message, codec.Status, string) (*codec.Message, error) { return nil, nil }
 
 // echo answers each line with the line, or with big bytes for "big"; it
 // records how reading ended.
@@ -100,7 +86,7 @@ func (r *rig) accept() (client, server net.Conn) {
 func (r *rig) conn(idle time.Duration, onIdle func() bool) (net.Conn, *echo) {
 	client, server := r.accept()
 	e := &echo{w: wire.NewWriter(server, 5*time.Second, 64<<20), big: bytes.Repeat([]byte("x"), 8<<20), ended: make(chan error, 1), idle: onIdle}
-	if !r.lp.add(server, lines{}, e.w, e, idle) {
+	if !r.lp.add(server, testutil.Lines{}, e.w, e, idle) {
 		r.t.Fatal("the loop refused a TCP connection")
 	}
 	r.t.Cleanup(e.w.Close)
@@ -266,7 +252,7 @@ func TestLoopBoundsHowLongItHoldsWrites(t *testing.T) {
 	client, server := r.accept()
 	w := wire.NewWriter(server, 5*time.Second, 1<<20)
 	defer w.Close()
-	if !r.lp.add(server, lines{}, w, &forward{up: up}, 0) {
+	if !r.lp.add(server, testutil.Lines{}, w, &forward{up: up}, 0) {
 		t.Fatal("the loop refused a TCP connection")
 	}
 	for _, line := range []string{"first\n", "second\n"} {
@@ -300,7 +286,7 @@ func TestLoopHoldsOnlyForAnswersItReads(t *testing.T) {
 	defer w.Close()
 	w.Lazy = true
 	w.Awaiting = func() bool { return true }
-	if !reader.add(server, lines{}, w, &forward{up: w}, 0) {
+	if !reader.add(server, testutil.Lines{}, w, &forward{up: w}, 0) {
 		t.Fatal("the loop refused a TCP connection")
 	}
 	for _, c := range []struct {

@@ -139,28 +139,17 @@ func TestMultiplexesManyClientsOverFewConnections(t *testing.T) {
 
 // countingForwarder is a TCP relay in front of addr that counts connections.
 func countingForwarder(t *testing.T, addr string, n *atomic.Int64) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			in, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			out, err := net.Dial("tcp", addr)
-			if err != nil {
-				in.Close()
-				continue
-			}
-			go func() { _, _ = io.Copy(out, in); out.Close() }()
-			go func() { _, _ = io.Copy(in, out); in.Close() }()
+	return testutil.Accept(t, func(in net.Conn) {
+		n.Add(1)
+		out, err := net.Dial("tcp", addr)
+		if err != nil {
+			in.Close()
+			return
 		}
-	}()
-	return ln.Addr().String()
+		go func() { _, _ = io.Copy(out, in); out.Close() }()
+		_, _ = io.Copy(in, out)
+		in.Close()
+	})
 }
 
 func TestKilledServerFailsOnlyItsCallsThenTrafficMovesOn(t *testing.T) {

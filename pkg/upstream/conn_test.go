@@ -10,18 +10,6 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
-// lineCodec writes each request as one line.
-type lineCodec struct{}
-
-func (lineCodec) Split([]byte) (codec.Split, error)     { return codec.Split{}, nil }
-func (lineCodec) Decode([]byte) (*codec.Message, error) { return nil, nil }
-func (lineCodec) Encode(dst []byte, _ *codec.Message) ([]byte, error) {
-	return append(dst, "req\n"...), nil
-}
-func (lineCodec) Reply(*codec.Message, codec.Status, string) (*codec.Message, error) {
-	return nil, nil
-}
-
 type noRequest struct{}
 
 func (noRequest) Done(*codec.Message, error, *wire.Batch) {}
@@ -31,7 +19,7 @@ func (noRequest) Done(*codec.Message, error, *wire.Batch) {}
 // still await answers; its held requests do not count.
 func TestInOrderConnAwaitsWrittenRequests(t *testing.T) {
 	nc, peer := testutil.TCPPair(t)
-	newCodec := func(codec.Options) (codec.Codec, error) { return lineCodec{}, nil }
+	newCodec := func(codec.Options) (codec.Codec, error) { return testutil.Lines{}, nil }
 	c, err := newConn(&Pool{proto: codec.Protocol{Name: "lines", Ordering: codec.InOrder, New: newCodec}})
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ package upstream
 
 import (
 	"bufio"
-	"bytes"
 	"net"
 	"os"
 	"runtime"
@@ -17,52 +16,19 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
-// lines is an in-order protocol of one frame per line.
-type lines struct{}
-
-func (lines) Split(b []byte) (codec.Split, error) {
-	if i := bytes.IndexByte(b, '\n'); i >= 0 {
-		return codec.Split{Len: i + 1}, nil
-	}
-	return codec.Split{Need: 1}, nil
-}
-func (lines) Decode([]byte) (*codec.Message, error) {
-	return &codec.Message{Kind: codec.KindResponse}, nil
-}
-func (lines) Encode(dst []byte, _ *codec.Message) ([]byte, error) {
-	return append(dst, "req\n"...), nil
-}
-func (lines) Reply(*codec.Message, codec.Status, string) (*codec.Message, error) {
-	return nil, nil
-}
-
 // answerLines answers every line on every connection it accepts.
 func answerLines(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
+	return testutil.Accept(t, func(nc net.Conn) {
+		rd := bufio.NewReader(nc)
 		for {
-			nc, err := ln.Accept()
-			if err != nil {
+			if _, err := rd.ReadString('\n'); err != nil {
 				return
 			}
-			go func() {
-				rd := bufio.NewReader(nc)
-				for {
-					if _, err := rd.ReadString('\n'); err != nil {
-						return
-					}
-					if _, err := nc.Write([]byte("ok\n")); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := nc.Write([]byte("ok\n")); err != nil {
+				return
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // client is a downstream connection served by a loop; each line it reads
@@ -105,7 +71,7 @@ func (c *client) Done(_ *codec.Message, err error, b *wire.Batch) {
 func TestPoolAnswersOnTheSendingLoop(t *testing.T) {
 	runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0))) // before the loops start: one per P
 	loopsOff := os.Getenv("ROSETTA_EVENT_LOOPS") == "off"
-	newCodec := func(codec.Options) (codec.Codec, error) { return lines{}, nil }
+	newCodec := func(codec.Options) (codec.Codec, error) { return testutil.Lines{}, nil }
 	pool := &Pool{ep: newEndpoint(answerLines(t)), proto: codec.Protocol{Name: "lines", Ordering: codec.InOrder, New: newCodec}}
 	cl := &Cluster{MaxConnections: 8, MaxPending: 8, ConnectTimeout: 5 * time.Second}
 	t.Cleanup(pool.closeAll)
@@ -114,7 +80,7 @@ func TestPoolAnswersOnTheSendingLoop(t *testing.T) {
 		nc, peer := testutil.TCPPair(t)
 		c := &client{pool: pool, cl: cl, sentFrom: make(chan *wire.Batch, 1), answered: make(chan *wire.Batch, 1)}
 		w := wire.NewWriter(nc, time.Second, 1<<20)
-		if !netloop.Serve(nc, lines{}, w, c, 0) {
+		if !netloop.Serve(nc, testutil.Lines{}, w, c, 0) {
 			if !loopsOff {
 				t.Fatal("no event loop took the connection")
 			}
@@ -147,7 +113,7 @@ func TestPoolAnswersOnTheSendingLoop(t *testing.T) {
 // readFrames reads nc on a goroutine with a batch of its own, as the proxy
 // does without event loops.
 func readFrames(nc net.Conn, h netloop.Handler) {
-	fr := wire.NewReader(nc, lines{})
+	fr := wire.NewReader(nc, testutil.Lines{})
 	b := &wire.Batch{}
 	fr.BeforeRead = b.Flush
 	for {
