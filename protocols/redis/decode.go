@@ -136,16 +136,10 @@ func decodeRequest(frame []byte, maxFrame int) (*codec.Message, error) {
 }
 
 // parseArgs reads an array of bulk strings; the slices point into frame.
+// It reads each header in one pass (header), not with the scanner Split
+// uses: every request goes through here, and its headers are short.
 func parseArgs(frame []byte, maxFrame int, args [][]byte) ([][]byte, error) {
-	s := scanner{buf: frame, maxFrame: maxFrame}
-	cr, need, err := s.line(0)
-	if err != nil {
-		return nil, err
-	}
-	if need > 0 {
-		return nil, codec.Errorf(Name, codec.ErrMalformed, "truncated command")
-	}
-	n, err := length(frame[1:cr])
+	n, p, err := header(frame, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -160,29 +154,61 @@ func parseArgs(frame []byte, maxFrame int, args [][]byte) ([][]byte, error) {
 	if int(n) > cap(args) {
 		args = make([][]byte, 0, n)
 	}
-	p := cr + 2
 	for i := int64(0); i < n; i++ {
 		if p >= len(frame) || frame[p] != typeBulk {
 			return nil, codec.Errorf(Name, codec.ErrMalformed, "command argument %d is not a bulk string", i)
 		}
-		r, err := s.value(p, 1)
+		size, start, err := header(frame, p)
 		if err != nil {
 			return nil, err
 		}
-		if r.need > 0 {
-			return nil, codec.Errorf(Name, codec.ErrMalformed, "truncated command")
-		}
-		hcr := p + bytes.IndexByte(frame[p:], '\r')
-		if r.end-hcr-2 < 2 { // $-1
+		if size < 0 {
 			return nil, codec.Errorf(Name, codec.ErrMalformed, "null command argument")
 		}
-		args = append(args, frame[hcr+2:r.end-2])
-		p = r.end
+		if size > int64(maxFrame) || int64(start)+size+2 > int64(maxFrame) {
+			return nil, codec.Errorf(Name, codec.ErrTooLarge, "bulk of %d bytes exceeds the %d-byte limit", size, maxFrame)
+		}
+		end := start + int(size) + 2
+		if end > len(frame) {
+			return nil, codec.Errorf(Name, codec.ErrMalformed, "truncated command")
+		}
+		if frame[end-2] != '\r' || frame[end-1] != '\n' {
+			return nil, codec.Errorf(Name, codec.ErrMalformed, "bulk not ended by CRLF")
+		}
+		args = append(args, frame[start:end-2])
+		p = end
 	}
 	if p != len(frame) {
 		return nil, codec.Errorf(Name, codec.ErrMalformed, "%d bytes after the command", len(frame)-p)
 	}
 	return args, nil
+}
+
+// maxHeader bounds a header's digits and sign, as length does.
+const maxHeader = 19
+
+// header reads the signed decimal that follows the type byte at pos, and
+// its CRLF; it returns the number and where the next line starts.
+func header(b []byte, pos int) (int64, int, error) {
+	cr := -1
+	for i := pos + 1; i < len(b) && i <= pos+1+maxHeader; i++ {
+		if b[i] == '\r' {
+			cr = i
+			break
+		}
+	}
+	switch {
+	case cr < 0 && len(b) <= pos+1+maxHeader:
+		return 0, 0, codec.Errorf(Name, codec.ErrMalformed, "truncated command")
+	case cr < 0:
+		return 0, 0, codec.Errorf(Name, codec.ErrMalformed, "bad length %q", b[pos+1:pos+1+maxHeader])
+	case cr+1 >= len(b):
+		return 0, 0, codec.Errorf(Name, codec.ErrMalformed, "truncated command")
+	case b[cr+1] != '\n':
+		return 0, 0, codec.Errorf(Name, codec.ErrMalformed, "line not ended by CRLF")
+	}
+	n, err := length(b[pos+1 : cr])
+	return n, cr + 2, err
 }
 
 // parseInline splits an inline command on spaces, honouring double and single
@@ -310,10 +336,13 @@ func parseValue(b []byte) (value, int, error) {
 	if len(b) == 0 {
 		return value{}, 0, codec.Errorf(Name, codec.ErrMalformed, "empty value")
 	}
-	cr := bytes.IndexByte(b, '\r')
-	if cr < 0 || cr+1 >= len(b) {
+	// A line ends at its first LF, which must follow a CR, as the scanner
+	// reads it: a bare CR inside the line is part of it.
+	lf := bytes.IndexByte(b, '\n')
+	if lf < 2 || b[lf-1] != '\r' {
 		return value{}, 0, codec.Errorf(Name, codec.ErrMalformed, "truncated value")
 	}
+	cr := lf - 1
 	t, head, next := b[0], b[1:cr], cr+2
 	switch t {
 	case typeSimple, typeError, typeDouble, typeBigNumber, typeBool:
