@@ -101,7 +101,7 @@ func (dc *downConn) serve() {
 func (dc *downConn) Frame(frame []byte, err error, b *wire.Batch) bool {
 	var m *codec.Message
 	if err == nil {
-		if m, err = dc.codec.Decode(frame); err == nil {
+		if m, err = codec.SafeDecode(dc.codec, frame); err == nil {
 			b.Open()
 			dc.dispatch(m, b)
 			return true

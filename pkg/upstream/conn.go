@@ -226,7 +226,7 @@ func (c *Conn) readLoop() {
 func (c *Conn) Frame(frame []byte, err error, b *wire.Batch) bool {
 	var m *codec.Message
 	if err == nil {
-		m, err = c.codec.Decode(frame)
+		m, err = codec.SafeDecode(c.codec, frame)
 	}
 	if err != nil {
 		c.close(fmt.Errorf("%w: %v", ErrReset, err))

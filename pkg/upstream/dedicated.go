@@ -40,7 +40,7 @@ func (d *Dedicated) read(recv func(*codec.Message, error)) {
 		frame, err := fr.Next()
 		var m *codec.Message
 		if err == nil {
-			m, err = d.codec.Decode(frame)
+			m, err = codec.SafeDecode(d.codec, frame)
 		}
 		if err != nil {
 			d.nc.Close()

@@ -48,7 +48,7 @@ func (fr *Reader) Next() ([]byte, error) {
 	for {
 		need := 1
 		if fr.end > fr.start {
-			sp, err := fr.codec.Split(fr.buf[fr.start:fr.end])
+			sp, err := codec.SafeSplit(fr.codec, fr.buf[fr.start:fr.end])
 			if err != nil {
 				return nil, err
 			}
