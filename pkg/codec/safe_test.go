@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rosetta-mesh/rosetta/examples/toy"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
@@ -25,4 +26,24 @@ func TestSafeCallsTurnPanicsIntoMalformed(t *testing.T) {
 	if m != nil || !errors.Is(err, codec.ErrMalformed) || !strings.Contains(err.Error(), "Decode panicked: decode bug") {
 		t.Fatalf("SafeDecode: %v, %v", m, err)
 	}
+}
+
+// BenchmarkSafeSplit is what the guard costs a Split: the proxy makes four
+// guarded calls per request (Split and Decode, downstream and upstream).
+func BenchmarkSafeSplit(b *testing.B) {
+	frame, err := toy.AppendFrame(nil, toy.KindRequest, 1, 0, nil, []byte("hi"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var c codec.Codec = toy.Codec{}
+	b.Run("plain", func(b *testing.B) {
+		for range b.N {
+			_, _ = c.Split(frame)
+		}
+	})
+	b.Run("safe", func(b *testing.B) {
+		for range b.N {
+			_, _ = codec.SafeSplit(c, frame)
+		}
+	})
 }
