@@ -53,15 +53,35 @@ func TestCaptures(t *testing.T) {
 
 func record(t *testing.T) {
 	s := startServer(t)
-	var out, in bytes.Buffer
-	c := goredis.NewClient(&goredis.Options{Addr: s.Addr, PoolSize: 1, Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+	out, in := recordSession(t, s.Addr, basicSession)
+	must(t, os.WriteFile("testdata/requests.resp", out, 0o644), "write")
+	must(t, os.WriteFile("testdata/answers.resp", in, 0o644), "write")
+	out, in = recordSession(t, s.Addr, statefulSession)
+	must(t, os.WriteFile("testdata/stateful-requests.resp", out, 0o644), "write")
+	must(t, os.WriteFile("testdata/stateful-answers.resp", in, 0o644), "write")
+	nodes := startCluster(t)
+	out, in = recordSession(t, nodes[0].Addr, clusterSession)
+	must(t, os.WriteFile("testdata/cluster-requests.resp", out, 0o644), "write")
+	must(t, os.WriteFile("testdata/cluster-answers.resp", in, 0o644), "write")
+}
+
+// recordSession runs session with a go-redis client of one connection to
+// addr and returns what went each way.
+func recordSession(t *testing.T, addr string, session func(context.Context, *goredis.Client)) (out, in []byte) {
+	var o, i bytes.Buffer
+	c := goredis.NewClient(&goredis.Options{Addr: addr, PoolSize: 1, Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		nc, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
 		}
-		return &recorder{Conn: nc, out: &out, in: &in}, nil
+		return &recorder{Conn: nc, out: &o, in: &i}, nil
 	}})
-	cx := context.Background()
+	session(context.Background(), c)
+	must(t, c.Close(), "close")
+	return o.Bytes(), i.Bytes()
+}
+
+func basicSession(cx context.Context, c *goredis.Client) {
 	c.Set(cx, "foo", "bar", 0)
 	c.Get(cx, "foo")
 	c.Get(cx, "missing")
@@ -81,9 +101,48 @@ func record(t *testing.T) {
 	c.Do(cx, "NOSUCHCOMMAND")
 	c.LPush(cx, "foo", "x") // WRONGTYPE
 	c.Ping(cx)
-	c.Close()
-	must(t, os.WriteFile("testdata/requests.resp", out.Bytes(), 0o644), "write")
-	must(t, os.WriteFile("testdata/answers.resp", in.Bytes(), 0o644), "write")
+}
+
+// statefulSession is what the proxy pins connections for: transactions,
+// blocking commands and a subscription (RESP3, so pushes share the
+// connection with answers).
+func statefulSession(cx context.Context, c *goredis.Client) {
+	c.Watch(cx, func(tx *goredis.Tx) error {
+		_, err := tx.TxPipelined(cx, func(p goredis.Pipeliner) error {
+			p.Set(cx, "t", "1", 0)
+			p.Incr(cx, "t")
+			return nil
+		})
+		return err
+	}, "t")
+	c.Do(cx, "MULTI")
+	c.Do(cx, "SET", "u", "1")
+	c.Do(cx, "DISCARD")
+	c.RPush(cx, "q", "job")
+	c.BLPop(cx, time.Second, "q")
+	c.BLPop(cx, 10*time.Millisecond, "empty")
+	c.Do(cx, "XADD", "st", "*", "f", "v")
+	c.Do(cx, "XREAD", "BLOCK", "10", "STREAMS", "st", "0")
+	c.Do(cx, "SUBSCRIBE", "news")
+	c.Do(cx, "PUBLISH", "news", "hello")
+	c.Do(cx, "PSUBSCRIBE", "n*")
+	c.Do(cx, "PUBLISH", "news", "again")
+	c.Do(cx, "UNSUBSCRIBE")
+	c.Do(cx, "PUNSUBSCRIBE")
+	c.Do(cx, "RESET")
+}
+
+// clusterSession asks one node of a Redis Cluster for its slot map and
+// for keys of every node, so that the answers hold MOVED redirections.
+func clusterSession(cx context.Context, c *goredis.Client) {
+	c.Do(cx, "CLUSTER", "SHARDS")
+	c.Do(cx, "CLUSTER", "SLOTS")
+	for _, k := range []string{"a", "b", "c", "{a}x", "foo"} {
+		c.Set(cx, k, "1", 0)
+		c.Get(cx, k)
+	}
+	c.MGet(cx, "a", "{a}x")
+	c.Do(cx, "EVAL", "return redis.call('GET', KEYS[1])", "1", "c")
 }
 
 // frames splits a capture stream with a codec on the given side.
@@ -107,12 +166,28 @@ func frames(t testing.TB, stream []byte, side int32) [][]byte {
 	return out
 }
 
-// captures returns the recorded requests and answers, frame by frame.
+// sessions names the recorded sessions: testdata/<name>requests.resp and
+// testdata/<name>answers.resp.
+var sessions = []string{"", "stateful-", "cluster-"}
+
+// captures returns the recorded requests and answers of every session,
+// frame by frame.
 func captures(t testing.TB) (reqs, answers [][]byte) {
 	t.Helper()
-	r, err := os.ReadFile("testdata/requests.resp")
+	for _, name := range sessions {
+		r, a := capture(t, name)
+		reqs = append(reqs, frames(t, r, sideServer)...)
+		answers = append(answers, frames(t, a, sideClient)...)
+	}
+	return reqs, answers
+}
+
+// capture returns one session's streams.
+func capture(t testing.TB, name string) (reqs, answers []byte) {
+	t.Helper()
+	reqs, err := os.ReadFile("testdata/" + name + "requests.resp")
 	must(t, err, "read")
-	a, err := os.ReadFile("testdata/answers.resp")
+	answers, err = os.ReadFile("testdata/" + name + "answers.resp")
 	must(t, err, "read")
-	return frames(t, r, sideServer), frames(t, a, sideClient)
+	return reqs, answers
 }

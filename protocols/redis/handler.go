@@ -114,9 +114,13 @@ func outcome(req, resp *codec.Message, st codec.Status, detail string) *codec.Me
 	return errorAnswer(req, st, detail)
 }
 
-// newRequest builds a request message the proxy sends on its own.
+// newRequest builds a request message the proxy sends on its own. Its
+// arguments may come from a client's command, which the listener's limit
+// let through however large, so the built frame is held to its own length,
+// not to a limit.
 func newRequest(args ...[]byte) *codec.Message {
-	m, err := decodeRequest(appendCommand(nil, args...), codec.DefaultMaxFrame)
+	frame := appendCommand(nil, args...)
+	m, err := decodeRequest(frame, len(frame))
 	if err != nil { // appendCommand writes valid commands
 		panic("redis: a built command does not decode: " + err.Error())
 	}

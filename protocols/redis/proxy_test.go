@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
 // twoServers starts servers a and b and a proxy sending keys with prefix b:
@@ -370,5 +372,22 @@ func TestPinnedCommandWithoutRouteOrServer(t *testing.T) {
 	}
 	if err := c.BLPop(ctx(t), time.Second, "a:1").Err(); err != goredis.Nil {
 		t.Fatalf("BLPOP a:1 timed out with %v, want redis.Nil", err)
+	}
+}
+
+// TestSplitCommandsPastTheDefaultFrameLimit: a listener may allow frames
+// above the default limit (max_frame_bytes); the parts of a split command
+// and the keys it is split by are then as large, and must go through. The
+// proxy once built the parts under the default limit and crashed on them.
+func TestSplitCommandsPastTheDefaultFrameLimit(t *testing.T) {
+	_, _, proxy := twoServers(t, map[string]string{OptMaxFrameBytes: strconv.Itoa(4 * codec.DefaultMaxFrame)}, nil)
+	c, cx := client(t, proxy), ctx(t)
+	big := strings.Repeat("v", codec.DefaultMaxFrame+1)
+	bigKey := "b:" + strings.Repeat("k", codec.DefaultMaxFrame+1)
+	must(t, c.MSet(cx, "b:big", big, "a:small", "x", bigKey, "y").Err(), "MSET")
+	vals, err := c.MGet(cx, "a:small", "b:big", bigKey).Result()
+	must(t, err, "MGET")
+	if len(vals) != 3 || vals[0] != "x" || vals[1] != big || vals[2] != "y" {
+		t.Fatalf("MGET gave %d values, the big one %d bytes", len(vals), len(fmt.Sprint(vals[1])))
 	}
 }
