@@ -1,26 +1,80 @@
 package codec
 
-import "fmt"
+import (
+	"fmt"
+	"runtime/debug"
+)
 
-// SafeSplit calls c.Split; a panic in it comes back as an ErrMalformed
-// error. Codecs must not panic (the conformance suite and fuzzing check
-// them), but a decoder's bug on hostile bytes should end one connection,
-// not the proxy and every connection it carries.
+// The Safe functions call a codec and turn a panic in it into an error
+// (a *PanicError, which wraps ErrMalformed). Codecs must not panic (the
+// conformance suite and fuzzing check them), but a codec's bug on hostile
+// bytes should end one connection, not the proxy and every connection it
+// carries. The proxy makes every call into a codec through them.
+
+// PanicError is a codec's panic, with the stack where it happened so the
+// log can say where the bug is.
+type PanicError struct {
+	Call  string // the codec's method, or what the proxy was calling
+	Value any    // what the codec panicked with
+	Stack []byte
+}
+
+func (e *PanicError) Error() string {
+	return fmt.Sprintf("codec: %s panicked: %v: %v", e.Call, e.Value, ErrMalformed)
+}
+
+func (e *PanicError) Unwrap() error { return ErrMalformed }
+
+// SafeSplit calls c.Split.
 func SafeSplit(c Codec, buf []byte) (sp Split, err error) {
 	defer recoverAs(&err, "Split")
 	return c.Split(buf)
 }
 
-// SafeDecode calls c.Decode as SafeSplit calls Split.
+// SafeDecode calls c.Decode.
 func SafeDecode(c Codec, frame []byte) (m *Message, err error) {
 	defer recoverAs(&err, "Decode")
 	return c.Decode(frame)
+}
+
+// SafeEncode calls c.Encode; after a panic it returns dst as it was.
+func SafeEncode(c Codec, dst []byte, m *Message) (out []byte, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			out, err = dst, newPanicError("Encode", p)
+		}
+	}()
+	return c.Encode(dst, m)
+}
+
+// SafeReply calls c.Reply.
+func SafeReply(c Codec, req *Message, st Status, detail string) (m *Message, err error) {
+	defer recoverAs(&err, "Reply")
+	return c.Reply(req, st, detail)
+}
+
+// SafeHeartbeatReply calls h.HeartbeatReply.
+func SafeHeartbeatReply(h HeartbeatReplier, req *Message) (m *Message, err error) {
+	defer recoverAs(&err, "HeartbeatReply")
+	return h.HeartbeatReply(req)
+}
+
+// Guard runs fn, a call into a codec's code that returns nothing: Handle,
+// or a callback a Handler gave the proxy. call names it in the error.
+func Guard(call string, fn func()) (err error) {
+	defer recoverAs(&err, call)
+	fn()
+	return nil
 }
 
 // recoverAs turns a panic into *err; it must be the deferred call itself,
 // for recover to see the panic.
 func recoverAs(err *error, call string) {
 	if p := recover(); p != nil {
-		*err = fmt.Errorf("codec: %s panicked: %v: %w", call, p, ErrMalformed)
+		*err = newPanicError(call, p)
 	}
+}
+
+func newPanicError(call string, p any) *PanicError {
+	return &PanicError{Call: call, Value: p, Stack: debug.Stack()}
 }

@@ -103,8 +103,7 @@ func (dc *downConn) Frame(frame []byte, err error, b *wire.Batch) bool {
 	if err == nil {
 		if m, err = codec.SafeDecode(dc.codec, frame); err == nil {
 			b.Open()
-			dc.dispatch(m, b)
-			return true
+			return dc.dispatch(m, b)
 		}
 	}
 	if isTimeout(err) && dc.inflight.Load() > 0 {
@@ -131,7 +130,7 @@ func (dc *downConn) readFailed(partial *codec.Message, err error) {
 	switch {
 	case errors.Is(err, codec.ErrMalformed) || errors.Is(err, codec.ErrTooLarge) || errors.Is(err, codec.ErrUnsupported):
 		dc.l.p.metrics.ProtocolError(dc.lc.statPrefix)
-		dc.l.p.log.Warn("closing a connection after a bad frame", "listener", dc.lc.name, "remote", dc.nc.RemoteAddr().String(), "err", err)
+		dc.warn("closing a connection after a bad frame", err)
 		if partial != nil && partial.Kind == codec.KindRequest {
 			dc.reply(dc.reserve(&slot{}), partial, codec.StatusBadRequest, "rosetta: "+err.Error(), nil)
 			dc.closeAfterFlush()
@@ -150,15 +149,18 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func (dc *downConn) dispatch(m *codec.Message, b *wire.Batch) {
+// dispatch reports whether the connection may read on: not after a
+// Handler's panic.
+func (dc *downConn) dispatch(m *codec.Message, b *wire.Batch) bool {
 	switch m.Kind {
 	case codec.KindRequest, codec.KindOneway:
-		dc.l.p.handle(dc, m, b)
+		return dc.l.p.handle(dc, m, b) == nil
 	case codec.KindStream:
 		dc.forwardStream(m)
 	case codec.KindHeartbeat:
 		dc.answerHeartbeat(m, b)
 	}
+	return true
 }
 
 func (dc *downConn) answerHeartbeat(m *codec.Message, b *wire.Batch) {
@@ -169,7 +171,7 @@ func (dc *downConn) answerHeartbeat(m *codec.Message, b *wire.Batch) {
 	s := dc.reserve(&slot{})
 	dc.w.Lock()
 	defer dc.w.Unlock()
-	rep, err := hb.HeartbeatReply(m)
+	rep, err := codec.SafeHeartbeatReply(hb, m)
 	if err != nil {
 		rep = nil
 	}
@@ -213,7 +215,7 @@ func (dc *downConn) reply(s *slot, req *codec.Message, st codec.Status, detail s
 	dc.w.Lock()
 	defer dc.w.Unlock()
 	dc.w.HoldLocked(b)
-	rep, err := dc.codec.Reply(req, st, detail)
+	rep, err := codec.SafeReply(dc.codec, req, st, detail)
 	if err != nil {
 		dc.l.p.log.Warn("codec could not build a local reply", "listener", dc.lc.name, "status", st.String(), "err", err)
 		rep = nil
@@ -236,9 +238,13 @@ func (dc *downConn) encodeLocked(m *codec.Message) {
 	if m == nil || dc.w.Closed() {
 		return
 	}
-	out, err := dc.codec.Encode(dc.w.Buf, m)
+	out, err := codec.SafeEncode(dc.codec, dc.w.Buf, m)
 	if err != nil {
-		dc.l.p.log.Warn("codec could not encode an answer", "listener", dc.lc.name, "err", err)
+		dc.warn("codec could not encode an answer", err)
+		if dc.lc.protocol.Ordering == codec.InOrder {
+			// The answers after this one would pair with the wrong requests.
+			dc.w.CloseLocked()
+		}
 		return
 	}
 	dc.w.Buf = out
@@ -277,3 +283,24 @@ func (dc *downConn) closeAfterFlush() {
 }
 
 func (dc *downConn) close() { dc.w.Close() }
+
+// warn logs a problem of this connection; a codec's panic is logged with
+// its stack, which says where the bug is.
+func (dc *downConn) warn(msg string, err error) {
+	attrs := []any{"listener", dc.lc.name, "remote", dc.nc.RemoteAddr().String(), "err", err}
+	var pe *codec.PanicError
+	if errors.As(err, &pe) {
+		attrs = append(attrs, "stack", string(pe.Stack))
+	}
+	dc.l.p.log.Warn(msg, attrs...)
+}
+
+// codecFailed closes the connection after a codec's panic in code the
+// proxy called back (a Handler's callback): the codec's state for this
+// client may be broken, and an answer may be lost, so nothing it writes
+// from now on can be trusted.
+func (dc *downConn) codecFailed(err error) {
+	dc.l.p.metrics.ProtocolError(dc.lc.statPrefix)
+	dc.warn("closing a connection after a codec's panic", err)
+	dc.close()
+}

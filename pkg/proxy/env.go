@@ -115,6 +115,10 @@ func (e *env) Dedicated(cluster, addr string, recv func(*codec.Message, error)) 
 	if cl := e.snap.clusters[cluster]; cl != nil {
 		timeout = cl.ConnectTimeout
 	}
-	lc := e.dc.lc
-	return upstream.DialDedicated(addr, timeout, lc.protocol, lc.options, recv)
+	lc, dc := e.dc.lc, e.dc
+	return upstream.DialDedicated(addr, timeout, lc.protocol, lc.options, func(m *codec.Message, err error) {
+		if perr := codec.Guard("a Handler's callback", func() { recv(m, err) }); perr != nil {
+			dc.codecFailed(perr)
+		}
+	})
 }

@@ -109,7 +109,7 @@ func (dc *downConn) resetStreams() {
 		if last == nil {
 			last = s.open
 		}
-		rep, err := dc.codec.Reply(last, codec.StatusUpstreamReset, "rosetta: the client went away")
+		rep, err := codec.SafeReply(dc.codec, last, codec.StatusUpstreamReset, "rosetta: the client went away")
 		if err == nil && rep != nil && rep.Kind == codec.KindStream {
 			_ = s.conn.SendAs(rep, s.upID)
 		}
