@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"strings"
 	"testing"
@@ -128,8 +129,8 @@ func (h buggyHandler) Reply(req *codec.Message, st codec.Status, detail string) 
 
 func (h buggyHandler) Encode(dst []byte, m *codec.Message) ([]byte, error) {
 	if m.Kind == codec.KindResponse && ends(m, "encode") {
-		dst = append(dst, "half a frame"...)
-		panic("encode bug")
+		half, _ := h.Codec.Encode(dst, m)
+		panic(fmt.Sprintf("encode bug, %d bytes in", len(half)-len(dst)))
 	}
 	return h.Codec.Encode(dst, m)
 }
