@@ -29,7 +29,8 @@ func TestSafeCallsTurnPanicsIntoMalformed(t *testing.T) {
 }
 
 // BenchmarkSafeSplit is what the guard costs a Split: the proxy makes four
-// guarded calls per request (Split and Decode, downstream and upstream).
+// guarded calls per request (Split and Decode, downstream and upstream),
+// and one more (Guard) per request a Handler takes.
 func BenchmarkSafeSplit(b *testing.B) {
 	frame, err := toy.AppendFrame(nil, toy.KindRequest, 1, 0, nil, []byte("hi"))
 	if err != nil {
@@ -44,6 +45,11 @@ func BenchmarkSafeSplit(b *testing.B) {
 	b.Run("safe", func(b *testing.B) {
 		for range b.N {
 			_, _ = codec.SafeSplit(c, frame)
+		}
+	})
+	b.Run("guard", func(b *testing.B) {
+		for range b.N {
+			_ = codec.Guard("Split", func() { _, _ = c.Split(frame) })
 		}
 	})
 }
