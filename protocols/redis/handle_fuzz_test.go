@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
@@ -94,25 +95,19 @@ func (h *handleRun) feed(reqs []byte, eager bool) {
 // Pinned connections open on goroutines of their own, so it waits for them,
 // within a bound far above what the work takes.
 func (h *handleRun) awaitAnswers() {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testutil.Eventually(h.t, 5*time.Second, "every request's answer", func() bool {
 		h.up.drain()
-		if i := h.unanswered(); i < 0 {
-			return
-		} else if time.Now().After(deadline) {
-			h.t.Fatalf("request %d of %d never answered", i, len(h.answers))
-		}
-		time.Sleep(time.Millisecond) // goroutines opening pinned connections
-	}
+		return h.allAnswered()
+	})
 }
 
-func (h *handleRun) unanswered() int {
-	for i, n := range h.answers {
+func (h *handleRun) allAnswered() bool {
+	for _, n := range h.answers {
 		if n.Load() == 0 {
-			return i
+			return false
 		}
 	}
-	return -1
+	return true
 }
 
 // fuzzUpstream is codec.Upstream over a list of answers: each request sent
