@@ -43,10 +43,14 @@ type downConn struct {
 	streamsMu sync.Mutex
 	streams   map[uint64]*stream // by the client's stream ID
 
-	// w's lock also guards order and closing.
+	// w's lock also guards order, closing and broken.
 	w       *wire.Writer
 	order   queue.Queue[*slot] // in-order protocols: answers wait for those before them
 	closing bool               // close once nothing is queued or in flight
+	// broken: an answer of an in-order protocol could not be written, so
+	// none after it may be (it would answer the wrong request); the
+	// connection closes once what is queued before it is written.
+	broken bool
 }
 
 // slot holds an answer until the answers to earlier requests have gone out.
@@ -66,7 +70,7 @@ func newDownConn(l *listener, nc net.Conn) *downConn {
 	}
 	dc := &downConn{l: l, lc: lc, nc: nc, codec: cd, w: wire.NewWriter(nc, writeTimeout, maxWriteBuffer)}
 	dc.w.OnError = func(error) { dc.close() }
-	dc.w.OnIdle = func() bool { return dc.closing && dc.inflight.Load() == 0 }
+	dc.w.OnIdle = func() bool { return dc.broken || dc.closing && dc.inflight.Load() == 0 }
 	return dc
 }
 
@@ -235,16 +239,13 @@ func (dc *downConn) fillLocked(s *slot, m *codec.Message) {
 }
 
 func (dc *downConn) encodeLocked(m *codec.Message) {
-	if m == nil || dc.w.Closed() {
+	if m == nil || dc.w.Closed() || dc.broken {
 		return
 	}
-	out, err := codec.SafeEncode(dc.codec, dc.w.Buf, m)
+	out, err := dc.codec.Encode(dc.w.Buf, m)
 	if err != nil {
 		dc.warn("codec could not encode an answer", err)
-		if dc.lc.protocol.Ordering == codec.InOrder {
-			// The answers after this one would pair with the wrong requests.
-			dc.w.CloseLocked()
-		}
+		dc.broken = dc.lc.protocol.Ordering == codec.InOrder
 		return
 	}
 	dc.w.Buf = out

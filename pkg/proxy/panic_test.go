@@ -2,14 +2,15 @@ package proxy_test
 
 import (
 	"bytes"
-	"fmt"
 	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/examples/toy"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
 // buggy is the toy codec with bugs a hostile peer can reach: Split panics
@@ -92,8 +93,8 @@ func TestCodecPanicEndsOnlyThatConnection(t *testing.T) {
 
 // buggyHandler is the toy codec as a Handler with bugs a request can reach,
 // by its body: "handle" panics in Handle, "handle-reply" in Handle and then
-// in the error reply the proxy asks for, "callback" in the callback that
-// gets the server's answer, and "encode" in the Encode of that answer.
+// in the error reply the proxy asks for, and "callback" in the callback that
+// gets the server's answer.
 type buggyHandler struct{ toy.Codec }
 
 func init() {
@@ -127,20 +128,11 @@ func (h buggyHandler) Reply(req *codec.Message, st codec.Status, detail string) 
 	return h.Codec.Reply(req, st, detail)
 }
 
-func (h buggyHandler) Encode(dst []byte, m *codec.Message) ([]byte, error) {
-	if m.Kind == codec.KindResponse && ends(m, "encode") {
-		half, _ := h.Codec.Encode(dst, m)
-		panic(fmt.Sprintf("encode bug, %d bytes in", len(half)-len(dst)))
-	}
-	return h.Codec.Encode(dst, m)
-}
-
 // TestHandlerPanicEndsOnlyThatConnection: a Handler codec's panic in
-// Handle, in its callback, in Reply or in Encode costs at most the client
-// connection it happened on. A panic in Handle is answered with the
-// protocol's error reply when the codec can build one, then the connection
-// closes; one in a callback closes it at once; an answer Encode could not
-// write is dropped whole, not half written.
+// Handle, in its callback or in Reply costs at most the client connection
+// it happened on. A panic in Handle is answered with the protocol's error
+// reply when the codec can build one, then the connection closes; one in a
+// callback closes it at once.
 func TestHandlerPanicEndsOnlyThatConnection(t *testing.T) {
 	a, _ := named(t, "a")
 	lst := listener("in", "r", nil)
@@ -176,12 +168,81 @@ func TestHandlerPanicEndsOnlyThatConnection(t *testing.T) {
 		works("after a panic in " + b)
 	}
 
-	// The answer that Encode panics on is dropped; the answers after it
-	// on the same connection are whole.
-	victim = dial(t, addr)
-	go func() { _, _ = victim.Call(nil, []byte("encode")) }()
-	if r, err := victim.Call(nil, []byte("after")); err != nil || r.Err() != nil || string(r.Body) != "after" {
-		t.Fatalf("after an answer Encode panicked on: %v, %v", r, err)
+}
+
+// badAnswers is the toy protocol as an in-order one whose Encode refuses
+// answers whose body is "bad".
+type badAnswers struct{ toy.Codec }
+
+func init() {
+	codec.Register(codec.Protocol{Name: "toy-in-order-bad-answers", Ordering: codec.InOrder, New: func(codec.Options) (codec.Codec, error) { return badAnswers{}, nil }})
+}
+
+func (c badAnswers) Encode(dst []byte, m *codec.Message) ([]byte, error) {
+	if m.Kind == codec.KindResponse && ends(m, "bad") {
+		return dst, codec.Errorf("toy", codec.ErrUnsupported, "cannot write this answer")
 	}
-	works("after a panic in Encode")
+	return c.Codec.Encode(dst, m)
+}
+
+// TestInOrderAnswerEncodeFailureClosesTheConnection: in an in-order
+// protocol an answer that cannot be written must not just be dropped, or
+// every answer after it would go to the wrong request: the client gets the
+// answers before it, then the connection closes.
+func TestInOrderAnswerEncodeFailureClosesTheConnection(t *testing.T) {
+	// The toy server answers concurrently; this one answers in order, as
+	// an in-order protocol's server does.
+	echo := testutil.Accept(t, func(nc net.Conn) {
+		defer nc.Close()
+		fr := wire.NewReader(nc, toy.Codec{})
+		for {
+			frame, err := fr.Next()
+			if err != nil {
+				return
+			}
+			m, err := (toy.Codec{}).Decode(frame)
+			if err != nil {
+				return
+			}
+			out, _ := toy.AppendFrame(nil, toy.KindResponse, m.ID, 0, nil, frame[len(frame)-min(len(frame), 5):])
+			if _, err := nc.Write(out); err != nil {
+				return
+			}
+		}
+	})
+	lst := listener("in", "r", nil)
+	lst["filter_chains"].([]obj)[0]["filters"].([]obj)[0]["typed_config"].(obj)["codec"] = "toy-in-order-bad-answers"
+	p := start(t, []obj{lst},
+		[]obj{routeConfig("r", route("all", nil, obj{"cluster": "a", "timeout": "5s"}))},
+		[]obj{cluster("a", "", echo)})
+	nc, err := net.Dial("tcp", p.Addr(t, "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var out []byte
+	for i, body := range []string{"first", "xbad", "third"} {
+		if out, err = toy.AppendFrame(out, toy.KindRequest, uint64(i+1), 0, nil, []byte(body)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := nc.Write(out); err != nil {
+		t.Fatal(err)
+	}
+	_ = nc.SetReadDeadline(time.Now().Add(5 * time.Second)) // a bound on a failure, not a wait
+	fr := wire.NewReader(nc, toy.Codec{})
+	var got []string
+	for {
+		frame, err := fr.Next()
+		if err != nil {
+			if isTimeout(err) {
+				t.Fatalf("answers %q, and the connection stayed open", got)
+			}
+			break
+		}
+		got = append(got, string(frame[len(frame)-min(len(frame), 5):]))
+	}
+	if len(got) != 1 || got[0] != "first" {
+		t.Fatalf("answers %q before the close; want only the first", got)
+	}
 }

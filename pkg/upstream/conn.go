@@ -145,7 +145,7 @@ func (c *Conn) Send(msg *codec.Message, r Request, b *wire.Batch) (uint64, error
 	orig := msg.ID
 	id := c.inflight.nextID(orig)
 	msg.ID = id
-	out, err := codec.SafeEncode(c.codec, c.w.Buf, msg)
+	out, err := c.codec.Encode(c.w.Buf, msg)
 	msg.ID = orig
 	if err != nil {
 		return 0, err
@@ -175,7 +175,7 @@ func (c *Conn) SendAs(msg *codec.Message, id uint64) error {
 	}
 	orig := msg.ID
 	msg.ID = id
-	out, err := codec.SafeEncode(c.codec, c.w.Buf, msg)
+	out, err := c.codec.Encode(c.w.Buf, msg)
 	msg.ID = orig
 	if err != nil {
 		return err

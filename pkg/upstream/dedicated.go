@@ -55,7 +55,7 @@ func (d *Dedicated) read(recv func(*codec.Message, error)) {
 func (d *Dedicated) Send(req *codec.Message) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	out, err := codec.SafeEncode(d.codec, d.buf[:0], req)
+	out, err := d.codec.Encode(d.buf[:0], req)
 	if err != nil {
 		return err
 	}

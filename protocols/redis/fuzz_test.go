@@ -10,7 +10,8 @@ import (
 
 // FuzzDecode feeds the RESP splitter and decoder, on both sides, with the
 // captured traffic as seeds: any input must give a frame or an error, never a
-// panic or a request to buffer past the limit.
+// panic or a request to buffer past the limit; what decodes must encode,
+// as it is and, for a command, with its key mutated.
 func FuzzDecode(f *testing.F) {
 	reqs, answers := captures(f)
 	for _, fr := range append(reqs, answers...) {
@@ -43,6 +44,15 @@ func FuzzDecode(f *testing.F) {
 			m.Attrs.Range(func(string, string) bool { return true })
 			if _, err := c.Encode(nil, m); err != nil {
 				t.Fatalf("Encode of a decoded frame: %v", err)
+			}
+			if m.Kind == codec.KindRequest {
+				// The proxy does not guard Encode: a mutated command
+				// must encode too.
+				m.Set(AttrStripPrefix, "a")
+				m.Set(AttrKey, "fuzz-key")
+				if _, err := c.Encode(nil, m); err != nil {
+					t.Fatalf("Encode of a mutated command: %v", err)
+				}
 			}
 			if m.Kind == 3 { // a response: the handler parses these
 				_, _, _ = parseValue(m.Raw)
