@@ -9,12 +9,12 @@ import (
 // (a *PanicError, which wraps ErrMalformed). Codecs must not panic (the
 // conformance suite and fuzzing check them), but a codec's bug on hostile
 // bytes should end one connection, not the proxy and every connection it
-// carries. The proxy calls a codec through them wherever it reads what a
-// peer chose: Split, Decode, a Handler's Handle and callbacks, and the
-// replies it builds. Encode of a message the proxy relays is the
-// exception: it writes what Decode accepted, which every codec's fuzz
-// target encodes (with a new ID and a mutation), and a guard there cost 3%
-// of the proxy's CPU per pipelined Redis request (docs/benchmarks.md).
+// carries. The proxy reads every frame through SafeSplit and SafeDecode and
+// guards the calls off the per-request path (Reply, HeartbeatReply, a
+// dedicated connection's receiver). Encode, a Handler's Handle and the
+// callbacks it gives Forward are not guarded: a guard on each cost about
+// 8% of the proxy's CPU per pipelined Redis request (docs/benchmarks.md),
+// so the codecs' fuzz targets hold them to never panicking instead.
 
 // PanicError is a codec's panic, with the stack where it happened so the
 // log can say where the bug is.

@@ -107,7 +107,8 @@ func (dc *downConn) Frame(frame []byte, err error, b *wire.Batch) bool {
 	if err == nil {
 		if m, err = codec.SafeDecode(dc.codec, frame); err == nil {
 			b.Open()
-			return dc.dispatch(m, b)
+			dc.dispatch(m, b)
+			return true
 		}
 	}
 	if isTimeout(err) && dc.inflight.Load() > 0 {
@@ -153,18 +154,15 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// dispatch reports whether the connection may read on: not after a
-// Handler's panic.
-func (dc *downConn) dispatch(m *codec.Message, b *wire.Batch) bool {
+func (dc *downConn) dispatch(m *codec.Message, b *wire.Batch) {
 	switch m.Kind {
 	case codec.KindRequest, codec.KindOneway:
-		return dc.l.p.handle(dc, m, b) == nil
+		dc.l.p.handle(dc, m, b)
 	case codec.KindStream:
 		dc.forwardStream(m)
 	case codec.KindHeartbeat:
 		dc.answerHeartbeat(m, b)
 	}
-	return true
 }
 
 func (dc *downConn) answerHeartbeat(m *codec.Message, b *wire.Batch) {
@@ -297,9 +295,9 @@ func (dc *downConn) warn(msg string, err error) {
 }
 
 // codecFailed closes the connection after a codec's panic in code the
-// proxy called back (a Handler's callback): the codec's state for this
-// client may be broken, and an answer may be lost, so nothing it writes
-// from now on can be trusted.
+// proxy called back (a dedicated connection's receiver): the codec's state
+// for this client may be broken, and an answer may be lost, so nothing it
+// writes from now on can be trusted.
 func (dc *downConn) codecFailed(err error) {
 	dc.l.p.metrics.ProtocolError(dc.lc.statPrefix)
 	dc.warn("closing a connection after a codec's panic", err)

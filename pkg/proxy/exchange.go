@@ -72,25 +72,20 @@ func (a *attempt) Done(resp *codec.Message, err error, b *wire.Batch) {
 }
 
 // handle routes one request from dc. It runs on dc's reader goroutine and
-// never blocks on the network. An error is a Handler's panic: the
-// connection must stop reading.
-func (p *Proxy) handle(dc *downConn, req *codec.Message, b *wire.Batch) error {
+// never blocks on the network.
+func (p *Proxy) handle(dc *downConn, req *codec.Message, b *wire.Batch) {
 	dc.inflight.Add(1)
 	if h, ok := dc.codec.(codec.Handler); ok {
 		hc := &handled{env: env{dc: dc, snap: p.snap.Load(), batch: b, start: b.Now()}, req: req}
 		hc.env.spare.Store(&hc.first)
 		hc.slot = dc.reserve(&hc.slotBuf)
-		if err := codec.Guard("Handle", func() { h.Handle(req, &hc.env, hc.done) }); err != nil {
-			hc.fail(err)
-			return err
-		}
-		return nil
+		h.Handle(req, &hc.env, hc.done)
+		return
 	}
 	ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: b.Now(), batch: b}
 	ex.slot = dc.reserve(&ex.slotBuf)
 	ex.route = ex.match()
 	ex.run()
-	return nil
 }
 
 // handled is a request a codec's Handler answers, in one allocation with
@@ -101,31 +96,9 @@ type handled struct {
 	slot    *slot
 	slotBuf slot
 	first   exchange // env's spare
-	// answered guards against a second answer: Handle gives exactly one,
-	// but when it panics the proxy answers, and Handle may have answered
-	// before it panicked, or may still through a callback.
-	answered atomic.Bool
-}
-
-// fail answers the request with the codec's error reply, unless Handle
-// answered before it panicked, and closes the connection once the answers
-// in flight are written: Handle's state for this client may be broken.
-func (hc *handled) fail(err error) {
-	dc := hc.env.dc
-	dc.l.p.metrics.ProtocolError(dc.lc.statPrefix)
-	dc.warn("closing a connection after a codec's panic", err)
-	rep, rerr := codec.SafeReply(dc.codec, hc.req, codec.StatusBadRequest, "rosetta: the proxy could not handle the request")
-	if rerr != nil {
-		rep = nil
-	}
-	hc.done(rep)
-	dc.closeAfterFlush()
 }
 
 func (hc *handled) done(m *codec.Message) {
-	if !hc.answered.CompareAndSwap(false, true) {
-		return // after a panic in Handle, which answered already
-	}
 	status := "ok"
 	if m != nil && m.Status != codec.StatusOK {
 		status = m.Status.String()
@@ -444,9 +417,7 @@ func (ex *exchange) localWith(st codec.Status, detail string, b *wire.Batch) {
 func (ex *exchange) complete(resp *codec.Message, st codec.Status, detail string, b *wire.Batch) {
 	if ex.onDone != nil {
 		ex.dc.hold(b) // the handler's answer, if it writes one now, joins b
-		if err := codec.Guard("a Handler's callback", func() { ex.onDone(resp, st, detail) }); err != nil {
-			ex.dc.codecFailed(err)
-		}
+		ex.onDone(resp, st, detail)
 		return
 	}
 	switch {

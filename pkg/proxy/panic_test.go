@@ -91,10 +91,9 @@ func TestCodecPanicEndsOnlyThatConnection(t *testing.T) {
 	works("after a panic on the upstream connection")
 }
 
-// buggyHandler is the toy codec as a Handler with bugs a request can reach,
-// by its body: "handle" panics in Handle, "handle-reply" in Handle and then
-// in the error reply the proxy asks for, and "callback" in the callback that
-// gets the server's answer.
+// buggyHandler is the toy codec as a Handler that sends a request whose
+// body is "dedicated" over a dedicated connection, with a receiver that
+// panics on the server's answer; other requests it forwards.
 type buggyHandler struct{ toy.Codec }
 
 func init() {
@@ -106,34 +105,34 @@ func init() {
 func ends(m *codec.Message, suffix string) bool { return bytes.HasSuffix(m.Raw, []byte(suffix)) }
 
 func (h buggyHandler) Handle(req *codec.Message, up codec.Upstream, reply func(*codec.Message)) {
-	switch {
-	case ends(req, "handle"), ends(req, "handle-reply"):
-		panic("handle bug")
+	if !ends(req, "dedicated") {
+		up.Forward(req, func(resp *codec.Message, st codec.Status, detail string) {
+			if resp == nil {
+				resp, _ = h.Reply(req, st, detail)
+			}
+			reply(resp)
+		})
+		return
 	}
-	up.Forward(req, func(resp *codec.Message, st codec.Status, detail string) {
-		if ends(req, "callback") {
-			panic("callback bug")
+	addr := up.Endpoints("a")[0]
+	dc, err := up.Dedicated("a", addr, func(m *codec.Message, err error) {
+		if m != nil {
+			panic("receiver bug")
 		}
-		if resp == nil {
-			resp, _ = h.Reply(req, st, detail)
-		}
-		reply(resp)
 	})
-}
-
-func (h buggyHandler) Reply(req *codec.Message, st codec.Status, detail string) (*codec.Message, error) {
-	if ends(req, "handle-reply") {
-		panic("reply bug")
+	if err == nil {
+		err = dc.Send(req)
 	}
-	return h.Codec.Reply(req, st, detail)
+	if err != nil {
+		rep, _ := h.Reply(req, codec.StatusNoUpstream, err.Error())
+		reply(rep)
+	}
 }
 
-// TestHandlerPanicEndsOnlyThatConnection: a Handler codec's panic in
-// Handle, in its callback or in Reply costs at most the client connection
-// it happened on. A panic in Handle is answered with the protocol's error
-// reply when the codec can build one, then the connection closes; one in a
-// callback closes it at once.
-func TestHandlerPanicEndsOnlyThatConnection(t *testing.T) {
+// TestDedicatedReceiverPanicEndsOnlyThatConnection: a Handler's receiver
+// of a dedicated connection runs on a goroutine of the proxy's; its panic
+// closes the client's connection, not the proxy.
+func TestDedicatedReceiverPanicEndsOnlyThatConnection(t *testing.T) {
 	a, _ := named(t, "a")
 	lst := listener("in", "r", nil)
 	lst["filter_chains"].([]obj)[0]["filters"].([]obj)[0]["typed_config"].(obj)["codec"] = "toy-buggy-handler"
@@ -149,25 +148,11 @@ func TestHandlerPanicEndsOnlyThatConnection(t *testing.T) {
 		}
 	}
 	works("before")
-
 	victim := dial(t, addr)
-	r, err := victim.Call(nil, []byte("handle"))
-	if err != nil || r.Err() == nil || !strings.Contains(r.Err().Error(), "could not handle the request") {
-		t.Fatalf("a request Handle panics on got %v, %v; want the codec's error reply", r, err)
+	if r, err := victim.Call(nil, []byte("dedicated")); err == nil {
+		t.Fatalf("got %v; want the connection closed", r)
 	}
-	if _, err := victim.Call(nil, []byte("hi")); err == nil {
-		t.Fatal("the connection stayed open after a panic in Handle")
-	}
-	works("after a panic in Handle")
-
-	for _, b := range []string{"handle-reply", "callback"} {
-		victim := dial(t, addr)
-		if r, err := victim.Call(nil, []byte(b)); err == nil {
-			t.Fatalf("%s: got %v; want the connection closed", b, r)
-		}
-		works("after a panic in " + b)
-	}
-
+	works("after a panic in a dedicated connection's receiver")
 }
 
 // badAnswers is the toy protocol as an in-order one whose Encode refuses
