@@ -123,7 +123,7 @@ func run(o options) error {
 		placed = append(placed, one)
 	}
 
-	fmt.Printf("redis-benchmark -c %d -t get,set: -n %d, then -n %d with -P %d; Redis %s; medians of %d rounds, the paths in a new order each round.\n", o.clients, o.requests, o.pipeRequests, o.pipeline, redisAddr, o.rounds)
+	fmt.Printf("redis-benchmark -c %d -t get,set: -n %d, then -n %d with -P %d; Redis %s; medians of %d rounds, the paths in the orders of a balanced Latin square (each path runs after each other one equally often).\n", o.clients, o.requests, o.pipeRequests, o.pipeline, redisAddr, o.rounds)
 	fmt.Println("The last two columns are the median of each round's ratio to twemproxy's run in the same round, the lowest and highest, and from 5 rounds on their geometric mean with its 95% confidence interval.")
 	fmt.Println()
 	fmt.Println("CPU is the path's own process (redis-server for the direct path, else the proxy), in microseconds per request over GET and SET; the second table splits the whole machine's time per request.")
@@ -177,13 +177,18 @@ func costRow(p, redis *proc, pipe int, r map[string]row) string {
 	return fmt.Sprintf("| %s | %d | %s | %.2f | %.2f | %.2f | %.2f |", p.name, pipe, proxy, r[costRedis].rps, r[costClient].rps, r[costIdle].rps, sum)
 }
 
-// rounds runs every path n times, starting each round one path later, so
-// no path always runs first or right after the same one.
+// rounds runs every path n times, in the orders of a balanced Latin
+// square (order): every path runs in every position, and right after every
+// other path, equally often over a whole square. A path's run depends on
+// the one before it (the scheduler places a run's processes from where they
+// last ran), so with a fixed successor, as a mere rotation gives, two
+// copies of one binary measured 10% apart.
 func rounds(procs []*proc, n int, run func(*proc) (map[string]row, error)) (map[string][]map[string]row, error) {
 	runs := map[string][]map[string]row{}
+	square := order(len(procs))
 	for i := range n {
-		for j := range procs {
-			p := procs[(i+j)%len(procs)]
+		for _, k := range square[i%len(square)] {
+			p := procs[k]
 			r, err := run(p)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", p.name, err)
@@ -192,6 +197,39 @@ func rounds(procs []*proc, n int, run func(*proc) (map[string]row, error)) (map[
 		}
 	}
 	return runs, nil
+}
+
+// order is a Williams design for k paths: rows of 0..k-1 in which each
+// path follows each other path equally often (once per k rows for even k;
+// for odd k, once per 2k rows, the rows and their mirrors).
+func order(k int) [][]int {
+	// The first row is 0, 1, k-1, 2, k-2, ...; row i adds i to each.
+	first := make([]int, k)
+	for j := 1; j < k; j++ {
+		if j%2 == 1 {
+			first[j] = (j + 1) / 2
+		} else {
+			first[j] = k - j/2
+		}
+	}
+	rows := make([][]int, 0, 2*k)
+	for i := range k {
+		row := make([]int, k)
+		for j, v := range first {
+			row[j] = (v + i) % k
+		}
+		rows = append(rows, row)
+	}
+	if k%2 == 1 {
+		for i := range k {
+			row := make([]int, k)
+			for j := range row {
+				row[j] = rows[i][k-1-j]
+			}
+			rows = append(rows, row)
+		}
+	}
+	return rows
 }
 
 // ratios compares a path with the baseline round by round: the machine's

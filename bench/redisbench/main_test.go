@@ -119,3 +119,40 @@ func TestPlacementRow(t *testing.T) {
 		t.Fatalf("direct row = %q, want %q", got, want)
 	}
 }
+
+// TestOrderIsBalanced: over a whole square every path runs once per row,
+// in every position equally often, and right after every other path
+// equally often.
+func TestOrderIsBalanced(t *testing.T) {
+	for k := 1; k <= 7; k++ {
+		rows := order(k)
+		after := map[[2]int]int{}
+		at := map[[2]int]int{}
+		for _, row := range rows {
+			seen := map[int]bool{}
+			for j, v := range row {
+				seen[v] = true
+				at[[2]int{v, j}]++
+				if j > 0 {
+					after[[2]int{row[j-1], v}]++
+				}
+			}
+			if len(seen) != k {
+				t.Fatalf("k=%d: row %v does not run every path once", k, row)
+			}
+		}
+		for a := range k {
+			for b := range k {
+				if want := len(rows) / k; at[[2]int{a, b}] != want {
+					t.Fatalf("k=%d: path %d runs in position %d %d times, want %d", k, a, b, at[[2]int{a, b}], want)
+				}
+				if a == b {
+					continue
+				}
+				if want := len(rows) / k; k > 1 && after[[2]int{a, b}] != want {
+					t.Fatalf("k=%d: path %d follows %d %d times, want %d: %v", k, b, a, after[[2]int{a, b}], want, rows)
+				}
+			}
+		}
+	}
+}
