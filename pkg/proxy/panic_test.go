@@ -42,21 +42,8 @@ func (b buggy) Decode(frame []byte) (*codec.Message, error) {
 // sent costs that one connection (a client's, or the upstream one and the
 // requests on it), not the proxy: other clients keep being served.
 func TestCodecPanicEndsOnlyThatConnection(t *testing.T) {
-	a, _ := named(t, "a")
-	lst := listener("in", "r", nil)
-	lst["filter_chains"].([]obj)[0]["filters"].([]obj)[0]["typed_config"].(obj)["codec"] = "toy-buggy"
-	p := start(t, []obj{lst},
-		[]obj{routeConfig("r", route("all", nil, obj{"cluster": "a", "timeout": "5s"}))},
-		[]obj{cluster("a", "", a.Addr())})
-	addr := p.Addr(t, "in")
-	good := dial(t, addr)
-	works := func(when string) {
-		t.Helper()
-		if r, err := good.Call(nil, []byte("hi")); err != nil || r.Err() != nil || string(r.Body) != "hi" {
-			t.Fatalf("%s, a good call failed: %v %v", when, err, r)
-		}
-	}
-	works("before")
+	addr := throughCodec(t, "toy-buggy", "")
+	works := stillServes(t, addr)
 
 	frame, err := toy.AppendFrame(nil, toy.KindRequest, 1, 0, nil, []byte("panic-down"))
 	if err != nil {
@@ -133,21 +120,8 @@ func (h buggyHandler) Handle(req *codec.Message, up codec.Upstream, reply func(*
 // of a dedicated connection runs on a goroutine of the proxy's; its panic
 // closes the client's connection, not the proxy.
 func TestDedicatedReceiverPanicEndsOnlyThatConnection(t *testing.T) {
-	a, _ := named(t, "a")
-	lst := listener("in", "r", nil)
-	lst["filter_chains"].([]obj)[0]["filters"].([]obj)[0]["typed_config"].(obj)["codec"] = "toy-buggy-handler"
-	p := start(t, []obj{lst},
-		[]obj{routeConfig("r", route("all", nil, obj{"cluster": "a", "timeout": "5s"}))},
-		[]obj{cluster("a", "", a.Addr())})
-	addr := p.Addr(t, "in")
-	good := dial(t, addr)
-	works := func(when string) {
-		t.Helper()
-		if r, err := good.Call(nil, []byte("hi")); err != nil || r.Err() != nil || string(r.Body) != "hi" {
-			t.Fatalf("%s, a good call failed: %v %v", when, err, r)
-		}
-	}
-	works("before")
+	addr := throughCodec(t, "toy-buggy-handler", "")
+	works := stillServes(t, addr)
 	victim := dial(t, addr)
 	if r, err := victim.Call(nil, []byte("dedicated")); err == nil {
 		t.Fatalf("got %v; want the connection closed", r)
@@ -195,12 +169,8 @@ func TestInOrderAnswerEncodeFailureClosesTheConnection(t *testing.T) {
 			}
 		}
 	})
-	lst := listener("in", "r", nil)
-	lst["filter_chains"].([]obj)[0]["filters"].([]obj)[0]["typed_config"].(obj)["codec"] = "toy-in-order-bad-answers"
-	p := start(t, []obj{lst},
-		[]obj{routeConfig("r", route("all", nil, obj{"cluster": "a", "timeout": "5s"}))},
-		[]obj{cluster("a", "", echo)})
-	nc, err := net.Dial("tcp", p.Addr(t, "in"))
+	addr := throughCodec(t, "toy-in-order-bad-answers", echo)
+	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -230,4 +200,35 @@ func TestInOrderAnswerEncodeFailureClosesTheConnection(t *testing.T) {
 	if len(got) != 1 || got[0] != "first" {
 		t.Fatalf("answers %q before the close; want only the first", got)
 	}
+}
+
+// throughCodec starts a proxy whose listener speaks the named codec and
+// sends everything to upstream, or to a toy server when upstream is "";
+// it returns the listener's address.
+func throughCodec(t *testing.T, name, upstream string) string {
+	t.Helper()
+	if upstream == "" {
+		a, _ := named(t, "a")
+		upstream = a.Addr()
+	}
+	lst := listener("in", "r", nil)
+	lst["filter_chains"].([]obj)[0]["filters"].([]obj)[0]["typed_config"].(obj)["codec"] = name
+	p := start(t, []obj{lst},
+		[]obj{routeConfig("r", route("all", nil, obj{"cluster": "a", "timeout": "5s"}))},
+		[]obj{cluster("a", "", upstream)})
+	return p.Addr(t, "in")
+}
+
+// stillServes returns a check that a client of its own still gets its
+// calls through addr answered, and makes it once.
+func stillServes(t *testing.T, addr string) func(when string) {
+	good := dial(t, addr)
+	works := func(when string) {
+		t.Helper()
+		if r, err := good.Call(nil, []byte("hi")); err != nil || r.Err() != nil || string(r.Body) != "hi" {
+			t.Fatalf("%s, a good call failed: %v %v", when, err, r)
+		}
+	}
+	works("before")
+	return works
 }
