@@ -64,8 +64,9 @@ func SafeHeartbeatReply(h HeartbeatReplier, req *Message) (m *Message, err error
 	return h.HeartbeatReply(req)
 }
 
-// Guard runs fn, a call into a codec's code that returns nothing: Handle,
-// or a callback a Handler gave the proxy. call names it in the error.
+// Guard runs fn, a call into a codec's code that returns nothing (the
+// proxy guards a dedicated connection's receiver with it); call names it
+// in the error.
 func Guard(call string, fn func()) (err error) {
 	defer recoverAs(&err, call)
 	fn()

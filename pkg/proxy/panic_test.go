@@ -150,7 +150,8 @@ func (c badAnswers) Encode(dst []byte, m *codec.Message) ([]byte, error) {
 // answers before it, then the connection closes.
 func TestInOrderAnswerEncodeFailureClosesTheConnection(t *testing.T) {
 	// The toy server answers concurrently; this one answers in order, as
-	// an in-order protocol's server does.
+	// an in-order protocol's server does. Every body here is five bytes,
+	// the tail of its frame, which the server echoes.
 	echo := testutil.Accept(t, func(nc net.Conn) {
 		defer nc.Close()
 		fr := wire.NewReader(nc, toy.Codec{})
