@@ -14,9 +14,9 @@ import (
 // Encode of a heartbeat answer to a server, a dedicated connection's
 // receiver). Encode on the request path (requests, and every answer to a
 // client), a Handler's Handle and the callbacks it gives Forward are not
-// guarded: a guard on each cost about
-// 8% of the proxy's CPU per pipelined Redis request (docs/benchmarks.md),
-// so the codecs' fuzz targets hold them to never panicking instead.
+// guarded: a guard on each cost about 8% of the proxy's CPU per pipelined
+// Redis request (docs/benchmarks.md), so the codecs' fuzz targets hold
+// them to never panicking instead.
 
 // PanicError is a codec's panic, with the stack where it happened so the
 // log can say where the bug is.
