@@ -149,7 +149,7 @@ func TestOrderIsBalanced(t *testing.T) {
 				if a == b {
 					continue
 				}
-				if want := len(rows) / k; k > 1 && after[[2]int{a, b}] != want {
+				if want := len(rows) / k; after[[2]int{a, b}] != want {
 					t.Fatalf("k=%d: path %d follows %d %d times, want %d: %v", k, b, a, after[[2]int{a, b}], want, rows)
 				}
 			}

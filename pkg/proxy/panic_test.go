@@ -223,6 +223,7 @@ func throughCodec(t *testing.T, name, upstream string) string {
 // stillServes returns a check that a client of its own still gets its
 // calls through addr answered, and makes it once.
 func stillServes(t *testing.T, addr string) func(when string) {
+	t.Helper()
 	good := dial(t, addr)
 	works := func(when string) {
 		t.Helper()
