@@ -122,6 +122,7 @@ type loop struct {
 	pollFn  func(fd uintptr) bool
 	// holding: the wait is bounded by holdFor, since writes are held.
 	holding bool
+	gather  gather
 }
 
 // loopConn is a connection as its loop sees it; all but token is the loop's
@@ -136,6 +137,7 @@ type loopConn struct {
 	lastRead time.Time
 	timer    *time.Timer
 	done     bool
+	client   bool // its writer is not Lazy: a client's connection
 	owed     bool // on the loop's again list
 }
 
@@ -182,7 +184,7 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle 
 	if err != nil {
 		return false
 	}
-	lc := &loopConn{h: h, idle: idle, rc: rc, lastRead: time.Now()}
+	lc := &loopConn{h: h, idle: idle, rc: rc, lastRead: time.Now(), client: !w.Lazy}
 	lc.src.init(rc)
 	lc.fr = wire.NewReader(&lc.src, c)
 	if idle > 0 {
@@ -235,8 +237,9 @@ func (lp *loop) post(list *[]*loopConn, lc *loopConn) {
 }
 
 // maxRounds bounds the rounds a loop reads before it writes what they
-// queued for Lazy writers (upstream connections), when input keeps coming;
-// other writers (clients) are written after every round.
+// queued for Lazy writers (upstream connections), when input keeps coming
+// (gatherRounds while it gathers); other writers (clients) are written
+// after every round.
 const maxRounds = 8
 
 func (lp *loop) run() {
@@ -245,8 +248,12 @@ func (lp *loop) run() {
 		// (upstream connections) wait while more input is ready, up to
 		// maxRounds, so one write upstream carries the requests of many
 		// clients, as twemproxy's writes do; everything goes out as soon
-		// as nothing is left to read.
+		// as nothing is left to read, unless the loop gathers requests its
+		// clients owe for an in-order server (gather_linux.go).
 		n := lp.wait()
+		if n == 0 && lp.gather.polling {
+			continue // polled for owed requests and found none yet
+		}
 		now := time.Now()
 		lp.batch.SetNow(now)
 		for _, ev := range lp.events[:n] {
@@ -264,18 +271,21 @@ func (lp *loop) run() {
 		}
 		lp.readAgain(now)
 		lp.queued()
-		if lp.rounds++; lp.rounds >= maxRounds {
+		if lp.rounds++; lp.rounds >= lp.gather.rounds() {
 			lp.batch.Flush()
 			lp.rounds = 0
 		} else {
 			lp.batch.FlushEager()
 		}
+		lp.gather.answered(lp.batch.TakeAnswered())
 	}
 }
 
 // wait returns the events epoll has; when it has none it flushes the
-// round's batch, resets rounds and parks until it has some.
+// round's batch, resets rounds and parks until it has some, or returns none
+// with gather.polling set when it polls for requests clients owe.
 func (lp *loop) wait() int {
+	lp.gather.polling = false
 	if len(lp.again) > 0 {
 		// Reads are owed: look at epoll without parking.
 		n, err := sysio.EpollNow(lp.epfd, lp.events)
@@ -326,6 +336,9 @@ func (lp *loop) poll(fd uintptr) bool {
 	if lp.ready > 0 || (lp.waitErr != nil && lp.waitErr != unix.EINTR) {
 		return true
 	}
+	if lp.gather.wait(&lp.batch) {
+		return true // with nothing ready: the loop polls again
+	}
 	// An edge after this goes on counting: Read armed the wait before
 	// calling here.
 	lp.setHold(lp.batch.FlushIdle() > 0)
@@ -348,6 +361,9 @@ func (lp *loop) readable(lc *loopConn, now time.Time) {
 				lp.again = append(lp.again, lc)
 			}
 			return
+		}
+		if lc.client && err == nil {
+			lp.gather.request(now)
 		}
 		if !lc.h.Frame(frame, err, &lp.batch) {
 			lp.stop(lc)

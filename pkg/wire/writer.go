@@ -288,6 +288,9 @@ type Batch struct {
 	// out is the slice a flush works through, kept so that flushes
 	// allocate nothing once warm; only the batch's owner flushes.
 	out []*Writer
+	// answered counts the writers other than Lazy ones (clients) that
+	// flushes have written out since TakeAnswered; only the owner flushes.
+	answered int
 }
 
 // epoch is what Batch times count from; it carries Go's monotonic clock, so
@@ -357,6 +360,28 @@ func (b *Batch) release(ws []*Writer) {
 	b.out = ws[:0]
 }
 
+// TakeAnswered returns how many writers other than Lazy ones (clients, each
+// given its answers) the batch's flushes have written out since the last
+// call, and starts counting again. Only the batch's owner may call it.
+func (b *Batch) TakeAnswered() int {
+	n := b.answered
+	b.answered = 0
+	return n
+}
+
+// HoldsInOrder reports whether b holds a writer to a server that answers in
+// order (one with Awaiting set), such as Redis.
+func (b *Batch) HoldsInOrder() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, w := range b.ws {
+		if w.Awaiting != nil {
+			return true
+		}
+	}
+	return false
+}
+
 // Held reports whether a Batch holds w's writes; the lock is held.
 func (w *Writer) Held() bool { return w.held }
 
@@ -408,6 +433,11 @@ func (b *Batch) flush(closing bool, keep func(*Writer) bool) int {
 		kept++
 	}
 	clear(ws[len(out):])
+	for _, w := range out {
+		if !w.Lazy {
+			b.answered++
+		}
+	}
 	b.release(out)
 	return kept
 }

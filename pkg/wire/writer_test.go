@@ -42,10 +42,19 @@ func TestFlushEagerKeepsLazyWritersHeld(t *testing.T) {
 	if arrives(lazyPeer, "r", 100*time.Millisecond) {
 		t.Fatal("FlushEager wrote a lazy writer's queue")
 	}
+	if n := b.TakeAnswered(); n != 1 {
+		t.Fatalf("TakeAnswered after FlushEager = %d, want the 1 eager writer", n)
+	}
+	if b.HoldsInOrder() {
+		t.Fatal("HoldsInOrder with only a writer to a server that answers by id")
+	}
 	queue(lazy, &b, "s") // the lazy writer is still held: more joins its write
 	b.Flush()
 	if !arrives(lazyPeer, "requests", 5*time.Second) {
 		t.Fatal("Flush did not write the lazy writer's queue")
+	}
+	if n := b.TakeAnswered(); n != 0 {
+		t.Fatalf("TakeAnswered after flushing a lazy writer = %d, want 0", n)
 	}
 }
 
