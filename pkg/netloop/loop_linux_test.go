@@ -255,16 +255,7 @@ func TestLoopBoundsHowLongItHoldsWrites(t *testing.T) {
 	if !r.lp.add(server, testutil.Lines{}, w, &forward{up: up}, 0) {
 		t.Fatal("the loop refused a TCP connection")
 	}
-	for _, line := range []string{"first\n", "second\n"} {
-		if _, err := io.WriteString(client, line); err != nil {
-			t.Fatal(err)
-		}
-		_ = upPeer.SetReadDeadline(time.Now().Add(5 * time.Second))
-		got := make([]byte, len(line))
-		if _, err := io.ReadFull(upPeer, got); err != nil || string(got) != line {
-			t.Fatalf("upstream got %q, %v; want %q: a held write never went out", got, err, line)
-		}
-	}
+	forwards(t, client, upPeer, "a held write never went out")
 }
 
 // TestLoopHoldsOnlyForAnswersItReads: a connection added to a loop has its
@@ -303,6 +294,22 @@ func TestLoopHoldsOnlyForAnswersItReads(t *testing.T) {
 		c.lp.batch.Flush()
 		if held != c.held {
 			t.Fatalf("FlushIdle of the %s loop kept %d writers held, want %d", c.name, held, c.held)
+		}
+	}
+}
+
+// forwards sends two lines from client and fails, saying why, unless each
+// reaches upPeer.
+func forwards(t *testing.T, client, upPeer net.Conn, why string) {
+	t.Helper()
+	for _, line := range []string{"first\n", "second\n"} {
+		if _, err := io.WriteString(client, line); err != nil {
+			t.Fatal(err)
+		}
+		_ = upPeer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got := make([]byte, len(line))
+		if _, err := io.ReadFull(upPeer, got); err != nil || string(got) != line {
+			t.Fatalf("upstream got %q, %v; want %q: %s", got, err, line, why)
 		}
 	}
 }
