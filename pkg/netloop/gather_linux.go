@@ -61,8 +61,13 @@ type gather struct {
 	busy    bool // the thread was preempted in the last sample
 }
 
-// answered records n clients given answers.
-func (g *gather) answered(n int) { g.owed += n }
+// answered records n clients given answers; with gathering off nothing is
+// counted, so the loop never gathers.
+func (g *gather) answered(n int) {
+	if !gatherOff {
+		g.owed += n
+	}
+}
 
 // request records a client's request read at now.
 func (g *gather) request(now time.Time) {
@@ -75,7 +80,7 @@ func (g *gather) request(now time.Time) {
 // rounds is how many rounds of input the loop reads before it writes what
 // it holds for upstream connections.
 func (g *gather) rounds() int {
-	if g.owed >= gatherClients && !g.busy && !gatherOff {
+	if g.owed >= gatherClients && !g.busy {
 		return gatherRounds
 	}
 	return maxRounds
@@ -87,7 +92,7 @@ func (g *gather) rounds() int {
 // again: clients that did not send within gatherGap are idle.
 func (g *gather) wait(b *wire.Batch) bool {
 	g.polling = false
-	if g.owed < gatherClients || gatherOff {
+	if g.owed < gatherClients {
 		return false
 	}
 	now := time.Now()
