@@ -53,7 +53,6 @@ type gather struct {
 	// counts: an answer adds one, a request takes one off.
 	owed    int
 	lastReq time.Time
-	polling bool // the loop's last wait polls for owed requests
 
 	sampled time.Time
 	tid     int
@@ -91,7 +90,6 @@ func (g *gather) rounds() int {
 // holds for an in-order server. Once a wait gives up, the count starts
 // again: clients that did not send within gatherGap are idle.
 func (g *gather) wait(b *wire.Batch) bool {
-	g.polling = false
 	if g.owed < gatherClients {
 		return false
 	}
@@ -103,7 +101,6 @@ func (g *gather) wait(b *wire.Batch) bool {
 		g.owed = 0
 		return false
 	}
-	g.polling = true
 	// Let a process waiting for this CPU have it: it may be the client
 	// whose request the loop waits for.
 	_, _, _ = unix.RawSyscall(unix.SYS_SCHED_YIELD, 0, 0, 0)

@@ -123,6 +123,9 @@ type loop struct {
 	// holding: the wait is bounded by holdFor, since writes are held.
 	holding bool
 	gather  gather
+	// polling: the last wait returned nothing to poll again for requests
+	// clients owe (gather.wait).
+	polling bool
 }
 
 // loopConn is a connection as its loop sees it; all but token is the loop's
@@ -251,7 +254,7 @@ func (lp *loop) run() {
 		// as nothing is left to read, unless the loop gathers requests its
 		// clients owe for an in-order server (gather_linux.go).
 		n := lp.wait()
-		if n == 0 && lp.gather.polling {
+		if n == 0 && lp.polling {
 			continue // polled for owed requests and found none yet
 		}
 		now := time.Now()
@@ -283,9 +286,9 @@ func (lp *loop) run() {
 
 // wait returns the events epoll has; when it has none it flushes the
 // round's batch, resets rounds and parks until it has some, or returns none
-// with gather.polling set when it polls for requests clients owe.
+// with polling set when it polls for requests clients owe.
 func (lp *loop) wait() int {
-	lp.gather.polling = false
+	lp.polling = false
 	if len(lp.again) > 0 {
 		// Reads are owed: look at epoll without parking.
 		n, err := sysio.EpollNow(lp.epfd, lp.events)
@@ -337,7 +340,8 @@ func (lp *loop) poll(fd uintptr) bool {
 		return true
 	}
 	if lp.gather.wait(&lp.batch) {
-		return true // with nothing ready: the loop polls again
+		lp.polling = true // with nothing ready: the loop polls again
+		return true
 	}
 	// An edge after this goes on counting: Read armed the wait before
 	// calling here.

@@ -425,6 +425,9 @@ func (b *Batch) flush(closing bool, keep func(*Writer) bool) int {
 	for _, w := range ws {
 		if keep == nil || !keep(w) {
 			out = append(out, w)
+			if !w.Lazy {
+				b.answered++
+			}
 			continue
 		}
 		b.mu.Lock()
@@ -433,11 +436,6 @@ func (b *Batch) flush(closing bool, keep func(*Writer) bool) int {
 		kept++
 	}
 	clear(ws[len(out):])
-	for _, w := range out {
-		if !w.Lazy {
-			b.answered++
-		}
-	}
 	b.release(out)
 	return kept
 }
