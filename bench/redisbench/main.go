@@ -39,6 +39,8 @@ type options struct {
 	// baselineBin, when set, is a second rosetta-proxy binary (the build
 	// before a change) run as more paths in the same rounds.
 	baselineBin string
+	// allCPUs adds each build on every CPU to the paths.
+	allCPUs bool
 }
 
 func main() {
@@ -52,6 +54,7 @@ func main() {
 	flag.IntVar(&o.rounds, "rounds", 3, "runs of every path, taken in turn; the table shows each cell's median")
 	flag.BoolVar(&o.placements, "placements", false, "then run the unpipelined tests with the client, redis-server and proxy pinned to CPUs 0 and 1 in each arrangement")
 	flag.StringVar(&o.baselineBin, "baseline", "", "another rosetta-proxy binary, such as the build before a change, run on 1 thread and on every CPU in the same rounds")
+	flag.BoolVar(&o.allCPUs, "all-cpus", true, "also run each build on every CPU (false: on one thread only, for more rounds in the same time)")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "redisbench:", err)
@@ -113,14 +116,15 @@ func run(o options) error {
 		builds = append(builds, build{"baseline", o.baselineBin})
 	}
 	for _, b := range builds {
-		one, all, err := startRosettas(b.name, b.bin, dir, redisAddr)
+		ps, err := startRosettas(b.name, b.bin, dir, redisAddr, o.allCPUs)
+		for _, p := range ps {
+			defer p.stop()
+		}
 		if err != nil {
 			return err
 		}
-		defer one.stop()
-		defer all.stop()
-		procs = append(procs, one, all)
-		placed = append(placed, one)
+		procs = append(procs, ps...)
+		placed = append(placed, ps[0])
 	}
 
 	fmt.Printf("redis-benchmark -c %d -t get,set: -n %d, then -n %d with -P %d; Redis %s; medians of %d rounds, the paths in the orders of a balanced Latin square (each path runs after each other one equally often).\n", o.clients, o.requests, o.pipeRequests, o.pipeline, redisAddr, o.rounds)
@@ -435,19 +439,24 @@ func startTwemproxy(dir, redisAddr string) (*proc, error) {
 	return start("twemproxy", addr, "nutcracker", "-c", path, "-s", load.Port(load.FreeAddr()))
 }
 
-// startRosettas starts bin on one thread, as twemproxy runs, and on every
-// CPU, under the paths' names "<name>, 1 thread" and "<name>, N threads".
-func startRosettas(name, bin, dir, redisAddr string) (*proc, *proc, error) {
+// startRosettas starts bin on one thread, as twemproxy runs, and, with
+// allCPUs, on every CPU, under the paths' names "<name>, 1 thread" and
+// "<name>, N threads". On an error it also returns those it started, for
+// the caller to stop.
+func startRosettas(name, bin, dir, redisAddr string, allCPUs bool) ([]*proc, error) {
+	var ps []*proc
 	one, err := startRosetta(name+", 1 thread", bin, dir, redisAddr, 1)
-	if err != nil {
-		return nil, nil, err
+	if one != nil {
+		ps = append(ps, one)
+	}
+	if err != nil || !allCPUs {
+		return ps, err
 	}
 	all, err := startRosetta(fmt.Sprintf("%s, %d threads", name, runtime.NumCPU()), bin, dir, redisAddr, 0)
-	if err != nil {
-		one.stop()
-		return nil, nil, err
+	if all != nil {
+		ps = append(ps, all)
 	}
-	return one, all, nil
+	return ps, err
 }
 
 // startRosetta starts rosetta-proxy with --concurrency concurrency (0: the
