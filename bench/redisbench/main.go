@@ -53,7 +53,7 @@ func main() {
 	flag.IntVar(&o.pipeRequests, "pn", 1000000, "requests per pipelined test")
 	flag.IntVar(&o.rounds, "rounds", 3, "runs of every path, taken in turn; the table shows each cell's median")
 	flag.BoolVar(&o.placements, "placements", false, "then run the unpipelined tests with the client, redis-server and proxy pinned to CPUs 0 and 1 in each arrangement")
-	flag.StringVar(&o.baselineBin, "baseline", "", "another rosetta-proxy binary, such as the build before a change, run on 1 thread and on every CPU in the same rounds")
+	flag.StringVar(&o.baselineBin, "baseline", "", "another rosetta-proxy binary, such as the build before a change, run as -proxy is (on 1 thread, and on every CPU unless -all-cpus=false) in the same rounds")
 	flag.BoolVar(&o.allCPUs, "all-cpus", true, "also run each build on every CPU (false: on one thread only, for more rounds in the same time)")
 	flag.Parse()
 	if err := run(o); err != nil {
