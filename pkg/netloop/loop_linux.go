@@ -93,6 +93,8 @@ func started() []*loop {
 const wakeToken = 0
 
 type loop struct {
+	ep    *os.File // the epoll descriptor; kept so it is never collected
+	rc    syscall.RawConn
 	epfd  int
 	wake  int // an eventfd other goroutines write to wake the loop
 	batch wire.Batch
@@ -110,13 +112,16 @@ type loop struct {
 	// next round reads them without being told. The loop's alone.
 	again []*loopConn
 
-	// The loop's alone: epoll's events and the rounds read since upstream
-	// writes last went out.
-	events []unix.EpollEvent
-	rounds int
-	// holding: the waits end at holdEnd, since writes are held.
+	// The loop's alone: epoll's events, the rounds read since upstream
+	// writes last went out, and poll's outcome and function (made once, so
+	// that a wait allocates nothing).
+	events  []unix.EpollEvent
+	rounds  int
+	ready   int
+	waitErr error
+	pollFn  func(fd uintptr) bool
+	// holding: the wait is bounded by holdFor, since writes are held.
 	holding bool
-	holdEnd time.Time
 	gather  gather
 	// polling: the last wait returned nothing to poll again for requests
 	// clients owe (gather.wait).
@@ -154,7 +159,20 @@ func newLoop() (*loop, error) {
 		unix.Close(wake)
 		return nil, err
 	}
-	lp := &loop{epfd: epfd, wake: wake, conns: map[uint32]*loopConn{}, events: make([]unix.EpollEvent, 256)}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, err
+	}
+	ep := os.NewFile(uintptr(epfd), "epoll")
+	rc, err := ep.SyscallConn()
+	if err != nil {
+		ep.Close()
+		unix.Close(wake)
+		return nil, err
+	}
+	lp := &loop{ep: ep, rc: rc, epfd: epfd, wake: wake, conns: map[uint32]*loopConn{}, events: make([]unix.EpollEvent, 256)}
+	lp.pollFn = lp.poll
 	lp.batch.SetLoop()
 	return lp, nil
 }
@@ -267,42 +285,31 @@ func (lp *loop) run() {
 }
 
 // wait returns the events epoll has; when it has none it flushes the
-// round's batch, resets rounds and waits in epoll_wait until it has some, or
-// returns none with polling set when it polls for requests clients owe.
-//
-// The loop blocks in epoll_wait itself, as a system call, rather than
-// parking on Go's poller until its epoll descriptor is readable: parking
-// took that poller's epoll_wait, the scheduler's round and a second look at
-// the loop's own epoll for every wake-up, about 7% of the proxy's CPU per
-// unpipelined Redis request (docs/benchmarks.md). While it blocks, Go's
-// sysmon hands the loop's P to another thread for the goroutines that are
-// not the loop's (timers, the admin server, accepts).
+// round's batch, resets rounds and parks until it has some, or returns none
+// with polling set when it polls for requests clients owe.
 func (lp *loop) wait() int {
 	lp.polling = false
-	for {
+	if len(lp.again) > 0 {
+		// Reads are owed: look at epoll without parking.
 		n, err := sysio.EpollNow(lp.epfd, lp.events)
-		if n > 0 || len(lp.again) > 0 {
-			return n // reads are owed: they come before a wait
-		}
-		if err != nil && err != unix.EINTR {
-			// Not expected from a valid epoll descriptor; do not spin on it.
-			time.Sleep(10 * time.Millisecond)
-			continue
-		}
-		if lp.gather.wait(&lp.batch) {
-			lp.polling = true // with nothing ready: the loop polls again
+		if err != nil {
 			return 0
 		}
-		lp.setHold(lp.batch.FlushIdle() > 0)
-		lp.rounds = 0
-		if n, _ := unix.EpollWait(lp.epfd, lp.events, lp.holdLeft()); n > 0 {
-			return n
+		return n
+	}
+	for {
+		err := lp.rc.Read(lp.pollFn)
+		if err == nil && lp.waitErr == nil {
+			return lp.ready
 		}
-		if lp.holding && lp.holdLeft() == 0 {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// Held writes waited holdFor without their answers.
 			lp.batch.Flush()
 			lp.setHold(false)
+			continue
 		}
+		// Not expected from a valid epoll descriptor; do not spin on it.
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -311,29 +318,36 @@ func (lp *loop) wait() int {
 // subscription may owe answers for ever.
 const holdFor = time.Millisecond
 
-// setHold bounds the coming waits by holdFor from now, or lifts the bound.
-// A bound already set stays as it is: it only ends the wait sooner.
+// setHold bounds the coming wait by holdFor, or lifts the bound. A bound
+// already set stays as it is: it only ends the wait sooner.
 func (lp *loop) setHold(on bool) {
 	if on == lp.holding {
 		return
 	}
 	lp.holding = on
+	var t time.Time
 	if on {
-		lp.holdEnd = time.Now().Add(holdFor)
+		t = time.Now().Add(holdFor)
 	}
+	_ = lp.ep.SetReadDeadline(t)
 }
 
-// holdLeft is epoll_wait's timeout: the milliseconds left of the hold,
-// rounded up, or -1 (none) when the loop holds nothing.
-func (lp *loop) holdLeft() int {
-	if !lp.holding {
-		return -1
+// poll is the function wait's RawConn.Read runs; false parks the loop until
+// epoll's descriptor is readable.
+func (lp *loop) poll(fd uintptr) bool {
+	lp.ready, lp.waitErr = sysio.EpollNow(int(fd), lp.events)
+	if lp.ready > 0 || (lp.waitErr != nil && lp.waitErr != unix.EINTR) {
+		return true
 	}
-	left := time.Until(lp.holdEnd)
-	if left <= 0 {
-		return 0
+	if lp.gather.wait(&lp.batch) {
+		lp.polling = true // with nothing ready: the loop polls again
+		return true
 	}
-	return int((left + time.Millisecond - 1) / time.Millisecond)
+	// An edge after this goes on counting: Read armed the wait before
+	// calling here.
+	lp.setHold(lp.batch.FlushIdle() > 0)
+	lp.rounds = 0
+	return false
 }
 
 // readable handles what one read of lc gives.

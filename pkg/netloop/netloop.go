@@ -4,10 +4,9 @@
 // only then flushes what the handlers queued (a wire.Batch shared by the
 // round). So requests from many clients bound for one upstream connection
 // leave in one write, and a connection waiting for input costs neither a
-// goroutine wake-up nor a read that finds nothing. A loop waits in its own
-// epoll_wait, as a blocking system call: Go gives the loop's P to another
-// thread meanwhile, so an idle loop holds a thread but keeps no goroutine
-// from running. Sockets are edge-triggered, as twemproxy's are; a read that
+// goroutine wake-up nor a read that finds nothing. A loop waits through Go's
+// poller (its epoll descriptor is itself pollable), so it holds no thread
+// while idle. Sockets are edge-triggered, as twemproxy's are; a read that
 // fills its buffer is followed by another in the next round, since epoll
 // will not report what is left. Before a loop waits, a writer to an
 // in-order server that still owes answers may stay held until they come
