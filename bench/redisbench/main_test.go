@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -153,6 +154,35 @@ func TestOrderIsBalanced(t *testing.T) {
 					t.Fatalf("k=%d: path %d follows %d %d times, want %d: %v", k, b, a, after[[2]int{a, b}], want, rows)
 				}
 			}
+		}
+	}
+}
+
+// startRosettas starts one path per build with -all-cpus=false and two
+// without, named for their threads.
+func TestStartRosettasOnOneThreadOrEveryCPU(t *testing.T) {
+	bin := t.TempDir() + "/rosetta-proxy"
+	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/rosetta-proxy").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	for _, c := range []struct {
+		allCPUs bool
+		want    []string
+	}{
+		{false, []string{"x, 1 thread"}},
+		{true, []string{"x, 1 thread", fmt.Sprintf("x, %d threads", runtime.NumCPU())}},
+	} {
+		ps, err := startRosettas("x", bin, t.TempDir(), "127.0.0.1:1", c.allCPUs)
+		var names []string
+		for _, p := range ps {
+			names = append(names, p.name)
+			p.stop()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Join(names, "|") != strings.Join(c.want, "|") {
+			t.Errorf("allCPUs %v: paths %q, want %q", c.allCPUs, names, c.want)
 		}
 	}
 }
