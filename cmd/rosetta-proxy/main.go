@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/internal/gcpace"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
 	xdsclient "github.com/rosetta-mesh/rosetta/pkg/xds/client"
@@ -35,6 +36,8 @@ type options struct {
 	concurrency int
 	// gcPercent is Go's GOGC, unless GOGC is set in the environment.
 	gcPercent int
+	// gcPaceMB caps the heap goal gcpace may raise GOGC to, in MB; 0 is off.
+	gcPaceMB int
 }
 
 func main() {
@@ -51,6 +54,7 @@ func main() {
 	flag.StringVar(&o.xds.ListenAddress, "listen-address", "0.0.0.0", "the IP the controller binds this proxy's listeners to (with --xds)")
 	flag.IntVar(&o.concurrency, "concurrency", 0, "threads that run the proxy at once, as Envoy's --concurrency (0: one per CPU)")
 	flag.IntVar(&o.gcPercent, "gc-percent", 200, "Go's GOGC: heap growth between collections, in percent of the live heap; GOGC in the environment wins")
+	flag.IntVar(&o.gcPaceMB, "gc-pace-heap", 32, "while the proxy allocates fast, let the heap grow to up to this many MB between collections, to space them at least 250 ms apart (0: off; off when GOGC is in the environment)")
 	flag.Parse()
 	if o.concurrency > 0 {
 		runtime.GOMAXPROCS(o.concurrency)
@@ -77,6 +81,9 @@ func run(o options) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if os.Getenv("GOGC") == "" && o.gcPaceMB > 0 {
+		go gcpace.Run(ctx, o.gcPercent, uint64(o.gcPaceMB)<<20)
+	}
 	p := proxy.New(log)
 	admin := firstNonEmpty(o.admin, "127.0.0.1:15000")
 	if o.configFile != "" {
