@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"maps"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,14 +39,19 @@ type Endpoint struct {
 	inARow       atomic.Int32
 	countErrors  atomic.Bool
 
+	// pools is read by every request and written once per protocol and
+	// options: a write replaces the map under mu, and a read takes no lock.
+	pools atomic.Pointer[map[string]*Pool]
+
 	mu        sync.Mutex
 	outlier   Outlier
 	ejections int // ejections in a row, for the backoff
-	pools     map[string]*Pool
 }
 
 func newEndpoint(addr string) *Endpoint {
-	return &Endpoint{Addr: addr, pools: map[string]*Pool{}, outlier: DefaultOutlier}
+	e := &Endpoint{Addr: addr, outlier: DefaultOutlier}
+	e.pools.Store(&map[string]*Pool{})
+	return e
 }
 
 // setOutlier sets the ejection policy; endpoints shared by clusters take the
@@ -102,13 +108,20 @@ func (e *Endpoint) succeed() {
 
 // Pool returns the endpoint's connection pool for a protocol and its options.
 func (e *Endpoint) Pool(p codec.Protocol, opts codec.Options, key string) *Pool {
+	if pl := (*e.pools.Load())[key]; pl != nil {
+		return pl
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	pl := e.pools[key]
-	if pl == nil {
-		pl = &Pool{ep: e, proto: p, opts: opts}
-		e.pools[key] = pl
+	old := *e.pools.Load()
+	if pl := old[key]; pl != nil {
+		return pl
 	}
+	pl := &Pool{ep: e, proto: p, opts: opts}
+	m := make(map[string]*Pool, len(old)+1)
+	maps.Copy(m, old)
+	m[key] = pl
+	e.pools.Store(&m)
 	return pl
 }
 
@@ -122,13 +135,7 @@ func (e *Endpoint) Begin() { e.active.Add(1) }
 func (e *Endpoint) End() { e.active.Add(-1) }
 
 func (e *Endpoint) closeAll() {
-	e.mu.Lock()
-	pools := make([]*Pool, 0, len(e.pools))
-	for _, p := range e.pools {
-		pools = append(pools, p)
-	}
-	e.mu.Unlock()
-	for _, p := range pools {
+	for _, p := range *e.pools.Load() {
 		p.closeAll()
 	}
 }

@@ -1,7 +1,9 @@
 package upstream
 
 import (
+	"slices"
 	"sync"
+	"sync/atomic"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
@@ -17,8 +19,18 @@ type Pool struct {
 	proto codec.Protocol
 	opts  codec.Options
 
+	// conns is read by every request and changes when a connection opens
+	// or closes: a change replaces the slice under mu, and a read takes no
+	// lock.
 	mu    sync.Mutex
-	conns []*Conn
+	conns atomic.Pointer[[]*Conn]
+}
+
+func (p *Pool) list() []*Conn {
+	if l := p.conns.Load(); l != nil {
+		return *l
+	}
+	return nil
 }
 
 // Send sends msg over the first connection below perConnTarget requests in
@@ -49,13 +61,17 @@ func (p *Pool) Send(cl *Cluster, msg *codec.Message, r Request, b *wire.Batch) (
 // pick finds a connection for a request from home's loop (nil: from no
 // loop, which any connection suits).
 func (p *Pool) pick(cl *Cluster, home *wire.Batch) (*Conn, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c := firstBelowTarget(p.conns, home); c != nil {
+	if c := firstBelowTarget(p.list(), home); c != nil {
 		return c, nil
 	}
-	if len(p.conns) >= cl.MaxConnections && len(p.conns) > 0 {
-		return leastBusy(p.conns), nil
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	conns := p.list()
+	if c := firstBelowTarget(conns, home); c != nil {
+		return c, nil
+	}
+	if len(conns) >= cl.MaxConnections && len(conns) > 0 {
+		return leastBusy(conns), nil
 	}
 	c, err := newConn(p)
 	if err != nil {
@@ -63,7 +79,8 @@ func (p *Pool) pick(cl *Cluster, home *wire.Batch) (*Conn, error) {
 	}
 	c.maxPending = cl.MaxPending
 	c.home = home
-	p.conns = append(p.conns, c)
+	grown := append(slices.Clip(conns), c)
+	p.conns.Store(&grown)
 	go c.dial(cl.ConnectTimeout)
 	return c, nil
 }
@@ -92,27 +109,21 @@ func leastBusy(conns []*Conn) *Conn {
 func (p *Pool) remove(c *Conn) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	for i, x := range p.conns {
-		if x == c {
-			p.conns = append(p.conns[:i], p.conns[i+1:]...)
-			return
-		}
+	conns := p.list()
+	if i := slices.Index(conns, c); i >= 0 {
+		left := slices.Delete(slices.Clone(conns), i, i+1)
+		p.conns.Store(&left)
 	}
 }
 
 // closeAll closes every connection.
 func (p *Pool) closeAll() {
-	p.mu.Lock()
-	conns := append([]*Conn(nil), p.conns...)
-	p.mu.Unlock()
-	for _, c := range conns {
+	for _, c := range p.list() {
 		c.Close()
 	}
 }
 
 // Conns reports how many connections the pool holds.
 func (p *Pool) Conns() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return len(p.conns)
+	return len(p.list())
 }

@@ -23,13 +23,13 @@ func conns(active ...int32) []*Conn {
 func TestPoolFillsConnectionsInOrder(t *testing.T) {
 	cl := &Cluster{MaxConnections: 3}
 	p := &Pool{}
-	p.conns = conns(perConnTarget, 5, 0)
-	if c, err := p.pick(cl, nil); err != nil || c != p.conns[1] {
-		t.Fatalf("picked %p (%v), want the second connection %p", c, err, p.conns[1])
+	p.set(conns(perConnTarget, 5, 0))
+	if c, err := p.pick(cl, nil); err != nil || c != p.list()[1] {
+		t.Fatalf("picked %p (%v), want the second connection %p", c, err, p.list()[1])
 	}
-	p.conns = conns(perConnTarget+3, perConnTarget+1, perConnTarget+2)
-	if c, err := p.pick(cl, nil); err != nil || c != p.conns[1] {
-		t.Fatalf("at the limit: picked %p (%v), want the least busy %p", c, err, p.conns[1])
+	p.set(conns(perConnTarget+3, perConnTarget+1, perConnTarget+2))
+	if c, err := p.pick(cl, nil); err != nil || c != p.list()[1] {
+		t.Fatalf("at the limit: picked %p (%v), want the least busy %p", c, err, p.list()[1])
 	}
 }
 
@@ -40,16 +40,19 @@ func TestPoolPicksTheLoopsConnections(t *testing.T) {
 	var a, b wire.Batch
 	cl := &Cluster{MaxConnections: 3}
 	p := &Pool{}
-	p.conns = conns(0, 5, perConnTarget+1)
-	p.conns[0].home, p.conns[1].home, p.conns[2].home = &a, &b, &b
-	if c, err := p.pick(cl, &b); err != nil || c != p.conns[1] {
-		t.Fatalf("picked %p (%v), want b's first connection %p", c, err, p.conns[1])
+	p.set(conns(0, 5, perConnTarget+1))
+	p.list()[0].home, p.list()[1].home, p.list()[2].home = &a, &b, &b
+	if c, err := p.pick(cl, &b); err != nil || c != p.list()[1] {
+		t.Fatalf("picked %p (%v), want b's first connection %p", c, err, p.list()[1])
 	}
-	p.conns[1].active.Store(perConnTarget)
-	if c, err := p.pick(cl, &b); err != nil || c != p.conns[0] {
-		t.Fatalf("at the limit: picked %p (%v), want the least busy %p", c, err, p.conns[0])
+	p.list()[1].active.Store(perConnTarget)
+	if c, err := p.pick(cl, &b); err != nil || c != p.list()[0] {
+		t.Fatalf("at the limit: picked %p (%v), want the least busy %p", c, err, p.list()[0])
 	}
-	if c, err := p.pick(cl, nil); err != nil || c != p.conns[0] {
-		t.Fatalf("from no loop: picked %p (%v), want the first below the target %p", c, err, p.conns[0])
+	if c, err := p.pick(cl, nil); err != nil || c != p.list()[0] {
+		t.Fatalf("from no loop: picked %p (%v), want the first below the target %p", c, err, p.list()[0])
 	}
 }
+
+// set replaces the pool's connections, for tests.
+func (p *Pool) set(cs []*Conn) { p.conns.Store(&cs) }
