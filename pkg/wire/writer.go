@@ -278,6 +278,9 @@ type Batch struct {
 	mu   sync.Mutex
 	open bool
 	ws   []*Writer
+	// opened is open as its owner last set it, read without the lock: the
+	// owner alone opens and closes the batch, and opens it once per frame.
+	opened bool
 	// loop marks an event loop's round batch; set before the loop runs.
 	loop bool
 	// now is when the owner's current round of input was read, in
@@ -321,11 +324,15 @@ func (b *Batch) SetLoop() { b.loop = true }
 // (upstream.Pool.Send).
 func (b *Batch) Loop() bool { return b != nil && b.loop }
 
-// Open lets writers join the batch.
+// Open lets writers join the batch. Only the batch's owner may call it.
 func (b *Batch) Open() {
+	if b.opened {
+		return
+	}
 	b.mu.Lock()
 	b.open = true
 	b.mu.Unlock()
+	b.opened = true
 }
 
 // HoldLocked makes w's writes wait for b's Flush when b is open; w's lock is
@@ -416,6 +423,7 @@ func (b *Batch) flush(closing bool, keep func(*Writer) bool) int {
 	if closing {
 		b.now.Store(0)
 		b.open = false
+		b.opened = false
 	}
 	ws := b.ws
 	b.ws = b.out[:0]
