@@ -22,18 +22,22 @@ type env struct {
 	// start is when the client's request arrived; the requests the handler
 	// sends for it are timed from then.
 	start time.Time
-	// spare, until taken, is memory for the first request the handler
+	// spare, until spareTaken, is memory for the first request the handler
 	// sends, which shares the allocation of the client's request (most
-	// requests send exactly one). Atomic: a handler may send from callbacks
-	// that run on several goroutines.
-	spare atomic.Pointer[exchange]
+	// requests send exactly one). spareTaken is atomic: a handler may send
+	// from callbacks that run on several goroutines. spare is set before
+	// the env is shared, with a plain store.
+	spare      *exchange
+	spareTaken atomic.Bool
 }
 
 var _ codec.Upstream = (*env)(nil)
 
 func (e *env) exchange(req *codec.Message, done codec.Done) *exchange {
-	ex := e.spare.Swap(nil)
-	if ex == nil {
+	var ex *exchange
+	if e.spare != nil && !e.spareTaken.Swap(true) {
+		ex = e.spare
+	} else {
 		ex = &exchange{}
 	}
 	*ex = exchange{p: e.dc.l.p, dc: e.dc, req: req, snap: e.snap, start: e.start, onDone: done, batch: e.batch}

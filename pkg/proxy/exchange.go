@@ -77,7 +77,7 @@ func (p *Proxy) handle(dc *downConn, req *codec.Message, b *wire.Batch) {
 	dc.inflight.Add(1)
 	if h, ok := dc.codec.(codec.Handler); ok {
 		hc := &handled{env: env{dc: dc, snap: p.snap.Load(), batch: b, start: b.Now()}, req: req}
-		hc.env.spare.Store(&hc.first)
+		hc.env.spare = &hc.first
 		hc.slot = dc.reserve(&hc.slotBuf)
 		h.Handle(req, &hc.env, hc.done)
 		return
