@@ -12,8 +12,21 @@ package codec
 // proxy writes answers in request order for InOrder protocols. Passing nil to
 // reply means "no answer" (a oneway request).
 type Handler interface {
-	Handle(req *Message, up Upstream, reply func(*Message))
+	Handle(req *Message, up Upstream, reply Replier)
 }
+
+// Replier takes the answer to one request handed to a Handler. It is an
+// interface, not a function, so that the proxy passes the request's own
+// state without allocating a closure per request.
+type Replier interface {
+	Reply(*Message)
+}
+
+// ReplyFunc makes a function a Replier.
+type ReplyFunc func(*Message)
+
+// Reply calls f.
+func (f ReplyFunc) Reply(m *Message) { f(m) }
 
 // Done receives the outcome of a request sent upstream: the response, or a
 // nil response and the status of the error the proxy met (no route, timeout,

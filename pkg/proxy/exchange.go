@@ -79,7 +79,7 @@ func (p *Proxy) handle(dc *downConn, req *codec.Message, b *wire.Batch) {
 		hc := &handled{env: env{dc: dc, snap: p.snap.Load(), batch: b, start: b.Now()}, req: req}
 		hc.env.spare = &hc.first
 		hc.slot = dc.reserve(&hc.slotBuf)
-		h.Handle(req, &hc.env, hc.done)
+		h.Handle(req, &hc.env, hc)
 		return
 	}
 	ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: b.Now(), batch: b}
@@ -98,7 +98,8 @@ type handled struct {
 	first   exchange // env's spare
 }
 
-func (hc *handled) done(m *codec.Message) {
+// Reply implements codec.Replier: the answer to the client's request.
+func (hc *handled) Reply(m *codec.Message) {
 	status := "ok"
 	if m != nil && m.Status != codec.StatusOK {
 		status = m.Status.String()

@@ -17,11 +17,13 @@ import (
 // as Redis splits MGET across shards.
 type fanout struct{ toy.Codec }
 
+var _ codec.Handler = fanout{}
+
 func init() {
 	codec.Register(codec.Protocol{Name: "toy-fanout", New: func(codec.Options) (codec.Codec, error) { return fanout{}, nil }})
 }
 
-func (f fanout) Handle(req *codec.Message, up codec.Upstream, reply func(*codec.Message)) {
+func (f fanout) Handle(req *codec.Message, up codec.Upstream, reply codec.Replier) {
 	if m, _ := req.Get("method"); m == "push" {
 		// An unsolicited message with id 99, then the answer.
 		out, _ := toy.AppendFrame(nil, toy.KindResponse, 99, 0, nil, []byte("pushed"))
@@ -29,7 +31,7 @@ func (f fanout) Handle(req *codec.Message, up codec.Upstream, reply func(*codec.
 		up.Push(pushed)
 		out, _ = toy.AppendFrame(nil, toy.KindResponse, req.ID, 0, nil, []byte("answer"))
 		ans, _ := f.Decode(out)
-		reply(ans)
+		reply.Reply(ans)
 		return
 	}
 	if m, _ := req.Get("method"); m == "pick" {
@@ -40,12 +42,12 @@ func (f fanout) Handle(req *codec.Message, up codec.Upstream, reply func(*codec.
 		}
 		out, _ := toy.AppendFrame(nil, toy.KindResponse, req.ID, 0, nil, []byte(addr))
 		ans, _ := f.Decode(out)
-		reply(ans)
+		reply.Reply(ans)
 		return
 	}
 	if m, _ := req.Get("method"); m != "both" {
 		up.Forward(req, func(resp *codec.Message, st codec.Status, detail string) {
-			reply(f.answer(req, resp, st, detail))
+			reply.Reply(f.answer(req, resp, st, detail))
 		})
 		return
 	}
@@ -62,7 +64,7 @@ func (f fanout) Handle(req *codec.Message, up codec.Upstream, reply func(*codec.
 			if len(parts) == 2 {
 				out, _ := toy.AppendFrame(nil, toy.KindResponse, req.ID, 0, nil, []byte(parts["a"]+parts["b"]))
 				m, _ := f.Decode(out)
-				reply(m)
+				reply.Reply(m)
 			}
 		})
 	}

@@ -83,6 +83,8 @@ func TestCodecPanicEndsOnlyThatConnection(t *testing.T) {
 // panics on the server's answer; other requests it forwards.
 type buggyHandler struct{ toy.Codec }
 
+var _ codec.Handler = buggyHandler{}
+
 func init() {
 	codec.Register(codec.Protocol{Name: "toy-buggy-handler", Ordering: codec.ByID, New: func(codec.Options) (codec.Codec, error) { return buggyHandler{}, nil }})
 }
@@ -91,13 +93,13 @@ func init() {
 // its tail.
 func ends(m *codec.Message, suffix string) bool { return bytes.HasSuffix(m.Raw, []byte(suffix)) }
 
-func (h buggyHandler) Handle(req *codec.Message, up codec.Upstream, reply func(*codec.Message)) {
+func (h buggyHandler) Handle(req *codec.Message, up codec.Upstream, reply codec.Replier) {
 	if !ends(req, "dedicated") {
 		up.Forward(req, func(resp *codec.Message, st codec.Status, detail string) {
 			if resp == nil {
 				resp, _ = h.Reply(req, st, detail)
 			}
-			reply(resp)
+			reply.Reply(resp)
 		})
 		return
 	}
@@ -112,7 +114,7 @@ func (h buggyHandler) Handle(req *codec.Message, up codec.Upstream, reply func(*
 	}
 	if err != nil {
 		rep, _ := h.Reply(req, codec.StatusNoUpstream, err.Error())
-		reply(rep)
+		reply.Reply(rep)
 	}
 }
 

@@ -80,11 +80,11 @@ func (h *handleRun) feed(reqs []byte, eager bool) {
 		n := &atomic.Int32{}
 		i := len(h.answers)
 		h.answers = append(h.answers, n)
-		h.c.Handle(m, h.up, func(*codec.Message) {
+		h.c.Handle(m, h.up, codec.ReplyFunc(func(*codec.Message) {
 			if n.Add(1) > 1 {
 				h.t.Errorf("request %d answered twice", i)
 			}
-		})
+		}))
 		if eager {
 			h.up.drain()
 		}

@@ -43,15 +43,15 @@ func (c *redisCodec) session() *session {
 // Handle implements codec.Handler: local commands, transactions and blocking
 // commands on pinned connections, multi-key commands split per destination,
 // and everything else routed by its key.
-func (c *redisCodec) Handle(req *codec.Message, up codec.Upstream, done func(*codec.Message)) {
+func (c *redisCodec) Handle(req *codec.Message, up codec.Upstream, r codec.Replier) {
 	cm, ok := req.Private.(*command)
 	if !ok {
-		done(errorAnswer(req, codec.StatusBadRequest, "rosetta: not a command"))
+		r.Reply(errorAnswer(req, codec.StatusBadRequest, "rosetta: not a command"))
 		return
 	}
 	s := c.session()
 	if !s.authed && cm.name != "AUTH" && cm.name != "HELLO" && cm.name != "QUIT" && cm.name != "RESET" {
-		done(answer(appendError(nil, "NOAUTH Authentication required.")))
+		r.Reply(answer(appendError(nil, "NOAUTH Authentication required.")))
 		return
 	}
 	if s.ps != nil && s.ps.dead.Load() {
@@ -59,31 +59,31 @@ func (c *redisCodec) Handle(req *codec.Message, up codec.Upstream, done func(*co
 	}
 	switch {
 	case s.ps != nil && !s.resp3:
-		s.subscribed(req, cm, done)
+		s.subscribed(req, cm, r.Reply)
 		return
 	case cm.name == "RESET":
-		s.reset(done)
+		s.reset(r.Reply)
 		return
 	case cm.spec != nil && cm.spec.flags&flagPubSub != 0:
-		s.pubsub(req, cm, up, done)
+		s.pubsub(req, cm, up, r.Reply)
 		return
 	}
 	if s.tx != nil || s.multi || (cm.spec != nil && cm.spec.flags&flagPinned != 0) {
-		s.transaction(req, cm, up, done)
+		s.transaction(req, cm, up, r.Reply)
 		return
 	}
-	if s.local(cm, done) {
+	if s.local(cm, r.Reply) {
 		return
 	}
 	switch {
 	case cm.spec != nil && cm.spec.flags&flagRefused != 0:
-		done(errorAnswer(req, codec.StatusBadRequest, refusedReason(cm.name)))
+		r.Reply(errorAnswer(req, codec.StatusBadRequest, refusedReason(cm.name)))
 	case cm.blocking():
-		s.blocking(req, up, done)
+		s.blocking(req, up, r.Reply)
 	case cm.spec != nil && cm.spec.flags&flagSplit != 0 && len(cm.keyIndexes(2)) > 1:
-		s.split(req, cm, up, done)
+		s.split(req, cm, up, r.Reply)
 	default:
-		s.send(req, up, done)
+		s.send(req, up, r)
 	}
 }
 
@@ -93,15 +93,15 @@ func refusedReason(name string) string {
 
 // send routes one request: by the route table (proxy mode), or to the node
 // that owns its slot (cluster mode).
-func (s *session) send(req *codec.Message, up codec.Upstream, done reply) {
+func (s *session) send(req *codec.Message, up codec.Upstream, r codec.Replier) {
 	if s.opt.cluster {
 		clusterSend(req, up, s.opt.readReplica, func(resp *codec.Message, st codec.Status, detail string) {
-			done(outcome(req, resp, st, detail))
+			r.Reply(outcome(req, resp, st, detail))
 		})
 		return
 	}
 	up.Forward(req, func(resp *codec.Message, st codec.Status, detail string) {
-		done(outcome(req, resp, st, detail))
+		r.Reply(outcome(req, resp, st, detail))
 	})
 }
 
@@ -384,7 +384,7 @@ func (s *session) split(req *codec.Message, cm *command, up codec.Upstream, done
 		g.keys = append(g.keys, k)
 	}
 	if len(groups) == 1 {
-		s.send(req, up, done)
+		s.send(req, up, codec.ReplyFunc(done))
 		return
 	}
 	var mu sync.Mutex
@@ -395,7 +395,7 @@ func (s *session) split(req *codec.Message, cm *command, up codec.Upstream, done
 		for _, k := range g.keys {
 			args = append(args, cm.args[k:k+step]...)
 		}
-		s.send(newRequest(args...), up, func(resp *codec.Message) {
+		s.send(newRequest(args...), up, codec.ReplyFunc(func(resp *codec.Message) {
 			mu.Lock()
 			g.resp = resp
 			left--
@@ -404,7 +404,7 @@ func (s *session) split(req *codec.Message, cm *command, up codec.Upstream, done
 			if last {
 				done(merge(cm, keys, order, groups))
 			}
-		})
+		}))
 	}
 }
 

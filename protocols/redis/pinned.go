@@ -285,7 +285,7 @@ func (s *session) transaction(req *codec.Message, cm *command, up codec.Upstream
 			done(answer(appendError(nil, "CROSSSLOT rosetta: keys of one transaction must go to one destination")))
 			return
 		}
-		s.send(req, up, done) // between WATCH and MULTI: an ordinary command
+		s.send(req, up, codec.ReplyFunc(done)) // between WATCH and MULTI: an ordinary command
 		return
 	}
 	s.tx.send(req, done)
