@@ -81,7 +81,9 @@ func run(o options) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if os.Getenv("GOGC") == "" && o.gcPaceMB > 0 {
+	// A negative --gc-percent turns the collector off; pacing would turn
+	// it back on.
+	if os.Getenv("GOGC") == "" && o.gcPaceMB > 0 && o.gcPercent > 0 {
 		go gcpace.Run(ctx, o.gcPercent, uint64(o.gcPaceMB)<<20)
 	}
 	p := proxy.New(log)
