@@ -178,3 +178,28 @@ func TestSocketWriteAllocatesNothing(t *testing.T) {
 		t.Fatalf("a write allocates %v times, want 0", n)
 	}
 }
+
+// TestBatchReopensAfterFlush: Open skips its lock while the batch is open,
+// so a Flush must leave it to be opened again.
+func TestBatchReopensAfterFlush(t *testing.T) {
+	a, _ := testutil.TCPPair(t)
+	w := NewWriter(a, time.Second, 1<<20)
+	var b Batch
+	heldBy := func() bool {
+		w.Lock()
+		defer w.Unlock()
+		w.HoldLocked(&b)
+		return w.held
+	}
+	for round := range 2 {
+		b.Open()
+		b.Open()
+		if !heldBy() {
+			t.Fatalf("round %d: an open batch did not hold the writer", round)
+		}
+		b.Flush()
+		if heldBy() {
+			t.Fatalf("round %d: a flushed batch held the writer", round)
+		}
+	}
+}
