@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 
 	// The proxy finds the dubbo codec in the registry.
@@ -47,10 +48,19 @@ func proxyConfig(t testing.TB, routes []obj, clusters ...obj) string {
 }
 
 // startProxy runs a proxy with the config and returns its listener address.
+// A proxy that got a port an earlier server of the process had is left
+// running (it keeps the port taken) and another is started: see
+// dubbokit.FirstUse.
 func startProxy(t testing.TB, routes []obj, clusters ...obj) string {
 	t.Helper()
-	p := proxytest.Start(t, proxyConfig(t, routes, clusters...))
-	return p.Addr(t, listenerName)
+	cfg := proxyConfig(t, routes, clusters...)
+	for range 10 {
+		if addr := proxytest.Start(t, cfg).Addr(t, listenerName); dubbokit.FirstUse(addr) {
+			return addr
+		}
+	}
+	t.Fatalf("10 proxies in a row got ports used before in this process")
+	return ""
 }
 
 // cluster is a round-robin cluster of the given addresses.
