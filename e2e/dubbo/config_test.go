@@ -47,20 +47,15 @@ func proxyConfig(t testing.TB, routes []obj, clusters ...obj) string {
 	return string(b)
 }
 
-// startProxy runs a proxy with the config and returns its listener address.
-// A proxy that got a port an earlier server of the process had is left
-// running (it keeps the port taken) and another is started: see
-// dubbokit.FirstUse.
+// startProxy runs a proxy with the config and returns its listener address,
+// one no earlier server of the process had (dubbokit.OnFreshPort).
 func startProxy(t testing.TB, routes []obj, clusters ...obj) string {
 	t.Helper()
 	cfg := proxyConfig(t, routes, clusters...)
-	for range 10 {
-		if addr := proxytest.Start(t, cfg).Addr(t, listenerName); dubbokit.FirstUse(addr) {
-			return addr
-		}
-	}
-	t.Fatalf("10 proxies in a row got ports used before in this process")
-	return ""
+	return dubbokit.OnFreshPort(t, "proxy", func() (string, string) {
+		addr := proxytest.Start(t, cfg).Addr(t, listenerName)
+		return addr, addr
+	})
 }
 
 // cluster is a round-robin cluster of the given addresses.

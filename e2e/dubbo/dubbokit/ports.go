@@ -1,6 +1,9 @@
 package dubbokit
 
-import "sync"
+import (
+	"sync"
+	"testing"
+)
 
 // served holds every address a server in this process (a provider, a
 // proxy) has listened on. dubbo-go keeps one exchange client per
@@ -13,9 +16,19 @@ var served sync.Map
 // maxPortTries bounds the servers a test starts to get an unused port.
 const maxPortTries = 10
 
-// FirstUse records addr as a server's and reports whether no server of this
-// process had it before.
-func FirstUse(addr string) bool {
-	_, seen := served.LoadOrStore(addr, true)
-	return !seen
+// OnFreshPort calls start, which starts a server (what, for messages) that
+// the test stops when it ends and returns it with its address, until the
+// address is one no server of this process had before. A server on a used
+// port stays up until then: it keeps that port taken.
+func OnFreshPort[S any](t testing.TB, what string, start func() (S, string)) S {
+	t.Helper()
+	for range maxPortTries {
+		s, addr := start()
+		if _, seen := served.LoadOrStore(addr, true); !seen {
+			return s
+		}
+	}
+	t.Fatalf("dubbokit: %s: %d ports in a row were used before in this process", what, maxPortTries)
+	var none S
+	return none
 }

@@ -84,18 +84,14 @@ type Provider struct {
 // the test ends.
 func StartProvider(t testing.TB, cfg ProviderConfig) *Provider {
 	t.Helper()
-	for range maxPortTries {
+	return OnFreshPort(t, "provider "+cfg.Name, func() (*Provider, string) {
 		p, err := NewProvider(cfg)
 		if err != nil {
 			t.Fatalf("dubbokit: start provider %q: %v", cfg.Name, err)
 		}
-		t.Cleanup(p.Kill) // one on a used port too: it keeps that port taken
-		if FirstUse(p.Addr()) {
-			return p
-		}
-	}
-	t.Fatalf("dubbokit: start provider %q: %d ports in a row were used before in this process", cfg.Name, maxPortTries)
-	return nil
+		t.Cleanup(p.Kill)
+		return p, p.Addr()
+	})
 }
 
 // NewProvider starts a provider on a free loopback port.
