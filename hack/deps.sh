@@ -11,6 +11,8 @@ need redis-server redis-server
 need redis-cli redis-tools
 need nutcracker nutcracker
 need haproxy haproxy
+# protoc's well-known types (google/protobuf/duration.proto), for make generate
+[ -f /usr/include/google/protobuf/duration.proto ] || apt_pkgs+=(libprotobuf-dev)
 /usr/bin/python3 -c 'import thrift' >/dev/null 2>&1 || apt_pkgs+=(python3-thrift)
 
 if [ ${#apt_pkgs[@]} -gt 0 ]; then

@@ -26,6 +26,55 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type AuthorizationPolicy_Action int32
+
+const (
+	AuthorizationPolicy_ALLOW AuthorizationPolicy_Action = 0
+	AuthorizationPolicy_DENY  AuthorizationPolicy_Action = 1
+	AuthorizationPolicy_AUDIT AuthorizationPolicy_Action = 2
+)
+
+// Enum value maps for AuthorizationPolicy_Action.
+var (
+	AuthorizationPolicy_Action_name = map[int32]string{
+		0: "ALLOW",
+		1: "DENY",
+		2: "AUDIT",
+	}
+	AuthorizationPolicy_Action_value = map[string]int32{
+		"ALLOW": 0,
+		"DENY":  1,
+		"AUDIT": 2,
+	}
+)
+
+func (x AuthorizationPolicy_Action) Enum() *AuthorizationPolicy_Action {
+	p := new(AuthorizationPolicy_Action)
+	*p = x
+	return p
+}
+
+func (x AuthorizationPolicy_Action) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AuthorizationPolicy_Action) Descriptor() protoreflect.EnumDescriptor {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_enumTypes[0].Descriptor()
+}
+
+func (AuthorizationPolicy_Action) Type() protoreflect.EnumType {
+	return &file_rosetta_config_v1alpha1_metaprotocol_proto_enumTypes[0]
+}
+
+func (x AuthorizationPolicy_Action) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AuthorizationPolicy_Action.Descriptor instead.
+func (AuthorizationPolicy_Action) EnumDescriptor() ([]byte, []int) {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{1, 0}
+}
+
 // MetaProtocolProxy is the network filter a Listener's filter chain carries
 // (as typed_config); it turns the listener into a Rosetta listener.
 type MetaProtocolProxy struct {
@@ -44,6 +93,11 @@ type MetaProtocolProxy struct {
 	IdleTimeout *durationpb.Duration `protobuf:"bytes,6,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
 	// Largest frame accepted on this listener, in bytes; the codec's default when 0.
 	MaxFrameBytes uint32 `protobuf:"varint,7,opt,name=max_frame_bytes,json=maxFrameBytes,proto3" json:"max_frame_bytes,omitempty"`
+	// Authorization policies for the traffic this listener serves, evaluated
+	// in Istio's order: a request that any DENY policy matches is denied;
+	// otherwise, when there is at least one ALLOW policy, a request that none
+	// of them matches is denied; AUDIT policies only mark what they match.
+	Authorization []*AuthorizationPolicy `protobuf:"bytes,8,rep,name=authorization,proto3" json:"authorization,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -127,6 +181,352 @@ func (x *MetaProtocolProxy) GetMaxFrameBytes() uint32 {
 	return 0
 }
 
+func (x *MetaProtocolProxy) GetAuthorization() []*AuthorizationPolicy {
+	if x != nil {
+		return x.Authorization
+	}
+	return nil
+}
+
+// AuthorizationPolicy is Istio's AuthorizationPolicy as the proxy applies it
+// to a listener, with MetaProtocol attributes in its operations.
+type AuthorizationPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// "namespace/name" of the source object, for logs, metrics and dumps.
+	Name   string                     `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Action AuthorizationPolicy_Action `protobuf:"varint,2,opt,name=action,proto3,enum=rosetta.config.v1alpha1.AuthorizationPolicy_Action" json:"action,omitempty"`
+	// A request matches the policy when it matches any rule. An ALLOW policy
+	// without rules matches nothing (Istio's allow-nothing); a DENY or AUDIT
+	// policy without rules matches nothing either.
+	Rules         []*AuthorizationRule `protobuf:"bytes,3,rep,name=rules,proto3" json:"rules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizationPolicy) Reset() {
+	*x = AuthorizationPolicy{}
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizationPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizationPolicy) ProtoMessage() {}
+
+func (x *AuthorizationPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizationPolicy.ProtoReflect.Descriptor instead.
+func (*AuthorizationPolicy) Descriptor() ([]byte, []int) {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AuthorizationPolicy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AuthorizationPolicy) GetAction() AuthorizationPolicy_Action {
+	if x != nil {
+		return x.Action
+	}
+	return AuthorizationPolicy_ALLOW
+}
+
+func (x *AuthorizationPolicy) GetRules() []*AuthorizationRule {
+	if x != nil {
+		return x.Rules
+	}
+	return nil
+}
+
+// AuthorizationRule matches when one of from matches (or from is empty) and
+// one of to matches (or to is empty). A rule with neither matches every
+// request.
+type AuthorizationRule struct {
+	state         protoimpl.MessageState    `protogen:"open.v1"`
+	From          []*AuthorizationSource    `protobuf:"bytes,1,rep,name=from,proto3" json:"from,omitempty"`
+	To            []*AuthorizationOperation `protobuf:"bytes,2,rep,name=to,proto3" json:"to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizationRule) Reset() {
+	*x = AuthorizationRule{}
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizationRule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizationRule) ProtoMessage() {}
+
+func (x *AuthorizationRule) ProtoReflect() protoreflect.Message {
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizationRule.ProtoReflect.Descriptor instead.
+func (*AuthorizationRule) Descriptor() ([]byte, []int) {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *AuthorizationRule) GetFrom() []*AuthorizationSource {
+	if x != nil {
+		return x.From
+	}
+	return nil
+}
+
+func (x *AuthorizationRule) GetTo() []*AuthorizationOperation {
+	if x != nil {
+		return x.To
+	}
+	return nil
+}
+
+// AuthorizationSource: every field that is set must hold. Values use Istio's
+// forms: exact, "prefix*", "*suffix" or "*". Principals are
+// "<trust-domain>/ns/<namespace>/sa/<service-account>", taken from the
+// caller's verified mTLS certificate; a plaintext caller has none, so a
+// source that names principals or namespaces never matches it.
+type AuthorizationSource struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Principals    []string               `protobuf:"bytes,1,rep,name=principals,proto3" json:"principals,omitempty"`
+	NotPrincipals []string               `protobuf:"bytes,2,rep,name=not_principals,json=notPrincipals,proto3" json:"not_principals,omitempty"`
+	Namespaces    []string               `protobuf:"bytes,3,rep,name=namespaces,proto3" json:"namespaces,omitempty"`
+	NotNamespaces []string               `protobuf:"bytes,4,rep,name=not_namespaces,json=notNamespaces,proto3" json:"not_namespaces,omitempty"`
+	// CIDRs or single addresses of the connection's peer.
+	IpBlocks      []string `protobuf:"bytes,5,rep,name=ip_blocks,json=ipBlocks,proto3" json:"ip_blocks,omitempty"`
+	NotIpBlocks   []string `protobuf:"bytes,6,rep,name=not_ip_blocks,json=notIpBlocks,proto3" json:"not_ip_blocks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizationSource) Reset() {
+	*x = AuthorizationSource{}
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizationSource) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizationSource) ProtoMessage() {}
+
+func (x *AuthorizationSource) ProtoReflect() protoreflect.Message {
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizationSource.ProtoReflect.Descriptor instead.
+func (*AuthorizationSource) Descriptor() ([]byte, []int) {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *AuthorizationSource) GetPrincipals() []string {
+	if x != nil {
+		return x.Principals
+	}
+	return nil
+}
+
+func (x *AuthorizationSource) GetNotPrincipals() []string {
+	if x != nil {
+		return x.NotPrincipals
+	}
+	return nil
+}
+
+func (x *AuthorizationSource) GetNamespaces() []string {
+	if x != nil {
+		return x.Namespaces
+	}
+	return nil
+}
+
+func (x *AuthorizationSource) GetNotNamespaces() []string {
+	if x != nil {
+		return x.NotNamespaces
+	}
+	return nil
+}
+
+func (x *AuthorizationSource) GetIpBlocks() []string {
+	if x != nil {
+		return x.IpBlocks
+	}
+	return nil
+}
+
+func (x *AuthorizationSource) GetNotIpBlocks() []string {
+	if x != nil {
+		return x.NotIpBlocks
+	}
+	return nil
+}
+
+// AuthorizationOperation: every field that is set must hold.
+type AuthorizationOperation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The listener port the request arrived on.
+	Ports    []uint32 `protobuf:"varint,1,rep,packed,name=ports,proto3" json:"ports,omitempty"`
+	NotPorts []uint32 `protobuf:"varint,2,rep,packed,name=not_ports,json=notPorts,proto3" json:"not_ports,omitempty"`
+	// Conditions on the request's codec attributes (interface, method,
+	// version, tRPC func, Redis command and key, ...), all of which must hold.
+	Attributes    []*AttributeValues `protobuf:"bytes,3,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuthorizationOperation) Reset() {
+	*x = AuthorizationOperation{}
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuthorizationOperation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuthorizationOperation) ProtoMessage() {}
+
+func (x *AuthorizationOperation) ProtoReflect() protoreflect.Message {
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuthorizationOperation.ProtoReflect.Descriptor instead.
+func (*AuthorizationOperation) Descriptor() ([]byte, []int) {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *AuthorizationOperation) GetPorts() []uint32 {
+	if x != nil {
+		return x.Ports
+	}
+	return nil
+}
+
+func (x *AuthorizationOperation) GetNotPorts() []uint32 {
+	if x != nil {
+		return x.NotPorts
+	}
+	return nil
+}
+
+func (x *AuthorizationOperation) GetAttributes() []*AttributeValues {
+	if x != nil {
+		return x.Attributes
+	}
+	return nil
+}
+
+// AttributeValues holds when the attribute's value matches one of values
+// (when values is set) and none of not_values. Values use Istio's forms:
+// exact, "prefix*", "*suffix" or "*". A missing attribute matches no value
+// and no not_value.
+type AttributeValues struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Values        []string               `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	NotValues     []string               `protobuf:"bytes,3,rep,name=not_values,json=notValues,proto3" json:"not_values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttributeValues) Reset() {
+	*x = AttributeValues{}
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttributeValues) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttributeValues) ProtoMessage() {}
+
+func (x *AttributeValues) ProtoReflect() protoreflect.Message {
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttributeValues.ProtoReflect.Descriptor instead.
+func (*AttributeValues) Descriptor() ([]byte, []int) {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *AttributeValues) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AttributeValues) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *AttributeValues) GetNotValues() []string {
+	if x != nil {
+		return x.NotValues
+	}
+	return nil
+}
+
 // RouteConfiguration is the purpose-built route resource: an ordered list of
 // routes on protocol attributes. The first route that matches wins.
 type RouteConfiguration struct {
@@ -139,7 +539,7 @@ type RouteConfiguration struct {
 
 func (x *RouteConfiguration) Reset() {
 	*x = RouteConfiguration{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -151,7 +551,7 @@ func (x *RouteConfiguration) String() string {
 func (*RouteConfiguration) ProtoMessage() {}
 
 func (x *RouteConfiguration) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -164,7 +564,7 @@ func (x *RouteConfiguration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteConfiguration.ProtoReflect.Descriptor instead.
 func (*RouteConfiguration) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{1}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RouteConfiguration) GetName() string {
@@ -193,7 +593,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -205,7 +605,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -218,7 +618,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{2}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Route) GetName() string {
@@ -252,7 +652,7 @@ type RouteMatch struct {
 
 func (x *RouteMatch) Reset() {
 	*x = RouteMatch{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -264,7 +664,7 @@ func (x *RouteMatch) String() string {
 func (*RouteMatch) ProtoMessage() {}
 
 func (x *RouteMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -277,7 +677,7 @@ func (x *RouteMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteMatch.ProtoReflect.Descriptor instead.
 func (*RouteMatch) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{3}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RouteMatch) GetAttributes() []*AttributeMatch {
@@ -306,7 +706,7 @@ type AttributeMatch struct {
 
 func (x *AttributeMatch) Reset() {
 	*x = AttributeMatch{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -318,7 +718,7 @@ func (x *AttributeMatch) String() string {
 func (*AttributeMatch) ProtoMessage() {}
 
 func (x *AttributeMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -331,7 +731,7 @@ func (x *AttributeMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttributeMatch.ProtoReflect.Descriptor instead.
 func (*AttributeMatch) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{4}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *AttributeMatch) GetName() string {
@@ -449,7 +849,7 @@ type RouteAction struct {
 
 func (x *RouteAction) Reset() {
 	*x = RouteAction{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -461,7 +861,7 @@ func (x *RouteAction) String() string {
 func (*RouteAction) ProtoMessage() {}
 
 func (x *RouteAction) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -474,7 +874,7 @@ func (x *RouteAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteAction.ProtoReflect.Descriptor instead.
 func (*RouteAction) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{5}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RouteAction) GetClusterSpecifier() isRouteAction_ClusterSpecifier {
@@ -585,7 +985,7 @@ type WeightedClusters struct {
 
 func (x *WeightedClusters) Reset() {
 	*x = WeightedClusters{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -597,7 +997,7 @@ func (x *WeightedClusters) String() string {
 func (*WeightedClusters) ProtoMessage() {}
 
 func (x *WeightedClusters) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -610,7 +1010,7 @@ func (x *WeightedClusters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightedClusters.ProtoReflect.Descriptor instead.
 func (*WeightedClusters) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{6}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *WeightedClusters) GetClusters() []*ClusterWeight {
@@ -630,7 +1030,7 @@ type ClusterWeight struct {
 
 func (x *ClusterWeight) Reset() {
 	*x = ClusterWeight{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -642,7 +1042,7 @@ func (x *ClusterWeight) String() string {
 func (*ClusterWeight) ProtoMessage() {}
 
 func (x *ClusterWeight) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -655,7 +1055,7 @@ func (x *ClusterWeight) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterWeight.ProtoReflect.Descriptor instead.
 func (*ClusterWeight) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{7}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ClusterWeight) GetName() string {
@@ -682,7 +1082,7 @@ type HashPolicy struct {
 
 func (x *HashPolicy) Reset() {
 	*x = HashPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -694,7 +1094,7 @@ func (x *HashPolicy) String() string {
 func (*HashPolicy) ProtoMessage() {}
 
 func (x *HashPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -707,7 +1107,7 @@ func (x *HashPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashPolicy.ProtoReflect.Descriptor instead.
 func (*HashPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{8}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *HashPolicy) GetAttributes() []string {
@@ -727,7 +1127,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -739,7 +1139,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -752,7 +1152,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{9}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -783,7 +1183,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -795,7 +1195,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -808,7 +1208,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{10}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RetryPolicy) GetNumRetries() uint32 {
@@ -842,7 +1242,7 @@ type FaultInjection struct {
 
 func (x *FaultInjection) Reset() {
 	*x = FaultInjection{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +1254,7 @@ func (x *FaultInjection) String() string {
 func (*FaultInjection) ProtoMessage() {}
 
 func (x *FaultInjection) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +1267,7 @@ func (x *FaultInjection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection.ProtoReflect.Descriptor instead.
 func (*FaultInjection) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{11}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *FaultInjection) GetDelay() *FaultInjection_Delay {
@@ -895,7 +1295,7 @@ type MirrorPolicy struct {
 
 func (x *MirrorPolicy) Reset() {
 	*x = MirrorPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -907,7 +1307,7 @@ func (x *MirrorPolicy) String() string {
 func (*MirrorPolicy) ProtoMessage() {}
 
 func (x *MirrorPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -920,7 +1320,7 @@ func (x *MirrorPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MirrorPolicy.ProtoReflect.Descriptor instead.
 func (*MirrorPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{12}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *MirrorPolicy) GetCluster() string {
@@ -949,7 +1349,7 @@ type LocalRateLimit struct {
 
 func (x *LocalRateLimit) Reset() {
 	*x = LocalRateLimit{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -961,7 +1361,7 @@ func (x *LocalRateLimit) String() string {
 func (*LocalRateLimit) ProtoMessage() {}
 
 func (x *LocalRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -974,7 +1374,7 @@ func (x *LocalRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalRateLimit.ProtoReflect.Descriptor instead.
 func (*LocalRateLimit) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{13}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *LocalRateLimit) GetMaxTokens() uint32 {
@@ -1009,7 +1409,7 @@ type FaultInjection_Delay struct {
 
 func (x *FaultInjection_Delay) Reset() {
 	*x = FaultInjection_Delay{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1021,7 +1421,7 @@ func (x *FaultInjection_Delay) String() string {
 func (*FaultInjection_Delay) ProtoMessage() {}
 
 func (x *FaultInjection_Delay) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1034,7 +1434,7 @@ func (x *FaultInjection_Delay) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection_Delay.ProtoReflect.Descriptor instead.
 func (*FaultInjection_Delay) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{11, 0}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{16, 0}
 }
 
 func (x *FaultInjection_Delay) GetFixedDelay() *durationpb.Duration {
@@ -1062,7 +1462,7 @@ type FaultInjection_Abort struct {
 
 func (x *FaultInjection_Abort) Reset() {
 	*x = FaultInjection_Abort{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1074,7 +1474,7 @@ func (x *FaultInjection_Abort) String() string {
 func (*FaultInjection_Abort) ProtoMessage() {}
 
 func (x *FaultInjection_Abort) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1087,7 +1487,7 @@ func (x *FaultInjection_Abort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection_Abort.ProtoReflect.Descriptor instead.
 func (*FaultInjection_Abort) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{11, 1}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{16, 1}
 }
 
 func (x *FaultInjection_Abort) GetStatus() string {
@@ -1108,7 +1508,7 @@ var File_rosetta_config_v1alpha1_metaprotocol_proto protoreflect.FileDescriptor
 
 const file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc = "" +
 	"\n" +
-	"*rosetta/config/v1alpha1/metaprotocol.proto\x12\x17rosetta.config.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"\xd0\x03\n" +
+	"*rosetta/config/v1alpha1/metaprotocol.proto\x12\x17rosetta.config.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"\xa4\x04\n" +
 	"\x11MetaProtocolProxy\x12\x1f\n" +
 	"\vstat_prefix\x18\x01 \x01(\tR\n" +
 	"statPrefix\x12\x14\n" +
@@ -1117,10 +1517,44 @@ const file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc = "" +
 	"\x11route_config_name\x18\x04 \x01(\tR\x0frouteConfigName\x12N\n" +
 	"\froute_config\x18\x05 \x01(\v2+.rosetta.config.v1alpha1.RouteConfigurationR\vrouteConfig\x12<\n" +
 	"\fidle_timeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\x12&\n" +
-	"\x0fmax_frame_bytes\x18\a \x01(\rR\rmaxFrameBytes\x1a?\n" +
+	"\x0fmax_frame_bytes\x18\a \x01(\rR\rmaxFrameBytes\x12R\n" +
+	"\rauthorization\x18\b \x03(\v2,.rosetta.config.v1alpha1.AuthorizationPolicyR\rauthorization\x1a?\n" +
 	"\x11CodecOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"`\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe2\x01\n" +
+	"\x13AuthorizationPolicy\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12K\n" +
+	"\x06action\x18\x02 \x01(\x0e23.rosetta.config.v1alpha1.AuthorizationPolicy.ActionR\x06action\x12@\n" +
+	"\x05rules\x18\x03 \x03(\v2*.rosetta.config.v1alpha1.AuthorizationRuleR\x05rules\"(\n" +
+	"\x06Action\x12\t\n" +
+	"\x05ALLOW\x10\x00\x12\b\n" +
+	"\x04DENY\x10\x01\x12\t\n" +
+	"\x05AUDIT\x10\x02\"\x96\x01\n" +
+	"\x11AuthorizationRule\x12@\n" +
+	"\x04from\x18\x01 \x03(\v2,.rosetta.config.v1alpha1.AuthorizationSourceR\x04from\x12?\n" +
+	"\x02to\x18\x02 \x03(\v2/.rosetta.config.v1alpha1.AuthorizationOperationR\x02to\"\xe4\x01\n" +
+	"\x13AuthorizationSource\x12\x1e\n" +
+	"\n" +
+	"principals\x18\x01 \x03(\tR\n" +
+	"principals\x12%\n" +
+	"\x0enot_principals\x18\x02 \x03(\tR\rnotPrincipals\x12\x1e\n" +
+	"\n" +
+	"namespaces\x18\x03 \x03(\tR\n" +
+	"namespaces\x12%\n" +
+	"\x0enot_namespaces\x18\x04 \x03(\tR\rnotNamespaces\x12\x1b\n" +
+	"\tip_blocks\x18\x05 \x03(\tR\bipBlocks\x12\"\n" +
+	"\rnot_ip_blocks\x18\x06 \x03(\tR\vnotIpBlocks\"\x95\x01\n" +
+	"\x16AuthorizationOperation\x12\x14\n" +
+	"\x05ports\x18\x01 \x03(\rR\x05ports\x12\x1b\n" +
+	"\tnot_ports\x18\x02 \x03(\rR\bnotPorts\x12H\n" +
+	"\n" +
+	"attributes\x18\x03 \x03(\v2(.rosetta.config.v1alpha1.AttributeValuesR\n" +
+	"attributes\"\\\n" +
+	"\x0fAttributeValues\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\x12\x1d\n" +
+	"\n" +
+	"not_values\x18\x03 \x03(\tR\tnotValues\"`\n" +
 	"\x12RouteConfiguration\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x126\n" +
 	"\x06routes\x18\x02 \x03(\v2\x1e.rosetta.config.v1alpha1.RouteR\x06routes\"\x92\x01\n" +
@@ -1210,55 +1644,68 @@ func file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP() []byte {
 	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescData
 }
 
-var file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_rosetta_config_v1alpha1_metaprotocol_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
+var file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
 var file_rosetta_config_v1alpha1_metaprotocol_proto_goTypes = []any{
-	(*MetaProtocolProxy)(nil),    // 0: rosetta.config.v1alpha1.MetaProtocolProxy
-	(*RouteConfiguration)(nil),   // 1: rosetta.config.v1alpha1.RouteConfiguration
-	(*Route)(nil),                // 2: rosetta.config.v1alpha1.Route
-	(*RouteMatch)(nil),           // 3: rosetta.config.v1alpha1.RouteMatch
-	(*AttributeMatch)(nil),       // 4: rosetta.config.v1alpha1.AttributeMatch
-	(*RouteAction)(nil),          // 5: rosetta.config.v1alpha1.RouteAction
-	(*WeightedClusters)(nil),     // 6: rosetta.config.v1alpha1.WeightedClusters
-	(*ClusterWeight)(nil),        // 7: rosetta.config.v1alpha1.ClusterWeight
-	(*HashPolicy)(nil),           // 8: rosetta.config.v1alpha1.HashPolicy
-	(*KeyValue)(nil),             // 9: rosetta.config.v1alpha1.KeyValue
-	(*RetryPolicy)(nil),          // 10: rosetta.config.v1alpha1.RetryPolicy
-	(*FaultInjection)(nil),       // 11: rosetta.config.v1alpha1.FaultInjection
-	(*MirrorPolicy)(nil),         // 12: rosetta.config.v1alpha1.MirrorPolicy
-	(*LocalRateLimit)(nil),       // 13: rosetta.config.v1alpha1.LocalRateLimit
-	nil,                          // 14: rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
-	(*FaultInjection_Delay)(nil), // 15: rosetta.config.v1alpha1.FaultInjection.Delay
-	(*FaultInjection_Abort)(nil), // 16: rosetta.config.v1alpha1.FaultInjection.Abort
-	(*durationpb.Duration)(nil),  // 17: google.protobuf.Duration
+	(AuthorizationPolicy_Action)(0), // 0: rosetta.config.v1alpha1.AuthorizationPolicy.Action
+	(*MetaProtocolProxy)(nil),       // 1: rosetta.config.v1alpha1.MetaProtocolProxy
+	(*AuthorizationPolicy)(nil),     // 2: rosetta.config.v1alpha1.AuthorizationPolicy
+	(*AuthorizationRule)(nil),       // 3: rosetta.config.v1alpha1.AuthorizationRule
+	(*AuthorizationSource)(nil),     // 4: rosetta.config.v1alpha1.AuthorizationSource
+	(*AuthorizationOperation)(nil),  // 5: rosetta.config.v1alpha1.AuthorizationOperation
+	(*AttributeValues)(nil),         // 6: rosetta.config.v1alpha1.AttributeValues
+	(*RouteConfiguration)(nil),      // 7: rosetta.config.v1alpha1.RouteConfiguration
+	(*Route)(nil),                   // 8: rosetta.config.v1alpha1.Route
+	(*RouteMatch)(nil),              // 9: rosetta.config.v1alpha1.RouteMatch
+	(*AttributeMatch)(nil),          // 10: rosetta.config.v1alpha1.AttributeMatch
+	(*RouteAction)(nil),             // 11: rosetta.config.v1alpha1.RouteAction
+	(*WeightedClusters)(nil),        // 12: rosetta.config.v1alpha1.WeightedClusters
+	(*ClusterWeight)(nil),           // 13: rosetta.config.v1alpha1.ClusterWeight
+	(*HashPolicy)(nil),              // 14: rosetta.config.v1alpha1.HashPolicy
+	(*KeyValue)(nil),                // 15: rosetta.config.v1alpha1.KeyValue
+	(*RetryPolicy)(nil),             // 16: rosetta.config.v1alpha1.RetryPolicy
+	(*FaultInjection)(nil),          // 17: rosetta.config.v1alpha1.FaultInjection
+	(*MirrorPolicy)(nil),            // 18: rosetta.config.v1alpha1.MirrorPolicy
+	(*LocalRateLimit)(nil),          // 19: rosetta.config.v1alpha1.LocalRateLimit
+	nil,                             // 20: rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
+	(*FaultInjection_Delay)(nil),    // 21: rosetta.config.v1alpha1.FaultInjection.Delay
+	(*FaultInjection_Abort)(nil),    // 22: rosetta.config.v1alpha1.FaultInjection.Abort
+	(*durationpb.Duration)(nil),     // 23: google.protobuf.Duration
 }
 var file_rosetta_config_v1alpha1_metaprotocol_proto_depIdxs = []int32{
-	14, // 0: rosetta.config.v1alpha1.MetaProtocolProxy.codec_options:type_name -> rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
-	1,  // 1: rosetta.config.v1alpha1.MetaProtocolProxy.route_config:type_name -> rosetta.config.v1alpha1.RouteConfiguration
-	17, // 2: rosetta.config.v1alpha1.MetaProtocolProxy.idle_timeout:type_name -> google.protobuf.Duration
-	2,  // 3: rosetta.config.v1alpha1.RouteConfiguration.routes:type_name -> rosetta.config.v1alpha1.Route
-	3,  // 4: rosetta.config.v1alpha1.Route.match:type_name -> rosetta.config.v1alpha1.RouteMatch
-	5,  // 5: rosetta.config.v1alpha1.Route.route:type_name -> rosetta.config.v1alpha1.RouteAction
-	4,  // 6: rosetta.config.v1alpha1.RouteMatch.attributes:type_name -> rosetta.config.v1alpha1.AttributeMatch
-	6,  // 7: rosetta.config.v1alpha1.RouteAction.weighted_clusters:type_name -> rosetta.config.v1alpha1.WeightedClusters
-	17, // 8: rosetta.config.v1alpha1.RouteAction.timeout:type_name -> google.protobuf.Duration
-	8,  // 9: rosetta.config.v1alpha1.RouteAction.hash_policy:type_name -> rosetta.config.v1alpha1.HashPolicy
-	9,  // 10: rosetta.config.v1alpha1.RouteAction.request_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
-	9,  // 11: rosetta.config.v1alpha1.RouteAction.response_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
-	10, // 12: rosetta.config.v1alpha1.RouteAction.retry_policy:type_name -> rosetta.config.v1alpha1.RetryPolicy
-	11, // 13: rosetta.config.v1alpha1.RouteAction.fault:type_name -> rosetta.config.v1alpha1.FaultInjection
-	12, // 14: rosetta.config.v1alpha1.RouteAction.mirror:type_name -> rosetta.config.v1alpha1.MirrorPolicy
-	13, // 15: rosetta.config.v1alpha1.RouteAction.local_rate_limit:type_name -> rosetta.config.v1alpha1.LocalRateLimit
-	7,  // 16: rosetta.config.v1alpha1.WeightedClusters.clusters:type_name -> rosetta.config.v1alpha1.ClusterWeight
-	17, // 17: rosetta.config.v1alpha1.RetryPolicy.per_try_timeout:type_name -> google.protobuf.Duration
-	15, // 18: rosetta.config.v1alpha1.FaultInjection.delay:type_name -> rosetta.config.v1alpha1.FaultInjection.Delay
-	16, // 19: rosetta.config.v1alpha1.FaultInjection.abort:type_name -> rosetta.config.v1alpha1.FaultInjection.Abort
-	17, // 20: rosetta.config.v1alpha1.LocalRateLimit.fill_interval:type_name -> google.protobuf.Duration
-	17, // 21: rosetta.config.v1alpha1.FaultInjection.Delay.fixed_delay:type_name -> google.protobuf.Duration
-	22, // [22:22] is the sub-list for method output_type
-	22, // [22:22] is the sub-list for method input_type
-	22, // [22:22] is the sub-list for extension type_name
-	22, // [22:22] is the sub-list for extension extendee
-	0,  // [0:22] is the sub-list for field type_name
+	20, // 0: rosetta.config.v1alpha1.MetaProtocolProxy.codec_options:type_name -> rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
+	7,  // 1: rosetta.config.v1alpha1.MetaProtocolProxy.route_config:type_name -> rosetta.config.v1alpha1.RouteConfiguration
+	23, // 2: rosetta.config.v1alpha1.MetaProtocolProxy.idle_timeout:type_name -> google.protobuf.Duration
+	2,  // 3: rosetta.config.v1alpha1.MetaProtocolProxy.authorization:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy
+	0,  // 4: rosetta.config.v1alpha1.AuthorizationPolicy.action:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy.Action
+	3,  // 5: rosetta.config.v1alpha1.AuthorizationPolicy.rules:type_name -> rosetta.config.v1alpha1.AuthorizationRule
+	4,  // 6: rosetta.config.v1alpha1.AuthorizationRule.from:type_name -> rosetta.config.v1alpha1.AuthorizationSource
+	5,  // 7: rosetta.config.v1alpha1.AuthorizationRule.to:type_name -> rosetta.config.v1alpha1.AuthorizationOperation
+	6,  // 8: rosetta.config.v1alpha1.AuthorizationOperation.attributes:type_name -> rosetta.config.v1alpha1.AttributeValues
+	8,  // 9: rosetta.config.v1alpha1.RouteConfiguration.routes:type_name -> rosetta.config.v1alpha1.Route
+	9,  // 10: rosetta.config.v1alpha1.Route.match:type_name -> rosetta.config.v1alpha1.RouteMatch
+	11, // 11: rosetta.config.v1alpha1.Route.route:type_name -> rosetta.config.v1alpha1.RouteAction
+	10, // 12: rosetta.config.v1alpha1.RouteMatch.attributes:type_name -> rosetta.config.v1alpha1.AttributeMatch
+	12, // 13: rosetta.config.v1alpha1.RouteAction.weighted_clusters:type_name -> rosetta.config.v1alpha1.WeightedClusters
+	23, // 14: rosetta.config.v1alpha1.RouteAction.timeout:type_name -> google.protobuf.Duration
+	14, // 15: rosetta.config.v1alpha1.RouteAction.hash_policy:type_name -> rosetta.config.v1alpha1.HashPolicy
+	15, // 16: rosetta.config.v1alpha1.RouteAction.request_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
+	15, // 17: rosetta.config.v1alpha1.RouteAction.response_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
+	16, // 18: rosetta.config.v1alpha1.RouteAction.retry_policy:type_name -> rosetta.config.v1alpha1.RetryPolicy
+	17, // 19: rosetta.config.v1alpha1.RouteAction.fault:type_name -> rosetta.config.v1alpha1.FaultInjection
+	18, // 20: rosetta.config.v1alpha1.RouteAction.mirror:type_name -> rosetta.config.v1alpha1.MirrorPolicy
+	19, // 21: rosetta.config.v1alpha1.RouteAction.local_rate_limit:type_name -> rosetta.config.v1alpha1.LocalRateLimit
+	13, // 22: rosetta.config.v1alpha1.WeightedClusters.clusters:type_name -> rosetta.config.v1alpha1.ClusterWeight
+	23, // 23: rosetta.config.v1alpha1.RetryPolicy.per_try_timeout:type_name -> google.protobuf.Duration
+	21, // 24: rosetta.config.v1alpha1.FaultInjection.delay:type_name -> rosetta.config.v1alpha1.FaultInjection.Delay
+	22, // 25: rosetta.config.v1alpha1.FaultInjection.abort:type_name -> rosetta.config.v1alpha1.FaultInjection.Abort
+	23, // 26: rosetta.config.v1alpha1.LocalRateLimit.fill_interval:type_name -> google.protobuf.Duration
+	23, // 27: rosetta.config.v1alpha1.FaultInjection.Delay.fixed_delay:type_name -> google.protobuf.Duration
+	28, // [28:28] is the sub-list for method output_type
+	28, // [28:28] is the sub-list for method input_type
+	28, // [28:28] is the sub-list for extension type_name
+	28, // [28:28] is the sub-list for extension extendee
+	0,  // [0:28] is the sub-list for field type_name
 }
 
 func init() { file_rosetta_config_v1alpha1_metaprotocol_proto_init() }
@@ -1266,13 +1713,13 @@ func file_rosetta_config_v1alpha1_metaprotocol_proto_init() {
 	if File_rosetta_config_v1alpha1_metaprotocol_proto != nil {
 		return
 	}
-	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4].OneofWrappers = []any{
+	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9].OneofWrappers = []any{
 		(*AttributeMatch_Exact)(nil),
 		(*AttributeMatch_Prefix)(nil),
 		(*AttributeMatch_Regex)(nil),
 		(*AttributeMatch_Present)(nil),
 	}
-	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5].OneofWrappers = []any{
+	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10].OneofWrappers = []any{
 		(*RouteAction_Cluster)(nil),
 		(*RouteAction_WeightedClusters)(nil),
 	}
@@ -1281,13 +1728,14 @@ func file_rosetta_config_v1alpha1_metaprotocol_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc), len(file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc)),
-			NumEnums:      0,
-			NumMessages:   17,
+			NumEnums:      1,
+			NumMessages:   22,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
 		GoTypes:           file_rosetta_config_v1alpha1_metaprotocol_proto_goTypes,
 		DependencyIndexes: file_rosetta_config_v1alpha1_metaprotocol_proto_depIdxs,
+		EnumInfos:         file_rosetta_config_v1alpha1_metaprotocol_proto_enumTypes,
 		MessageInfos:      file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes,
 	}.Build()
 	File_rosetta_config_v1alpha1_metaprotocol_proto = out.File
