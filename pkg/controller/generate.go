@@ -34,6 +34,11 @@ type Proxy struct {
 	Mode      string
 	// ListenAddress is the IP the proxy's listeners bind; "0.0.0.0" when empty.
 	ListenAddress string
+	// Identity is the proxy's SPIFFE workload identity
+	// ("spiffe://cluster.local/ns/NS/sa/SA") when it has one, so it can
+	// terminate and originate Istio mTLS; empty for a proxy without one,
+	// which gets plaintext listeners and clusters only.
+	Identity string
 }
 
 // ScopeKey identifies what Generate depends on: two proxies with equal
@@ -45,7 +50,7 @@ func (p *Proxy) ScopeKey() string {
 	}
 	sort.Strings(keys)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%q|%q|%q", p.Namespace, p.Mode, p.ListenAddress)
+	fmt.Fprintf(&b, "%q|%q|%q|%q", p.Namespace, p.Mode, p.ListenAddress, p.Identity)
 	for _, k := range keys {
 		fmt.Fprintf(&b, "|%q=%q", k, p.Labels[k])
 	}

@@ -33,6 +33,9 @@ const (
 	MetaLabels        = "labels"
 	MetaMode          = "mode"
 	MetaListenAddress = "listenAddress"
+	// MetaIdentity is the proxy's SPIFFE workload identity, set when it
+	// has one (it can then terminate and originate Istio mTLS).
+	MetaIdentity = "workloadIdentity"
 )
 
 // Options configure a Server.
@@ -267,6 +270,7 @@ func ProxyFromNode(node *corev3.Node) *controller.Proxy {
 	p.Namespace = str(MetaNamespace, "NAMESPACE")
 	p.Mode = str(MetaMode)
 	p.ListenAddress = str(MetaListenAddress)
+	p.Identity = str(MetaIdentity)
 	for _, k := range []string{MetaLabels, "LABELS"} {
 		for lk, lv := range f[k].GetStructValue().GetFields() {
 			p.Labels[lk] = lv.GetStringValue()
