@@ -38,6 +38,7 @@ type options struct {
 	gcPercent int
 	// gcPaceMB caps the heap goal gcpace may raise GOGC to, in MB; 0 is off.
 	gcPaceMB int
+	identity identityOptions
 }
 
 func main() {
@@ -55,6 +56,7 @@ func main() {
 	flag.IntVar(&o.concurrency, "concurrency", 0, "threads that run the proxy at once, as Envoy's --concurrency (0: one per CPU)")
 	flag.IntVar(&o.gcPercent, "gc-percent", 200, "Go's GOGC: heap growth between collections, in percent of the live heap; GOGC in the environment wins")
 	flag.IntVar(&o.gcPaceMB, "gc-pace-heap", 32, "while the proxy allocates fast, let the heap grow to up to this many MB between collections, to space them at least 250 ms apart (0: off; off when GOGC is in the environment)")
+	o.identity.register(flag.CommandLine)
 	flag.Parse()
 	if o.concurrency > 0 {
 		runtime.GOMAXPROCS(o.concurrency)
@@ -87,6 +89,13 @@ func run(o options) error {
 		go gcpace.Run(ctx, o.gcPercent, uint64(o.gcPaceMB)<<20)
 	}
 	p := proxy.New(log)
+	id, err := o.identity.start(ctx, log)
+	if err != nil {
+		return err
+	}
+	if id != nil {
+		p.UseIdentity(id)
+	}
 	admin := firstNonEmpty(o.admin, "127.0.0.1:15000")
 	if o.configFile != "" {
 		boot, err := config.LoadFile(o.configFile)

@@ -41,9 +41,14 @@ func Dial(addr string) (*Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	return NewClient(nc), nil
+}
+
+// NewClient is a client on a connection already made (a TLS one, say).
+func NewClient(nc net.Conn) *Client {
 	c := &Client{nc: nc, waiting: map[uint64]chan *Response{}}
 	go c.read()
-	return c, nil
+	return c
 }
 
 // Close closes the connection.
@@ -154,9 +159,14 @@ func Serve(addr string, h Handler) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	return ServeListener(ln, h), nil
+}
+
+// ServeListener serves on a listener already open (a TLS one, say).
+func ServeListener(ln net.Listener, h Handler) *Server {
 	s := &Server{ln: ln, handler: h, conns: map[net.Conn]struct{}{}}
 	go s.accept()
-	return s, nil
+	return s
 }
 
 // Addr is the server's address.

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rosetta-mesh/rosetta/pkg/identity/identitytest"
 )
 
 func TestParseID(t *testing.T) {
@@ -98,12 +100,12 @@ func TestPeerID(t *testing.T) {
 }
 
 func TestNewBundle(t *testing.T) {
-	root := newTestCA("root")
-	inter := root.intermediate("intermediate")
-	key := newKey()
-	leaf := inter.issue(key.Public(), "spiffe://cluster.local/ns/a/sa/b", time.Hour)
-	chain := append(certPEMOf(leaf), inter.pem()...)
-	b, err := NewBundle(chain, keyPEMOf(key), append(root.pem(), root.pem()...))
+	root := identitytest.NewCA("root")
+	inter := root.Intermediate("intermediate")
+	key := identitytest.NewKey()
+	leaf := inter.Issue(key.Public(), "spiffe://cluster.local/ns/a/sa/b", time.Hour)
+	chain := append(identitytest.CertPEM(leaf), inter.PEM()...)
+	b, err := NewBundle(chain, identitytest.KeyPEM(key), append(root.PEM(), root.PEM()...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,27 +118,27 @@ func TestNewBundle(t *testing.T) {
 	if !b.NotAfter.Equal(leaf.NotAfter) {
 		t.Errorf("NotAfter = %v, want the leaf's %v", b.NotAfter, leaf.NotAfter)
 	}
-	if string(b.RootsPEM) != string(root.pem()) {
+	if string(b.RootsPEM) != string(root.PEM()) {
 		t.Errorf("RootsPEM = %q, want the root once", b.RootsPEM)
 	}
 }
 
 func TestNewBundleRefuses(t *testing.T) {
-	ca, other := newTestCA("ca"), newTestCA("other")
-	good, goodKey := ca.leaf("spiffe://cluster.local/ns/a/sa/b", time.Hour)
-	_, otherKey := ca.leaf("spiffe://cluster.local/ns/a/sa/b", time.Hour)
-	noID, noIDKey := ca.leaf("", time.Hour)
-	expired, expiredKey := ca.leaf("spiffe://cluster.local/ns/a/sa/b", -time.Minute)
+	ca, other := identitytest.NewCA("ca"), identitytest.NewCA("other")
+	good, goodKey := ca.Leaf("spiffe://cluster.local/ns/a/sa/b", time.Hour)
+	_, otherKey := ca.Leaf("spiffe://cluster.local/ns/a/sa/b", time.Hour)
+	noID, noIDKey := ca.Leaf("", time.Hour)
+	expired, expiredKey := ca.Leaf("spiffe://cluster.local/ns/a/sa/b", -time.Minute)
 	for _, tc := range []struct {
 		name              string
 		chain, key, roots []byte
 		wantErr           string
 	}{
-		{"key of another certificate", good, otherKey, ca.pem(), "certificate and key"},
-		{"no spiffe SAN", noID, noIDKey, ca.pem(), "no spiffe URI SAN"},
-		{"another CA's roots", good, goodKey, other.pem(), "unknown authority"},
+		{"key of another certificate", good, otherKey, ca.PEM(), "certificate and key"},
+		{"no spiffe SAN", noID, noIDKey, ca.PEM(), "no spiffe URI SAN"},
+		{"another CA's roots", good, goodKey, other.PEM(), "unknown authority"},
 		{"no roots", good, goodKey, []byte("not PEM"), "no trust root"},
-		{"expired", expired, expiredKey, ca.pem(), "expired"},
+		{"expired", expired, expiredKey, ca.PEM(), "expired"},
 	} {
 		_, err := NewBundle(tc.chain, tc.key, tc.roots)
 		if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "identity: ") {
@@ -146,13 +148,13 @@ func TestNewBundleRefuses(t *testing.T) {
 }
 
 func TestFileSource(t *testing.T) {
-	ca := newTestCA("ca")
+	ca := identitytest.NewCA("ca")
 	dir := t.TempDir()
-	certPEM, keyPEM := ca.leaf("spiffe://cluster.local/ns/a/sa/b", time.Hour)
+	certPEM, keyPEM := ca.Leaf("spiffe://cluster.local/ns/a/sa/b", time.Hour)
 	src := &FileSource{
 		CertFile: writeFile(t, dir, "cert-chain.pem", certPEM),
 		KeyFile:  writeFile(t, dir, "key.pem", keyPEM),
-		RootFile: writeFile(t, dir, "root-cert.pem", ca.pem()),
+		RootFile: writeFile(t, dir, "root-cert.pem", ca.PEM()),
 	}
 	b, err := src.Fetch(t.Context())
 	if err != nil {
@@ -163,7 +165,7 @@ func TestFileSource(t *testing.T) {
 	}
 
 	// Files are read again on every Fetch.
-	certPEM, keyPEM = ca.leaf("spiffe://cluster.local/ns/a/sa/c", time.Hour)
+	certPEM, keyPEM = ca.Leaf("spiffe://cluster.local/ns/a/sa/c", time.Hour)
 	writeFile(t, dir, "cert-chain.pem", certPEM)
 	writeFile(t, dir, "key.pem", keyPEM)
 	if b, err = src.Fetch(t.Context()); err != nil || b.ID.ServiceAccount != "c" {

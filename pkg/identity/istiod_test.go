@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/pkg/identity/identitytest"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -24,7 +25,7 @@ import (
 // chain comes back as leaf, intermediate, root.
 type fakeCA struct {
 	securityv1alpha1.UnimplementedIstioCertificateServiceServer
-	root, signer *testCA
+	root, signer *identitytest.CA
 	tokens       map[string]string // token to SPIFFE ID
 
 	mu  sync.Mutex
@@ -58,9 +59,9 @@ func (f *fakeCA) CreateCertificate(ctx context.Context, req *securityv1alpha1.Is
 	f.mu.Lock()
 	f.ttl = append(f.ttl, req.GetValidityDuration())
 	f.mu.Unlock()
-	leaf := f.signer.issue(csr.PublicKey, id, time.Duration(req.GetValidityDuration())*time.Second)
+	leaf := f.signer.Issue(csr.PublicKey, id, time.Duration(req.GetValidityDuration())*time.Second)
 	return &securityv1alpha1.IstioCertificateResponse{
-		CertChain: []string{string(certPEMOf(leaf)), string(f.signer.pem()), string(f.root.pem())},
+		CertChain: []string{string(identitytest.CertPEM(leaf)), string(f.signer.PEM()), string(f.root.PEM())},
 	}, nil
 }
 
@@ -80,13 +81,13 @@ type istiodFixture struct {
 
 func newIstiod(t *testing.T) *istiodFixture {
 	t.Helper()
-	root := newTestCA("istio-ca")
-	ca := &fakeCA{root: root, signer: root.intermediate("istio-ca-intermediate"), tokens: map[string]string{
+	root := identitytest.NewCA("istio-ca")
+	ca := &fakeCA{root: root, signer: root.Intermediate("istio-ca-intermediate"), tokens: map[string]string{
 		"token-greeter": "spiffe://cluster.local/ns/shop/sa/greeter",
 		"token-cart":    "spiffe://cluster.local/ns/shop/sa/cart",
 	}}
-	key := newKey()
-	serving := root.serving(key.Public(), DefaultServerName)
+	key := identitytest.NewKey()
+	serving := root.Serving(key.Public(), DefaultServerName)
 	srv := grpc.NewServer(grpc.Creds(credentials.NewTLS(&tls.Config{
 		Certificates: []tls.Certificate{{Certificate: [][]byte{serving.Raw}, PrivateKey: key}},
 	})))
@@ -100,7 +101,7 @@ func newIstiod(t *testing.T) *istiodFixture {
 	dir := t.TempDir()
 	return &istiodFixture{
 		ca: ca, addr: ln.Addr().String(), dir: dir,
-		rootFile: writeFile(t, dir, "root-cert.pem", root.pem()),
+		rootFile: writeFile(t, dir, "root-cert.pem", root.PEM()),
 		token:    writeFile(t, dir, "istio-token", []byte("token-greeter\n")),
 	}
 }
@@ -127,7 +128,7 @@ func TestIstiodSource(t *testing.T) {
 	if len(b.Cert.Certificate) != 2 || !b.Cert.Leaf.Equal(must(x509.ParseCertificate(b.Cert.Certificate[0]))) {
 		t.Errorf("Cert has %d certificates, want leaf and intermediate", len(b.Cert.Certificate))
 	}
-	if string(b.RootsPEM) != string(f.ca.root.pem()) {
+	if string(b.RootsPEM) != string(f.ca.root.PEM()) {
 		t.Errorf("RootsPEM = %q, want the root once", b.RootsPEM)
 	}
 	if b.Cert.Leaf.PublicKeyAlgorithm != x509.ECDSA {
@@ -168,7 +169,7 @@ func TestIstiodSourceRereadsToken(t *testing.T) {
 
 func TestIstiodSourceRefusals(t *testing.T) {
 	f := newIstiod(t)
-	other := newTestCA("not-istio")
+	other := identitytest.NewCA("not-istio")
 	for _, tc := range []struct {
 		name    string
 		edit    func(*IstiodSource)
@@ -184,7 +185,7 @@ func TestIstiodSourceRefusals(t *testing.T) {
 		{"missing token file", func(s *IstiodSource) { s.TokenFile = f.dir + "/nope" }, codes.OK, "identity: token file"},
 		{"wrong cluster", func(s *IstiodSource) { s.ClusterID = "remote" }, codes.InvalidArgument, "ClusterID"},
 		{"istiod not trusted", func(s *IstiodSource) {
-			s.RootCertFile = writeFile(t, t.TempDir(), "root-cert.pem", other.pem())
+			s.RootCertFile = writeFile(t, t.TempDir(), "root-cert.pem", other.PEM())
 		}, codes.Unavailable, "certificate signed by unknown authority"},
 		{"wrong server name", func(s *IstiodSource) { s.ServerName = "istiod.elsewhere.svc" }, codes.Unavailable, "istiod.elsewhere.svc"},
 		{"nobody listening", func(s *IstiodSource) { s.Addr = closedAddr(t) }, codes.Unavailable, "connect"},

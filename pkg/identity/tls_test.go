@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
+	"github.com/rosetta-mesh/rosetta/pkg/identity/identitytest"
 )
 
 const (
@@ -59,11 +60,11 @@ func rawClient(cert *tls.Certificate) *tls.Config {
 }
 
 func TestMutualTLS(t *testing.T) {
-	ca, other := newTestCA("mesh"), newTestCA("other")
-	greeter := startWorkload(t, staticSource{bundleFor(t, ca, greeterURI, ca.pem())})
-	frontend := startWorkload(t, staticSource{bundleFor(t, ca, frontendURI, ca.pem())})
-	outsider := startWorkload(t, staticSource{bundleFor(t, ca, "spiffe://other.domain/ns/shop/sa/greeter", ca.pem())})
-	impostor := startWorkload(t, staticSource{bundleFor(t, other, greeterURI, other.pem())})
+	ca, other := identitytest.NewCA("mesh"), identitytest.NewCA("other")
+	greeter := startWorkload(t, staticSource{bundleFor(t, ca, greeterURI, ca.PEM())})
+	frontend := startWorkload(t, staticSource{bundleFor(t, ca, frontendURI, ca.PEM())})
+	outsider := startWorkload(t, staticSource{bundleFor(t, ca, "spiffe://other.domain/ns/shop/sa/greeter", ca.PEM())})
+	impostor := startWorkload(t, staticSource{bundleFor(t, other, greeterURI, other.PEM())})
 	unstarted := NewWorkload(staticSource{}, quietLog)
 	offersMxcFirst := ClientConfig(frontend, []string{greeterURI}, sni)
 	offersMxcFirst.NextProtos = []string{"istio-peer-exchange", "istio"}

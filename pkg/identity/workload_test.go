@@ -11,13 +11,14 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
+	"github.com/rosetta-mesh/rosetta/pkg/identity/identitytest"
 )
 
 func TestRotationKeepsOpenConnections(t *testing.T) {
-	ca := newTestCA("mesh")
+	ca := identitytest.NewCA("mesh")
 	src := &issuingSource{ca: ca, id: greeterURI, ttl: 2 * time.Second}
 	server := startWorkload(t, src)
-	client := startWorkload(t, staticSource{bundleFor(t, ca, frontendURI, ca.pem())})
+	client := startWorkload(t, staticSource{bundleFor(t, ca, frontendURI, ca.PEM())})
 	addr := testutil.Accept(t, func(nc net.Conn) {
 		c := tls.Server(nc, ServerConfig(server))
 		defer c.Close()
@@ -58,7 +59,7 @@ func dialTLS(t *testing.T, addr string, cfg *tls.Config) *tls.Conn {
 }
 
 func TestRotationRetriesFailures(t *testing.T) {
-	src := &issuingSource{ca: newTestCA("mesh"), id: greeterURI, ttl: 2 * time.Second}
+	src := &issuingSource{ca: identitytest.NewCA("mesh"), id: greeterURI, ttl: 2 * time.Second}
 	w := NewWorkload(src, quietLog)
 	w.retryMin, w.retryMax = 10*time.Millisecond, 40*time.Millisecond
 	if err := w.Start(t.Context()); err != nil {
@@ -74,9 +75,9 @@ func TestRotationRetriesFailures(t *testing.T) {
 }
 
 func TestRotationSkipsUnchangedCertificate(t *testing.T) {
-	ca := newTestCA("mesh")
-	certPEM, keyPEM := ca.leaf(greeterURI, 2*time.Second)
-	b, err := NewBundle(certPEM, keyPEM, ca.pem())
+	ca := identitytest.NewCA("mesh")
+	certPEM, keyPEM := ca.Leaf(greeterURI, 2*time.Second)
+	b, err := NewBundle(certPEM, keyPEM, ca.PEM())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +105,7 @@ func (s *countingSource) Fetch(ctx context.Context) (*Bundle, error) {
 }
 
 func TestStart(t *testing.T) {
-	src := &issuingSource{ca: newTestCA("mesh"), id: greeterURI, ttl: time.Hour}
+	src := &issuingSource{ca: identitytest.NewCA("mesh"), id: greeterURI, ttl: time.Hour}
 	src.fail.Store(true)
 	w := NewWorkload(src, quietLog)
 	if err := w.Start(t.Context()); !errors.Is(err, errTestCA) || w.Current() != nil {

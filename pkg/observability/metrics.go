@@ -24,6 +24,9 @@ type Metrics struct {
 	configApplied *prometheus.CounterVec
 	ops           *prometheus.CounterVec
 	opDuration    *prometheus.HistogramVec
+	tlsFailed     *prometheus.CounterVec
+	tlsConns      *prometheus.CounterVec
+	authz         *prometheus.CounterVec
 
 	// The observers of successful requests, by their labels: Prometheus
 	// hashes and checks every label on each lookup, which is a good part
@@ -105,6 +108,19 @@ func New() *Metrics {
 		Help:    "Time from a request's arrival to its answer, by operation.",
 		Buckets: []float64{.0001, .00025, .0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
 	}, []string{"listener", "operation"})
+	m.tlsConns = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rosetta_downstream_connections_total",
+		Help: "Downstream connections accepted, by listener and transport (mtls or plaintext).",
+	}, []string{"listener", "transport"})
+	m.tlsFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rosetta_downstream_tls_handshake_errors_total",
+		Help: "Downstream connections closed because their TLS handshake failed (no client certificate, an untrusted one, plaintext on a STRICT listener, a timeout).",
+	}, []string{"listener"})
+	m.authz = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "rosetta_authorization_total",
+		Help: "Authorization decisions that a policy made or refused (allowed by default is not counted), by listener, policy and result (allowed, denied, audited).",
+	}, []string{"listener", "policy", "result"})
+	m.Registry.MustRegister(m.tlsConns, m.tlsFailed, m.authz)
 	m.reqOK = map[requestKey]*Series{}
 	m.opsOK = map[operationKey]*Series{}
 	m.Registry.MustRegister(m.ops, m.opDuration)
@@ -188,6 +204,21 @@ func (m *Metrics) DownstreamConn(listener string, delta float64) {
 
 // ProtocolError counts a downstream connection closed for a malformed frame.
 func (m *Metrics) ProtocolError(listener string) { m.downstreamErr.WithLabelValues(listener).Inc() }
+
+// DownstreamAccepted counts a connection a listener took, by its transport.
+func (m *Metrics) DownstreamAccepted(listener, transport string) {
+	m.tlsConns.WithLabelValues(listener, transport).Inc()
+}
+
+// TLSHandshakeFailed counts a downstream connection whose handshake failed.
+func (m *Metrics) TLSHandshakeFailed(listener string) { m.tlsFailed.WithLabelValues(listener).Inc() }
+
+// Authorization counts a decision a policy made: result is "allowed",
+// "denied" or "audited"; policy is "" for a denial because no ALLOW policy
+// matched.
+func (m *Metrics) Authorization(listener, policy, result string) {
+	m.authz.WithLabelValues(listener, policy, result).Inc()
+}
 
 // UpstreamError counts an upstream failure.
 func (m *Metrics) UpstreamError(cluster, kind string) {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/internal/queue"
+	"github.com/rosetta-mesh/rosetta/pkg/authz"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
@@ -30,6 +31,10 @@ type downConn struct {
 	lc    *listenerConfig // the codec is fixed for the connection's life
 	nc    net.Conn
 	codec codec.Codec
+	// peer is what authorization knows of the caller (its verified
+	// identity, address and the listener port); each request adds its
+	// attributes to a copy.
+	peer authz.Request
 
 	inflight atomic.Int32
 	draining atomic.Bool
@@ -59,7 +64,7 @@ type slot struct {
 	ready bool
 }
 
-func newDownConn(l *listener, nc net.Conn) *downConn {
+func newDownConn(l *listener, nc net.Conn, principal string) *downConn {
 	lc := l.cfg.Load()
 	cd, err := lc.protocol.New(lc.options)
 	if err != nil { // options were checked when the config was applied
@@ -69,6 +74,7 @@ func newDownConn(l *listener, nc net.Conn) *downConn {
 		_ = tc.SetNoDelay(true)
 	}
 	dc := &downConn{l: l, lc: lc, nc: nc, codec: cd, w: wire.NewWriter(nc, writeTimeout, maxWriteBuffer)}
+	dc.peer = peerOf(nc, principal, lc.port)
 	dc.w.OnError = func(error) { dc.close() }
 	dc.w.OnIdle = func() bool { return dc.broken || dc.closing && dc.inflight.Load() == 0 }
 	return dc

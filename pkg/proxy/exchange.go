@@ -75,6 +75,14 @@ func (a *attempt) Done(resp *codec.Message, err error, b *wire.Batch) {
 // never blocks on the network.
 func (p *Proxy) handle(dc *downConn, req *codec.Message, b *wire.Batch) {
 	dc.inflight.Add(1)
+	if eng := dc.l.cfg.Load().authz; !eng.Empty() {
+		if d := dc.authorize(eng, req); !d.Allowed {
+			ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: b.Now(), batch: b}
+			ex.slot = dc.reserve(&ex.slotBuf)
+			ex.local(codec.StatusUnauthorized, d.Reason)
+			return
+		}
+	}
 	if h, ok := dc.codec.(codec.Handler); ok {
 		hc := &handled{env: env{dc: dc, snap: p.snap.Load(), batch: b, start: b.Now()}, req: req}
 		hc.env.spare = &hc.first

@@ -45,22 +45,33 @@ func (l *listener) serve() {
 			return
 		}
 		delay = 0
-		dc, ok := l.track(nc)
-		if !ok {
-			nc.Close()
+		if lc := l.cfg.Load(); lc.tls != nil {
+			go l.secure(nc, lc)
 			continue
 		}
-		dc.start()
+		l.serveConn(nc, "", "plaintext")
 	}
 }
 
-func (l *listener) track(nc net.Conn) (*downConn, bool) {
+// serveConn serves a connection whose transport is settled: principal is
+// the caller's verified identity, "" for plaintext.
+func (l *listener) serveConn(nc net.Conn, principal, transport string) {
+	dc, ok := l.track(nc, principal)
+	if !ok {
+		nc.Close()
+		return
+	}
+	l.p.metrics.DownstreamAccepted(dc.lc.statPrefix, transport)
+	dc.start()
+}
+
+func (l *listener) track(nc net.Conn, principal string) (*downConn, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.draining {
 		return nil, false
 	}
-	dc := newDownConn(l, nc)
+	dc := newDownConn(l, nc, principal)
 	l.conns[dc] = struct{}{}
 	l.p.metrics.DownstreamConn(l.cfg.Load().statPrefix, 1)
 	return dc, true

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/identity"
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
 )
@@ -24,6 +25,9 @@ type Proxy struct {
 	metrics *observability.Metrics
 	mgr     *upstream.Manager
 	snap    atomic.Pointer[snapshot]
+	// identity terminates and originates Istio mutual TLS; nil: the proxy
+	// has none, and a config that asks for mTLS is refused.
+	identity *identity.Workload
 
 	mu        sync.Mutex // serialises Apply and Shutdown
 	listeners map[string]*listener
@@ -38,9 +42,18 @@ func New(log *slog.Logger) *Proxy {
 	return &Proxy{
 		log:       log,
 		metrics:   observability.New(),
-		mgr:       upstream.NewManager(),
+		mgr:       upstream.NewManager(nil),
 		listeners: map[string]*listener{},
 	}
+}
+
+// UseIdentity gives the proxy a workload identity for Istio mutual TLS. Call
+// it before the first Apply.
+func (p *Proxy) UseIdentity(w *identity.Workload) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.identity = w
+	p.mgr = upstream.NewManager(w)
 }
 
 // Metrics returns the proxy's metrics.
@@ -57,7 +70,7 @@ func (p *Proxy) Apply(res config.Resources) error {
 	if p.closed {
 		return errors.New("proxy: shut down")
 	}
-	s, err := compile(res, p.mgr)
+	s, err := compile(res, p.mgr, p.identity)
 	if err == nil {
 		err = p.openListeners(s)
 	}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"strconv"
@@ -9,8 +10,10 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
+	"github.com/rosetta-mesh/rosetta/pkg/authz"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/identity"
 	"github.com/rosetta-mesh/rosetta/pkg/router"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
 )
@@ -36,6 +39,12 @@ type listenerConfig struct {
 	routeName   string
 	inline      *router.Table
 	idleTimeout time.Duration
+	port        uint32
+	// tls, when set, terminates Istio mutual TLS; with plaintext the
+	// listener also serves plaintext callers (PERMISSIVE).
+	tls       *tls.Config
+	plaintext bool
+	authz     *authz.Engine
 }
 
 // table returns the listener's routes in s.
@@ -57,7 +66,7 @@ func (lc *listenerConfig) match(s *snapshot, req *codec.Message) *router.Route {
 
 // compile checks every resource and builds a snapshot; the error names the
 // resource and field at fault. Nothing is changed when it fails.
-func compile(res config.Resources, mgr *upstream.Manager) (*snapshot, error) {
+func compile(res config.Resources, mgr *upstream.Manager, id *identity.Workload) (*snapshot, error) {
 	s := &snapshot{resources: res, listeners: map[string]*listenerConfig{}, routes: map[string]*router.Table{}}
 	for i, rc := range res.Routes {
 		if rc.GetName() == "" {
@@ -71,7 +80,7 @@ func compile(res config.Resources, mgr *upstream.Manager) (*snapshot, error) {
 	}
 	addrs := map[string]string{}
 	for i, l := range res.Listeners {
-		lc, err := compileListener(l)
+		lc, err := compileListener(l, id)
 		if err != nil {
 			return nil, fmt.Errorf("listeners[%d] (%s): %w", i, l.GetName(), err)
 		}
@@ -96,7 +105,7 @@ func compile(res config.Resources, mgr *upstream.Manager) (*snapshot, error) {
 	return s, nil
 }
 
-func compileListener(l *listenerv3.Listener) (*listenerConfig, error) {
+func compileListener(l *listenerv3.Listener, id *identity.Workload) (*listenerConfig, error) {
 	if l.GetName() == "" {
 		return nil, fmt.Errorf("name: must not be empty")
 	}
@@ -128,9 +137,13 @@ func compileListener(l *listenerv3.Listener) (*listenerConfig, error) {
 		poolKey:     poolKey(proto.Name, opts),
 		routeName:   mp.GetRouteConfigName(),
 		idleTimeout: mp.GetIdleTimeout().AsDuration(),
+		port:        sa.GetPortValue(),
 	}
 	if lc.statPrefix == "" {
 		lc.statPrefix = lc.name
+	}
+	if err := compileSecurity(lc, l, mp, id); err != nil {
+		return nil, err
 	}
 	if rc := mp.GetRouteConfig(); rc != nil {
 		if lc.inline, err = router.Compile(rc); err != nil {
@@ -173,8 +186,10 @@ func poolKey(name string, opts codec.Options) string {
 	return name + fmt.Sprint(map[string]string(opts))
 }
 
-// Validate checks resources exactly as Apply would, without opening anything.
+// Validate checks resources exactly as Apply would, without opening
+// anything. It assumes a workload identity, which only a running proxy has.
 func Validate(res config.Resources) error {
-	_, err := compile(res, upstream.NewManager())
+	id := identity.NewWorkload(nil, nil)
+	_, err := compile(res, upstream.NewManager(id), id)
 	return err
 }

@@ -12,17 +12,26 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+
+	"github.com/rosetta-mesh/rosetta/pkg/identity"
 )
 
 // Manager builds clusters from config and keeps one Endpoint per address
 // across updates, so connections and health outlive a config change.
 type Manager struct {
+	// identity secures connections to endpoints whose transport is Istio
+	// mutual TLS; nil: such clusters are refused.
+	identity *identity.Workload
+
 	mu        sync.Mutex
 	endpoints map[string]*Endpoint
 }
 
-// NewManager returns an empty Manager.
-func NewManager() *Manager { return &Manager{endpoints: map[string]*Endpoint{}} }
+// NewManager returns an empty Manager; id, when not nil, is the workload
+// identity for Istio mutual TLS to upstreams.
+func NewManager(id *identity.Workload) *Manager {
+	return &Manager{identity: id, endpoints: map[string]*Endpoint{}}
+}
 
 // Build checks and builds clusters. EDS clusters take their endpoints from
 // the ClusterLoadAssignment of the same name (or their eds service name).
@@ -61,7 +70,11 @@ func (m *Manager) buildCluster(c *clusterv3.Cluster, cla map[string]*endpointv3.
 		}
 		assignment = cla[name]
 	}
-	addrs, err := addresses(assignment)
+	lbs, err := usableEndpoints(assignment)
+	if err != nil {
+		return nil, err
+	}
+	tp, err := m.transports(c)
 	if err != nil {
 		return nil, err
 	}
@@ -81,8 +94,8 @@ func (m *Manager) buildCluster(c *clusterv3.Cluster, cla map[string]*endpointv3.
 	if cl.Outlier, err = outlier(c.GetOutlierDetection()); err != nil {
 		return nil, err
 	}
-	for _, a := range addrs {
-		cl.Endpoints = append(cl.Endpoints, m.endpoint(a))
+	for _, lb := range lbs {
+		cl.Endpoints = append(cl.Endpoints, m.endpoint(lb.addr, tp.pick(lb.lb)))
 	}
 	if cl.Balancer, err = newBalancer(cl.Policy, cl.Endpoints, ringSize(c)); err != nil {
 		return nil, err
@@ -161,8 +174,14 @@ func applyLimits(cl *Cluster, cb *clusterv3.CircuitBreakers) {
 	}
 }
 
-func addresses(a *endpointv3.ClusterLoadAssignment) ([]string, error) {
-	var out []string
+type lbEndpoint struct {
+	addr string
+	lb   *endpointv3.LbEndpoint
+}
+
+// usableEndpoints are the assignment's endpoints that may take requests.
+func usableEndpoints(a *endpointv3.ClusterLoadAssignment) ([]lbEndpoint, error) {
+	var out []lbEndpoint
 	for i, loc := range a.GetEndpoints() {
 		for j, lb := range loc.GetLbEndpoints() {
 			sa := lb.GetEndpoint().GetAddress().GetSocketAddress()
@@ -172,19 +191,21 @@ func addresses(a *endpointv3.ClusterLoadAssignment) ([]string, error) {
 			if lb.GetHealthStatus() == corev3.HealthStatus_UNHEALTHY || lb.GetHealthStatus() == corev3.HealthStatus_DRAINING {
 				continue
 			}
-			out = append(out, net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))))
+			out = append(out, lbEndpoint{net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))), lb})
 		}
 	}
 	return out, nil
 }
 
-func (m *Manager) endpoint(addr string) *Endpoint {
+func (m *Manager) endpoint(addr string, t *clientTLS) *Endpoint {
+	key := endpointKey(addr, t)
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	e := m.endpoints[addr]
+	e := m.endpoints[key]
 	if e == nil {
 		e = newEndpoint(addr)
-		m.endpoints[addr] = e
+		e.tls = t
+		m.endpoints[key] = e
 	}
 	return e
 }
@@ -216,5 +237,6 @@ func (m *Manager) Commit(inUse map[string]*Cluster) {
 // CloseAll closes every upstream connection.
 func (m *Manager) CloseAll() { m.Commit(nil) }
 
-// Endpoint returns the endpoint for addr, making one if no cluster has it.
-func (m *Manager) Endpoint(addr string) *Endpoint { return m.endpoint(addr) }
+// Endpoint returns the plaintext endpoint for addr, making one if no
+// cluster has it.
+func (m *Manager) Endpoint(addr string) *Endpoint { return m.endpoint(addr, nil) }

@@ -92,6 +92,9 @@ func newConn(p *Pool) (*Conn, error) {
 // in the write buffer.
 func (c *Conn) dial(timeout time.Duration) {
 	nc, err := net.DialTimeout("tcp", c.pool.ep.Addr, timeout)
+	if err == nil && c.pool.ep.tls != nil {
+		nc, err = c.pool.ep.tls.handshake(nc, timeout)
+	}
 	if err != nil {
 		c.pool.ep.fail()
 		c.close(fmt.Errorf("%w: %s: %v", ErrConnect, c.pool.ep.Addr, err))

@@ -27,6 +27,9 @@ var DefaultOutlier = Outlier{Consecutive: 1, Base: time.Second, Max: 30 * time.S
 // connections and health survive a route or endpoint change.
 type Endpoint struct {
 	Addr string
+	// tls secures its connections; nil for plaintext. Fixed for its life:
+	// the same address with other TLS settings is another Endpoint.
+	tls *clientTLS
 
 	// active counts requests in flight, for the least-request balancer.
 	active atomic.Int64

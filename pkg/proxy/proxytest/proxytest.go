@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/identity"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
 )
 
@@ -27,6 +28,13 @@ type Proxy struct {
 // the test when the config is invalid.
 func Start(t testing.TB, yamlConfig string) *Proxy {
 	t.Helper()
+	return StartWithIdentity(t, yamlConfig, nil)
+}
+
+// StartWithIdentity is Start for a proxy with a workload identity (nil:
+// none), which Istio mutual TLS in the config needs.
+func StartWithIdentity(t testing.TB, yamlConfig string, id *identity.Workload) *Proxy {
+	t.Helper()
 	boot, err := config.Parse([]byte(yamlConfig))
 	if err != nil {
 		t.Fatalf("proxytest: %v", err)
@@ -36,6 +44,9 @@ func Start(t testing.TB, yamlConfig string) *Proxy {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	p := proxy.New(log)
+	if id != nil {
+		p.UseIdentity(id)
+	}
 	if err := p.Apply(boot.Resources); err != nil {
 		t.Fatalf("proxytest: apply: %v", err)
 	}
