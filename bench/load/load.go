@@ -3,16 +3,19 @@
 // through haproxy in TCP mode, in one run, and prints a table of throughput,
 // latency percentiles, the proxy's CPU seconds per 1000 requests and its RSS.
 // A protocol takes part through a Driver; the commands in bench/loadtest and
-// in the e2e modules pick the drivers.
+// in the e2e modules pick the drivers. RunMTLS measures a ConnDriver's calls
+// over Istio mutual TLS (mtls.go).
 package load
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
+	"strconv"
 	"time"
 )
 
@@ -29,6 +32,19 @@ type Driver interface {
 	// Dial connects a client that sends echo calls with a payload of the
 	// given size; its Call must be safe for concurrent use.
 	Dial(addr string, payload int) (Client, error)
+}
+
+// ConnDriver is a Driver whose client and server also run over connections
+// and listeners the harness makes, TLS ones included, for the mutual TLS
+// comparison (RunMTLS).
+type ConnDriver interface {
+	Driver
+	// ServeListener serves echo calls with a payload of the given size on
+	// ln until stop.
+	ServeListener(ln net.Listener, payload int) (stop func(), err error)
+	// DialConn is Dial over a connection made by the harness; the client
+	// owns nc.
+	DialConn(nc net.Conn, payload int) (Client, error)
 }
 
 // Client makes echo calls over one connection.
@@ -75,14 +91,14 @@ func Run(d Driver, o Options, w io.Writer) error {
 	defer os.RemoveAll(dir)
 
 	targets := []*target{{name: "direct", addr: addr}}
-	rosetta, err := startRosetta(d, o, dir, addr)
+	rosetta, err := startRosetta(d, o, dir, proxySetup{name: "rosetta", upstream: addr})
 	if err != nil {
 		return err
 	}
 	defer rosetta.stop()
 	targets = append(targets, rosetta)
 	if _, err := exec.LookPath("haproxy"); err == nil {
-		h, err := startHAProxy(dir, addr)
+		h, err := startHAProxy(dir, "haproxy (L4 TCP)", addr, "")
 		if err != nil {
 			return err
 		}
@@ -108,62 +124,107 @@ func Run(d Driver, o Options, w io.Writer) error {
 	return nil
 }
 
-func startRosetta(d Driver, o Options, dir, upstream string) (*target, error) {
+// proxySetup is one rosetta-proxy row: what it forwards to and how.
+type proxySetup struct {
+	name     string
+	upstream string
+	// mtls makes the listener STRICT Istio mutual TLS and the cluster
+	// originate it, as a waypoint's config from istiod has them; certs is
+	// then the proxy's --cert-dir and san the provider's SPIFFE ID.
+	mtls       bool
+	certs, san string
+	// authz is the listener's authorization policies.
+	authz []obj
+	env   []string
+}
+
+func startRosetta(d Driver, o Options, dir string, s proxySetup) (*target, error) {
 	addr, admin := FreeAddr(), FreeAddr()
-	name, opts := d.Codec()
-	attr, value := d.Match()
-	cfg := fmt.Sprintf(`admin: {address: %q}
-listeners:
-- name: bench
-  address: {socket_address: {address: 127.0.0.1, port_value: %s}}
-  filter_chains:
-  - filters:
-    - name: rosetta.metaprotocol
-      typed_config:
-        "@type": type.googleapis.com/rosetta.config.v1alpha1.MetaProtocolProxy
-        codec: %s
-        codec_options: %s
-        route_config_name: bench
-routes:
-- name: bench
-  routes:
-  - name: echo
-    match: {attributes: [{name: %q, exact: %q}]}
-    route: {cluster: echo, timeout: 5s}
-clusters:
-- name: echo
-  connect_timeout: 1s
-  load_assignment:
-    cluster_name: echo
-    endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %s}}}}]}]
-`, admin, Port(addr), name, jsonMap(opts), attr, value, Port(upstream))
-	path := filepath.Join(dir, "rosetta.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+	cfg, err := json.MarshalIndent(rosettaConfig(d, admin, addr, s), "", "  ")
+	if err != nil {
 		return nil, err
 	}
-	t := &target{name: "rosetta", addr: addr, admin: admin}
+	f, err := os.CreateTemp(dir, "rosetta-*.json")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := f.Write(cfg); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	t := &target{name: s.name, addr: addr, admin: admin, env: s.env}
 	if o.Procs > 0 {
-		t.env = []string{fmt.Sprintf("GOMAXPROCS=%d", o.Procs)}
-		t.name = fmt.Sprintf("rosetta (GOMAXPROCS=%d)", o.Procs)
+		t.env = append(t.env, fmt.Sprintf("GOMAXPROCS=%d", o.Procs))
+		t.name = fmt.Sprintf("%s (GOMAXPROCS=%d)", s.name, o.Procs)
 	}
-	if err := t.start(o.ProxyBin, "--config", path, "--log-level", "warn"); err != nil {
+	args := []string{"--config", f.Name(), "--log-level", "warn"}
+	if s.mtls {
+		args = append(args, "--identity", "files", "--cert-dir", s.certs)
+	}
+	if err := t.start(o.ProxyBin, args...); err != nil {
 		return nil, err
 	}
-	return t, WaitHTTP("http://"+admin+"/ready", 10*time.Second)
-}
-
-func jsonMap(m map[string]string) string {
-	out := "{"
-	for k, v := range m {
-		if len(out) > 1 {
-			out += ", "
-		}
-		out += fmt.Sprintf("%q: %q", k, v)
+	if err := WaitHTTP("http://"+admin+"/ready", 10*time.Second); err != nil {
+		t.stop()
+		return nil, err
 	}
-	return out + "}"
+	return t, nil
 }
 
-func startHAProxy(dir, upstream string) (*target, error) {
+// obj is a JSON object of a proxy config.
+type obj = map[string]any
+
+// rosettaConfig is a static config of one listener on addr whose route
+// sends the driver's echo calls to the cluster of s.upstream.
+func rosettaConfig(d Driver, admin, addr string, s proxySetup) obj {
+	codecName, opts := d.Codec()
+	attr, value := d.Match()
+	filter := obj{
+		"@type":             "type.googleapis.com/rosetta.config.v1alpha1.MetaProtocolProxy",
+		"codec":             codecName,
+		"route_config_name": "bench",
+	}
+	if len(opts) > 0 {
+		filter["codec_options"] = opts
+	}
+	if len(s.authz) > 0 {
+		filter["authorization"] = s.authz
+	}
+	chain := obj{"filters": []obj{{"name": "rosetta.metaprotocol", "typed_config": filter}}}
+	endpoint := obj{"endpoint": obj{"address": socketAddress(s.upstream)}}
+	cluster := obj{
+		"name":            "echo",
+		"connect_timeout": "1s",
+		"load_assignment": obj{"cluster_name": "echo", "endpoints": []obj{{"lb_endpoints": []obj{endpoint}}}},
+	}
+	if s.mtls {
+		istioInbound(chain)
+		istioOutbound(cluster, endpoint, s.upstream, s.san)
+	}
+	return obj{
+		"admin":     obj{"address": admin},
+		"listeners": []obj{{"name": "bench", "address": socketAddress(addr), "filter_chains": []obj{chain}}},
+		"routes": []obj{{"name": "bench", "routes": []obj{{
+			"name":  "echo",
+			"match": obj{"attributes": []obj{{"name": attr, "exact": value}}},
+			"route": obj{"cluster": "echo", "timeout": "5s"},
+		}}}},
+		"clusters": []obj{cluster},
+	}
+}
+
+func socketAddress(addr string) obj {
+	host, port, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(port)
+	return obj{"socket_address": obj{"address": host, "port_value": n}}
+}
+
+// startHAProxy starts haproxy in TCP mode in front of upstream; ssl, when
+// set, is what its bind and server lines add to terminate and originate TLS.
+func startHAProxy(dir, name, upstream, ssl string) (*target, error) {
 	addr := FreeAddr()
 	cfg := fmt.Sprintf(`global
   maxconn 4096
@@ -173,18 +234,29 @@ defaults
   timeout client 60s
   timeout server 60s
 frontend bench
-  bind %s
+  bind %s%s
   default_backend echo
 backend echo
-  server echo %s
-`, addr, upstream)
-	path := filepath.Join(dir, "haproxy.cfg")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+  server echo %s%s
+`, addr, ssl, upstream, ssl)
+	f, err := os.CreateTemp(dir, "haproxy-*.cfg")
+	if err != nil {
 		return nil, err
 	}
-	t := &target{name: "haproxy (L4 TCP)", addr: addr}
-	if err := t.start("haproxy", "-f", path, "-db"); err != nil {
+	if _, err := f.WriteString(cfg); err != nil {
+		f.Close()
 		return nil, err
 	}
-	return t, WaitTCP(addr, 10*time.Second)
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	t := &target{name: name, addr: addr}
+	if err := t.start("haproxy", "-f", f.Name(), "-db"); err != nil {
+		return nil, err
+	}
+	if err := WaitTCP(addr, 10*time.Second); err != nil {
+		t.stop()
+		return nil, err
+	}
+	return t, nil
 }

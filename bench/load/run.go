@@ -24,6 +24,8 @@ type target struct {
 	admin string // rosetta's admin address, for a CPU profile
 	env   []string
 	cmd   *exec.Cmd
+	// dial connects one client; nil: the driver's Dial to addr.
+	dial func(payload int) (Client, error)
 }
 
 // profile saves a CPU profile of the target over d to path, in the background.
@@ -76,12 +78,21 @@ type result struct {
 	cpuPer1000    float64 // CPU seconds per 1000 requests; <0 when not measured
 	rssMB         float64
 	saturated     float64
+	// harnessPer1000 is this process's CPU seconds per 1000 requests: the
+	// clients and, when the driver serves in process, the server.
+	harnessPer1000 float64
 }
 
 func dialAll(d Driver, t *target, n, payload int) ([]Client, error) {
 	cs := make([]Client, 0, n)
 	for i := 0; i < n; i++ {
-		c, err := d.Dial(t.addr, payload)
+		var c Client
+		var err error
+		if t.dial != nil {
+			c, err = t.dial(payload)
+		} else {
+			c, err = d.Dial(t.addr, payload)
+		}
 		if err != nil {
 			for _, x := range cs {
 				x.Close()
@@ -109,7 +120,7 @@ func fixedRate(d Driver, t *target, o Options) (result, error) {
 	warm(cs)
 	prof := t.profile(o.Profile, o.Duration)
 	defer prof.Wait()
-	cpu0 := cpuSeconds(t)
+	cpu0, self0 := cpuSeconds(t), procCPU(os.Getpid())
 	perConn := time.Duration(float64(time.Second) * float64(o.Conns) / float64(o.Rate))
 	var mu sync.Mutex
 	var lat []time.Duration
@@ -152,6 +163,7 @@ func fixedRate(d Driver, t *target, o Options) (result, error) {
 	wg.Wait()
 	elapsed := time.Since(begin)
 	r := summarize(t.name, lat, int(errs.Load()), elapsed)
+	r.harnessPer1000 = (procCPU(os.Getpid()) - self0) / float64(r.requests) * 1000
 	r.cpuPer1000, r.rssMB = -1, -1
 	if t.cmd != nil {
 		r.cpuPer1000 = (cpuSeconds(t) - cpu0) / float64(r.requests) * 1000
@@ -217,13 +229,18 @@ func summarize(name string, lat []time.Duration, errs int, elapsed time.Duration
 		p50: pct(0.50), p90: pct(0.90), p99: pct(0.99)}
 }
 
-// cpuSeconds reads the child's user+system time from /proc (clock ticks of
-// 10 ms, Linux's USER_HZ of 100).
+// cpuSeconds is the child's user+system time.
 func cpuSeconds(t *target) float64 {
 	if t.cmd == nil {
 		return 0
 	}
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", t.cmd.Process.Pid))
+	return procCPU(t.cmd.Process.Pid)
+}
+
+// procCPU reads a process's user+system time from /proc (clock ticks of
+// 10 ms, Linux's USER_HZ of 100).
+func procCPU(pid int) float64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0
 	}

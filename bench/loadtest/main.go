@@ -1,17 +1,23 @@
 // Command loadtest runs the load harness (package bench/load) for the
 // protocols whose peers live in the main module (Dubbo and Thrift; tRPC's is
-// e2e/trpc/cmd/trpcload). `make bench` runs it.
+// e2e/trpc/cmd/trpcload), and Dubbo over Istio mutual TLS (-tls, on by
+// default). `make bench` runs it.
 package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/rosetta-mesh/rosetta/bench/load"
+	"github.com/rosetta-mesh/rosetta/pkg/identity"
 	"github.com/rosetta-mesh/rosetta/protocols/dubbo/dubbopeer"
 	"github.com/rosetta-mesh/rosetta/protocols/thrift/thriftpeer"
 )
@@ -20,6 +26,7 @@ func main() {
 	var o load.Options
 	o.RegisterFlags(flag.CommandLine)
 	protocols := flag.String("protocols", "dubbo,thrift", "comma-separated protocols to measure: "+strings.Join(names(), ", "))
+	mtls := flag.Bool("tls", true, "also measure Dubbo over Istio mutual TLS: the plaintext proxy, the proxy without event loops, the proxy with mTLS both sides and with 20 authorization rules, haproxy terminating and originating TLS")
 	flag.Parse()
 	for _, p := range strings.Split(*protocols, ",") {
 		d, ok := drivers[p]
@@ -32,10 +39,33 @@ func main() {
 			os.Exit(1)
 		}
 		fmt.Println()
+		if cd, ok := d.(load.ConnDriver); ok && *mtls {
+			if err := load.RunMTLS(cd, o, istioIdentity, os.Stdout); err != nil {
+				fmt.Fprintln(os.Stderr, "loadtest: mTLS:", err)
+				os.Exit(1)
+			}
+			fmt.Println()
+		}
 	}
 }
 
 var drivers = map[string]load.Driver{"dubbo": dubbo{}, "thrift": thriftDriver{}}
+
+// istioIdentity is a workload identity from files with pkg/identity's
+// Istio mTLS configs (the same code the proxy runs), for load.RunMTLS.
+func istioIdentity(ctx context.Context, dir string) (*tls.Config, func(san string) *tls.Config, error) {
+	w := identity.NewWorkload(&identity.FileSource{
+		CertFile: filepath.Join(dir, "cert-chain.pem"),
+		KeyFile:  filepath.Join(dir, "key.pem"),
+		RootFile: filepath.Join(dir, "root-cert.pem"),
+	}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err := w.Start(ctx); err != nil {
+		return nil, nil, err
+	}
+	return identity.ServerConfig(w), func(san string) *tls.Config { return identity.ClientConfig(w, []string{san}, "") }, nil
+}
+
+var _ load.Identity = istioIdentity
 
 func names() []string {
 	out := make([]string, 0, len(drivers))
@@ -46,8 +76,14 @@ func names() []string {
 	return out
 }
 
-// dubbo drives Dubbo echo calls with the hessian2-based dubbopeer.
+// dubbo drives Dubbo echo calls with the hessian2-based dubbopeer, and over
+// connections the harness makes with the client and provider of
+// dubboconn.go.
 type dubbo struct{}
+
+const echoInterface = "org.rosetta.bench.Echo"
+
+var _ load.ConnDriver = dubbo{}
 
 func (dubbo) Name() string                       { return "Dubbo" }
 func (dubbo) Codec() (string, map[string]string) { return "dubbo", nil }
@@ -57,7 +93,7 @@ func (dubbo) Dial(addr string, payload int) (load.Client, error) {
 	if err != nil {
 		return nil, err
 	}
-	req, err := dubbopeer.Prepare(dubbopeer.Service{Interface: "org.rosetta.bench.Echo"}, "echo", []any{strings.Repeat("x", payload)}, nil)
+	req, err := dubbopeer.Prepare(dubbopeer.Service{Interface: echoInterface}, "echo", []any{strings.Repeat("x", payload)}, nil)
 	if err != nil {
 		c.Close()
 		return nil, err
