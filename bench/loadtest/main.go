@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -76,9 +77,10 @@ func names() []string {
 	return out
 }
 
-// dubbo drives Dubbo echo calls with the hessian2-based dubbopeer, and over
-// connections the harness makes with the client and provider of
-// dubboconn.go.
+// dubbo drives Dubbo echo calls with the hessian2-based dubbopeer: a
+// consumer making prepared calls and a provider echoing the payload, over
+// connections it dials and listens on itself (Dial, Serve) or the harness's
+// TLS ones (DialConn, ServeListener).
 type dubbo struct{}
 
 const echoInterface = "org.rosetta.bench.Echo"
@@ -93,22 +95,36 @@ func (dubbo) Dial(addr string, payload int) (load.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	return newDubboClient(c, payload)
+}
+
+func (dubbo) DialConn(nc net.Conn, payload int) (load.Client, error) {
+	return newDubboClient(dubbopeer.NewConsumer(nc), payload)
+}
+
+func (dubbo) Serve() (string, func(), error) {
+	p, err := dubbopeer.Serve("127.0.0.1:0", "echo", echoArg)
+	if err != nil {
+		return "", nil, err
+	}
+	return p.Addr(), func() { p.Close() }, nil
+}
+
+func (dubbo) ServeListener(ln net.Listener, _ int) (func(), error) {
+	p := dubbopeer.ServeListener(ln, "echo", echoArg)
+	return func() { p.Close() }, nil
+}
+
+// echoArg answers a call with its argument.
+func echoArg(_ context.Context, r *dubbopeer.Request) (any, error) { return r.Args[0], nil }
+
+func newDubboClient(c *dubbopeer.Consumer, payload int) (load.Client, error) {
 	req, err := dubbopeer.Prepare(dubbopeer.Service{Interface: echoInterface}, "echo", []any{strings.Repeat("x", payload)}, nil)
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
 	return &dubboClient{c: c, req: req}, nil
-}
-
-func (dubbo) Serve() (string, func(), error) {
-	p, err := dubbopeer.Serve("127.0.0.1:0", "echo", func(_ context.Context, r *dubbopeer.Request) (any, error) {
-		return r.Args[0], nil
-	})
-	if err != nil {
-		return "", nil, err
-	}
-	return p.Addr(), func() { p.Close() }, nil
 }
 
 type dubboClient struct {

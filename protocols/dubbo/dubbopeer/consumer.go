@@ -41,15 +41,21 @@ type call struct {
 
 var callPool = sync.Pool{New: func() any { return &call{ch: make(chan reply, 1)} }}
 
-// Dial connects a consumer to a provider or a proxy.
+// Dial connects a consumer to a provider or a proxy over TCP.
 func Dial(addr string) (*Consumer, error) {
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dubbopeer: %w", err)
 	}
+	return NewConsumer(nc), nil
+}
+
+// NewConsumer makes calls over nc, a connection the caller made (a TLS one,
+// say) to a provider or a proxy. The consumer owns nc: Close closes it.
+func NewConsumer(nc net.Conn) *Consumer {
 	c := &Consumer{nc: nc, w: newFrameWriter(nc), pending: map[int64]*call{}, done: make(chan struct{})}
 	go c.read()
-	return c, nil
+	return c
 }
 
 // Close closes the connection; calls in flight fail.

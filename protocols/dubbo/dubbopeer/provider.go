@@ -49,13 +49,27 @@ type Provider struct {
 }
 
 // Serve listens on addr (use "127.0.0.1:0" for a free port) and serves
-// calls with handler. Every response carries the attachment
-// "provider: <name>", so a caller can tell which provider answered.
+// calls with handler, as ServeListener does.
 func Serve(addr, name string, handler Handler) (*Provider, error) {
 	if handler == nil {
 		return nil, errors.New("dubbopeer: Serve needs a handler")
 	}
-	return serve(addr, &Provider{name: name, handler: handler})
+	ln, err := listen(addr)
+	if err != nil {
+		return nil, err
+	}
+	return ServeListener(ln, name, handler), nil
+}
+
+// ServeListener serves calls with handler on every connection ln accepts
+// (a TLS listener, say). Every response carries the attachment
+// "provider: <name>", so a caller can tell which provider answered. The
+// provider owns ln: Close closes it. A nil handler panics.
+func ServeListener(ln net.Listener, name string, handler Handler) *Provider {
+	if handler == nil {
+		panic("dubbopeer: ServeListener needs a handler")
+	}
+	return start(ln, &Provider{name: name, handler: handler})
 }
 
 // ServeStatic is a provider for load tests: it answers every two-way call
@@ -67,20 +81,29 @@ func ServeStatic(addr, name string, value any) (*Provider, error) {
 	if p.static, err = p.encodeResponse(0, value, nil); err != nil {
 		return nil, err
 	}
-	return serve(addr, p)
+	ln, err := listen(addr)
+	if err != nil {
+		return nil, err
+	}
+	return start(ln, p), nil
 }
 
-func serve(addr string, p *Provider) (*Provider, error) {
+func listen(addr string) (net.Listener, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("dubbopeer: %w", err)
 	}
+	return ln, nil
+}
+
+// start serves p on ln.
+func start(ln net.Listener, p *Provider) *Provider {
 	p.ln = ln
 	p.ctx, p.cancel = context.WithCancel(context.Background())
 	p.conns = map[net.Conn]struct{}{}
 	p.wg.Add(1)
 	go p.accept()
-	return p, nil
+	return p
 }
 
 // Addr is the address the provider listens on.
