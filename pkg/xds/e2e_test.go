@@ -45,6 +45,13 @@ type controllerProc struct {
 
 func startController(t *testing.T, dir, addr string) *controllerProc {
 	t.Helper()
+	return startControllerWith(t, dir, addr, xds.Options{})
+}
+
+// startControllerWith starts the controller with opts, to which it adds
+// a quiet logger (unless opts has one) and the ACK and NACK recorders.
+func startControllerWith(t *testing.T, dir, addr string, opts xds.Options) *controllerProc {
+	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -54,15 +61,22 @@ func startController(t *testing.T, dir, addr string) *controllerProc {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &controllerProc{addr: lis.Addr().String(), answers: make(chan answer, 1024)}
-	c.srv = xds.NewServer(ctx, xds.Options{
-		Logger: quiet,
-		OnAck: func(node, typeURL, version string) {
-			c.answers <- answer{node: node, typeURL: typeURL, version: version}
-		},
-		OnNack: func(node, typeURL, version, detail string) {
-			c.answers <- answer{node: node, typeURL: typeURL, version: version, detail: detail, nack: true}
-		},
-	})
+	if opts.Logger == nil {
+		opts.Logger = quiet
+	}
+	opts.OnAck = func(node, typeURL, version string) {
+		select {
+		case c.answers <- answer{node: node, typeURL: typeURL, version: version}:
+		default: // a test that does not read them
+		}
+	}
+	opts.OnNack = func(node, typeURL, version, detail string) {
+		select {
+		case c.answers <- answer{node: node, typeURL: typeURL, version: version, detail: detail, nack: true}:
+		default:
+		}
+	}
+	c.srv = xds.NewServer(ctx, opts)
 	p := &controller.Pipeline{
 		Builder:  &controller.Builder{},
 		Inputs:   func() (*controller.Inputs, error) { return controller.LoadDir(dir) },
@@ -123,13 +137,20 @@ func (r *recorder) last() (config.Resources, int) {
 
 func startClient(t *testing.T, addr, id, ns string, rec *recorder) {
 	t.Helper()
+	startClientWith(t, client.Options{Address: addr, NodeID: id, Namespace: ns}, rec)
+}
+
+// startClientWith runs client.Run with opts, to which it adds the
+// listen address, mode, a quiet logger and short backoffs, until the
+// test ends.
+func startClientWith(t *testing.T, opts client.Options, rec *recorder) {
+	t.Helper()
+	opts.ListenAddress, opts.Mode, opts.Logger = "127.0.0.1", "waypoint", quiet
+	opts.InitialBackoff, opts.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() {
-		done <- client.Run(ctx, client.Options{
-			Address: addr, NodeID: id, Namespace: ns, ListenAddress: "127.0.0.1", Mode: "waypoint",
-			Logger: quiet, InitialBackoff: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond,
-		}, rec.apply)
+		done <- client.Run(ctx, opts, rec.apply)
 	}()
 	t.Cleanup(func() {
 		cancel()

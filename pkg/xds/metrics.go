@@ -13,6 +13,14 @@ type Metrics struct {
 	Propagation   *prometheus.HistogramVec
 	NACKs         *prometheus.CounterVec
 	Connected     prometheus.Gauge
+	// StreamsRefused counts streams refused by authentication (or a
+	// node id another proxy holds), by reason.
+	StreamsRefused *prometheus.CounterVec
+	// ClaimMismatches counts proxies whose node metadata claimed another
+	// namespace or identity than they proved, by field.
+	ClaimMismatches *prometheus.CounterVec
+	// HandshakeFailures counts failed TLS handshakes.
+	HandshakeFailures prometheus.Counter
 }
 
 // NewMetrics creates the metrics and registers them with reg (when not nil).
@@ -41,9 +49,19 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Connected: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "rosetta_xds_connected_proxies", Help: "Proxies with an open xDS stream.",
 		}),
+		StreamsRefused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rosetta_xds_streams_refused_total", Help: "xDS streams refused, by reason: no_credentials, invalid_certificate, invalid_token, token_review_unavailable, node_id_changed, node_id_conflict, other.",
+		}, []string{"reason"}),
+		ClaimMismatches: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rosetta_xds_claim_mismatches_total", Help: "Authenticated proxies whose node metadata claimed another namespace or identity than they proved (the proved one is used), by field.",
+		}, []string{"field"}),
+		HandshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "rosetta_xds_tls_handshake_failures_total", Help: "Failed TLS handshakes on the xDS port (untrusted client certificates, clients that do not trust the controller, TCP probes).",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.Pushes, m.PushDuration, m.ResourcesSent, m.BytesSent, m.Propagation, m.NACKs, m.Connected)
+		reg.MustRegister(m.Pushes, m.PushDuration, m.ResourcesSent, m.BytesSent, m.Propagation, m.NACKs, m.Connected,
+			m.StreamsRefused, m.ClaimMismatches, m.HandshakeFailures)
 	}
 	return m
 }

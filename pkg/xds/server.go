@@ -5,6 +5,7 @@ package xds
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"log/slog"
 	"net"
@@ -19,6 +20,8 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -47,6 +50,26 @@ type Options struct {
 	// OnNack when it refuses one; for tests and benchmarks.
 	OnAck  func(nodeID, typeURL, version string)
 	OnNack func(nodeID, typeURL, version, detail string)
+
+	// TLS, when set, makes Serve serve over TLS (ServerTLS makes one). A
+	// gRPC server given to Register brings its own credentials.
+	TLS *tls.Config
+	// Authenticators verify who opens each stream, tried in order until
+	// one finds its kind of credentials (see Authenticator); a stream that
+	// none verifies is refused with Unauthenticated. The verified
+	// namespace, and identity, replace what the node metadata claims.
+	// Empty: no authentication, the node metadata is trusted, as in
+	// folder mode and local runs.
+	Authenticators []Authenticator
+	// TrustDomain makes the SPIFFE identity of a proxy authenticated by a
+	// token; DefaultTrustDomain when empty.
+	TrustDomain string
+	// MaxConnectionAge, when set, makes Serve close each connection after
+	// about that long (and 10 s of grace), so that proxies reconnect and
+	// are authenticated again with their current credentials; istiod's
+	// chart uses 30 minutes. Zero: connections live as long as they
+	// are used.
+	MaxConnectionAge time.Duration
 }
 
 // Server keeps one snapshot per connected proxy and serves them.
@@ -81,7 +104,11 @@ type nodeState struct {
 
 type streamState struct {
 	nodeID string
-	sent   map[string]sentInfo // by nonce
+	// principal is who the stream proved to be; nil without
+	// authentication.
+	principal *Principal
+	peer      string
+	sent      map[string]sentInfo // by nonce
 }
 
 type sentInfo struct {
@@ -119,13 +146,23 @@ func (s *Server) Register(g *grpc.Server) {
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
 }
 
-// Serve serves ADS on lis until ctx ends.
+// Serve serves ADS on lis until ctx ends, over TLS when Options.TLS is
+// set.
 func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
-	g := grpc.NewServer(
+	params := keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}
+	if s.opts.MaxConnectionAge > 0 {
+		params.MaxConnectionAge, params.MaxConnectionAgeGrace = s.opts.MaxConnectionAge, 10*time.Second
+	}
+	gopts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.MaxConcurrentStreams(1<<16),
-	)
+		grpc.KeepaliveParams(params),
+		grpc.MaxConcurrentStreams(1 << 16),
+	}
+	if s.opts.TLS != nil {
+		gopts = append(gopts, grpc.Creds(&countingCreds{
+			TransportCredentials: credentials.NewTLS(s.opts.TLS), failures: s.metrics.HandshakeFailures, log: s.log}))
+	}
+	g := grpc.NewServer(gopts...)
 	s.Register(g)
 	go func() {
 		<-ctx.Done()
@@ -279,23 +316,56 @@ func ProxyFromNode(node *corev3.Node) *controller.Proxy {
 	return p
 }
 
-// register notes a new stream of a proxy and, when an index is there and
-// the proxy has no snapshot yet, makes one.
-func (s *Server) register(streamID int64, node *corev3.Node) {
+// register notes the node of a stream's request: on the first request
+// that names one, it makes the proxy's view (the node metadata, overridden
+// by what the stream proved) and, when an index is there and the proxy
+// has no snapshot yet, a snapshot. It refuses a stream that names another
+// node later (go-control-plane would then serve that node's snapshot),
+// and, with authentication, a node id held by a proxy that proved another
+// namespace or identity (both would get the same snapshot).
+func (s *Server) register(streamID int64, node *corev3.Node) error {
 	s.mu.Lock()
 	st := s.streams[streamID]
-	if st == nil || st.nodeID != "" || node.GetId() == "" {
-		s.mu.Unlock()
-		return
+	s.mu.Unlock()
+	if st == nil || node.GetId() == "" {
+		return nil
 	}
-	st.nodeID = node.GetId()
-	n := s.nodes[st.nodeID]
+	// A stream's requests come one at a time, so st.nodeID and
+	// st.principal, written only here and in open, are stable.
+	if st.nodeID != "" {
+		if node.GetId() != st.nodeID {
+			return s.refuse(&refusal{reasonNodeIDChanged, codes.InvalidArgument,
+				fmt.Sprintf("xds: the stream of node %q asked as node %q", st.nodeID, node.GetId())}, st.peer, st.nodeID)
+		}
+		return nil
+	}
+	proxy := ProxyFromNode(node)
+	if st.principal != nil {
+		s.applyPrincipal(proxy, st.principal)
+	}
+	s.mu.Lock()
+	if s.streams[streamID] != st {
+		s.mu.Unlock()
+		return nil // closed meanwhile
+	}
+	n := s.nodes[proxy.ID]
+	if n != nil && st.principal != nil && (n.proxy.Namespace != proxy.Namespace || n.proxy.Identity != proxy.Identity) {
+		held := n.proxy.Namespace
+		s.mu.Unlock()
+		return s.refuse(&refusal{reasonNodeIDConflict, codes.PermissionDenied,
+			fmt.Sprintf("xds: node id %q is in use by a proxy of namespace %q", proxy.ID, held)}, st.peer, proxy.ID)
+	}
+	st.nodeID = proxy.ID
 	if n == nil {
-		n = &nodeState{id: st.nodeID, proxy: ProxyFromNode(node), versions: map[string]string{},
+		n = &nodeState{id: st.nodeID, proxy: proxy, versions: map[string]string{},
 			typeHash: map[string]string{}, changedAt: map[string]time.Time{}}
 		s.nodes[st.nodeID] = n
 		s.metrics.Connected.Inc()
-		s.log.Info("proxy connected", "node", n.id, "namespace", n.proxy.Namespace, "mode", n.proxy.Mode)
+		attrs := []any{"node", n.id, "namespace", proxy.Namespace, "mode", proxy.Mode, "peer", st.peer}
+		if st.principal != nil {
+			attrs = append(attrs, "identity", proxy.Identity, "authenticated_by", st.principal.Method)
+		}
+		s.log.Info("proxy connected", attrs...)
 	}
 	n.streams++
 	ix, first := s.index, len(n.versions) == 0
@@ -309,12 +379,20 @@ func (s *Server) register(streamID int64, node *corev3.Node) {
 		s.pushNode(n, ix, version, changedAt)
 		s.pushMu.Unlock()
 	}
+	return nil
 }
 
-func (s *Server) open(streamID int64) {
+// open authenticates a new stream (when Authenticators are set) and notes
+// it; its error refuses the stream.
+func (s *Server) open(ctx context.Context, streamID int64) error {
+	p, err := s.authenticate(ctx)
+	if err != nil {
+		return err
+	}
 	s.mu.Lock()
-	s.streams[streamID] = &streamState{sent: map[string]sentInfo{}}
+	s.streams[streamID] = &streamState{principal: p, peer: peerAddr(ctx), sent: map[string]sentInfo{}}
 	s.mu.Unlock()
+	return nil
 }
 
 func (s *Server) closed(streamID int64) {
@@ -400,13 +478,14 @@ func (s *Server) answered(streamID int64, nonce string, errDetail string, nack b
 
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
-		StreamOpenFunc: func(_ context.Context, id int64, _ string) error {
-			s.open(id)
-			return nil
+		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
+			return s.open(ctx, id)
 		},
 		StreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(id) },
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
-			s.register(id, req.GetNode())
+			if err := s.register(id, req.GetNode()); err != nil {
+				return err
+			}
 			nack := req.GetErrorDetail() != nil
 			v := s.answered(id, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), nack)
 			if nack && v != "" {
@@ -422,13 +501,14 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
 			s.sent(id, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce(), resp.GetResources())
 		},
-		DeltaStreamOpenFunc: func(_ context.Context, id int64, _ string) error {
-			s.open(id)
-			return nil
+		DeltaStreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
+			return s.open(ctx, id)
 		},
 		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(id) },
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-			s.register(id, req.GetNode())
+			if err := s.register(id, req.GetNode()); err != nil {
+				return err
+			}
 			s.answered(id, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 			return nil
 		},

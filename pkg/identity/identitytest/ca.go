@@ -17,6 +17,7 @@ import (
 	"crypto/x509/pkix"
 	"encoding/pem"
 	"math/big"
+	"net"
 	"net/url"
 	"time"
 )
@@ -74,8 +75,9 @@ func (ca *CA) Issue(pub crypto.PublicKey, uri string, ttl time.Duration) *x509.C
 	return sign(tmpl, ca.Cert, pub, ca.Key)
 }
 
-// Serving signs a server certificate for pub with the DNS name dns, as
-// istiod's own serving certificate has.
+// Serving signs a server certificate for pub with the DNS name dns (and
+// the loopback addresses, for servers dialled by address), as istiod's own
+// serving certificate has.
 func (ca *CA) Serving(pub crypto.PublicKey, dns string) *x509.Certificate {
 	tmpl := &x509.Certificate{
 		SerialNumber: newSerial(),
@@ -84,6 +86,7 @@ func (ca *CA) Serving(pub crypto.PublicKey, dns string) *x509.Certificate {
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 		DNSNames:     []string{dns},
+		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
 	return sign(tmpl, ca.Cert, pub, ca.Key)
 }

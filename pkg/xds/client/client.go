@@ -19,7 +19,6 @@ import (
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -27,6 +26,7 @@ import (
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/identity"
 )
 
 // Options say where the controller is and who the proxy is.
@@ -53,6 +53,33 @@ type Options struct {
 	IncompleteTimeout time.Duration
 	// DialOptions are added to the gRPC dial options (tests).
 	DialOptions []grpc.DialOption
+
+	// Security of the connection to the controller. With none of
+	// Identity, CAFile and TokenFile the connection is plaintext, as the
+	// controller serves it with --xds-auth=none and no TLS.
+	//
+	// Identity, when set, is the proxy's workload certificate: it is the
+	// client certificate, which authenticates the proxy to a controller
+	// with --xds-auth=mtls. Without CAFile, the controller's certificate
+	// must then be a mesh certificate (verified against Identity's roots)
+	// with one of ControllerIDs, exact spiffe:// URIs, or with any
+	// identity of the proxy's trust domain when ControllerIDs is empty.
+	Identity      *identity.Workload
+	ControllerIDs []string
+	// CAFile, when set, holds the PEM roots that verify the controller's
+	// certificate as a plain server certificate, by DNS name or IP:
+	// ServerName, or Address's host when empty. It is for a controller
+	// whose serving certificate is not a mesh one (--xds-tls-cert), and is
+	// read on each (re)connect.
+	CAFile     string
+	ServerName string
+	// TokenFile, when set, holds a token sent as "authorization: Bearer"
+	// when each stream opens, for a controller with --xds-auth=token: a
+	// projected ServiceAccount token with the controller's audience
+	// (xds.DefaultTokenAudience unless it was changed). It is read again
+	// on each (re)connect, since the kubelet rotates it. It needs TLS
+	// (Identity or CAFile): a token is never sent in plaintext.
+	TokenFile string
 }
 
 // typeOrder is the order of the initial subscriptions.
@@ -70,6 +97,9 @@ const maxResourcesPerType = 100_000
 func Run(ctx context.Context, opts Options, apply func(config.Resources) error) error {
 	if opts.Address == "" || opts.NodeID == "" {
 		return errors.New("xds/client: address and node id are required")
+	}
+	if err := checkSecurity(&opts); err != nil {
+		return err
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -148,10 +178,18 @@ type pending struct {
 // runStream runs one ADS stream. progressed tells whether any response
 // arrived, which resets the backoff.
 func runStream(ctx context.Context, opts *Options, node *corev3.Node, st *state, apply func(config.Resources) error) (progressed bool, err error) {
-	dialOpts := append([]grpc.DialOption{
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+	creds, err := transportCredentials(opts)
+	if err != nil {
+		return false, err
+	}
+	dialOpts := []grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
-	}, opts.DialOptions...)
+	}
+	if opts.TokenFile != "" {
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(tokenFile(opts.TokenFile)))
+	}
+	dialOpts = append(dialOpts, opts.DialOptions...)
 	conn, err := grpc.NewClient(opts.Address, dialOpts...)
 	if err != nil {
 		return false, fmt.Errorf("xds/client: dial %s: %w", opts.Address, err)
