@@ -39,6 +39,10 @@ type options struct {
 	// gcPaceMB caps the heap goal gcpace may raise GOGC to, in MB; 0 is off.
 	gcPaceMB int
 	identity identityOptions
+	// xdsMTLS presents the workload identity to the controller.
+	xdsMTLS bool
+	// xdsControllerIDs are the SPIFFE IDs the controller may have, k,k.
+	xdsControllerIDs string
 }
 
 func main() {
@@ -57,6 +61,11 @@ func main() {
 	flag.IntVar(&o.gcPercent, "gc-percent", 200, "Go's GOGC: heap growth between collections, in percent of the live heap; GOGC in the environment wins")
 	flag.IntVar(&o.gcPaceMB, "gc-pace-heap", 32, "while the proxy allocates fast, let the heap grow to up to this many MB between collections, to space them at least 250 ms apart (0: off; off when GOGC is in the environment)")
 	o.identity.register(flag.CommandLine)
+	flag.BoolVar(&o.xdsMTLS, "xds-mtls", false, "authenticate to the controller with the workload identity (--identity) over mutual TLS; the controller's certificate must then be a mesh one, unless --xds-ca-file is given")
+	flag.StringVar(&o.xdsControllerIDs, "xds-controller-id", "", "SPIFFE IDs the controller's certificate may have, comma-separated (with --xds-mtls; default: any identity of the proxy's trust domain)")
+	flag.StringVar(&o.xds.CAFile, "xds-ca-file", "", "PEM roots that verify the controller's serving certificate by DNS name or IP (turns on TLS to the controller)")
+	flag.StringVar(&o.xds.ServerName, "xds-server-name", "", "the name the controller's serving certificate must have (default: the host of --xds)")
+	flag.StringVar(&o.xds.TokenFile, "xds-token-file", "", "a projected ServiceAccount token (audience rosetta) sent to the controller, re-read on each reconnect; needs TLS to the controller")
 	flag.Parse()
 	if o.concurrency > 0 {
 		runtime.GOMAXPROCS(o.concurrency)
@@ -95,6 +104,16 @@ func run(o options) error {
 	}
 	if id != nil {
 		p.UseIdentity(id)
+		o.xds.WorkloadID = id.Current().ID.String()
+	}
+	if o.xdsMTLS {
+		if id == nil {
+			return errors.New("--xds-mtls needs --identity")
+		}
+		o.xds.Identity = id
+	}
+	if o.xdsControllerIDs != "" {
+		o.xds.ControllerIDs = strings.Split(o.xdsControllerIDs, ",")
 	}
 	admin := firstNonEmpty(o.admin, "127.0.0.1:15000")
 	if o.configFile != "" {

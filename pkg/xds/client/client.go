@@ -42,6 +42,11 @@ type Options struct {
 	Labels        map[string]string
 	Mode          string
 	ListenAddress string
+	// WorkloadID is the proxy's SPIFFE identity when it has one (it can
+	// then terminate and originate Istio mTLS, and the controller sends
+	// such listeners and clusters); "" for none. A controller that
+	// authenticates proxies takes it from the proof, not from here.
+	WorkloadID string
 
 	Logger *slog.Logger
 	// InitialBackoff and MaxBackoff bound the wait between reconnections;
@@ -143,12 +148,16 @@ func buildNode(opts *Options) (*corev3.Node, error) {
 	for k, v := range opts.Labels {
 		labels[k] = v
 	}
-	md, err := structpb.NewStruct(map[string]any{
+	fields := map[string]any{
 		"namespace":     opts.Namespace,
 		"labels":        labels,
 		"mode":          opts.Mode,
 		"listenAddress": opts.ListenAddress,
-	})
+	}
+	if opts.WorkloadID != "" {
+		fields["workloadIdentity"] = opts.WorkloadID
+	}
+	md, err := structpb.NewStruct(fields)
 	if err != nil {
 		return nil, fmt.Errorf("xds/client: node metadata: %w", err)
 	}
