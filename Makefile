@@ -10,8 +10,11 @@ FUZZTIME ?= 30s
 # hack/build-k8s-tools.sh into a cache outside the checkout, so a fresh clone
 # (CI's) reuses them.
 export ROSETTA_K8S_TOOLS ?= $(HOME)/.cache/rosetta/k8s-tools-v1.36.3-etcd-v3.6.16
+# istiod (pilot-discovery from istio.io/istio) for e2e/istio, built once by
+# hack/build-istiod.sh into the same cache.
+export ROSETTA_ISTIOD ?= $(HOME)/.cache/rosetta/istiod-v0.0.0-20260827124520-eed52ebb66ad
 
-.PHONY: all build demo test deps lint unit e2e k8s-tools codegen verify-codegen bench fuzz generate clean
+.PHONY: all build demo test deps lint unit e2e k8s-tools istiod codegen verify-codegen bench fuzz generate clean
 
 all: build
 
@@ -48,10 +51,13 @@ unit:
 k8s-tools:
 	bash hack/build-k8s-tools.sh
 
+istiod:
+	bash hack/build-istiod.sh
+
 # -count=1: these tests build and run the controller and proxy binaries from
 # the main module's sources, which Go's test cache does not see as inputs,
 # so a cached pass could hide a change that breaks them.
-e2e: k8s-tools
+e2e: k8s-tools istiod
 	@set -e; for m in $(E2E_MODULES); do \
 	  echo "== e2e module $$m"; \
 	  (cd $$m && $(GO) vet ./... && $(GO) test -count=1 -timeout 30m ./...); \

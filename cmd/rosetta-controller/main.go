@@ -4,6 +4,7 @@
 //
 //	rosetta-controller --config-dir examples/controlplane/config
 //	rosetta-controller --kubeconfig ~/.kube/config
+//	rosetta-controller --xds-identity=istiod --xds-auth=token   # in a pod
 package main
 
 import (
@@ -49,6 +50,7 @@ type flags struct {
 	leaseName      string
 	logLevel       string
 	logFormat      string
+	xds            xdsSecurity
 }
 
 func parseFlags(args []string) (*flags, error) {
@@ -67,6 +69,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.leaseName, "leader-election-id", "rosetta-controller", "name of the leader election Lease")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	f.xds.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -116,7 +119,12 @@ func newLogger(f *flags) *slog.Logger {
 func run(ctx context.Context, f *flags, log *slog.Logger) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv := xds.NewServer(ctx, xds.Options{Logger: log, Registerer: reg})
+	xdsOpts := xds.Options{Logger: log, Registerer: reg}
+	inCluster := f.configDir == "" && f.kubeconfig == ""
+	if err := f.xds.configure(ctx, f.kubeconfig, inCluster, log, reg, &xdsOpts); err != nil {
+		return err
+	}
+	srv := xds.NewServer(ctx, xdsOpts)
 	var ready atomic.Bool
 
 	xdsLis, err := net.Listen("tcp", f.xdsAddr)
@@ -182,10 +190,11 @@ func runFolder(ctx context.Context, f *flags, log *slog.Logger, pipe *controller
 	if _, err := controller.LoadDir(f.configDir); err != nil {
 		return err
 	}
-	var last map[string]string
+	var last, lastAuthz map[string]string
 	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
 		srv.Update(ix, changedAt)
 		last = logStatuses(log, ix.Statuses, last)
+		lastAuthz = logStatuses(log, ix.AuthorizationStatuses(), lastAuthz)
 		ready.Store(true)
 	}
 	goRun(func() error { return pipe.RunDir(ctx, f.configDir) })
@@ -231,11 +240,13 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 	}
 	status := &controller.StatusWriter{Client: src.Dynamic, Current: src.MetaRouterObject, Kind: "MetaRouter", Log: log}
 	redisStatus := &controller.StatusWriter{Client: src.Dynamic, Current: src.RedisObject, Kind: "Redis", Log: log}
+	authzStatus := &controller.StatusWriter{Client: src.Dynamic, Current: src.AuthorizationObject, Kind: "authorization policy", Log: log}
 	pipe.Inputs = src.Inputs
 	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
 		srv.Update(ix, changedAt)
 		status.Set(ix.Statuses)
 		redisStatus.Set(ix.RedisStatuses())
+		authzStatus.Set(ix.AuthorizationStatuses())
 		ready.Store(true)
 	}
 	if err := src.Start(ctx); err != nil {
@@ -247,6 +258,7 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 	if !f.leaderElect {
 		goRun(func() error { status.Run(ctx); return nil })
 		goRun(func() error { redisStatus.Run(ctx); return nil })
+		goRun(func() error { authzStatus.Run(ctx); return nil })
 		return nil
 	}
 	kc, err := kubernetes.NewForConfig(cfg)
@@ -274,6 +286,7 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 					OnStartedLeading: func(lctx context.Context) {
 						log.Info("leading: writing MetaRouter status", "id", id)
 						go redisStatus.Run(lctx)
+						go authzStatus.Run(lctx)
 						status.Run(lctx)
 					},
 					OnStoppedLeading: func() { log.Info("stopped leading", "id", id) },

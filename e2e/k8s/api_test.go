@@ -10,9 +10,9 @@ import (
 // validation (kubectl apply --dry-run=server).
 func TestManifestsDryRun(t *testing.T) {
 	c := needCluster(t)
-	ensureNamespace(t, c, "demo")
+	c.MustNamespace(t, "demo")
 	for _, f := range []string{"rosetta.yaml", "proxy-example.yaml"} {
-		c.mustKubectl(t, "", "apply", "--dry-run=server", "-f", filepath.Join(repoRoot, "manifests", "rendered", f))
+		c.MustKubectl(t, "", "apply", "--dry-run=server", "-f", filepath.Join(repoRoot, "manifests", "rendered", f))
 	}
 }
 
@@ -55,7 +55,7 @@ func TestCRDValidation(t *testing.T) {
 	}
 	for _, b := range bad {
 		t.Run(b.name, func(t *testing.T) {
-			out, err := c.kubectl(routerHead+b.routes, "apply", "-f", "-")
+			out, err := c.Kubectl(routerHead+b.routes, "apply", "-f", "-")
 			if err == nil {
 				t.Fatalf("accepted:\n%s", out)
 			}
@@ -100,16 +100,16 @@ spec:
     rateLimitService: outbound|18081||rate-limit-server.meta-dubbo.svc.cluster.local
     descriptors: [{property: method, descriptorKey: method}]
 `
-	c.mustKubectl(t, aeraki, "apply", "-f", "-")
-	c.mustKubectl(t, "", "delete", "metarouter", "aeraki-fields", "-n", "default")
+	c.MustKubectl(t, aeraki, "apply", "-f", "-")
+	c.MustKubectl(t, "", "delete", "metarouter", "aeraki-fields", "-n", "default")
 
-	explain := c.mustKubectl(t, "", "explain", "metarouters.spec.routes.retries")
+	explain := c.MustKubectl(t, "", "explain", "metarouters.spec.routes.retries")
 	for _, want := range []string{"attempts", "perTryTimeout", "retryOn", "connect-failure"} {
 		if !strings.Contains(explain, want) {
 			t.Errorf("kubectl explain does not describe %s:\n%s", want, explain)
 		}
 	}
-	explain = c.mustKubectl(t, "", "explain", "applicationprotocols.spec")
+	explain = c.MustKubectl(t, "", "explain", "applicationprotocols.spec")
 	if !strings.Contains(explain, "codecOptions") || !strings.Contains(explain, "registered") {
 		t.Errorf("kubectl explain applicationprotocols.spec:\n%s", explain)
 	}
@@ -144,7 +144,7 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 		} else {
 			args = append(args, "--all-namespaces")
 		}
-		out, _ := c.kubectl("", args...)
+		out, _ := c.Kubectl("", args...)
 		if got := strings.TrimSpace(out); got != cs.want {
 			t.Errorf("can-i %s %s in %q = %q, want %q", cs.verb, cs.resource, cs.ns, got, cs.want)
 		}

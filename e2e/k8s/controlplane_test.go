@@ -8,98 +8,16 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/e2e/k8s/kubeenv"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/xds/client"
 )
-
-// controllerProc is rosetta-controller running as a process with the
-// chart's ServiceAccount token, so a missing RBAC rule fails the tests.
-type controllerProc struct {
-	cmd               *exec.Cmd
-	xdsAddr, httpAddr string
-	exited            chan struct{} // closed when the process has exited
-}
-
-func startController(t *testing.T, c *cluster, xdsAddr, httpAddr string) *controllerProc {
-	t.Helper()
-	token := strings.TrimSpace(c.mustKubectl(t, "", "create", "token", "rosetta-controller", "-n", "rosetta-system", "--duration=2h"))
-	kc := filepath.Join(c.dir, "controller.kubeconfig")
-	if err := writeKubeconfig(kc, c.url, token); err != nil {
-		t.Fatal(err)
-	}
-	if xdsAddr == "" {
-		p1, _ := freePort()
-		p2, _ := freePort()
-		xdsAddr, httpAddr = fmt.Sprintf("127.0.0.1:%d", p1), fmt.Sprintf("127.0.0.1:%d", p2)
-	}
-	logf, err := os.OpenFile(filepath.Join(c.dir, "controller.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(ctrlBin, "--kubeconfig="+kc, "--xds-address="+xdsAddr, "--http-address="+httpAddr,
-		"--leader-election-namespace=rosetta-system", "--log-level=debug")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	p := &controllerProc{cmd: cmd, xdsAddr: xdsAddr, httpAddr: httpAddr, exited: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait() // a killed controller exits with an error, as expected
-		logf.Close()
-		close(p.exited)
-	}()
-	t.Cleanup(p.stop)
-	t.Cleanup(func() {
-		if t.Failed() {
-			data, _ := os.ReadFile(filepath.Join(c.dir, "controller.log"))
-			t.Logf("controller log:\n%s", tail(data, 4000))
-		}
-	})
-	waitFor(t, 30*time.Second, "controller ready", func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
-	return p
-}
-
-// kill ends the controller as a crash would: its leader lease stays held
-// until it expires (15 s), so a successor writes no status until then.
-func (p *controllerProc) kill() {
-	select {
-	case <-p.exited:
-	default:
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
-
-// stop ends the controller cleanly, so it gives its lease back.
-func (p *controllerProc) stop() {
-	select {
-	case <-p.exited:
-		return
-	default:
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(10 * time.Second):
-		p.kill()
-	}
-}
 
 // recorder is the proxy's side of the test: it keeps what apply received.
 type recorder struct {
@@ -142,17 +60,6 @@ func startProxyClient(t *testing.T, addr, id, ns string) *recorder {
 		}
 	})
 	return rec
-}
-
-func waitFor(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // routeFor returns where the first route matching method goes: a cluster,
@@ -259,12 +166,6 @@ const (
 	clusterV2       = "outbound|20880|v2|greeter.demo.svc.cluster.local"
 )
 
-func ensureNamespace(t *testing.T, c *cluster, ns string) {
-	t.Helper()
-	yaml := c.mustKubectl(t, "", "create", "namespace", ns, "--dry-run=client", "-o", "yaml")
-	c.mustKubectl(t, yaml, "apply", "-f", "-")
-}
-
 type routerStatus struct {
 	Status struct {
 		ObservedGeneration int64 `json:"observedGeneration"`
@@ -277,9 +178,9 @@ type routerStatus struct {
 	} `json:"metadata"`
 }
 
-func accepted(t *testing.T, c *cluster, ns, name string) (gen int64, status, reason, msg string) {
+func accepted(t *testing.T, c *kubeenv.Cluster, ns, name string) (gen int64, status, reason, msg string) {
 	t.Helper()
-	out := c.mustKubectl(t, "", "get", "metarouter", name, "-n", ns, "-o", "json")
+	out := c.MustKubectl(t, "", "get", "metarouter", name, "-n", ns, "-o", "json")
 	var st routerStatus
 	if err := json.Unmarshal([]byte(out), &st); err != nil {
 		t.Fatal(err)
@@ -297,15 +198,15 @@ func accepted(t *testing.T, c *cluster, ns, name string) (gen int64, status, rea
 // token and the proxy's xDS client in process.
 func TestControlPlane(t *testing.T) {
 	c := needCluster(t)
-	ensureNamespace(t, c, "demo")
-	c.mustKubectl(t, greeterMesh, "apply", "-f", "-")
-	c.mustKubectl(t, greeterRouter(0, 100, ""), "apply", "-f", "-")
-	ctrl := startController(t, c, "", "")
-	rec := startProxyClient(t, ctrl.xdsAddr, "proxy-demo", "demo")
+	c.MustNamespace(t, "demo")
+	c.MustKubectl(t, greeterMesh, "apply", "-f", "-")
+	c.MustKubectl(t, greeterRouter(0, 100, ""), "apply", "-f", "-")
+	ctrl := c.StartController(t, ctrlBin, "", "")
+	rec := startProxyClient(t, ctrl.XDSAddr, "proxy-demo", "demo")
 	parent := t // the restarted controller must outlive its subtest
 
 	t.Run("1 route to a subset", func(t *testing.T) {
-		waitFor(t, 10*time.Second, "sayHello to v2", func() bool {
+		testutil.Eventually(t, 10*time.Second, "sayHello to v2", func() bool {
 			r, _, _ := rec.last()
 			return routeFor(r, greeterListener, "sayHello") == clusterV1+":0,"+clusterV2+":100"
 		})
@@ -313,13 +214,13 @@ func TestControlPlane(t *testing.T) {
 		if got := routeFor(r, greeterListener, "other"); got != clusterV1 {
 			t.Fatalf("other calls go to %s", got)
 		}
-		waitFor(t, 10*time.Second, "Accepted=True", func() bool { _, s, _, _ := accepted(t, c, "demo", "greeter"); return s == "True" })
+		testutil.Eventually(t, 10*time.Second, "Accepted=True", func() bool { _, s, _, _ := accepted(t, c, "demo", "greeter"); return s == "True" })
 	})
 
 	t.Run("2 weights change within a second", func(t *testing.T) {
-		c.mustKubectl(t, greeterRouter(20, 80, ""), "apply", "-f", "-")
+		c.MustKubectl(t, greeterRouter(20, 80, ""), "apply", "-f", "-")
 		written := time.Now()
-		waitFor(t, 5*time.Second, "20/80", func() bool {
+		testutil.Eventually(t, 5*time.Second, "20/80", func() bool {
 			r, _, _ := rec.last()
 			return routeFor(r, greeterListener, "sayHello") == clusterV1+":20,"+clusterV2+":80"
 		})
@@ -334,9 +235,9 @@ func TestControlPlane(t *testing.T) {
 		// A regex CEL cannot check: the API server accepts it, the
 		// controller refuses it in status and keeps generation N-1.
 		_, applied, _ := rec.last()
-		c.mustKubectl(t, greeterRouter(20, 80, "say(Hello"), "apply", "-f", "-")
+		c.MustKubectl(t, greeterRouter(20, 80, "say(Hello"), "apply", "-f", "-")
 		var msg string
-		waitFor(t, 10*time.Second, "Accepted=False", func() bool {
+		testutil.Eventually(t, 10*time.Second, "Accepted=False", func() bool {
 			_, s, _, m := accepted(t, c, "demo", "greeter")
 			msg = m
 			return s == "False"
@@ -349,23 +250,23 @@ func TestControlPlane(t *testing.T) {
 			t.Fatal("the invalid MetaRouter reached the proxy")
 		}
 		// And one the API server refuses outright.
-		if out, err := c.kubectl(greeterRouter(60, 60, ""), "apply", "-f", "-"); err == nil || !strings.Contains(out, "must add up to 100") {
+		if out, err := c.Kubectl(greeterRouter(60, 60, ""), "apply", "-f", "-"); err == nil || !strings.Contains(out, "must add up to 100") {
 			t.Fatalf("weights 60/60 accepted: %v %s", err, out)
 		}
-		c.mustKubectl(t, greeterRouter(20, 80, ""), "apply", "-f", "-")
-		waitFor(t, 10*time.Second, "Accepted=True again", func() bool { _, s, _, _ := accepted(t, c, "demo", "greeter"); return s == "True" })
+		c.MustKubectl(t, greeterRouter(20, 80, ""), "apply", "-f", "-")
+		testutil.Eventually(t, 10*time.Second, "Accepted=True again", func() bool { _, s, _, _ := accepted(t, c, "demo", "greeter"); return s == "True" })
 	})
 
 	t.Run("4 controller restart", func(t *testing.T) {
-		ctrl.kill()
+		ctrl.Kill()
 		_, applied, _ := rec.last()
-		c.mustKubectl(t, greeterRouter(50, 50, ""), "apply", "-f", "-")
+		c.MustKubectl(t, greeterRouter(50, 50, ""), "apply", "-f", "-")
 		r, n, _ := rec.last()
 		if n != applied || len(r.Listeners) != 1 {
 			t.Fatal("the proxy lost its config while the controller was away")
 		}
-		ctrl = startController(parent, c, ctrl.xdsAddr, ctrl.httpAddr)
-		waitFor(t, 15*time.Second, "resync to 50/50", func() bool {
+		ctrl = c.StartController(parent, ctrlBin, ctrl.XDSAddr, ctrl.HTTPAddr)
+		testutil.Eventually(t, 15*time.Second, "resync to 50/50", func() bool {
 			r, _, _ := rec.last()
 			return routeFor(r, greeterListener, "sayHello") == clusterV1+":50,"+clusterV2+":50"
 		})
@@ -373,8 +274,8 @@ func TestControlPlane(t *testing.T) {
 
 	t.Run("5 sidecar scoping", func(t *testing.T) {
 		for _, ns := range []string{"team-a", "team-b"} {
-			ensureNamespace(t, c, ns)
-			c.mustKubectl(t, fmt.Sprintf(`apiVersion: v1
+			c.MustNamespace(t, ns)
+			c.MustKubectl(t, fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: svc, namespace: %[1]s}
 spec:
@@ -387,18 +288,18 @@ spec:
   egress: [{hosts: ["./*"]}]
 `, ns, map[string]int{"team-a": 21000, "team-b": 21001}[ns]), "apply", "-f", "-")
 		}
-		a := startProxyClient(t, ctrl.xdsAddr, "proxy-a", "team-a")
-		b := startProxyClient(t, ctrl.xdsAddr, "proxy-b", "team-b")
+		a := startProxyClient(t, ctrl.XDSAddr, "proxy-a", "team-a")
+		b := startProxyClient(t, ctrl.XDSAddr, "proxy-b", "team-b")
 		for ns, rec := range map[string]*recorder{"team-a": a, "team-b": b} {
 			want := "svc." + ns + ".svc.cluster.local_" + map[string]string{"team-a": "21000", "team-b": "21001"}[ns]
-			waitFor(t, 10*time.Second, ns+" listeners", func() bool {
+			testutil.Eventually(t, 10*time.Second, ns+" listeners", func() bool {
 				r, _, _ := rec.last()
 				names := listenerNames(r)
 				return len(names) == 1 && names[0] == want
 			})
 		}
 		// The controller's config dump says the same.
-		resp, err := http.Get("http://" + ctrl.httpAddr + "/debug/config_dump?node=proxy-a")
+		resp, err := http.Get("http://" + ctrl.HTTPAddr + "/debug/config_dump?node=proxy-a")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -410,8 +311,8 @@ spec:
 	})
 
 	t.Run("6 Aeraki-style MetaRouter and port name", func(t *testing.T) {
-		ensureNamespace(t, c, "meta-dubbo")
-		c.mustKubectl(t, `apiVersion: v1
+		c.MustNamespace(t, "meta-dubbo")
+		c.MustKubectl(t, `apiVersion: v1
 kind: Service
 metadata: {name: dubbo-sample-provider, namespace: meta-dubbo}
 spec:
@@ -457,15 +358,15 @@ spec:
         host: dubbo-sample-provider.meta-dubbo.svc.cluster.local
         subset: v1
 `, "apply", "-f", "-")
-		rec := startProxyClient(t, ctrl.xdsAddr, "proxy-meta", "meta-dubbo")
-		waitFor(t, 10*time.Second, "the Aeraki route", func() bool {
+		rec := startProxyClient(t, ctrl.XDSAddr, "proxy-meta", "meta-dubbo")
+		testutil.Eventually(t, 10*time.Second, "the Aeraki route", func() bool {
 			r, _, _ := rec.last()
 			return routeFor(r, "dubbo-sample-provider.meta-dubbo.svc.cluster.local_20890", "sayHello") == "outbound|20890|v1|dubbo-sample-provider.meta-dubbo.svc.cluster.local"
 		})
 	})
 
 	t.Run("leader election", func(t *testing.T) {
-		out := c.mustKubectl(t, "", "get", "lease", "rosetta-controller", "-n", "rosetta-system", "-o", "jsonpath={.spec.holderIdentity}")
+		out := c.MustKubectl(t, "", "get", "lease", "rosetta-controller", "-n", "rosetta-system", "-o", "jsonpath={.spec.holderIdentity}")
 		if strings.TrimSpace(out) == "" {
 			t.Fatal("no leader holds the lease")
 		}

@@ -23,7 +23,7 @@ func TestRedisCRDValidation(t *testing.T) {
 	}
 	for _, b := range bad {
 		t.Run(b.name, func(t *testing.T) {
-			out, err := c.kubectl(b.doc, "apply", "--dry-run=server", "-f", "-")
+			out, err := c.Kubectl(b.doc, "apply", "--dry-run=server", "-f", "-")
 			if err == nil {
 				t.Fatalf("accepted:\n%s", out)
 			}
@@ -47,7 +47,7 @@ func TestRedisCRDValidation(t *testing.T) {
 		dstHead + "  trafficPolicy: {connectionPool: {redis: {mode: PROXY, hashByKey: true, auth: {plain: {password: p}}}}}\n",
 	}
 	for i, g := range good {
-		if out, err := c.kubectl(g, "apply", "--dry-run=server", "-f", "-"); err != nil {
+		if out, err := c.Kubectl(g, "apply", "--dry-run=server", "-f", "-"); err != nil {
 			t.Fatalf("good[%d] refused: %v\n%s", i, err, out)
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 )
@@ -88,12 +89,12 @@ func redisListener(res config.Resources, name string) (map[string]string, []stri
 // not read, and the RedisDestination naming it says so in status.
 func TestRedisKubernetesMode(t *testing.T) {
 	c := needCluster(t)
-	ensureNamespace(t, c, "redis-e2e")
-	c.mustKubectl(t, redisMesh, "apply", "-f", "-")
-	ctrl := startController(t, c, "", "")
-	rec := startProxyClient(t, ctrl.xdsAddr, "proxy-redis", "redis-e2e")
+	c.MustNamespace(t, "redis-e2e")
+	c.MustKubectl(t, redisMesh, "apply", "-f", "-")
+	ctrl := c.StartController(t, ctrlBin, "", "")
+	rec := startProxyClient(t, ctrl.XDSAddr, "proxy-redis", "redis-e2e")
 	const l = "cache.redis-e2e.svc.cluster.local_6379"
-	waitFor(t, 10*time.Second, "redis listener with upstream auth", func() bool {
+	testutil.Eventually(t, 10*time.Second, "redis listener with upstream auth", func() bool {
 		r, _, _ := rec.last()
 		opts, _ := redisListener(r, l)
 		return opts["upstream_password"] == "s3cret" && opts["upstream_username"] == "proxy" && opts["mode"] == "cluster"
@@ -110,8 +111,8 @@ func TestRedisKubernetesMode(t *testing.T) {
 	}
 	// Status is written by the leader; a controller from an earlier test may
 	// hold the Lease until it expires (15 s).
-	waitFor(t, 40*time.Second, "RedisDestination status names the Secret", func() bool {
-		out, _ := c.kubectl("", "get", "redisdestination", "cache-b", "-n", "redis-e2e", "-o", "jsonpath={.status.conditions[?(@.type==\"ResolvedRefs\")].message}")
+	testutil.Eventually(t, 40*time.Second, "RedisDestination status names the Secret", func() bool {
+		out, _ := c.Kubectl("", "get", "redisdestination", "cache-b", "-n", "redis-e2e", "-o", "jsonpath={.status.conditions[?(@.type==\"ResolvedRefs\")].message}")
 		return strings.Contains(out, "no Secret redis-e2e/unlabelled")
 	})
 }

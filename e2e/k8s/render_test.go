@@ -69,7 +69,7 @@ func TestRenderedManifestsMatchChart(t *testing.T) {
 		}
 	}
 	crds, _ := filepath.Glob(filepath.Join(repoRoot, "crds", "*.yaml"))
-	if len(crds) != 4 {
+	if len(crds) != 6 {
 		t.Fatalf("%d CRDs in crds/", len(crds))
 	}
 	for _, c := range crds {

@@ -6,9 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,34 +13,9 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
+	"github.com/rosetta-mesh/rosetta/e2e/k8s/kubeenv"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
-
-// startProxyProc runs rosetta-proxy against the controller.
-func startProxyProc(t *testing.T, c *cluster, xdsAddr, id, ns string) (admin string) {
-	t.Helper()
-	port, _ := freePort()
-	admin = fmt.Sprintf("127.0.0.1:%d", port)
-	logf, err := os.Create(filepath.Join(c.dir, id+".log"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(proxyBin, "--xds="+xdsAddr, "--node-id="+id, "--namespace="+ns,
-		"--admin="+admin, "--drain-timeout=1s")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		logf.Close()
-		if t.Failed() {
-			data, _ := os.ReadFile(filepath.Join(c.dir, id+".log"))
-			t.Logf("proxy log:\n%s", tail(data, 3000))
-		}
-	})
-	return admin
-}
 
 // configDump reads a proxy's /config_dump.
 func configDump(t *testing.T, admin string) string {
@@ -145,12 +117,12 @@ func TestTraffic(t *testing.T) {
 	}
 	v1 := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "v1", Version: "1.0.0"})
 	v2 := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "v2", Version: "1.0.0"})
-	port, _ := freePort()
-	ensureNamespace(t, c, "traffic")
+	port := kubeenv.MustFreePort(t)
+	c.MustNamespace(t, "traffic")
 	// IPv4 slices may not hold loopback addresses, so the providers are
 	// published as FQDN slices ("providers.localhost", loopback by RFC
 	// 6761), which the controller resolves.
-	c.mustKubectl(t, fmt.Sprintf(`apiVersion: v1
+	c.MustKubectl(t, fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: greeter, namespace: traffic}
 spec:
@@ -193,11 +165,11 @@ spec:
   - {name: v1, labels: {version: v1}}
   - {name: v2, labels: {version: v2}}
 `, port, v1.Port(), v2.Port()), "apply", "-f", "-")
-	c.mustKubectl(t, trafficRouter(0, 100), "apply", "-f", "-")
-	ctrl := startController(t, c, "", "")
-	startProxyProc(t, c, ctrl.xdsAddr, "traffic-proxy", "traffic")
+	c.MustKubectl(t, trafficRouter(0, 100), "apply", "-f", "-")
+	ctrl := c.StartController(t, ctrlBin, "", "")
+	c.StartProxy(t, proxyBin, ctrl.XDSAddr, "traffic-proxy", "traffic")
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
-	waitFor(t, 15*time.Second, "the proxy's listener", func() bool {
+	testutil.Eventually(t, 15*time.Second, "the proxy's listener", func() bool {
 		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 		if err == nil {
 			conn.Close()
@@ -219,21 +191,21 @@ spec:
 	})
 
 	t.Run("2 weights 100/0 to 20/80 under load", func(t *testing.T) {
-		c.mustKubectl(t, trafficRouter(100, 0), "apply", "-f", "-")
-		waitFor(t, 5*time.Second, "all sayHello on v1", func() bool {
+		c.MustKubectl(t, trafficRouter(100, 0), "apply", "-f", "-")
+		testutil.Eventually(t, 5*time.Second, "all sayHello on v1", func() bool {
 			got, err := consumer.SayHello(context.Background(), "x")
 			return err == nil && got == "v1: hello x"
 		})
 		l := startLoad(t, addr, 4)
-		waitFor(t, 5*time.Second, "load running", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.counts["v1"] > 50 })
-		c.mustKubectl(t, trafficRouter(20, 80), "apply", "-f", "-")
+		testutil.Eventually(t, 5*time.Second, "load running", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.counts["v1"] > 50 })
+		c.MustKubectl(t, trafficRouter(20, 80), "apply", "-f", "-")
 		written := time.Now()
-		waitFor(t, 5*time.Second, "the first call on v2", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.counts["v2"] > 0 })
+		testutil.Eventually(t, 5*time.Second, "the first call on v2", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.counts["v2"] > 0 })
 		if d := time.Since(written); d > time.Second {
 			t.Errorf("the change took effect %v after the write, want under 1s", d)
 		}
 		l.snapshot()
-		waitFor(t, 20*time.Second, "2000 calls", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.counts["v1"]+l.counts["v2"] >= 2000 })
+		testutil.Eventually(t, 20*time.Second, "2000 calls", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.counts["v1"]+l.counts["v2"] >= 2000 })
 		l.halt()
 		got := l.snapshot()
 		share := float64(got["v2"]) / float64(got["v1"]+got["v2"])
@@ -248,10 +220,10 @@ spec:
 
 	t.Run("3 an invalid MetaRouter leaves traffic on the previous route", func(t *testing.T) {
 		bad := strings.Replace(trafficRouter(100, 0), "method: {exact: sayHello}", `method: {regex: "say(Hello"}`, 1)
-		c.mustKubectl(t, bad, "apply", "-f", "-")
+		c.MustKubectl(t, bad, "apply", "-f", "-")
 		// Status comes from the leader: when an earlier test killed the
 		// leader, its lease (15 s) must expire first.
-		waitFor(t, 30*time.Second, "Accepted=False", func() bool { _, s, _, _ := accepted(t, c, "traffic", "greeter"); return s == "False" })
+		testutil.Eventually(t, 30*time.Second, "Accepted=False", func() bool { _, s, _, _ := accepted(t, c, "traffic", "greeter"); return s == "False" })
 		seen := map[string]int{}
 		for i := 0; i < 200; i++ {
 			got, err := consumer.SayHello(context.Background(), "x")
@@ -264,23 +236,23 @@ spec:
 		if seen["v1: hello x"] == 0 || seen["v2: hello x"] < 120 {
 			t.Fatalf("calls after the invalid update: %v", seen)
 		}
-		c.mustKubectl(t, trafficRouter(20, 80), "apply", "-f", "-")
-		waitFor(t, 30*time.Second, "Accepted=True", func() bool { _, s, _, _ := accepted(t, c, "traffic", "greeter"); return s == "True" })
+		c.MustKubectl(t, trafficRouter(20, 80), "apply", "-f", "-")
+		testutil.Eventually(t, 30*time.Second, "Accepted=True", func() bool { _, s, _, _ := accepted(t, c, "traffic", "greeter"); return s == "True" })
 	})
 
 	t.Run("4 controller restart under load", func(t *testing.T) {
 		l := startLoad(t, addr, 4)
-		waitFor(t, 5*time.Second, "load running", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.counts["v2"] > 50 })
-		ctrl.kill()
+		testutil.Eventually(t, 5*time.Second, "load running", func() bool { l.mu.Lock(); defer l.mu.Unlock(); return l.counts["v2"] > 50 })
+		ctrl.Kill()
 		before := l.snapshot()
-		waitFor(t, 10*time.Second, "500 calls while the controller is away", func() bool {
+		testutil.Eventually(t, 10*time.Second, "500 calls while the controller is away", func() bool {
 			l.mu.Lock()
 			defer l.mu.Unlock()
 			return l.counts["v1"]+l.counts["v2"] >= 500
 		})
-		startController(parent, c, ctrl.xdsAddr, ctrl.httpAddr)
-		c.mustKubectl(t, trafficRouter(100, 0), "apply", "-f", "-")
-		waitFor(t, 10*time.Second, "the proxy resynced", func() bool {
+		c.StartController(parent, ctrlBin, ctrl.XDSAddr, ctrl.HTTPAddr)
+		c.MustKubectl(t, trafficRouter(100, 0), "apply", "-f", "-")
+		testutil.Eventually(t, 10*time.Second, "the proxy resynced", func() bool {
 			got, err := consumer.SayHello(context.Background(), "x")
 			return err == nil && got == "v1: hello x"
 		})
@@ -293,9 +265,9 @@ spec:
 	t.Run("5 two proxies in two namespaces see only their own services", func(t *testing.T) {
 		dumps := map[string]string{}
 		for _, ns := range []string{"scope-a", "scope-b"} {
-			ensureNamespace(t, c, ns)
-			port, _ := freePort()
-			c.mustKubectl(t, fmt.Sprintf(`apiVersion: v1
+			c.MustNamespace(t, ns)
+			port := kubeenv.MustFreePort(t)
+			c.MustKubectl(t, fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: svc, namespace: %[1]s}
 spec:
@@ -307,7 +279,7 @@ metadata: {name: default, namespace: %[1]s}
 spec:
   egress: [{hosts: ["./*"]}]
 `, ns, port), "apply", "-f", "-")
-			dumps[ns] = startProxyProc(t, c, ctrl.xdsAddr, "proxy-"+ns, ns)
+			dumps[ns] = c.StartProxy(t, proxyBin, ctrl.XDSAddr, "proxy-"+ns, ns)
 		}
 		for ns, admin := range dumps {
 			other := map[string]string{"scope-a": "scope-b", "scope-b": "scope-a"}[ns]
@@ -319,7 +291,7 @@ spec:
 					break
 				}
 				if time.Now().After(deadline) {
-					t.Fatalf("%s: no config in time:\n%s", ns, tail([]byte(d), 2000))
+					t.Fatalf("%s: no config in time:\n%s", ns, kubeenv.Tail([]byte(d), 2000))
 				}
 				time.Sleep(20 * time.Millisecond)
 			}
@@ -330,9 +302,9 @@ spec:
 	})
 
 	t.Run("6 an Aeraki MetaRouter on a tcp-metaprotocol-dubbo port", func(t *testing.T) {
-		aport, _ := freePort()
-		ensureNamespace(t, c, "meta-traffic")
-		c.mustKubectl(t, fmt.Sprintf(`apiVersion: v1
+		aport := kubeenv.MustFreePort(t)
+		c.MustNamespace(t, "meta-traffic")
+		c.MustKubectl(t, fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: provider, namespace: meta-traffic}
 spec:
@@ -401,9 +373,9 @@ spec:
         host: provider.meta-traffic.svc.cluster.local
         subset: v2
 `, aport, v1.Port(), v2.Port(), dubbokit.Greeter), "apply", "-f", "-")
-		startProxyProc(t, c, ctrl.xdsAddr, "proxy-meta-traffic", "meta-traffic")
+		c.StartProxy(t, proxyBin, ctrl.XDSAddr, "proxy-meta-traffic", "meta-traffic")
 		addr := fmt.Sprintf("127.0.0.1:%d", aport)
-		waitFor(t, 15*time.Second, "the Aeraki service's listener", func() bool {
+		testutil.Eventually(t, 15*time.Second, "the Aeraki service's listener", func() bool {
 			conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
 			if err == nil {
 				conn.Close()

@@ -14,6 +14,8 @@ import (
 	"istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/rosetta-mesh/rosetta/pkg/config"
 )
 
 // defaultConnectTimeout is Istio's default connect timeout.
@@ -83,21 +85,23 @@ type policy struct {
 	lb   *v1alpha3.LoadBalancerSettings
 	pool *v1alpha3.ConnectionPoolSettings
 	od   *v1alpha3.OutlierDetection
+	// tls is nil when no level sets it: Istio's auto mTLS.
+	tls *v1alpha3.ClientTLSSettings
 }
 
 func (p *policy) merge(tp *v1alpha3.TrafficPolicy, port uint32) {
 	if tp == nil {
 		return
 	}
-	p.set(tp.GetLoadBalancer(), tp.GetConnectionPool(), tp.GetOutlierDetection())
+	p.set(tp.GetLoadBalancer(), tp.GetConnectionPool(), tp.GetOutlierDetection(), tp.GetTls())
 	for _, pl := range tp.GetPortLevelSettings() {
 		if pl.GetPort().GetNumber() == port {
-			p.set(pl.GetLoadBalancer(), pl.GetConnectionPool(), pl.GetOutlierDetection())
+			p.set(pl.GetLoadBalancer(), pl.GetConnectionPool(), pl.GetOutlierDetection(), pl.GetTls())
 		}
 	}
 }
 
-func (p *policy) set(lb *v1alpha3.LoadBalancerSettings, pool *v1alpha3.ConnectionPoolSettings, od *v1alpha3.OutlierDetection) {
+func (p *policy) set(lb *v1alpha3.LoadBalancerSettings, pool *v1alpha3.ConnectionPoolSettings, od *v1alpha3.OutlierDetection, tls *v1alpha3.ClientTLSSettings) {
 	if lb != nil {
 		p.lb = lb
 	}
@@ -107,17 +111,21 @@ func (p *policy) set(lb *v1alpha3.LoadBalancerSettings, pool *v1alpha3.Connectio
 	if od != nil {
 		p.od = od
 	}
+	if tls != nil {
+		p.tls = tls
+	}
 }
 
 // buildCluster makes the cluster and its endpoints for a host's port and
-// subset. A host or subset that does not exist gives a cluster without
-// endpoints, so routes stay consistent and calls fail with "no healthy
-// upstream" until it appears.
-func (ix *Index) buildCluster(host string, port uint32, subset, proxyNS string) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
+// subset, as proxy p sees them. A host or subset that does not exist gives
+// a cluster without endpoints, so routes stay consistent and calls fail
+// with "no healthy upstream" until it appears. Only a proxy with an
+// identity gets Istio mTLS (mtls.go).
+func (ix *Index) buildCluster(host string, port uint32, subset string, p *Proxy) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
 	name := ClusterName(host, port, subset)
 	var pol policy
 	var sel labels.Selector
-	dr := ix.destinationRule(host, proxyNS)
+	dr := ix.destinationRule(host, p.Namespace)
 	if dr != nil {
 		pol.merge(dr.Spec.GetTrafficPolicy(), port)
 	}
@@ -148,7 +156,11 @@ func (ix *Index) buildCluster(host string, port uint32, subset, proxyNS string) 
 	applyLB(c, pol.lb)
 	applyPool(c, pol.pool)
 	applyOutlier(c, pol.od)
-	cla := ix.loadAssignment(name, host, port, sel)
+	mtls := p.Identity != ""
+	if mtls {
+		ix.applyUpstreamTLS(c, host, port, subset, pol.tls, ix.trustDomain(p))
+	}
+	cla := ix.loadAssignment(name, host, port, sel, mtls)
 	ix.applyRedisDestination(c, cla, host, port)
 	return c, cla
 }
@@ -243,8 +255,9 @@ func applyOutlier(c *clusterv3.Cluster, od *v1alpha3.OutlierDetection) {
 }
 
 // loadAssignment lists the endpoints of host's port that sel selects (all
-// when sel is nil), sorted by address.
-func (ix *Index) loadAssignment(name, host string, port uint32, sel labels.Selector) *endpointv3.ClusterLoadAssignment {
+// when sel is nil), sorted by address. With mtls, endpoints with a sidecar
+// carry the metadata that selects Istio mTLS for them.
+func (ix *Index) loadAssignment(name, host string, port uint32, sel labels.Selector, mtls bool) *endpointv3.ClusterLoadAssignment {
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
 	svc := ix.services[host]
 	if svc == nil {
@@ -256,9 +269,13 @@ func (ix *Index) loadAssignment(name, host string, port uint32, sel labels.Selec
 		if !ok || (sel != nil && !sel.Matches(labels.Set(e.Labels))) {
 			continue
 		}
-		lbs = append(lbs, &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+		lb := &endpointv3.LbEndpoint{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
 			Address: socketAddress(e.Address, p),
-		}}})
+		}}}
+		if mtls && e.Labels[tlsModeLabel] == config.TLSModeIstio {
+			lb.Metadata = istioEndpointMetadata()
+		}
+		lbs = append(lbs, lb)
 	}
 	sort.SliceStable(lbs, func(i, j int) bool {
 		a, b := lbs[i].GetEndpoint().GetAddress().GetSocketAddress(), lbs[j].GetEndpoint().GetAddress().GetSocketAddress()

@@ -26,9 +26,14 @@ func FuzzTranslate(f *testing.F) {
 		b := &Builder{Options: Options{Resolve: fakeResolver}}
 		ix := b.Build(in)
 		for _, ns := range []string{"", "demo", "istio-system"} {
-			res := ix.Generate(&Proxy{Namespace: ns})
-			if _, err := DumpResources(res); err != nil {
-				t.Fatalf("generated resources do not encode: %v", err)
+			for _, id := range []string{"", "spiffe://cluster.local/ns/" + ns + "/sa/p"} {
+				p := &Proxy{Namespace: ns, Identity: id, Labels: map[string]string{"app": "waypoint"}}
+				res := ix.Generate(p)
+				if _, err := DumpResources(res); err != nil {
+					t.Fatalf("generated resources do not encode: %v", err)
+				}
+				compileAuthorization(t, res)
+				checkTLS(t, p, res)
 			}
 		}
 	})

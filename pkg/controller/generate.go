@@ -81,8 +81,10 @@ type generation struct {
 // Generate makes the resources of one proxy: a listener and a route
 // configuration for each port of each MetaProtocol service the proxy sees
 // (Sidecar egress hosts and exportTo decide), and the clusters and
-// endpoints those routes use. Resources are sorted by name, so equal
-// inputs give equal output.
+// endpoints those routes use. A proxy with an identity gets Istio mTLS on
+// its listeners and clusters (mtls.go); every listener carries the
+// authorization policies that cover it (authorization.go). Resources are
+// sorted by name, so equal inputs give equal output.
 func (ix *Index) Generate(p *Proxy) *config.Resources {
 	g := &generation{ix: ix, proxy: p, clusters: map[clusterKey]bool{}, ports: map[uint32]string{}}
 	sc := ix.sidecarFor(p)
@@ -113,7 +115,7 @@ func (ix *Index) Generate(p *Proxy) *config.Resources {
 	sort.Slice(keys, func(i, j int) bool { return keys[i].name < keys[j].name })
 	for _, nk := range keys {
 		k := nk.key
-		c, cla := ix.buildCluster(k.host, k.port, k.subset, p.Namespace)
+		c, cla := ix.buildCluster(k.host, k.port, k.subset, p)
 		g.res.Clusters = append(g.res.Clusters, c)
 		g.res.Endpoints = append(g.res.Endpoints, cla)
 	}
@@ -127,6 +129,7 @@ func (g *generation) addListener(svc *Service, port Port) {
 		Codec:           port.Protocol.Codec,
 		CodecOptions:    g.redisOptions(svc, port),
 		RouteConfigName: name,
+		Authorization:   g.authorization(svc, port),
 	}
 	anyCfg, err := anypb.New(mpp)
 	if err != nil {
@@ -136,13 +139,20 @@ func (g *generation) addListener(svc *Service, port Port) {
 	if addr == "" {
 		addr = "0.0.0.0"
 	}
+	filters := []*listenerv3.Filter{{
+		Name:       config.FilterName,
+		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyCfg},
+	}}
+	// A proxy without an identity cannot terminate Istio mTLS: it keeps
+	// one plaintext chain, whatever PeerAuthentication says.
+	mode := mtlsDisable
+	if g.proxy.Identity != "" {
+		mode = g.ix.inboundMode(g.proxy, port.Number)
+	}
 	g.res.Listeners = append(g.res.Listeners, &listenerv3.Listener{
-		Name:    name,
-		Address: socketAddress(addr, port.Number),
-		FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
-			Name:       config.FilterName,
-			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyCfg},
-		}}}},
+		Name:         name,
+		Address:      socketAddress(addr, port.Number),
+		FilterChains: filterChains(mode, filters),
 	})
 	rc := &configv1alpha1.RouteConfiguration{Name: name}
 	if routes := g.redisRoutes(svc, port); routes != nil {

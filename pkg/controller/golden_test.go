@@ -12,6 +12,10 @@ import (
 	"testing"
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+
+	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
+	"github.com/rosetta-mesh/rosetta/pkg/authz"
+	"github.com/rosetta-mesh/rosetta/pkg/config"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -25,6 +29,7 @@ type testProxy struct {
 	Labels        map[string]string `json:"labels"`
 	Mode          string            `json:"mode"`
 	ListenAddress string            `json:"listenAddress"`
+	Identity      string            `json:"identity"`
 }
 
 func readProxies(t *testing.T, data []byte) []*Proxy {
@@ -44,7 +49,7 @@ func readProxies(t *testing.T, data []byte) []*Proxy {
 		if err := json.Unmarshal(js, &tp); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, &Proxy{ID: tp.ID, Namespace: tp.Namespace, Labels: tp.Labels, Mode: tp.Mode, ListenAddress: tp.ListenAddress})
+		out = append(out, &Proxy{ID: tp.ID, Namespace: tp.Namespace, Labels: tp.Labels, Mode: tp.Mode, ListenAddress: tp.ListenAddress, Identity: tp.Identity})
 	}
 	if len(out) == 0 {
 		t.Fatal("no Proxy document")
@@ -77,8 +82,10 @@ func buildFile(t *testing.T, path string) (*Index, []*Proxy) {
 }
 
 // TestGolden translates each testdata/golden/*.yaml and compares the xDS
-// resources of each proxy, and every MetaRouter's status, with the
-// matching .json file. Run with -update to rewrite them.
+// resources of each proxy, every MetaRouter's status (and the other kinds'
+// statuses and the build's warnings, when there are any) with the
+// matching .json file. Run with -update to rewrite them. Every listener's
+// authorization must compile in the proxy.
 func TestGolden(t *testing.T) {
 	files, _ := filepath.Glob("testdata/golden/*.yaml")
 	if len(files) == 0 {
@@ -91,9 +98,18 @@ func TestGolden(t *testing.T) {
 			if rs := ix.RedisStatuses(); len(rs) > 0 {
 				out["redisStatus"] = rs
 			}
+			if as := ix.AuthorizationStatuses(); len(as) > 0 {
+				out["authorizationStatus"] = as
+			}
+			if ws := ix.Warnings(); len(ws) > 0 {
+				out["warnings"] = ws
+			}
 			dumps := map[string]*Dump{}
 			for _, p := range proxies {
-				d, err := DumpResources(ix.Generate(p))
+				res := ix.Generate(p)
+				compileAuthorization(t, res)
+				checkTLS(t, p, res)
+				d, err := DumpResources(res)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -160,4 +176,29 @@ func mustRead(t *testing.T, path string) []byte {
 		t.Fatal(err)
 	}
 	return data
+}
+
+// compileAuthorization checks that every filter chain's authorization
+// compiles with the proxy's own compiler, and that all the chains of a
+// listener carry the same filter.
+func compileAuthorization(t *testing.T, res *config.Resources) {
+	t.Helper()
+	for _, l := range res.Listeners {
+		var first []byte
+		for i, fc := range l.GetFilterChains() {
+			tc := fc.GetFilters()[0].GetTypedConfig()
+			if i == 0 {
+				first = tc.GetValue()
+			} else if !bytes.Equal(first, tc.GetValue()) {
+				t.Errorf("%s: filter chain %d carries another filter than chain 0", l.GetName(), i)
+			}
+			var mpp configv1alpha1.MetaProtocolProxy
+			if err := tc.UnmarshalTo(&mpp); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := authz.Compile(mpp.GetAuthorization()); err != nil {
+				t.Errorf("%s: the proxy would refuse the authorization: %v", l.GetName(), err)
+			}
+		}
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -24,6 +25,10 @@ type Options struct {
 	// Resolve looks up ServiceEntry hosts resolved by DNS; DefaultResolver
 	// when nil.
 	Resolve Resolver
+	// TrustDomain of the mesh's SPIFFE identities, in the names a proxy
+	// verifies upstream ("spiffe://<td>/ns/<ns>/sa/<sa>"); when empty, the
+	// trust domain of the proxy's own identity, else "cluster.local".
+	TrustDomain string
 }
 
 // Index is an immutable view of the mesh, built once per push; every
@@ -40,6 +45,23 @@ type Index struct {
 	// Statuses is the status each MetaRouter should have, by namespace/name.
 	Statuses map[string]RouterStatus
 	redis    *redisIndex
+	// peerAuths are the PeerAuthentications, oldest first.
+	peerAuths []*securityv1.PeerAuthentication
+	// authz are the authorization policies in force, translated.
+	authz         []*authzPolicy
+	authzStatuses map[string]RouterStatus
+	// warnings say what the build could not honour (see Warnings).
+	warnings []string
+}
+
+// Warnings are what the build could not honour in objects whose status the
+// controller does not write (Istio's): unsupported DestinationRule tls
+// modes, AuthorizationPolicy fields a MetaProtocol proxy cannot enforce.
+// Sorted, without duplicates.
+func (ix *Index) Warnings() []string {
+	out := slices.Clone(ix.warnings)
+	sort.Strings(out)
+	return slices.Compact(out)
 }
 
 // RouterStatus is the status the controller computed for a MetaRouter.
@@ -56,6 +78,7 @@ type Builder struct {
 	mu        sync.Mutex
 	lastValid map[string]*v1alpha1.MetaRouter
 	redis     redisMemory
+	authz     authzMemory // guarded by mu
 }
 
 // Build makes an Index of in. It does not modify in.
@@ -100,6 +123,10 @@ func (b *Builder) Build(in *Inputs) *Index {
 	}
 	b.indexRouters(ix, slices.Clone(in.MetaRouters))
 	b.buildRedis(ix, in)
+	ix.peerAuths = slices.Clone(in.PeerAuthentications)
+	sortByAge(ix.peerAuths)
+	ix.warnings = append(ix.warnings, warnClientTLS(drs)...)
+	b.buildAuthorization(ix, in)
 	return ix
 }
 

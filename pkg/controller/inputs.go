@@ -1,7 +1,8 @@
 // Package controller turns the mesh's configuration (Kubernetes Services
-// and EndpointSlices, Istio ServiceEntries, DestinationRules and Sidecars,
-// Rosetta's MetaRouters and ApplicationProtocols) into the xDS resources of
-// each Rosetta proxy.
+// and EndpointSlices, Istio ServiceEntries, DestinationRules, Sidecars,
+// PeerAuthentications and AuthorizationPolicies, Rosetta's MetaRouters,
+// ApplicationProtocols and authorization policies) into the xDS resources
+// of each Rosetta proxy.
 //
 // The pipeline runs one way: a source (informers or a folder) fills Inputs;
 // Builder.Build turns Inputs into an immutable Index; Index.Generate makes
@@ -20,11 +21,13 @@ import (
 	"sync"
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
+	dubbov1 "github.com/rosetta-mesh/rosetta/pkg/apis/dubbo/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
 )
@@ -45,6 +48,15 @@ type Inputs struct {
 	// Secrets are read for Redis auth (Kubernetes mode: only those labelled
 	// redis.rosetta.dev/credentials=true; see redis_kube.go).
 	Secrets []*corev1.Secret
+	// PeerAuthentications set the mTLS mode of proxies' listeners
+	// (security.istio.io, v1 or v1beta1: the same spec).
+	PeerAuthentications []*securityv1.PeerAuthentication
+	// AuthorizationPolicies, MetaAuthorizationPolicies and
+	// DubboAuthorizationPolicies make the listeners' authorization
+	// (authorization.go).
+	AuthorizationPolicies      []*securityv1.AuthorizationPolicy
+	MetaAuthorizationPolicies  []*v1alpha1.MetaAuthorizationPolicy
+	DubboAuthorizationPolicies []*dubbov1.DubboAuthorizationPolicy
 }
 
 // maxFileBytes caps one config file of the folder source.
@@ -151,6 +163,10 @@ func (in *Inputs) append(o *Inputs) {
 	in.MetaRouters = append(in.MetaRouters, o.MetaRouters...)
 	in.ApplicationProtocols = append(in.ApplicationProtocols, o.ApplicationProtocols...)
 	in.appendRedis(o)
+	in.PeerAuthentications = append(in.PeerAuthentications, o.PeerAuthentications...)
+	in.AuthorizationPolicies = append(in.AuthorizationPolicies, o.AuthorizationPolicies...)
+	in.MetaAuthorizationPolicies = append(in.MetaAuthorizationPolicies, o.MetaAuthorizationPolicies...)
+	in.DubboAuthorizationPolicies = append(in.DubboAuthorizationPolicies, o.DubboAuthorizationPolicies...)
 }
 
 func readCapped(path string) ([]byte, error) {
@@ -250,6 +266,14 @@ func (in *Inputs) addObject(doc []byte) error {
 		return decodeInto(doc, &in.MetaRouters)
 	case v1alpha1.GroupName + "/ApplicationProtocol", "metaprotocol.aeraki.io/ApplicationProtocol":
 		return decodeInto(doc, &in.ApplicationProtocols)
+	case "security.istio.io/PeerAuthentication":
+		return decodeInto(doc, &in.PeerAuthentications)
+	case "security.istio.io/AuthorizationPolicy":
+		return decodeInto(doc, &in.AuthorizationPolicies)
+	case v1alpha1.GroupName + "/MetaAuthorizationPolicy":
+		return decodeInto(doc, &in.MetaAuthorizationPolicies)
+	case dubbov1.GroupName + "/DubboAuthorizationPolicy", dubbov1.AerakiGroupName + "/DubboAuthorizationPolicy":
+		return decodeInto(doc, &in.DubboAuthorizationPolicies)
 	}
 	if ok, err := in.addRedisObject(group, tm.Kind, doc); ok {
 		return err

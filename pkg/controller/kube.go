@@ -19,13 +19,16 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
+	dubbov1 "github.com/rosetta-mesh/rosetta/pkg/apis/dubbo/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 )
 
 // GVRs of Rosetta's resources.
 var (
-	MetaRouterGVR          = v1alpha1.SchemeGroupVersion.WithResource("metarouters")
-	ApplicationProtocolGVR = v1alpha1.SchemeGroupVersion.WithResource("applicationprotocols")
+	MetaRouterGVR               = v1alpha1.SchemeGroupVersion.WithResource("metarouters")
+	ApplicationProtocolGVR      = v1alpha1.SchemeGroupVersion.WithResource("applicationprotocols")
+	MetaAuthorizationPolicyGVR  = v1alpha1.SchemeGroupVersion.WithResource("metaauthorizationpolicies")
+	DubboAuthorizationPolicyGVR = dubbov1.SchemeGroupVersion.WithResource("dubboauthorizationpolicies")
 )
 
 // KubeSource watches the API server with informers. Event handlers only
@@ -37,8 +40,10 @@ type KubeSource struct {
 	synced []cache.InformerSynced
 	// The dynamic informers' own listers expect unstructured objects; the
 	// transform stores typed ones, so they are read from the indexers.
-	routers cache.Indexer
-	protos  cache.Indexer
+	routers    cache.Indexer
+	protos     cache.Indexer
+	metaAuthz  cache.Indexer
+	dubboAuthz cache.Indexer
 	// Dynamic is the client status writes go through.
 	Dynamic dynamic.Interface
 	redis   redisInformers
@@ -83,16 +88,20 @@ func NewKubeSource(cfg *rest.Config, changed func()) (*KubeSource, error) {
 	}
 	core := s.kube.Core().V1()
 	net := s.istio.Networking().V1()
+	sec := s.istio.Security().V1()
 	routers := s.dyn.ForResource(MetaRouterGVR)
 	protos := s.dyn.ForResource(ApplicationProtocolGVR)
+	metaAuthz := s.dyn.ForResource(MetaAuthorizationPolicyGVR)
+	dubboAuthz := s.dyn.ForResource(DubboAuthorizationPolicyGVR)
 	for _, step := range []struct {
 		inf       cache.SharedIndexInformer
 		transform cache.TransformFunc
 	}{
 		{core.Services().Informer(), nil},
 		{s.kube.Discovery().V1().EndpointSlices().Informer(), nil},
-		// Only a Pod's labels matter (subsets); dropping the rest keeps
-		// the controller small in big clusters.
+		// Only a Pod's labels (subsets, tlsMode) and service account
+		// (the identity upstream mTLS verifies) matter; dropping the rest
+		// keeps the controller small in big clusters.
 		{core.Pods().Informer(), slimPod},
 		{net.ServiceEntries().Informer(), nil},
 		{net.WorkloadEntries().Informer(), nil},
@@ -100,12 +109,17 @@ func NewKubeSource(cfg *rest.Config, changed func()) (*KubeSource, error) {
 		{net.Sidecars().Informer(), nil},
 		{routers.Informer(), typed[v1alpha1.MetaRouter]},
 		{protos.Informer(), typed[v1alpha1.ApplicationProtocol]},
+		{sec.PeerAuthentications().Informer(), nil},
+		{sec.AuthorizationPolicies().Informer(), nil},
+		{metaAuthz.Informer(), typed[v1alpha1.MetaAuthorizationPolicy]},
+		{dubboAuthz.Informer(), typed[dubbov1.DubboAuthorizationPolicy]},
 	} {
 		if err := add(step.inf, step.transform); err != nil {
 			return nil, fmt.Errorf("controller: informer: %w", err)
 		}
 	}
 	s.routers, s.protos = routers.Informer().GetIndexer(), protos.Informer().GetIndexer()
+	s.metaAuthz, s.dubboAuthz = metaAuthz.Informer().GetIndexer(), dubboAuthz.Informer().GetIndexer()
 	if err := s.addRedisInformers(kc, add); err != nil {
 		return nil, err
 	}
@@ -119,7 +133,7 @@ func slimPod(obj any) (any, error) {
 	}
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
 		Name: p.Name, Namespace: p.Namespace, Labels: p.Labels, UID: p.UID, ResourceVersion: p.ResourceVersion,
-	}}, nil
+	}, Spec: corev1.PodSpec{ServiceAccountName: p.Spec.ServiceAccountName}}, nil
 }
 
 // typed converts the dynamic informer's unstructured objects to Go types
@@ -182,6 +196,19 @@ func (s *KubeSource) Inputs() (*Inputs, error) {
 	if in.ApplicationProtocols, err = listTyped[v1alpha1.ApplicationProtocol](s.protos); err != nil {
 		return nil, err
 	}
+	sec := s.istio.Security().V1()
+	if in.PeerAuthentications, err = sec.PeerAuthentications().Lister().List(all); err != nil {
+		return nil, err
+	}
+	if in.AuthorizationPolicies, err = sec.AuthorizationPolicies().Lister().List(all); err != nil {
+		return nil, err
+	}
+	if in.MetaAuthorizationPolicies, err = listTyped[v1alpha1.MetaAuthorizationPolicy](s.metaAuthz); err != nil {
+		return nil, err
+	}
+	if in.DubboAuthorizationPolicies, err = listTyped[dubbov1.DubboAuthorizationPolicy](s.dubboAuthz); err != nil {
+		return nil, err
+	}
 	if err := s.redisInputs(in); err != nil {
 		return nil, err
 	}
@@ -218,4 +245,33 @@ func (s *KubeSource) MetaRouterObject(key string) (StatusObject, bool) {
 		return StatusObject{}, false
 	}
 	return StatusObject{GVR: MetaRouterGVR, Namespace: ns, Name: name, Generation: mr.Generation, Status: mr.Status}, true
+}
+
+// AuthorizationObject returns the cached MetaAuthorizationPolicy or
+// DubboAuthorizationPolicy an authorization status key
+// ("<Kind>/namespace/name", as Index.AuthorizationStatuses keys them)
+// names: StatusWriter.Current for them.
+func (s *KubeSource) AuthorizationObject(key string) (StatusObject, bool) {
+	kind, ns, name, ok := splitRedisKey(key)
+	if !ok {
+		return StatusObject{}, false
+	}
+	switch kind {
+	case metaAuthzKind:
+		o, found, err := s.metaAuthz.GetByKey(ns + "/" + name)
+		p, is := o.(*v1alpha1.MetaAuthorizationPolicy)
+		if err != nil || !found || !is {
+			return StatusObject{}, false
+		}
+		return StatusObject{GVR: MetaAuthorizationPolicyGVR, Namespace: ns, Name: name, Generation: p.Generation, Status: p.Status}, true
+	case dubboAuthzKind:
+		o, found, err := s.dubboAuthz.GetByKey(ns + "/" + name)
+		p, is := o.(*dubbov1.DubboAuthorizationPolicy)
+		if err != nil || !found || !is {
+			return StatusObject{}, false
+		}
+		return StatusObject{GVR: DubboAuthorizationPolicyGVR, Namespace: ns, Name: name, Generation: p.Generation,
+			Status: v1alpha1.MetaRouterStatus{ObservedGeneration: p.Status.ObservedGeneration, Conditions: p.Status.Conditions}}, true
+	}
+	return StatusObject{}, false
 }

@@ -26,6 +26,8 @@ type Pipeline struct {
 	since   time.Time
 	notify  chan struct{}
 	initErr sync.Once
+	// warned are the index warnings of the last push, logged once each.
+	warned map[string]bool
 }
 
 func (p *Pipeline) init() {
@@ -122,6 +124,20 @@ func (p *Pipeline) push(since time.Time) {
 		return
 	}
 	ix := p.Builder.Build(in)
+	p.logWarnings(ix.Warnings())
 	p.Push(ix, since)
 	p.Log.Debug("pushed", "services", len(ix.hosts), "build", time.Since(start), "since_change", time.Since(since))
+}
+
+// logWarnings logs each warning the previous push did not have, so a
+// standing problem is logged once, and again when it comes back.
+func (p *Pipeline) logWarnings(ws []string) {
+	now := make(map[string]bool, len(ws))
+	for _, w := range ws {
+		now[w] = true
+		if !p.warned[w] {
+			p.Log.Warn("config not fully honoured", "warning", w)
+		}
+	}
+	p.warned = now
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -87,5 +88,21 @@ loop:
 	}
 	if n < 2 {
 		t.Fatalf("%d pushes in %v of constant change, want at least 2", n, time.Since(start))
+	}
+}
+
+// TestWarningsLoggedOnce: a warning is logged when it appears, not again
+// while it stands, and again when it comes back.
+func TestWarningsLoggedOnce(t *testing.T) {
+	var buf strings.Builder
+	p := &Pipeline{Log: slog.New(slog.NewTextHandler(&buf, nil))}
+	for _, ws := range [][]string{{"a", "b"}, {"a", "b"}, {"b"}, {"a", "b"}} {
+		p.logWarnings(ws)
+	}
+	if got := strings.Count(buf.String(), "warning=a"); got != 2 {
+		t.Errorf("a logged %d times, want 2:\n%s", got, buf.String())
+	}
+	if got := strings.Count(buf.String(), "warning=b"); got != 1 {
+		t.Errorf("b logged %d times, want 1:\n%s", got, buf.String())
 	}
 }

@@ -32,6 +32,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"unicode/utf8"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
@@ -223,6 +224,10 @@ func (r *redisIndex) credentials(ns string, a *redisv1.Auth) (user, pass string,
 		return "", "", fmt.Errorf("the Secret %s/%s has no key %q", ns, ref.Name, pk)
 	}
 	user, _ = secretValue(s, uk)
+	// Codec options are protobuf strings, which must be UTF-8.
+	if !utf8.ValidString(pw) || !utf8.ValidString(user) {
+		return "", "", fmt.Errorf("the Secret %s/%s holds credentials that are not UTF-8 text", ns, ref.Name)
+	}
 	return user, pw, nil
 }
 

@@ -27,6 +27,12 @@ type Service struct {
 	Endpoints []Endpoint
 	// ExportTo lists the namespaces that see the service; nil: all.
 	ExportTo []string
+	// Kind and Name are the object that defines the service: a Kubernetes
+	// "Service" or an Istio "ServiceEntry" (policies' targetRefs name them).
+	Kind, Name string
+	// SubjectAltNames are a ServiceEntry's subjectAltNames: the identities
+	// its endpoints' certificates may carry, besides their service accounts'.
+	SubjectAltNames []string
 	// created orders services that claim the same host: the oldest wins.
 	created metav1.Time
 }
@@ -44,6 +50,10 @@ type Endpoint struct {
 	// Ports maps a service port number to the instance's port.
 	Ports  map[uint32]uint32
 	Labels map[string]string
+	// ServiceAccount is the endpoint's workload identity, as
+	// "namespace/name": its Pod's service account, or a WorkloadEntry's or
+	// ServiceEntry endpoint's serviceAccount; "" when unknown.
+	ServiceAccount string
 }
 
 // Port returns the service port with the given number.
@@ -79,6 +89,8 @@ func kubeServices(in *Inputs, protos protocols, domain string, resolve Resolver)
 			Host:      fmt.Sprintf("%s.%s.svc.%s", ks.Name, ks.Namespace, domain),
 			Namespace: ks.Namespace,
 			ExportTo:  splitExportTo(ks.Annotations["networking.istio.io/exportTo"]),
+			Kind:      "Service",
+			Name:      ks.Name,
 			created:   ks.CreationTimestamp,
 		}
 		byName := map[string]uint32{}
@@ -134,6 +146,7 @@ func sliceEndpoints(s *discoveryv1.EndpointSlice, byName map[string]uint32, pods
 			continue
 		}
 		lbls := maps.Clone(base)
+		sa := ""
 		if ref := e.TargetRef; ref != nil && ref.Kind == "Pod" {
 			ns := ref.Namespace
 			if ns == "" {
@@ -141,6 +154,7 @@ func sliceEndpoints(s *discoveryv1.EndpointSlice, byName map[string]uint32, pods
 			}
 			if pod := pods[ns+"/"+ref.Name]; pod != nil {
 				maps.Copy(lbls, pod.Labels)
+				sa = ns + "/" + podServiceAccount(pod)
 			}
 		}
 		addrs := e.Addresses[:1]
@@ -153,10 +167,20 @@ func sliceEndpoints(s *discoveryv1.EndpointSlice, byName map[string]uint32, pods
 			addrs = got
 		}
 		for _, a := range addrs {
-			out = append(out, Endpoint{Address: a, Ports: ports, Labels: lbls})
+			out = append(out, Endpoint{Address: a, Ports: ports, Labels: lbls, ServiceAccount: sa})
 		}
 	}
 	return out
+}
+
+// podServiceAccount is the Pod's service account; Kubernetes sets
+// "default" when the Pod names none, and a Pod from the folder source may
+// not have been through that defaulting.
+func podServiceAccount(p *corev1.Pod) string {
+	if p.Spec.ServiceAccountName != "" {
+		return p.Spec.ServiceAccountName
+	}
+	return "default"
 }
 
 // Resolver looks host names up, for ServiceEntries resolved by DNS.
@@ -225,13 +249,14 @@ func entryServices(in *Inputs, protos protocols, resolve Resolver) []*Service {
 		}
 		dns := spec.GetResolution() == v1alpha3.ServiceEntry_DNS || spec.GetResolution() == v1alpha3.ServiceEntry_DNS_ROUND_ROBIN
 		for _, host := range spec.GetHosts() {
-			svc := &Service{Host: host, Namespace: se.Namespace, Ports: ports, ExportTo: spec.GetExportTo(), created: se.CreationTimestamp}
+			svc := &Service{Host: host, Namespace: se.Namespace, Ports: ports, ExportTo: spec.GetExportTo(),
+				Kind: "ServiceEntry", Name: se.Name, SubjectAltNames: spec.GetSubjectAltNames(), created: se.CreationTimestamp}
 			list := wes
 			if dns && len(list) == 0 {
 				list = []*v1alpha3.WorkloadEntry{{Address: host}}
 			}
 			for _, we := range list {
-				svc.Endpoints = append(svc.Endpoints, workloadEndpoints(we, ports, targets, dns, resolve)...)
+				svc.Endpoints = append(svc.Endpoints, workloadEndpoints(we, se.Namespace, ports, targets, dns, resolve)...)
 			}
 			out = append(out, svc)
 		}
@@ -260,7 +285,9 @@ func selectWorkloadEntries(all []*networkingv1.WorkloadEntry, ns string, sel map
 	return out
 }
 
-func workloadEndpoints(we *v1alpha3.WorkloadEntry, ports []Port, targets map[string]uint32, dns bool, resolve Resolver) []Endpoint {
+// workloadEndpoints reads a WorkloadEntry (or a ServiceEntry's inline
+// endpoint) of namespace ns.
+func workloadEndpoints(we *v1alpha3.WorkloadEntry, ns string, ports []Port, targets map[string]uint32, dns bool, resolve Resolver) []Endpoint {
 	addrs := []string{we.GetAddress()}
 	if dns && net.ParseIP(we.GetAddress()) == nil && resolve != nil {
 		got, err := resolve(context.Background(), we.GetAddress())
@@ -280,13 +307,17 @@ func workloadEndpoints(we *v1alpha3.WorkloadEntry, ports []Port, targets map[str
 		}
 		pm[p.Number] = n
 	}
+	sa := ""
+	if n := we.GetServiceAccount(); n != "" {
+		sa = ns + "/" + n
+	}
 	out := make([]Endpoint, 0, len(addrs))
 	sort.Strings(addrs)
 	for _, a := range addrs {
 		if a == "" {
 			continue
 		}
-		out = append(out, Endpoint{Address: a, Ports: pm, Labels: we.GetLabels()})
+		out = append(out, Endpoint{Address: a, Ports: pm, Labels: we.GetLabels(), ServiceAccount: sa})
 	}
 	return out
 }

@@ -1,6 +1,7 @@
 // Package v1alpha1 holds Rosetta's Kubernetes API, group
-// metaprotocol.rosetta.dev: MetaRouter (routes for MetaProtocol services) and
-// ApplicationProtocol (which codec handles a protocol).
+// metaprotocol.rosetta.dev: MetaRouter (routes for MetaProtocol services),
+// ApplicationProtocol (which codec handles a protocol) and
+// MetaAuthorizationPolicy (Istio's AuthorizationPolicy on codec attributes).
 //
 // MetaRouter accepts every field of Aeraki's MetaRouter
 // (metaprotocol.aeraki.io/v1alpha1) with the same name and meaning, so an

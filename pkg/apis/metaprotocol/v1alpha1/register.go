@@ -28,6 +28,7 @@ func addKnownTypes(scheme *runtime.Scheme) error {
 	scheme.AddKnownTypes(SchemeGroupVersion,
 		&MetaRouter{}, &MetaRouterList{},
 		&ApplicationProtocol{}, &ApplicationProtocolList{},
+		&MetaAuthorizationPolicy{}, &MetaAuthorizationPolicyList{},
 	)
 	metav1.AddToGroupVersion(scheme, SchemeGroupVersion)
 	return nil
