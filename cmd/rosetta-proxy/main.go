@@ -104,6 +104,7 @@ func run(o options) error {
 	}
 	if id != nil {
 		p.UseIdentity(id)
+		p.Metrics().Identity(id.Rotations, func() time.Time { return id.Current().NotAfter })
 		o.xds.WorkloadID = id.Current().ID.String()
 	}
 	if o.xdsMTLS {

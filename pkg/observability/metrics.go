@@ -233,3 +233,19 @@ func (m *Metrics) ConfigUpdate(ok bool) {
 	}
 	m.configApplied.WithLabelValues(r).Inc()
 }
+
+// Identity exports the workload certificate's rotations and expiry, read
+// when scraped: an operator alerts on an expiry that draws near, which
+// means rotation keeps failing.
+func (m *Metrics) Identity(rotations func() uint64, notAfter func() time.Time) {
+	m.Registry.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "rosetta_identity_rotations_total",
+			Help: "Workload certificates installed after the first (renewals before expiry).",
+		}, func() float64 { return float64(rotations()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "rosetta_identity_cert_expiry_timestamp_seconds",
+			Help: "When the workload certificate in use expires, in Unix seconds.",
+		}, func() float64 { return float64(notAfter().Unix()) }),
+	)
+}
