@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -31,6 +32,10 @@ const (
 	TLSModeKey              = "tlsMode"
 	TLSModeIstio            = "istio"
 )
+
+// ErrNoIdentity: the config asks for Istio mutual TLS and the proxy was
+// started without a workload identity.
+var ErrNoIdentity = errors.New("mutual TLS needs a workload identity (start rosetta-proxy with --identity)")
 
 // IstioMTLS checks that a TLS context is Istio mutual TLS as the proxy
 // implements it: the workload certificate from SecretDefault and the peer
@@ -64,12 +69,6 @@ func URISANs(c *tlsv3.CommonTlsContext) ([]string, error) {
 			return nil, fmt.Errorf("match_typed_subject_alt_names[%d]: only exact URI names are supported", i)
 		}
 		out = append(out, m.GetMatcher().GetExact())
-	}
-	for i, m := range vc.GetMatchSubjectAltNames() {
-		if m.GetExact() == "" {
-			return nil, fmt.Errorf("match_subject_alt_names[%d]: only exact names are supported", i)
-		}
-		out = append(out, m.GetExact())
 	}
 	return out, nil
 }

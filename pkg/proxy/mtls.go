@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -28,10 +27,6 @@ const handshakeTimeout = 10 * time.Second
 // handshake record). None of the protocols served here starts with it:
 // Dubbo sends 0xda, tRPC 0x09, Thrift a length or 0x80/0x82, Redis '*'.
 const recordTypeHandshake = 0x16
-
-// ErrNoIdentity: the config asks for Istio mutual TLS and the proxy was
-// started without a workload identity.
-var ErrNoIdentity = errors.New("Istio mutual TLS needs a workload identity (start rosetta-proxy with --identity)")
 
 // transports reads what a listener's filter chains accept: TLS, plaintext or
 // both (Istio's PERMISSIVE, a chain for each transport_protocol). Every
@@ -77,7 +72,7 @@ func compileSecurity(lc *listenerConfig, l *listenerv3.Listener, mp *configv1alp
 	}
 	if secure {
 		if id == nil {
-			return fmt.Errorf("filter_chains: %w", ErrNoIdentity)
+			return fmt.Errorf("filter_chains: %w", config.ErrNoIdentity)
 		}
 		lc.tls = identity.ServerConfig(id)
 		lc.plaintext = plain

@@ -15,10 +15,6 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
 )
 
-// ErrNoIdentity: a cluster asks for Istio mutual TLS and the proxy has no
-// workload identity.
-var ErrNoIdentity = fmt.Errorf("Istio mutual TLS needs a workload identity (start rosetta-proxy with --identity)")
-
 // clientTLS is how the proxy secures its connections to one endpoint: nil
 // for plaintext. key tells two settings apart, so an endpoint reached with
 // and without TLS (or with other names) has pools of each.
@@ -68,7 +64,7 @@ func (m *Manager) clientTLS(ts *corev3.TransportSocket) (*clientTLS, error) {
 		return nil, err
 	}
 	if m.identity == nil {
-		return nil, fmt.Errorf("transport_socket: %w", ErrNoIdentity)
+		return nil, fmt.Errorf("transport_socket: %w", config.ErrNoIdentity)
 	}
 	sans, _ := config.URISANs(ctx.GetCommonTlsContext()) // checked by UpstreamTLS
 	return &clientTLS{
