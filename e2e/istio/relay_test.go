@@ -2,6 +2,7 @@ package istio
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -17,7 +18,8 @@ import (
 // relay stands in for a sidecar: it forwards every connection it accepts
 // over a connection of its own, byte for byte. Its inbound side is
 // plaintext or Istio mutual TLS (recording each caller's SPIFFE ID); its
-// outbound side is whatever dial makes.
+// outbound side is whatever dial makes. It records the peer's leaf
+// certificate of every TLS handshake it makes, either side.
 type relay struct {
 	Addr string
 	ln   net.Listener
@@ -29,6 +31,11 @@ type relay struct {
 	mu    sync.Mutex
 	conns map[net.Conn]bool
 	peers []string
+	// leaves are the peers' leaf certificates, one per handshake, in order.
+	leaves []*x509.Certificate
+	// ended counts the accepted connections that are over, for whatever
+	// reason: closed by either side, or a failed handshake or dial.
+	ended int
 	// failures are handshakes and dials that failed, for messages.
 	failures []string
 }
@@ -100,6 +107,9 @@ func (r *relay) accept() {
 			defer r.wg.Done()
 			defer r.untrack(nc)
 			r.serve(nc)
+			r.mu.Lock()
+			r.ended++
+			r.mu.Unlock()
 		}()
 	}
 }
@@ -124,6 +134,7 @@ func (r *relay) serve(nc net.Conn) {
 		r.mu.Lock()
 		r.peers = append(r.peers, id.String())
 		r.mu.Unlock()
+		r.handshook(tc)
 		down = tc
 	}
 	up, err := r.dial()
@@ -131,6 +142,9 @@ func (r *relay) serve(nc net.Conn) {
 		r.fail(fmt.Errorf("dial: %w", err))
 		down.Close()
 		return
+	}
+	if tc, ok := up.(*tls.Conn); ok { // dial made the handshake
+		r.handshook(tc)
 	}
 	if !r.track(up) {
 		up.Close()
@@ -170,6 +184,17 @@ func (r *relay) untrack(c net.Conn) {
 	delete(r.conns, c)
 }
 
+// handshook records the peer's leaf certificate of a finished handshake.
+func (r *relay) handshook(tc *tls.Conn) {
+	certs := tc.ConnectionState().PeerCertificates
+	if len(certs) == 0 {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.leaves = append(r.leaves, certs[0])
+}
+
 func (r *relay) fail(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -184,6 +209,22 @@ func (r *relay) callers() []string {
 	out := slices.Clone(r.peers)
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// peerLeaves returns the peers' leaf certificates of the TLS handshakes so
+// far, in order: the callers' for a terminator, the upstream's for an
+// originator.
+func (r *relay) peerLeaves() []*x509.Certificate {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.leaves)
+}
+
+// endedConns returns how many accepted connections are over.
+func (r *relay) endedConns() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.ended
 }
 
 // failed returns the failed handshakes and dials so far.

@@ -151,6 +151,9 @@ type waypointConfig struct {
 	// identity ControllerID when set.
 	XDSMTLS      bool
 	ControllerID string
+	// CertTTL is the lifetime it asks istiod for (--cert-ttl); the
+	// proxy's default when 0.
+	CertTTL time.Duration
 }
 
 // waypoint is rosetta-proxy running as a namespace's waypoint, with an
@@ -189,6 +192,9 @@ func startWaypoint(t *testing.T, c *kubeenv.Cluster, m *istiod, xdsAddr string, 
 	}
 	if cfg.ControllerID != "" {
 		args = append(args, "--xds-controller-id="+cfg.ControllerID)
+	}
+	if cfg.CertTTL != 0 {
+		args = append(args, "--cert-ttl="+cfg.CertTTL.String())
 	}
 	w.Admin = c.StartProxy(t, proxyBin, xdsAddr, w.name, cfg.Namespace, args...)
 	return w
@@ -357,14 +363,21 @@ func httpGet(t *testing.T, url string) string {
 // metricValue is the value of series ("name{labels}") in a Prometheus
 // text exposition; 0 when absent.
 func metricValue(text, series string) float64 {
+	v, _ := metric(text, series)
+	return v
+}
+
+// metric is the value of series ("name{labels}") in a Prometheus text
+// exposition, and whether the exposition has it.
+func metric(text, series string) (float64, bool) {
 	for _, l := range strings.Split(text, "\n") {
 		if v, ok := strings.CutPrefix(l, series+" "); ok {
 			if f, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
-				return f
+				return f, true
 			}
 		}
 	}
-	return 0
+	return 0, false
 }
 
 // setPeerAuthentication applies the namespace-wide PeerAuthentication of
@@ -388,8 +401,16 @@ const callTimeout = 5 * time.Second
 // serverID.
 func meshCaller(t *testing.T, c *kubeenv.Cluster, m *istiod, ns, sa, addr, serverID string) *dubbokit.Consumer {
 	t.Helper()
+	consumer, _ := meshCallerSidecar(t, c, m, ns, sa, addr, serverID)
+	return consumer
+}
+
+// meshCallerSidecar is meshCaller, also returning the caller's stand-in
+// sidecar, whose peerLeaves are the certificates the waypoint presented.
+func meshCallerSidecar(t *testing.T, c *kubeenv.Cluster, m *istiod, ns, sa, addr, serverID string) (*dubbokit.Consumer, *relay) {
+	t.Helper()
 	out := mtlsOriginator(t, istioWorkload(t, c, m, ns, sa), addr, serverID)
-	return dubbokit.NewConsumer(t, out.Addr, dubbokit.ConsumerConfig{Version: dubboVersion, Timeout: callTimeout})
+	return dubbokit.NewConsumer(t, out.Addr, dubbokit.ConsumerConfig{Version: dubboVersion, Timeout: callTimeout}), out
 }
 
 // plainCaller is a dubbo-go consumer without a sidecar calling addr in
