@@ -25,7 +25,11 @@ import (
 
 // scopedGreeter is a greeter service of namespace ns visible in ns only
 // (exportTo "."), with a MetaRouter: its listener reaches proxies of ns
-// and no others.
+// and no others. Its port is one no other test's service has: a proxy
+// gets one listener per port number, so a service of another test
+// exported everywhere on the same port would take it.
+const scopedGreeterPort = 20979
+
 func scopedGreeter(ns, ip string) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Service
@@ -34,7 +38,7 @@ metadata:
   namespace: %[1]s
   annotations: {networking.istio.io/exportTo: "."}
 spec:
-  ports: [{name: tcp-dubbo-greeter, port: 20880, targetPort: 20880}]
+  ports: [{name: tcp-dubbo-greeter, port: %[3]d, targetPort: %[3]d}]
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -43,7 +47,7 @@ metadata:
   namespace: %[1]s
   labels: {kubernetes.io/service-name: greeter, endpointslice.kubernetes.io/managed-by: e2e}
 addressType: IPv4
-ports: [{name: tcp-dubbo-greeter, port: 20880}]
+ports: [{name: tcp-dubbo-greeter, port: %[3]d}]
 endpoints: [{addresses: [%[2]s]}]
 ---
 apiVersion: metaprotocol.rosetta.dev/v1alpha1
@@ -54,7 +58,7 @@ spec:
   exportTo: ["."]
   routes:
   - route: [{destination: {host: greeter.%[1]s.svc.cluster.local}}]
-`, ns, ip)
+`, ns, ip, scopedGreeterPort)
 }
 
 // startTokenClient runs the proxy's xDS client as node id claiming
@@ -98,7 +102,8 @@ func TestXDSTokenAuth(t *testing.T) {
 		c.ServiceAccount(t, ns, "proxy")
 		c.Apply(t, scopedGreeter(ns, fmt.Sprintf("192.0.2.%d", 20+i)))
 	}
-	alphaListener, betaListener := "greeter."+alpha+".svc.cluster.local_20880", "greeter."+beta+".svc.cluster.local_20880"
+	port := "_" + strconv.Itoa(scopedGreeterPort)
+	alphaListener, betaListener := "greeter."+alpha+".svc.cluster.local"+port, "greeter."+beta+".svc.cluster.local"+port
 
 	ca := xdstest.NewCA(t, "serving")
 	certPEM, keyPEM := ca.Serving(t, xdsServerName)
@@ -132,9 +137,17 @@ func TestXDSTokenAuth(t *testing.T) {
 	gets(b, betaListener, alphaListener)
 	time.Sleep(300 * time.Millisecond) // a wrong push would have come by now
 	for name, rec := range map[string]*recorder{"alpha's": a, "beta's": b} {
+		// Other tests' services exported everywhere reach every proxy; of
+		// these two namespaces' listeners, each proxy has its own only.
 		r, _, _ := rec.last()
-		if names := listenerNames(r); len(names) != 1 {
-			t.Errorf("the proxy with %s token has listeners %v, want one", name, names)
+		var ours []string
+		for _, n := range listenerNames(r) {
+			if strings.Contains(n, "."+alpha+".") || strings.Contains(n, "."+beta+".") {
+				ours = append(ours, n)
+			}
+		}
+		if len(ours) != 1 {
+			t.Errorf("the proxy with %s token has listeners %v of %s and %s, want one", name, ours, alpha, beta)
 		}
 	}
 
