@@ -378,7 +378,7 @@ func parseValue(b []byte) (value, int, error) {
 		if t == typeMap || t == typeAttribute {
 			n *= 2
 		}
-		if n > int64(len(b)) { // each element takes at least 3 bytes
+		if n > int64(len(b)/3) { // each element takes at least 3 bytes ("_\r\n")
 			return value{}, 0, codec.Errorf(Name, codec.ErrMalformed, "count %d past the frame", n)
 		}
 		v := value{t: t, elems: make([]value, 0, n)}

@@ -187,9 +187,19 @@ func (c *redisCodec) Split(buf []byte) (codec.Split, error) {
 		return codec.Split{}, err
 	}
 	if r.need > 0 {
-		return codec.Split{Need: r.need}, nil
+		return codec.Split{Need: growth(r.need, len(buf))}, nil
 	}
 	return codec.Split{Len: r.end}, nil
+}
+
+// growth is what Split asks for when a frame is incomplete: at most as many
+// bytes again as have arrived (and at least minGrowth). The proxy sizes its
+// read buffer by Need, and a bulk length is only what the peer claims: a
+// 20-byte header saying 8 MiB must not get an 8 MiB buffer. Asking for no
+// more than what arrived makes the buffer grow with the bytes received,
+// doubling at most, so a frame costs at most twice its size in copies.
+func growth(need, have int) int {
+	return min(need, max(have, minGrowth))
 }
 
 // isInline says whether a frame starting with b is an inline command: on the

@@ -32,6 +32,9 @@ const (
 	maxLine     = 64 << 10
 	maxElements = 1 << 20
 	maxDepth    = 32
+	// minGrowth is the least Split asks for past an incomplete frame's
+	// bytes (see growth): the proxy's read buffers start at 16 KiB.
+	minGrowth = 16 << 10
 )
 
 // scanner finds the end of one RESP value. It reports how many more bytes it

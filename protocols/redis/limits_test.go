@@ -1,0 +1,73 @@
+package redis
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"runtime"
+	"strconv"
+	"testing"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
+)
+
+// declared is a bulk length a peer may claim within a listener's 1 GiB
+// frame limit, and below wire.HardLimit, so only the codec stands between
+// the claim and a buffer of that size.
+const declared = 60 << 20
+
+// hostileFrames start a frame that claims declared bytes and send 2 of them:
+// a client's command and a server's answer.
+var hostileFrames = []struct {
+	name string
+	side int32
+	in   string
+}{
+	{"command", sideServer, "*2\r\n$3\r\nGET\r\n$" + strconv.Itoa(declared) + "\r\nab"},
+	{"answer", sideClient, "$" + strconv.Itoa(declared) + "\r\nab"},
+	{"answer in an array", sideClient, "*2\r\n$1\r\na\r\n$" + strconv.Itoa(declared) + "\r\nab"},
+}
+
+// TestSplitNeedGrowsWithBytesReceived: Split never asks for more than what
+// has arrived (or minGrowth), whatever length the frame claims.
+func TestSplitNeedGrowsWithBytesReceived(t *testing.T) {
+	opts := codec.Options{OptMaxFrameBytes: strconv.Itoa(1 << 30)}
+	for _, tc := range hostileFrames {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newCodec(t, opts, tc.side)
+			buf := []byte(tc.in)
+			sp, err := c.Split(buf)
+			if err != nil || sp.Need != minGrowth {
+				t.Fatalf("Split of %d bytes = %+v, %v; want Need %d", len(buf), sp, err, minGrowth)
+			}
+			// With 1 MiB received it asks for 1 MiB more: twice what came.
+			buf = append(buf, make([]byte, 1<<20)...)
+			if sp, err := c.Split(buf); err != nil || sp.Need != len(buf) {
+				t.Fatalf("Split of %d bytes = %+v, %v; want Need %d", len(buf), sp, err, len(buf))
+			}
+		})
+	}
+}
+
+// TestDeclaredLengthAllocatesNoBuffer: the proxy's frame reader over a
+// connection that claims a 60 MiB frame and then ends allocates about what
+// arrived, not what was claimed.
+func TestDeclaredLengthAllocatesNoBuffer(t *testing.T) {
+	opts := codec.Options{OptMaxFrameBytes: strconv.Itoa(1 << 30)}
+	for _, tc := range hostileFrames {
+		t.Run(tc.name, func(t *testing.T) {
+			r := wire.NewReader(bytes.NewReader([]byte(tc.in)), newCodec(t, opts, tc.side))
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := r.Next()
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, io.ErrUnexpectedEOF) {
+				t.Fatalf("Next = %v, want the unexpected EOF of a frame cut short", err)
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 1<<20 {
+				t.Fatalf("reading %d bytes that claim a %d-byte frame allocated %d bytes", len(tc.in), declared, grew)
+			}
+		})
+	}
+}
