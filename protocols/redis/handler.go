@@ -3,7 +3,6 @@ package redis
 import (
 	"bytes"
 	"strconv"
-	"sync"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
@@ -358,10 +357,10 @@ func matchGlob(pattern, name string) bool {
 	return false
 }
 
-// splitPart is one destination's share of a multi-key command.
+// splitPart is one destination's share of a multi-key command: the
+// indexes of its keys in the original command, in order.
 type splitPart struct {
-	keys []int // indexes of the keys in the original command, in order
-	resp *codec.Message
+	keys []int
 }
 
 // split sends a multi-key command as one command per destination and merges
@@ -370,41 +369,34 @@ type splitPart struct {
 // alone.
 func (s *session) split(req *codec.Message, cm *command, up codec.Upstream, done reply) {
 	keys := cm.keyIndexes(-1)
-	step := cm.spec.step
-	var order []string
-	groups := map[string]*splitPart{}
+	var parts []*splitPart
+	index := map[string]int{}
+	owner := make([]int, len(cm.args)) // the part of each key, by argument index
 	for _, k := range keys {
 		dest := s.destination(cm.args[k], up)
-		g := groups[dest]
-		if g == nil {
-			g = &splitPart{}
-			groups[dest] = g
-			order = append(order, dest)
+		i, ok := index[dest]
+		if !ok {
+			i = len(parts)
+			index[dest] = i
+			parts = append(parts, &splitPart{})
 		}
-		g.keys = append(g.keys, k)
+		parts[i].keys = append(parts[i].keys, k)
+		owner[k] = i
 	}
-	if len(groups) == 1 {
+	if len(parts) == 1 {
 		s.send(req, up, codec.ReplyFunc(done))
 		return
 	}
-	var mu sync.Mutex
-	left := len(order)
-	for _, dest := range order {
-		g := groups[dest]
+	g := newGather(cm.name, len(parts), s.opt.maxMerged, func(answers []*codec.Message) *codec.Message {
+		return mergeSplit(cm, keys, owner, parts, answers)
+	}, done)
+	step := cm.spec.step
+	for i, p := range parts {
 		args := [][]byte{cm.args[0]}
-		for _, k := range g.keys {
+		for _, k := range p.keys {
 			args = append(args, cm.args[k:k+step]...)
 		}
-		s.send(newRequest(args...), up, codec.ReplyFunc(func(resp *codec.Message) {
-			mu.Lock()
-			g.resp = resp
-			left--
-			last := left == 0
-			mu.Unlock()
-			if last {
-				done(merge(cm, keys, order, groups))
-			}
-		}))
+		s.send(newRequest(args...), up, g.part(i))
 	}
 }
 
@@ -423,59 +415,42 @@ func (s *session) destination(key []byte, up codec.Upstream) string {
 	return ch.Route + "\x00" + ch.Cluster + "\x00" + ch.Addr
 }
 
-// merge joins the parts' answers: MGET's values in key order, the sum of the
-// counts of DEL, UNLINK, EXISTS and TOUCH, and OK for MSET. The first error
-// any part met is the answer.
-func merge(cm *command, keys []int, order []string, groups map[string]*splitPart) *codec.Message {
-	values := map[int]value{}
-	var total int64
-	for _, dest := range order {
-		g := groups[dest]
-		if g.resp.Status != codec.StatusOK {
-			return g.resp
-		}
-		v, _, err := parseValue(g.resp.Raw)
-		if err != nil {
-			return errorAnswer(nil, codec.StatusError, "rosetta: bad answer from a shard: "+err.Error())
-		}
-		switch cm.name {
-		case "MGET":
-			if len(v.elems) != len(g.keys) {
-				return errorAnswer(nil, codec.StatusError, "rosetta: a shard answered MGET with the wrong number of values")
-			}
-			for i, k := range g.keys {
-				values[k] = v.elems[i]
-			}
-		case "MSET":
-		default:
-			total += v.n
-		}
+// mergeSplit joins the parts' answers: MGET's values in key order, the sum
+// of the counts of DEL, UNLINK, EXISTS and TOUCH, and OK for MSET. The first
+// error any part met is the answer.
+func mergeSplit(cm *command, keys, owner []int, parts []*splitPart, answers []*codec.Message) *codec.Message {
+	if e := firstError(answers); e != nil {
+		return e
 	}
 	switch cm.name {
 	case "MGET":
-		out := appendHeader(nil, typeArray, len(keys))
-		for _, k := range keys {
-			out = appendValue(out, values[k])
-		}
-		return answer(out)
+		return mergeMGET(keys, owner, parts, answers)
 	case "MSET":
 		return answer([]byte("+OK\r\n"))
 	}
-	return answer(appendInt(nil, total))
+	return sumCounts(cm.name, answers)
 }
 
-// appendValue writes back a value parsed from an answer (bulk strings and
-// nulls: what MGET's elements are).
-func appendValue(dst []byte, v value) []byte {
-	switch {
-	case v.null && v.t == typeNull:
-		return append(dst, "_\r\n"...)
-	case v.null:
-		return append(dst, "$-1\r\n"...)
-	case v.t == typeInteger:
-		return appendInt(dst, v.n)
+// mergeMGET puts each key's value, taken from its part's answer as the
+// server wrote it, in key order.
+func mergeMGET(keys, owner []int, parts []*splitPart, answers []*codec.Message) *codec.Message {
+	values := make([]*elements, len(answers))
+	for i, a := range answers {
+		e, ok := arrayElements(a.Raw)
+		if !ok || e.left != len(parts[i].keys) {
+			return badAnswer("MGET", "the wrong number of values")
+		}
+		values[i] = e
 	}
-	return appendBulk(dst, v.str)
+	out := appendHeader(make([]byte, 0, heldBytes(answers)+16), typeArray, len(keys))
+	for _, k := range keys {
+		v, ok := values[owner[k]].next()
+		if !ok {
+			return badAnswer("MGET", "a value that does not parse")
+		}
+		out = append(out, v...)
+	}
+	return answer(out)
 }
 
 // Close implements codec.Closer: the client went away, so its transaction's

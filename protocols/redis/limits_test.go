@@ -6,7 +6,10 @@ import (
 	"io"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
+
+	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
@@ -69,5 +72,37 @@ func TestDeclaredLengthAllocatesNoBuffer(t *testing.T) {
 				t.Fatalf("reading %d bytes that claim a %d-byte frame allocated %d bytes", len(tc.in), declared, grew)
 			}
 		})
+	}
+}
+
+// TestMergedAnswersAreCapped: a split MGET whose parts together exceed
+// max_merged_bytes (by default max_frame_bytes) gets an error, not a merged
+// answer the proxy had to hold whole, and its connection goes on working;
+// with a higher max_merged_bytes the same MGET is answered.
+func TestMergedAnswersAreCapped(t *testing.T) {
+	const frame = 1 << 20
+	a, b, proxy := twoServers(t, map[string]string{OptMaxFrameBytes: strconv.Itoa(frame)}, nil)
+	cx := ctx(t)
+	c := goredis.NewClient(&goredis.Options{Addr: proxy, PoolSize: 1, MaxRetries: -1})
+	t.Cleanup(func() { c.Close() })
+	big := strings.Repeat("v", 600<<10) // each part fits a frame, the two do not
+	for k, v := range map[string]string{"a:big": big, "b:big": big, "a:small": "x", "b:small": "y"} {
+		must(t, c.Set(cx, k, v, 0).Err(), "SET %s", k)
+	}
+	want := "ERR rosetta: the answers to MGET come to more than 1048576 bytes (max_merged_bytes)"
+	if err := c.MGet(cx, "a:big", "b:big").Err(); err == nil || err.Error() != want {
+		t.Fatalf("MGET of two 600 KiB values = %v, want %s", err, want)
+	}
+	vals, err := c.MGet(cx, "a:small", "b:small").Result()
+	if err != nil || len(vals) != 2 || vals[0] != "x" || vals[1] != "y" {
+		t.Fatalf("MGET on the same connection afterwards = %v, %v; want [x y]", vals, err)
+	}
+
+	roomy := startProxy(t, map[string]string{OptMaxFrameBytes: strconv.Itoa(frame), OptMaxMergedBytes: strconv.Itoa(4 * frame)},
+		[]obj{prefixRoute("b", "b:", "b", nil), prefixRoute("rest", "", "a", nil)},
+		clusterConfig("a", a.Addr), clusterConfig("b", b.Addr))
+	vals, err = client(t, roomy).MGet(cx, "a:big", "b:big").Result()
+	if err != nil || len(vals) != 2 || vals[0] != big || vals[1] != big {
+		t.Fatalf("MGET under max_merged_bytes %d: %d values, %v", 4*frame, len(vals), err)
 	}
 }

@@ -31,6 +31,11 @@ func init() {
 const (
 	// OptMaxFrameBytes caps one request or answer; codec.DefaultMaxFrame by default.
 	OptMaxFrameBytes = "max_frame_bytes"
+	// OptMaxMergedBytes caps the answers the proxy holds for one request it
+	// sent as several (a split MGET, a FLUSHALL to every server), and so the
+	// merged answer; max_frame_bytes by default, so no answer through the
+	// proxy is larger than a server's may be.
+	OptMaxMergedBytes = "max_merged_bytes"
 	// OptPassword is the password clients must give with AUTH or HELLO;
 	// none by default (no AUTH needed).
 	OptPassword = "password"
@@ -53,6 +58,7 @@ const (
 // options are a listener's settings; all codecs of the listener share them.
 type options struct {
 	maxFrame    int
+	maxMerged   int
 	password    string
 	username    string
 	upPassword  string
@@ -117,6 +123,12 @@ func parseOptions(opts codec.Options) (*options, error) {
 				return nil, fmt.Errorf("codec/%s: option %s: %q is not a size from 64 to 1 GiB", Name, k, v)
 			}
 			o.maxFrame = n
+		case OptMaxMergedBytes:
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 64 || n > 1<<30 {
+				return nil, fmt.Errorf("codec/%s: option %s: %q is not a size from 64 to 1 GiB", Name, k, v)
+			}
+			o.maxMerged = n
 		case OptPassword:
 			o.password = v
 		case OptUsername:
@@ -144,6 +156,9 @@ func parseOptions(opts codec.Options) (*options, error) {
 		default:
 			return nil, fmt.Errorf("codec/%s: unknown option %q", Name, k)
 		}
+	}
+	if o.maxMerged == 0 {
+		o.maxMerged = o.maxFrame
 	}
 	if o.upPassword != "" {
 		args := [][]byte{[]byte("AUTH")}

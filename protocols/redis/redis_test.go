@@ -28,6 +28,8 @@ func TestOptions(t *testing.T) {
 		{opts: codec.Options{OptMode: "cluster", OptPassword: "p", OptUpstreamPassword: "u", OptUpstreamUsername: "n", OptMaxFrameBytes: "1024"}},
 		{opts: codec.Options{OptMode: "sentinel"}, wantErr: "mode"},
 		{opts: codec.Options{OptMaxFrameBytes: "10"}, wantErr: "max_frame_bytes"},
+		{opts: codec.Options{OptMaxMergedBytes: "10"}, wantErr: "max_merged_bytes"},
+		{opts: codec.Options{OptMaxMergedBytes: "65536"}},
 		{opts: codec.Options{OptUpstreamUsername: "n"}, wantErr: "upstream_password"},
 		{opts: codec.Options{"passwd": "x"}, wantErr: `unknown option "passwd"`},
 	} {
