@@ -3,6 +3,7 @@
 package netloop
 
 import (
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -106,6 +107,8 @@ type loop struct {
 	// are handled on the loop, the only goroutine that reads.
 	ended []*loopConn
 	idle  []*loopConn
+	// fresh are TLS connections just added, read once without an event.
+	fresh []*loopConn
 
 	// again are connections whose last read filled the buffer it was
 	// given: epoll is edge-triggered and will not report them again, so the
@@ -179,6 +182,17 @@ func newLoop() (*loop, error) {
 
 // add registers nc; false leaves it to a goroutine of its own.
 func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle time.Duration) bool {
+	// A TLS connection made by TLSServer or TLSClient is read through its
+	// socket: frames come from what crypto/tls decrypts of it.
+	tc, _ := nc.(*tls.Conn)
+	var ts *tlsSocket
+	if tc != nil {
+		var ok bool
+		if ts, ok = tc.NetConn().(*tlsSocket); !ok {
+			return false
+		}
+		nc = ts.Conn
+	}
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return false
@@ -189,7 +203,12 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle 
 	}
 	lc := &loopConn{h: h, idle: idle, rc: rc, lastRead: time.Now(), client: !w.Lazy}
 	lc.src.init(rc)
-	lc.fr = wire.NewReader(&lc.src, c)
+	if ts != nil {
+		ts.loopTakes(&lc.src, rc)
+		lc.fr = wire.NewReader(&tlsReader{tc: tc}, c)
+	} else {
+		lc.fr = wire.NewReader(&lc.src, c)
+	}
 	if idle > 0 {
 		lc.timer = time.AfterFunc(time.Duration(math.MaxInt64), func() { lp.post(&lp.idle, lc) })
 	}
@@ -213,6 +232,9 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle 
 		if lc.timer != nil {
 			lc.timer.Stop()
 		}
+		if ts != nil {
+			ts.loopTakes(nil, nil) // the caller reads it on a goroutine
+		}
 		return false
 	}
 	if idle > 0 {
@@ -225,6 +247,11 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle 
 	w.Unlock()
 	if closed {
 		lp.post(&lp.ended, lc)
+	}
+	if ts != nil {
+		// crypto/tls may hold input read with the handshake's last
+		// records, which no edge will report.
+		lp.post(&lp.fresh, lc)
 	}
 	return true
 }
@@ -393,13 +420,16 @@ func (lp *loop) readAgain(now time.Time) {
 	lp.again = lp.again[:left]
 }
 
-// queued handles the connections others posted: closed ones stop, those with
-// an idle timer due are checked.
+// queued handles the connections others posted: new TLS ones are read,
+// closed ones stop, those with an idle timer due are checked.
 func (lp *loop) queued() {
 	lp.mu.Lock()
-	ended, idle := lp.ended, lp.idle
-	lp.ended, lp.idle = nil, nil
+	ended, idle, fresh := lp.ended, lp.idle, lp.fresh
+	lp.ended, lp.idle, lp.fresh = nil, nil, nil
 	lp.mu.Unlock()
+	for _, lc := range fresh {
+		lp.readable(lc, time.Now())
+	}
 	for _, lc := range ended {
 		lp.stop(lc)
 	}
@@ -445,8 +475,18 @@ func (lp *loop) stop(lc *loopConn) {
 	lc.h.Stopped()
 }
 
-// errWouldBlock: the socket has nothing more to read now.
-var errWouldBlock = errors.New("netloop: nothing to read")
+// errWouldBlock: the socket has nothing more to read now. It is a
+// temporary net.Error, which crypto/tls hands back without failing the
+// connection (tlsSocket).
+var errWouldBlock error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "netloop: nothing to read" }
+func (wouldBlock) Timeout() bool   { return false }
+func (wouldBlock) Temporary() bool { return true }
+
+var _ net.Error = wouldBlock{}
 
 // onceReader reads a socket at most once per readiness, without waiting.
 type onceReader struct {

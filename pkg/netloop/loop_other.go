@@ -3,6 +3,7 @@
 package netloop
 
 import (
+	"crypto/tls"
 	"net"
 	"time"
 
@@ -17,3 +18,9 @@ func Serve(net.Conn, codec.Codec, *wire.Writer, Handler, time.Duration) bool { r
 func ServeOn(*wire.Batch, net.Conn, codec.Codec, *wire.Writer, Handler, time.Duration) bool {
 	return false
 }
+
+// TLSServer is tls.Server: there are no loops to read it.
+func TLSServer(nc net.Conn, config *tls.Config) *tls.Conn { return tls.Server(nc, config) }
+
+// TLSClient is tls.Client: there are no loops to read it.
+func TLSClient(nc net.Conn, config *tls.Config) *tls.Conn { return tls.Client(nc, config) }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -16,6 +15,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 )
 
 // handshakeTimeout bounds a downstream TLS handshake, and on a PERMISSIVE
@@ -100,7 +100,7 @@ func (l *listener) secure(nc net.Conn, lc *listenerConfig) {
 			return
 		}
 	}
-	tc := tls.Server(nc, lc.tls)
+	tc := netloop.TLSServer(nc, lc.tls)
 	if err := tc.Handshake(); err != nil {
 		l.p.metrics.TLSHandshakeFailed(lc.statPrefix)
 		l.p.log.Debug("downstream TLS handshake failed", "listener", lc.name, "remote", nc.RemoteAddr().String(), "err", err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 )
 
 // clientTLS is how the proxy secures its connections to one endpoint: nil
@@ -108,7 +109,7 @@ func endpointKey(addr string, t *clientTLS) string {
 // handshake secures a new upstream connection; it must finish within
 // timeout (the cluster's connect timeout), as the dial had to.
 func (t *clientTLS) handshake(nc net.Conn, timeout time.Duration) (net.Conn, error) {
-	tc := tls.Client(nc, t.config)
+	tc := netloop.TLSClient(nc, t.config)
 	_ = nc.SetDeadline(time.Now().Add(timeout))
 	if err := tc.Handshake(); err != nil {
 		nc.Close()
