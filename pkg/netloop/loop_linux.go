@@ -243,6 +243,9 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle 
 	w.Lock()
 	w.OnClose = func() { lp.post(&lp.ended, lc) }
 	w.SetReader(&lp.batch)
+	if ts != nil {
+		w.WouldWait = ts.wouldWait
+	}
 	closed := w.Closed()
 	w.Unlock()
 	if closed {

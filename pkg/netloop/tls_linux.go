@@ -45,6 +45,11 @@ func tlsSocketOf(nc net.Conn) (*tlsSocket, bool) {
 // most is 16 KiB and its header and tag.
 const tlsChunk = 16<<10 + 512
 
+// tlsLoopWrite is the most a loop encrypts in one write: more, say a large
+// answer, is encrypted and written by a goroutine (wouldWait), so one
+// connection's answer never holds up the loop's other connections.
+const tlsLoopWrite = 256 << 10
+
 // A TLS socket's writes that must wait for its peer go on in the
 // background (tlsSocket.Write), as wire.Writer's do on a plaintext socket,
 // with the same bounds: at most tlsWriteBacklog bytes may wait, and one
@@ -153,6 +158,18 @@ func (s *tlsSocket) Write(p []byte) (int, error) {
 		return n, err
 	}
 	return n, nil
+}
+
+// wouldWait is the wire.Writer's WouldWait of the *tls.Conn over s: a
+// write of more than tlsLoopWrite, or any while earlier records still wait
+// for the peer, would cost the loop more than a small answer's encryption.
+func (s *tlsSocket) wouldWait(n int) bool {
+	if n > tlsLoopWrite {
+		return true
+	}
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	return s.draining
 }
 
 // SetWriteDeadline leaves writes that wait to drain's own deadline once

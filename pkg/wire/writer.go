@@ -66,6 +66,12 @@ type Writer struct {
 	// wait in its socket; held, it goes with the requests that follow, and
 	// the server reads them all at once.
 	Awaiting func() bool
+	// WouldWait, when set, tells whether writing n bytes now would hold
+	// up the caller although the peer's window is not known to be full: a
+	// TLS connection encrypts on the writing goroutine, so a large write,
+	// or any while the peer is still taking an earlier one, goes on in a
+	// goroutine of its own. Set it under the lock.
+	WouldWait func(n int) bool
 	// reader is the batch of the event loop that reads this connection,
 	// when one does: only that loop is woken by the answers Awaiting waits
 	// for.
@@ -129,6 +135,10 @@ func (w *Writer) drain(blocking bool) {
 		out := w.Buf
 		w.Buf = w.spare[:0]
 		w.mu.Unlock()
+		if !blocking && w.WouldWait != nil && w.WouldWait(len(out)) {
+			go w.finish(out, 0)
+			return
+		}
 		n, err := w.write(out, blocking)
 		if err == errWouldBlock {
 			go w.finish(out, n)

@@ -203,3 +203,29 @@ func TestBatchReopensAfterFlush(t *testing.T) {
 		}
 	}
 }
+
+func TestWouldWaitMovesTheWriteOffTheCaller(t *testing.T) {
+	// A pipe's write waits for its reader: a flush the writer did itself
+	// would not return before the peer reads.
+	conn, peer := net.Pipe()
+	defer conn.Close()
+	defer peer.Close()
+	w := NewWriter(conn, 5*time.Second, 1<<20)
+	var asked []int
+	w.Lock()
+	w.WouldWait = func(n int) bool { asked = append(asked, n); return true }
+	w.Buf = append(w.Buf, "large answer"...)
+	done := make(chan struct{})
+	go func() { w.Unlock(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Unlock waited for the peer although WouldWait said the write would")
+	}
+	if len(asked) != 1 || asked[0] != len("large answer") {
+		t.Fatalf("WouldWait asked about %v, want the one queued write of %d bytes", asked, len("large answer"))
+	}
+	if !arrives(peer, "large answer", 5*time.Second) {
+		t.Fatal("the write handed off was never written")
+	}
+}
