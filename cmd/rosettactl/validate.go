@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"os"
 
 	"github.com/spf13/cobra"
 
@@ -13,18 +14,25 @@ import (
 
 func newValidateCmd() *cobra.Command {
 	return &cobra.Command{
-		Use:   "validate FILE...",
-		Short: "Check static config files exactly as the proxy would, without opening any port",
+		Use:   "validate FILE|DIR...",
+		Short: "Check proxy config files, or controller config folders, without opening any port",
 		Long: `Validate parses each file with the proxy's config loader and runs the proxy's own
 checks (listeners, codecs and their options, routes, clusters, endpoints). It binds
 nothing. It also warns about routes that name a cluster the file does not define:
 the proxy accepts those (over xDS the cluster may come later) but answers their
-calls with "no upstream".`,
+calls with "no upstream".
+
+A folder is read as the controller's folder mode reads it (rosetta-controller
+--config-dir): it is invalid when a document does not parse, has a kind or API
+group the controller does not know (a misspelt kind, an unknown group) or a field
+its kind does not have, or when a MetaRouter, Redis object or authorization policy
+would not be accepted. Objects of other APIs (Deployments and the like) are
+listed as notes.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			failed := 0
 			for _, f := range args {
-				if err := validateFile(cmd.OutOrStdout(), f); err != nil {
+				if err := validatePath(cmd.OutOrStdout(), f); err != nil {
 					fmt.Fprintf(cmd.OutOrStdout(), "%s: invalid: %v\n", f, err)
 					failed++
 				}
@@ -35,6 +43,15 @@ calls with "no upstream".`,
 			return nil
 		},
 	}
+}
+
+// validatePath validates a folder as the controller's config, and a file
+// as the proxy's.
+func validatePath(out io.Writer, path string) error {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return validateDir(out, path)
+	}
+	return validateFile(out, path)
 }
 
 func validateFile(out io.Writer, path string) error {

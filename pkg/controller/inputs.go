@@ -57,21 +57,28 @@ type Inputs struct {
 	AuthorizationPolicies      []*securityv1.AuthorizationPolicy
 	MetaAuthorizationPolicies  []*v1alpha1.MetaAuthorizationPolicy
 	DubboAuthorizationPolicies []*dubbov1.DubboAuthorizationPolicy
+	// Unused reports the documents of the folder source the controller
+	// does not use (see Unused.Rejected); the Pipeline logs them and counts
+	// the rejected ones.
+	Unused []Unused
 }
 
 // maxFileBytes caps one config file of the folder source.
 const maxFileBytes = 16 << 20
 
 // LoadDir reads every .yaml, .yml and .json file under dir (recursively,
-// in name order). Kinds the controller does not use are skipped, so a
-// folder may also hold Deployments and the like.
+// in name order). Objects of APIs the controller does not read are
+// skipped, so a folder may also hold Deployments and the like; a file
+// with a document the controller rejects (see Unused) adds nothing. Both
+// are listed in Inputs.Unused.
 func LoadDir(dir string) (*Inputs, error) {
 	return (&DirLoader{Dir: dir}).Load()
 }
 
 // DirLoader reads a folder like LoadDir, and re-parses only the files
 // whose inode, size, or modification or change time differ from its last
-// Load. (The inode and change time come from the system's stat, where
+// Load. A file that loaded once and now has a rejected document keeps its
+// last good objects in force, so a typo never removes routes. (The inode and change time come from the system's stat, where
 // inodeAndChange knows it: Linux and the BSDs, macOS among them.)
 type DirLoader struct {
 	Dir string
@@ -82,7 +89,13 @@ type DirLoader struct {
 
 type parsedFile struct {
 	stamp fileStamp
-	in    *Inputs
+	// in are the objects in force: this version's, or the last good
+	// version's when this one has a rejected document.
+	in *Inputs
+	// unused are this version's documents the controller does not use.
+	unused []Unused
+	// loaded is whether a version of the file ever loaded.
+	loaded bool
 }
 
 // fileStamp tells whether a file may have changed: a replaced file (the
@@ -140,16 +153,32 @@ func (l *DirLoader) Load() (*Inputs, error) {
 			if err != nil {
 				return nil, err
 			}
-			pf = parsedFile{stamp: stamp, in: &Inputs{}}
-			if err := pf.in.AddYAML(data); err != nil {
-				return nil, fmt.Errorf("controller: %s: %w", f, err)
-			}
+			pf = parseFile(f, stamp, data, pf)
 		}
 		next[f] = pf
 		in.append(pf.in)
+		in.Unused = append(in.Unused, pf.unused...)
 	}
 	l.files = next
 	return in, nil
+}
+
+// parseFile parses a file's new version. When a document is rejected, the
+// objects of last (the file's last parse; zero if none) stay in force.
+func parseFile(path string, stamp fileStamp, data []byte, last parsedFile) parsedFile {
+	pf := parsedFile{stamp: stamp, in: &Inputs{}, loaded: true}
+	pf.in.addDocuments(path, data, &pf.unused)
+	if len(rejected(pf.unused)) == 0 {
+		return pf
+	}
+	pf.in, pf.loaded = &Inputs{}, last.loaded
+	if last.loaded {
+		pf.in = last.in
+	}
+	for i := range pf.unused {
+		pf.unused[i].PreviousInForce = last.loaded
+	}
+	return pf
 }
 
 func (in *Inputs) append(o *Inputs) {
@@ -188,97 +217,153 @@ func readCapped(path string) ([]byte, error) {
 type typeMeta struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string `json:"name"`
+		Namespace string `json:"namespace"`
+	} `json:"metadata"`
 }
 
 // AddYAML decodes a multi-document YAML (or JSON) stream and adds the
-// objects it knows. A List's items are added one by one.
+// objects it knows. A List's items are added one by one. It fails on the
+// first document the controller cannot use (see Unused); objects of other
+// APIs (Deployments and the like) are skipped.
 func (in *Inputs) AddYAML(data []byte) error {
+	var unused []Unused
+	in.addDocuments("", data, &unused)
+	for _, u := range unused {
+		if u.Rejected() {
+			return u.Err
+		}
+	}
+	return nil
+}
+
+// addDocuments decodes a multi-document stream read from file, adds the
+// objects the controller uses, and appends a report of every other one to
+// unused.
+func (in *Inputs) addDocuments(file string, data []byte, unused *[]Unused) {
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(data), 4096)
 	for i := 0; ; i++ {
 		var raw map[string]any
 		if err := dec.Decode(&raw); err != nil {
-			if errors.Is(err, io.EOF) {
-				return nil
+			if !errors.Is(err, io.EOF) {
+				// The decoder cannot find the next document after a
+				// syntax error, so the rest of the stream is lost too.
+				*unused = append(*unused, Unused{File: file, Doc: i, Item: -1, Reason: ReasonInvalidYAML,
+					Err: fmt.Errorf("document %d: %w", i, err)})
 			}
-			return fmt.Errorf("document %d: %w", i, err)
+			return
 		}
 		if len(raw) == 0 {
 			continue
 		}
-		js, err := yaml.Marshal(raw)
-		if err != nil {
-			return fmt.Errorf("document %d: %w", i, err)
-		}
-		if err := in.addObject(js); err != nil {
-			return fmt.Errorf("document %d: %w", i, err)
-		}
+		in.addDocument(file, i, raw, unused)
 	}
 }
 
+// addDocument adds one decoded document, or each item of a List.
+func (in *Inputs) addDocument(file string, i int, raw map[string]any, unused *[]Unused) {
+	kind, _ := raw["kind"].(string)
+	items, isList := raw["items"].([]any)
+	if !isList || !strings.HasSuffix(kind, "List") {
+		in.addItem(file, i, -1, raw, unused)
+		return
+	}
+	for j, item := range items {
+		obj, ok := item.(map[string]any)
+		if !ok {
+			*unused = append(*unused, Unused{File: file, Doc: i, Item: j, Reason: ReasonInvalidObject,
+				Err: fmt.Errorf("document %d: items[%d]: not an object", i, j)})
+			continue
+		}
+		in.addItem(file, i, j, obj, unused)
+	}
+}
+
+func (in *Inputs) addItem(file string, doc, item int, raw map[string]any, unused *[]Unused) {
+	u := Unused{File: file, Doc: doc, Item: item}
+	js, err := yaml.Marshal(raw)
+	if err == nil {
+		var tm typeMeta
+		if yaml.Unmarshal(js, &tm) == nil {
+			u.APIVersion, u.Kind = tm.APIVersion, tm.Kind
+			u.Name = tm.Metadata.Name
+			if tm.Metadata.Namespace != "" {
+				u.Name = tm.Metadata.Namespace + "/" + tm.Metadata.Name
+			}
+		}
+		err = in.addObject(js)
+	}
+	if err == nil {
+		return
+	}
+	u.Reason = ReasonInvalidObject
+	var ue *unusedError
+	if errors.As(err, &ue) {
+		u.Reason = ue.reason
+	}
+	where := fmt.Sprintf("document %d", doc)
+	if item >= 0 {
+		where += fmt.Sprintf(": items[%d]", item)
+	}
+	u.Err = fmt.Errorf("%s: %w", where, err)
+	*unused = append(*unused, u)
+}
+
+// addObject adds one object; an *unusedError says why it is not used.
 func (in *Inputs) addObject(doc []byte) error {
 	var tm typeMeta
 	if err := yaml.Unmarshal(doc, &tm); err != nil {
 		return err
 	}
 	if tm.Kind == "" || tm.APIVersion == "" {
-		return errors.New("apiVersion and kind are required")
+		return &unusedError{ReasonMissingType, errors.New("apiVersion and kind are required")}
 	}
-	group := tm.APIVersion
-	if i := strings.LastIndex(group, "/"); i >= 0 {
-		group = group[:i]
-	} else {
-		group = ""
-	}
-	if strings.HasSuffix(tm.Kind, "List") {
-		var list struct {
-			Items []map[string]any `json:"items"`
-		}
-		if err := yaml.Unmarshal(doc, &list); err != nil {
-			return err
-		}
-		for _, item := range list.Items {
-			js, err := yaml.Marshal(item)
-			if err != nil {
-				return err
-			}
-			if err := in.addObject(js); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	switch group + "/" + tm.Kind {
-	case "/Service":
-		return decodeInto(doc, &in.Services)
-	case "discovery.k8s.io/EndpointSlice":
-		return decodeInto(doc, &in.EndpointSlices)
-	case "/Pod":
-		return decodeInto(doc, &in.Pods)
-	case "networking.istio.io/ServiceEntry":
-		return decodeInto(doc, &in.ServiceEntries)
-	case "networking.istio.io/WorkloadEntry":
-		return decodeInto(doc, &in.WorkloadEntries)
-	case "networking.istio.io/DestinationRule":
-		return decodeInto(doc, &in.DestinationRules)
-	case "networking.istio.io/Sidecar":
-		return decodeInto(doc, &in.Sidecars)
-	case v1alpha1.GroupName + "/MetaRouter", "metaprotocol.aeraki.io/MetaRouter":
-		return decodeInto(doc, &in.MetaRouters)
-	case v1alpha1.GroupName + "/ApplicationProtocol", "metaprotocol.aeraki.io/ApplicationProtocol":
-		return decodeInto(doc, &in.ApplicationProtocols)
-	case "security.istio.io/PeerAuthentication":
-		return decodeInto(doc, &in.PeerAuthentications)
-	case "security.istio.io/AuthorizationPolicy":
-		return decodeInto(doc, &in.AuthorizationPolicies)
-	case v1alpha1.GroupName + "/MetaAuthorizationPolicy":
-		return decodeInto(doc, &in.MetaAuthorizationPolicies)
-	case dubbov1.GroupName + "/DubboAuthorizationPolicy", dubbov1.AerakiGroupName + "/DubboAuthorizationPolicy":
-		return decodeInto(doc, &in.DubboAuthorizationPolicies)
+	group := apiGroup(tm.APIVersion)
+	if decode, ok := decoders[group+"/"+tm.Kind]; ok {
+		return decode(in, doc)
 	}
 	if ok, err := in.addRedisObject(group, tm.Kind, doc); ok {
 		return err
 	}
-	return nil
+	return unusedKind(group, tm.Kind)
+}
+
+// apiGroup is the group of an apiVersion ("" for the core group's "v1").
+func apiGroup(apiVersion string) string {
+	if i := strings.LastIndex(apiVersion, "/"); i >= 0 {
+		return apiVersion[:i]
+	}
+	return ""
+}
+
+// decoders add the objects the controller reads, by "group/Kind"; the
+// Redis ones are in addRedisObject (redis.go).
+var decoders = map[string]func(in *Inputs, doc []byte) error{
+	"/Service":                                  func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Services) },
+	"discovery.k8s.io/EndpointSlice":            func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.EndpointSlices) },
+	"/Pod":                                      func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Pods) },
+	"networking.istio.io/ServiceEntry":          func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.ServiceEntries) },
+	"networking.istio.io/WorkloadEntry":         func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.WorkloadEntries) },
+	"networking.istio.io/DestinationRule":       func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.DestinationRules) },
+	"networking.istio.io/Sidecar":               func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Sidecars) },
+	v1alpha1.GroupName + "/MetaRouter":          func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.MetaRouters) },
+	"metaprotocol.aeraki.io/MetaRouter":         func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.MetaRouters) },
+	v1alpha1.GroupName + "/ApplicationProtocol": func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.ApplicationProtocols) },
+	"metaprotocol.aeraki.io/ApplicationProtocol": func(in *Inputs, doc []byte) error {
+		return decodeInto(doc, &in.ApplicationProtocols)
+	},
+	"security.istio.io/PeerAuthentication":  func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.PeerAuthentications) },
+	"security.istio.io/AuthorizationPolicy": func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.AuthorizationPolicies) },
+	v1alpha1.GroupName + "/MetaAuthorizationPolicy": func(in *Inputs, doc []byte) error {
+		return decodeInto(doc, &in.MetaAuthorizationPolicies)
+	},
+	dubbov1.GroupName + "/DubboAuthorizationPolicy": func(in *Inputs, doc []byte) error {
+		return decodeInto(doc, &in.DubboAuthorizationPolicies)
+	},
+	dubbov1.AerakiGroupName + "/DubboAuthorizationPolicy": func(in *Inputs, doc []byte) error {
+		return decodeInto(doc, &in.DubboAuthorizationPolicies)
+	},
 }
 
 // decodeInto decodes strictly, so a misspelt field is an error rather than

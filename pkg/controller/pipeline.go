@@ -21,13 +21,17 @@ type Pipeline struct {
 	// MinDelay and MaxDelay bound the debounce; 100 ms and 1 s when zero.
 	MinDelay, MaxDelay time.Duration
 	Log                *slog.Logger
+	// Metrics, when not nil, count the documents the source rejects.
+	Metrics *Metrics
 
 	mu      sync.Mutex
 	since   time.Time
 	notify  chan struct{}
 	initErr sync.Once
-	// warned are the index warnings of the last push, logged once each.
-	warned map[string]bool
+	// warned are the index warnings of the last push, logged once each;
+	// reported the same for the source's unused documents.
+	warned   map[string]bool
+	reported map[string]bool
 }
 
 func (p *Pipeline) init() {
@@ -123,6 +127,7 @@ func (p *Pipeline) push(since time.Time) {
 		p.Log.Error("config not read; the last config stays in force", "err", err)
 		return
 	}
+	p.reportUnused(in.Unused)
 	ix := p.Builder.Build(in)
 	p.logWarnings(ix.Warnings())
 	p.Push(ix, since)
@@ -140,4 +145,29 @@ func (p *Pipeline) logWarnings(ws []string) {
 		}
 	}
 	p.warned = now
+}
+
+// reportUnused logs each document the source does not use, once while it
+// stays so (a warning when rejected), and sets the rejected gauge.
+func (p *Pipeline) reportUnused(unused []Unused) {
+	p.Metrics.setRejected(unused)
+	now := make(map[string]bool, len(unused))
+	for _, u := range unused {
+		msg := u.String()
+		now[msg] = true
+		if p.reported[msg] {
+			continue
+		}
+		args := []any{"file", u.File, "document", u.Doc, "kind", u.Kind, "name", u.Name, "reason", u.Reason, "err", u.Err}
+		if u.Item >= 0 {
+			args = append(args, "item", u.Item)
+		}
+		if !u.Rejected() {
+			p.Log.Info("config object skipped: not an API the controller reads", args...)
+			continue
+		}
+		args = append(args, "previous_in_force", u.PreviousInForce)
+		p.Log.Warn("config object rejected", args...)
+	}
+	p.reported = now
 }
