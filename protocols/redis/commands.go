@@ -41,6 +41,9 @@ const (
 	// but route mutations never rewrite them, so a PUBLISH reaches the
 	// channel a subscriber named.
 	flagChannel
+	// flagWhole: no keys, and it acts on a whole server's data or state;
+	// fanout.go serves it on every server the routes reach, or refuses it.
+	flagWhole
 )
 
 func spec(name string, first, last, step int, flags cmdFlag) *cmdSpec {
@@ -104,7 +107,8 @@ var commands = func() map[string]*cmdSpec {
 	for _, n := range []string{"MONITOR", "SYNC", "PSYNC", "CLIENT", "MIGRATE", "SHUTDOWN", "REPLICAOF", "SLAVEOF", "FAILOVER", "DEBUG"} {
 		add(spec(n, 0, 0, 0, flagRefused))
 	}
-	// Keyless commands go to the catch-all route (or any node of a cluster).
+	// Keyless commands go to the catch-all route (or any node of a cluster),
+	// except those flagWhole marks below.
 	for _, n := range []string{"PING", "ECHO", "INFO", "DBSIZE", "TIME", "LASTSAVE", "RANDOMKEY", "KEYS", "SCAN",
 		"FLUSHDB", "FLUSHALL", "SCRIPT", "FUNCTION", "CONFIG", "COMMAND", "CLUSTER", "READONLY", "READWRITE",
 		"PUBSUB", "MEMORY", "LATENCY", "SLOWLOG", "ROLE", "LOLWUT", "SAVE", "BGSAVE", "BGREWRITEAOF",
@@ -112,6 +116,11 @@ var commands = func() map[string]*cmdSpec {
 		if m[n] == nil {
 			add(spec(n, 0, 0, 0, 0))
 		}
+	}
+	// An answer from one server would pass for all of them (fanout.go).
+	for _, n := range []string{"FLUSHALL", "FLUSHDB", "DBSIZE", "KEYS", "SCAN", "RANDOMKEY", "INFO", "LASTSAVE",
+		"SAVE", "BGSAVE", "BGREWRITEAOF", "SCRIPT", "FUNCTION", "SLOWLOG", "LATENCY", "ROLE", "ACL", "MODULE"} {
+		m[n].flags |= flagWhole
 	}
 	return m
 }()

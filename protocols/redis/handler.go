@@ -81,6 +81,8 @@ func (c *redisCodec) Handle(req *codec.Message, up codec.Upstream, r codec.Repli
 		s.blocking(req, up, r.Reply)
 	case cm.spec != nil && cm.spec.flags&flagSplit != 0 && len(cm.keyIndexes(2)) > 1:
 		s.split(req, cm, up, r.Reply)
+	case cm.spec != nil && cm.spec.flags&flagWhole != 0:
+		s.wholeServer(req, cm, up, r.Reply)
 	default:
 		s.send(req, up, r)
 	}

@@ -263,6 +263,18 @@ func (s *session) transaction(req *codec.Message, cm *command, up codec.Upstream
 		done(answer(appendError(nil, "ERR rosetta: command not queued, the transaction is aborted")))
 		return
 	}
+	if cm.spec != nil && cm.spec.flags&flagWhole != 0 {
+		if !s.multi { // between WATCH and MULTI: an ordinary command
+			s.wholeServer(req, cm, up, done)
+			return
+		}
+		// Queued, it would run on the transaction's server only.
+		if !s.oneServerNow(up) {
+			s.txAborted = true
+			done(answer(appendError(nil, "CROSSSLOT rosetta: "+cm.name+" inside a transaction needs routes that reach one server")))
+			return
+		}
+	}
 	if s.tx != nil && cm.firstKey() == 0 {
 		s.tx.send(req, done) // a command without keys runs where the transaction does
 		return
