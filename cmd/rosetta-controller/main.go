@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"sync"
@@ -33,6 +34,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
+	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/xds"
 )
 
@@ -41,6 +43,8 @@ type flags struct {
 	kubeconfig     string
 	xdsAddr        string
 	httpAddr       string
+	debugAddr      string
+	exposeDebug    bool
 	debounce       time.Duration
 	debounceMax    time.Duration
 	domainSuffix   string
@@ -59,7 +63,9 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.configDir, "config-dir", "", "read the config from the YAML files of this folder (and reload on change) instead of the API server")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; in-cluster config when empty")
 	fs.StringVar(&f.xdsAddr, "xds-address", ":15010", "address the xDS (ADS) gRPC server listens on")
-	fs.StringVar(&f.httpAddr, "http-address", ":15014", "address of /healthz, /readyz, /metrics and /debug/config_dump")
+	fs.StringVar(&f.httpAddr, "http-address", ":15014", "address of /healthz, /readyz and /metrics, for probes and Prometheus")
+	fs.StringVar(&f.debugAddr, "debug-address", "127.0.0.1:15015", "address of /debug/config_dump and /debug/pprof/; must be a loopback address unless --expose-debug; off when empty")
+	fs.BoolVar(&f.exposeDebug, "expose-debug", false, "allow --debug-address on an address other than loopback, where anything that reaches it can read every proxy's config and take profiles")
 	fs.DurationVar(&f.debounce, "debounce", 100*time.Millisecond, "quiet time after a change before a push")
 	fs.DurationVar(&f.debounceMax, "debounce-max", time.Second, "longest delay of a push after the first change")
 	fs.StringVar(&f.domainSuffix, "domain-suffix", "cluster.local", "Kubernetes cluster domain")
@@ -135,7 +141,11 @@ func run(ctx context.Context, f *flags, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen http: %w", err)
 	}
-	log.Info("serving", "xds", xdsLis.Addr().String(), "http", httpLis.Addr().String())
+	debugLis, err := listenDebug(f)
+	if err != nil {
+		return err
+	}
+	log.Info("serving", "xds", xdsLis.Addr().String(), "http", httpLis.Addr().String(), "debug", addrOf(debugLis))
 
 	pipe := &controller.Pipeline{
 		Builder:  &controller.Builder{Options: controller.Options{DomainSuffix: f.domainSuffix, RootNamespace: f.rootNamespace}},
@@ -154,13 +164,12 @@ func run(ctx context.Context, f *flags, log *slog.Logger) error {
 			}
 		}()
 	}
-	httpSrv := &http.Server{Handler: httpMux(srv, reg, &ready), ReadHeaderTimeout: 5 * time.Second}
-	goRun(func() error {
-		if err := httpSrv.Serve(httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			return fmt.Errorf("http: %w", err)
-		}
-		return nil
-	})
+	httpSrv := &http.Server{Handler: monitoringMux(reg, &ready), ReadHeaderTimeout: 5 * time.Second}
+	goRun(func() error { return serveHTTP(httpSrv, httpLis, "http") })
+	debugSrv := &http.Server{Handler: debugMux(srv), ReadHeaderTimeout: 5 * time.Second}
+	if debugLis != nil {
+		goRun(func() error { return serveHTTP(debugSrv, debugLis, "debug") })
+	}
 	goRun(func() error { return srv.Serve(ctx, xdsLis) })
 
 	if f.configDir != "" {
@@ -177,8 +186,10 @@ func run(ctx context.Context, f *flags, log *slog.Logger) error {
 	}
 	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if serr := httpSrv.Shutdown(shutdown); serr != nil {
-		log.Warn("http shutdown", "err", serr)
+	for _, h := range []*http.Server{httpSrv, debugSrv} {
+		if serr := h.Shutdown(shutdown); serr != nil {
+			log.Warn("http shutdown", "err", serr)
+		}
 	}
 	wg.Wait()
 	return err
@@ -298,7 +309,35 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 	return nil
 }
 
-func httpMux(srv *xds.Server, reg *prometheus.Registry, ready *atomic.Bool) *http.ServeMux {
+// listenDebug opens --debug-address, or returns nil when it is empty.
+func listenDebug(f *flags) (net.Listener, error) {
+	if f.debugAddr == "" {
+		return nil, nil
+	}
+	ln, err := observability.ListenDebug(f.debugAddr, f.exposeDebug)
+	if err != nil {
+		return nil, fmt.Errorf("listen debug: %w (--expose-debug allows it)", err)
+	}
+	return ln, nil
+}
+
+func addrOf(ln net.Listener) string {
+	if ln == nil {
+		return ""
+	}
+	return ln.Addr().String()
+}
+
+func serveHTTP(srv *http.Server, ln net.Listener, name string) error {
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	return nil
+}
+
+// monitoringMux is what the kubelet and Prometheus reach: health,
+// readiness and metrics, and nothing that shows configuration.
+func monitoringMux(reg *prometheus.Registry, ready *atomic.Bool) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintln(w, "ok")
@@ -311,6 +350,16 @@ func httpMux(srv *xds.Server, reg *prometheus.Registry, ready *atomic.Bool) *htt
 		fmt.Fprintln(w, "ok")
 	})
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	return mux
+}
+
+// debugMux shows every proxy's config (routes, upstream addresses, codec
+// options with their credentials) and profiles the controller: it is
+// served on loopback unless --expose-debug.
+func debugMux(srv *xds.Server) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/config_dump", func(w http.ResponseWriter, r *http.Request) {
 		node := r.URL.Query().Get("node")
 		if node == "" {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/xds/client"
 )
 
@@ -51,8 +52,8 @@ func TestFolderMode(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	xdsAddr, httpAddr := freeAddr(t), freeAddr(t)
-	f, err := parseFlags([]string{"--config-dir", dir, "--xds-address", xdsAddr, "--http-address", httpAddr, "--debounce", "10ms"})
+	xdsAddr, httpAddr, debugAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	f, err := parseFlags([]string{"--config-dir", dir, "--xds-address", xdsAddr, "--http-address", httpAddr, "--debug-address", debugAddr, "--debounce", "10ms"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,10 +91,53 @@ func TestFolderMode(t *testing.T) {
 		_, body := get(base + "/metrics")
 		return strings.Contains(body, "rosetta_xds_connected_proxies 1") && strings.Contains(body, "rosetta_xds_propagation_seconds_count")
 	})
-	code, body := get(base + "/debug/config_dump?node=p1")
+	code, body := get("http://" + debugAddr + "/debug/config_dump?node=p1")
 	if code != 200 || !strings.Contains(body, "greeter.demo.svc.cluster.local_20880") {
 		t.Fatalf("config_dump: %d %s", code, body)
 	}
+	// The port Prometheus scrapes shows no configuration and takes no profiles.
+	for _, path := range []string{"/debug/config_dump?node=p1", "/debug/pprof/", "/debug/pprof/profile?seconds=1"} {
+		if code, _ := get(base + path); code != http.StatusNotFound {
+			t.Errorf("%s on --http-address = %d, want 404", path, code)
+		}
+	}
+	if code, _ := get("http://" + debugAddr + "/debug/pprof/"); code != 200 {
+		t.Errorf("/debug/pprof/ on --debug-address = %d", code)
+	}
+}
+
+// TestDebugOnLoopback: by default the debug server (config dumps, pprof)
+// listens on loopback and the monitoring server on every interface; a
+// debug address off loopback needs --expose-debug.
+func TestDebugOnLoopback(t *testing.T) {
+	f, err := parseFlags(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !observability.IsLoopback(f.debugAddr) {
+		t.Errorf("default --debug-address %s is not loopback", f.debugAddr)
+	}
+	if host, _, _ := net.SplitHostPort(f.httpAddr); host != "" {
+		t.Errorf("default --http-address %s is not on every interface", f.httpAddr)
+	}
+	for _, addr := range []string{":0", "0.0.0.0:0"} {
+		f, err := parseFlags([]string{"--debug-address", addr})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := listenDebug(f); err == nil || !strings.Contains(err.Error(), "--expose-debug") {
+			t.Errorf("--debug-address %s: %v, want a refusal naming --expose-debug", addr, err)
+		}
+	}
+	f, err = parseFlags([]string{"--debug-address", ":0", "--expose-debug"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := listenDebug(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.Close()
 }
 
 func TestFlags(t *testing.T) {

@@ -109,7 +109,7 @@ func TestFolderModeMTLS(t *testing.T) {
 	const controllerID = "spiffe://cluster.local/ns/rosetta-system/sa/rosetta-controller"
 	certPEM, keyPEM := ca.Mesh(t, controllerID)
 	xdsAddr, httpAddr := freeAddr(t), freeAddr(t)
-	f, err := parseFlags([]string{"--config-dir", dir, "--xds-address", xdsAddr, "--http-address", httpAddr, "--debounce", "10ms",
+	f, err := parseFlags([]string{"--config-dir", dir, "--xds-address", xdsAddr, "--http-address", httpAddr, "--debug-address=", "--debounce", "10ms",
 		"--xds-tls-cert", xdstest.WriteFile(t, "tls.crt", certPEM), "--xds-tls-key", xdstest.WriteFile(t, "tls.key", keyPEM),
 		"--xds-tls-ca", xdstest.WriteFile(t, "ca.crt", ca.RootPEM()), "--xds-auth", "mtls"})
 	if err != nil {

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"os/signal"
 	"runtime"
@@ -26,7 +25,7 @@ import (
 
 type options struct {
 	configFile string
-	admin      string
+	admin      adminOptions
 	drain      time.Duration
 	logLevel   string
 	xds        xdsclient.Options
@@ -48,7 +47,7 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.configFile, "config", "", "static config file (listeners, routes, clusters, endpoints)")
-	flag.StringVar(&o.admin, "admin", "", "admin address for /ready, /metrics and /config_dump (overrides the config's admin.address; default 127.0.0.1:15000)")
+	o.admin.register(flag.CommandLine)
 	flag.DurationVar(&o.drain, "drain-timeout", 20*time.Second, "how long requests in flight may take to finish on shutdown")
 	flag.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
 	flag.StringVar(&o.xds.Address, "xds", "", "the controller's xDS address (host:port); the proxy then takes its config over ADS")
@@ -116,7 +115,7 @@ func run(o options) error {
 	if o.xdsControllerIDs != "" {
 		o.xds.ControllerIDs = strings.Split(o.xdsControllerIDs, ",")
 	}
-	admin := firstNonEmpty(o.admin, "127.0.0.1:15000")
+	var bootAdmin string
 	if o.configFile != "" {
 		boot, err := config.LoadFile(o.configFile)
 		if err != nil {
@@ -125,25 +124,28 @@ func run(o options) error {
 		if err := p.Apply(boot.Resources); err != nil {
 			return err
 		}
-		admin = firstNonEmpty(o.admin, boot.Admin.Address, admin)
+		bootAdmin = boot.Admin.Address
 	}
-	ln, err := net.Listen("tcp", admin)
+	lns, err := o.admin.listen(bootAdmin)
 	if err != nil {
-		return fmt.Errorf("admin: %w", err)
+		return err
 	}
-	go func() { _ = p.ServeAdmin(ln) }()
+	defer lns.close()
+	lns.serve(p)
 	if o.xds.Address != "" {
 		if err := startXDS(ctx, log, o, p); err != nil {
 			return err
 		}
 	}
-	log.Info("rosetta-proxy started", "config", o.configFile, "xds", o.xds.Address, "admin", ln.Addr().String())
+	log.Info("rosetta-proxy started", "config", o.configFile, "xds", o.xds.Address, "admin", lns.admin.Addr().String(), "metrics", lns.metricsAddr())
 	<-ctx.Done()
 	log.Info("draining", "timeout", o.drain)
 	dctx, cancel := context.WithTimeout(context.Background(), o.drain)
 	defer cancel()
+	// A drain that runs out of time still ends the process cleanly: the
+	// connections left are closed, as Envoy does after --drain-time-s.
 	_ = p.Shutdown(dctx)
-	return ln.Close()
+	return nil
 }
 
 // startXDS subscribes to the controller; every consistent set of resources

@@ -299,7 +299,7 @@ spec:
 			})
 		}
 		// The controller's config dump says the same.
-		resp, err := http.Get("http://" + ctrl.HTTPAddr + "/debug/config_dump?node=proxy-a")
+		resp, err := http.Get("http://" + ctrl.DebugAddr + "/debug/config_dump?node=proxy-a")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -5,22 +5,27 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"time"
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 )
 
-// AdminHandler serves /ready, /metrics and /config_dump.
+// MetricsHandler serves what may be reached from outside the pod: /ready
+// (for the kubelet's probe) and /metrics (for Prometheus). It serves no
+// configuration and no profiles.
+func (p *Proxy) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	p.handleHealth(mux)
+	return mux
+}
+
+// AdminHandler serves /ready, /metrics, /config_dump and /debug/pprof/.
+// The config dump shows routes, upstream addresses and codec options, and
+// pprof lets a caller spend the proxy's CPU: serve it on loopback only.
 func (p *Proxy) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
-		if !p.Ready() {
-			http.Error(w, "no configuration yet", http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ready\n"))
-	})
-	mux.Handle("/metrics", p.metrics.Handler())
+	p.handleHealth(mux)
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/config_dump", func(w http.ResponseWriter, _ *http.Request) {
@@ -30,9 +35,31 @@ func (p *Proxy) AdminHandler() http.Handler {
 	return mux
 }
 
+func (p *Proxy) handleHealth(mux *http.ServeMux) {
+	mux.HandleFunc("/ready", func(w http.ResponseWriter, _ *http.Request) {
+		if !p.Ready() {
+			http.Error(w, "no configuration yet", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	mux.Handle("/metrics", p.metrics.Handler())
+}
+
 // ServeAdmin serves the admin endpoints on ln until it is closed.
 func (p *Proxy) ServeAdmin(ln net.Listener) error {
-	srv := &http.Server{Handler: p.AdminHandler()}
+	return serveHTTP(ln, p.AdminHandler())
+}
+
+// ServeMetrics serves /ready and /metrics on ln until it is closed.
+func (p *Proxy) ServeMetrics(ln net.Listener) error {
+	return serveHTTP(ln, p.MetricsHandler())
+}
+
+// serveHTTP bounds the time to send headers, so that idle connections
+// cannot pin goroutines on a port reachable from outside the pod.
+func serveHTTP(ln net.Listener, h http.Handler) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	return srv.Serve(ln)
 }
 

@@ -126,7 +126,7 @@ func BenchmarkControllerProcess(b *testing.B) {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
 	xdsAddr, httpAddr := freeAddr(b), freeAddr(b)
-	cmd := exec.Command(bin, "--config-dir", cfgDir, "--xds-address", xdsAddr, "--http-address", httpAddr,
+	cmd := exec.Command(bin, "--config-dir", cfgDir, "--xds-address", xdsAddr, "--http-address", httpAddr, "--debug-address=",
 		"--debounce", "10ms", "--debounce-max", "100ms", "--log-level", "warn")
 	if err := cmd.Start(); err != nil {
 		b.Fatal(err)

@@ -62,14 +62,15 @@ func GoBuild(repoRoot, bin, pkg string) error {
 // Lease back.
 type Controller struct {
 	*Process
-	XDSAddr, HTTPAddr string
+	// HTTPAddr serves /readyz and /metrics; DebugAddr /debug/config_dump.
+	XDSAddr, HTTPAddr, DebugAddr string
 }
 
 // StartController runs bin (rosetta-controller) with a token of the
 // chart's ServiceAccount (rosetta-system/rosetta-controller), so that a
 // missing RBAC rule fails the test, and waits until it is ready. Empty
 // addresses take free ports; a restarted controller passes its
-// predecessor's. args are added to its command line. It stops when t ends.
+// predecessor's. The debug server takes a free port on each start. args are added to its command line. It stops when t ends.
 func (c *Cluster) StartController(t testing.TB, bin, xdsAddr, httpAddr string, args ...string) *Controller {
 	t.Helper()
 	kc := filepath.Join(c.Dir, "controller.kubeconfig")
@@ -79,8 +80,9 @@ func (c *Cluster) StartController(t testing.TB, bin, xdsAddr, httpAddr string, a
 	if xdsAddr == "" {
 		xdsAddr, httpAddr = FreeAddr(t), FreeAddr(t)
 	}
+	debugAddr := FreeAddr(t)
 	p := StartT(t, Command{Name: "controller", Path: bin, Log: filepath.Join(c.Dir, "controller.log"),
-		Args: append([]string{"--kubeconfig=" + kc, "--xds-address=" + xdsAddr, "--http-address=" + httpAddr,
+		Args: append([]string{"--kubeconfig=" + kc, "--xds-address=" + xdsAddr, "--http-address=" + httpAddr, "--debug-address=" + debugAddr,
 			"--leader-election-namespace=rosetta-system", "--log-level=debug"}, args...)})
 	testutil.Eventually(t, 30*time.Second, "controller ready", func() bool {
 		resp, err := http.Get("http://" + httpAddr + "/readyz")
@@ -90,7 +92,7 @@ func (c *Cluster) StartController(t testing.TB, bin, xdsAddr, httpAddr string, a
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	})
-	return &Controller{Process: p, XDSAddr: xdsAddr, HTTPAddr: httpAddr}
+	return &Controller{Process: p, XDSAddr: xdsAddr, HTTPAddr: httpAddr, DebugAddr: debugAddr}
 }
 
 // StartProxy runs bin (rosetta-proxy) as xDS node id in namespace ns,
