@@ -42,6 +42,8 @@ type options struct {
 	xdsMTLS bool
 	// xdsControllerIDs are the SPIFFE IDs the controller may have, k,k.
 	xdsControllerIDs string
+	// limits bound what peers can make the proxy hold.
+	limits proxy.Limits
 }
 
 func main() {
@@ -60,6 +62,7 @@ func main() {
 	flag.IntVar(&o.gcPercent, "gc-percent", 200, "Go's GOGC: heap growth between collections, in percent of the live heap; GOGC in the environment wins")
 	flag.IntVar(&o.gcPaceMB, "gc-pace-heap", 32, "while the proxy allocates fast, let the heap grow to up to this many MB between collections, to space them at least 250 ms apart (0: off; off when GOGC is in the environment)")
 	o.identity.register(flag.CommandLine)
+	registerLimits(flag.CommandLine, &o.limits)
 	flag.BoolVar(&o.xdsMTLS, "xds-mtls", false, "authenticate to the controller with the workload identity (--identity) over mutual TLS; the controller's certificate must then be a mesh one, unless --xds-ca-file is given")
 	flag.StringVar(&o.xdsControllerIDs, "xds-controller-id", "", "SPIFFE IDs the controller's certificate may have, comma-separated (with --xds-mtls; default: any identity of the proxy's trust domain)")
 	flag.StringVar(&o.xds.CAFile, "xds-ca-file", "", "PEM roots that verify the controller's serving certificate by DNS name or IP (turns on TLS to the controller)")
@@ -97,6 +100,7 @@ func run(o options) error {
 		go gcpace.Run(ctx, o.gcPercent, uint64(o.gcPaceMB)<<20)
 	}
 	p := proxy.New(log)
+	p.SetLimits(o.limits)
 	id, err := o.identity.start(ctx, log)
 	if err != nil {
 		return err

@@ -118,7 +118,7 @@ func TestLoopWritesWhatItGathersForOnceRequestsStop(t *testing.T) {
 	client, server := testutil.TCPPair(t)
 	w := wire.NewWriter(server, 5*time.Second, 1<<20)
 	defer w.Close()
-	if !lp.add(server, testutil.Lines{}, w, &forward{up: up}, 0) {
+	if !lp.add(server, testutil.Lines{}, w, &forward{up: up}, Limits{}) {
 		t.Fatal("the loop refused a TCP connection")
 	}
 	forwards(t, client, upPeer, "a gathered write never went out")

@@ -35,8 +35,8 @@ var loops struct {
 // positive, is how long the loop lets nc go without input before it hands h
 // an os.ErrDeadlineExceeded. Serve reports false when it cannot serve nc (no
 // socket, loops off or not started); the caller then reads on a goroutine.
-func Serve(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle time.Duration) bool {
-	return ServeOn(nil, nc, c, w, h, idle)
+func Serve(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim Limits) bool {
+	return ServeOn(nil, nc, c, w, h, lim)
 }
 
 // ServeOn is Serve on the loop whose round batch is home, when home is one
@@ -44,7 +44,7 @@ func Serve(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle time.Dura
 // connection a loop's requests open is best read by that loop: its answers
 // then come back on the thread that writes them to the clients, and a held
 // request waits only for answers its own loop reads.
-func ServeOn(home *wire.Batch, nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle time.Duration) bool {
+func ServeOn(home *wire.Batch, nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim Limits) bool {
 	if off {
 		return false
 	}
@@ -52,7 +52,7 @@ func ServeOn(home *wire.Batch, nc net.Conn, c codec.Codec, w *wire.Writer, h Han
 	if lp == nil {
 		lp = nextLoop()
 	}
-	return lp != nil && lp.add(nc, c, w, h, idle)
+	return lp != nil && lp.add(nc, c, w, h, lim)
 }
 
 func loopOf(b *wire.Batch) *loop {
@@ -134,17 +134,21 @@ type loop struct {
 // loopConn is a connection as its loop sees it; all but token is the loop's
 // alone.
 type loopConn struct {
-	h        Handler
-	idle     time.Duration
-	token    uint32
-	rc       syscall.RawConn
-	fr       *wire.Reader
-	src      onceReader
-	lastRead time.Time
-	timer    *time.Timer
-	done     bool
-	client   bool // its writer is not Lazy: a client's connection
-	owed     bool // on the loop's again list
+	h    Handler
+	idle time.Duration
+	// frameLimit bounds how long a frame may take to arrive whole once
+	// its first bytes have (0: no bound); begun is when they did.
+	frameLimit time.Duration
+	begun      time.Time
+	token      uint32
+	rc         syscall.RawConn
+	fr         *wire.Reader
+	src        onceReader
+	lastRead   time.Time
+	timer      *time.Timer
+	done       bool
+	client     bool // its writer is not Lazy: a client's connection
+	owed       bool // on the loop's again list
 }
 
 func newLoop() (*loop, error) {
@@ -181,7 +185,7 @@ func newLoop() (*loop, error) {
 }
 
 // add registers nc; false leaves it to a goroutine of its own.
-func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle time.Duration) bool {
+func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim Limits) bool {
 	// A TLS connection made by TLSServer or TLSClient is read through its
 	// socket: frames come from what crypto/tls decrypts of it.
 	tc, _ := nc.(*tls.Conn)
@@ -201,7 +205,7 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle 
 	if err != nil {
 		return false
 	}
-	lc := &loopConn{h: h, idle: idle, rc: rc, lastRead: time.Now(), client: !w.Lazy}
+	lc := &loopConn{h: h, idle: lim.Idle, frameLimit: lim.Frame, rc: rc, lastRead: time.Now(), client: !w.Lazy}
 	lc.src.init(rc)
 	if ts != nil {
 		ts.loopTakes(&lc.src, rc)
@@ -209,7 +213,8 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle 
 	} else {
 		lc.fr = wire.NewReader(&lc.src, c)
 	}
-	if idle > 0 {
+	lc.fr.SetLimits(lim.Buffer)
+	if lim.Idle > 0 || lim.Frame > 0 {
 		lc.timer = time.AfterFunc(time.Duration(math.MaxInt64), func() { lp.post(&lp.idle, lc) })
 	}
 	lp.mu.Lock()
@@ -237,8 +242,8 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, idle 
 		}
 		return false
 	}
-	if idle > 0 {
-		lc.timer.Reset(idle) // after lc.timer is set, which the loop reads
+	if lim.Idle > 0 {
+		lc.timer.Reset(lim.Idle) // after lc.timer is set, which the loop reads
 	}
 	w.Lock()
 	w.OnClose = func() { lp.post(&lp.ended, lc) }
@@ -394,8 +399,12 @@ func (lp *loop) readable(lc *loopConn, now time.Time) {
 				lc.owed = true
 				lp.again = append(lp.again, lc)
 			}
+			if lc.frameLimit > 0 {
+				lp.watchFrame(lc, now)
+			}
 			return
 		}
+		lc.begun = time.Time{}
 		if lc.client && err == nil {
 			lp.gather.request(now)
 		}
@@ -441,21 +450,49 @@ func (lp *loop) queued() {
 	}
 }
 
-// checkIdle tells the handler of a connection without input for its idle
-// time, which may keep reading (true) or stop.
+// watchFrame notes when a frame that is not yet whole began, and has the
+// timer go off when it is due.
+func (lp *loop) watchFrame(lc *loopConn, now time.Time) {
+	if lc.fr.Buffered() == 0 || !lc.begun.IsZero() {
+		return
+	}
+	lc.begun = now
+	lc.timer.Reset(lp.nextCheck(lc, now))
+}
+
+// nextCheck is how long until lc's idle time or frame time is up.
+func (lp *loop) nextCheck(lc *loopConn, now time.Time) time.Duration {
+	wait := time.Duration(math.MaxInt64)
+	if lc.idle > 0 {
+		wait = lc.idle - now.Sub(lc.lastRead)
+	}
+	if lc.frameLimit > 0 && !lc.begun.IsZero() {
+		wait = min(wait, lc.frameLimit-now.Sub(lc.begun))
+	}
+	return wait
+}
+
+// checkIdle ends a connection whose frame did not come whole in time, and
+// tells the handler of one without input for its idle time, which may keep
+// reading (true) or stop.
 func (lp *loop) checkIdle(lc *loopConn) {
 	if lc.done {
 		return
 	}
-	if left := lc.idle - time.Since(lc.lastRead); left > 0 {
-		lc.timer.Reset(left)
+	now := time.Now()
+	if lc.frameLimit > 0 && !lc.begun.IsZero() && now.Sub(lc.begun) >= lc.frameLimit {
+		lc.h.Frame(nil, ErrFrameTimeout, &lp.batch)
+		lp.stop(lc)
 		return
 	}
-	if lc.h.Frame(nil, os.ErrDeadlineExceeded, &lp.batch) {
-		lc.timer.Reset(lc.idle)
-		return
+	if lc.idle > 0 && now.Sub(lc.lastRead) >= lc.idle {
+		if !lc.h.Frame(nil, os.ErrDeadlineExceeded, &lp.batch) {
+			lp.stop(lc)
+			return
+		}
+		lc.lastRead = now // the handler keeps it: a new idle period
 	}
-	lp.stop(lc)
+	lc.timer.Reset(lp.nextCheck(lc, now))
 }
 
 // stop ends reading lc, once.
@@ -475,6 +512,7 @@ func (lp *loop) stop(lc *loopConn) {
 	if lc.timer != nil {
 		lc.timer.Stop()
 	}
+	lc.fr.Release()
 	lc.h.Stopped()
 }
 

@@ -84,9 +84,14 @@ func (r *rig) accept() (client, server net.Conn) {
 
 // conn connects a client and serves the server side on the rig's loop.
 func (r *rig) conn(idle time.Duration, onIdle func() bool) (net.Conn, *echo) {
+	return r.connWith(Limits{Idle: idle}, onIdle)
+}
+
+// connWith is conn with any limits.
+func (r *rig) connWith(lim Limits, onIdle func() bool) (net.Conn, *echo) {
 	client, server := r.accept()
 	e := &echo{w: wire.NewWriter(server, 5*time.Second, 64<<20), big: bytes.Repeat([]byte("x"), 8<<20), ended: make(chan error, 1), idle: onIdle}
-	if !r.lp.add(server, testutil.Lines{}, e.w, e, idle) {
+	if !r.lp.add(server, testutil.Lines{}, e.w, e, lim) {
 		r.t.Fatal("the loop refused a TCP connection")
 	}
 	r.t.Cleanup(e.w.Close)
@@ -252,7 +257,7 @@ func TestLoopBoundsHowLongItHoldsWrites(t *testing.T) {
 	client, server := r.accept()
 	w := wire.NewWriter(server, 5*time.Second, 1<<20)
 	defer w.Close()
-	if !r.lp.add(server, testutil.Lines{}, w, &forward{up: up}, 0) {
+	if !r.lp.add(server, testutil.Lines{}, w, &forward{up: up}, Limits{}) {
 		t.Fatal("the loop refused a TCP connection")
 	}
 	forwards(t, client, upPeer, "a held write never went out")
@@ -277,7 +282,7 @@ func TestLoopHoldsOnlyForAnswersItReads(t *testing.T) {
 	defer w.Close()
 	w.Lazy = true
 	w.Awaiting = func() bool { return true }
-	if !reader.add(server, testutil.Lines{}, w, &forward{up: w}, 0) {
+	if !reader.add(server, testutil.Lines{}, w, &forward{up: w}, Limits{}) {
 		t.Fatal("the loop refused a TCP connection")
 	}
 	for _, c := range []struct {
@@ -312,4 +317,58 @@ func forwards(t *testing.T, client, upPeer net.Conn, why string) {
 			t.Fatalf("upstream got %q, %v; want %q: %s", got, err, line, why)
 		}
 	}
+}
+
+func TestLoopEndsAFrameThatDoesNotComeWholeInTime(t *testing.T) {
+	r := newRig(t)
+	lim := Limits{Frame: 300 * time.Millisecond}
+	stuck, se := r.connWith(lim, nil)
+	began := time.Now()
+	if _, err := io.WriteString(stuck, "a line that never ends"); err != nil {
+		t.Fatal(err)
+	}
+	// Whole frames, each slower than the frame time in all but none of
+	// them slower itself: this connection is not the one at fault.
+	steady, _ := r.connWith(lim, nil)
+	rd := bufio.NewReader(steady)
+	for range 6 {
+		roundTrip(t, steady, rd, "whole")
+		time.Sleep(100 * time.Millisecond)
+	}
+	se.endsWith(t, ErrFrameTimeout)
+	if took := time.Since(began); took < 300*time.Millisecond {
+		t.Fatalf("the unfinished frame was cut after %v, before its time", took)
+	}
+	// A frame trickled a byte at a time is cut too: bytes coming do not
+	// extend a frame's time.
+	trickle, te := r.connWith(lim, nil)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for range 20 {
+			if _, err := io.WriteString(trickle, "x"); err != nil {
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	te.endsWith(t, ErrFrameTimeout)
+	<-done
+}
+
+func TestLoopGivesTheBudgetBackWhenAConnectionEnds(t *testing.T) {
+	r := newRig(t)
+	b := wire.NewBudget(4 << 20)
+	c, e := r.connWith(Limits{Buffer: wire.Limits{Budget: b, PerConn: 2 << 20}}, nil)
+	if _, err := c.Write(bytes.Repeat([]byte("x"), 1<<20)); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "the loop to hold a MiB of an unfinished line within the budget", func() bool { return b.InUse() >= 512<<10 })
+	// Past the connection's limit: the reading ends, and what it held is
+	// given back.
+	if _, err := c.Write(bytes.Repeat([]byte("x"), 2<<20)); err != nil {
+		t.Fatal(err)
+	}
+	e.endsWith(t, wire.ErrConnLimit)
+	testutil.Eventually(t, 5*time.Second, "the budget to be given back", func() bool { return b.InUse() == 0 })
 }

@@ -5,17 +5,16 @@ package netloop
 import (
 	"crypto/tls"
 	"net"
-	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
 // Serve declines: the event loops are Linux's (loop_linux.go).
-func Serve(net.Conn, codec.Codec, *wire.Writer, Handler, time.Duration) bool { return false }
+func Serve(net.Conn, codec.Codec, *wire.Writer, Handler, Limits) bool { return false }
 
 // ServeOn declines, as Serve does.
-func ServeOn(*wire.Batch, net.Conn, codec.Codec, *wire.Writer, Handler, time.Duration) bool {
+func ServeOn(*wire.Batch, net.Conn, codec.Codec, *wire.Writer, Handler, Limits) bool {
 	return false
 }
 

@@ -24,8 +24,12 @@
 package netloop
 
 import (
+	"errors"
+	"net"
 	"os"
+	"time"
 
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
@@ -41,3 +45,114 @@ type Handler interface {
 // off turns the loops off, for comparison and for testing the goroutine
 // path on Linux.
 var off = os.Getenv("ROSETTA_EVENT_LOOPS") == "off"
+
+// Limits bound the reading of one connection, on a loop or a goroutine.
+type Limits struct {
+	// Idle, when positive, is how long a connection may go without input
+	// before its handler gets an os.ErrDeadlineExceeded.
+	Idle time.Duration
+	// Frame, when positive, is how long a frame may take to arrive whole
+	// once its first bytes have: a peer that sends a frame slowly, or part
+	// of one and then nothing, holds the proxy's memory no longer. Past it
+	// the handler gets ErrFrameTimeout and reading stops.
+	Frame time.Duration
+	// Buffer bounds the bytes held for a frame not yet whole.
+	Buffer wire.Limits
+}
+
+// ErrFrameTimeout: a frame begun did not come whole within Limits.Frame.
+var ErrFrameTimeout = errors.New("netloop: a frame did not arrive whole in time")
+
+// GoReader reads frames on a goroutine with a connection's Limits, as a
+// loop would: before each read it sets nc's deadline to when the idle time
+// or the frame's time is up, whichever is sooner.
+type GoReader struct {
+	fr    *wire.Reader
+	nc    net.Conn
+	lim   Limits
+	begun time.Time
+	// Flush, when set, runs before every read that may wait.
+	Flush func()
+}
+
+// NewGoReader reads nc's frames, split by c, within lim.
+func NewGoReader(nc net.Conn, c codec.Codec, lim Limits) *GoReader {
+	g := &GoReader{fr: wire.NewReader(nc, c), nc: nc, lim: lim}
+	g.fr.SetLimits(lim.Buffer)
+	if lim.Idle > 0 || lim.Frame > 0 {
+		g.fr.BeforeRead = g.beforeRead
+	} else {
+		g.fr.BeforeRead = g.flush
+	}
+	return g
+}
+
+// Next is the next frame; a deadline that passed with a frame begun is
+// ErrFrameTimeout, one without is the idle timeout (a net.Error).
+func (g *GoReader) Next() ([]byte, error) {
+	f, err := g.fr.Next()
+	if err == nil {
+		g.begun = time.Time{}
+		return f, nil
+	}
+	if g.lim.Frame > 0 && !g.begun.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, ErrFrameTimeout
+	}
+	return nil, err
+}
+
+// Release returns what the reader holds to the budget, once reading ends.
+func (g *GoReader) Release() { g.fr.Release() }
+
+func (g *GoReader) flush() {
+	if g.Flush != nil {
+		g.Flush()
+	}
+}
+
+func (g *GoReader) beforeRead() {
+	g.flush()
+	now := time.Now()
+	if g.fr.Buffered() == 0 {
+		g.begun = time.Time{}
+	} else if g.begun.IsZero() {
+		g.begun = now
+	}
+	var d time.Time
+	if g.lim.Idle > 0 {
+		d = now.Add(g.lim.Idle)
+	}
+	if g.lim.Frame > 0 && !g.begun.IsZero() {
+		if f := g.begun.Add(g.lim.Frame); d.IsZero() || f.Before(d) {
+			d = f
+		}
+	}
+	_ = g.nc.SetReadDeadline(d)
+}
+
+// Reasons LimitReason gives, for metrics.
+const (
+	ReasonBuffer = "buffer_limit"
+	ReasonBudget = "buffer_budget"
+	ReasonFrame  = "frame_timeout"
+	ReasonIdle   = "idle_timeout"
+)
+
+// LimitReason names the limit err reports reading past, "" when it is no
+// limit's.
+func LimitReason(err error) string {
+	var ne net.Error
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, wire.ErrOverBudget):
+		return ReasonBudget
+	case errors.Is(err, wire.ErrConnLimit):
+		return ReasonBuffer
+	case errors.Is(err, ErrFrameTimeout):
+		return ReasonFrame
+	case errors.As(err, &ne) && ne.Timeout():
+		return ReasonIdle
+	}
+	return ""
+}

@@ -27,6 +27,7 @@ type Metrics struct {
 	tlsFailed     *prometheus.CounterVec
 	tlsConns      *prometheus.CounterVec
 	authz         *prometheus.CounterVec
+	limits        limitMetrics
 
 	// The observers of successful requests, by their labels: Prometheus
 	// hashes and checks every label on each lookup, which is a good part
@@ -121,6 +122,7 @@ func New() *Metrics {
 		Help: "Authorization decisions that a policy made or refused (allowed by default is not counted), by listener, policy and result (allowed, denied, audited).",
 	}, []string{"listener", "policy", "result"})
 	m.Registry.MustRegister(m.tlsConns, m.tlsFailed, m.authz)
+	m.registerLimits()
 	m.reqOK = map[requestKey]*Series{}
 	m.opsOK = map[operationKey]*Series{}
 	m.Registry.MustRegister(m.ops, m.opDuration)

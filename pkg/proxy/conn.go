@@ -82,7 +82,7 @@ func newDownConn(l *listener, nc net.Conn, principal string) *downConn {
 
 // start reads on an event loop where it can, else on a goroutine.
 func (dc *downConn) start() {
-	if !netloop.Serve(dc.nc, dc.codec, dc.w, dc, dc.lc.idleTimeout) {
+	if !netloop.Serve(dc.nc, dc.codec, dc.w, dc, dc.lc.limits) {
 		go dc.serve()
 	}
 }
@@ -90,14 +90,12 @@ func (dc *downConn) start() {
 // serve reads on a goroutine of the connection's own.
 func (dc *downConn) serve() {
 	defer dc.Stopped()
-	fr := wire.NewReader(dc.nc, dc.codec)
+	fr := netloop.NewGoReader(dc.nc, dc.codec, dc.lc.limits)
+	defer fr.Release()
 	batch := &wire.Batch{}
-	fr.BeforeRead = batch.Flush
+	fr.Flush = batch.Flush
 	defer batch.Flush()
 	for {
-		if dc.lc.idleTimeout > 0 {
-			_ = dc.nc.SetReadDeadline(time.Now().Add(dc.lc.idleTimeout))
-		}
 		frame, err := fr.Next()
 		if !dc.Frame(frame, err, batch) {
 			return
@@ -138,6 +136,17 @@ func (dc *downConn) Stopped() {
 // and ID the codec could read (partial) is answered with the protocol's bad
 // request error first.
 func (dc *downConn) readFailed(partial *codec.Message, err error) {
+	if reason := netloop.LimitReason(err); reason != "" {
+		// Counted, not logged at warn: a hostile client can make many.
+		dc.l.p.metrics.ClosedByLimit(dc.lc.statPrefix, reason)
+		dc.l.p.log.Debug("closing a connection over a limit", "listener", dc.lc.name, "remote", dc.nc.RemoteAddr().String(), "limit", reason, "err", err)
+		if reason == netloop.ReasonIdle {
+			dc.closeAfterFlush()
+		} else {
+			dc.close()
+		}
+		return
+	}
 	switch {
 	case errors.Is(err, codec.ErrMalformed) || errors.Is(err, codec.ErrTooLarge) || errors.Is(err, codec.ErrUnsupported):
 		dc.l.p.metrics.ProtocolError(dc.lc.statPrefix)

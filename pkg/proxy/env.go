@@ -120,7 +120,7 @@ func (e *env) Dedicated(cluster, addr string, recv func(*codec.Message, error)) 
 		timeout = cl.ConnectTimeout
 	}
 	lc, dc := e.dc.lc, e.dc
-	return upstream.DialDedicated(addr, timeout, lc.protocol, lc.options, func(m *codec.Message, err error) {
+	return upstream.DialDedicated(addr, timeout, lc.protocol, lc.options, dc.l.p.mgr.ReadLimits(), func(m *codec.Message, err error) {
 		if perr := codec.Guard("a Handler's callback", func() { recv(m, err) }); perr != nil {
 			dc.codecFailed(perr)
 		}

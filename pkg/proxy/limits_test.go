@@ -1,13 +1,19 @@
 package proxy_test
 
 import (
+	"bytes"
+	"encoding/binary"
+	"io"
 	"net"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/examples/toy"
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
+	"github.com/rosetta-mesh/rosetta/pkg/proxy"
+	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 )
 
 func TestIdleTimeoutClosesIdleConnectionsOnly(t *testing.T) {
@@ -179,6 +185,225 @@ func TestOutlierDetectionEjectsAnErroringEndpoint(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		if got := answeredBy(t, c, nil); got != "good" {
 			t.Fatalf("call %d after the ejection went to %q", i, got)
+		}
+	}
+}
+
+// partialFrame is the first n bytes of a toy request of body bytes.
+func partialFrame(t *testing.T, body, n int) []byte {
+	t.Helper()
+	f, err := toy.AppendFrame(nil, toy.KindRequest, 1, 0, nil, bytes.Repeat([]byte("b"), body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f[:n]
+}
+
+// sendPartial opens a connection and sends b on it.
+func sendPartial(t *testing.T, addr string, b []byte) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Write(b); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// closedSoon reports whether the proxy closes c within d.
+func closedSoon(c net.Conn, d time.Duration) bool {
+	_ = c.SetReadDeadline(time.Now().Add(d))
+	_, err := io.Copy(io.Discard, c)
+	return err == nil || !isTimeout(err)
+}
+
+func metricLine(t *testing.T, p *proxytest.Proxy, prefix string) string {
+	t.Helper()
+	for _, l := range strings.Split(p.Get(t, "/metrics"), "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
+
+func TestBufferLimitAndBudgetCloseOnlyTheConnectionsOverThem(t *testing.T) {
+	echo, _ := named(t, "echo")
+	lim := proxy.DefaultLimits()
+	lim.BufferBudget = 1 << 20
+	p := proxytest.StartWithLimits(t, configJSON(t,
+		[]obj{listener("in", "r", nil), withBufferLimit(listener("small", "r", nil), 256<<10)},
+		[]obj{routeConfig("r", route("all", nil, obj{"cluster": "echo"}))},
+		[]obj{cluster("echo", "", echo.Addr())}), lim)
+	good := dial(t, p.Addr(t, "in"))
+
+	// Over the listener's own limit: a 512 KiB frame on a 256 KiB listener
+	// is refused from its head alone.
+	over := sendPartial(t, p.Addr(t, "small"), partialFrame(t, 512<<10, 64))
+	if !closedSoon(over, 5*time.Second) {
+		t.Fatal("a frame over per_connection_buffer_limit_bytes did not close its connection")
+	}
+	// The budget: 600 KiB of a 900 KiB frame fits a 1 MiB budget once, not
+	// twice; the connection that would pass it is closed.
+	first := sendPartial(t, p.Addr(t, "in"), partialFrame(t, 900<<10, 600<<10))
+	testutil.Eventually(t, 5*time.Second, "the first unfinished frame to be held", func() bool {
+		return metricLine(t, p, "rosetta_buffer_budget_bytes_in_use ") != "rosetta_buffer_budget_bytes_in_use 0"
+	})
+	second := sendPartial(t, p.Addr(t, "in"), partialFrame(t, 900<<10, 600<<10))
+	if !closedSoon(second, 5*time.Second) {
+		t.Fatal("a connection past the buffer budget was not closed")
+	}
+	if r := call(t, good, nil); r.Err() != nil {
+		t.Fatalf("a well-behaved client while others were refused: %v", r.Err())
+	}
+	first.Close()
+	testutil.Eventually(t, 5*time.Second, "the budget to be given back", func() bool {
+		return metricLine(t, p, "rosetta_buffer_budget_bytes_in_use ") == "rosetta_buffer_budget_bytes_in_use 0"
+	})
+	for _, want := range []string{
+		`rosetta_downstream_connections_closed_by_limit_total{limit="buffer_limit",listener="small"} 1`,
+		`rosetta_downstream_connections_closed_by_limit_total{limit="buffer_budget",listener="in"} 1`,
+		`rosetta_buffer_budget_bytes_limit 1.048576e+06`,
+	} {
+		if got := metricLine(t, p, strings.SplitAfter(want, "}")[0]); got != want {
+			t.Errorf("metrics: %q, want %q", got, want)
+		}
+	}
+}
+
+// withBufferLimit sets l's per_connection_buffer_limit_bytes, on an
+// address of its own.
+func withBufferLimit(l obj, n int) obj {
+	l["per_connection_buffer_limit_bytes"] = n
+	l["address"] = obj{"socket_address": obj{"address": "127.0.0.2", "port_value": 0}}
+	return l
+}
+
+func TestFrameTimeoutClosesSlowSendersNotSlowCallers(t *testing.T) {
+	echo, _ := named(t, "echo")
+	p := start(t, []obj{listener("in", "r", obj{"frame_timeout": "0.3s"})},
+		[]obj{routeConfig("r", route("all", nil, obj{"cluster": "echo"}))},
+		[]obj{cluster("echo", "", echo.Addr())})
+	good := dial(t, p.Addr(t, "in"))
+	began := time.Now()
+	stalled := sendPartial(t, p.Addr(t, "in"), partialFrame(t, 1000, 100))
+	// A caller that is slow between requests is not a slow sender.
+	for range 4 {
+		time.Sleep(150 * time.Millisecond)
+		if r := call(t, good, nil); r.Err() != nil {
+			t.Fatalf("a caller slower than frame_timeout between whole requests: %v", r.Err())
+		}
+	}
+	if !closedSoon(stalled, 5*time.Second) {
+		t.Fatal("a frame stalled past frame_timeout did not close its connection")
+	}
+	if took := time.Since(began); took < 300*time.Millisecond {
+		t.Fatalf("closed after %v, before frame_timeout", took)
+	}
+	want := `rosetta_downstream_connections_closed_by_limit_total{limit="frame_timeout",listener="in"} 1`
+	if got := metricLine(t, p, strings.SplitAfter(want, "}")[0]); got != want {
+		t.Fatalf("metrics: %q, want %q", got, want)
+	}
+}
+
+func TestMaxConnectionsRefusesTheConnectionsPastIt(t *testing.T) {
+	echo, _ := named(t, "echo")
+	p := start(t, []obj{listener("in", "r", obj{"max_connections": 2})},
+		[]obj{routeConfig("r", route("all", nil, obj{"cluster": "echo"}))},
+		[]obj{cluster("echo", "", echo.Addr())})
+	a, b := dial(t, p.Addr(t, "in")), dial(t, p.Addr(t, "in"))
+	for _, c := range []*toy.Client{a, b} {
+		if r := call(t, c, nil); r.Err() != nil {
+			t.Fatal(r.Err())
+		}
+	}
+	third, err := net.Dial("tcp", p.Addr(t, "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer third.Close()
+	if !closedSoon(third, 5*time.Second) {
+		t.Fatal("a third connection past max_connections 2 stayed open")
+	}
+	want := `rosetta_downstream_connections_refused_total{listener="in"} 1`
+	if got := metricLine(t, p, want[:strings.Index(want, "}")+1]); got != want {
+		t.Fatalf("metrics: %q, want %q", got, want)
+	}
+	a.Close()
+	testutil.Eventually(t, 5*time.Second, "a connection to be let in once one closed", func() bool {
+		c, err := toy.Dial(p.Addr(t, "in"))
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		r, err := c.Call(nil, nil)
+		return err == nil && r.Err() == nil
+	})
+}
+
+// stallingServer answers each request with the first part of an answer of
+// body bytes and then nothing.
+func stallingServer(t *testing.T, body, sent int) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				head := make([]byte, 13) // length, kind, id
+				if _, err := io.ReadFull(c, head); err != nil {
+					return
+				}
+				id := binary.BigEndian.Uint64(head[5:])
+				f, _ := toy.AppendFrame(nil, toy.KindResponse, id, 0, nil, bytes.Repeat([]byte("a"), body))
+				_, _ = c.Write(f[:sent])
+				_, _ = io.Copy(io.Discard, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestUpstreamAnswersOverALimitFailTheCallNotTheProxy(t *testing.T) {
+	huge := stallingServer(t, 900<<10, 600<<10)
+	slow := stallingServer(t, 1000, 100)
+	lim := proxy.DefaultLimits()
+	lim.PerConnectionBuffer = 256 << 10
+	lim.FrameTimeout = 300 * time.Millisecond
+	p := proxytest.StartWithLimits(t, configJSON(t,
+		[]obj{listener("in", "r", nil)},
+		[]obj{routeConfig("r",
+			route("huge", match("method", "huge"), obj{"cluster": "huge", "timeout": "10s"}),
+			route("slow", match("method", "slow"), obj{"cluster": "slow", "timeout": "10s"}))},
+		[]obj{cluster("huge", "", huge), cluster("slow", "", slow)}), lim)
+	c := dial(t, p.Addr(t, "in"))
+	for _, method := range []string{"huge", "slow"} {
+		began := time.Now()
+		r, err := c.Call(map[string]string{"method": method}, nil)
+		if err != nil {
+			t.Fatalf("%s: the caller's connection failed: %v", method, err)
+		}
+		if r.Err() == nil || time.Since(began) > 5*time.Second {
+			t.Fatalf("%s: answered %s after %v, want an error well before the route's timeout", method, statusOf(r), time.Since(began))
+		}
+	}
+	for _, want := range []string{
+		`rosetta_upstream_connections_closed_by_limit_total{limit="buffer_limit"} 1`,
+		`rosetta_upstream_connections_closed_by_limit_total{limit="frame_timeout"} 1`,
+	} {
+		if got := metricLine(t, p, want[:strings.Index(want, "}")+1]); got != want {
+			t.Errorf("metrics: %q, want %q", got, want)
 		}
 	}
 }

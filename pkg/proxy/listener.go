@@ -20,6 +20,9 @@ type listener struct {
 	conns    map[*downConn]struct{}
 	draining bool
 	idle     chan struct{} // closed when draining and the last connection is gone
+	// handshaking counts connections accepted and not yet tracked (their
+	// TLS handshake runs); with conns they make the listener's count.
+	handshaking atomic.Int64
 }
 
 func listen(p *Proxy, lc *listenerConfig) (*listener, error) {
@@ -45,7 +48,14 @@ func (l *listener) serve() {
 			return
 		}
 		delay = 0
-		if lc := l.cfg.Load(); lc.tls != nil {
+		lc := l.cfg.Load()
+		if !l.admit(lc) {
+			l.p.metrics.Refused(lc.statPrefix)
+			nc.Close()
+			continue
+		}
+		if lc.tls != nil {
+			l.handshaking.Add(1)
 			go l.secure(nc, lc)
 			continue
 		}
@@ -63,6 +73,19 @@ func (l *listener) serveConn(nc net.Conn, principal, transport string) {
 	}
 	l.p.metrics.DownstreamAccepted(dc.lc.statPrefix, transport)
 	dc.start()
+}
+
+// admit reports whether the listener has room for one more connection;
+// a connection accepted past max_connections is closed at once, before it
+// costs a handshake or a buffer.
+func (l *listener) admit(lc *listenerConfig) bool {
+	if lc.maxConns <= 0 {
+		return true
+	}
+	l.mu.Lock()
+	n := len(l.conns)
+	l.mu.Unlock()
+	return n+int(l.handshaking.Load()) < lc.maxConns
 }
 
 func (l *listener) track(nc net.Conn, principal string) (*downConn, bool) {

@@ -87,6 +87,7 @@ func compileSecurity(lc *listenerConfig, l *listenerv3.Listener, mp *configv1alp
 // plaintext on a PERMISSIVE listener) on a goroutine of its own, so a slow
 // client never holds up the accept loop, then serves it.
 func (l *listener) secure(nc net.Conn, lc *listenerConfig) {
+	defer l.handshaking.Add(-1)
 	_ = nc.SetDeadline(time.Now().Add(handshakeTimeout))
 	if lc.plaintext {
 		isTLS, err := startsWithTLS(nc)

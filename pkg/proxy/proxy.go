@@ -17,6 +17,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
 // Proxy runs listeners for the configuration last applied.
@@ -28,6 +29,10 @@ type Proxy struct {
 	// identity terminates and originates Istio mutual TLS; nil: the proxy
 	// has none, and a config that asks for mTLS is refused.
 	identity *identity.Workload
+	// limits bound what peers can make the proxy hold; budget is the
+	// shared bound on unfinished frames.
+	limits Limits
+	budget *wire.Budget
 
 	mu        sync.Mutex // serialises Apply and Shutdown
 	listeners map[string]*listener
@@ -39,12 +44,14 @@ func New(log *slog.Logger) *Proxy {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Proxy{
+	p := &Proxy{
 		log:       log,
 		metrics:   observability.New(),
 		mgr:       upstream.NewManager(nil),
 		listeners: map[string]*listener{},
 	}
+	p.SetLimits(DefaultLimits())
+	return p
 }
 
 // UseIdentity gives the proxy a workload identity for Istio mutual TLS. Call
@@ -54,6 +61,7 @@ func (p *Proxy) UseIdentity(w *identity.Workload) {
 	defer p.mu.Unlock()
 	p.identity = w
 	p.mgr = upstream.NewManager(w)
+	p.mgr.SetReadLimits(p.upstreamLimits())
 }
 
 // Metrics returns the proxy's metrics.
@@ -70,7 +78,7 @@ func (p *Proxy) Apply(res config.Resources) error {
 	if p.closed {
 		return errors.New("proxy: shut down")
 	}
-	s, err := compile(res, p.mgr, p.identity)
+	s, err := compile(res, p.mgr, p.identity, p.limits, p.budget)
 	if err == nil {
 		err = p.openListeners(s)
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"time"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
@@ -14,8 +13,10 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/router"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
 // snapshot is one applied configuration, immutable once built: connections
@@ -30,16 +31,19 @@ type snapshot struct {
 
 // listenerConfig is a compiled Rosetta listener.
 type listenerConfig struct {
-	name        string
-	addr        string
-	statPrefix  string
-	protocol    codec.Protocol
-	options     codec.Options
-	poolKey     string // the upstream pool for this codec and options
-	routeName   string
-	inline      *router.Table
-	idleTimeout time.Duration
-	port        uint32
+	name       string
+	addr       string
+	statPrefix string
+	protocol   codec.Protocol
+	options    codec.Options
+	poolKey    string // the upstream pool for this codec and options
+	routeName  string
+	inline     *router.Table
+	// limits bound each connection's reading; maxConns caps how many are
+	// open at once.
+	limits   netloop.Limits
+	maxConns int
+	port     uint32
 	// tls, when set, terminates Istio mutual TLS; with plaintext the
 	// listener also serves plaintext callers (PERMISSIVE).
 	tls       *tls.Config
@@ -66,7 +70,7 @@ func (lc *listenerConfig) match(s *snapshot, req *codec.Message) *router.Route {
 
 // compile checks every resource and builds a snapshot; the error names the
 // resource and field at fault. Nothing is changed when it fails.
-func compile(res config.Resources, mgr *upstream.Manager, id *identity.Workload) (*snapshot, error) {
+func compile(res config.Resources, mgr *upstream.Manager, id *identity.Workload, def Limits, budget *wire.Budget) (*snapshot, error) {
 	s := &snapshot{resources: res, listeners: map[string]*listenerConfig{}, routes: map[string]*router.Table{}}
 	for i, rc := range res.Routes {
 		if rc.GetName() == "" {
@@ -80,7 +84,7 @@ func compile(res config.Resources, mgr *upstream.Manager, id *identity.Workload)
 	}
 	addrs := map[string]string{}
 	for i, l := range res.Listeners {
-		lc, err := compileListener(l, id)
+		lc, err := compileListener(l, id, def, budget)
 		if err != nil {
 			return nil, fmt.Errorf("listeners[%d] (%s): %w", i, l.GetName(), err)
 		}
@@ -105,7 +109,7 @@ func compile(res config.Resources, mgr *upstream.Manager, id *identity.Workload)
 	return s, nil
 }
 
-func compileListener(l *listenerv3.Listener, id *identity.Workload) (*listenerConfig, error) {
+func compileListener(l *listenerv3.Listener, id *identity.Workload, def Limits, budget *wire.Budget) (*listenerConfig, error) {
 	if l.GetName() == "" {
 		return nil, fmt.Errorf("name: must not be empty")
 	}
@@ -129,18 +133,20 @@ func compileListener(l *listenerv3.Listener, id *identity.Workload) (*listenerCo
 		return nil, fmt.Errorf("filter %s: codec_options: %w", config.FilterName, err)
 	}
 	lc := &listenerConfig{
-		name:        l.GetName(),
-		addr:        net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
-		statPrefix:  mp.GetStatPrefix(),
-		protocol:    proto,
-		options:     opts,
-		poolKey:     poolKey(proto.Name, opts),
-		routeName:   mp.GetRouteConfigName(),
-		idleTimeout: mp.GetIdleTimeout().AsDuration(),
-		port:        sa.GetPortValue(),
+		name:       l.GetName(),
+		addr:       net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
+		statPrefix: mp.GetStatPrefix(),
+		protocol:   proto,
+		options:    opts,
+		poolKey:    poolKey(proto.Name, opts),
+		routeName:  mp.GetRouteConfigName(),
+		port:       sa.GetPortValue(),
 	}
 	if lc.statPrefix == "" {
 		lc.statPrefix = lc.name
+	}
+	if lc.limits, lc.maxConns, err = listenerLimits(l, mp, def, budget); err != nil {
+		return nil, err
 	}
 	if err := compileSecurity(lc, l, mp, id); err != nil {
 		return nil, err
@@ -190,6 +196,6 @@ func poolKey(name string, opts codec.Options) string {
 // anything. It assumes a workload identity, which only a running proxy has.
 func Validate(res config.Resources) error {
 	id := identity.NewWorkload(nil, nil)
-	_, err := compile(res, upstream.NewManager(id), id)
+	_, err := compile(res, upstream.NewManager(id), id, DefaultLimits(), nil)
 	return err
 }

@@ -25,6 +25,7 @@ type Manager struct {
 
 	mu        sync.Mutex
 	endpoints map[string]*Endpoint
+	read      ReadLimits // bounds the reading of endpoints made
 }
 
 // NewManager returns an empty Manager; id, when not nil, is the workload
@@ -72,6 +73,9 @@ func (m *Manager) buildCluster(c *clusterv3.Cluster, cla map[string]*endpointv3.
 	}
 	lbs, err := usableEndpoints(assignment)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkBufferLimit(c); err != nil {
 		return nil, err
 	}
 	tp, err := m.transports(c)
@@ -205,6 +209,7 @@ func (m *Manager) endpoint(addr string, t *clientTLS) *Endpoint {
 	if e == nil {
 		e = newEndpoint(addr)
 		e.tls = t
+		e.read = m.read
 		m.endpoints[key] = e
 	}
 	return e

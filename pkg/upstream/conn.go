@@ -115,7 +115,7 @@ func (c *Conn) dial(timeout time.Duration) {
 	}
 	c.pool.ep.succeed()
 	c.w.SetConn(nc)
-	if !netloop.ServeOn(c.home, nc, c.codec, c.w, c, 0) {
+	if !netloop.ServeOn(c.home, nc, c.codec, c.w, c, c.pool.ep.read.Limits) {
 		go c.readLoop()
 		return
 	}
@@ -212,9 +212,10 @@ func (c *Conn) Cancel(id uint64) {
 // readLoop reads on a goroutine of the connection's own where no event loop
 // does.
 func (c *Conn) readLoop() {
-	fr := wire.NewReader(c.nc, c.codec)
+	fr := netloop.NewGoReader(c.nc, c.codec, c.pool.ep.read.Limits)
+	defer fr.Release()
 	batch := &wire.Batch{}
-	fr.BeforeRead = batch.Flush
+	fr.Flush = batch.Flush
 	defer batch.Flush()
 	for {
 		frame, err := fr.Next()
@@ -232,6 +233,7 @@ func (c *Conn) Frame(frame []byte, err error, b *wire.Batch) bool {
 		m, err = codec.SafeDecode(c.codec, frame)
 	}
 	if err != nil {
+		c.pool.ep.read.overLimit(err)
 		c.close(fmt.Errorf("%w: %v", ErrReset, err))
 		return false
 	}

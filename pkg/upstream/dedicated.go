@@ -6,7 +6,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
-	"github.com/rosetta-mesh/rosetta/pkg/wire"
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 )
 
 // Dedicated is an upstream connection one downstream client owns: nothing is
@@ -20,7 +20,7 @@ type Dedicated struct {
 
 // DialDedicated connects to addr and delivers every frame the server sends to
 // recv; recv gets (nil, err) once when the connection ends.
-func DialDedicated(addr string, timeout time.Duration, p codec.Protocol, opts codec.Options, recv func(*codec.Message, error)) (*Dedicated, error) {
+func DialDedicated(addr string, timeout time.Duration, p codec.Protocol, opts codec.Options, lim ReadLimits, recv func(*codec.Message, error)) (*Dedicated, error) {
 	cd, err := p.New(opts)
 	if err != nil {
 		return nil, err
@@ -30,12 +30,13 @@ func DialDedicated(addr string, timeout time.Duration, p codec.Protocol, opts co
 		return nil, err
 	}
 	d := &Dedicated{nc: nc, codec: cd}
-	go d.read(recv)
+	go d.read(lim, recv)
 	return d, nil
 }
 
-func (d *Dedicated) read(recv func(*codec.Message, error)) {
-	fr := wire.NewReader(d.nc, d.codec)
+func (d *Dedicated) read(lim ReadLimits, recv func(*codec.Message, error)) {
+	fr := netloop.NewGoReader(d.nc, d.codec, lim.Limits)
+	defer fr.Release()
 	for {
 		frame, err := fr.Next()
 		var m *codec.Message
@@ -43,6 +44,7 @@ func (d *Dedicated) read(recv func(*codec.Message, error)) {
 			m, err = codec.SafeDecode(d.codec, frame)
 		}
 		if err != nil {
+			lim.overLimit(err)
 			d.nc.Close()
 			recv(nil, err)
 			return

@@ -30,6 +30,8 @@ type Endpoint struct {
 	// tls secures its connections; nil for plaintext. Fixed for its life:
 	// the same address with other TLS settings is another Endpoint.
 	tls *clientTLS
+	// read bounds the reading of its connections.
+	read ReadLimits
 
 	// active counts requests in flight, for the least-request balancer.
 	active atomic.Int64

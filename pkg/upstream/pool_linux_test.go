@@ -80,7 +80,7 @@ func TestPoolAnswersOnTheSendingLoop(t *testing.T) {
 		nc, peer := testutil.TCPPair(t)
 		c := &client{pool: pool, cl: cl, sentFrom: make(chan *wire.Batch, 1), answered: make(chan *wire.Batch, 1)}
 		w := wire.NewWriter(nc, time.Second, 1<<20)
-		if !netloop.Serve(nc, testutil.Lines{}, w, c, 0) {
+		if !netloop.Serve(nc, testutil.Lines{}, w, c, netloop.Limits{}) {
 			if !loopsOff {
 				t.Fatal("no event loop took the connection")
 			}

@@ -31,11 +31,26 @@ type Reader struct {
 	buf        []byte
 	start      int
 	end        int
+	limits     Limits
+	// held is what the current buffer takes from the budget: its bytes
+	// past the first chunk, while a frame not yet whole needs them.
+	held int
 }
 
 // NewReader reads frames from r, finding their ends with c.
 func NewReader(r io.Reader, c codec.Codec) *Reader {
 	return &Reader{r: r, codec: c, buf: make([]byte, chunk)}
+}
+
+// SetLimits bounds what fr holds for an unfinished frame; call it before
+// the first Next.
+func (fr *Reader) SetLimits(l Limits) { fr.limits = l }
+
+// Release returns what fr holds to the budget; the reader must not be used
+// after.
+func (fr *Reader) Release() {
+	fr.limits.Budget.give(fr.held)
+	fr.held = 0
 }
 
 // Buffered reports how many bytes are read but not yet returned as a frame.
@@ -53,10 +68,7 @@ func (fr *Reader) Next() ([]byte, error) {
 				return nil, err
 			}
 			if sp.Len > 0 {
-				end := fr.start + sp.Len
-				frame := fr.buf[fr.start:end:end]
-				fr.start = end
-				return frame, nil
+				return fr.take(sp.Len), nil
 			}
 			need = sp.Need
 		}
@@ -66,17 +78,40 @@ func (fr *Reader) Next() ([]byte, error) {
 	}
 }
 
-// fill reads until at least need more bytes are buffered.
+// take hands out the first n buffered bytes as a frame. A buffer grown for
+// it goes with the frame: its budget is returned, and the bytes after the
+// frame move to a fresh buffer at the next read.
+func (fr *Reader) take(n int) []byte {
+	end := fr.start + n
+	frame := fr.buf[fr.start:end:end]
+	fr.start = end
+	if fr.held > 0 {
+		fr.Release()
+		fr.buf = fr.buf[:fr.end:fr.end]
+	}
+	return frame
+}
+
+// fill reads until at least need more bytes are buffered. The buffer grows
+// with what arrives, at most doubling, never to a size the peer only
+// claims: a peer must send the bytes the proxy holds for it.
 func (fr *Reader) fill(need int) error {
 	have := fr.end - fr.start
-	if need <= 0 || have+need > HardLimit {
-		return fmt.Errorf("wire: a frame of more than %d bytes: %w", HardLimit, codec.ErrTooLarge)
+	if err := fr.check(have + need); err != nil {
+		return err
 	}
+	want := have + need
 	if fr.end+need > len(fr.buf) {
-		fr.moveTail(have + need)
+		if err := fr.grow(want); err != nil {
+			return err
+		}
 	}
-	target := fr.end + need
-	for fr.end < target {
+	for fr.end-fr.start < want {
+		if fr.end == len(fr.buf) {
+			if err := fr.grow(want); err != nil {
+				return err
+			}
+		}
 		if fr.BeforeRead != nil {
 			fr.BeforeRead()
 		}
@@ -92,10 +127,43 @@ func (fr *Reader) fill(need int) error {
 	return nil
 }
 
-// moveTail moves the unread bytes to a new buffer of at least size bytes;
-// the old one stays with the frames already handed out.
+// check refuses a frame of size bytes over a limit before any of it is
+// held.
+func (fr *Reader) check(size int) error {
+	if size <= 0 || size > HardLimit {
+		return fmt.Errorf("wire: a frame of more than %d bytes: %w", HardLimit, codec.ErrTooLarge)
+	}
+	if l := fr.limits.PerConn; l > 0 && size > l {
+		return fmt.Errorf("%w (%d bytes, limit %d)", ErrConnLimit, size, l)
+	}
+	return nil
+}
+
+// grow moves the unread bytes to a buffer with room for more: want bytes
+// when that is at most twice what is buffered, else twice that; at least a
+// quarter more, so a codec that asks for a byte at a time does not cost a
+// copy per byte. What it has past the first chunk is taken from the budget.
+func (fr *Reader) grow(want int) error {
+	have := fr.end - fr.start
+	size := max(chunk, min(want, 2*have), have+have/4)
+	if l := fr.limits.PerConn; l > 0 {
+		size = max(min(size, l), want)
+	}
+	extra := max(size-chunk, 0)
+	if d := extra - fr.held; d > 0 && !fr.limits.Budget.take(d) {
+		return fmt.Errorf("%w (%d bytes in use of %d)", ErrOverBudget, fr.limits.Budget.InUse(), fr.limits.Budget.Limit())
+	} else if d < 0 {
+		fr.limits.Budget.give(-d)
+	}
+	fr.held = extra
+	fr.moveTail(size)
+	return nil
+}
+
+// moveTail moves the unread bytes to a new buffer of size bytes; the old
+// one stays with the frames already handed out.
 func (fr *Reader) moveTail(size int) {
-	nb := make([]byte, max(size, chunk))
+	nb := make([]byte, size)
 	have := copy(nb, fr.buf[fr.start:fr.end])
 	fr.buf, fr.start, fr.end = nb, 0, have
 }

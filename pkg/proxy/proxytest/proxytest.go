@@ -35,6 +35,18 @@ func Start(t testing.TB, yamlConfig string) *Proxy {
 // none), which Istio mutual TLS in the config needs.
 func StartWithIdentity(t testing.TB, yamlConfig string, id *identity.Workload) *Proxy {
 	t.Helper()
+	return start(t, yamlConfig, id, nil)
+}
+
+// StartWithLimits is Start for a proxy with limits other than
+// proxy.DefaultLimits.
+func StartWithLimits(t testing.TB, yamlConfig string, lim proxy.Limits) *Proxy {
+	t.Helper()
+	return start(t, yamlConfig, nil, &lim)
+}
+
+func start(t testing.TB, yamlConfig string, id *identity.Workload, lim *proxy.Limits) *Proxy {
+	t.Helper()
 	boot, err := config.Parse([]byte(yamlConfig))
 	if err != nil {
 		t.Fatalf("proxytest: %v", err)
@@ -44,6 +56,9 @@ func StartWithIdentity(t testing.TB, yamlConfig string, id *identity.Workload) *
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	p := proxy.New(log)
+	if lim != nil {
+		p.SetLimits(*lim)
+	}
 	if id != nil {
 		p.UseIdentity(id)
 	}

@@ -89,7 +89,8 @@ type MetaProtocolProxy struct {
 	RouteConfigName string `protobuf:"bytes,4,opt,name=route_config_name,json=routeConfigName,proto3" json:"route_config_name,omitempty"`
 	// Routes given inline.
 	RouteConfig *RouteConfiguration `protobuf:"bytes,5,opt,name=route_config,json=routeConfig,proto3" json:"route_config,omitempty"`
-	// A downstream connection with no request for this long is closed. 0: never.
+	// A downstream connection with no request for this long is closed. 0:
+	// never; unset: the proxy's default (--idle-timeout, 1 hour).
 	IdleTimeout *durationpb.Duration `protobuf:"bytes,6,opt,name=idle_timeout,json=idleTimeout,proto3" json:"idle_timeout,omitempty"`
 	// Largest frame accepted on this listener, in bytes; the codec's default when 0.
 	MaxFrameBytes uint32 `protobuf:"varint,7,opt,name=max_frame_bytes,json=maxFrameBytes,proto3" json:"max_frame_bytes,omitempty"`
@@ -98,8 +99,18 @@ type MetaProtocolProxy struct {
 	// otherwise, when there is at least one ALLOW policy, a request that none
 	// of them matches is denied; AUDIT policies only mark what they match.
 	Authorization []*AuthorizationPolicy `protobuf:"bytes,8,rep,name=authorization,proto3" json:"authorization,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// A frame whose first bytes have arrived must arrive whole within this,
+	// or its connection is closed: a slow or stalled sender holds the
+	// proxy's memory no longer. 0: no bound; unset: the proxy's default
+	// (--frame-timeout, 30 s). The listener's per_connection_buffer_limit_bytes
+	// bounds the bytes such a frame may hold.
+	FrameTimeout *durationpb.Duration `protobuf:"bytes,9,opt,name=frame_timeout,json=frameTimeout,proto3" json:"frame_timeout,omitempty"`
+	// Most downstream connections open at once on this listener; more are
+	// closed as they are accepted. 0: the proxy's default
+	// (--max-connections, 8192).
+	MaxConnections uint32 `protobuf:"varint,10,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *MetaProtocolProxy) Reset() {
@@ -186,6 +197,20 @@ func (x *MetaProtocolProxy) GetAuthorization() []*AuthorizationPolicy {
 		return x.Authorization
 	}
 	return nil
+}
+
+func (x *MetaProtocolProxy) GetFrameTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.FrameTimeout
+	}
+	return nil
+}
+
+func (x *MetaProtocolProxy) GetMaxConnections() uint32 {
+	if x != nil {
+		return x.MaxConnections
+	}
+	return 0
 }
 
 // AuthorizationPolicy is Istio's AuthorizationPolicy as the proxy applies it
@@ -1508,7 +1533,7 @@ var File_rosetta_config_v1alpha1_metaprotocol_proto protoreflect.FileDescriptor
 
 const file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc = "" +
 	"\n" +
-	"*rosetta/config/v1alpha1/metaprotocol.proto\x12\x17rosetta.config.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"\xa4\x04\n" +
+	"*rosetta/config/v1alpha1/metaprotocol.proto\x12\x17rosetta.config.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"\x8d\x05\n" +
 	"\x11MetaProtocolProxy\x12\x1f\n" +
 	"\vstat_prefix\x18\x01 \x01(\tR\n" +
 	"statPrefix\x12\x14\n" +
@@ -1518,7 +1543,10 @@ const file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc = "" +
 	"\froute_config\x18\x05 \x01(\v2+.rosetta.config.v1alpha1.RouteConfigurationR\vrouteConfig\x12<\n" +
 	"\fidle_timeout\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\vidleTimeout\x12&\n" +
 	"\x0fmax_frame_bytes\x18\a \x01(\rR\rmaxFrameBytes\x12R\n" +
-	"\rauthorization\x18\b \x03(\v2,.rosetta.config.v1alpha1.AuthorizationPolicyR\rauthorization\x1a?\n" +
+	"\rauthorization\x18\b \x03(\v2,.rosetta.config.v1alpha1.AuthorizationPolicyR\rauthorization\x12>\n" +
+	"\rframe_timeout\x18\t \x01(\v2\x19.google.protobuf.DurationR\fframeTimeout\x12'\n" +
+	"\x0fmax_connections\x18\n" +
+	" \x01(\rR\x0emaxConnections\x1a?\n" +
 	"\x11CodecOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe2\x01\n" +
@@ -1677,35 +1705,36 @@ var file_rosetta_config_v1alpha1_metaprotocol_proto_depIdxs = []int32{
 	7,  // 1: rosetta.config.v1alpha1.MetaProtocolProxy.route_config:type_name -> rosetta.config.v1alpha1.RouteConfiguration
 	23, // 2: rosetta.config.v1alpha1.MetaProtocolProxy.idle_timeout:type_name -> google.protobuf.Duration
 	2,  // 3: rosetta.config.v1alpha1.MetaProtocolProxy.authorization:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy
-	0,  // 4: rosetta.config.v1alpha1.AuthorizationPolicy.action:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy.Action
-	3,  // 5: rosetta.config.v1alpha1.AuthorizationPolicy.rules:type_name -> rosetta.config.v1alpha1.AuthorizationRule
-	4,  // 6: rosetta.config.v1alpha1.AuthorizationRule.from:type_name -> rosetta.config.v1alpha1.AuthorizationSource
-	5,  // 7: rosetta.config.v1alpha1.AuthorizationRule.to:type_name -> rosetta.config.v1alpha1.AuthorizationOperation
-	6,  // 8: rosetta.config.v1alpha1.AuthorizationOperation.attributes:type_name -> rosetta.config.v1alpha1.AttributeValues
-	8,  // 9: rosetta.config.v1alpha1.RouteConfiguration.routes:type_name -> rosetta.config.v1alpha1.Route
-	9,  // 10: rosetta.config.v1alpha1.Route.match:type_name -> rosetta.config.v1alpha1.RouteMatch
-	11, // 11: rosetta.config.v1alpha1.Route.route:type_name -> rosetta.config.v1alpha1.RouteAction
-	10, // 12: rosetta.config.v1alpha1.RouteMatch.attributes:type_name -> rosetta.config.v1alpha1.AttributeMatch
-	12, // 13: rosetta.config.v1alpha1.RouteAction.weighted_clusters:type_name -> rosetta.config.v1alpha1.WeightedClusters
-	23, // 14: rosetta.config.v1alpha1.RouteAction.timeout:type_name -> google.protobuf.Duration
-	14, // 15: rosetta.config.v1alpha1.RouteAction.hash_policy:type_name -> rosetta.config.v1alpha1.HashPolicy
-	15, // 16: rosetta.config.v1alpha1.RouteAction.request_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
-	15, // 17: rosetta.config.v1alpha1.RouteAction.response_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
-	16, // 18: rosetta.config.v1alpha1.RouteAction.retry_policy:type_name -> rosetta.config.v1alpha1.RetryPolicy
-	17, // 19: rosetta.config.v1alpha1.RouteAction.fault:type_name -> rosetta.config.v1alpha1.FaultInjection
-	18, // 20: rosetta.config.v1alpha1.RouteAction.mirror:type_name -> rosetta.config.v1alpha1.MirrorPolicy
-	19, // 21: rosetta.config.v1alpha1.RouteAction.local_rate_limit:type_name -> rosetta.config.v1alpha1.LocalRateLimit
-	13, // 22: rosetta.config.v1alpha1.WeightedClusters.clusters:type_name -> rosetta.config.v1alpha1.ClusterWeight
-	23, // 23: rosetta.config.v1alpha1.RetryPolicy.per_try_timeout:type_name -> google.protobuf.Duration
-	21, // 24: rosetta.config.v1alpha1.FaultInjection.delay:type_name -> rosetta.config.v1alpha1.FaultInjection.Delay
-	22, // 25: rosetta.config.v1alpha1.FaultInjection.abort:type_name -> rosetta.config.v1alpha1.FaultInjection.Abort
-	23, // 26: rosetta.config.v1alpha1.LocalRateLimit.fill_interval:type_name -> google.protobuf.Duration
-	23, // 27: rosetta.config.v1alpha1.FaultInjection.Delay.fixed_delay:type_name -> google.protobuf.Duration
-	28, // [28:28] is the sub-list for method output_type
-	28, // [28:28] is the sub-list for method input_type
-	28, // [28:28] is the sub-list for extension type_name
-	28, // [28:28] is the sub-list for extension extendee
-	0,  // [0:28] is the sub-list for field type_name
+	23, // 4: rosetta.config.v1alpha1.MetaProtocolProxy.frame_timeout:type_name -> google.protobuf.Duration
+	0,  // 5: rosetta.config.v1alpha1.AuthorizationPolicy.action:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy.Action
+	3,  // 6: rosetta.config.v1alpha1.AuthorizationPolicy.rules:type_name -> rosetta.config.v1alpha1.AuthorizationRule
+	4,  // 7: rosetta.config.v1alpha1.AuthorizationRule.from:type_name -> rosetta.config.v1alpha1.AuthorizationSource
+	5,  // 8: rosetta.config.v1alpha1.AuthorizationRule.to:type_name -> rosetta.config.v1alpha1.AuthorizationOperation
+	6,  // 9: rosetta.config.v1alpha1.AuthorizationOperation.attributes:type_name -> rosetta.config.v1alpha1.AttributeValues
+	8,  // 10: rosetta.config.v1alpha1.RouteConfiguration.routes:type_name -> rosetta.config.v1alpha1.Route
+	9,  // 11: rosetta.config.v1alpha1.Route.match:type_name -> rosetta.config.v1alpha1.RouteMatch
+	11, // 12: rosetta.config.v1alpha1.Route.route:type_name -> rosetta.config.v1alpha1.RouteAction
+	10, // 13: rosetta.config.v1alpha1.RouteMatch.attributes:type_name -> rosetta.config.v1alpha1.AttributeMatch
+	12, // 14: rosetta.config.v1alpha1.RouteAction.weighted_clusters:type_name -> rosetta.config.v1alpha1.WeightedClusters
+	23, // 15: rosetta.config.v1alpha1.RouteAction.timeout:type_name -> google.protobuf.Duration
+	14, // 16: rosetta.config.v1alpha1.RouteAction.hash_policy:type_name -> rosetta.config.v1alpha1.HashPolicy
+	15, // 17: rosetta.config.v1alpha1.RouteAction.request_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
+	15, // 18: rosetta.config.v1alpha1.RouteAction.response_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
+	16, // 19: rosetta.config.v1alpha1.RouteAction.retry_policy:type_name -> rosetta.config.v1alpha1.RetryPolicy
+	17, // 20: rosetta.config.v1alpha1.RouteAction.fault:type_name -> rosetta.config.v1alpha1.FaultInjection
+	18, // 21: rosetta.config.v1alpha1.RouteAction.mirror:type_name -> rosetta.config.v1alpha1.MirrorPolicy
+	19, // 22: rosetta.config.v1alpha1.RouteAction.local_rate_limit:type_name -> rosetta.config.v1alpha1.LocalRateLimit
+	13, // 23: rosetta.config.v1alpha1.WeightedClusters.clusters:type_name -> rosetta.config.v1alpha1.ClusterWeight
+	23, // 24: rosetta.config.v1alpha1.RetryPolicy.per_try_timeout:type_name -> google.protobuf.Duration
+	21, // 25: rosetta.config.v1alpha1.FaultInjection.delay:type_name -> rosetta.config.v1alpha1.FaultInjection.Delay
+	22, // 26: rosetta.config.v1alpha1.FaultInjection.abort:type_name -> rosetta.config.v1alpha1.FaultInjection.Abort
+	23, // 27: rosetta.config.v1alpha1.LocalRateLimit.fill_interval:type_name -> google.protobuf.Duration
+	23, // 28: rosetta.config.v1alpha1.FaultInjection.Delay.fixed_delay:type_name -> google.protobuf.Duration
+	29, // [29:29] is the sub-list for method output_type
+	29, // [29:29] is the sub-list for method input_type
+	29, // [29:29] is the sub-list for extension type_name
+	29, // [29:29] is the sub-list for extension extendee
+	0,  // [0:29] is the sub-list for field type_name
 }
 
 func init() { file_rosetta_config_v1alpha1_metaprotocol_proto_init() }
