@@ -1,9 +1,15 @@
 package k8s
 
 import (
+	"fmt"
+	"maps"
 	"path/filepath"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
+
+	"sigs.k8s.io/yaml"
 )
 
 // TestManifestsDryRun: every rendered manifest passes the API server's own
@@ -101,7 +107,13 @@ spec:
     descriptors: [{property: method, descriptorKey: method}]
 `
 	c.MustKubectl(t, aeraki, "apply", "-f", "-")
+	stored := c.MustKubectl(t, "", "get", "metarouter", "aeraki-fields", "-n", "default", "-o", "json")
 	c.MustKubectl(t, "", "delete", "metarouter", "aeraki-fields", "-n", "default")
+	// Every field applied is stored as given: a field the schema does not
+	// declare would be pruned without an error.
+	if diffs := missingFields(specOf(t, []byte(aeraki)), specOf(t, []byte(stored)), "spec"); len(diffs) > 0 {
+		t.Errorf("the stored MetaRouter lost or changed fields:\n%s", strings.Join(diffs, "\n"))
+	}
 
 	explain := c.MustKubectl(t, "", "explain", "metarouters.spec.routes.retries")
 	for _, want := range []string{"attempts", "perTryTimeout", "retryOn", "connect-failure"} {
@@ -148,5 +160,56 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 		if got := strings.TrimSpace(out); got != cs.want {
 			t.Errorf("can-i %s %s in %q = %q, want %q", cs.verb, cs.resource, cs.ns, got, cs.want)
 		}
+	}
+}
+
+// specOf is the spec of a YAML or JSON MetaRouter, as generic values.
+func specOf(t *testing.T, doc []byte) map[string]any {
+	t.Helper()
+	var obj struct {
+		Spec map[string]any `json:"spec"`
+	}
+	if err := yaml.Unmarshal(doc, &obj); err != nil {
+		t.Fatal(err)
+	}
+	if len(obj.Spec) == 0 {
+		t.Fatalf("no spec in:\n%s", doc)
+	}
+	return obj.Spec
+}
+
+// missingFields lists, by path, every value of want that got lacks or
+// holds differently; fields only got has (defaults) are allowed.
+func missingFields(want, got any, path string) []string {
+	switch w := want.(type) {
+	case map[string]any:
+		g, ok := got.(map[string]any)
+		if !ok {
+			return []string{fmt.Sprintf("%s: %v, want an object", path, got)}
+		}
+		var out []string
+		for _, k := range slices.Sorted(maps.Keys(w)) {
+			if _, ok := g[k]; !ok {
+				out = append(out, path+"."+k+": missing")
+				continue
+			}
+			out = append(out, missingFields(w[k], g[k], path+"."+k)...)
+		}
+		return out
+	case []any:
+		g, ok := got.([]any)
+		if !ok || len(g) != len(w) {
+			return []string{fmt.Sprintf("%s: %v, want %v", path, got, want)}
+		}
+		var out []string
+		for i := range w {
+			out = append(out, missingFields(w[i], g[i], fmt.Sprintf("%s[%d]", path, i))...)
+		}
+		return out
+	default:
+		if !reflect.DeepEqual(want, got) {
+			return []string{fmt.Sprintf("%s: %v, want %v", path, got, want)}
+		}
+		return nil
 	}
 }
