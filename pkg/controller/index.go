@@ -79,6 +79,7 @@ type Builder struct {
 	lastValid map[string]*v1alpha1.MetaRouter
 	redis     redisMemory
 	authz     authzMemory // guarded by mu
+	dns       dnsMemory
 }
 
 // Build makes an Index of in. It does not modify in.
@@ -93,6 +94,9 @@ func (b *Builder) Build(in *Inputs) *Index {
 	if opts.Resolve == nil {
 		opts.Resolve = DefaultResolver
 	}
+	used := map[string]bool{}
+	opts.Resolve = b.dns.resolver(opts.Resolve, used)
+	defer b.dns.built(used)
 	ix := &Index{
 		opts:     opts,
 		services: map[string]*Service{},

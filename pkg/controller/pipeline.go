@@ -23,6 +23,10 @@ type Pipeline struct {
 	Log                *slog.Logger
 	// Metrics, when not nil, count the documents the source rejects.
 	Metrics *Metrics
+	// DNSRefresh is how often the names the last push resolved are
+	// looked up again; an answer that changed makes a push, one that did
+	// not makes none. DefaultDNSRefresh when zero; never when negative.
+	DNSRefresh time.Duration
 
 	mu      sync.Mutex
 	since   time.Time
@@ -52,6 +56,9 @@ func (p *Pipeline) init() {
 		if p.Builder == nil {
 			p.Builder = &Builder{}
 		}
+		if p.DNSRefresh == 0 {
+			p.DNSRefresh = DefaultDNSRefresh
+		}
 	})
 }
 
@@ -72,6 +79,11 @@ func (p *Pipeline) Changed() {
 // Run pushes until ctx ends.
 func (p *Pipeline) Run(ctx context.Context) {
 	p.init()
+	if p.DNSRefresh > 0 {
+		done := make(chan struct{})
+		defer func() { <-done }()
+		go func() { defer close(done); p.refreshDNS(ctx) }()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -132,6 +144,24 @@ func (p *Pipeline) push(since time.Time) {
 	p.logWarnings(ix.Warnings())
 	p.Push(ix, since)
 	p.Log.Debug("pushed", "services", len(ix.hosts), "build", time.Since(start), "since_change", time.Since(since))
+}
+
+// refreshDNS looks the last push's names up again every DNSRefresh, and
+// records a change when an answer differs, until ctx ends.
+func (p *Pipeline) refreshDNS(ctx context.Context) {
+	tick := time.NewTicker(p.DNSRefresh)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		if hosts := p.Builder.ResolveAgain(ctx); len(hosts) > 0 {
+			p.Log.Info("DNS answers changed", "hosts", hosts)
+			p.Changed()
+		}
+	}
 }
 
 // logWarnings logs each warning the previous push did not have, so a
