@@ -47,6 +47,7 @@ type flags struct {
 	exposeDebug    bool
 	debounce       time.Duration
 	debounceMax    time.Duration
+	dnsRefresh     time.Duration
 	domainSuffix   string
 	rootNamespace  string
 	leaderElect    bool
@@ -68,6 +69,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.BoolVar(&f.exposeDebug, "expose-debug", false, "allow --debug-address on an address other than loopback, where anything that reaches it can read every proxy's config and take profiles")
 	fs.DurationVar(&f.debounce, "debounce", 100*time.Millisecond, "quiet time after a change before a push")
 	fs.DurationVar(&f.debounceMax, "debounce-max", time.Second, "longest delay of a push after the first change")
+	fs.DurationVar(&f.dnsRefresh, "dns-refresh", controller.DefaultDNSRefresh, "how often names resolved by DNS (ServiceEntries with resolution DNS, FQDN EndpointSlices, Redis hosts) are looked up again; a changed answer is pushed; 0 or less: never")
 	fs.StringVar(&f.domainSuffix, "domain-suffix", "cluster.local", "Kubernetes cluster domain")
 	fs.StringVar(&f.rootNamespace, "root-namespace", "istio-system", "namespace of mesh-wide defaults (Sidecar)")
 	fs.BoolVar(&f.leaderElect, "leader-elect", true, "elect a leader to write status (Kubernetes mode); every replica serves xDS")
@@ -148,10 +150,12 @@ func run(ctx context.Context, f *flags, log *slog.Logger) error {
 	log.Info("serving", "xds", xdsLis.Addr().String(), "http", httpLis.Addr().String(), "debug", addrOf(debugLis))
 
 	pipe := &controller.Pipeline{
-		Builder:  &controller.Builder{Options: controller.Options{DomainSuffix: f.domainSuffix, RootNamespace: f.rootNamespace}},
-		MinDelay: f.debounce,
-		MaxDelay: f.debounceMax,
-		Log:      log,
+		Builder:    &controller.Builder{Options: controller.Options{DomainSuffix: f.domainSuffix, RootNamespace: f.rootNamespace}},
+		MinDelay:   f.debounce,
+		MaxDelay:   f.debounceMax,
+		Log:        log,
+		Metrics:    controller.NewMetrics(reg),
+		DNSRefresh: pipelineDNSRefresh(f.dnsRefresh),
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, 4)
@@ -193,6 +197,15 @@ func run(ctx context.Context, f *flags, log *slog.Logger) error {
 	}
 	wg.Wait()
 	return err
+}
+
+// pipelineDNSRefresh turns --dns-refresh into Pipeline.DNSRefresh, where 0
+// means the default: the flag's 0 means never.
+func pipelineDNSRefresh(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }
 
 // runFolder is the Kubernetes-free mode: the folder is the source of
