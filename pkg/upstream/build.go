@@ -109,7 +109,10 @@ func (m *Manager) buildCluster(c *clusterv3.Cluster, cla map[string]*endpointv3.
 
 // outlier reads a cluster's outlier detection. The proxy sees connect
 // failures and resets (local-origin and gateway failures) and error answers
-// (what Envoy counts as 5xx); the first threshold set decides.
+// (what Envoy counts as 5xx); the first threshold set decides. interval and
+// max_ejection_percent mean what they mean to Envoy (see Outlier); unset,
+// they keep Rosetta's defaults (no sweep, no cap) rather than Envoy's
+// (10 s, 10%), as the other fields do.
 func outlier(od *clusterv3.OutlierDetection) (Outlier, error) {
 	o := DefaultOutlier
 	if od == nil {
@@ -135,6 +138,18 @@ func outlier(od *clusterv3.OutlierDetection) (Outlier, error) {
 	}
 	if o.Max < o.Base {
 		o.Max = o.Base
+	}
+	if d := od.GetInterval(); d != nil {
+		if d.AsDuration() <= 0 {
+			return o, fmt.Errorf("outlier_detection.interval: must be positive")
+		}
+		o.Interval = d.AsDuration()
+	}
+	if v := od.GetMaxEjectionPercent(); v != nil {
+		if v.GetValue() > 100 {
+			return o, fmt.Errorf("outlier_detection.max_ejection_percent: %d is over 100", v.GetValue())
+		}
+		o.MaxEjectionPercent = int(v.GetValue())
 	}
 	return o, nil
 }
@@ -220,9 +235,10 @@ func (m *Manager) endpoint(addr string, t *clientTLS) *Endpoint {
 func (m *Manager) Commit(inUse map[string]*Cluster) {
 	keep := map[*Endpoint]bool{}
 	for _, c := range inUse {
+		g := &ejectionGroup{endpoints: c.Endpoints, maxPercent: c.Outlier.MaxEjectionPercent}
 		for _, e := range c.Endpoints {
 			keep[e] = true
-			e.setOutlier(c.Outlier)
+			e.setOutlier(c.Outlier, g)
 		}
 	}
 	m.mu.Lock()

@@ -18,10 +18,19 @@ type Outlier struct {
 	Consecutive int
 	CountErrors bool
 	Base, Max   time.Duration
+	// Interval, when set, is Envoy's sweep interval: an ejection ends at
+	// the first sweep after its time is up (so it lasts a whole number of
+	// intervals), and each interval an endpoint stays in after an ejection
+	// takes one doubling off its next one. Zero: ejections end on time, and
+	// the backoff lasts until a connection succeeds.
+	Interval time.Duration
+	// MaxEjectionPercent caps the share of a cluster's endpoints ejected
+	// at once; one endpoint is always ejected when no other is.
+	MaxEjectionPercent int
 }
 
 // DefaultOutlier is the ejection policy of a cluster without one.
-var DefaultOutlier = Outlier{Consecutive: 1, Base: time.Second, Max: 30 * time.Second}
+var DefaultOutlier = Outlier{Consecutive: 1, Base: time.Second, Max: 30 * time.Second, MaxEjectionPercent: 100}
 
 // Endpoint is one upstream address. Endpoints outlive config updates, so their
 // connections and health survive a route or endpoint change.
@@ -50,7 +59,8 @@ type Endpoint struct {
 
 	mu        sync.Mutex
 	outlier   Outlier
-	ejections int // ejections in a row, for the backoff
+	group     *ejectionGroup // the cluster's endpoints; nil outside a cluster
+	ejections int            // ejections in a row, for the backoff
 }
 
 func newEndpoint(addr string) *Endpoint {
@@ -59,11 +69,12 @@ func newEndpoint(addr string) *Endpoint {
 	return e
 }
 
-// setOutlier sets the ejection policy; endpoints shared by clusters take the
-// last one built.
-func (e *Endpoint) setOutlier(o Outlier) {
+// setOutlier sets the ejection policy and the cluster whose share of
+// ejections it counts in; endpoints shared by clusters take the last one
+// built.
+func (e *Endpoint) setOutlier(o Outlier, g *ejectionGroup) {
 	e.mu.Lock()
-	e.outlier = o
+	e.outlier, e.group = o, g
 	e.countErrors.Store(o.CountErrors)
 	e.mu.Unlock()
 }
@@ -88,19 +99,30 @@ func (e *Endpoint) Healthy() bool {
 	return until == 0 || time.Now().UnixNano() >= until
 }
 
+func (e *Endpoint) healthyAt(now time.Time) bool {
+	until := e.ejectedUntil.Load()
+	return until == 0 || now.UnixNano() >= until
+}
+
 // fail records a failure and ejects the endpoint once the outlier policy's
 // run of failures is reached, for a time that doubles with each ejection in
-// a row.
+// a row, unless the cluster has its share of endpoints ejected already.
 func (e *Endpoint) fail() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.inARow.Add(1) < int32(max(e.outlier.Consecutive, 1)) {
 		return
 	}
+	// The run is spent even when the cap refuses the ejection, as in
+	// Envoy: a new run of failures is needed to try again.
 	e.inARow.Store(0)
-	d := e.outlier.Base << min(e.ejections, 5)
-	e.ejections++
-	e.ejectedUntil.Store(time.Now().Add(min(d, e.outlier.Max)).UnixNano())
+	now := time.Now()
+	o := e.outlier
+	steps := max(e.ejections-healthyIntervals(e.ejectedUntil.Load(), now, o.Interval), 0)
+	d := min(o.Base<<min(steps, 5), o.Max)
+	if e.group.eject(e, ejectionEnd(now, d, o.Interval).UnixNano(), now) {
+		e.ejections = steps + 1
+	}
 }
 
 func (e *Endpoint) succeed() {
