@@ -44,6 +44,8 @@ type options struct {
 	xdsControllerIDs string
 	// limits bound what peers can make the proxy hold.
 	limits proxy.Limits
+	// memoryLimit is Go's soft memory limit; 0: from the container's.
+	memoryLimit int64
 }
 
 func main() {
@@ -63,6 +65,7 @@ func main() {
 	flag.IntVar(&o.gcPaceMB, "gc-pace-heap", 32, "while the proxy allocates fast, let the heap grow to up to this many MB between collections, to space them at least 250 ms apart (0: off; off when GOGC is in the environment)")
 	o.identity.register(flag.CommandLine)
 	registerLimits(flag.CommandLine, &o.limits)
+	flag.Var((*byteSize)(&o.memoryLimit), "memory-limit", "soft memory limit for Go's collector, as GOMEMLIMIT (Ki, Mi, Gi suffixes; default: 90% of the container's memory limit, none outside a container; GOMEMLIMIT in the environment wins)")
 	flag.BoolVar(&o.xdsMTLS, "xds-mtls", false, "authenticate to the controller with the workload identity (--identity) over mutual TLS; the controller's certificate must then be a mesh one, unless --xds-ca-file is given")
 	flag.StringVar(&o.xdsControllerIDs, "xds-controller-id", "", "SPIFFE IDs the controller's certificate may have, comma-separated (with --xds-mtls; default: any identity of the proxy's trust domain)")
 	flag.StringVar(&o.xds.CAFile, "xds-ca-file", "", "PEM roots that verify the controller's serving certificate by DNS name or IP (turns on TLS to the controller)")
@@ -78,6 +81,7 @@ func main() {
 		// CPU per pipelined Redis request (docs/benchmarks.md).
 		debug.SetGCPercent(o.gcPercent)
 	}
+	setMemoryLimit(o.memoryLimit)
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "rosetta-proxy:", err)
 		os.Exit(1)

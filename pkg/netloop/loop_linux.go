@@ -109,6 +109,9 @@ type loop struct {
 	idle  []*loopConn
 	// fresh are TLS connections just added, read once without an event.
 	fresh []*loopConn
+	// registered, when set (by tests), runs in add once the loop may read
+	// the connection: what add does after must hold whatever the loop did.
+	registered func()
 
 	// again are connections whose last read filled the buffer it was
 	// given: epoll is edge-triggered and will not report them again, so the
@@ -216,6 +219,11 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim L
 	lc.fr.SetLimits(lim.Buffer)
 	if lim.Idle > 0 || lim.Frame > 0 {
 		lc.timer = time.AfterFunc(time.Duration(math.MaxInt64), func() { lp.post(&lp.idle, lc) })
+		if lim.Idle > 0 {
+			// Before the loop can read lc: once it does, a frame begun
+			// may set the timer sooner, and this must not undo that.
+			lc.timer.Reset(lim.Idle)
+		}
 	}
 	lp.mu.Lock()
 	for lp.next++; lp.next == wakeToken || lp.conns[lp.next] != nil; lp.next++ {
@@ -242,8 +250,8 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim L
 		}
 		return false
 	}
-	if lim.Idle > 0 {
-		lc.timer.Reset(lim.Idle) // after lc.timer is set, which the loop reads
+	if lp.registered != nil {
+		lp.registered()
 	}
 	w.Lock()
 	w.OnClose = func() { lp.post(&lp.ended, lc) }

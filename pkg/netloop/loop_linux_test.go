@@ -372,3 +372,20 @@ func TestLoopGivesTheBudgetBackWhenAConnectionEnds(t *testing.T) {
 	e.endsWith(t, wire.ErrConnLimit)
 	testutil.Eventually(t, 5*time.Second, "the budget to be given back", func() bool { return b.InUse() == 0 })
 }
+
+func TestLoopTimesAFrameThatCameBeforeTheConnectionWasAdded(t *testing.T) {
+	r := newRig(t)
+	client, server := r.accept()
+	// The loop may read this before add returns: the frame's time must
+	// hold even so, not give way to the hour of idle time.
+	if _, err := io.WriteString(client, "no end"); err != nil {
+		t.Fatal(err)
+	}
+	e := &echo{w: wire.NewWriter(server, 5*time.Second, 64<<20), ended: make(chan error, 1)}
+	r.lp.registered = func() { time.Sleep(100 * time.Millisecond) } // the loop reads it meanwhile
+	if !r.lp.add(server, testutil.Lines{}, e.w, e, Limits{Idle: time.Hour, Frame: 200 * time.Millisecond}) {
+		t.Fatal("the loop refused a TCP connection")
+	}
+	t.Cleanup(e.w.Close)
+	e.endsWith(t, ErrFrameTimeout)
+}
