@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
+	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 )
 
 // The hostile-client test runs the proxy binary, as users do, so its
@@ -318,3 +320,62 @@ func closedWithin(nc net.Conn, d time.Duration) bool {
 	var ne net.Error
 	return !(err != nil && errors.As(err, &ne) && ne.Timeout())
 }
+
+// withListener sets fields of a proxyConfig's listener and of its filter.
+func withListener(t *testing.T, cfg string, listener, filter obj) string {
+	t.Helper()
+	var c map[string]any
+	if err := json.Unmarshal([]byte(cfg), &c); err != nil {
+		t.Fatal(err)
+	}
+	l := c["listeners"].([]any)[0].(map[string]any)
+	for k, v := range listener {
+		l[k] = v
+	}
+	f := l["filter_chains"].([]any)[0].(map[string]any)["filters"].([]any)[0].(map[string]any)["typed_config"].(map[string]any)
+	for k, v := range filter {
+		f[k] = v
+	}
+	b, err := json.Marshal(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestRequestsCutShortByALimitGetADubboError(t *testing.T) {
+	provider := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "a", Version: version})
+	cfg := withListener(t, proxyConfig(t, []obj{route("all", nil, "a", routeTimeout)}, cluster(t, "a", provider.Addr())),
+		obj{"per_connection_buffer_limit_bytes": 32 << 10}, obj{"frame_timeout": "0.5s"})
+	addr := dubbokit.OnFreshPort(t, "proxy", func() (string, string) {
+		a := proxytest.Start(t, cfg).Addr(t, listenerName)
+		return a, a
+	})
+	// dubbo-go's own consumer, with an argument over the listener's limit (and under its own, 100 KiB):
+	// the proxy refuses it from its header, with Dubbo's bad request.
+	c := dubbokit.NewConsumer(t, addr, consumerConfig())
+	_, err := c.Echo(context.Background(), strings.Repeat("x", 80<<10))
+	if err == nil || !strings.Contains(err.Error(), "buffer limit") {
+		t.Fatalf("an argument of 80 KiB through a 32 KiB listener: %v, want the proxy's Dubbo error naming the limit", err)
+	}
+	// A request that stops halfway gets the same answer, with its id,
+	// once frame_timeout has passed.
+	raw := dubbokit.DialRaw(t, addr)
+	req, err := dubbokit.EncodeRequest(7, dubbokit.Call{Method: dubbokit.MethodEcho, Arg: "cut short"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Write(req[:len(req)/2]); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := raw.Read(5 * time.Second)
+	if err != nil || resp.ID != 7 || resp.Status != statusBadRequest || !strings.Contains(resp.Err, "did not arrive whole") {
+		t.Fatalf("a request cut short: %+v, %v; want id 7, status %d and the proxy's reason", resp, err, statusBadRequest)
+	}
+	if err := raw.WaitClosed(5 * time.Second); err != nil {
+		t.Fatalf("the connection after the answer: %v", err)
+	}
+}
+
+// statusBadRequest is Dubbo's BAD_REQUEST status byte.
+const statusBadRequest = 40

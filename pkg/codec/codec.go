@@ -166,6 +166,15 @@ type Sniffer interface {
 	Sniff(prefix []byte) (match bool, sure bool)
 }
 
+// HeadDecoder is an optional capability: it reads the kind and ID of a
+// frame from its first bytes, before the frame is whole, so a frame the
+// proxy refuses unfinished (over a buffer limit, or arriving too slowly)
+// still gets the protocol's error reply rather than a bare close. ok is
+// false when prefix is too short to tell.
+type HeadDecoder interface {
+	DecodeHead(prefix []byte) (m *Message, ok bool)
+}
+
 // GoAwayer is an optional capability: a frame that tells a peer to stop sending
 // on this connection, written when the proxy drains.
 type GoAwayer interface {

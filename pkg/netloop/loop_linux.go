@@ -489,7 +489,7 @@ func (lp *loop) checkIdle(lc *loopConn) {
 	}
 	now := time.Now()
 	if lc.frameLimit > 0 && !lc.begun.IsZero() && now.Sub(lc.begun) >= lc.frameLimit {
-		lc.h.Frame(nil, ErrFrameTimeout, &lp.batch)
+		lc.h.Frame(nil, lc.fr.LimitError(ErrFrameTimeout), &lp.batch)
 		lp.stop(lc)
 		return
 	}

@@ -96,7 +96,7 @@ func (g *GoReader) Next() ([]byte, error) {
 		return f, nil
 	}
 	if g.lim.Frame > 0 && !g.begun.IsZero() && errors.Is(err, os.ErrDeadlineExceeded) {
-		return nil, ErrFrameTimeout
+		return nil, g.fr.LimitError(ErrFrameTimeout)
 	}
 	return nil, err
 }

@@ -140,9 +140,11 @@ func (dc *downConn) readFailed(partial *codec.Message, err error) {
 		// Counted, not logged at warn: a hostile client can make many.
 		dc.l.p.metrics.ClosedByLimit(dc.lc.statPrefix, reason)
 		dc.l.p.log.Debug("closing a connection over a limit", "listener", dc.lc.name, "remote", dc.nc.RemoteAddr().String(), "limit", reason, "err", err)
-		if reason == netloop.ReasonIdle {
+		switch {
+		case reason == netloop.ReasonIdle:
 			dc.closeAfterFlush()
-		} else {
+		case dc.replyToHead(err):
+		default:
 			dc.close()
 		}
 		return
@@ -162,6 +164,23 @@ func (dc *downConn) readFailed(partial *codec.Message, err error) {
 	default:
 		dc.close()
 	}
+}
+
+// replyToHead answers the request a limit cut short with the protocol's
+// bad request error, when the codec can read its kind and ID from its
+// head, and closes once that is written; false when it cannot.
+func (dc *downConn) replyToHead(err error) bool {
+	hd, ok := dc.codec.(codec.HeadDecoder)
+	if !ok {
+		return false
+	}
+	var m *codec.Message
+	if perr := codec.Guard("DecodeHead", func() { m, ok = hd.DecodeHead(wire.HeadOf(err)) }); perr != nil || !ok || m.Kind != codec.KindRequest {
+		return false
+	}
+	dc.reply(dc.reserve(&slot{}), m, codec.StatusBadRequest, "rosetta: "+err.Error(), nil)
+	dc.closeAfterFlush()
+	return true
 }
 
 func isTimeout(err error) bool {

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"fmt"
 	"sync/atomic"
 
@@ -59,4 +60,28 @@ type Limits struct {
 	// PerConn is the most bytes of one frame a reader holds; 0 is
 	// HardLimit.
 	PerConn int
+}
+
+// headLen is how much of an unfinished frame a LimitError keeps: enough
+// for any protocol's header.
+const headLen = 64
+
+// LimitError is a limit's error (ErrConnLimit, ErrOverBudget, or a reader's
+// frame timeout) with the first bytes of the frame it cut short, from
+// which a codec may read what to answer (codec.HeadDecoder).
+type LimitError struct {
+	Err  error
+	Head []byte
+}
+
+func (e *LimitError) Error() string { return e.Err.Error() }
+func (e *LimitError) Unwrap() error { return e.Err }
+
+// HeadOf is the head a LimitError in err's chain kept, nil when none.
+func HeadOf(err error) []byte {
+	var le *LimitError
+	if errors.As(err, &le) {
+		return le.Head
+	}
+	return nil
 }

@@ -53,6 +53,14 @@ func (fr *Reader) Release() {
 	fr.held = 0
 }
 
+// LimitError wraps err with the first bytes of the frame not yet whole.
+func (fr *Reader) LimitError(err error) error { return fr.limitError(err) }
+
+func (fr *Reader) limitError(err error) *LimitError {
+	head := fr.buf[fr.start:min(fr.end, fr.start+headLen)]
+	return &LimitError{Err: err, Head: append([]byte(nil), head...)}
+}
+
 // Buffered reports how many bytes are read but not yet returned as a frame.
 func (fr *Reader) Buffered() int { return fr.end - fr.start }
 
@@ -134,7 +142,7 @@ func (fr *Reader) check(size int) error {
 		return fmt.Errorf("wire: a frame of more than %d bytes: %w", HardLimit, codec.ErrTooLarge)
 	}
 	if l := fr.limits.PerConn; l > 0 && size > l {
-		return fmt.Errorf("%w (%d bytes, limit %d)", ErrConnLimit, size, l)
+		return fr.limitError(fmt.Errorf("%w (%d bytes, limit %d)", ErrConnLimit, size, l))
 	}
 	return nil
 }
@@ -151,7 +159,7 @@ func (fr *Reader) grow(want int) error {
 	}
 	extra := max(size-chunk, 0)
 	if d := extra - fr.held; d > 0 && !fr.limits.Budget.take(d) {
-		return fmt.Errorf("%w (%d bytes in use of %d)", ErrOverBudget, fr.limits.Budget.InUse(), fr.limits.Budget.Limit())
+		return fr.limitError(fmt.Errorf("%w (%d bytes in use of %d)", ErrOverBudget, fr.limits.Budget.InUse(), fr.limits.Budget.Limit()))
 	} else if d < 0 {
 		fr.limits.Budget.give(-d)
 	}

@@ -360,3 +360,21 @@ func countParams(desc string) (int, error) {
 	}
 	return n, nil
 }
+
+// DecodeHead implements codec.HeadDecoder: a request's kind and ID are in
+// its 16-byte header, so a request the proxy refuses before it is whole
+// (too large for a buffer limit, or too slow) gets Dubbo's bad request
+// answer.
+func (c *Codec) DecodeHead(b []byte) (*codec.Message, bool) {
+	if len(b) < headerLen || b[0] != magicHigh || b[1] != magicLow || b[2]&flagRequest == 0 {
+		return nil, false
+	}
+	m := &codec.Message{ID: binary.BigEndian.Uint64(b[4:]), Kind: codec.KindOneway}
+	switch {
+	case b[2]&flagEvent != 0:
+		m.Kind = codec.KindHeartbeat
+	case b[2]&flagTwoWay != 0:
+		m.Kind = codec.KindRequest
+	}
+	return m, true
+}

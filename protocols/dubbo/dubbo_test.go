@@ -700,3 +700,31 @@ func TestCountParams(t *testing.T) {
 		t.Fatalf("the library's DescRegex now counts %q right; countParams may go", desc)
 	}
 }
+
+func TestDecodeHeadReadsARequestsKindAndIDFromItsHeader(t *testing.T) {
+	c, err := New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hd := c.(codec.HeadDecoder)
+	for _, tc := range []struct {
+		flags byte
+		kind  codec.Kind
+	}{
+		{flagRequest | flagTwoWay | serialHessian2, codec.KindRequest},
+		{flagRequest | serialHessian2, codec.KindOneway},
+		{flagRequest | flagTwoWay | flagEvent | serialHessian2, codec.KindHeartbeat},
+	} {
+		head := []byte{magicHigh, magicLow, tc.flags, 0, 0, 0, 0, 0, 0, 0, 0, 42, 0, 0x10, 0, 0}
+		m, ok := hd.DecodeHead(append(head, "the start of a body"...))
+		if !ok || m.ID != 42 || m.Kind != tc.kind {
+			t.Errorf("flags %#x: %+v, %v; want %s with id 42", tc.flags, m, ok, tc.kind)
+		}
+		if _, ok := hd.DecodeHead(head[:15]); ok {
+			t.Errorf("flags %#x: a header cut short was read", tc.flags)
+		}
+	}
+	if _, ok := hd.DecodeHead([]byte{magicHigh, magicLow, serialHessian2, 20, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0}); ok {
+		t.Error("a response's header was read as a request's")
+	}
+}

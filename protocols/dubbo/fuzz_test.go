@@ -30,6 +30,9 @@ func FuzzDecode(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		if head, ok := c.(codec.HeadDecoder).DecodeHead(data); ok && (len(data) < headerLen || head == nil) {
+			t.Fatalf("DecodeHead of %d bytes said ok with %v", len(data), head)
+		}
 		sp, err := c.Split(data)
 		if err != nil || sp.Len == 0 {
 			return
