@@ -55,6 +55,7 @@ type flags struct {
 	leaseName      string
 	logLevel       string
 	logFormat      string
+	secretRefresh  time.Duration
 	xds            xdsSecurity
 }
 
@@ -77,6 +78,7 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.leaseName, "leader-election-id", "rosetta-controller", "name of the leader election Lease")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&f.secretRefresh, "secret-refresh", controller.DefaultSecretRefresh, "how often the Secrets Redis auth names are read again (Kubernetes mode: the controller gets them by name and does not watch Secrets)")
 	f.xds.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -262,6 +264,7 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 	if err != nil {
 		return err
 	}
+	src.SecretRefresh, src.Log = f.secretRefresh, log
 	status := &controller.StatusWriter{Client: src.Dynamic, Current: src.MetaRouterObject, Kind: "MetaRouter", Log: log}
 	redisStatus := &controller.StatusWriter{Client: src.Dynamic, Current: src.RedisObject, Kind: "Redis", Log: log}
 	authzStatus := &controller.StatusWriter{Client: src.Dynamic, Current: src.AuthorizationObject, Kind: "authorization policy", Log: log}

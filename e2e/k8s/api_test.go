@@ -1,6 +1,8 @@
 package k8s
 
 import (
+	"context"
+	"encoding/base64"
 	"fmt"
 	"maps"
 	"path/filepath"
@@ -8,8 +10,12 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
+
+	"github.com/rosetta-mesh/rosetta/pkg/controller"
 )
 
 // TestManifestsDryRun: every rendered manifest passes the API server's own
@@ -144,6 +150,11 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 		{"update", "metarouters.metaprotocol.rosetta.dev", "demo", "no"},
 		{"delete", "metarouters.metaprotocol.rosetta.dev", "demo", "no"},
 		{"get", "secrets", "demo", "no"},
+		// Secrets are read by name where the chart's redisCredentials
+		// value grants it (TestRedisSecretsByNameOnly), never listed.
+		{"list", "secrets", "", "no"},
+		{"watch", "secrets", "", "no"},
+		{"get", "secrets", "", "no"},
 		{"create", "leases.coordination.k8s.io", "rosetta-system", "yes"},
 		{"create", "leases.coordination.k8s.io", "demo", "no"},
 		{"update", "services", "demo", "no"},
@@ -211,5 +222,118 @@ func missingFields(want, got any, path string) []string {
 			return []string{fmt.Sprintf("%s: %v, want %v", path, got, want)}
 		}
 		return nil
+	}
+}
+
+// The controller's ServiceAccount, as the chart creates it.
+const controllerSA = "system:serviceaccount:rosetta-system:rosetta-controller"
+
+const credsNS = "creds-e2e"
+
+// credsMesh has no Services: every proxy of the other tests would get
+// their listeners. The credentials resolve without them.
+const credsMesh = `apiVersion: v1
+kind: Secret
+metadata: {name: redis-auth, namespace: creds-e2e, labels: {redis.rosetta.dev/credentials: "true"}}
+stringData: {password: p4ss, username: app}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: not-granted, namespace: creds-e2e, labels: {redis.rosetta.dev/credentials: "true"}}
+stringData: {password: hidden}
+---
+apiVersion: redis.rosetta.dev/v1alpha1
+kind: RedisDestination
+metadata: {name: granted, namespace: creds-e2e}
+spec:
+  host: cache
+  trafficPolicy: {connectionPool: {redis: {auth: {secret: {name: redis-auth}}}}}
+---
+apiVersion: redis.rosetta.dev/v1alpha1
+kind: RedisDestination
+metadata: {name: denied, namespace: creds-e2e}
+spec:
+  host: cache-b
+  trafficPolicy: {connectionPool: {redis: {auth: {secret: {name: not-granted}}}}}
+`
+
+// TestRedisSecretsByNameOnly: with the Role the chart renders for
+// redisCredentials, the controller's ServiceAccount can read the Secret
+// it names and nothing else: listing or watching Secrets, in the
+// namespace or the cluster, is forbidden, and so is reading another
+// Secret. The controller's own Kubernetes source, as that ServiceAccount,
+// resolves the Redis credential from it.
+func TestRedisSecretsByNameOnly(t *testing.T) {
+	c := needCluster(t)
+	c.MustNamespace(t, credsNS)
+	c.Apply(t, credsMesh)
+	t.Cleanup(func() { _, _ = c.Kubectl("", "delete", "redisdestinations", "--all", "-n", credsNS) })
+	c.Apply(t, redisCredentialRoles(t, credsNS, "redis-auth"))
+
+	as := "--as=" + controllerSA
+	// Raw requests, so each is exactly one verb: list, watch (even of the
+	// granted Secret alone), get.
+	nsSecrets := "/api/v1/namespaces/" + credsNS + "/secrets"
+	forbidden := [][]string{
+		{"get", "--raw", "/api/v1/secrets"},
+		{"get", "--raw", "/api/v1/secrets?watch=true&timeoutSeconds=1"},
+		{"get", "--raw", nsSecrets},
+		{"get", "--raw", nsSecrets + "?watch=true&timeoutSeconds=1"},
+		{"get", "--raw", nsSecrets + "?watch=true&timeoutSeconds=1&fieldSelector=metadata.name%3Dredis-auth"},
+		{"get", "--raw", nsSecrets + "/not-granted"},
+		{"get", "--raw", "/api/v1/namespaces/redis-e2e/secrets/cache-auth"},
+	}
+	for _, args := range forbidden {
+		out, err := c.Kubectl("", append(args, as)...)
+		if err == nil || !strings.Contains(out, "Forbidden") {
+			t.Errorf("kubectl %s %s: %v, want Forbidden:\n%s", strings.Join(args, " "), as, err, out)
+		}
+	}
+	out := c.MustKubectl(t, "", "get", "secret", "redis-auth", "-n", credsNS, "-o", "jsonpath={.data.password}", as)
+	if out != base64.StdEncoding.EncodeToString([]byte("p4ss")) {
+		t.Errorf("the granted Secret read as the controller: %q", out)
+	}
+	checkControllerResolvesCredentials(t, c.URL, c.AdminToken)
+}
+
+// checkControllerResolvesCredentials runs the controller's Kubernetes
+// source as its ServiceAccount (impersonated by the admin) and builds an
+// index from what it read: the granted Secret's credentials resolve, the
+// other Secret is not read, and the status says so.
+func checkControllerResolvesCredentials(t *testing.T, url, adminToken string) {
+	t.Helper()
+	cfg := &rest.Config{Host: url, BearerToken: adminToken,
+		TLSClientConfig: rest.TLSClientConfig{Insecure: true},
+		Impersonate:     rest.ImpersonationConfig{UserName: controllerSA}}
+	src, err := controller.NewKubeSource(cfg, func() {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := src.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	in, err := src.Inputs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var read []string
+	for _, s := range in.Secrets {
+		read = append(read, s.Namespace+"/"+s.Name+"="+string(s.Data["password"]))
+	}
+	if want := []string{credsNS + "/redis-auth=p4ss"}; !slices.Equal(read, want) {
+		t.Errorf("the controller read Secrets %v, want %v", read, want)
+	}
+	b := &controller.Builder{Options: controller.Options{DomainSuffix: "cluster.local", RootNamespace: "istio-system"}}
+	st := b.Build(in).RedisStatuses()
+	for name, want := range map[string]string{"granted": "True", "denied": "False"} {
+		conds := st["RedisDestination/"+credsNS+"/"+name].Conditions
+		if len(conds) < 2 || string(conds[1].Status) != want {
+			t.Errorf("RedisDestination %s: ResolvedRefs %+v, want %s", name, conds, want)
+		}
+	}
+	if msg := st["RedisDestination/"+credsNS+"/denied"].Conditions; len(msg) < 2 || !strings.Contains(msg[1].Message, "no Secret "+credsNS+"/not-granted") {
+		t.Errorf("the status of RedisDestination denied does not name the Secret: %+v", msg)
 	}
 }

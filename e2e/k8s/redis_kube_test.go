@@ -91,6 +91,9 @@ func TestRedisKubernetesMode(t *testing.T) {
 	c := needCluster(t)
 	c.MustNamespace(t, "redis-e2e")
 	c.MustKubectl(t, redisMesh, "apply", "-f", "-")
+	// The chart's Role for these names: the controller reads both by name,
+	// and uses only the labelled one.
+	c.Apply(t, redisCredentialRoles(t, "redis-e2e", "cache-auth", "unlabelled"))
 	ctrl := c.StartController(t, ctrlBin, "", "")
 	rec := startProxyClient(t, ctrl.XDSAddr, "proxy-redis", "redis-e2e")
 	const l = "cache.redis-e2e.svc.cluster.local_6379"

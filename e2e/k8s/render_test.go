@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"helm.sh/helm/v3/pkg/action"
@@ -94,4 +95,21 @@ func onlyKinds(t *testing.T, all []byte, _ ...string) []byte {
 		t.Fatal("the proxy template rendered nothing")
 	}
 	return append([]byte("---\n"), append(bytes.Join(out, []byte("\n---\n")), '\n')...)
+}
+
+// redisCredentialRoles renders the chart's Role and RoleBinding that let
+// the controller read the named Secrets of namespace ns.
+func redisCredentialRoles(t *testing.T, ns string, secrets ...string) string {
+	t.Helper()
+	all := render(t, map[string]any{"redisCredentials": []any{map[string]any{"namespace": ns, "secrets": secrets}}})
+	var out []string
+	for _, doc := range bytes.Split(all, []byte("\n---\n")) {
+		if bytes.Contains(doc, []byte("# Source: rosetta/templates/redis-credentials.yaml")) {
+			out = append(out, string(doc))
+		}
+	}
+	if len(out) != 2 {
+		t.Fatalf("redisCredentials rendered %d documents, want a Role and a RoleBinding", len(out))
+	}
+	return strings.Join(out, "\n---\n")
 }

@@ -3,7 +3,9 @@ package controller
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"strings"
+	"time"
 
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
@@ -46,7 +48,12 @@ type KubeSource struct {
 	dubboAuthz cache.Indexer
 	// Dynamic is the client status writes go through.
 	Dynamic dynamic.Interface
-	redis   redisInformers
+	// SecretRefresh is how often the Secrets Redis auth names are read
+	// again (DefaultSecretRefresh when 0); set it before Start.
+	SecretRefresh time.Duration
+	// Log reports Secrets that cannot be read (slog.Default() when nil).
+	Log   *slog.Logger
+	redis redisInformers
 }
 
 // NewKubeSource sets up the informers; changed is called on every event.
@@ -120,7 +127,7 @@ func NewKubeSource(cfg *rest.Config, changed func()) (*KubeSource, error) {
 	}
 	s.routers, s.protos = routers.Informer().GetIndexer(), protos.Informer().GetIndexer()
 	s.metaAuthz, s.dubboAuthz = metaAuthz.Informer().GetIndexer(), dubboAuthz.Informer().GetIndexer()
-	if err := s.addRedisInformers(kc, add); err != nil {
+	if err := s.addRedisInformers(kc, changed, add); err != nil {
 		return nil, err
 	}
 	return s, nil

@@ -210,7 +210,7 @@ func (r *redisIndex) credentials(ns string, a *redisv1.Auth) (user, pass string,
 	}
 	s := r.secrets[ns+"/"+ref.Name]
 	if s == nil {
-		return "", "", fmt.Errorf("no Secret %s/%s (in Kubernetes it needs the label %s: \"true\")", ns, ref.Name, RedisCredentialsLabel)
+		return "", "", fmt.Errorf("no Secret %s/%s the controller may read (in Kubernetes it needs the label %s: \"true\", and its name in the chart's redisCredentials value)", ns, ref.Name, RedisCredentialsLabel)
 	}
 	pk, uk := ref.PasswordField, ref.UsernameField
 	if pk == "" {

@@ -4,10 +4,8 @@ import (
 	"context"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/client-go/informers"
+	"log/slog"
+
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 
@@ -20,59 +18,56 @@ var (
 	RedisDestinationGVR = redisv1.SchemeGroupVersion.WithResource("redisdestinations")
 )
 
-// RedisCredentialsLabel marks the Secrets Redis auth may name. The
-// controller watches only Secrets with this label set to "true", so it
-// does not hold every Secret of the cluster in memory (RBAC cannot limit
-// list and watch to some Secrets; the ClusterRole grants them on all).
+// RedisCredentialsLabel marks the Secrets Redis auth may name: a Secret
+// without it set to "true" is not used even when the controller may read
+// it, so naming a Secret in a RedisDestination cannot copy an unrelated
+// one (a TLS key, another app's password) into proxies' config.
 const RedisCredentialsLabel = "redis.rosetta.dev/credentials"
 
 // redisInformers are the Kubernetes-mode sources of the Redis translation.
+// Secrets are not watched: redisSecrets reads the named ones by name.
 type redisInformers struct {
-	secretsFactory informers.SharedInformerFactory
-	services       cache.Indexer
-	dests          cache.Indexer
-	secrets        cache.Indexer
+	services cache.Indexer
+	dests    cache.Indexer
+	secrets  *redisSecrets
+	// ctx ends the Secret reads when the source stops.
+	ctx context.Context
 }
 
-// addRedisInformers sets up the RedisService, RedisDestination and
-// labelled Secret informers; add registers each with the source.
-func (s *KubeSource) addRedisInformers(kc kubernetes.Interface, add func(cache.SharedIndexInformer, cache.TransformFunc) error) error {
-	s.redis.secretsFactory = informers.NewSharedInformerFactoryWithOptions(kc, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) { o.LabelSelector = RedisCredentialsLabel + "=true" }))
+// addRedisInformers sets up the RedisService and RedisDestination
+// informers, registered with add, and the Secret reader.
+func (s *KubeSource) addRedisInformers(kc kubernetes.Interface, changed func(), add func(cache.SharedIndexInformer, cache.TransformFunc) error) error {
 	svcs := s.dyn.ForResource(RedisServiceGVR).Informer()
 	dests := s.dyn.ForResource(RedisDestinationGVR).Informer()
-	secrets := s.redis.secretsFactory.Core().V1().Secrets().Informer()
 	for _, step := range []struct {
 		inf       cache.SharedIndexInformer
 		transform cache.TransformFunc
 	}{
 		{svcs, typed[redisv1.RedisService]},
 		{dests, typed[redisv1.RedisDestination]},
-		{secrets, slimSecret},
 	} {
 		if err := add(step.inf, step.transform); err != nil {
 			return fmt.Errorf("controller: redis informer: %w", err)
 		}
 	}
-	s.redis.services, s.redis.dests, s.redis.secrets = svcs.GetIndexer(), dests.GetIndexer(), secrets.GetIndexer()
+	s.redis.services, s.redis.dests = svcs.GetIndexer(), dests.GetIndexer()
+	s.redis.secrets = &redisSecrets{client: kc.CoreV1(), changed: changed, log: slog.Default()}
+	s.redis.ctx = context.Background()
 	return nil
 }
 
-// slimSecret keeps what credentials need: name, namespace and data.
-func slimSecret(obj any) (any, error) {
-	sec, ok := obj.(*corev1.Secret)
-	if !ok {
-		return obj, nil
-	}
-	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
-		Name: sec.Name, Namespace: sec.Namespace, UID: sec.UID, ResourceVersion: sec.ResourceVersion,
-	}, Data: sec.Data}, nil
-}
-
-// startRedis starts the Secret informer factory (the dynamic informers
-// start with the source's own factory).
+// startRedis starts re-reading the named Secrets every SecretRefresh (the
+// dynamic informers start with the source's own factory).
 func (s *KubeSource) startRedis(ctx context.Context) {
-	s.redis.secretsFactory.Start(ctx.Done())
+	s.redis.ctx = ctx
+	if s.Log != nil {
+		s.redis.secrets.log = s.Log
+	}
+	every := s.SecretRefresh
+	if every <= 0 {
+		every = DefaultSecretRefresh
+	}
+	go s.redis.secrets.refresh(ctx, every)
 }
 
 // redisInputs reads the Redis informers' caches into in.
@@ -84,6 +79,6 @@ func (s *KubeSource) redisInputs(in *Inputs) error {
 	if in.RedisDestinations, err = listTyped[redisv1.RedisDestination](s.redis.dests); err != nil {
 		return err
 	}
-	in.Secrets, err = s.redis.secretsFactory.Core().V1().Secrets().Lister().List(labels.Everything())
-	return err
+	in.Secrets = s.redis.secrets.get(s.redis.ctx, secretRefs(in.RedisServices, in.RedisDestinations))
+	return nil
 }
