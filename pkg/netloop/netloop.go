@@ -136,6 +136,8 @@ const (
 	ReasonBudget = "buffer_budget"
 	ReasonFrame  = "frame_timeout"
 	ReasonIdle   = "idle_timeout"
+	// ReasonBacklog: more answers queued for a peer than it reads.
+	ReasonBacklog = "write_backlog"
 )
 
 // LimitReason names the limit err reports reading past, "" when it is no
@@ -149,6 +151,8 @@ func LimitReason(err error) string {
 		return ReasonBudget
 	case errors.Is(err, wire.ErrConnLimit):
 		return ReasonBuffer
+	case errors.Is(err, wire.ErrWriteBacklog):
+		return ReasonBacklog
 	case errors.Is(err, ErrFrameTimeout):
 		return ReasonFrame
 	case errors.As(err, &ne) && ne.Timeout():

@@ -73,9 +73,16 @@ func newDownConn(l *listener, nc net.Conn, principal string) *downConn {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	dc := &downConn{l: l, lc: lc, nc: nc, codec: cd, w: wire.NewWriter(nc, writeTimeout, maxWriteBuffer)}
+	// Answers queued for a caller that does not read are held to the
+	// connection's buffer limit, as its unfinished frames are.
+	dc := &downConn{l: l, lc: lc, nc: nc, codec: cd, w: wire.NewWriter(nc, writeTimeout, min(maxWriteBuffer, lc.limits.Buffer.PerConn))}
 	dc.peer = peerOf(nc, principal, lc.port)
-	dc.w.OnError = func(error) { dc.close() }
+	dc.w.OnError = func(err error) {
+		if reason := netloop.LimitReason(err); reason != "" {
+			l.p.metrics.ClosedByLimit(lc.statPrefix, reason)
+		}
+		dc.close()
+	}
 	dc.w.OnIdle = func() bool { return dc.broken || dc.closing && dc.inflight.Load() == 0 }
 	return dc
 }

@@ -407,3 +407,43 @@ func TestUpstreamAnswersOverALimitFailTheCallNotTheProxy(t *testing.T) {
 		}
 	}
 }
+
+func TestACallerThatDoesNotReadIsClosedAtItsBufferLimit(t *testing.T) {
+	// Each answer is 512 KiB; the caller asks for 32 MiB and reads none.
+	big, err := toy.Serve("127.0.0.1:0", func(r *toy.Request) *toy.Response {
+		return &toy.Response{Body: bytes.Repeat([]byte("a"), 512<<10)}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer big.Close()
+	lim := proxy.DefaultLimits()
+	lim.PerConnectionBuffer = 1 << 20
+	p := proxytest.StartWithLimits(t, configJSON(t, []obj{listener("in", "r", nil)},
+		[]obj{routeConfig("r", route("all", nil, obj{"cluster": "big"}))},
+		[]obj{cluster("big", "", big.Addr())}), lim)
+	nc, err := net.Dial("tcp", p.Addr(t, "in"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for id := uint64(1); id <= 64; id++ {
+		f, err := toy.AppendFrame(nil, toy.KindRequest, id, 0, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := nc.Write(f); err != nil {
+			break // closed already
+		}
+	}
+	want := `rosetta_downstream_connections_closed_by_limit_total{limit="write_backlog",listener="in"} 1`
+	testutil.Eventually(t, 10*time.Second, "the caller to be closed at its buffer limit", func() bool {
+		return metricLine(t, p, want[:strings.Index(want, "}")+1]) == want
+	})
+	if r := call(t, dial(t, p.Addr(t, "in")), nil); r.Err() != nil {
+		t.Fatalf("a caller that reads, after: %v", r.Err())
+	}
+	if got := metricLine(t, p, "rosetta_upstream_connections_closed_by_limit_total"); got != "" {
+		t.Fatalf("an upstream connection paid for the caller that did not read: %s", got)
+	}
+}

@@ -78,7 +78,10 @@ func newConn(p *Pool) (*Conn, error) {
 	c := &Conn{pool: p, codec: cd, w: wire.NewWriter(nil, writeTimeout, maxWriteBuffer)}
 	c.w.Yield = true
 	c.w.Lazy = true
-	c.w.OnError = func(err error) { c.close(fmt.Errorf("%w: write: %v", ErrReset, err)) }
+	c.w.OnError = func(err error) {
+		p.ep.read.overLimit(err)
+		c.close(fmt.Errorf("%w: write: %v", ErrReset, err))
+	}
 	if p.proto.Ordering == codec.InOrder {
 		c.inflight = &fifo{}
 		c.w.Awaiting = func() bool { return c.active.Load() > c.held }

@@ -108,12 +108,18 @@ func (w *Writer) Closed() bool { return w.closed }
 // Unlock releases the queue and, unless another caller is writing, writes
 // everything queued.
 func (w *Writer) Unlock() {
-	if w.flushing || w.held || w.closed || w.nc == nil {
+	if w.closed || w.nc == nil {
 		w.mu.Unlock()
 		return
 	}
+	// Checked while a write is under way too: that is when a peer that
+	// does not read makes the queue grow.
 	if len(w.Buf) > w.max {
 		w.fail(ErrWriteBacklog)
+		return
+	}
+	if w.flushing || w.held {
+		w.mu.Unlock()
 		return
 	}
 	w.flushing = true

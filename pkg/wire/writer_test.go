@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"errors"
 	"io"
 	"net"
 	"testing"
@@ -227,5 +228,40 @@ func TestWouldWaitMovesTheWriteOffTheCaller(t *testing.T) {
 	}
 	if !arrives(peer, "large answer", 5*time.Second) {
 		t.Fatal("the write handed off was never written")
+	}
+}
+
+// stalled is a connection whose peer never reads, with a small window.
+func stalled(t *testing.T) net.Conn {
+	t.Helper()
+	conn, peer := testutil.TCPPair(t)
+	_ = peer // never read
+	if tc, ok := conn.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4 << 10)
+	}
+	return conn
+}
+
+func TestWriterBoundsTheQueueWhileAWriteWaits(t *testing.T) {
+	w := NewWriter(stalled(t), 5*time.Second, 1<<20)
+	failed := make(chan error, 1)
+	w.OnError = func(err error) { failed <- err }
+	big := make([]byte, 64<<10)
+	for i := 0; i < 100; i++ {
+		w.Lock()
+		if w.Closed() {
+			w.Unlock()
+			break
+		}
+		w.Buf = append(w.Buf, big...)
+		w.Unlock()
+	}
+	select {
+	case err := <-failed:
+		if !errors.Is(err, ErrWriteBacklog) {
+			t.Fatalf("the writer failed with %v, want ErrWriteBacklog", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("6 MiB queued for a peer that does not read, past a 1 MiB limit, and the writer went on")
 	}
 }
