@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/protocols/dubbo/dubbopeer"
 )
 
@@ -89,10 +90,9 @@ func TestBinaryServesTheExampleConfigAndDrainsOnSIGTERM(t *testing.T) {
 		_, _, err := c.Call(ctx, svc, "slow", nil, nil)
 		slow <- err
 	}()
-	deadline := time.Now().Add(5 * time.Second)
-	for other.Calls() < 2 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
+	// SIGTERM must find the slow call in flight: sayBye and slow both
+	// reached the second provider.
+	testutil.Eventually(t, 5*time.Second, "the slow call to reach the provider", func() bool { return other.Calls() >= 2 })
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
