@@ -265,7 +265,10 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 		return err
 	}
 	src.SecretRefresh, src.Log = f.secretRefresh, log
-	status := &controller.StatusWriter{Client: src.Dynamic, Current: src.MetaRouterObject, Kind: "MetaRouter", Log: log}
+	// MetaRouter statuses also say which proxies refuse the config that
+	// carries them (an xDS NACK).
+	status := &controller.StatusWriter{Client: src.Dynamic, Current: src.MetaRouterObject, Kind: "MetaRouter", Log: log,
+		Amend: srv.WithRejections, Refresh: srv.RejectionsChanged()}
 	redisStatus := &controller.StatusWriter{Client: src.Dynamic, Current: src.RedisObject, Kind: "Redis", Log: log}
 	authzStatus := &controller.StatusWriter{Client: src.Dynamic, Current: src.AuthorizationObject, Kind: "authorization policy", Log: log}
 	pipe.Inputs = src.Inputs

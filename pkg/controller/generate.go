@@ -90,7 +90,7 @@ func (ix *Index) Generate(p *Proxy) *config.Resources {
 	sc := ix.sidecarFor(p)
 	for _, h := range ix.hosts {
 		svc := ix.services[h]
-		if !visibleTo(svc.ExportTo, svc.Namespace, p.Namespace) || !egressAllows(sc, svc, p.Namespace) {
+		if !ix.sees(p, sc, svc) {
 			continue
 		}
 		for _, port := range svc.Ports {
@@ -293,6 +293,12 @@ func translateMatch(m *v1alpha1.MetaRouteMatch) *configv1alpha1.RouteMatch {
 		out.Attributes = append(out.Attributes, am)
 	}
 	return out
+}
+
+// sees reports whether proxy p, scoped by its Sidecar sc, gets svc's
+// listeners: exportTo and the Sidecar's egress hosts decide.
+func (ix *Index) sees(p *Proxy, sc *networkingv1.Sidecar, svc *Service) bool {
+	return visibleTo(svc.ExportTo, svc.Namespace, p.Namespace) && egressAllows(sc, svc, p.Namespace)
 }
 
 // sidecarFor finds the Sidecar that scopes a proxy: one in its namespace

@@ -39,6 +39,12 @@ type StatusWriter struct {
 	// Kind names the objects in logs.
 	Kind string
 	Log  *slog.Logger
+	// Amend, when set, adjusts the statuses given to Set before they are
+	// written: the xDS server adds the refusals of its proxies, which
+	// arrive after the push.
+	Amend func(map[string]RouterStatus) map[string]RouterStatus
+	// Refresh, when set, makes Run write again: what Amend adds changed.
+	Refresh <-chan struct{}
 
 	mu      sync.Mutex
 	desired map[string]RouterStatus
@@ -81,6 +87,7 @@ func (w *StatusWriter) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-w.notify:
+		case <-w.Refresh:
 		case <-retry.C:
 		}
 	}
@@ -92,6 +99,9 @@ func (w *StatusWriter) writeAll(ctx context.Context) int {
 	w.mu.Lock()
 	desired := w.desired
 	w.mu.Unlock()
+	if w.Amend != nil {
+		desired = w.Amend(desired)
+	}
 	keys := make([]string, 0, len(desired))
 	for k := range desired {
 		keys = append(keys, k)

@@ -21,6 +21,7 @@ type Metrics struct {
 	downstreamCx  *prometheus.GaugeVec
 	downstreamErr *prometheus.CounterVec
 	upstreamErr   *prometheus.CounterVec
+	upstreamRq    *prometheus.GaugeVec
 	configApplied *prometheus.CounterVec
 	ops           *prometheus.CounterVec
 	opDuration    *prometheus.HistogramVec
@@ -95,6 +96,10 @@ func New() *Metrics {
 			Name: "rosetta_upstream_errors_total",
 			Help: "Upstream failures by cluster and kind (connect, reset, timeout, overloaded).",
 		}, []string{"cluster", "kind"}),
+		upstreamRq: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "rosetta_upstream_requests_active",
+			Help: "Requests in flight to each upstream cluster (sent or waiting for a connection, retries included), as Envoy's upstream_rq_active.",
+		}, []string{"cluster"}),
 		configApplied: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rosetta_config_updates_total",
 			Help: "Configuration updates, accepted or rejected.",
@@ -126,7 +131,7 @@ func New() *Metrics {
 	m.reqOK = map[requestKey]*Series{}
 	m.opsOK = map[operationKey]*Series{}
 	m.Registry.MustRegister(m.ops, m.opDuration)
-	m.Registry.MustRegister(m.requests, m.duration, m.downstreamCx, m.downstreamErr, m.upstreamErr, m.configApplied,
+	m.Registry.MustRegister(m.requests, m.duration, m.downstreamCx, m.downstreamErr, m.upstreamErr, m.upstreamRq, m.configApplied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -225,6 +230,13 @@ func (m *Metrics) Authorization(listener, policy, result string) {
 // UpstreamError counts an upstream failure.
 func (m *Metrics) UpstreamError(cluster, kind string) {
 	m.upstreamErr.WithLabelValues(cluster, kind).Inc()
+}
+
+// UpstreamActive is the gauge of a cluster's requests in flight; the
+// proxy gives it to the cluster when a config is applied, so the hot path
+// does no label lookup.
+func (m *Metrics) UpstreamActive(cluster string) prometheus.Gauge {
+	return m.upstreamRq.WithLabelValues(cluster)
 }
 
 // ConfigUpdate counts a config update; ok false for a rejected one.

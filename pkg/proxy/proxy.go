@@ -86,6 +86,9 @@ func (p *Proxy) Apply(res config.Resources) error {
 		p.metrics.ConfigUpdate(false)
 		return err
 	}
+	for name, c := range s.clusters {
+		c.Active = p.metrics.UpstreamActive(name)
+	}
 	p.snap.Store(s)
 	for name, l := range p.listeners {
 		if lc, ok := s.listeners[name]; ok {

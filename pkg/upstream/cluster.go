@@ -36,6 +36,10 @@ type Cluster struct {
 	MaxRetries int64
 	// Outlier says when an endpoint is ejected.
 	Outlier Outlier
+	// Active, when set, follows the requests in flight for a metric. It
+	// is shared by every build of the cluster's name, so it stays right
+	// across config updates (each build counts its own requests).
+	Active Gauge
 
 	inflight atomic.Int64
 	retries  atomic.Int64
@@ -62,6 +66,12 @@ func (c *Cluster) Pick(hash uint64, exclude *Endpoint) *Endpoint {
 	return c.Balancer.Pick(c.Endpoints, hash, exclude)
 }
 
+// Gauge is what Cluster.Active needs of a metric (a prometheus.Gauge).
+type Gauge interface {
+	Inc()
+	Dec()
+}
+
 // Acquire takes a slot for a request in flight; false when the cluster's
 // request limit is reached.
 func (c *Cluster) Acquire() bool {
@@ -69,11 +79,19 @@ func (c *Cluster) Acquire() bool {
 		c.inflight.Add(-1)
 		return false
 	}
+	if c.Active != nil {
+		c.Active.Inc()
+	}
 	return true
 }
 
 // Release gives back what Acquire took.
-func (c *Cluster) Release() { c.inflight.Add(-1) }
+func (c *Cluster) Release() {
+	c.inflight.Add(-1)
+	if c.Active != nil {
+		c.Active.Dec()
+	}
+}
 
 // InFlight reports the requests in flight to the cluster.
 func (c *Cluster) InFlight() int64 { return c.inflight.Load() }

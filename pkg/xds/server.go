@@ -90,6 +90,9 @@ type Server struct {
 	lastVersion uint64
 	nodes       map[string]*nodeState
 	streams     map[int64]*streamState
+	// rejectCh signals that a proxy refused config, or accepted config
+	// after refusing, or left with a refusal (see RejectionsChanged).
+	rejectCh chan struct{}
 }
 
 type nodeState struct {
@@ -100,6 +103,9 @@ type nodeState struct {
 	typeHash  map[string]string
 	changedAt map[string]time.Time
 	res       *config.Resources
+	// rejected holds the proxy's refusal of the last version of each type
+	// it refused, until it acknowledges a later one.
+	rejected map[string]controller.Rejection
 }
 
 type streamState struct {
@@ -129,12 +135,13 @@ func NewServer(ctx context.Context, opts Options) *Server {
 		log = slog.Default()
 	}
 	s := &Server{
-		opts:    opts,
-		log:     log,
-		metrics: NewMetrics(opts.Registerer),
-		ctx:     ctx,
-		nodes:   map[string]*nodeState{},
-		streams: map[int64]*streamState{},
+		opts:     opts,
+		log:      log,
+		metrics:  NewMetrics(opts.Registerer),
+		ctx:      ctx,
+		nodes:    map[string]*nodeState{},
+		streams:  map[int64]*streamState{},
+		rejectCh: make(chan struct{}, 1),
 	}
 	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{log})
 	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
@@ -404,6 +411,9 @@ func (s *Server) closed(streamID int64) {
 		if n := s.nodes[st.nodeID]; n != nil {
 			n.streams--
 			if n.streams == 0 {
+				if len(n.rejected) > 0 {
+					s.rejectionsChanged()
+				}
 				delete(s.nodes, st.nodeID)
 				s.metrics.Connected.Dec()
 				gone = st.nodeID
@@ -454,6 +464,9 @@ func (s *Server) answered(streamID int64, nonce string, errDetail string, nack b
 	if st != nil {
 		info, ok = st.sent[nonce]
 		delete(st.sent, nonce)
+	}
+	if ok {
+		s.noteAnswer(st.nodeID, info, errDetail, nack)
 	}
 	s.mu.Unlock()
 	if !ok {

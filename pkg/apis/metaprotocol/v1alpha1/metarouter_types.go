@@ -372,6 +372,10 @@ type MetaRouterList struct {
 const (
 	ConditionAccepted     = "Accepted"
 	ConditionResolvedRefs = "ResolvedRefs"
+	// ConditionProgrammed is present, False, while proxies refuse (NACK)
+	// the config that carries the MetaRouter; its message names them and
+	// their reasons. They keep serving the config they had.
+	ConditionProgrammed = "Programmed"
 
 	ReasonAccepted     = "Accepted"
 	ReasonInvalid      = fielderrors.Invalid
@@ -380,4 +384,5 @@ const (
 	ReasonResolved     = "ResolvedRefs"
 	ReasonUnknownHost  = "UnknownHost"
 	ReasonUnknownSubet = "UnknownSubset"
+	ReasonRefused      = "RefusedByProxy"
 )
