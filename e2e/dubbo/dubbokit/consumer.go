@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -88,7 +89,9 @@ type Consumer struct {
 
 // NewConsumer makes a consumer of the provider or proxy at addr
 // ("127.0.0.1:port"). dubbo-go connects at once; it fails when nothing
-// listens at addr.
+// listens at addr. addr may list several addresses separated by ";" (as
+// dubbo-go's reference URL does): the consumer then picks one at random
+// for each call, avoiding those it knows are gone.
 func NewConsumer(t testing.TB, addr string, cfg ConsumerConfig) *Consumer {
 	t.Helper()
 	c, err := Dial(addr, cfg)
@@ -109,17 +112,21 @@ func Dial(addr string, cfg ConsumerConfig) (c *Consumer, err error) {
 	}
 	// dubbo-go gives no error when nothing listens: it tries for 6s and
 	// then panics on a nil invoker. Fail fast and clearly instead.
-	probe, err := net.DialTimeout("tcp", addr, time.Second)
-	if err != nil {
-		return nil, fmt.Errorf("dubbokit: dial %s: %w", addr, err)
+	var urls []string
+	for _, a := range strings.Split(addr, ";") {
+		probe, err := net.DialTimeout("tcp", a, time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("dubbokit: dial %s: %w", a, err)
+		}
+		probe.Close()
+		urls = append(urls, "dubbo://"+a)
 	}
-	probe.Close()
 	cli, err := client.NewClient()
 	if err != nil {
 		return nil, fmt.Errorf("dubbokit: %w", err)
 	}
 	opts := []client.ReferenceOption{
-		client.WithURL("dubbo://" + addr),
+		client.WithURL(strings.Join(urls, ";")),
 		client.WithProtocolDubbo(),
 		client.WithSerialization(constant.Hessian2Serialization),
 		client.WithClusterFailFast(),

@@ -53,6 +53,9 @@ type ProviderConfig struct {
 	// get a "service not found" exception, as from a real Dubbo provider.
 	Version string
 	Group   string
+	// Addr is the address to listen on; "127.0.0.1:0" (a free port) when
+	// empty. A provider restarted in place passes its old address.
+	Addr string
 }
 
 // Provider is a dubbo-go server on a loopback port, speaking the classic
@@ -105,8 +108,12 @@ func NewProvider(cfg ProviderConfig) (*Provider, error) {
 		conns:   make(map[net.Conn]struct{}),
 		release: make(chan struct{}),
 	}
-	// Port 0: getty listens on it as given, and the kernel picks a free port.
-	url, err := common.NewURL("dubbo://127.0.0.1:0/" + cfg.Interface)
+	if cfg.Addr == "" {
+		// Port 0: getty listens on it as given, and the kernel picks a
+		// free port.
+		cfg.Addr = "127.0.0.1:0"
+	}
+	url, err := common.NewURL("dubbo://" + cfg.Addr + "/" + cfg.Interface)
 	if err != nil {
 		return nil, fmt.Errorf("dubbokit: %w", err)
 	}

@@ -100,9 +100,23 @@ func (c *Cluster) StartController(t testing.TB, bin, xdsAddr, httpAddr string, a
 // address. args are added to its command line. It stops when t ends.
 func (c *Cluster) StartProxy(t testing.TB, bin, xdsAddr, id, ns string, args ...string) (admin string) {
 	t.Helper()
-	admin = FreeAddr(t)
-	StartT(t, Command{Name: "proxy " + id, Path: bin, Log: filepath.Join(c.Dir, strings.ReplaceAll(id, "/", "_")+".log"),
+	return c.RunProxy(t, bin, xdsAddr, id, ns, args...).Admin
+}
+
+// Proxy is rosetta-proxy running as a process; Admin serves /metrics and
+// /config_dump.
+type Proxy struct {
+	*Process
+	Admin string
+}
+
+// RunProxy is StartProxy for a test that also signals the process (Stop
+// drains it with SIGTERM). Later args win over the defaults.
+func (c *Cluster) RunProxy(t testing.TB, bin, xdsAddr, id, ns string, args ...string) *Proxy {
+	t.Helper()
+	admin := FreeAddr(t)
+	p := StartT(t, Command{Name: "proxy " + id, Path: bin, Log: filepath.Join(c.Dir, strings.ReplaceAll(id, "/", "_")+".log"),
 		Args: append([]string{"--xds=" + xdsAddr, "--node-id=" + id, "--namespace=" + ns,
 			"--admin=" + admin, "--drain-timeout=1s"}, args...)})
-	return admin
+	return &Proxy{Process: p, Admin: admin}
 }
