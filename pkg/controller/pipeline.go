@@ -28,6 +28,10 @@ type Pipeline struct {
 	// not makes none. DefaultDNSRefresh when zero; never when negative.
 	DNSRefresh time.Duration
 
+	// clock times the debounce; the real one when nil (tests replace it
+	// to step time instead of sleeping).
+	clock clock
+
 	mu      sync.Mutex
 	since   time.Time
 	notify  chan struct{}
@@ -59,7 +63,27 @@ func (p *Pipeline) init() {
 		if p.DNSRefresh == 0 {
 			p.DNSRefresh = DefaultDNSRefresh
 		}
+		if p.clock == nil {
+			p.clock = realClock{}
+		}
 	})
+}
+
+// clock is what the debounce reads time from.
+type clock interface {
+	Now() time.Time
+	// NewTimer returns a channel that receives after d, and a func that
+	// stops the timer.
+	NewTimer(d time.Duration) (<-chan time.Time, func() bool)
+}
+
+type realClock struct{}
+
+func (realClock) Now() time.Time { return time.Now() }
+
+func (realClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
+	t := time.NewTimer(d)
+	return t.C, t.Stop
 }
 
 // Changed records a change; it never blocks.
@@ -67,7 +91,7 @@ func (p *Pipeline) Changed() {
 	p.init()
 	p.mu.Lock()
 	if p.since.IsZero() {
-		p.since = time.Now()
+		p.since = p.clock.Now()
 	}
 	p.mu.Unlock()
 	select {
@@ -115,18 +139,19 @@ func (p *Pipeline) wait(ctx context.Context) bool {
 	p.mu.Unlock()
 	deadline := first.Add(p.MaxDelay)
 	for {
-		next := time.Now().Add(p.MinDelay)
+		now := p.clock.Now()
+		next := now.Add(p.MinDelay)
 		if next.After(deadline) {
 			next = deadline
 		}
-		timer := time.NewTimer(time.Until(next))
+		fired, stop := p.clock.NewTimer(next.Sub(now))
 		select {
 		case <-ctx.Done():
-			timer.Stop()
+			stop()
 			return false
 		case <-p.notify:
-			timer.Stop()
-		case <-timer.C:
+			stop()
+		case <-fired:
 			return true
 		}
 	}
