@@ -7,7 +7,11 @@ import (
 )
 
 // Options are a codec's settings from config (an ApplicationProtocol's codec
-// options, or a listener's). Keys and values are codec-specific.
+// options, or a listener's). Keys and values are codec-specific. An option
+// that holds a credential is named password, token, or ends in _password or
+// _token: dumps redact it, and a config may give it as "<name>_secret:
+// SECRET", which the proxy resolves before the codec sees the options
+// (config.IsCredentialOption, config.SecretRefSuffix).
 type Options map[string]string
 
 // Protocol is what a protocol package registers.

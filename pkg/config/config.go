@@ -2,7 +2,7 @@
 // from a static YAML file.
 //
 // The resources are the very messages the controller sends over xDS: Envoy's
-// Listener, Cluster and ClusterLoadAssignment, and Rosetta's own
+// Listener, Cluster, ClusterLoadAssignment and Secret, and Rosetta's own
 // RouteConfiguration. A listener becomes a Rosetta listener through a
 // MetaProtocolProxy filter in its filter chain. Because the file and the xDS
 // stream carry the same types, the two paths cannot drift.
@@ -17,6 +17,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 	"sigs.k8s.io/yaml"
@@ -40,6 +41,8 @@ type Resources struct {
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
 	Routes    []*configv1alpha1.RouteConfiguration
+	// Secrets hold credentials that listeners name (secrets.go).
+	Secrets []*tlsv3.Secret
 }
 
 // Admin is where the proxy serves /ready, /metrics and /config_dump.
@@ -59,6 +62,7 @@ type rawFile struct {
 	Clusters  []json.RawMessage `json:"clusters"`
 	Endpoints []json.RawMessage `json:"endpoints"`
 	Routes    []json.RawMessage `json:"routes"`
+	Secrets   []json.RawMessage `json:"secrets"`
 }
 
 // LoadFile reads a static config file.
@@ -97,6 +101,9 @@ func Parse(data []byte) (*Bootstrap, error) {
 		return nil, err
 	}
 	if b.Routes, err = unmarshalAll[configv1alpha1.RouteConfiguration]("routes", raw.Routes); err != nil {
+		return nil, err
+	}
+	if b.Secrets, err = unmarshalAll[tlsv3.Secret]("secrets", raw.Secrets); err != nil {
 		return nil, err
 	}
 	return b, nil

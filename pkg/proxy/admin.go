@@ -9,6 +9,8 @@ import (
 
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/rosetta-mesh/rosetta/pkg/config"
 )
 
 // MetricsHandler serves what may be reached from outside the pod: /ready
@@ -21,8 +23,8 @@ func (p *Proxy) MetricsHandler() http.Handler {
 }
 
 // AdminHandler serves /ready, /metrics, /config_dump and /debug/pprof/.
-// The config dump shows routes, upstream addresses and codec options, and
-// pprof lets a caller spend the proxy's CPU: serve it on loopback only.
+// The config dump shows routes, upstream addresses and codec options (with
+// credentials redacted), and pprof lets a caller spend the proxy's CPU: serve it on loopback only.
 func (p *Proxy) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	p.handleHealth(mux)
@@ -64,15 +66,18 @@ func serveHTTP(ln net.Listener, h http.Handler) error {
 }
 
 // ConfigDump is the configuration in force as JSON: every resource in the
-// protobuf JSON mapping, under listeners, clusters, endpoints and routes.
+// protobuf JSON mapping, under listeners, clusters, endpoints, routes and
+// secrets. Credentials are redacted (config.Redacted): secrets show their
+// names and where they are read from, never their values.
 func (p *Proxy) ConfigDump() []byte {
-	dump := map[string][]json.RawMessage{"listeners": {}, "clusters": {}, "endpoints": {}, "routes": {}}
+	dump := map[string][]json.RawMessage{"listeners": {}, "clusters": {}, "endpoints": {}, "routes": {}, "secrets": {}}
 	if s := p.snap.Load(); s != nil {
-		r := s.resources
+		r := config.Redacted(s.resources)
 		dump["listeners"] = marshalAll(r.Listeners)
 		dump["clusters"] = marshalAll(r.Clusters)
 		dump["endpoints"] = marshalAll(r.Endpoints)
 		dump["routes"] = marshalAll(r.Routes)
+		dump["secrets"] = marshalAll(r.Secrets)
 	}
 	out, _ := json.MarshalIndent(dump, "", "  ")
 	return out

@@ -72,6 +72,10 @@ func (lc *listenerConfig) match(s *snapshot, req *codec.Message) *router.Route {
 // resource and field at fault. Nothing is changed when it fails.
 func compile(res config.Resources, mgr *upstream.Manager, id *identity.Workload, def Limits, budget *wire.Budget) (*snapshot, error) {
 	s := &snapshot{resources: res, listeners: map[string]*listenerConfig{}, routes: map[string]*router.Table{}}
+	secrets, err := newSecretSet(res.Secrets)
+	if err != nil {
+		return nil, err
+	}
 	for i, rc := range res.Routes {
 		if rc.GetName() == "" {
 			return nil, fmt.Errorf("routes[%d].name: must not be empty", i)
@@ -84,7 +88,7 @@ func compile(res config.Resources, mgr *upstream.Manager, id *identity.Workload,
 	}
 	addrs := map[string]string{}
 	for i, l := range res.Listeners {
-		lc, err := compileListener(l, id, def, budget)
+		lc, err := compileListener(l, secrets, id, def, budget)
 		if err != nil {
 			return nil, fmt.Errorf("listeners[%d] (%s): %w", i, l.GetName(), err)
 		}
@@ -102,14 +106,13 @@ func compile(res config.Resources, mgr *upstream.Manager, id *identity.Workload,
 		addrs[lc.addr] = lc.name
 		s.listeners[lc.name] = lc
 	}
-	var err error
 	if s.clusters, err = mgr.Build(res.Clusters, res.Endpoints); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
-func compileListener(l *listenerv3.Listener, id *identity.Workload, def Limits, budget *wire.Budget) (*listenerConfig, error) {
+func compileListener(l *listenerv3.Listener, secrets *secretSet, id *identity.Workload, def Limits, budget *wire.Budget) (*listenerConfig, error) {
 	if l.GetName() == "" {
 		return nil, fmt.Errorf("name: must not be empty")
 	}
@@ -125,7 +128,10 @@ func compileListener(l *listenerv3.Listener, id *identity.Workload, def Limits, 
 	if !ok {
 		return nil, fmt.Errorf("filter %s: codec: %q is not a codec this proxy was built with (it has %v)", config.FilterName, mp.GetCodec(), codec.Names())
 	}
-	opts := codec.Options(mp.GetCodecOptions())
+	opts, err := secrets.resolve(mp.GetCodecOptions())
+	if err != nil {
+		return nil, fmt.Errorf("filter %s: %w", config.FilterName, err)
+	}
 	if mp.GetMaxFrameBytes() > 0 {
 		opts = withOption(opts, "max_frame_bytes", strconv.Itoa(int(mp.GetMaxFrameBytes())))
 	}

@@ -438,7 +438,9 @@ func TestDelta(t *testing.T) {
 		}
 	}
 	got := map[string][]string{}
-	for len(got) < len(xds.TypeURLs) {
+	// This mesh has no secrets, and delta sends nothing for a type
+	// without resources: every other type answers.
+	for len(got) < len(xds.TypeURLs)-1 {
 		resp, err := stream.Recv()
 		if err != nil {
 			t.Fatal(err)

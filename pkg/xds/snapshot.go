@@ -14,8 +14,9 @@ import (
 )
 
 // TypeURLs are the resource types a Rosetta proxy subscribes to, in the
-// order a proxy needs them.
-var TypeURLs = []string{config.ClusterType, config.EndpointType, config.ListenerType, config.RouteType}
+// order a proxy needs them. Secrets (SDS) come before the listeners that
+// name them.
+var TypeURLs = []string{config.ClusterType, config.EndpointType, config.SecretType, config.ListenerType, config.RouteType}
 
 // snapshot is one proxy's resources with a version per type. It
 // implements go-control-plane's ResourceSnapshot with a map keyed by type
@@ -76,6 +77,11 @@ func newSnapshot(res *config.Resources) (*snapshot, error) {
 	}
 	for _, r := range res.Routes {
 		if err := add(config.RouteType, r.GetName(), r); err != nil {
+			return nil, err
+		}
+	}
+	for _, r := range res.Secrets {
+		if err := add(config.SecretType, r.GetName(), r); err != nil {
 			return nil, err
 		}
 	}

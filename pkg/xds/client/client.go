@@ -1,5 +1,6 @@
 // Package client is the proxy's side of xDS: an ADS (state-of-the-world)
-// client that subscribes to Rosetta's four resource types, hands each
+// client that subscribes to Rosetta's five resource types (SDS secrets
+// among them), hands each
 // consistent set to the proxy, and ACKs or NACKs what the proxy says.
 package client
 
@@ -15,6 +16,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
@@ -88,7 +90,7 @@ type Options struct {
 }
 
 // typeOrder is the order of the initial subscriptions.
-var typeOrder = []string{config.ClusterType, config.EndpointType, config.ListenerType, config.RouteType}
+var typeOrder = []string{config.ClusterType, config.EndpointType, config.SecretType, config.ListenerType, config.RouteType}
 
 // maxResourcesPerType caps what one response may carry.
 const maxResourcesPerType = 100_000
@@ -370,6 +372,8 @@ func newMessage(typeURL string) (proto.Message, error) {
 		return &endpointv3.ClusterLoadAssignment{}, nil
 	case config.RouteType:
 		return &configv1alpha1.RouteConfiguration{}, nil
+	case config.SecretType:
+		return &tlsv3.Secret{}, nil
 	}
 	return nil, fmt.Errorf("xds/client: unexpected type %s", typeURL)
 }
@@ -388,13 +392,20 @@ func toResources(m map[string][]proto.Message) config.Resources {
 	for _, x := range m[config.RouteType] {
 		r.Routes = append(r.Routes, x.(*configv1alpha1.RouteConfiguration))
 	}
+	for _, x := range m[config.SecretType] {
+		r.Secrets = append(r.Secrets, x.(*tlsv3.Secret))
+	}
 	return r
 }
 
 // checkRefs names the first reference the set cannot resolve: a route
-// configuration a listener names, a cluster a route names, the endpoints
-// of an EDS cluster. "" when the set is complete.
+// configuration or a secret a listener names, a cluster a route names, the
+// endpoints of an EDS cluster. "" when the set is complete.
 func checkRefs(r *config.Resources) string {
+	secrets := map[string]bool{}
+	for _, s := range r.Secrets {
+		secrets[s.GetName()] = true
+	}
 	routes := map[string]*configv1alpha1.RouteConfiguration{}
 	for _, rc := range r.Routes {
 		routes[rc.GetName()] = rc
@@ -428,6 +439,11 @@ func checkRefs(r *config.Resources) string {
 				var mpp configv1alpha1.MetaProtocolProxy
 				if err := f.GetTypedConfig().UnmarshalTo(&mpp); err != nil {
 					return "" // malformed: the proxy's validation reports it
+				}
+				for _, name := range config.SecretNames(mpp.GetCodecOptions()) {
+					if !secrets[name] {
+						return "secret " + name
+					}
 				}
 				rc := mpp.GetRouteConfig()
 				if name := mpp.GetRouteConfigName(); name != "" {
