@@ -373,7 +373,7 @@ func monitoringMux(reg *prometheus.Registry, ready *atomic.Bool) *http.ServeMux 
 }
 
 // debugMux shows every proxy's config (routes, upstream addresses, codec
-// options with their credentials) and profiles the controller: it is
+// options; secret values redacted) and profiles the controller: it is
 // served on loopback unless --expose-debug.
 func debugMux(srv *xds.Server) *http.ServeMux {
 	mux := http.NewServeMux()

@@ -84,8 +84,20 @@ func redisListener(res config.Resources, name string) (map[string]string, []stri
 	return opts, routes
 }
 
+// sdsValue is the inline value of the SDS Secret name in res ("" when
+// there is none): the controller sends credentials as Secret resources.
+func sdsValue(res config.Resources, name string) string {
+	for _, s := range res.Secrets {
+		if s.GetName() == name {
+			return s.GetGenericSecret().GetSecret().GetInlineString()
+		}
+	}
+	return ""
+}
+
 // TestRedisKubernetesMode: RedisService, RedisDestination and a labelled
-// Secret reach the proxy through the API server; an unlabelled Secret is
+// Secret reach the proxy through the API server (the password as an SDS
+// Secret the listener names); an unlabelled Secret is
 // not read, and the RedisDestination naming it says so in status.
 func TestRedisKubernetesMode(t *testing.T) {
 	c := needCluster(t)
@@ -100,7 +112,7 @@ func TestRedisKubernetesMode(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, "redis listener with upstream auth", func() bool {
 		r, _, _ := rec.last()
 		opts, _ := redisListener(r, l)
-		return opts["upstream_password"] == "s3cret" && opts["upstream_username"] == "proxy" && opts["mode"] == "cluster"
+		return sdsValue(r, opts["upstream_password_secret"]) == "s3cret" && opts["upstream_username"] == "proxy" && opts["mode"] == "cluster"
 	})
 	r, _, _ := rec.last()
 	_, routes := redisListener(r, l)
@@ -109,7 +121,7 @@ func TestRedisKubernetesMode(t *testing.T) {
 		t.Fatalf("routes = %s, want %s", got, want)
 	}
 	opts, _ := redisListener(r, "cache-b.redis-e2e.svc.cluster.local_6380")
-	if _, ok := opts["upstream_password"]; ok {
+	if _, ok := opts["upstream_password_secret"]; ok {
 		t.Fatalf("an unlabelled Secret was read: %v", opts)
 	}
 	// Status is written by the leader; a controller from an earlier test may

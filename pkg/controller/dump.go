@@ -17,11 +17,15 @@ type Dump struct {
 	Clusters  []json.RawMessage `json:"clusters"`
 	Endpoints []json.RawMessage `json:"endpoints"`
 	Routes    []json.RawMessage `json:"routes"`
+	Secrets   []json.RawMessage `json:"secrets,omitempty"`
 }
 
-// DumpResources converts resources to a Dump.
+// DumpResources converts resources to a Dump, with credentials redacted
+// (config.Redacted): it is what /debug/config_dump shows.
 func DumpResources(res *config.Resources) (*Dump, error) {
 	d := &Dump{}
+	red := config.Redacted(*res)
+	res = &red
 	var err error
 	if d.Listeners, err = dumpAll(res.Listeners); err != nil {
 		return nil, err
@@ -34,6 +38,11 @@ func DumpResources(res *config.Resources) (*Dump, error) {
 	}
 	if d.Routes, err = dumpAll(res.Routes); err != nil {
 		return nil, err
+	}
+	if len(res.Secrets) > 0 {
+		if d.Secrets, err = dumpAll(res.Secrets); err != nil {
+			return nil, err
+		}
 	}
 	return d, nil
 }

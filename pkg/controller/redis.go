@@ -21,8 +21,11 @@ package controller
 //     the listener's options: the codec cannot log in per cluster.
 //   - A RedisDestination also sets its host's clusters: TCP settings, ring
 //     hash (hashByKey), and discoveryEndpoints in place of the endpoints.
-//   - Credentials from Secrets go into the listener config in clear, like
-//     any codec option; proxies must be trusted with them.
+//   - Credentials (from Secrets or inline in the object) travel as SDS
+//     Secret resources on the proxy's ADS stream; the codec options name
+//     them (password_secret, upstream_password_secret), so dumps and logs
+//     show names, not passwords. Proxies still receive the values: they
+//     must be trusted with them.
 
 import (
 	"context"
@@ -35,7 +38,9 @@ import (
 	"unicode/utf8"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	corev1 "k8s.io/api/core/v1"
@@ -43,6 +48,7 @@ import (
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
 	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
+	"github.com/rosetta-mesh/rosetta/pkg/config"
 )
 
 // The redis codec's name, attributes, mutation and options
@@ -231,6 +237,48 @@ func (r *redisIndex) credentials(ns string, a *redisv1.Auth) (user, pass string,
 	return user, pw, nil
 }
 
+// passwordSecret is the SDS Secret that carries an Auth's password, and
+// the user name that goes with it (a user name is not a secret). The
+// Secret is named after where the password comes from: "Secret/<ns>/<name>/
+// <key>" for a Kubernetes Secret, "<owner>/password" for a password inline
+// in the object owner ("RedisService/<ns>/<name>").
+func (r *redisIndex) passwordSecret(owner, ns string, a *redisv1.Auth) (string, *tlsv3.Secret, error) {
+	user, pass, err := r.credentials(ns, a)
+	if err != nil {
+		return "", nil, err
+	}
+	name := owner + "/password"
+	if ref := a.Secret; a.Plain == nil && ref != nil {
+		pk := ref.PasswordField
+		if pk == "" {
+			pk = defaultPasswordKey
+		}
+		name = "Secret/" + ns + "/" + ref.Name + "/" + pk
+	}
+	return user, &tlsv3.Secret{Name: name, Type: &tlsv3.Secret_GenericSecret{GenericSecret: &tlsv3.GenericSecret{
+		Secret: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: pass}},
+	}}}, nil
+}
+
+// addSecret adds a Secret to the proxy's resources once (listeners may
+// share one) and returns its name.
+func (g *generation) addSecret(s *tlsv3.Secret) string {
+	for _, have := range g.res.Secrets {
+		if have.GetName() == s.GetName() {
+			return s.GetName()
+		}
+	}
+	g.res.Secrets = append(g.res.Secrets, s)
+	return s.GetName()
+}
+
+// setPassword makes option opt name the secret: a password the port's
+// protocol gives inline gives way to it, since the proxy refuses both.
+func setPassword(opts map[string]string, opt, secret string) {
+	delete(opts, opt)
+	opts[opt+config.SecretRefSuffix] = secret
+}
+
 // secretValue reads a key of a Secret; stringData (which only the folder
 // source has: the API server folds it into data) wins.
 func secretValue(s *corev1.Secret, k string) (string, bool) {
@@ -286,8 +334,8 @@ func (g *generation) redisOptions(svc *Service, port Port) map[string]string {
 			opts[redisOptReadPolicy] = "prefer_replica"
 		}
 		if a := rset.Auth; a != nil {
-			if user, pass, err := r.credentials(rd.Namespace, a); err == nil {
-				opts[redisOptUpPassword] = pass
+			if user, sec, err := r.passwordSecret(redisDestinationKind+"/"+key(rd), rd.Namespace, a); err == nil {
+				setPassword(opts, redisOptUpPassword, g.addSecret(sec))
 				if user != "" {
 					opts[redisOptUpUsername] = user
 				}
@@ -303,8 +351,8 @@ func (g *generation) redisOptions(svc *Service, port Port) map[string]string {
 			delete(opts, redisOptReadPolicy)
 		}
 		if a := s.Auth; a != nil {
-			if user, pass, err := r.credentials(rs.Namespace, a); err == nil {
-				opts[redisOptPassword] = pass
+			if user, sec, err := r.passwordSecret(redisServiceKind+"/"+key(rs), rs.Namespace, a); err == nil {
+				setPassword(opts, redisOptPassword, g.addSecret(sec))
 				if user != "" {
 					opts[redisOptUsername] = user
 				}

@@ -146,9 +146,10 @@ func TestRedisSecret(t *testing.T) {
 	b := &Builder{Options: Options{Resolve: fakeResolver}}
 	ix := b.Build(in)
 	p := &Proxy{ID: "app", Namespace: "shop"}
-	opts := listenerOptions(t, ix.Generate(p))
-	if _, ok := opts["upstream_password"]; ok || opts["mode"] != "cluster" {
-		t.Fatalf("options without the Secret = %v", opts)
+	res := ix.Generate(p)
+	opts := listenerOptions(t, res)
+	if _, ok := opts["upstream_password_secret"]; ok || opts["mode"] != "cluster" || len(res.Secrets) != 0 {
+		t.Fatalf("options without the Secret = %v, secrets %v", opts, res.Secrets)
 	}
 	st := ix.RedisStatuses()["RedisDestination/shop/orders-redis"]
 	if len(st.Conditions) != 2 || st.Conditions[1].Reason != "UnknownSecret" ||
@@ -156,10 +157,24 @@ func TestRedisSecret(t *testing.T) {
 		t.Fatalf("status = %+v", st)
 	}
 	in.Secrets = secrets
-	opts = listenerOptions(t, b.Build(in).Generate(p))
-	if opts["upstream_password"] != "s3cret" || opts["upstream_username"] != "orders" {
+	res = b.Build(in).Generate(p)
+	opts = listenerOptions(t, res)
+	if _, inline := opts["upstream_password"]; inline || opts["upstream_username"] != "orders" {
 		t.Fatalf("options with the Secret = %v", opts)
 	}
+	if name := opts["upstream_password_secret"]; name != "Secret/shop/orders-redis-auth/pass" || sdsValue(res, name) != "s3cret" {
+		t.Fatalf("upstream_password_secret = %q, its SDS Secret holds %q", name, sdsValue(res, name))
+	}
+}
+
+// sdsValue is the inline value of the SDS Secret name in res.
+func sdsValue(res *config.Resources, name string) string {
+	for _, s := range res.Secrets {
+		if s.GetName() == name {
+			return s.GetGenericSecret().GetSecret().GetInlineString()
+		}
+	}
+	return ""
 }
 
 func listenerOptions(t *testing.T, res *config.Resources) map[string]string {
