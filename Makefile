@@ -68,9 +68,12 @@ bench: build
 	cd e2e/trpc && $(GO) run ./cmd/trpcload -proxy $(BIN)/rosetta-proxy
 	$(GO) run ./bench/redisbench -proxy $(BIN)/rosetta-proxy
 
-# Each decoder's fuzz target for FUZZTIME (the seeds also run in `make test`).
+# Every fuzz target of the main module for FUZZTIME each (the seeds also
+# run in `make test`). Only packages whose tests mention a Fuzz function are
+# compiled to list their targets.
 fuzz:
-	@set -e; for pkg in $$($(GO) list ./protocols/...); do \
+	@set -e; for pkg in $$($(GO) list -f '{{.ImportPath}} {{.Dir}}' ./... | \
+	    while read -r p d; do if grep -qs '^func Fuzz' "$$d"/*_test.go; then echo "$$p"; fi; done); do \
 	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
 	    echo "== $$pkg $$f"; $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
 	  done; \
