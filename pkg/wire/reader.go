@@ -155,7 +155,9 @@ func (fr *Reader) grow(want int) error {
 	have := fr.end - fr.start
 	size := max(chunk, min(want, 2*have), have+have/4)
 	if l := fr.limits.PerConn; l > 0 {
-		size = max(min(size, l), want)
+		// check has made sure want <= l, so size stays above have; it
+		// must not jump to want, which is what the peer declared.
+		size = min(size, l)
 	}
 	extra := max(size-chunk, 0)
 	if d := extra - fr.held; d > 0 && !fr.limits.Budget.take(d) {
