@@ -18,6 +18,7 @@ import (
 	// cluster over a static directory, its load balancer, and the graceful
 	// shutdown filter every reference carries by default.
 	_ "dubbo.apache.org/dubbo-go/v3/cluster/cluster/failfast"
+	_ "dubbo.apache.org/dubbo-go/v3/cluster/cluster/failover"
 	_ "dubbo.apache.org/dubbo-go/v3/cluster/loadbalance/random"
 	_ "dubbo.apache.org/dubbo-go/v3/filter/graceful_shutdown"
 	_ "dubbo.apache.org/dubbo-go/v3/protocol/dubbo"
@@ -72,11 +73,16 @@ type ConsumerConfig struct {
 	Group     string
 	// Timeout of each call; 3s when 0.
 	Timeout time.Duration
+	// Retries, when positive, makes the consumer dubbo-go's default
+	// failover cluster with that many retries on another address: what a
+	// user's consumer does when one of several proxies goes away.
+	Retries int
 }
 
 // Consumer is a dubbo-go reference (new client API) to one direct address,
-// on the dubbo protocol with hessian2, without a registry. It fails fast:
-// no retries, so a test sees every error the server side gives.
+// on the dubbo protocol with hessian2, without a registry. It fails fast
+// unless ConsumerConfig.Retries: no retries, so a test sees every error the
+// server side gives.
 //
 // dubbo-go shares one set of connections per address among all references
 // in a process (up to 16 connections), so two Consumers of the same address
@@ -129,9 +135,12 @@ func Dial(addr string, cfg ConsumerConfig) (c *Consumer, err error) {
 		client.WithURL(strings.Join(urls, ";")),
 		client.WithProtocolDubbo(),
 		client.WithSerialization(constant.Hessian2Serialization),
-		client.WithClusterFailFast(),
-		client.WithRetries(0),
 		client.WithFilter(ctxAttachmentsFilter),
+	}
+	if cfg.Retries > 0 {
+		opts = append(opts, client.WithClusterFailOver(), client.WithRetries(cfg.Retries))
+	} else {
+		opts = append(opts, client.WithClusterFailFast(), client.WithRetries(0))
 	}
 	if cfg.Version != "" {
 		opts = append(opts, client.WithVersion(cfg.Version))
