@@ -3,6 +3,7 @@ package codec
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"sync"
 )
 
@@ -70,4 +71,15 @@ func Names() []string {
 	}
 	sort.Strings(names)
 	return names
+}
+
+// MaxFrame is the frame limit o sets with the max_frame_bytes option every
+// codec of this module takes, 0 when o sets none; the proxy holds a
+// connection's buffer to at least that.
+func (o Options) MaxFrame() int {
+	n, err := strconv.Atoi(o["max_frame_bytes"])
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }

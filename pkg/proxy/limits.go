@@ -7,6 +7,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
@@ -71,11 +72,11 @@ func (p *Proxy) upstreamLimits() upstream.ReadLimits {
 
 // listenerLimits are a listener's reading limits and connection cap: its
 // own settings, else the proxy's defaults.
-func listenerLimits(l *listenerv3.Listener, mp *configv1alpha1.MetaProtocolProxy, def Limits, budget *wire.Budget) (netloop.Limits, int, error) {
+func listenerLimits(l *listenerv3.Listener, mp *configv1alpha1.MetaProtocolProxy, opts codec.Options, def Limits, budget *wire.Budget) (netloop.Limits, int, error) {
 	lim := netloop.Limits{
 		Idle:   def.IdleTimeout,
 		Frame:  def.FrameTimeout,
-		Buffer: wire.Limits{Budget: budget, PerConn: max(def.PerConnectionBuffer, int(mp.GetMaxFrameBytes()))},
+		Buffer: wire.Limits{Budget: budget, PerConn: max(def.PerConnectionBuffer, min(opts.MaxFrame(), wire.HardLimit))},
 	}
 	if d := mp.GetIdleTimeout(); d != nil {
 		if lim.Idle = d.AsDuration(); lim.Idle < 0 {
@@ -99,3 +100,4 @@ func listenerLimits(l *listenerv3.Listener, mp *configv1alpha1.MetaProtocolProxy
 	}
 	return lim, maxConns, nil
 }
+

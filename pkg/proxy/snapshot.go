@@ -151,7 +151,7 @@ func compileListener(l *listenerv3.Listener, secrets *secretSet, id *identity.Wo
 	if lc.statPrefix == "" {
 		lc.statPrefix = lc.name
 	}
-	if lc.limits, lc.maxConns, err = listenerLimits(l, mp, def, budget); err != nil {
+	if lc.limits, lc.maxConns, err = listenerLimits(l, mp, lc.options, def, budget); err != nil {
 		return nil, err
 	}
 	if err := compileSecurity(lc, l, mp, id); err != nil {

@@ -118,7 +118,7 @@ func (c *Conn) dial(timeout time.Duration) {
 	}
 	c.pool.ep.succeed()
 	c.w.SetConn(nc)
-	if !netloop.ServeOn(c.home, nc, c.codec, c.w, c, c.pool.ep.read.Limits) {
+	if !netloop.ServeOn(c.home, nc, c.codec, c.w, c, c.pool.limits()) {
 		go c.readLoop()
 		return
 	}
@@ -215,7 +215,7 @@ func (c *Conn) Cancel(id uint64) {
 // readLoop reads on a goroutine of the connection's own where no event loop
 // does.
 func (c *Conn) readLoop() {
-	fr := netloop.NewGoReader(c.nc, c.codec, c.pool.ep.read.Limits)
+	fr := netloop.NewGoReader(c.nc, c.codec, c.pool.limits())
 	defer fr.Release()
 	batch := &wire.Batch{}
 	fr.Flush = batch.Flush

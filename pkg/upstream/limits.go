@@ -6,6 +6,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
+	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
 // ReadLimits bound the reading of upstream connections: a server that
@@ -47,4 +48,15 @@ func (l *ReadLimits) overLimit(err error) {
 	if r := netloop.LimitReason(err); r != "" && l.OnLimit != nil {
 		l.OnLimit(r)
 	}
+}
+
+// limits bound the reading of p's connections: the endpoint's, with room
+// for the largest frame p's codec options allow, as a listener with those
+// options has.
+func (p *Pool) limits() netloop.Limits {
+	l := p.ep.read.Limits
+	if n := min(p.opts.MaxFrame(), wire.HardLimit); n > l.Buffer.PerConn && l.Buffer.PerConn > 0 {
+		l.Buffer.PerConn = n
+	}
+	return l
 }

@@ -400,3 +400,18 @@ func TestSplitCommandsPastTheDefaultFrameLimit(t *testing.T) {
 		t.Fatalf("MGET gave %d values, the big one %d bytes", len(vals), len(fmt.Sprint(vals[1])))
 	}
 }
+
+// A listener whose frames may be larger than the proxy's default buffer
+// limit (16 MiB) takes them both ways: the command in, the server's answer
+// back, which comes on an upstream connection of the same options.
+func TestValuesPastTheDefaultBufferLimit(t *testing.T) {
+	_, _, proxy := twoServers(t, map[string]string{OptMaxFrameBytes: strconv.Itoa(32 << 20)}, nil)
+	c, cx := client(t, proxy), ctx(t)
+	huge := strings.Repeat("h", 20<<20)
+	must(t, c.Set(cx, "a:huge", huge, 0).Err(), "SET of 20 MiB")
+	got, err := c.Get(cx, "a:huge").Result()
+	must(t, err, "GET of 20 MiB")
+	if got != huge {
+		t.Fatalf("GET gave %d bytes, want %d", len(got), len(huge))
+	}
+}
