@@ -117,12 +117,17 @@ func TestErrors(t *testing.T) {
 // calls went out still reach the right callers.
 func TestMultiplexing(t *testing.T) {
 	release := make(chan struct{})
+	var once sync.Once
+	// A test that fails before it releases the slow call must not leave
+	// the provider's close waiting on it until go test's timeout.
+	free := func() { once.Do(func() { close(release) }) }
 	p := startProvider(t, "p1", func(ctx context.Context, req *Request) (any, error) {
 		if req.Method == "slow" {
 			<-release
 		}
 		return req.Method + req.Args[0].(string), nil
 	})
+	t.Cleanup(free) // after the provider's own cleanup is registered: runs first
 	c := dial(t, p.Addr())
 	ctx := ctxT(t)
 	slow := make(chan error, 1)
@@ -153,7 +158,7 @@ func TestMultiplexing(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	close(release)
+	free()
 	close(errs)
 	for err := range errs {
 		t.Error(err)
