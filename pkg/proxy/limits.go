@@ -100,4 +100,3 @@ func listenerLimits(l *listenerv3.Listener, mp *configv1alpha1.MetaProtocolProxy
 	}
 	return lim, maxConns, nil
 }
-
