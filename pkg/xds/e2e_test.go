@@ -3,11 +3,13 @@ package xds_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,8 +25,12 @@ import (
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
+	"github.com/rosetta-mesh/rosetta/pkg/proxy"
 	"github.com/rosetta-mesh/rosetta/pkg/xds"
 	"github.com/rosetta-mesh/rosetta/pkg/xds/client"
+	"github.com/rosetta-mesh/rosetta/pkg/xds/xdstest"
+	_ "github.com/rosetta-mesh/rosetta/protocols/dubbo" // registers the codec
+	"github.com/rosetta-mesh/rosetta/protocols/dubbo/dubbopeer"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -217,7 +223,9 @@ func TestFolderToProxy(t *testing.T) {
 	dir := setupDir(t)
 	c := startController(t, dir, "")
 	rec := &recorder{}
-	startClient(t, c.addr, "proxy-1", "demo", rec)
+	received := &xdstest.Received{}
+	startClientWith(t, client.Options{Address: c.addr, NodeID: "proxy-1", Namespace: "demo",
+		DialOptions: []grpc.DialOption{received.DialOption()}}, rec)
 
 	testutil.Eventually(t, 5*time.Second, "the first config", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v1 })
 	first, _ := rec.last()
@@ -227,7 +235,6 @@ func TestFolderToProxy(t *testing.T) {
 	if got := first.Listeners[0].GetAddress().GetSocketAddress(); got.GetAddress() != "127.0.0.1" || got.GetPortValue() != 20880 {
 		t.Fatalf("listener address %v", got)
 	}
-	versions := drainAcks(c, map[string]uint64{})
 
 	start := time.Now()
 	data, _ := os.ReadFile(filepath.Join(dir, "router-v1.yaml"))
@@ -236,43 +243,65 @@ func TestFolderToProxy(t *testing.T) {
 	if d := time.Since(start); d > time.Second {
 		t.Errorf("route change took %v, want under 1s", d)
 	}
-	versions = drainAcks(c, versions)
 
-	// Endpoint-only change: a new v2 endpoint.
-	data, _ = os.ReadFile(filepath.Join(dir, "mesh.yaml"))
-	writeFile(t, filepath.Join(dir, "mesh.yaml"), strings.Replace(string(data), "endpoints: [{addresses: [127.0.0.1]}]\n---\napiVersion: networking", "endpoints: [{addresses: [127.0.0.1]}, {addresses: [127.0.0.2]}]\n---\napiVersion: networking", 1))
-	var acked []string
-	deadline := time.After(3 * time.Second)
-	for len(acked) == 0 {
-		select {
-		case a := <-c.answers:
-			acked = append(acked, a.typeURL)
-			checkIncreasing(t, versions, a)
-		case <-deadline:
-			t.Fatal("no ACK after the endpoint change")
+	// Endpoint-only change: a new v2 endpoint. Its version is that of the
+	// endpoints the proxy received last once it holds them; every
+	// response of the earlier changes has a smaller one.
+	mesh := filepath.Join(dir, "mesh.yaml")
+	data, _ = os.ReadFile(mesh)
+	writeFile(t, mesh, strings.Replace(string(data), "endpoints: [{addresses: [127.0.0.1]}]\n---\napiVersion: networking", "endpoints: [{addresses: [127.0.0.1]}, {addresses: [127.0.0.2]}]\n---\napiVersion: networking", 1))
+	testutil.Eventually(t, 3*time.Second, "the endpoint change", func() bool { r, _ := rec.last(); return len(endpointsOf(r, v2)) == 2 })
+	endpointsOnly := received.Latest(config.EndpointType)
+
+	// A change of all four types: a second service. The controller keeps
+	// one request per type open, so a listener, cluster or route set that
+	// the endpoint-only change (wrongly) sent arrives before this one's.
+	data, _ = os.ReadFile(mesh)
+	writeFile(t, mesh, string(data)+farewellMesh)
+	testutil.Eventually(t, 3*time.Second, "the second service", func() bool {
+		r, _ := rec.last()
+		return len(r.Listeners) == 2 && len(r.Clusters) == 2 && len(r.Routes) == 2 && len(endpointsOf(r, farewell)) == 1
+	})
+	all := received.Latest(config.ListenerType)
+	if all <= endpointsOnly {
+		t.Fatalf("the second change has version %d, the endpoint-only one %d", all, endpointsOnly)
+	}
+	for typ, want := range map[string][]uint64{
+		config.ListenerType: {all}, config.ClusterType: {all}, config.RouteType: {all},
+		config.EndpointType: {endpointsOnly, all},
+	} {
+		if got := received.Since(typ, endpointsOnly); !slices.Equal(got, want) {
+			t.Errorf("%s: the proxy received versions %v since the endpoint-only change, want %v", typ, got, want)
 		}
 	}
-	// Give other types a chance to (wrongly) show up, bounded.
-	quietUntil := time.After(300 * time.Millisecond)
-collect:
-	for {
-		select {
-		case a := <-c.answers:
-			acked = append(acked, a.typeURL)
-		case <-quietUntil:
-			break collect
+	for _, typ := range xds.TypeURLs {
+		if vs := received.Since(typ, 0); !slices.IsSorted(vs) || len(slices.Compact(slices.Clone(vs))) != len(vs) {
+			t.Errorf("%s versions do not only increase: %v", typ, vs)
 		}
-	}
-	for _, typ := range acked {
-		if typ != config.EndpointType {
-			t.Fatalf("an endpoint-only change sent %s", typ)
-		}
-	}
-	last, _ := rec.last()
-	if n := len(endpointsOf(last, v2)); n != 2 {
-		t.Fatalf("v2 has %d endpoints, want 2", n)
 	}
 }
+
+// farewellMesh adds a second service to mesh.yaml: a listener, a
+// cluster, a route configuration and endpoints.
+const farewellMesh = `---
+apiVersion: v1
+kind: Service
+metadata: {name: farewell, namespace: demo}
+spec:
+  ports: [{name: tcp-dubbo, port: 20890}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: farewell
+  namespace: demo
+  labels: {kubernetes.io/service-name: farewell}
+addressType: IPv4
+ports: [{name: tcp-dubbo, port: 20891}]
+endpoints: [{addresses: [127.0.0.1]}]
+`
+
+const farewell = "outbound|20890||farewell.demo.svc.cluster.local"
 
 func endpointsOf(res config.Resources, cluster string) []string {
 	var out []string
@@ -300,18 +329,6 @@ func drainAcks(c *controllerProc, versions map[string]uint64) map[string]uint64 
 			return versions
 		}
 	}
-}
-
-func checkIncreasing(t *testing.T, versions map[string]uint64, a answer) {
-	t.Helper()
-	v, err := strconv.ParseUint(a.version, 10, 64)
-	if err != nil {
-		t.Fatalf("version %q is not a number", a.version)
-	}
-	if v <= versions[a.typeURL] {
-		t.Fatalf("%s version went from %d to %d", a.typeURL, versions[a.typeURL], v)
-	}
-	versions[a.typeURL] = v
 }
 
 // TestNack: the proxy refuses a set; the controller sees a NACK with the
@@ -383,23 +400,53 @@ wait:
 	}
 }
 
-// TestReconnect: the controller goes away; the proxy keeps its config and
-// applies nothing; a new controller on the same address (with a changed
-// folder) resyncs it.
+// TestReconnect: the controller goes away; the proxy keeps its config
+// (new connections through it reach the providers its last routes name)
+// and applies nothing; a new controller on the same address (with a
+// changed folder) resyncs it.
 func TestReconnect(t *testing.T) {
-	dir := setupDir(t)
+	hello, rest := provider(t, "hello"), provider(t, "rest")
+	listen := freePort(t)
+	dir := t.TempDir()
+	mesh, err := os.ReadFile(filepath.Join("testdata", "mesh.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := strings.NewReplacer("20880", listen, "20881", portOf(t, hello.Addr()), "20882", portOf(t, rest.Addr()))
+	writeFile(t, filepath.Join(dir, "mesh.yaml"), ports.Replace(string(mesh)))
+	router, err := os.ReadFile(filepath.Join("testdata", "router-v1.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "router-v1.yaml"), string(router))
+	v1, v2 := ports.Replace(v1), ports.Replace(v2) // the cluster names on this port
+
 	c := startController(t, dir, "")
-	rec := &recorder{}
-	startClient(t, c.addr, "proxy-re", "demo", rec)
+	px := proxy.New(quiet)
+	t.Cleanup(func() { _ = px.Shutdown(context.Background()) })
+	rec := &recorder{reject: px.Apply} // records what the proxy accepted
+	received := &xdstest.Received{}
+	startClientWith(t, client.Options{Address: c.addr, NodeID: "proxy-re", Namespace: "demo",
+		DialOptions: []grpc.DialOption{received.DialOption()}}, rec)
 	testutil.Eventually(t, 5*time.Second, "the first config", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v1 })
+	addr := "127.0.0.1:" + listen
+	if got := answers(t, addr); got != "hello rest" {
+		t.Fatalf("sayHello and sayBye answered by %q, want hello rest", got)
+	}
+
 	c.stop()
 	_, applied := rec.last()
-
 	data, _ := os.ReadFile(filepath.Join(dir, "router-v1.yaml"))
 	writeFile(t, filepath.Join(dir, "router-v1.yaml"), strings.Replace(string(data), "subset: v1", "subset: v2", 1))
-	if r, n := rec.last(); n != applied || sayHelloCluster(r) != v1 {
-		t.Fatal("the proxy lost or changed its config while the controller was away")
+	// The client has seen its stream end and tried to open another.
+	testutil.Eventually(t, 5*time.Second, "a reconnection attempt", func() bool { return received.Streams() >= 2 })
+	if got := answers(t, addr); got != "hello rest" {
+		t.Fatalf("with the controller away, sayHello and sayBye answered by %q, want hello rest", got)
 	}
+	if r, n := rec.last(); n != applied || sayHelloCluster(r) != v1 {
+		t.Fatal("the proxy changed its config while the controller was away")
+	}
+
 	c2 := startController(t, dir, c.addr)
 	testutil.Eventually(t, 5*time.Second, "the resync", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v2 })
 	testutil.Eventually(t, 2*time.Second, "the proxy to show up", func() bool { return len(c2.srv.Nodes()) == 1 })
@@ -407,6 +454,63 @@ func TestReconnect(t *testing.T) {
 	if r, _ := rec.last(); len(r.Listeners) != 1 || len(r.Clusters) != 1 || r.Clusters[0].GetName() != v2 {
 		t.Fatalf("after resync: %d listeners, %d clusters", len(r.Listeners), len(r.Clusters))
 	}
+	if got := answers(t, addr); got != "rest rest" {
+		t.Fatalf("after resync, sayHello and sayBye answered by %q, want rest rest", got)
+	}
+}
+
+// provider is a Dubbo provider on a loopback port that answers every call
+// with its name.
+func provider(t *testing.T, name string) *dubbopeer.Provider {
+	t.Helper()
+	p, err := dubbopeer.Serve("127.0.0.1:0", name, func(context.Context, *dubbopeer.Request) (any, error) { return name, nil })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Close() })
+	return p
+}
+
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return portOf(t, ln.Addr().String())
+}
+
+func portOf(t *testing.T, addr string) string {
+	t.Helper()
+	_, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// answers calls sayHello, then sayBye, on a new connection to the proxy
+// at addr and returns the names of the providers that answered, or the
+// error of the first call that failed.
+func answers(t *testing.T, addr string) string {
+	t.Helper()
+	c, err := dubbopeer.Dial(addr)
+	if err != nil {
+		return err.Error()
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var names []string
+	for _, method := range []string{"sayHello", "sayBye"} {
+		got, _, err := c.Call(ctx, dubbopeer.Service{Interface: "org.example.Greeter"}, method, []any{"x"}, nil)
+		if err != nil {
+			return method + ": " + err.Error()
+		}
+		names = append(names, fmt.Sprint(got))
+	}
+	return strings.Join(names, " ")
 }
 
 // TestDelta drives the delta protocol with a raw client: a wildcard
