@@ -1,6 +1,8 @@
 package config
 
 import (
+	"bytes"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -36,19 +38,21 @@ func TestRedacted(t *testing.T) {
 	}
 	before := proto.Clone(b.Listeners[0])
 	red := Redacted(b.Resources)
+	// protojson's spacing changes from run to run on purpose; compacted,
+	// the dump can be searched.
 	var dump strings.Builder
 	for _, l := range red.Listeners {
-		dump.WriteString(protojson.Format(l))
+		dump.WriteString(compactJSON(t, l))
 	}
 	for _, s := range red.Secrets {
-		dump.WriteString(protojson.Format(s))
+		dump.WriteString(compactJSON(t, s))
 	}
 	for _, leak := range []string{"inl1ne-pw", "s3cr3t-val"} {
 		if strings.Contains(dump.String(), leak) {
 			t.Errorf("the redacted dump shows %q:\n%s", leak, dump.String())
 		}
 	}
-	for _, want := range []string{`"password": "[redacted]"`, `"upstream_password_secret": "up"`, `"upstream_username": "proxy"`, `"filename": "/etc/rosetta/pw"`, `"name": "up"`} {
+	for _, want := range []string{`"password":"[redacted]"`, `"upstream_password_secret":"up"`, `"upstream_username":"proxy"`, `"filename":"/etc/rosetta/pw"`, `"name":"up"`} {
 		if !strings.Contains(dump.String(), want) {
 			t.Errorf("the redacted dump lacks %s:\n%s", want, dump.String())
 		}
@@ -67,4 +71,13 @@ func TestIsCredentialOption(t *testing.T) {
 			t.Errorf("IsCredentialOption(%q) = %v", name, !want)
 		}
 	}
+}
+
+func compactJSON(t *testing.T, m proto.Message) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.Compact(&b, []byte(protojson.Format(m))); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
