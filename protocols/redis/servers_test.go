@@ -249,6 +249,12 @@ func startProxy(t testing.TB, opts map[string]string, routes []obj, clusters ...
 // startProxyWith is startProxy returning the proxy, for its admin endpoints.
 func startProxyWith(t testing.TB, opts map[string]string, routes []obj, clusters ...obj) *proxytest.Proxy {
 	t.Helper()
+	return proxytest.Start(t, listenerConfig(t, opts, routes, clusters...))
+}
+
+// listenerConfig is the static config of a proxy with one Redis listener.
+func listenerConfig(t testing.TB, opts map[string]string, routes []obj, clusters ...obj) string {
+	t.Helper()
 	filter := obj{
 		"@type":         "type.googleapis.com/rosetta.config.v1alpha1.MetaProtocolProxy",
 		"codec":         "redis",
@@ -265,7 +271,7 @@ func startProxyWith(t testing.TB, opts map[string]string, routes []obj, clusters
 	if err != nil {
 		t.Fatal(err)
 	}
-	return proxytest.Start(t, string(b))
+	return string(b)
 }
 
 func must(t testing.TB, err error, what string, args ...any) {
