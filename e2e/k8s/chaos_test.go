@@ -171,50 +171,6 @@ func buildProvider(t *testing.T, dir string) string {
 	return bin
 }
 
-func chaosObjects(port int, v1, v2 *chaosProvider) string {
-	return fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata: {name: greeter, namespace: chaos}
-spec:
-  ports: [{name: tcp-dubbo, port: %[1]d}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: greeter-v1
-  namespace: chaos
-  labels: {kubernetes.io/service-name: greeter, endpointslice.kubernetes.io/managed-by: e2e, version: v1}
-addressType: FQDN
-ports: [{name: tcp-dubbo, port: %[2]s}]
-endpoints: [{addresses: [providers.localhost]}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: greeter-v2
-  namespace: chaos
-  labels: {kubernetes.io/service-name: greeter, endpointslice.kubernetes.io/managed-by: e2e, version: v2}
-addressType: FQDN
-ports: [{name: tcp-dubbo, port: %[3]s}]
-endpoints: [{addresses: [providers.localhost]}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: default, namespace: chaos}
-spec:
-  egress: [{hosts: ["./*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: greeter, namespace: chaos}
-spec:
-  host: greeter
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-`, port, v1.port(), v2.port())
-}
-
 // chaosRouter pins hold to v2 (so the calls blocked there are known), echo
 // to echoTo, and spreads the rest over both providers, retrying a call
 // that finds its provider gone (connect-failure) on the other.
@@ -345,7 +301,7 @@ func TestChaos(t *testing.T) {
 
 	port := kubeenv.MustFreePort(t)
 	c.MustNamespace(t, chaosNS)
-	c.MustKubectl(t, chaosObjects(port, v1, v2), "apply", "-f", "-")
+	c.MustKubectl(t, greeterObjects(chaosNS, port, v1.port(), v2.port()), "apply", "-f", "-")
 	c.MustKubectl(t, chaosRouter("v1"), "apply", "-f", "-")
 	ctrl := c.StartController(t, ctrlBin, "", "")
 	// Two proxies on one host: each binds the service port on its own

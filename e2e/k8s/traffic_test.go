@@ -119,52 +119,7 @@ func TestTraffic(t *testing.T) {
 	v2 := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "v2", Version: "1.0.0"})
 	port := kubeenv.MustFreePort(t)
 	c.MustNamespace(t, "traffic")
-	// IPv4 slices may not hold loopback addresses, so the providers are
-	// published as FQDN slices ("providers.localhost", loopback by RFC
-	// 6761), which the controller resolves.
-	c.MustKubectl(t, fmt.Sprintf(`apiVersion: v1
-kind: Service
-metadata: {name: greeter, namespace: traffic}
-spec:
-  ports: [{name: tcp-dubbo, port: %d}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: greeter-v1
-  namespace: traffic
-  labels: {kubernetes.io/service-name: greeter, endpointslice.kubernetes.io/managed-by: e2e, version: v1}
-addressType: FQDN
-ports: [{name: tcp-dubbo, port: %d}]
-endpoints: [{addresses: [providers.localhost]}]
----
-apiVersion: discovery.k8s.io/v1
-kind: EndpointSlice
-metadata:
-  name: greeter-v2
-  namespace: traffic
-  labels: {kubernetes.io/service-name: greeter, endpointslice.kubernetes.io/managed-by: e2e, version: v2}
-addressType: FQDN
-ports: [{name: tcp-dubbo, port: %d}]
-endpoints: [{addresses: [providers.localhost]}]
----
-# All proxies of this test share one host, so each namespace's proxy is
-# scoped to its own services; otherwise they would bind the same ports.
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {name: default, namespace: traffic}
-spec:
-  egress: [{hosts: ["./*"]}]
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: greeter, namespace: traffic}
-spec:
-  host: greeter
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-`, port, v1.Port(), v2.Port()), "apply", "-f", "-")
+	c.MustKubectl(t, greeterObjects("traffic", port, fmt.Sprint(v1.Port()), fmt.Sprint(v2.Port())), "apply", "-f", "-")
 	c.MustKubectl(t, trafficRouter(0, 100), "apply", "-f", "-")
 	ctrl := c.StartController(t, ctrlBin, "", "")
 	c.StartProxy(t, proxyBin, ctrl.XDSAddr, "traffic-proxy", "traffic")
@@ -390,4 +345,54 @@ spec:
 			t.Fatalf("echo = %q, %v", got, err)
 		}
 	})
+}
+
+// greeterObjects is the greeter Service of namespace ns on port, its v1
+// and v2 providers published as FQDN EndpointSlices (IPv4 slices may not
+// hold loopback addresses; "providers.localhost" is loopback by RFC 6761
+// and the controller resolves it), a Sidecar scoping the namespace's proxy
+// to its own services (all proxies of these tests share one host, so
+// otherwise they would bind the same ports), and the subsets.
+func greeterObjects(ns string, port int, v1Port, v2Port string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: greeter, namespace: %[1]s}
+spec:
+  ports: [{name: tcp-dubbo, port: %[2]d}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: greeter-v1
+  namespace: %[1]s
+  labels: {kubernetes.io/service-name: greeter, endpointslice.kubernetes.io/managed-by: e2e, version: v1}
+addressType: FQDN
+ports: [{name: tcp-dubbo, port: %[3]s}]
+endpoints: [{addresses: [providers.localhost]}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: greeter-v2
+  namespace: %[1]s
+  labels: {kubernetes.io/service-name: greeter, endpointslice.kubernetes.io/managed-by: e2e, version: v2}
+addressType: FQDN
+ports: [{name: tcp-dubbo, port: %[4]s}]
+endpoints: [{addresses: [providers.localhost]}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: %[1]s}
+spec:
+  egress: [{hosts: ["./*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: greeter, namespace: %[1]s}
+spec:
+  host: greeter
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+`, ns, port, v1Port, v2Port)
 }
