@@ -56,6 +56,7 @@ type flags struct {
 	logLevel       string
 	logFormat      string
 	secretRefresh  time.Duration
+	steeringPorts  string
 	xds            xdsSecurity
 }
 
@@ -79,12 +80,19 @@ func parseFlags(args []string) (*flags, error) {
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fs.DurationVar(&f.secretRefresh, "secret-refresh", controller.DefaultSecretRefresh, "how often the Secrets Redis auth names are read again (Kubernetes mode: the controller gets them by name and does not watch Secrets)")
+	fs.StringVar(&f.steeringPorts, "steering-ports", fmt.Sprintf("%d-%d", controller.DefaultSteeringPorts.First, controller.DefaultSteeringPorts.Last),
+		"waypoint ports (first-last) allocated to the service ports steered to a waypoint (Kubernetes mode; label "+controller.UseWaypointLabel+"); empty: no steering")
 	f.xds.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if f.steeringPorts != "" {
+		if _, err := controller.ParsePortRange(f.steeringPorts); err != nil {
+			return nil, fmt.Errorf("--steering-ports: %w", err)
+		}
 	}
 	return f, nil
 }
@@ -260,6 +268,9 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 		return fmt.Errorf("kubernetes config: %w", err)
 	}
 	cfg.UserAgent = "rosetta-controller"
+	if f.steeringPorts != "" {
+		pipe.Builder.Options.SteeringPorts, _ = controller.ParsePortRange(f.steeringPorts) // checked by parseFlags
+	}
 	src, err := controller.NewKubeSource(cfg, pipe.Changed)
 	if err != nil {
 		return err
@@ -271,12 +282,16 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 		Amend: srv.WithRejections, Refresh: srv.RejectionsChanged()}
 	redisStatus := &controller.StatusWriter{Client: src.Dynamic, Current: src.RedisObject, Kind: "Redis", Log: log}
 	authzStatus := &controller.StatusWriter{Client: src.Dynamic, Current: src.AuthorizationObject, Kind: "authorization policy", Log: log}
+	// Steering's Services and VirtualServices, and the conditions the
+	// controller keeps on Services.
+	owned := &controller.OwnedWriter{Client: src.Dynamic, Cache: src, Log: log}
 	pipe.Inputs = src.Inputs
 	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
 		srv.Update(ix, changedAt)
 		status.Set(ix.Statuses)
 		redisStatus.Set(ix.RedisStatuses())
 		authzStatus.Set(ix.AuthorizationStatuses())
+		owned.Set(ix.Owned(), ix.ServiceConditions())
 		ready.Store(true)
 	}
 	if err := src.Start(ctx); err != nil {
@@ -289,6 +304,7 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 		goRun(func() error { status.Run(ctx); return nil })
 		goRun(func() error { redisStatus.Run(ctx); return nil })
 		goRun(func() error { authzStatus.Run(ctx); return nil })
+		goRun(func() error { owned.Run(ctx); return nil })
 		return nil
 	}
 	kc, err := kubernetes.NewForConfig(cfg)
@@ -317,6 +333,7 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 						log.Info("leading: writing MetaRouter status", "id", id)
 						go redisStatus.Run(lctx)
 						go authzStatus.Run(lctx)
+						go owned.Run(lctx)
 						status.Run(lctx)
 					},
 					OnStoppedLeading: func() { log.Info("stopped leading", "id", id) },

@@ -63,6 +63,12 @@ func ListenerName(host string, port uint32) string {
 	return fmt.Sprintf("%s_%d", host, port)
 }
 
+// SteeringListenerName names a waypoint's listener on the steering port of
+// a host's port; it serves the route configuration ListenerName names.
+func SteeringListenerName(host string, port uint32) string {
+	return ListenerName(host, port) + "_steering"
+}
+
 type clusterKey struct {
 	host   string
 	port   uint32
@@ -76,6 +82,9 @@ type generation struct {
 	res      config.Resources
 	clusters map[clusterKey]bool
 	ports    map[uint32]string
+	// routes are the route configurations made so far, by name: a
+	// service port's listener and its steering listener share one.
+	routes map[string]bool
 }
 
 // Generate makes the resources of one proxy: a listener and a route
@@ -86,24 +95,35 @@ type generation struct {
 // authorization policies that cover it (authorization.go). Resources are
 // sorted by name, so equal inputs give equal output.
 func (ix *Index) Generate(p *Proxy) *config.Resources {
-	g := &generation{ix: ix, proxy: p, clusters: map[clusterKey]bool{}, ports: map[uint32]string{}}
+	g := &generation{ix: ix, proxy: p, clusters: map[clusterKey]bool{}, ports: map[uint32]string{}, routes: map[string]bool{}}
 	sc := ix.sidecarFor(p)
-	for _, h := range ix.hosts {
+	for _, h := range ix.byAge {
 		svc := ix.services[h]
 		if !ix.sees(p, sc, svc) {
 			continue
 		}
 		for _, port := range svc.Ports {
-			// One listener per port number: the first host (by name)
-			// keeps it; a waypoint serving services that share a port
-			// number needs one proxy per service.
+			// One listener per port number: the oldest service keeps it
+			// (reportPortConflicts says so in the others' status); a
+			// steered service is also served on its own steering port.
 			if _, taken := g.ports[port.Number]; taken {
 				continue
 			}
 			g.ports[port.Number] = h
-			g.addListener(svc, port)
+			g.addListener(svc, port, port.Number, ListenerName(h, port.Number))
 		}
 	}
+	for _, sp := range ix.waypointPorts(p) {
+		svc := ix.services[sp.Host]
+		port, ok := svc.Port(sp.Port)
+		if _, taken := g.ports[sp.Steering]; taken || !ok || !ix.sees(p, sc, svc) {
+			continue
+		}
+		g.ports[sp.Steering] = sp.Host
+		g.addListener(svc, port, sp.Steering, SteeringListenerName(sp.Host, sp.Port))
+	}
+	sort.Slice(g.res.Listeners, func(i, j int) bool { return g.res.Listeners[i].Name < g.res.Listeners[j].Name })
+	sort.Slice(g.res.Routes, func(i, j int) bool { return g.res.Routes[i].Name < g.res.Routes[j].Name })
 	type named struct {
 		name string
 		key  clusterKey
@@ -122,13 +142,15 @@ func (ix *Index) Generate(p *Proxy) *config.Resources {
 	return &g.res
 }
 
-func (g *generation) addListener(svc *Service, port Port) {
-	name := ListenerName(svc.Host, port.Number)
+// addListener adds the listener of a service port, bound to number, and
+// the port's route configuration if no listener had it yet.
+func (g *generation) addListener(svc *Service, port Port, number uint32, name string) {
+	routes := ListenerName(svc.Host, port.Number)
 	mpp := &configv1alpha1.MetaProtocolProxy{
 		StatPrefix:      name,
 		Codec:           port.Protocol.Codec,
 		CodecOptions:    g.redisOptions(svc, port),
-		RouteConfigName: name,
+		RouteConfigName: routes,
 		Authorization:   g.authorization(svc, port),
 	}
 	anyCfg, err := anypb.New(mpp)
@@ -147,13 +169,22 @@ func (g *generation) addListener(svc *Service, port Port) {
 	// one plaintext chain, whatever PeerAuthentication says.
 	mode := mtlsDisable
 	if g.proxy.Identity != "" {
-		mode = g.ix.inboundMode(g.proxy, port.Number)
+		mode = g.ix.inboundMode(g.proxy, number)
 	}
 	g.res.Listeners = append(g.res.Listeners, &listenerv3.Listener{
 		Name:         name,
-		Address:      socketAddress(addr, port.Number),
+		Address:      socketAddress(addr, number),
 		FilterChains: filterChains(mode, filters),
 	})
+	if !g.routes[routes] {
+		g.routes[routes] = true
+		g.addRoutes(svc, port, routes)
+	}
+}
+
+// addRoutes adds a service port's route configuration: a RedisService's
+// routes, the MetaRouter's, or one route to the service itself.
+func (g *generation) addRoutes(svc *Service, port Port, name string) {
 	rc := &configv1alpha1.RouteConfiguration{Name: name}
 	if routes := g.redisRoutes(svc, port); routes != nil {
 		rc.Routes = routes

@@ -29,6 +29,9 @@ type Options struct {
 	// verifies upstream ("spiffe://<td>/ns/<ns>/sa/<sa>"); when empty, the
 	// trust domain of the proxy's own identity, else "cluster.local".
 	TrustDomain string
+	// SteeringPorts are the waypoint ports steering allocates
+	// (steering.go); steering is off when zero.
+	SteeringPorts PortRange
 }
 
 // Index is an immutable view of the mesh, built once per push; every
@@ -37,6 +40,9 @@ type Index struct {
 	opts     Options
 	services map[string]*Service
 	hosts    []string // sorted
+	// byAge are the hosts, oldest service first (then by name): the order
+	// in which services that share a port number are settled.
+	byAge    []string
 	rules    map[string][]*networkingv1.DestinationRule
 	sidecars []*networkingv1.Sidecar
 	// routers holds, for each host, the MetaRouters that route it, oldest
@@ -52,6 +58,7 @@ type Index struct {
 	authzStatuses map[string]RouterStatus
 	// warnings say what the build could not honour (see Warnings).
 	warnings []string
+	steer    steering
 }
 
 // Warnings are what the build could not honour in objects whose status the
@@ -117,6 +124,7 @@ func (b *Builder) Build(in *Inputs) *Index {
 		}
 	}
 	sort.Strings(ix.hosts)
+	ix.byAge = hostsByAge(ix.services, ix.hosts)
 	sortByName(ix.sidecars)
 
 	drs := slices.Clone(in.DestinationRules)
@@ -131,7 +139,18 @@ func (b *Builder) Build(in *Inputs) *Index {
 	sortByAge(ix.peerAuths)
 	ix.warnings = append(ix.warnings, warnClientTLS(drs)...)
 	b.buildAuthorization(ix, in)
+	ix.buildSteering(in)
 	return ix
+}
+
+// hostsByAge orders hosts by their service's age, oldest first, then by name.
+func hostsByAge(services map[string]*Service, hosts []string) []string {
+	out := slices.Clone(hosts)
+	sort.SliceStable(out, func(i, j int) bool {
+		a, b := services[out[i]].created, services[out[j]].created
+		return a.Before(&b)
+	})
+	return out
 }
 
 // qualify turns a short Kubernetes name ("greeter") into a host relative

@@ -34,13 +34,17 @@ import (
 
 // Inputs is every object the controller reads, as the source last saw them.
 type Inputs struct {
-	Services             []*corev1.Service
-	EndpointSlices       []*discoveryv1.EndpointSlice
-	Pods                 []*corev1.Pod
-	ServiceEntries       []*networkingv1.ServiceEntry
-	WorkloadEntries      []*networkingv1.WorkloadEntry
-	DestinationRules     []*networkingv1.DestinationRule
-	Sidecars             []*networkingv1.Sidecar
+	Services         []*corev1.Service
+	EndpointSlices   []*discoveryv1.EndpointSlice
+	Pods             []*corev1.Pod
+	ServiceEntries   []*networkingv1.ServiceEntry
+	WorkloadEntries  []*networkingv1.WorkloadEntry
+	DestinationRules []*networkingv1.DestinationRule
+	Sidecars         []*networkingv1.Sidecar
+	// VirtualServices and Namespaces are read for steering (steering.go):
+	// users' VirtualServices it must not clobber, namespaces' opt-in labels.
+	VirtualServices      []*networkingv1.VirtualService
+	Namespaces           []*corev1.Namespace
 	MetaRouters          []*v1alpha1.MetaRouter
 	ApplicationProtocols []*v1alpha1.ApplicationProtocol
 	RedisServices        []*redisv1.RedisService
@@ -189,6 +193,8 @@ func (in *Inputs) append(o *Inputs) {
 	in.WorkloadEntries = append(in.WorkloadEntries, o.WorkloadEntries...)
 	in.DestinationRules = append(in.DestinationRules, o.DestinationRules...)
 	in.Sidecars = append(in.Sidecars, o.Sidecars...)
+	in.VirtualServices = append(in.VirtualServices, o.VirtualServices...)
+	in.Namespaces = append(in.Namespaces, o.Namespaces...)
 	in.MetaRouters = append(in.MetaRouters, o.MetaRouters...)
 	in.ApplicationProtocols = append(in.ApplicationProtocols, o.ApplicationProtocols...)
 	in.appendRedis(o)
@@ -347,6 +353,8 @@ var decoders = map[string]func(in *Inputs, doc []byte) error{
 	"networking.istio.io/WorkloadEntry":         func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.WorkloadEntries) },
 	"networking.istio.io/DestinationRule":       func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.DestinationRules) },
 	"networking.istio.io/Sidecar":               func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Sidecars) },
+	"networking.istio.io/VirtualService":        func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.VirtualServices) },
+	"/Namespace":                                func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Namespaces) },
 	v1alpha1.GroupName + "/MetaRouter":          func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.MetaRouters) },
 	"metaprotocol.aeraki.io/MetaRouter":         func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.MetaRouters) },
 	v1alpha1.GroupName + "/ApplicationProtocol": func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.ApplicationProtocols) },

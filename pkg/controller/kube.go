@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	istioclient "istio.io/client-go/pkg/clientset/versioned"
 	istioinformers "istio.io/client-go/pkg/informers/externalversions"
 	corev1 "k8s.io/api/core/v1"
@@ -114,6 +115,9 @@ func NewKubeSource(cfg *rest.Config, changed func()) (*KubeSource, error) {
 		{net.WorkloadEntries().Informer(), nil},
 		{net.DestinationRules().Informer(), nil},
 		{net.Sidecars().Informer(), nil},
+		{net.VirtualServices().Informer(), nil},
+		// Only a Namespace's labels (steering's opt-in) matter.
+		{core.Namespaces().Informer(), slimNamespace},
 		{routers.Informer(), typed[v1alpha1.MetaRouter]},
 		{protos.Informer(), typed[v1alpha1.ApplicationProtocol]},
 		{sec.PeerAuthentications().Informer(), nil},
@@ -141,6 +145,14 @@ func slimPod(obj any) (any, error) {
 	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
 		Name: p.Name, Namespace: p.Namespace, Labels: p.Labels, UID: p.UID, ResourceVersion: p.ResourceVersion,
 	}, Spec: corev1.PodSpec{ServiceAccountName: p.Spec.ServiceAccountName}}, nil
+}
+
+func slimNamespace(obj any) (any, error) {
+	n, ok := obj.(*corev1.Namespace)
+	if !ok {
+		return obj, nil
+	}
+	return &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: n.Name, Labels: n.Labels, UID: n.UID, ResourceVersion: n.ResourceVersion}}, nil
 }
 
 // typed converts the dynamic informer's unstructured objects to Go types
@@ -197,6 +209,12 @@ func (s *KubeSource) Inputs() (*Inputs, error) {
 	if in.Sidecars, err = net.Sidecars().Lister().List(all); err != nil {
 		return nil, err
 	}
+	if in.VirtualServices, err = net.VirtualServices().Lister().List(all); err != nil {
+		return nil, err
+	}
+	if in.Namespaces, err = core.Namespaces().Lister().List(all); err != nil {
+		return nil, err
+	}
 	if in.MetaRouters, err = listTyped[v1alpha1.MetaRouter](s.routers); err != nil {
 		return nil, err
 	}
@@ -231,6 +249,19 @@ func listTyped[T any](ix cache.Indexer) ([]*T, error) {
 		}
 	}
 	return out, nil
+}
+
+// CachedVirtualServices lists the VirtualServices in the cache: what
+// OwnedWriter compares its own with.
+func (s *KubeSource) CachedVirtualServices() []*networkingv1.VirtualService {
+	out, _ := s.istio.Networking().V1().VirtualServices().Lister().List(labels.Everything())
+	return out
+}
+
+// CachedServices lists the Services in the cache.
+func (s *KubeSource) CachedServices() []*corev1.Service {
+	out, _ := s.kube.Core().V1().Services().Lister().List(labels.Everything())
+	return out
 }
 
 // MetaRouter returns the cached MetaRouter, or nil.

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Metrics are the controller's Prometheus metrics about its inputs (the
@@ -11,7 +12,16 @@ type Metrics struct {
 	// controller rejects now, by reason (ReasonInvalidYAML, ...): a gauge,
 	// so it falls back to 0 once the files are fixed.
 	Rejected *prometheus.GaugeVec
+	// SteeredPorts counts the service ports steered to a waypoint;
+	// Unsteered the opted-in Services that are not, by reason;
+	// PortConflicts the Services that lose a shared port number.
+	SteeredPorts  prometheus.Gauge
+	Unsteered     *prometheus.GaugeVec
+	PortConflicts prometheus.Gauge
 }
+
+// unsteeredReasons are the reasons Unsteered always reports.
+var unsteeredReasons = []string{ReasonWaypointNotFound, ReasonConflictingVirtualService, ReasonNoSteeringPort, ReasonSteeringServiceTaken}
 
 // rejectReasons are the reasons Rejected always reports, 0 when none.
 var rejectReasons = []string{ReasonInvalidYAML, ReasonMissingType, ReasonUnknownKind, ReasonUnknownGroup, ReasonInvalidObject}
@@ -24,13 +34,56 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Documents of the config folder the controller rejects now (their file's last good version stays in force), by reason: invalid_yaml, missing_type, unknown_kind, unknown_group, invalid_object.",
 		}, []string{"reason"}),
 	}
+	m.SteeredPorts = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "rosetta_controller_steered_ports",
+		Help: "Service ports whose callers are steered to a Rosetta waypoint, each on a waypoint port of its own.",
+	})
+	m.Unsteered = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "rosetta_controller_unsteered_services",
+		Help: "Services that opt in to steering and are not steered, by reason (their Steered condition says more).",
+	}, []string{"reason"})
+	m.PortConflicts = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "rosetta_controller_port_conflicts",
+		Help: "Services not served on a MetaProtocol port number because an older Service of their namespace has it too, and not steered (their PortConflict condition says which).",
+	})
 	for _, r := range rejectReasons {
 		m.Rejected.WithLabelValues(r)
 	}
+	for _, r := range unsteeredReasons {
+		m.Unsteered.WithLabelValues(r)
+	}
 	if reg != nil {
-		reg.MustRegister(m.Rejected)
+		reg.MustRegister(m.Rejected, m.SteeredPorts, m.Unsteered, m.PortConflicts)
 	}
 	return m
+}
+
+// setSteering sets the steering gauges from an index.
+func (m *Metrics) setSteering(ix *Index) {
+	if m == nil {
+		return
+	}
+	steered := 0
+	for _, ports := range ix.steer.ports {
+		steered += len(ports)
+	}
+	m.SteeredPorts.Set(float64(steered))
+	unsteered := map[string]int{}
+	conflicts := 0
+	for _, conds := range ix.steer.conditions {
+		for _, c := range conds {
+			switch {
+			case c.Type == ConditionSteered && c.Status == metav1.ConditionFalse:
+				unsteered[c.Reason]++
+			case c.Type == ConditionPortConflict:
+				conflicts++
+			}
+		}
+	}
+	for _, r := range unsteeredReasons {
+		m.Unsteered.WithLabelValues(r).Set(float64(unsteered[r]))
+	}
+	m.PortConflicts.Set(float64(conflicts))
 }
 
 // setRejected sets Rejected from the unused documents of one read.

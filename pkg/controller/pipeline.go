@@ -166,6 +166,7 @@ func (p *Pipeline) push(since time.Time) {
 	}
 	p.reportUnused(in.Unused)
 	ix := p.Builder.Build(in)
+	p.Metrics.setSteering(ix)
 	p.logWarnings(ix.Warnings())
 	p.Push(ix, since)
 	p.Log.Debug("pushed", "services", len(ix.hosts), "build", time.Since(start), "since_change", time.Since(since))

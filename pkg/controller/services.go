@@ -15,6 +15,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 )
 
 // Service is a MetaProtocol service: a host with at least one port of a
@@ -35,6 +36,8 @@ type Service struct {
 	SubjectAltNames []string
 	// created orders services that claim the same host: the oldest wins.
 	created metav1.Time
+	// uid is a Kubernetes Service's, for the objects it owns.
+	uid types.UID
 }
 
 // Port is a service port whose protocol is known.
@@ -92,6 +95,7 @@ func kubeServices(in *Inputs, protos protocols, domain string, resolve Resolver)
 			Kind:      "Service",
 			Name:      ks.Name,
 			created:   ks.CreationTimestamp,
+			uid:       ks.UID,
 		}
 		byName := map[string]uint32{}
 		for _, p := range ks.Spec.Ports {
