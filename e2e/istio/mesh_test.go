@@ -141,4 +141,35 @@ func TestHarness(t *testing.T) {
 			t.Fatalf("sayHello through the proxy = %q, %v", got, err)
 		}
 	})
+
+	t.Run("a stand-in sidecar follows istiod's outbound TCP routing", func(t *testing.T) {
+		const ns, port = "standin", 20880
+		c.MustNamespace(t, ns)
+		ports := []kubeenv.Port{{Name: "tcp-dubbo", Port: port, TargetPort: port}}
+		for _, name := range []string{"greeter", "other"} {
+			createWorkload(t, c, workload{Namespace: ns, Name: name, ServiceAccount: name, IP: nextPodIP(), Ports: ports})
+		}
+		vip := strings.TrimSpace(c.MustKubectl(t, "", "get", "svc", "greeter", "-n", ns, "-o", "jsonpath={.spec.clusterIP}"))
+		caller := sidecarNode{Namespace: ns, Pod: "caller", IP: nextPodIP(), ServiceAccount: "caller",
+			Labels: map[string]string{"app": "caller"}}
+		c.ServiceAccount(t, ns, caller.ServiceAccount)
+		c.CreatePod(t, kubeenv.Pod{Namespace: ns, Name: caller.Pod, ServiceAccount: caller.ServiceAccount,
+			IP: caller.IP, Labels: caller.Labels})
+		s := startStandInSidecar(t, m, caller)
+
+		greeter := fmt.Sprintf("outbound|%d||greeter.%s.svc.cluster.local", port, ns)
+		s.waitOutboundCluster(t, vip, port, greeter)
+		c.Apply(t, fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: greeter-to-other, namespace: %[1]s}
+spec:
+  hosts: [greeter.%[1]s.svc.cluster.local]
+  tcp:
+  - match: [{port: %[2]d}]
+    route: [{destination: {host: other.%[1]s.svc.cluster.local, port: {number: %[2]d}}}]
+`, ns, port))
+		s.waitOutboundCluster(t, vip, port, fmt.Sprintf("outbound|%d||other.%s.svc.cluster.local", port, ns))
+		c.MustKubectl(t, "", "delete", "virtualservice", "greeter-to-other", "-n", ns)
+		s.waitOutboundCluster(t, vip, port, greeter)
+	})
 }

@@ -109,8 +109,14 @@ type MetaProtocolProxy struct {
 	// closed as they are accepted. 0: the proxy's default
 	// (--max-connections, 8192).
 	MaxConnections uint32 `protobuf:"varint,10,opt,name=max_connections,json=maxConnections,proto3" json:"max_connections,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The destinations ("ip:port") an HBONE CONNECT names that this listener
+	// serves: the addresses of the service port it carries. A proxy that
+	// terminates HBONE (Istio ambient's tunnel to a waypoint) serves a
+	// CONNECT to one of them on this listener. A listener without an
+	// address is served only that way.
+	Authorities   []string `protobuf:"bytes,11,rep,name=authorities,proto3" json:"authorities,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *MetaProtocolProxy) Reset() {
@@ -211,6 +217,13 @@ func (x *MetaProtocolProxy) GetMaxConnections() uint32 {
 		return x.MaxConnections
 	}
 	return 0
+}
+
+func (x *MetaProtocolProxy) GetAuthorities() []string {
+	if x != nil {
+		return x.Authorities
+	}
+	return nil
 }
 
 // AuthorizationPolicy is Istio's AuthorizationPolicy as the proxy applies it
@@ -1533,7 +1546,7 @@ var File_rosetta_config_v1alpha1_metaprotocol_proto protoreflect.FileDescriptor
 
 const file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc = "" +
 	"\n" +
-	"*rosetta/config/v1alpha1/metaprotocol.proto\x12\x17rosetta.config.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"\x8d\x05\n" +
+	"*rosetta/config/v1alpha1/metaprotocol.proto\x12\x17rosetta.config.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"\xaf\x05\n" +
 	"\x11MetaProtocolProxy\x12\x1f\n" +
 	"\vstat_prefix\x18\x01 \x01(\tR\n" +
 	"statPrefix\x12\x14\n" +
@@ -1546,7 +1559,8 @@ const file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc = "" +
 	"\rauthorization\x18\b \x03(\v2,.rosetta.config.v1alpha1.AuthorizationPolicyR\rauthorization\x12>\n" +
 	"\rframe_timeout\x18\t \x01(\v2\x19.google.protobuf.DurationR\fframeTimeout\x12'\n" +
 	"\x0fmax_connections\x18\n" +
-	" \x01(\rR\x0emaxConnections\x1a?\n" +
+	" \x01(\rR\x0emaxConnections\x12 \n" +
+	"\vauthorities\x18\v \x03(\tR\vauthorities\x1a?\n" +
 	"\x11CodecOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe2\x01\n" +
