@@ -152,6 +152,8 @@ func TestHarness(t *testing.T) {
 		vip := strings.TrimSpace(c.MustKubectl(t, "", "get", "svc", "greeter", "-n", ns, "-o", "jsonpath={.spec.clusterIP}"))
 		caller := sidecarNode{Namespace: ns, Pod: "caller", IP: nextPodIP(), ServiceAccount: "caller",
 			Labels: map[string]string{"app": "caller"}}
+		// istiod serves the sidecar without its Pod (the node id and
+		// metadata are enough); the Pod is there as a real caller's is.
 		c.ServiceAccount(t, ns, caller.ServiceAccount)
 		c.CreatePod(t, kubeenv.Pod{Namespace: ns, Name: caller.Pod, ServiceAccount: caller.ServiceAccount,
 			IP: caller.IP, Labels: caller.Labels})
