@@ -2,7 +2,9 @@ package controller
 
 import (
 	"fmt"
+	"net"
 	"sort"
+	"strconv"
 	"strings"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -34,6 +36,10 @@ type Proxy struct {
 	Mode      string
 	// ListenAddress is the IP the proxy's listeners bind; "0.0.0.0" when empty.
 	ListenAddress string
+	// HBONE says the proxy terminates HBONE (Istio ambient's tunnel to a
+	// waypoint): its listeners list the destinations they serve, and the
+	// service ports it cannot bind get listeners without an address.
+	HBONE bool
 	// Identity is the proxy's SPIFFE workload identity
 	// ("spiffe://cluster.local/ns/NS/sa/SA") when it has one, so it can
 	// terminate and originate Istio mTLS; empty for a proxy without one,
@@ -50,7 +56,7 @@ func (p *Proxy) ScopeKey() string {
 	}
 	sort.Strings(keys)
 	var b strings.Builder
-	fmt.Fprintf(&b, "%q|%q|%q|%q", p.Namespace, p.Mode, p.ListenAddress, p.Identity)
+	fmt.Fprintf(&b, "%q|%q|%q|%q|%t", p.Namespace, p.Mode, p.ListenAddress, p.Identity, p.HBONE)
 	for _, k := range keys {
 		fmt.Fprintf(&b, "|%q=%q", k, p.Labels[k])
 	}
@@ -107,6 +113,9 @@ func (ix *Index) Generate(p *Proxy) *config.Resources {
 			// (reportPortConflicts says so in the others' status); a
 			// steered service is also served on its own steering port.
 			if _, taken := g.ports[port.Number]; taken {
+				if p.HBONE {
+					g.addListener(svc, port, 0, ListenerName(h, port.Number))
+				}
 				continue
 			}
 			g.ports[port.Number] = h
@@ -142,8 +151,10 @@ func (ix *Index) Generate(p *Proxy) *config.Resources {
 	return &g.res
 }
 
-// addListener adds the listener of a service port, bound to number, and
-// the port's route configuration if no listener had it yet.
+// addListener adds the listener of a service port, bound to number (none
+// when 0: served through HBONE only), and the port's route configuration
+// if no listener had it yet. A proxy that terminates HBONE finds the
+// service port's own listener (not a steering one) by its authorities.
 func (g *generation) addListener(svc *Service, port Port, number uint32, name string) {
 	routes := ListenerName(svc.Host, port.Number)
 	mpp := &configv1alpha1.MetaProtocolProxy{
@@ -152,6 +163,11 @@ func (g *generation) addListener(svc *Service, port Port, number uint32, name st
 		CodecOptions:    g.redisOptions(svc, port),
 		RouteConfigName: routes,
 		Authorization:   g.authorization(svc, port),
+	}
+	if g.proxy.HBONE && name == routes {
+		for _, a := range svc.Addresses {
+			mpp.Authorities = append(mpp.Authorities, net.JoinHostPort(a, strconv.Itoa(int(port.Number))))
+		}
 	}
 	anyCfg, err := anypb.New(mpp)
 	if err != nil {
@@ -171,11 +187,11 @@ func (g *generation) addListener(svc *Service, port Port, number uint32, name st
 	if g.proxy.Identity != "" {
 		mode = g.ix.inboundMode(g.proxy, number)
 	}
-	g.res.Listeners = append(g.res.Listeners, &listenerv3.Listener{
-		Name:         name,
-		Address:      socketAddress(addr, number),
-		FilterChains: filterChains(mode, filters),
-	})
+	l := &listenerv3.Listener{Name: name, FilterChains: filterChains(mode, filters)}
+	if number != 0 {
+		l.Address = socketAddress(addr, number)
+	}
+	g.res.Listeners = append(g.res.Listeners, l)
 	if !g.routes[routes] {
 		g.routes[routes] = true
 		g.addRoutes(svc, port, routes)

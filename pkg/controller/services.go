@@ -34,6 +34,10 @@ type Service struct {
 	// SubjectAltNames are a ServiceEntry's subjectAltNames: the identities
 	// its endpoints' certificates may carry, besides their service accounts'.
 	SubjectAltNames []string
+	// Addresses are the service's virtual IPs (a Service's ClusterIPs, a
+	// ServiceEntry's addresses): what callers dial, and what an HBONE
+	// CONNECT for the service names.
+	Addresses []string
 	// created orders services that claim the same host: the oldest wins.
 	created metav1.Time
 	// uid is a Kubernetes Service's, for the objects it owns.
@@ -96,6 +100,7 @@ func kubeServices(in *Inputs, protos protocols, domain string, resolve Resolver)
 			Name:      ks.Name,
 			created:   ks.CreationTimestamp,
 			uid:       ks.UID,
+			Addresses: virtualIPs(ks.Spec.ClusterIPs),
 		}
 		byName := map[string]uint32{}
 		for _, p := range ks.Spec.Ports {
@@ -254,7 +259,8 @@ func entryServices(in *Inputs, protos protocols, resolve Resolver) []*Service {
 		dns := spec.GetResolution() == v1alpha3.ServiceEntry_DNS || spec.GetResolution() == v1alpha3.ServiceEntry_DNS_ROUND_ROBIN
 		for _, host := range spec.GetHosts() {
 			svc := &Service{Host: host, Namespace: se.Namespace, Ports: ports, ExportTo: spec.GetExportTo(),
-				Kind: "ServiceEntry", Name: se.Name, SubjectAltNames: spec.GetSubjectAltNames(), created: se.CreationTimestamp}
+				Kind: "ServiceEntry", Name: se.Name, SubjectAltNames: spec.GetSubjectAltNames(), created: se.CreationTimestamp,
+				Addresses: virtualIPs(spec.GetAddresses())}
 			list := wes
 			if dns && len(list) == 0 {
 				list = []*v1alpha3.WorkloadEntry{{Address: host}}
@@ -322,6 +328,18 @@ func workloadEndpoints(we *v1alpha3.WorkloadEntry, ns string, ports []Port, targ
 			continue
 		}
 		out = append(out, Endpoint{Address: a, Ports: pm, Labels: we.GetLabels(), ServiceAccount: sa})
+	}
+	return out
+}
+
+// virtualIPs keeps the plain IPs of a list of addresses (not "None", not
+// CIDR ranges).
+func virtualIPs(addrs []string) []string {
+	var out []string
+	for _, a := range addrs {
+		if net.ParseIP(a) != nil {
+			out = append(out, a)
+		}
 	}
 	return out
 }

@@ -236,3 +236,35 @@ func TestPortConflictReported(t *testing.T) {
 		t.Errorf("steering off wrote %+v", ix.Owned())
 	}
 }
+
+// TestHBONEListeners: a proxy that terminates HBONE gets, for services
+// that share a port number, the oldest's listener bound and the others'
+// without an address, each listing its ClusterIP:port; other proxies get
+// neither.
+func TestHBONEListeners(t *testing.T) {
+	withIP := func(doc, ip string) string {
+		return strings.Replace(doc, "spec: {", "spec: {clusterIPs: ["+ip+"], ", 1)
+	}
+	in := &Inputs{}
+	if err := in.AddYAML([]byte(withIP(dubboService("a", 20880, 1, ""), "10.96.0.1") + withIP(dubboService("b", 20880, 2, ""), "10.96.0.2"))); err != nil {
+		t.Fatal(err)
+	}
+	ix := (&Builder{}).Build(in)
+	res := ix.Generate(&Proxy{ID: "w", Namespace: "shop", HBONE: true})
+	got := map[string]string{}
+	for _, l := range res.Listeners {
+		mpp := listenerProxy(t, res, l.Name)
+		got[l.Name] = fmt.Sprintf("%d %v", l.GetAddress().GetSocketAddress().GetPortValue(), mpp.Authorities)
+	}
+	want := map[string]string{
+		"a.shop.svc.cluster.local_20880": "20880 [10.96.0.1:20880]",
+		"b.shop.svc.cluster.local_20880": "0 [10.96.0.2:20880]",
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("HBONE proxy's listeners %v, want %v", got, want)
+	}
+	plain := ix.Generate(&Proxy{ID: "p", Namespace: "shop"})
+	if len(plain.Listeners) != 1 || len(listenerProxy(t, plain, plain.Listeners[0].Name).Authorities) != 0 {
+		t.Errorf("a proxy without HBONE got %v", listenerPorts(plain))
+	}
+}

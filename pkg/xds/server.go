@@ -39,6 +39,8 @@ const (
 	// MetaIdentity is the proxy's SPIFFE workload identity, set when it
 	// has one (it can then terminate and originate Istio mTLS).
 	MetaIdentity = "workloadIdentity"
+	// MetaHBONE is "true" when the proxy terminates HBONE.
+	MetaHBONE = "hbone"
 )
 
 // Options configure a Server.
@@ -315,6 +317,7 @@ func ProxyFromNode(node *corev3.Node) *controller.Proxy {
 	p.Mode = str(MetaMode)
 	p.ListenAddress = str(MetaListenAddress)
 	p.Identity = str(MetaIdentity)
+	p.HBONE = str(MetaHBONE) == "true"
 	for _, k := range []string{MetaLabels, "LABELS"} {
 		for lk, lv := range f[k].GetStructValue().GetFields() {
 			p.Labels[lk] = lv.GetStringValue()
