@@ -83,7 +83,7 @@ func TestSteeringSharedPort(t *testing.T) {
 	}
 	ports := listenerPorts(ix.Generate(waypointProxy))
 	wantPorts := map[string]uint32{
-		host("b") + "_20880": 20880, // the oldest keeps the number
+		host("b") + "_20880":                   20880, // the oldest keeps the number
 		SteeringListenerName(host("a"), 20880): 41000,
 		SteeringListenerName(host("b"), 20880): 41001,
 		SteeringListenerName(host("c"), 20880): 41002,
