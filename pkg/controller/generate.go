@@ -102,6 +102,7 @@ type generation struct {
 // sorted by name, so equal inputs give equal output.
 func (ix *Index) Generate(p *Proxy) *config.Resources {
 	g := &generation{ix: ix, proxy: p, clusters: map[clusterKey]bool{}, ports: map[uint32]string{}, routes: map[string]bool{}}
+	g.addGatewayListeners()
 	sc := ix.sidecarFor(p)
 	for _, h := range ix.byAge {
 		svc := ix.services[h]
@@ -157,6 +158,23 @@ func (ix *Index) Generate(p *Proxy) *config.Resources {
 // service port's own listener (not a steering one) by its authorities.
 func (g *generation) addListener(svc *Service, port Port, number uint32, name string) {
 	routes := ListenerName(svc.Host, port.Number)
+	// A proxy without an identity cannot terminate Istio mTLS: it keeps
+	// one plaintext chain, whatever PeerAuthentication says.
+	mode := mtlsDisable
+	if g.proxy.Identity != "" {
+		mode = g.ix.inboundMode(g.proxy, number)
+	}
+	g.addBoundListener(svc, port, number, name, routes, mode)
+	if !g.routes[routes] {
+		g.routes[routes] = true
+		g.addRoutes(svc, port, routes)
+	}
+}
+
+// addBoundListener adds a listener serving the route configuration routes
+// with a service port's codec and policies, bound to number (none when 0),
+// with the filter chains of an mTLS mode.
+func (g *generation) addBoundListener(svc *Service, port Port, number uint32, name, routes string, mode mtlsMode) {
 	mpp := &configv1alpha1.MetaProtocolProxy{
 		StatPrefix:      name,
 		Codec:           port.Protocol.Codec,
@@ -164,7 +182,7 @@ func (g *generation) addListener(svc *Service, port Port, number uint32, name st
 		RouteConfigName: routes,
 		Authorization:   g.authorization(svc, port),
 	}
-	if g.proxy.HBONE && name == routes {
+	if g.proxy.HBONE && name == ListenerName(svc.Host, port.Number) {
 		for _, a := range svc.Addresses {
 			mpp.Authorities = append(mpp.Authorities, net.JoinHostPort(a, strconv.Itoa(int(port.Number))))
 		}
@@ -181,21 +199,11 @@ func (g *generation) addListener(svc *Service, port Port, number uint32, name st
 		Name:       config.FilterName,
 		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyCfg},
 	}}
-	// A proxy without an identity cannot terminate Istio mTLS: it keeps
-	// one plaintext chain, whatever PeerAuthentication says.
-	mode := mtlsDisable
-	if g.proxy.Identity != "" {
-		mode = g.ix.inboundMode(g.proxy, number)
-	}
 	l := &listenerv3.Listener{Name: name, FilterChains: filterChains(mode, filters)}
 	if number != 0 {
 		l.Address = socketAddress(addr, number)
 	}
 	g.res.Listeners = append(g.res.Listeners, l)
-	if !g.routes[routes] {
-		g.routes[routes] = true
-		g.addRoutes(svc, port, routes)
-	}
 }
 
 // addRoutes adds a service port's route configuration: a RedisService's

@@ -59,6 +59,10 @@ type Index struct {
 	// warnings say what the build could not honour (see Warnings).
 	warnings []string
 	steer    steering
+	// gateways are the Istio Gateways by namespace/name, and
+	// gatewayRouters the MetaRouters bound to each, oldest first.
+	gateways       map[string]*networkingv1.Gateway
+	gatewayRouters map[string][]*v1alpha1.MetaRouter
 }
 
 // Warnings are what the build could not honour in objects whose status the
@@ -133,7 +137,7 @@ func (b *Builder) Build(in *Inputs) *Index {
 		h := ix.qualify(dr.Spec.GetHost(), dr.Namespace)
 		ix.rules[h] = append(ix.rules[h], dr)
 	}
-	b.indexRouters(ix, slices.Clone(in.MetaRouters))
+	b.indexRouters(ix, in, slices.Clone(in.MetaRouters))
 	b.buildRedis(ix, in)
 	ix.peerAuths = slices.Clone(in.PeerAuthentications)
 	sortByAge(ix.peerAuths)
@@ -162,7 +166,7 @@ func (ix *Index) qualify(host, ns string) string {
 	return fmt.Sprintf("%s.%s.svc.%s", host, ns, ix.opts.DomainSuffix)
 }
 
-func (b *Builder) indexRouters(ix *Index, mrs []*v1alpha1.MetaRouter) {
+func (b *Builder) indexRouters(ix *Index, in *Inputs, mrs []*v1alpha1.MetaRouter) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.lastValid == nil {
@@ -176,11 +180,15 @@ func (b *Builder) indexRouters(ix *Index, mrs []*v1alpha1.MetaRouter) {
 		}
 	}
 	for _, mr := range effective {
+		if !bindsMesh(mr) {
+			continue
+		}
 		for _, h := range mr.Spec.Hosts {
 			h = ix.qualify(h, mr.Namespace)
 			ix.routers[h] = append(ix.routers[h], mr)
 		}
 	}
+	ix.indexGateways(in, effective)
 	for _, mr := range effective {
 		k := key(mr)
 		st := ix.Statuses[k]
@@ -196,13 +204,24 @@ func (b *Builder) indexRouters(ix *Index, mrs []*v1alpha1.MetaRouter) {
 // MetaRouter wins (Aeraki picks one at random).
 func (ix *Index) acceptedCondition(mr *v1alpha1.MetaRouter) metav1.Condition {
 	var lost []string
-	for i, h := range mr.Spec.Hosts {
-		q := ix.qualify(h, mr.Namespace)
-		if w := ix.routers[q][0]; key(w) != key(mr) {
-			lost = append(lost, fmt.Sprintf("spec.hosts[%d]: %s is routed by the older MetaRouter %s", i, q, key(w)))
+	if bindsMesh(mr) {
+		for i, h := range mr.Spec.Hosts {
+			q := ix.qualify(h, mr.Namespace)
+			if w := ix.routers[q][0]; key(w) != key(mr) {
+				lost = append(lost, fmt.Sprintf("spec.hosts[%d]: %s is routed by the older MetaRouter %s", i, q, key(w)))
+			}
 		}
 	}
+	_, gwLost := ix.gatewayConflicts(mr)
+	places := len(mr.Spec.Gateways)
+	if places == 0 {
+		places = 1
+	}
 	switch {
+	case len(gwLost) > 0 && len(lost)+len(gwLost) >= len(mr.Spec.Hosts)*places:
+		return cond(v1alpha1.ConditionAccepted, false, v1alpha1.ReasonConflict, strings.Join(append(lost, gwLost...), "; "), mr.Generation)
+	case len(gwLost) > 0:
+		return cond(v1alpha1.ConditionAccepted, true, v1alpha1.ReasonConflict, "in force where not taken; "+strings.Join(append(lost, gwLost...), "; "), mr.Generation)
 	case len(lost) == len(mr.Spec.Hosts):
 		return cond(v1alpha1.ConditionAccepted, false, v1alpha1.ReasonConflict, strings.Join(lost, "; "), mr.Generation)
 	case len(lost) > 0:
@@ -238,6 +257,12 @@ func (ix *Index) refsCondition(mr *v1alpha1.MetaRouter) metav1.Condition {
 		}
 		if r.Mirror != nil {
 			check(routes.Index(i).Child("mirror"), r.Mirror)
+		}
+	}
+	if gws, _ := ix.gatewayConflicts(mr); len(gws) > 0 {
+		missing = append(missing, gws...)
+		if reason == v1alpha1.ReasonResolved {
+			reason = ReasonUnknownGateway
 		}
 	}
 	if len(missing) > 0 {

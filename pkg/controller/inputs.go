@@ -43,8 +43,10 @@ type Inputs struct {
 	Sidecars         []*networkingv1.Sidecar
 	// VirtualServices and Namespaces are read for steering (steering.go):
 	// users' VirtualServices it must not clobber, namespaces' opt-in labels.
-	VirtualServices      []*networkingv1.VirtualService
-	Namespaces           []*corev1.Namespace
+	VirtualServices []*networkingv1.VirtualService
+	Namespaces      []*corev1.Namespace
+	// Gateways are what MetaRouters bound to a gateway serve (gateway.go).
+	Gateways             []*networkingv1.Gateway
 	MetaRouters          []*v1alpha1.MetaRouter
 	ApplicationProtocols []*v1alpha1.ApplicationProtocol
 	RedisServices        []*redisv1.RedisService
@@ -195,6 +197,7 @@ func (in *Inputs) append(o *Inputs) {
 	in.Sidecars = append(in.Sidecars, o.Sidecars...)
 	in.VirtualServices = append(in.VirtualServices, o.VirtualServices...)
 	in.Namespaces = append(in.Namespaces, o.Namespaces...)
+	in.Gateways = append(in.Gateways, o.Gateways...)
 	in.MetaRouters = append(in.MetaRouters, o.MetaRouters...)
 	in.ApplicationProtocols = append(in.ApplicationProtocols, o.ApplicationProtocols...)
 	in.appendRedis(o)
@@ -355,6 +358,7 @@ var decoders = map[string]func(in *Inputs, doc []byte) error{
 	"networking.istio.io/Sidecar":               func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Sidecars) },
 	"networking.istio.io/VirtualService":        func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.VirtualServices) },
 	"/Namespace":                                func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Namespaces) },
+	"networking.istio.io/Gateway":               func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Gateways) },
 	v1alpha1.GroupName + "/MetaRouter":          func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.MetaRouters) },
 	"metaprotocol.aeraki.io/MetaRouter":         func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.MetaRouters) },
 	v1alpha1.GroupName + "/ApplicationProtocol": func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.ApplicationProtocols) },

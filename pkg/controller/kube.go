@@ -116,6 +116,7 @@ func NewKubeSource(cfg *rest.Config, changed func()) (*KubeSource, error) {
 		{net.DestinationRules().Informer(), nil},
 		{net.Sidecars().Informer(), nil},
 		{net.VirtualServices().Informer(), nil},
+		{net.Gateways().Informer(), nil},
 		// Only a Namespace's labels (steering's opt-in) matter.
 		{core.Namespaces().Informer(), slimNamespace},
 		{routers.Informer(), typed[v1alpha1.MetaRouter]},
@@ -213,6 +214,9 @@ func (s *KubeSource) Inputs() (*Inputs, error) {
 		return nil, err
 	}
 	if in.Namespaces, err = core.Namespaces().Lister().List(all); err != nil {
+		return nil, err
+	}
+	if in.Gateways, err = net.Gateways().Lister().List(all); err != nil {
 		return nil, err
 	}
 	if in.MetaRouters, err = listTyped[v1alpha1.MetaRouter](s.routers); err != nil {

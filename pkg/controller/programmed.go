@@ -36,6 +36,9 @@ func (ix *Index) RoutersFor(p *Proxy) []string {
 			seen[key(mr)] = true
 		}
 	}
+	for _, gs := range ix.gatewayServers(p) {
+		seen[key(gs.router)] = true
+	}
 	return slices.Sorted(maps.Keys(seen))
 }
 

@@ -161,7 +161,7 @@ func TestUnusedKinds(t *testing.T) {
 		{"networking.istio.io/v1", "MetaRouter", ReasonUnknownGroup},
 		{"networking.istoi.io/v1", "ServiceEntry", ReasonUnknownGroup},
 		{"networking.istoi.io/v1", "VirtualService", ReasonUnknownGroup},
-		{"networking.istio.io/v1", "Gateway", ReasonOtherAPI},
+		{"networking.istio.io/v1", "ProxyConfig", ReasonOtherAPI},
 		{"serving.knative.dev/v1", "Service", ReasonOtherAPI},
 		{"v1", "Node", ReasonOtherAPI},
 		{"v1", "ConfigMap", ReasonOtherAPI},

@@ -43,10 +43,18 @@ type MetaRouterSpec struct {
 	Hosts []string `json:"hosts"`
 
 	// Gateways names the gateways and sidecars that apply these routes, as in
-	// Istio's VirtualService. Only "mesh" (every proxy, the default) is
-	// supported yet; any other value is refused in status.
+	// Istio's VirtualService: "mesh" (every proxy's own listeners; the
+	// default when empty), or an Istio Gateway as "name" (in this
+	// MetaRouter's namespace) or "namespace/name". The proxies the
+	// Gateway's selector picks in its namespace get a listener per server
+	// port (plaintext, or Istio mTLS for tls mode ISTIO_MUTUAL) serving
+	// these routes for a host the server's hosts allow; a server port
+	// serves the oldest MetaRouter bound to it, since MetaProtocol calls
+	// carry no host name. Listing a Gateway without "mesh" takes the
+	// routes off the mesh's proxies, as in Istio.
 	// +optional
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=317
 	Gateways []string `json:"gateways,omitempty"`
 
 	// Routes is the ordered list of routes; the first that matches a request

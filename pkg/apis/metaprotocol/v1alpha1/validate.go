@@ -4,6 +4,7 @@ import (
 	"regexp"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 )
 
@@ -28,9 +29,7 @@ func (m *MetaRouter) Validate() field.ErrorList {
 		}
 	}
 	for i, g := range m.Spec.Gateways {
-		if g != "mesh" {
-			errs = append(errs, field.NotSupported(spec.Child("gateways").Index(i), g, []string{"mesh"}))
-		}
+		errs = append(errs, validateGatewayRef(spec.Child("gateways").Index(i), g)...)
 	}
 	if m.Spec.LocalRateLimit != nil {
 		errs = append(errs, unsupported(spec.Child("localRateLimit"),
@@ -249,4 +248,27 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
+}
+
+// validateGatewayRef accepts "mesh", or an Istio Gateway as "name" or
+// "namespace/name".
+func validateGatewayRef(p *field.Path, g string) field.ErrorList {
+	if g == "mesh" {
+		return nil
+	}
+	ns, name, qualified := strings.Cut(g, "/")
+	if !qualified {
+		ns, name = "", g
+	}
+	parts := []string{name}
+	if qualified {
+		parts = append(parts, ns)
+	}
+	var errs field.ErrorList
+	for _, part := range parts {
+		for _, msg := range validation.IsDNS1123Subdomain(part) {
+			errs = append(errs, field.Invalid(p, g, "\"mesh\", or a Gateway as name or namespace/name: "+msg))
+		}
+	}
+	return errs
 }

@@ -80,7 +80,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"retry on", func(m *MetaRouter) { m.Spec.Routes[0].Retries.RetryOn = "5xx" }, "spec.routes[0].retries.retryOn", ReasonUnsupported},
 		{"abort status", func(m *MetaRouter) { m.Spec.Routes[0].Fault.Abort.Status = "teapot" }, "spec.routes[0].fault.abort.status", ReasonUnsupported},
 		{"negative timeout", func(m *MetaRouter) { m.Spec.Routes[0].Timeout = &metav1.Duration{Duration: -time.Second} }, "spec.routes[0].timeout", ReasonInvalid},
-		{"gateway", func(m *MetaRouter) { m.Spec.Gateways = []string{"istio-system/gw"} }, "spec.gateways[0]", ReasonUnsupported},
+		{"gateway", func(m *MetaRouter) { m.Spec.Gateways = []string{"istio-system/Gate_way"} }, "spec.gateways[0]", ReasonInvalid},
 		{"global rate limit", func(m *MetaRouter) { m.Spec.GlobalRateLimit = &GlobalRateLimit{Domain: "x"} }, "spec.globalRateLimit", ReasonUnsupported},
 		{"service rate limit", func(m *MetaRouter) {
 			m.Spec.LocalRateLimit = &LocalRateLimit{TokenBucket: &TokenBucket{MaxTokens: 1, FillInterval: metav1.Duration{Duration: time.Second}}}

@@ -1,0 +1,208 @@
+package controller
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+
+	"istio.io/api/networking/v1alpha3"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	"k8s.io/apimachinery/pkg/labels"
+
+	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
+	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
+)
+
+// A MetaRouter whose gateways name an Istio Gateway ("namespace/name", or
+// "name" in the MetaRouter's namespace) routes the calls that arrive at
+// that Gateway's servers: each proxy the Gateway's selector picks in its
+// namespace gets a listener per server port, serving the routes of the
+// oldest MetaRouter bound to the Gateway that has a host the server's
+// hosts allow. MetaProtocol calls carry no host name to tell services
+// apart on one port, so a server port serves one MetaRouter; younger ones
+// that would share it say so in their status. "mesh" (the default when
+// gateways is empty) binds the routes to every proxy's own listeners.
+
+// meshGateway is the gateways value of the mesh's own proxies.
+const meshGateway = "mesh"
+
+// ReasonUnknownGateway is a MetaRouter's ResolvedRefs reason when a
+// Gateway it names does not exist.
+const ReasonUnknownGateway = "UnknownGateway"
+
+// bindsMesh reports whether a MetaRouter's routes apply to the mesh's
+// proxies: no gateways, or "mesh" among them.
+func bindsMesh(mr *v1alpha1.MetaRouter) bool {
+	return len(mr.Spec.Gateways) == 0 || slices.Contains(mr.Spec.Gateways, meshGateway)
+}
+
+// gatewayKey qualifies a MetaRouter's gateways entry to namespace/name.
+func gatewayKey(g, ns string) string {
+	if strings.Contains(g, "/") {
+		return g
+	}
+	return ns + "/" + g
+}
+
+// indexGateways files the MetaRouters in force under the Gateways they
+// bind, oldest first.
+func (ix *Index) indexGateways(in *Inputs, effective []*v1alpha1.MetaRouter) {
+	ix.gateways = map[string]*networkingv1.Gateway{}
+	ix.gatewayRouters = map[string][]*v1alpha1.MetaRouter{}
+	for _, gw := range in.Gateways {
+		ix.gateways[key(gw)] = gw
+	}
+	for _, mr := range effective {
+		for _, g := range mr.Spec.Gateways {
+			if g != meshGateway {
+				k := gatewayKey(g, mr.Namespace)
+				ix.gatewayRouters[k] = append(ix.gatewayRouters[k], mr)
+			}
+		}
+	}
+}
+
+// gatewayServer is what a Gateway server port serves: one MetaRouter's
+// routes for one of its hosts.
+type gatewayServer struct {
+	gw     *networkingv1.Gateway
+	server *v1alpha3.Server
+	router *v1alpha1.MetaRouter
+	svc    *Service
+}
+
+// gatewayServers lists the server ports of the Gateways that select a
+// proxy, with what each serves; ports no MetaRouter serves are left out.
+func (ix *Index) gatewayServers(p *Proxy) []gatewayServer {
+	var out []gatewayServer
+	for _, k := range sortedKeys(ix.gateways) {
+		gw := ix.gateways[k]
+		sel := gw.Spec.GetSelector()
+		if gw.Namespace != p.Namespace || len(sel) == 0 || !labels.SelectorFromSet(sel).Matches(labels.Set(p.Labels)) {
+			continue
+		}
+		for _, srv := range gw.Spec.GetServers() {
+			if mr, svc := ix.serverRouter(gw, srv); mr != nil {
+				out = append(out, gatewayServer{gw: gw, server: srv, router: mr, svc: svc})
+			}
+		}
+	}
+	return out
+}
+
+// serverRouter finds the oldest MetaRouter bound to gw with a host the
+// server allows, and that host's service.
+func (ix *Index) serverRouter(gw *networkingv1.Gateway, srv *v1alpha3.Server) (*v1alpha1.MetaRouter, *Service) {
+	for _, mr := range ix.gatewayRouters[key(gw)] {
+		for _, h := range mr.Spec.Hosts {
+			svc := ix.services[ix.qualify(h, mr.Namespace)]
+			if svc != nil && len(svc.Ports) > 0 && serverAllows(srv, svc, gw.Namespace) {
+				return mr, svc
+			}
+		}
+	}
+	return nil, nil
+}
+
+// serverAllows applies a Gateway server's hosts ("namespace/dnsName" or
+// "dnsName", namespace "*" or "." for the Gateway's) to a service.
+func serverAllows(srv *v1alpha3.Server, svc *Service, gwNS string) bool {
+	for _, h := range srv.GetHosts() {
+		ns, name, ok := strings.Cut(h, "/")
+		if !ok {
+			ns, name = "*", h
+		}
+		if ns == "." {
+			ns = gwNS
+		}
+		if (ns == "*" || ns == svc.Namespace) && hostMatches(name, svc.Host) {
+			return true
+		}
+	}
+	return false
+}
+
+// GatewayListenerName names the listener of a Gateway's server port.
+func GatewayListenerName(ns, gateway string, port uint32) string {
+	return fmt.Sprintf("%s/%s_%d", ns, gateway, port)
+}
+
+// addGatewayListeners adds a listener for each Gateway server port that
+// selects the proxy, with the routes of its MetaRouter.
+func (g *generation) addGatewayListeners() {
+	for _, gs := range g.ix.gatewayServers(g.proxy) {
+		number := gs.server.GetPort().GetNumber()
+		if _, taken := g.ports[number]; taken || number == 0 {
+			continue
+		}
+		g.ports[number] = gs.svc.Host
+		name := GatewayListenerName(gs.gw.Namespace, gs.gw.Name, number)
+		port := gs.svc.Ports[0]
+		mode, ok := gatewayTLS(gs.server, g.proxy)
+		if !ok {
+			g.ix.warnings = append(g.ix.warnings, fmt.Sprintf("Gateway %s: server port %d: tls mode %s is not supported for MetaProtocol (plaintext or ISTIO_MUTUAL)",
+				key(gs.gw), number, gs.server.GetTls().GetMode()))
+			continue
+		}
+		g.addBoundListener(gs.svc, port, number, name, name, mode)
+		rc := &configv1alpha1.RouteConfiguration{Name: name}
+		for i := range gs.router.Spec.Routes {
+			rc.Routes = append(rc.Routes, g.route(gs.router, &gs.router.Spec.Routes[i], port.Number))
+		}
+		g.res.Routes = append(g.res.Routes, rc)
+	}
+}
+
+// gatewayTLS is the mTLS mode of a Gateway server's listener: plaintext
+// without tls, Istio mTLS (the proxy's identity) for ISTIO_MUTUAL; ok is
+// false for what the proxy cannot serve.
+func gatewayTLS(srv *v1alpha3.Server, p *Proxy) (mtlsMode, bool) {
+	tls := srv.GetTls()
+	switch {
+	case tls == nil:
+		return mtlsDisable, true
+	case tls.GetMode() == v1alpha3.ServerTLSSettings_ISTIO_MUTUAL && p.Identity != "":
+		return mtlsStrict, true
+	}
+	return 0, false
+}
+
+// gatewayConflicts says, for a MetaRouter, which Gateways it names do not
+// exist, and on which server ports an older MetaRouter is served instead.
+func (ix *Index) gatewayConflicts(mr *v1alpha1.MetaRouter) (missing, lost []string) {
+	for i, g := range mr.Spec.Gateways {
+		if g == meshGateway {
+			continue
+		}
+		k := gatewayKey(g, mr.Namespace)
+		gw := ix.gateways[k]
+		if gw == nil {
+			missing = append(missing, fmt.Sprintf("spec.gateways[%d]: no Gateway %s", i, k))
+			continue
+		}
+		for _, srv := range gw.Spec.GetServers() {
+			if w, _ := ix.serverRouter(gw, srv); w != nil && key(w) != key(mr) && ix.allowsAnyHost(srv, mr, gw.Namespace) {
+				lost = append(lost, fmt.Sprintf("spec.gateways[%d]: port %d of Gateway %s serves the older MetaRouter %s", i, srv.GetPort().GetNumber(), k, key(w)))
+			}
+		}
+	}
+	return missing, lost
+}
+
+func (ix *Index) allowsAnyHost(srv *v1alpha3.Server, mr *v1alpha1.MetaRouter, gwNS string) bool {
+	for _, h := range mr.Spec.Hosts {
+		if svc := ix.services[ix.qualify(h, mr.Namespace)]; svc != nil && serverAllows(srv, svc, gwNS) {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
