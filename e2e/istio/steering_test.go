@@ -194,6 +194,22 @@ func TestSteeringIstiodView(t *testing.T) {
 	}
 	s.callThrough(t, port, "greeter")
 
+	t.Run("an edit of the owned VirtualService is put back", func(t *testing.T) {
+		c.MustKubectl(t, "", "patch", "virtualservice", "rosetta-steering-greeter", "-n", ns, "--type=json",
+			"-p", `[{"op": "replace", "path": "/spec/tcp/1/route/0/destination/port/number", "value": 41999}]`)
+		if got := s.waitSteered(t, vip); got != port {
+			t.Errorf("after the edit the caller is steered to waypoint port %d, want %d", got, port)
+		}
+		err := kubeenv.Poll(configWait, "the VirtualService put back", func() (bool, error) {
+			out := c.MustKubectl(t, "", "get", "virtualservice", "rosetta-steering-greeter", "-n", ns, "-o", "jsonpath={.spec.tcp[1].route[0].destination.port.number}")
+			return strings.TrimSpace(out) == strconv.Itoa(port), nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.caller.waitOutboundCluster(t, vip, dubboPort, outbound(port, host(ns, steeringWaypoint+"-steering")))
+	})
+
 	t.Run("a user's VirtualService is left alone", func(t *testing.T) {
 		billingVIP := startDubboService(t, c, ns, "billing", dubboPort+1, nil)
 		c.Apply(t, fmt.Sprintf(`apiVersion: networking.istio.io/v1

@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -152,7 +154,7 @@ func (w *OwnedWriter) sync(ctx context.Context, gvr schema.GroupVersionResource,
 			w.Log.Error("owned object", "object", k, "err", err)
 			continue
 		}
-		if c := cached[k]; c != nil && (!owned(c) || c.GetAnnotations()[SpecHashAnnotation] == hash) {
+		if c := cached[k]; c != nil && (!owned(c) || (c.GetAnnotations()[SpecHashAnnotation] == hash && !drifted(o, c))) {
 			continue
 		}
 		_, err = w.Client.Resource(gvr).Namespace(o.GetNamespace()).Apply(ctx, o.GetName(), u, metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
@@ -269,4 +271,31 @@ func (w *OwnedWriter) applyConditions(ctx context.Context, s *corev1.Service, ha
 	}}
 	_, err := w.Client.Resource(ServiceGVR).Namespace(s.Namespace).ApplyStatus(ctx, s.Name, u, metav1.ApplyOptions{FieldManager: fieldManager, Force: true})
 	return err
+}
+
+// drifted reports whether someone changed what the controller applied to
+// an object it owns (the hash annotation says only what it last applied):
+// its labels, or the spec fields it sets.
+func drifted(want ownedObject, have metav1.Object) bool {
+	for k, v := range want.GetLabels() {
+		if have.GetLabels()[k] != v {
+			return true
+		}
+	}
+	switch w := want.(type) {
+	case *networkingv1.VirtualService:
+		h, ok := have.(*networkingv1.VirtualService)
+		return !ok || !proto.Equal(&w.Spec, &h.Spec)
+	case *corev1.Service:
+		h, ok := have.(*corev1.Service)
+		return !ok || !maps.Equal(w.Spec.Selector, h.Spec.Selector) || !samePorts(w.Spec.Ports, h.Spec.Ports)
+	}
+	return false
+}
+
+// samePorts compares the fields of Service ports the controller sets.
+func samePorts(a, b []corev1.ServicePort) bool {
+	return slices.EqualFunc(a, b, func(x, y corev1.ServicePort) bool {
+		return x.Name == y.Name && x.Port == y.Port && x.TargetPort == y.TargetPort
+	})
 }
