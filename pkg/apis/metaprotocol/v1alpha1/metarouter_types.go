@@ -359,8 +359,12 @@ type MetaRouterStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 	// Conditions: Accepted (the spec is valid and in force; when false, the
 	// reason and message name the offending field and proxies keep the last
-	// accepted version) and ResolvedRefs (every destination host and subset
-	// exists).
+	// accepted version; reason HostConflict when an older MetaRouter routes
+	// a host, or serves a Gateway's server port, it names), ResolvedRefs
+	// (every destination host and subset, and every Gateway, exists), and,
+	// only while proxies refuse (NACK) the config that carries it,
+	// Programmed=False (reason RefusedByProxy) naming the proxies, the
+	// version and their reason; they keep the config they had.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
