@@ -154,6 +154,8 @@ type waypointConfig struct {
 	// CertTTL is the lifetime it asks istiod for (--cert-ttl); the
 	// proxy's default when 0.
 	CertTTL time.Duration
+	// Args are more command-line arguments.
+	Args []string
 }
 
 // waypoint is rosetta-proxy running as a namespace's waypoint, with an
@@ -196,7 +198,7 @@ func startWaypoint(t *testing.T, c *kubeenv.Cluster, m *istiod, xdsAddr string, 
 	if cfg.CertTTL != 0 {
 		args = append(args, "--cert-ttl="+cfg.CertTTL.String())
 	}
-	w.Admin = c.StartProxy(t, proxyBin, xdsAddr, w.name, cfg.Namespace, args...)
+	w.Admin = c.StartProxy(t, proxyBin, xdsAddr, w.name, cfg.Namespace, append(args, cfg.Args...)...)
 	return w
 }
 
