@@ -101,15 +101,22 @@ func onlyKinds(t *testing.T, all []byte, _ ...string) []byte {
 // the controller read the named Secrets of namespace ns.
 func redisCredentialRoles(t *testing.T, ns string, secrets ...string) string {
 	t.Helper()
-	all := render(t, map[string]any{"redisCredentials": []any{map[string]any{"namespace": ns, "secrets": secrets}}})
+	return credentialRoles(t, "redisCredentials", ns, secrets...)
+}
+
+// credentialRoles renders the Role and RoleBinding of one entry of the
+// chart's value (redisCredentials or gatewayCredentials).
+func credentialRoles(t *testing.T, value, ns string, secrets ...string) string {
+	t.Helper()
+	all := render(t, map[string]any{value: []any{map[string]any{"namespace": ns, "secrets": secrets}}})
 	var out []string
 	for _, doc := range bytes.Split(all, []byte("\n---\n")) {
-		if bytes.Contains(doc, []byte("# Source: rosetta/templates/redis-credentials.yaml")) {
+		if bytes.Contains(doc, []byte("# Source: rosetta/templates/credentials.yaml")) {
 			out = append(out, string(doc))
 		}
 	}
 	if len(out) != 2 {
-		t.Fatalf("redisCredentials rendered %d documents, want a Role and a RoleBinding", len(out))
+		t.Fatalf("%s rendered %d documents, want a Role and a RoleBinding", value, len(out))
 	}
 	return strings.Join(out, "\n---\n")
 }

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strings"
 
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	"istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -138,13 +139,12 @@ func (g *generation) addGatewayListeners() {
 		g.ports[number] = gs.svc.Host
 		name := GatewayListenerName(gs.gw.Namespace, gs.gw.Name, number)
 		port := gs.svc.Ports[0]
-		mode, ok := gatewayTLS(gs.server, g.proxy)
-		if !ok {
-			g.ix.warnings = append(g.ix.warnings, fmt.Sprintf("Gateway %s: server port %d: tls mode %s is not supported for MetaProtocol (plaintext or ISTIO_MUTUAL)",
-				key(gs.gw), number, gs.server.GetTls().GetMode()))
+		chains, err := g.gatewayChains(gs, g.listenerFilters(gs.svc, port, name, name))
+		if err != nil {
+			delete(g.ports, number) // warnGateways reported it
 			continue
 		}
-		g.addBoundListener(gs.svc, port, number, name, name, mode)
+		g.appendListener(name, number, chains)
 		rc := &configv1alpha1.RouteConfiguration{Name: name}
 		for i := range gs.router.Spec.Routes {
 			rc.Routes = append(rc.Routes, g.route(gs.router, &gs.router.Spec.Routes[i], port.Number))
@@ -153,18 +153,49 @@ func (g *generation) addGatewayListeners() {
 	}
 }
 
-// gatewayTLS is the mTLS mode of a Gateway server's listener: plaintext
-// without tls, Istio mTLS (the proxy's identity) for ISTIO_MUTUAL; ok is
-// false for what the proxy cannot serve.
-func gatewayTLS(srv *v1alpha3.Server, p *Proxy) (mtlsMode, bool) {
-	tls := srv.GetTls()
-	switch {
-	case tls == nil:
-		return mtlsDisable, true
-	case tls.GetMode() == v1alpha3.ServerTLSSettings_ISTIO_MUTUAL && p.Identity != "":
-		return mtlsStrict, true
+// gatewayChains are the filter chains of a Gateway server's listener:
+// plaintext without tls; Istio mTLS with the proxy's identity for
+// ISTIO_MUTUAL; the Gateway's own certificate for SIMPLE and MUTUAL
+// (gateway_tls.go).
+func (g *generation) gatewayChains(gs gatewayServer, filters []*listenerv3.Filter) ([]*listenerv3.FilterChain, error) {
+	tls := gs.server.GetTls()
+	if tls == nil {
+		return filterChains(mtlsDisable, filters), nil
 	}
-	return 0, false
+	switch tls.GetMode() {
+	case v1alpha3.ServerTLSSettings_SIMPLE, v1alpha3.ServerTLSSettings_MUTUAL:
+		fc, err := g.gatewayTLSChain(gs.gw, tls, filters)
+		if err != nil {
+			return nil, err
+		}
+		return []*listenerv3.FilterChain{fc}, nil
+	case v1alpha3.ServerTLSSettings_ISTIO_MUTUAL:
+		if g.proxy.Identity == "" {
+			return nil, fmt.Errorf("tls mode ISTIO_MUTUAL needs a proxy with an Istio identity")
+		}
+		return filterChains(mtlsStrict, filters), nil
+	}
+	return nil, fmt.Errorf("tls mode %s is not supported for MetaProtocol", tls.GetMode())
+}
+
+// warnGateways warns about the Gateway server ports that a MetaRouter is
+// bound to and no proxy can serve (their TLS settings), once per build:
+// Generate skips them.
+func (ix *Index) warnGateways() {
+	for _, k := range sortedKeys(ix.gateways) {
+		gw := ix.gateways[k]
+		for _, srv := range gw.Spec.GetServers() {
+			mr, svc := ix.serverRouter(gw, srv)
+			if mr == nil {
+				continue
+			}
+			// An identity only matters for ISTIO_MUTUAL, reported apart.
+			g := &generation{ix: ix, proxy: &Proxy{Identity: "any"}, clusters: map[clusterKey]bool{}}
+			if _, err := g.gatewayChains(gatewayServer{gw: gw, server: srv, router: mr, svc: svc}, nil); err != nil {
+				ix.warnings = append(ix.warnings, fmt.Sprintf("Gateway %s: server port %d is not served: %v", k, srv.GetPort().GetNumber(), err))
+			}
+		}
+	}
 }
 
 // gatewayConflicts says, for a MetaRouter, which Gateways it names do not

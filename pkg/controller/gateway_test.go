@@ -99,3 +99,64 @@ func TestGatewayBinding(t *testing.T) {
 		t.Errorf("a-edge Accepted: %+v", c)
 	}
 }
+
+// TestGatewayOwnTLS: SIMPLE and MUTUAL servers take their certificate (and
+// the clients' CA) from the credentialName Secret, sent as SDS secrets
+// named as Istio names them; a server whose Secret is missing is not
+// served, with a warning.
+func TestGatewayOwnTLS(t *testing.T) {
+	docs := `---
+apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: tls-gw, namespace: edge}
+spec:
+  selector: {app: edge-proxy}
+  servers:
+  - port: {number: 9443, name: tls-simple, protocol: TLS}
+    hosts: ["*/*"]
+    tls: {mode: SIMPLE, credentialName: edge-cert}
+  - port: {number: 9444, name: tls-mutual, protocol: TLS}
+    hosts: ["*/*"]
+    tls: {mode: MUTUAL, credentialName: edge-cert}
+  - port: {number: 9445, name: tls-missing, protocol: TLS}
+    hosts: ["*/*"]
+    tls: {mode: SIMPLE, credentialName: nowhere}
+---
+apiVersion: v1
+kind: Secret
+metadata: {name: edge-cert, namespace: edge}
+type: kubernetes.io/tls
+data: {tls.crt: Y2VydA==, tls.key: a2V5, ca.crt: Y2E=}
+---
+apiVersion: metaprotocol.rosetta.dev/v1alpha1
+kind: MetaRouter
+metadata: {name: a-edge, namespace: shop}
+spec:
+  hosts: [a]
+  gateways: [edge/tls-gw]
+  routes: [{route: [{destination: {host: a}}]}]
+`
+	in := &Inputs{}
+	if err := in.AddYAML([]byte(docs + dubboService("a", 20880, 1, ""))); err != nil {
+		t.Fatal(err)
+	}
+	ix := (&Builder{}).Build(in)
+	res := ix.Generate(&Proxy{ID: "edge", Namespace: "edge", Labels: map[string]string{"app": "edge-proxy"}})
+	ports := listenerPorts(res)
+	if _, ok := ports["edge/tls-gw_9445"]; ok || len(ports) != 3 {
+		t.Fatalf("listeners %v: want 9443, 9444 and the mesh's, not 9445", ports)
+	}
+	var secrets []string
+	for _, s := range res.Secrets {
+		secrets = append(secrets, s.GetName())
+	}
+	if want := "[kubernetes://edge/edge-cert kubernetes://edge/edge-cert-cacert]"; fmt.Sprint(secrets) != want {
+		t.Errorf("secrets %v, want %s", secrets, want)
+	}
+	if s := res.Secrets[0].GetTlsCertificate(); string(s.GetCertificateChain().GetInlineBytes()) != "cert" || string(s.GetPrivateKey().GetInlineBytes()) != "key" {
+		t.Errorf("certificate secret %v", s)
+	}
+	if w := strings.Join(ix.Warnings(), "\n"); !strings.Contains(w, "Gateway edge/tls-gw: server port 9445 is not served: tls.credentialName: no Secret edge/nowhere") {
+		t.Errorf("warnings %q", w)
+	}
+}

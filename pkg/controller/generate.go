@@ -175,6 +175,12 @@ func (g *generation) addListener(svc *Service, port Port, number uint32, name st
 // with a service port's codec and policies, bound to number (none when 0),
 // with the filter chains of an mTLS mode.
 func (g *generation) addBoundListener(svc *Service, port Port, number uint32, name, routes string, mode mtlsMode) {
+	g.appendListener(name, number, filterChains(mode, g.listenerFilters(svc, port, name, routes)))
+}
+
+// listenerFilters are the filters of a listener serving the route
+// configuration routes with a service port's codec and policies.
+func (g *generation) listenerFilters(svc *Service, port Port, name, routes string) []*listenerv3.Filter {
 	mpp := &configv1alpha1.MetaProtocolProxy{
 		StatPrefix:      name,
 		Codec:           port.Protocol.Codec,
@@ -191,16 +197,21 @@ func (g *generation) addBoundListener(svc *Service, port Port, number uint32, na
 	if err != nil {
 		panic(fmt.Sprintf("controller: marshal MetaProtocolProxy: %v", err)) // cannot fail for a valid message
 	}
-	addr := g.proxy.ListenAddress
-	if addr == "" {
-		addr = "0.0.0.0"
-	}
-	filters := []*listenerv3.Filter{{
+	return []*listenerv3.Filter{{
 		Name:       config.FilterName,
 		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyCfg},
 	}}
-	l := &listenerv3.Listener{Name: name, FilterChains: filterChains(mode, filters)}
+}
+
+// appendListener adds a listener with its filter chains, bound to the
+// proxy's listen address and number (no address when 0).
+func (g *generation) appendListener(name string, number uint32, chains []*listenerv3.FilterChain) {
+	l := &listenerv3.Listener{Name: name, FilterChains: chains}
 	if number != 0 {
+		addr := g.proxy.ListenAddress
+		if addr == "" {
+			addr = "0.0.0.0"
+		}
 		l.Address = socketAddress(addr, number)
 	}
 	g.res.Listeners = append(g.res.Listeners, l)

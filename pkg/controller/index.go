@@ -9,6 +9,7 @@ import (
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
@@ -63,6 +64,8 @@ type Index struct {
 	// gatewayRouters the MetaRouters bound to each, oldest first.
 	gateways       map[string]*networkingv1.Gateway
 	gatewayRouters map[string][]*v1alpha1.MetaRouter
+	// secrets are the Secrets read, by namespace/name.
+	secrets map[string]*corev1.Secret
 }
 
 // Warnings are what the build could not honour in objects whose status the
@@ -115,6 +118,7 @@ func (b *Builder) Build(in *Inputs) *Index {
 		routers:  map[string][]*v1alpha1.MetaRouter{},
 		Statuses: map[string]RouterStatus{},
 		sidecars: slices.Clone(in.Sidecars),
+		secrets:  map[string]*corev1.Secret{},
 	}
 	protos := newProtocols(slices.Clone(in.ApplicationProtocols))
 	svcs := append(kubeServices(in, protos, opts.DomainSuffix, opts.Resolve), entryServices(in, protos, opts.Resolve)...)
@@ -144,6 +148,7 @@ func (b *Builder) Build(in *Inputs) *Index {
 	ix.warnings = append(ix.warnings, warnClientTLS(drs)...)
 	b.buildAuthorization(ix, in)
 	ix.buildSteering(in)
+	ix.warnGateways()
 	return ix
 }
 

@@ -109,7 +109,12 @@ func (b *Builder) buildRedis(ix *Index, in *Inputs) {
 	}
 	ix.redis = r
 	for _, s := range in.Secrets {
-		r.secrets[key(s)] = s
+		// A TLS Secret (a Gateway's credential) is a Redis credential
+		// only when labelled so.
+		if s.Type != corev1.SecretTypeTLS || s.Labels[RedisCredentialsLabel] == "true" {
+			r.secrets[key(s)] = s
+		}
+		ix.secrets[key(s)] = s
 	}
 	m := &b.redis
 	m.mu.Lock()

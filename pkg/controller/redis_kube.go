@@ -3,6 +3,7 @@ package controller
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	"log/slog"
 
@@ -79,6 +80,8 @@ func (s *KubeSource) redisInputs(in *Inputs) error {
 	if in.RedisDestinations, err = listTyped[redisv1.RedisDestination](s.redis.dests); err != nil {
 		return err
 	}
-	in.Secrets = s.redis.secrets.get(s.redis.ctx, secretRefs(in.RedisServices, in.RedisDestinations))
+	refs := secretRefs(in.RedisServices, in.RedisDestinations)
+	maps.Copy(refs, gatewayCredentialRefs(in.Gateways))
+	in.Secrets = s.redis.secrets.get(s.redis.ctx, refs)
 	return nil
 }

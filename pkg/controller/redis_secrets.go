@@ -145,23 +145,30 @@ func (r *redisSecrets) read(ctx context.Context, ref types.NamespacedName, old *
 		return nil, true
 	case apierrors.IsForbidden(err):
 		// The Role from the chart's redisCredentials value does not name it.
-		r.log.Warn("a Redis credential Secret may not be read: list it in the chart's redisCredentials value",
+		r.log.Warn("a credential Secret may not be read: list it in the chart's redisCredentials (Redis auth) or gatewayCredentials (a Gateway's tls.credentialName) value",
 			"secret", ref.String(), "err", err)
 		return nil, true
 	case err != nil:
 		r.log.Warn("read a Redis credential Secret", "secret", ref.String(), "err", err)
 		return old, false
-	case got.Labels[RedisCredentialsLabel] != "true":
+	case got.Labels[RedisCredentialsLabel] != "true" && got.Type != corev1.SecretTypeTLS:
+		// Neither a Redis credential nor a TLS one (a Gateway's
+		// credentialName); buildRedis takes only labelled ones.
 		return nil, true
 	}
 	return slimSecret(got), true
 }
 
-// slimSecret keeps what credentials need: name, namespace and data.
+// slimSecret keeps what credentials need: name, namespace, the Redis
+// label, type and data.
 func slimSecret(sec *corev1.Secret) *corev1.Secret {
-	return &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
+	out := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{
 		Name: sec.Name, Namespace: sec.Namespace, UID: sec.UID, ResourceVersion: sec.ResourceVersion,
-	}, Data: sec.Data}
+	}, Type: sec.Type, Data: sec.Data}
+	if v, ok := sec.Labels[RedisCredentialsLabel]; ok {
+		out.Labels = map[string]string{RedisCredentialsLabel: v}
+	}
+	return out
 }
 
 func sameSecret(a, b *corev1.Secret) bool {
