@@ -14,7 +14,8 @@ import (
 )
 
 // FuzzParse parses fuzzed static configs, seeded with the shipped
-// examples (testdata/*-proxy.yaml are copies of examples/*/proxy.yaml). A
+// examples (testdata/*-proxy.yaml are copies of examples/*/proxy.yaml) and
+// a listener reached only through HBONE (hboneYAML). A
 // config Parse accepts must survive a round trip: written back in the
 // protobuf JSON mapping, it parses to equal resources, and the proxy's
 // Validate gives both the same verdict.
@@ -30,6 +31,7 @@ func FuzzParse(f *testing.F) {
 		}
 		f.Add(data)
 	}
+	f.Add([]byte(hboneYAML))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := config.Parse(data)
 		if err != nil {

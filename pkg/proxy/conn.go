@@ -84,6 +84,11 @@ func newDownConn(l *listener, nc net.Conn, principal string) *downConn {
 		dc.close()
 	}
 	dc.w.OnIdle = func() bool { return dc.broken || dc.closing && dc.inflight.Load() == 0 }
+	if ww, ok := nc.(interface{ WouldWait(int) bool }); ok {
+		// An HBONE stream: a write that would wait for the caller goes on
+		// a goroutine of its own, as one to a full socket does.
+		dc.w.WouldWait = ww.WouldWait
+	}
 	return dc
 }
 

@@ -8,7 +8,9 @@ import (
 	"time"
 )
 
-// listener accepts connections for one Rosetta listener.
+// listener accepts connections for one Rosetta listener. One without an
+// address has no socket (ln is nil): it serves only the HBONE streams to
+// its authorities.
 type listener struct {
 	p    *Proxy
 	name string
@@ -25,12 +27,16 @@ type listener struct {
 	handshaking atomic.Int64
 }
 
+// listen binds lc's address, when it has one.
 func listen(p *Proxy, lc *listenerConfig) (*listener, error) {
-	ln, err := net.Listen("tcp", lc.addr)
-	if err != nil {
-		return nil, err
+	l := &listener{p: p, name: lc.name, addr: lc.addr, conns: map[*downConn]struct{}{}, idle: make(chan struct{})}
+	if lc.addr != "" {
+		ln, err := net.Listen("tcp", lc.addr)
+		if err != nil {
+			return nil, err
+		}
+		l.ln = ln
 	}
-	l := &listener{p: p, name: lc.name, addr: lc.addr, ln: ln, conns: map[*downConn]struct{}{}, idle: make(chan struct{})}
 	l.cfg.Store(lc)
 	return l, nil
 }
@@ -64,7 +70,9 @@ func (l *listener) serve() {
 }
 
 // serveConn serves a connection whose transport is settled: principal is
-// the caller's verified identity, "" for plaintext.
+// the caller's verified identity, "" for plaintext. An HBONE stream comes
+// here too (transport "hbone"); it is no socket, so it is read on a
+// goroutine of its own, never on an event loop.
 func (l *listener) serveConn(nc net.Conn, principal, transport string) {
 	dc, ok := l.track(nc, principal)
 	if !ok {
@@ -113,13 +121,17 @@ func (l *listener) untrack(dc *downConn) {
 	}
 }
 
-func (l *listener) closeListener() { l.ln.Close() }
+func (l *listener) closeListener() {
+	if l.ln != nil {
+		l.ln.Close()
+	}
+}
 
 // drain stops accepting and asks every connection to close once its requests
 // in flight are answered; after ctx ends (or grace, when positive) it closes
 // what is left.
 func (l *listener) drain(ctx context.Context, grace time.Duration) {
-	l.ln.Close()
+	l.closeListener()
 	l.mu.Lock()
 	if l.draining {
 		l.mu.Unlock()

@@ -147,8 +147,12 @@ func startsWithTLS(nc net.Conn) (bool, error) {
 
 // peerOf is what authorization knows of a connection's caller before any
 // request: its verified principal ("" for plaintext), the namespace in it,
-// its address and the listener's port.
+// its address and the port it called: the listener's, or for an HBONE
+// stream its destination's.
 func peerOf(nc net.Conn, principal string, port uint32) authz.Request {
+	if d, ok := nc.(interface{ Destination() netip.AddrPort }); ok {
+		port = uint32(d.Destination().Port())
+	}
 	r := authz.Request{Principal: principal, Namespace: authz.NamespaceOf(principal), Port: port}
 	if ap, err := netip.ParseAddrPort(nc.RemoteAddr().String()); err == nil {
 		r.Peer = ap.Addr().Unmap()

@@ -9,11 +9,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/hbone"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
@@ -37,6 +39,10 @@ type Proxy struct {
 	mu        sync.Mutex // serialises Apply and Shutdown
 	listeners map[string]*listener
 	closed    bool
+	// hbone terminates HBONE once ListenHBONE was called; targets holds
+	// the listeners in force by the HBONE destinations they serve.
+	hbone   *hbone.Server
+	targets atomic.Pointer[map[netip.AddrPort]*listener]
 }
 
 // New returns a proxy with no configuration.
@@ -98,6 +104,7 @@ func (p *Proxy) Apply(res config.Resources) error {
 		delete(p.listeners, name)
 		go l.drain(context.Background(), 30*time.Second)
 	}
+	p.setTargets(s)
 	p.mgr.Commit(s.clusters)
 	p.metrics.ConfigUpdate(true)
 	p.log.Info("config applied", "listeners", len(s.listeners), "routes", len(s.routes), "clusters", len(s.clusters))
@@ -127,7 +134,9 @@ func (p *Proxy) openListeners(s *snapshot) error {
 			go old.drain(context.Background(), 30*time.Second)
 		}
 		p.listeners[l.name] = l
-		go l.serve()
+		if l.ln != nil {
+			go l.serve()
+		}
 	}
 	return nil
 }
@@ -135,19 +144,21 @@ func (p *Proxy) openListeners(s *snapshot) error {
 // Ready reports whether a configuration is in force and its listeners are open.
 func (p *Proxy) Ready() bool { return p.snap.Load() != nil }
 
-// Addr returns the bound address of a listener (useful with port 0).
+// Addr returns the bound address of a listener (useful with port 0);
+// false for a listener without an address, served only through HBONE.
 func (p *Proxy) Addr(listener string) (string, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	l, ok := p.listeners[listener]
-	if !ok {
+	if !ok || l.ln == nil {
 		return "", false
 	}
 	return l.ln.Addr().String(), true
 }
 
 // Shutdown stops accepting, lets requests in flight finish until ctx ends,
-// then closes every connection.
+// then closes every connection. The HBONE server stops accepting and sends
+// GOAWAY; its streams drain with their listeners' connections.
 func (p *Proxy) Shutdown(ctx context.Context) error {
 	p.mu.Lock()
 	p.closed = true
@@ -156,8 +167,17 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		ls = append(ls, l)
 	}
 	p.listeners = map[string]*listener{}
+	p.targets.Store(nil)
+	hb := p.hbone
 	p.mu.Unlock()
 	var wg sync.WaitGroup
+	if hb != nil {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = hb.Shutdown(ctx)
+		}()
+	}
 	for _, l := range ls {
 		wg.Add(1)
 		go func() {

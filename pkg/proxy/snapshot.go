@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/netip"
+	"slices"
 	"strconv"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -25,20 +27,26 @@ import (
 type snapshot struct {
 	resources config.Resources
 	listeners map[string]*listenerConfig
-	routes    map[string]*router.Table
-	clusters  map[string]*upstream.Cluster
+	// authorities are the HBONE destinations, with the listener that
+	// serves each.
+	authorities map[netip.AddrPort]string
+	routes      map[string]*router.Table
+	clusters    map[string]*upstream.Cluster
 }
 
 // listenerConfig is a compiled Rosetta listener.
 type listenerConfig struct {
-	name       string
-	addr       string
-	statPrefix string
-	protocol   codec.Protocol
-	options    codec.Options
-	poolKey    string // the upstream pool for this codec and options
-	routeName  string
-	inline     *router.Table
+	name string
+	// addr is where it listens; "" for a listener reached only through
+	// HBONE, at its authorities.
+	addr        string
+	authorities []netip.AddrPort
+	statPrefix  string
+	protocol    codec.Protocol
+	options     codec.Options
+	poolKey     string // the upstream pool for this codec and options
+	routeName   string
+	inline      *router.Table
 	// limits bound each connection's reading; maxConns caps how many are
 	// open at once.
 	limits   netloop.Limits
@@ -71,7 +79,7 @@ func (lc *listenerConfig) match(s *snapshot, req *codec.Message) *router.Route {
 // compile checks every resource and builds a snapshot; the error names the
 // resource and field at fault. Nothing is changed when it fails.
 func compile(res config.Resources, mgr *upstream.Manager, id *identity.Workload, def Limits, budget *wire.Budget) (*snapshot, error) {
-	s := &snapshot{resources: res, listeners: map[string]*listenerConfig{}, routes: map[string]*router.Table{}}
+	s := &snapshot{resources: res, listeners: map[string]*listenerConfig{}, authorities: map[netip.AddrPort]string{}, routes: map[string]*router.Table{}}
 	secrets, err := newSecretSet(res.Secrets)
 	if err != nil {
 		return nil, err
@@ -95,8 +103,14 @@ func compile(res config.Resources, mgr *upstream.Manager, id *identity.Workload,
 		if _, dup := s.listeners[lc.name]; dup {
 			return nil, fmt.Errorf("listeners[%d].name: %q is defined twice", i, lc.name)
 		}
-		if other, dup := addrs[lc.addr]; dup {
+		if other, dup := addrs[lc.addr]; dup && lc.addr != "" {
 			return nil, fmt.Errorf("listeners[%d].address: %s is also the address of listener %q", i, lc.addr, other)
+		}
+		for j, a := range lc.authorities {
+			if other, dup := s.authorities[a]; dup {
+				return nil, fmt.Errorf("listeners[%d] (%s): filter %s: authorities[%d]: %s is also served by listener %q", i, lc.name, config.FilterName, j, a, other)
+			}
+			s.authorities[a] = lc.name
 		}
 		if lc.inline == nil {
 			if _, ok := s.routes[lc.routeName]; !ok {
@@ -116,11 +130,15 @@ func compileListener(l *listenerv3.Listener, secrets *secretSet, id *identity.Wo
 	if l.GetName() == "" {
 		return nil, fmt.Errorf("name: must not be empty")
 	}
-	sa := l.GetAddress().GetSocketAddress()
-	if sa == nil || sa.GetPortValue() == 0 && sa.GetAddress() == "" {
-		return nil, fmt.Errorf("address.socket_address: an address and a port_value are required")
-	}
 	mp, err := metaProtocolFilter(l)
+	if err != nil {
+		return nil, err
+	}
+	authorities, err := parseAuthorities(mp)
+	if err != nil {
+		return nil, err
+	}
+	addr, port, err := listenerAddress(l, authorities)
 	if err != nil {
 		return nil, err
 	}
@@ -139,14 +157,15 @@ func compileListener(l *listenerv3.Listener, secrets *secretSet, id *identity.Wo
 		return nil, fmt.Errorf("filter %s: codec_options: %w", config.FilterName, err)
 	}
 	lc := &listenerConfig{
-		name:       l.GetName(),
-		addr:       net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))),
-		statPrefix: mp.GetStatPrefix(),
-		protocol:   proto,
-		options:    opts,
-		poolKey:    poolKey(proto.Name, opts),
-		routeName:  mp.GetRouteConfigName(),
-		port:       sa.GetPortValue(),
+		name:        l.GetName(),
+		addr:        addr,
+		authorities: authorities,
+		statPrefix:  mp.GetStatPrefix(),
+		protocol:    proto,
+		options:     opts,
+		poolKey:     poolKey(proto.Name, opts),
+		routeName:   mp.GetRouteConfigName(),
+		port:        port,
 	}
 	if lc.statPrefix == "" {
 		lc.statPrefix = lc.name
@@ -165,6 +184,40 @@ func compileListener(l *listenerv3.Listener, secrets *secretSet, id *identity.Wo
 		return nil, fmt.Errorf("filter %s: one of route_config_name or route_config is required", config.FilterName)
 	}
 	return lc, nil
+}
+
+// listenerAddress is where a listener listens and the port authorization
+// sees. A listener without an address is reached only through HBONE, so it
+// must name the destinations it serves there; its port is theirs.
+func listenerAddress(l *listenerv3.Listener, authorities []netip.AddrPort) (string, uint32, error) {
+	sa := l.GetAddress().GetSocketAddress()
+	switch {
+	case sa == nil && l.GetAddress().GetAddress() != nil:
+		return "", 0, fmt.Errorf("address: only socket_address is supported")
+	case sa == nil && len(authorities) > 0:
+		return "", uint32(authorities[0].Port()), nil
+	case sa == nil:
+		return "", 0, fmt.Errorf("address.socket_address: required, unless the listener is reached only through HBONE and its %s filter's authorities name the destinations it serves", config.FilterName)
+	case sa.GetPortValue() == 0 && sa.GetAddress() == "":
+		return "", 0, fmt.Errorf("address.socket_address: an address and a port_value are required")
+	}
+	return net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))), sa.GetPortValue(), nil
+}
+
+// parseAuthorities reads the HBONE destinations a listener serves.
+func parseAuthorities(mp *configv1alpha1.MetaProtocolProxy) ([]netip.AddrPort, error) {
+	var out []netip.AddrPort
+	for i, a := range mp.GetAuthorities() {
+		ap, err := config.ParseAuthority(a)
+		if err != nil {
+			return nil, fmt.Errorf("filter %s: authorities[%d]: %w", config.FilterName, i, err)
+		}
+		if slices.Contains(out, ap) {
+			return nil, fmt.Errorf("filter %s: authorities[%d]: %s is listed twice", config.FilterName, i, ap)
+		}
+		out = append(out, ap)
+	}
+	return out, nil
 }
 
 // metaProtocolFilter finds the listener's MetaProtocolProxy filter.
