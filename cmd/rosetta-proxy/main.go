@@ -46,6 +46,8 @@ type options struct {
 	limits proxy.Limits
 	// memoryLimit is Go's soft memory limit; 0: from the container's.
 	memoryLimit int64
+	// hboneAddress is where the proxy terminates HBONE; "": it does not.
+	hboneAddress string
 }
 
 func main() {
@@ -64,6 +66,7 @@ func main() {
 	flag.IntVar(&o.gcPercent, "gc-percent", 200, "Go's GOGC: heap growth between collections, in percent of the live heap; GOGC in the environment wins")
 	flag.IntVar(&o.gcPaceMB, "gc-pace-heap", 32, "while the proxy allocates fast, let the heap grow to up to this many MB between collections, to space them at least 250 ms apart (0: off; off when GOGC is in the environment)")
 	o.identity.register(flag.CommandLine)
+	flag.StringVar(&o.hboneAddress, "hbone-address", "", "terminate HBONE (Istio ambient's HTTP/2 CONNECT over mutual TLS, which ztunnel sends a waypoint) on this address, e.g. :15008; needs --identity (empty: off)")
 	registerLimits(flag.CommandLine, &o.limits)
 	flag.Var((*byteSize)(&o.memoryLimit), "memory-limit", "soft memory limit for Go's collector, as GOMEMLIMIT (Ki, Mi, Gi suffixes; default: 90% of the container's memory limit, none outside a container; GOMEMLIMIT in the environment wins)")
 	flag.BoolVar(&o.xdsMTLS, "xds-mtls", false, "authenticate to the controller with the workload identity (--identity) over mutual TLS; the controller's certificate must then be a mesh one, unless --xds-ca-file is given")
@@ -114,6 +117,15 @@ func run(o options) error {
 		p.Metrics().Identity(id.Rotations, func() time.Time { return id.Current().NotAfter })
 		o.xds.WorkloadID = id.Current().ID.String()
 	}
+	if o.hboneAddress != "" {
+		if id == nil {
+			return errors.New("--hbone-address needs --identity: HBONE is Istio mutual TLS, served with the workload certificate")
+		}
+		if _, err := p.ListenHBONE(o.hboneAddress); err != nil {
+			return err
+		}
+		o.xds.HBONE = true
+	}
 	if o.xdsMTLS {
 		if id == nil {
 			return errors.New("--xds-mtls needs --identity")
@@ -145,7 +157,7 @@ func run(o options) error {
 			return err
 		}
 	}
-	log.Info("rosetta-proxy started", "config", o.configFile, "xds", o.xds.Address, "admin", lns.admin.Addr().String(), "metrics", lns.metricsAddr())
+	log.Info("rosetta-proxy started", "config", o.configFile, "xds", o.xds.Address, "hbone", o.hboneAddress, "admin", lns.admin.Addr().String(), "metrics", lns.metricsAddr())
 	<-ctx.Done()
 	log.Info("draining", "timeout", o.drain)
 	dctx, cancel := context.WithTimeout(context.Background(), o.drain)

@@ -144,4 +144,7 @@ func TestFlags(t *testing.T) {
 	if err := run(options{logLevel: "loud", configFile: "x"}); err == nil || !strings.Contains(err.Error(), "--log-level") {
 		t.Fatalf("bad log level: %v", err)
 	}
+	if err := run(options{logLevel: "info", configFile: "x", hboneAddress: "127.0.0.1:0"}); err == nil || !strings.Contains(err.Error(), "--hbone-address needs --identity") {
+		t.Fatalf("HBONE without an identity: %v", err)
+	}
 }

@@ -49,6 +49,11 @@ type Options struct {
 	// such listeners and clusters); "" for none. A controller that
 	// authenticates proxies takes it from the proof, not from here.
 	WorkloadID string
+	// HBONE says the proxy terminates HBONE (rosetta-proxy
+	// --hbone-address): the controller may then send it listeners without
+	// an address, reached through their authorities. It is node metadata
+	// "hbone": "true".
+	HBONE bool
 
 	Logger *slog.Logger
 	// InitialBackoff and MaxBackoff bound the wait between reconnections;
@@ -158,6 +163,9 @@ func buildNode(opts *Options) (*corev3.Node, error) {
 	}
 	if opts.WorkloadID != "" {
 		fields["workloadIdentity"] = opts.WorkloadID
+	}
+	if opts.HBONE {
+		fields["hbone"] = "true"
 	}
 	md, err := structpb.NewStruct(fields)
 	if err != nil {

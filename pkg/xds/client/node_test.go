@@ -17,3 +17,16 @@ func TestNodeStatesTheWorkloadIdentityOnlyWhenThereIsOne(t *testing.T) {
 		}
 	}
 }
+
+func TestNodeSaysHBONEOnlyWhenTheProxyTerminatesIt(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		n, err := buildNode(&Options{NodeID: "p", Namespace: "demo", HBONE: on})
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, ok := n.GetMetadata().GetFields()["hbone"]
+		if ok != on || on && f.GetStringValue() != "true" {
+			t.Errorf("HBONE %v: metadata hbone = %v (present %v)", on, f, ok)
+		}
+	}
+}
