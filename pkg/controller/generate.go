@@ -91,6 +91,8 @@ type generation struct {
 	// routes are the route configurations made so far, by name: a
 	// service port's listener and its steering listener share one.
 	routes map[string]bool
+	// dests are the HBONE destinations listed so far.
+	dests map[string]bool
 }
 
 // Generate makes the resources of one proxy: a listener and a route
@@ -101,7 +103,7 @@ type generation struct {
 // authorization policies that cover it (authorization.go). Resources are
 // sorted by name, so equal inputs give equal output.
 func (ix *Index) Generate(p *Proxy) *config.Resources {
-	g := &generation{ix: ix, proxy: p, clusters: map[clusterKey]bool{}, ports: map[uint32]string{}, routes: map[string]bool{}}
+	g := &generation{ix: ix, proxy: p, clusters: map[clusterKey]bool{}, ports: map[uint32]string{}, routes: map[string]bool{}, dests: map[string]bool{}}
 	g.addGatewayListeners()
 	sc := ix.sidecarFor(p)
 	for _, h := range ix.byAge {
@@ -158,6 +160,9 @@ func (ix *Index) Generate(p *Proxy) *config.Resources {
 // service port's own listener (not a steering one) by its authorities.
 func (g *generation) addListener(svc *Service, port Port, number uint32, name string) {
 	routes := ListenerName(svc.Host, port.Number)
+	if number == 0 && !g.newDestination(svc, port) {
+		return // nothing would reach it: the proxy refuses such a listener
+	}
 	// A proxy without an identity cannot terminate Istio mTLS: it keeps
 	// one plaintext chain, whatever PeerAuthentication says.
 	mode := mtlsDisable
@@ -189,9 +194,7 @@ func (g *generation) listenerFilters(svc *Service, port Port, name, routes strin
 		Authorization:   g.authorization(svc, port),
 	}
 	if g.proxy.HBONE && name == ListenerName(svc.Host, port.Number) {
-		for _, a := range svc.Addresses {
-			mpp.Authorities = append(mpp.Authorities, net.JoinHostPort(a, strconv.Itoa(int(port.Number))))
-		}
+		mpp.Authorities = g.authorities(svc, port)
 	}
 	anyCfg, err := anypb.New(mpp)
 	if err != nil {
@@ -201,6 +204,33 @@ func (g *generation) listenerFilters(svc *Service, port Port, name, routes strin
 		Name:       config.FilterName,
 		ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: anyCfg},
 	}}
+}
+
+// authorities are the destinations ("ip:port") of a service port that no
+// listener of the proxy serves yet: two services may claim one address
+// (ServiceEntries), and the proxy refuses a destination listed twice; the
+// older service, generated first, keeps it.
+func (g *generation) authorities(svc *Service, port Port) []string {
+	var out []string
+	for _, a := range svc.Addresses {
+		d := net.JoinHostPort(a, strconv.Itoa(int(port.Number)))
+		if !g.dests[d] {
+			g.dests[d] = true
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// newDestination reports whether a service port has an HBONE destination
+// no listener lists yet.
+func (g *generation) newDestination(svc *Service, port Port) bool {
+	for _, a := range svc.Addresses {
+		if !g.dests[net.JoinHostPort(a, strconv.Itoa(int(port.Number)))] {
+			return true
+		}
+	}
+	return false
 }
 
 // appendListener adds a listener with its filter chains, bound to the

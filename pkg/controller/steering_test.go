@@ -268,3 +268,35 @@ func TestHBONEListeners(t *testing.T) {
 		t.Errorf("a proxy without HBONE got %v", listenerPorts(plain))
 	}
 }
+
+// TestHBONEAuthoritiesAreUnique: two ServiceEntries with one address list
+// it once, on the older one's listener (the proxy refuses a destination
+// listed twice), and the younger, left with no destination and no port,
+// gets no listener (the proxy refuses one without either).
+func TestHBONEAuthoritiesAreUnique(t *testing.T) {
+	se := func(name string, day int) string {
+		return fmt.Sprintf(`---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: %s, namespace: shop, creationTimestamp: "2026-01-%02dT00:00:00Z"}
+spec:
+  hosts: [%s.example.com]
+  addresses: [240.0.0.1]
+  ports: [{number: 20880, name: tcp-dubbo, protocol: TCP}]
+  resolution: STATIC
+  endpoints: [{address: 10.0.0.1}]
+`, name, day, name)
+	}
+	in := &Inputs{}
+	if err := in.AddYAML([]byte(se("young", 2) + se("old", 1))); err != nil {
+		t.Fatal(err)
+	}
+	res := (&Builder{}).Build(in).Generate(&Proxy{ID: "w", Namespace: "shop", HBONE: true})
+	got := map[string][]string{}
+	for _, l := range res.Listeners {
+		got[l.Name] = listenerProxy(t, res, l.Name).Authorities
+	}
+	if _, listed := got["young.example.com_20880"]; fmt.Sprint(got["old.example.com_20880"]) != "[240.0.0.1:20880]" || listed {
+		t.Errorf("authorities %v", got)
+	}
+}
