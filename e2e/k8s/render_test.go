@@ -120,3 +120,17 @@ func credentialRoles(t *testing.T, value, ns string, secrets ...string) string {
 	}
 	return strings.Join(out, "\n---\n")
 }
+
+// TestProxyHBONEValue: proxy.hbone adds the HBONE flag and port 15008 to
+// the waypoint's Deployment and Service, and nothing when off.
+func TestProxyHBONEValue(t *testing.T) {
+	on := string(render(t, map[string]any{"proxy": map[string]any{"enabled": true, "hbone": true}}))
+	for _, want := range []string{"--hbone-address=:15008", "{name: tcp-hbone, containerPort: 15008}", "{name: tcp-hbone, port: 15008, targetPort: 15008}"} {
+		if !strings.Contains(on, want) {
+			t.Errorf("proxy.hbone=true: no %q", want)
+		}
+	}
+	if off := string(render(t, map[string]any{"proxy": map[string]any{"enabled": true}})); strings.Contains(off, "hbone") {
+		t.Error("proxy.hbone=false still renders HBONE")
+	}
+}
