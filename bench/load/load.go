@@ -128,11 +128,15 @@ func Run(d Driver, o Options, w io.Writer) error {
 type proxySetup struct {
 	name     string
 	upstream string
-	// mtls makes the listener STRICT Istio mutual TLS and the cluster
-	// originate it, as a waypoint's config from istiod has them; certs is
-	// then the proxy's --cert-dir and san the provider's SPIFFE ID.
-	mtls       bool
-	certs, san string
+	// mtlsIn makes the listener STRICT Istio mutual TLS and mtlsOut the
+	// cluster originate it, as a waypoint's config from istiod has them;
+	// hbone makes the proxy terminate HBONE (--hbone-address) and the
+	// listener serve the streams to its own address (its filter's
+	// authorities), as ztunnel CONNECTs to a service's address. Each needs
+	// the proxy's identity: certs is its --cert-dir, san the provider's
+	// SPIFFE ID.
+	mtlsIn, mtlsOut, hbone bool
+	certs, san             string
 	// authz is the listener's authorization policies.
 	authz []obj
 	env   []string
@@ -161,8 +165,12 @@ func startRosetta(d Driver, o Options, dir string, s proxySetup) (*target, error
 		t.name = fmt.Sprintf("%s (GOMAXPROCS=%d)", s.name, o.Procs)
 	}
 	args := []string{"--config", f.Name(), "--log-level", "warn"}
-	if s.mtls {
+	if s.mtlsIn || s.mtlsOut || s.hbone {
 		args = append(args, "--identity", "files", "--cert-dir", s.certs)
+	}
+	if s.hbone {
+		t.hbone = FreeAddr()
+		args = append(args, "--hbone-address", t.hbone)
 	}
 	if err := t.start(o.ProxyBin, args...); err != nil {
 		return nil, err
@@ -193,6 +201,9 @@ func rosettaConfig(d Driver, admin, addr string, s proxySetup) obj {
 	if len(s.authz) > 0 {
 		filter["authorization"] = s.authz
 	}
+	if s.hbone {
+		filter["authorities"] = []string{addr}
+	}
 	chain := obj{"filters": []obj{{"name": "rosetta.metaprotocol", "typed_config": filter}}}
 	endpoint := obj{"endpoint": obj{"address": socketAddress(s.upstream)}}
 	cluster := obj{
@@ -200,8 +211,10 @@ func rosettaConfig(d Driver, admin, addr string, s proxySetup) obj {
 		"connect_timeout": "1s",
 		"load_assignment": obj{"cluster_name": "echo", "endpoints": []obj{{"lb_endpoints": []obj{endpoint}}}},
 	}
-	if s.mtls {
+	if s.mtlsIn {
 		istioInbound(chain)
+	}
+	if s.mtlsOut {
 		istioOutbound(cluster, endpoint, s.upstream, s.san)
 	}
 	return obj{

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -36,14 +35,20 @@ const (
 //	rosetta, goroutine path       the same with ROSETTA_EVENT_LOOPS=off
 //	rosetta, mTLS                 client =mTLS=> rosetta =mTLS=> provider
 //	rosetta, mTLS + 20 authz rules  the same, with authorization policies
+//	rosetta, HBONE in, mTLS out   client =HBONE=> rosetta =mTLS=> provider, each
+//	                              client a CONNECT stream, all on one HTTP/2
+//	                              connection (as ztunnel pools them)
+//	rosetta, HBONE in (an HTTP/2 connection per stream), mTLS out
+//	                              the same, an HTTP/2 connection per client
 //	haproxy (L4 TCP)              client -> haproxy -> provider
 //	haproxy, TLS                  client =mTLS=> haproxy =mTLS=> provider
 //
 // The client's and the provider's TLS ends, Go's crypto/tls with the
-// caller's and the provider's identities (configs from id), run in this
-// process: their CPU is the harness column, never the proxy's. Each proxy
-// runs alone, started for its row and stopped after it.
-func RunMTLS(d ConnDriver, o Options, id Identity, w io.Writer) error {
+// caller's and the provider's identities (configs from istio.Identity),
+// and the client's HTTP/2 end of HBONE (istio.HBONE) run in this process:
+// their CPU is the harness column, never the proxy's. Each proxy runs
+// alone, started for its row and stopped after it.
+func RunMTLS(d ConnDriver, o Options, istio Istio, w io.Writer) error {
 	dir, err := os.MkdirTemp("", "rosetta-bench-mtls")
 	if err != nil {
 		return err
@@ -51,7 +56,7 @@ func RunMTLS(d ConnDriver, o Options, id Identity, w io.Writer) error {
 	defer os.RemoveAll(dir)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	m, err := newMesh(ctx, dir, id)
+	m, err := newMesh(ctx, dir, istio.Identity)
 	if err != nil {
 		return err
 	}
@@ -74,7 +79,10 @@ func RunMTLS(d ConnDriver, o Options, id Identity, w io.Writer) error {
 		return func() (*target, error) { return startRosetta(d, o, dir, s) }
 	}
 	mtls := func(name string, authz []obj) proxySetup {
-		return proxySetup{name: name, upstream: secure, mtls: true, certs: m.proxyDir, san: providerID, authz: authz}
+		return proxySetup{name: name, upstream: secure, mtlsIn: true, mtlsOut: true, certs: m.proxyDir, san: providerID, authz: authz}
+	}
+	hbone := func(name string) proxySetup {
+		return proxySetup{name: name, upstream: secure, mtlsOut: true, hbone: true, certs: m.proxyDir, san: providerID}
 	}
 	rows := []mtlsRow{
 		{start: reached("direct", plain), dial: dialPlain(d)},
@@ -85,6 +93,13 @@ func RunMTLS(d ConnDriver, o Options, id Identity, w io.Writer) error {
 		{start: rosetta(mtls(fmt.Sprintf("rosetta, mTLS + %d authorization rules", len(policies)), policies)), dial: m.dialTLS(d, proxyID), check: allowedByLast, profile: "mtls-authz"},
 	}
 	const base = 2 // the plaintext proxy
+	if istio.HBONE != nil {
+		rows = append(rows,
+			mtlsRow{start: rosetta(hbone("rosetta, HBONE in, mTLS out")), dial: m.dialHBONE(d, istio.HBONE, true), check: servedOverHBONE(o.Conns, true), profile: "hbone"},
+			mtlsRow{start: rosetta(hbone("rosetta, HBONE in (an HTTP/2 connection per stream), mTLS out")), dial: m.dialHBONE(d, istio.HBONE, false), check: servedOverHBONE(o.Conns, false), profile: "hbone-per-stream"})
+	} else {
+		fmt.Fprintln(os.Stderr, "load: no HBONE client; the HBONE rows are left out")
+	}
 	if _, err := exec.LookPath("haproxy"); err == nil {
 		rows = append(rows,
 			mtlsRow{start: func() (*target, error) { return startHAProxy(dir, "haproxy (L4 TCP)", plain, "") }, dial: dialPlain(d)},
@@ -99,7 +114,7 @@ func RunMTLS(d ConnDriver, o Options, id Identity, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		t.dial = row.dial(t.addr)
+		t.dial = row.dial(t)
 		ro := o
 		ro.Profile = ""
 		if o.Profile != "" && row.profile != "" {
@@ -122,7 +137,7 @@ func RunMTLS(d ConnDriver, o Options, id Identity, w io.Writer) error {
 // profile (with -profile FILE.EXT) goes to FILE-profile.EXT.
 type mtlsRow struct {
 	start   func() (*target, error)
-	dial    func(addr string) func(payload int) (Client, error)
+	dial    func(t *target) func(payload int) (Client, error)
 	check   func(*target) error
 	profile string
 }
@@ -165,10 +180,10 @@ func serveOn(d ConnDriver, o Options, wrap func(net.Listener) net.Listener) (add
 	return ln.Addr().String(), stop, nil
 }
 
-func dialPlain(d ConnDriver) func(addr string) func(int) (Client, error) {
-	return func(addr string) func(int) (Client, error) {
+func dialPlain(d ConnDriver) func(t *target) func(int) (Client, error) {
+	return func(t *target) func(int) (Client, error) {
 		return func(payload int) (Client, error) {
-			nc, err := net.DialTimeout("tcp", addr, 5*time.Second)
+			nc, err := net.DialTimeout("tcp", t.addr, 5*time.Second)
 			if err != nil {
 				return nil, err
 			}
@@ -177,13 +192,20 @@ func dialPlain(d ConnDriver) func(addr string) func(int) (Client, error) {
 	}
 }
 
+// Istio is the mesh code the comparison's clients and provider run. The
+// command supplies it (from pkg/identity and pkg/hbone/hbonetest), so that
+// this package, which the e2e modules' load commands import too, does not
+// bring in their dependencies (gRPC, Istio's API).
+type Istio struct {
+	Identity Identity
+	// HBONE is the caller's HBONE client; nil leaves the HBONE rows out.
+	HBONE HBONEDialer
+}
+
 // Identity gives the TLS configs of the workload whose certificate, key and
 // root are dir's cert-chain.pem, key.pem and root-cert.pem (as istio-agent
 // writes them), for as long as ctx lasts: its server config, and its client
-// config for a server whose SPIFFE ID must be san. The command supplies it
-// from pkg/identity, so that this package, which the e2e modules' load
-// commands import too, does not bring in pkg/identity's dependencies (gRPC,
-// Istio's API).
+// config for a server whose SPIFFE ID must be san.
 type Identity func(ctx context.Context, dir string) (server *tls.Config, client func(san string) *tls.Config, err error)
 
 // mesh holds the identities: the caller's and the provider's in this
@@ -245,11 +267,11 @@ func writeIdentity(ca *identitytest.CA, dir, id string) error {
 
 // dialTLS connects clients as the caller's sidecar would: mTLS with the
 // caller's certificate, the server's SPIFFE ID checked to be san.
-func (m *mesh) dialTLS(d ConnDriver, san string) func(addr string) func(int) (Client, error) {
+func (m *mesh) dialTLS(d ConnDriver, san string) func(t *target) func(int) (Client, error) {
 	cfg := m.caller(san)
-	return func(addr string) func(int) (Client, error) {
+	return func(t *target) func(int) (Client, error) {
 		return func(payload int) (Client, error) {
-			nc, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, cfg)
+			nc, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", t.addr, cfg)
 			if err != nil {
 				return nil, err
 			}
@@ -323,17 +345,12 @@ func authorization(attr, value string) []obj {
 // allowedByLast checks that the proxy's authorization ran and that the
 // last ALLOW policy let the calls through, so the row measured the rules.
 func allowedByLast(t *target) error {
-	resp, err := http.Get("http://" + t.admin + "/metrics")
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	m, err := scrape(t)
 	if err != nil {
 		return err
 	}
 	want := fmt.Sprintf("policy=%q,result=\"allowed\"", lastAllow)
-	if !strings.Contains(string(b), want) {
+	if !strings.Contains(m, want) {
 		return fmt.Errorf("the proxy's metrics have no calls allowed by %s (want a series with %s)", lastAllow, want)
 	}
 	return nil
@@ -381,7 +398,7 @@ func istioOutbound(cluster, endpoint obj, upstream, san string) {
 func printMTLSTable(w io.Writer, title string, o Options, rows []result, base int) {
 	b := rows[base]
 	fmt.Fprintf(w, "%s echo over Istio mutual TLS, %d-byte payload, %d connections; fixed rate %d req/s for %v; saturation with %d in flight per connection. "+
-		"Differences and ratios are against the %s row; the harness column is the load generator's and the provider's CPU, TLS ends included.\n\n",
+		"Differences and ratios are against the %s row; the harness column is the load generator's and the provider's CPU, TLS and HTTP/2 ends included.\n\n",
 		title, o.Payload, o.Conns, o.Rate, o.Duration, o.Inflight, b.name)
 	fmt.Fprintln(w, "| path | req/s | errors | p50 | p90 | p99 | p50 vs rosetta | p99 vs rosetta | proxy CPU s / 1000 req | CPU vs rosetta | proxy RSS MB | harness CPU s / 1000 req | saturated req/s | saturated vs rosetta |")
 	fmt.Fprintln(w, "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")

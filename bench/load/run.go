@@ -21,11 +21,15 @@ import (
 type target struct {
 	name  string
 	addr  string
-	admin string // rosetta's admin address, for a CPU profile
+	admin string // rosetta's admin address, for a CPU profile and metrics
+	hbone string // rosetta's HBONE port, when it terminates HBONE
 	env   []string
 	cmd   *exec.Cmd
 	// dial connects one client; nil: the driver's Dial to addr.
 	dial func(payload int) (Client, error)
+	// cleanup runs when the target stops, before the process does: what
+	// its clients share (an HBONE row's HTTP/2 connection).
+	cleanup []func()
 }
 
 // profile saves a CPU profile of the target over d to path, in the background.
@@ -57,6 +61,9 @@ func (t *target) start(bin string, args ...string) error {
 }
 
 func (t *target) stop() {
+	for _, f := range t.cleanup {
+		f()
+	}
 	if t.cmd != nil && t.cmd.Process != nil {
 		_ = t.cmd.Process.Signal(os.Interrupt)
 		done := make(chan struct{})

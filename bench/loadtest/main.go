@@ -1,7 +1,7 @@
 // Command loadtest runs the load harness (package bench/load) for the
 // protocols whose peers live in the main module (Dubbo and Thrift; tRPC's is
-// e2e/trpc/cmd/trpcload), and Dubbo over Istio mutual TLS (-tls, on by
-// default). `make bench` runs it.
+// e2e/trpc/cmd/trpcload), and Dubbo over Istio mutual TLS and HBONE (-tls,
+// on by default). `make bench` runs it.
 package main
 
 import (
@@ -12,12 +12,15 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 
 	"github.com/rosetta-mesh/rosetta/bench/load"
+	"github.com/rosetta-mesh/rosetta/pkg/hbone"
+	"github.com/rosetta-mesh/rosetta/pkg/hbone/hbonetest"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
 	"github.com/rosetta-mesh/rosetta/protocols/dubbo/dubbopeer"
 	"github.com/rosetta-mesh/rosetta/protocols/thrift/thriftpeer"
@@ -27,7 +30,7 @@ func main() {
 	var o load.Options
 	o.RegisterFlags(flag.CommandLine)
 	protocols := flag.String("protocols", "dubbo,thrift", "comma-separated protocols to measure: "+strings.Join(names(), ", "))
-	mtls := flag.Bool("tls", true, "also measure Dubbo over Istio mutual TLS: the plaintext proxy, the proxy without event loops, the proxy with mTLS both sides and with 20 authorization rules, haproxy terminating and originating TLS")
+	mtls := flag.Bool("tls", true, "also measure Dubbo over Istio mutual TLS: the plaintext proxy, the proxy without event loops, the proxy with mTLS both sides and with 20 authorization rules, the proxy terminating HBONE and originating mTLS, haproxy terminating and originating TLS")
 	flag.Parse()
 	for _, p := range strings.Split(*protocols, ",") {
 		d, ok := drivers[p]
@@ -41,7 +44,7 @@ func main() {
 		}
 		fmt.Println()
 		if cd, ok := d.(load.ConnDriver); ok && *mtls {
-			if err := load.RunMTLS(cd, o, istioIdentity, os.Stdout); err != nil {
+			if err := load.RunMTLS(cd, o, load.Istio{Identity: istioIdentity, HBONE: dialHBONE}, os.Stdout); err != nil {
 				fmt.Fprintln(os.Stderr, "loadtest: mTLS:", err)
 				os.Exit(1)
 			}
@@ -67,6 +70,38 @@ func istioIdentity(ctx context.Context, dir string) (*tls.Config, func(san strin
 }
 
 var _ load.Identity = istioIdentity
+
+// dialHBONE connects to an HBONE port with hbonetest, ztunnel's part in
+// tests: cfg, the caller's Istio client config, with HBONE's ALPN.
+func dialHBONE(addr string, cfg *tls.Config) (load.HBONEConn, error) {
+	cfg = cfg.Clone()
+	cfg.NextProtos = []string{hbone.ALPN}
+	c, err := hbonetest.Dial(addr, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return hboneConn{c}, nil
+}
+
+var _ load.HBONEDialer = dialHBONE
+
+// hboneConn makes a refused CONNECT an error. Its streams
+// (hbonetest.Tunnel) do not support deadlines, which the drivers'
+// clients never set.
+type hboneConn struct{ c *hbonetest.Conn }
+
+func (h hboneConn) Connect(authority string) (net.Conn, error) {
+	t, status, err := h.c.Connect(authority)
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("hbone: CONNECT %s answered %d", authority, status)
+	}
+	return t, nil
+}
+
+func (h hboneConn) Close() error { return h.c.Close() }
 
 func names() []string {
 	out := make([]string, 0, len(drivers))
