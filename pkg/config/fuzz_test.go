@@ -14,8 +14,9 @@ import (
 )
 
 // FuzzParse parses fuzzed static configs, seeded with the shipped
-// examples (testdata/*-proxy.yaml are copies of examples/*/proxy.yaml) and
-// a listener reached only through HBONE (hboneYAML). A
+// examples (testdata/*-proxy.yaml are copies of examples/*/proxy.yaml,
+// but for gateway-tls-proxy.yaml: a listener with its own certificate from
+// secrets) and a listener reached only through HBONE (hboneYAML). A
 // config Parse accepts must survive a round trip: written back in the
 // protobuf JSON mapping, it parses to equal resources, and the proxy's
 // Validate gives both the same verdict.

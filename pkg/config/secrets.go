@@ -57,7 +57,9 @@ func Redacted(res Resources) Resources {
 }
 
 // redactedSecret keeps a generic secret's sources and drops every other
-// kind of secret's content (the proxy uses generic secrets only).
+// kind of secret's content: a tls_certificate (a listener's own
+// certificate) shows its name only, so its private key never reaches a
+// dump; a validation_context holds no credential, but shows no more.
 func redactedSecret(s *tlsv3.Secret) *tlsv3.Secret {
 	out := &tlsv3.Secret{Name: s.GetName()}
 	g := s.GetGenericSecret()

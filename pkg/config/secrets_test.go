@@ -2,12 +2,18 @@ package config
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"strings"
 	"testing"
+	"time"
 
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/rosetta-mesh/rosetta/pkg/identity/identitytest"
 )
 
 const redactYAML = `
@@ -80,4 +86,35 @@ func compactJSON(t *testing.T, m proto.Message) string {
 		t.Fatal(err)
 	}
 	return b.String()
+}
+
+// TestRedactedTLSCertificate: a listener's own certificate secret shows
+// its name in a dump, never its private key (nor, with it, its chain); the
+// config keeps both.
+func TestRedactedTLSCertificate(t *testing.T) {
+	ca := identitytest.NewCA("edge")
+	chain, key := ca.Leaf("", time.Hour)
+	res := Resources{Secrets: []*tlsv3.Secret{
+		certSecret("kubernetes://edge/edge-cert", chain, key),
+		caSecret("kubernetes://edge/edge-cert-cacert", ca.PEM()),
+	}}
+	red := Redacted(res)
+	var dump strings.Builder
+	for _, s := range red.Secrets {
+		dump.WriteString(compactJSON(t, s))
+	}
+	// protojson writes bytes in base64; the key's DER shows in neither
+	// form.
+	block, _ := pem.Decode(key)
+	for _, leak := range []string{base64.StdEncoding.EncodeToString(key), base64.StdEncoding.EncodeToString(block.Bytes)[:32], string(key[40:80]), "PRIVATE KEY"} {
+		if strings.Contains(dump.String(), leak) {
+			t.Errorf("the redacted dump shows the key (%q):\n%s", leak, dump.String())
+		}
+	}
+	if want := `{"name":"kubernetes://edge/edge-cert"}{"name":"kubernetes://edge/edge-cert-cacert"}`; dump.String() != want {
+		t.Errorf("the redacted dump is %s, want %s", dump.String(), want)
+	}
+	if !bytes.Equal(res.Secrets[0].GetTlsCertificate().GetPrivateKey().GetInlineBytes(), key) {
+		t.Error("Redacted modified the config")
+	}
 }

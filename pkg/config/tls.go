@@ -74,7 +74,12 @@ func URISANs(c *tlsv3.CommonTlsContext) ([]string, error) {
 }
 
 // DownstreamTLS reads a listener filter chain's transport socket: nil for
-// plaintext (none, or raw_buffer).
+// plaintext (none, or raw_buffer). A TLS context is one of two kinds:
+// Istio mutual TLS (UsesWorkloadCertificate: the certificate SecretDefault,
+// clients verified against SecretRootCA, both the proxy's workload
+// identity), or the listener's own certificate (an Istio Gateway server's
+// SIMPLE or MUTUAL mode), checked here for its shape only: its secrets
+// are read by ReadListenerCertificate.
 func DownstreamTLS(ts *corev3.TransportSocket) (*tlsv3.DownstreamTlsContext, error) {
 	if ts == nil || ts.GetName() == RawTransportSocket {
 		return nil, nil
@@ -85,6 +90,12 @@ func DownstreamTLS(ts *corev3.TransportSocket) (*tlsv3.DownstreamTlsContext, err
 	ctx := &tlsv3.DownstreamTlsContext{}
 	if err := ts.GetTypedConfig().UnmarshalTo(ctx); err != nil {
 		return nil, fmt.Errorf("transport_socket.typed_config: %w", err)
+	}
+	if !UsesWorkloadCertificate(ctx) {
+		if err := ownTLSShape(ctx); err != nil {
+			return nil, fmt.Errorf("transport_socket: %w", err)
+		}
+		return ctx, nil
 	}
 	if !ctx.GetRequireClientCertificate().GetValue() {
 		return nil, fmt.Errorf("transport_socket: require_client_certificate must be true (Istio mutual TLS)")

@@ -52,9 +52,12 @@ type listenerConfig struct {
 	limits   netloop.Limits
 	maxConns int
 	port     uint32
-	// tls, when set, terminates Istio mutual TLS; with plaintext the
-	// listener also serves plaintext callers (PERMISSIVE).
+	// tls, when set, terminates TLS: Istio mutual TLS with the workload
+	// identity, or with ownTLS the listener's own certificate from the
+	// config's secrets (ownServerConfig). With plaintext the listener also
+	// serves plaintext callers (PERMISSIVE).
 	tls       *tls.Config
+	ownTLS    bool
 	plaintext bool
 	authz     *authz.Engine
 }
@@ -173,7 +176,7 @@ func compileListener(l *listenerv3.Listener, secrets *secretSet, id *identity.Wo
 	if lc.limits, lc.maxConns, err = listenerLimits(l, mp, lc.options, def, budget); err != nil {
 		return nil, err
 	}
-	if err := compileSecurity(lc, l, mp, id); err != nil {
+	if err := compileSecurity(lc, l, mp, secrets, id); err != nil {
 		return nil, err
 	}
 	if rc := mp.GetRouteConfig(); rc != nil {
