@@ -116,7 +116,7 @@ func New() *Metrics {
 	}, []string{"listener", "operation"})
 	m.tlsConns = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rosetta_downstream_connections_total",
-		Help: "Downstream connections accepted, by listener and transport (mtls or plaintext).",
+		Help: "Downstream connections accepted, by listener and transport (plaintext, tls: a listener's own certificate, mtls: a verified client certificate, hbone: a stream of an HBONE tunnel).",
 	}, []string{"listener", "transport"})
 	m.tlsFailed = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "rosetta_downstream_tls_handshake_errors_total",

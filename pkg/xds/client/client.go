@@ -440,6 +440,11 @@ func checkRefs(r *config.Resources) string {
 	}
 	for _, l := range r.Listeners {
 		for _, fc := range l.GetFilterChains() {
+			for _, name := range tlsSecretNames(fc) {
+				if !secrets[name] {
+					return "secret " + name
+				}
+			}
 			for _, f := range fc.GetFilters() {
 				if f.GetName() != config.FilterName {
 					continue
@@ -466,6 +471,27 @@ func checkRefs(r *config.Resources) string {
 		}
 	}
 	return ""
+}
+
+// tlsSecretNames are the SDS secrets a filter chain's TLS names, other
+// than the workload certificate and mesh roots the proxy serves itself
+// (a Gateway's own certificate and CA).
+func tlsSecretNames(fc *listenerv3.FilterChain) []string {
+	if fc.GetTransportSocket() == nil {
+		return nil
+	}
+	ctx, err := config.DownstreamTLS(fc.GetTransportSocket())
+	if err != nil || config.UsesWorkloadCertificate(ctx) {
+		return nil // malformed, or Istio mTLS: nothing to wait for
+	}
+	var out []string
+	for _, c := range ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
+		out = append(out, c.GetName())
+	}
+	if v := ctx.GetCommonTlsContext().GetValidationContextSdsSecretConfig(); v != nil {
+		out = append(out, v.GetName())
+	}
+	return out
 }
 
 func missingCluster(rc *configv1alpha1.RouteConfiguration, clusters map[string]bool) string {

@@ -5,8 +5,10 @@ import (
 	"testing"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -23,6 +25,25 @@ func listener(t *testing.T, route string) *listenerv3.Listener {
 	return &listenerv3.Listener{Name: "l", FilterChains: []*listenerv3.FilterChain{{Filters: []*listenerv3.Filter{{
 		Name: config.FilterName, ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: a},
 	}}}}}
+}
+
+// tlsListener is a listener without a MetaProtocol filter whose chain's TLS
+// presents the SDS certificate cert.
+func tlsListener(t *testing.T, cert string) *listenerv3.Listener {
+	t.Helper()
+	ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
+		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: cert}},
+	}}
+	if cert == config.SecretDefault {
+		ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{
+			ValidationContextSdsSecretConfig: &tlsv3.SdsSecretConfig{Name: config.SecretRootCA}}
+	}
+	a, err := anypb.New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &listenerv3.Listener{Name: "tls", FilterChains: []*listenerv3.FilterChain{{TransportSocket: &corev3.TransportSocket{
+		Name: config.TLSTransportSocket, ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: a}}}}}
 }
 
 func TestCheckRefs(t *testing.T) {
@@ -49,6 +70,10 @@ func TestCheckRefs(t *testing.T) {
 			Endpoints: []*endpointv3.ClusterLoadAssignment{cla}, Routes: []*configv1alpha1.RouteConfiguration{route}}, "cluster m"},
 		{"no endpoints", config.Resources{Clusters: []*clusterv3.Cluster{eds}}, "endpoints c"},
 		{"empty", config.Resources{}, ""},
+		{"no gateway certificate", config.Resources{Listeners: []*listenerv3.Listener{tlsListener(t, "kubernetes://edge/cert")}}, "secret kubernetes://edge/cert"},
+		{"gateway certificate", config.Resources{Listeners: []*listenerv3.Listener{tlsListener(t, "kubernetes://edge/cert")},
+			Secrets: []*tlsv3.Secret{{Name: "kubernetes://edge/cert"}}}, ""},
+		{"workload certificate", config.Resources{Listeners: []*listenerv3.Listener{tlsListener(t, config.SecretDefault)}}, ""},
 	}
 	for _, c := range cases {
 		if got := checkRefs(&c.res); got != c.want {
