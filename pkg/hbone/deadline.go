@@ -10,10 +10,17 @@ import (
 // makes the waits it bounds give up, and setting a new one makes the
 // stream usable again, as a socket's deadline does: a connection that
 // timed out while idle keeps reading while its requests are in flight.
+//
+// Setting one is cheap, since the proxy sets one around every read and
+// write: its one timer is moved only when the new deadline is sooner than
+// the timer's; a timer that fires before the deadline in force waits on
+// for it.
 type deadline struct {
 	mu      sync.Mutex
+	at      time.Time // the deadline in force; zero: none
+	fireAt  time.Time // when the timer fires; zero: it is not running
 	timer   *time.Timer
-	gen     uint64        // counts set calls; a timer of an older one does nothing
+	stopped bool
 	expired chan struct{} // closed while the deadline in force has passed
 }
 
@@ -23,17 +30,13 @@ func newDeadline() *deadline { return &deadline{expired: make(chan struct{})} }
 func (d *deadline) set(t time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.gen++
-	if d.timer != nil {
-		d.timer.Stop()
-		d.timer = nil
-	}
 	select {
 	case <-d.expired:
 		d.expired = make(chan struct{})
 	default:
 	}
-	if t.IsZero() {
+	d.at = t
+	if t.IsZero() || d.stopped {
 		return
 	}
 	wait := time.Until(t)
@@ -41,14 +44,34 @@ func (d *deadline) set(t time.Time) {
 		close(d.expired)
 		return
 	}
-	gen := d.gen
-	d.timer = time.AfterFunc(wait, func() {
-		d.mu.Lock()
-		defer d.mu.Unlock()
-		if d.gen == gen {
-			close(d.expired)
-		}
-	})
+	if !d.fireAt.IsZero() && !d.fireAt.After(t) {
+		return // the timer fires first, and waits on for t
+	}
+	d.fireAt = t
+	if d.timer == nil {
+		d.timer = time.AfterFunc(wait, d.fire)
+	} else {
+		d.timer.Reset(wait)
+	}
+}
+
+func (d *deadline) fire() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.fireAt = time.Time{}
+	if d.at.IsZero() || d.stopped {
+		return
+	}
+	if wait := time.Until(d.at); wait > 0 {
+		d.fireAt = d.at
+		d.timer.Reset(wait)
+		return
+	}
+	select {
+	case <-d.expired:
+	default:
+		close(d.expired)
+	}
 }
 
 // done is closed once the deadline in force passes; a wait takes it when
@@ -63,9 +86,8 @@ func (d *deadline) done() <-chan struct{} {
 func (d *deadline) stop() {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.gen++
+	d.stopped = true
 	if d.timer != nil {
 		d.timer.Stop()
-		d.timer = nil
 	}
 }

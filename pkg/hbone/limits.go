@@ -13,7 +13,8 @@ type Limits struct {
 	// (SETTINGS_MAX_CONCURRENT_STREAMS).
 	MaxConcurrentStreams uint32
 	// MaxHeaderBytes bounds a request's header list
-	// (SETTINGS_MAX_HEADER_LIST_SIZE).
+	// (SETTINGS_MAX_HEADER_LIST_SIZE, counted as HPACK does: each field's
+	// name and value and 32 bytes); a longer one is answered 431.
 	MaxHeaderBytes int
 	// HandshakeTimeout bounds the TLS handshake.
 	HandshakeTimeout time.Duration
@@ -30,7 +31,11 @@ type Limits struct {
 	WriteTimeout time.Duration
 	// StreamWindow and ConnectionWindow are the bytes a caller may send
 	// ahead of what the proxy has read, per stream and per connection
-	// (HTTP/2 flow control): what one connection can make the proxy hold.
+	// (HTTP/2 flow control, advertised in SETTINGS_INITIAL_WINDOW_SIZE and
+	// the connection's first WINDOW_UPDATE): what one connection can make
+	// the proxy hold. What the proxy reads is credited back once half a
+	// window is read; a caller that sends past a window is refused with
+	// FLOW_CONTROL_ERROR.
 	StreamWindow     int32
 	ConnectionWindow int32
 }
@@ -53,11 +58,53 @@ func DefaultLimits() Limits {
 	}
 }
 
-// Sizes of a stream's buffers: readChunk is the most one read of the
-// request body takes (an HTTP/2 DATA frame carries at most 16 KiB unless
-// the peer raises it); maxQueued is how much Write queues before it waits
-// for the caller to read.
+// withDefaults fills what l leaves zero from DefaultLimits (the timeouts
+// excepted: zero means none) and raises the windows to HTTP/2's initial
+// 65535 bytes: a peer may send that much before it reads the server's
+// SETTINGS.
+func (l Limits) withDefaults() Limits {
+	def := DefaultLimits()
+	if l.MaxConcurrentStreams == 0 {
+		l.MaxConcurrentStreams = def.MaxConcurrentStreams
+	}
+	if l.MaxHeaderBytes <= 0 {
+		l.MaxHeaderBytes = def.MaxHeaderBytes
+	}
+	if l.StreamWindow == 0 {
+		l.StreamWindow = def.StreamWindow
+	}
+	if l.ConnectionWindow == 0 {
+		l.ConnectionWindow = def.ConnectionWindow
+	}
+	l.StreamWindow = max(l.StreamWindow, initialWindow)
+	l.ConnectionWindow = max(l.ConnectionWindow, initialWindow)
+	return l
+}
+
+// HTTP/2's defaults (RFC 9113 6.5.2, 6.9.2) and bounds.
 const (
-	readChunk = 16 << 10
-	maxQueued = 64 << 10
+	initialWindow    = 65535
+	defaultFrameSize = 16 << 10
+	maxWindow        = 1<<31 - 1
+	// maxHeaderTable is the HPACK table the server decodes with
+	// (SETTINGS_HEADER_TABLE_SIZE, left at its default).
+	maxHeaderTable = 4096
 )
+
+// Sizes of a connection's writing. writeChunk is the most one Write frames
+// and encrypts while it holds the connection (a larger one lets the other
+// streams' writes in between); maxInlineWrite is the largest write
+// Stream.WouldWait lets the proxy make on its answering goroutine (an
+// event loop's), as netloop's TLS connections do; maxSocketBacklog is how
+// much may wait for a caller whose socket is full before writes wait for
+// it.
+const (
+	writeChunk       = 64 << 10
+	maxInlineWrite   = 256 << 10
+	maxSocketBacklog = 1 << 20
+)
+
+// goAwayLinger is how long a connection ended with GOAWAY waits for the
+// peer to read it and hang up before it is closed: closed at once, unread
+// bytes would make the kernel reset it, and the peer might lose the GOAWAY.
+const goAwayLinger = time.Second

@@ -18,14 +18,12 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
 )
 
@@ -50,8 +48,9 @@ type OpenFunc func(Request) (serve func(net.Conn), refused string)
 
 // Server terminates HBONE connections. Set its fields, then call Serve;
 // Shutdown ends it. It runs the TLS handshakes itself (bounded, counted,
-// the caller's identity read once per connection) and hands the
-// connections that negotiated h2 to net/http's HTTP/2 server.
+// the caller's identity read once per connection) and serves the
+// connections that negotiated h2 with a CONNECT-only HTTP/2 server of its
+// own (conn), built on golang.org/x/net/http2's framer and HPACK.
 type Server struct {
 	// TLS is the server's config; ServerTLS makes it from an Istio mTLS
 	// server config. It must verify client certificates.
@@ -62,13 +61,10 @@ type Server struct {
 	Log     *slog.Logger
 
 	once sync.Once
-	hs   *http.Server
-	// ready hands hs the connections whose handshake succeeded.
-	ready *handshaken
 
 	mu       sync.Mutex
 	ln       net.Listener
-	conns    map[net.Conn]struct{} // by their TCP connection, handshakes included
+	conns    map[net.Conn]*conn // by their TCP connection; nil while it shakes hands
 	shutdown bool
 	wg       sync.WaitGroup
 }
@@ -79,8 +75,6 @@ type peer struct {
 	remote    net.Addr
 }
 
-type peerKey struct{}
-
 func (s *Server) init() {
 	s.once.Do(func() {
 		if s.Log == nil {
@@ -89,40 +83,7 @@ func (s *Server) init() {
 		if s.Metrics == nil {
 			s.Metrics = NewMetrics(prometheus.NewRegistry())
 		}
-		lim := s.Limits
-		var protocols http.Protocols
-		protocols.SetHTTP2(true)
-		s.hs = &http.Server{
-			Handler:        http.HandlerFunc(s.handle),
-			Protocols:      &protocols,
-			MaxHeaderBytes: lim.MaxHeaderBytes,
-			IdleTimeout:    lim.IdleTimeout,
-			HTTP2: &http.HTTP2Config{
-				MaxConcurrentStreams:          int(lim.MaxConcurrentStreams),
-				SendPingTimeout:               lim.ReadIdleTimeout,
-				PingTimeout:                   lim.PingTimeout,
-				WriteByteTimeout:              lim.WriteTimeout,
-				MaxReceiveBufferPerStream:     int(lim.StreamWindow),
-				MaxReceiveBufferPerConnection: int(lim.ConnectionWindow),
-			},
-			ErrorLog: slog.NewLogLogger(s.Log.Handler(), slog.LevelDebug),
-			ConnContext: func(ctx context.Context, c net.Conn) context.Context {
-				p := peer{remote: c.RemoteAddr()}
-				if tc, ok := c.(*tls.Conn); ok {
-					if id, ok := identity.PeerID(tc.ConnectionState()); ok {
-						p.principal = id.Principal()
-					}
-				}
-				return context.WithValue(ctx, peerKey{}, p)
-			},
-			ConnState: func(c net.Conn, st http.ConnState) {
-				if tc, ok := c.(*tls.Conn); ok && (st == http.StateClosed || st == http.StateHijacked) {
-					s.untrack(tc.NetConn())
-				}
-			},
-		}
-		s.ready = &handshaken{conns: make(chan net.Conn), closed: make(chan struct{})}
-		s.conns = map[net.Conn]struct{}{}
+		s.conns = map[net.Conn]*conn{}
 	})
 }
 
@@ -140,9 +101,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		return ErrServerClosed
 	}
 	s.ln = ln
-	s.ready.addr = ln.Addr()
 	s.mu.Unlock()
-	go func() { _ = s.hs.Serve(s.ready) }()
 	var delay time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -163,7 +122,7 @@ func (s *Server) Serve(ln net.Listener) error {
 			nc.Close()
 			continue
 		}
-		go s.handshake(nc)
+		go s.serveConn(nc)
 	}
 }
 
@@ -181,7 +140,7 @@ func (s *Server) track(nc net.Conn) bool {
 	if s.shutdown || s.Limits.MaxConnections > 0 && len(s.conns) >= s.Limits.MaxConnections {
 		return false
 	}
-	s.conns[nc] = struct{}{}
+	s.conns[nc] = nil
 	s.wg.Add(1)
 	s.Metrics.conns.Inc()
 	return true
@@ -200,12 +159,26 @@ func (s *Server) untrack(nc net.Conn) {
 	}
 }
 
-// handshake runs a connection's TLS handshake on a goroutine of its own,
-// so a slow client never holds up accepting, and hands it to the HTTP/2
-// server when it negotiated h2.
-func (s *Server) handshake(nc net.Conn) {
-	_ = nc.SetDeadline(time.Now().Add(s.Limits.HandshakeTimeout))
-	tc := tls.Server(nc, s.TLS)
+// serveConn runs a connection's TLS handshake and, when it negotiated h2,
+// reads its frames, on a goroutine of the connection's own, so a slow
+// client never holds up accepting.
+func (s *Server) serveConn(nc net.Conn) {
+	defer s.untrack(nc)
+	c, ok := s.handshake(nc)
+	if ok {
+		c.serve()
+	}
+}
+
+// handshake runs the TLS handshake and registers the connection, false
+// when it failed or the server is shutting down.
+func (s *Server) handshake(nc net.Conn) (*conn, bool) {
+	lim := s.Limits.withDefaults()
+	sk := newSock(nc, lim.WriteTimeout)
+	if lim.HandshakeTimeout > 0 {
+		_ = nc.SetReadDeadline(time.Now().Add(lim.HandshakeTimeout))
+	}
+	tc := tls.Server(sk, s.TLS)
 	err := tc.Handshake()
 	if err == nil && tc.ConnectionState().NegotiatedProtocol != ALPN {
 		err = errors.New("the client did not negotiate ALPN h2")
@@ -215,89 +188,20 @@ func (s *Server) handshake(nc net.Conn) {
 			s.Metrics.handshakes.Inc()
 			s.Log.Debug("HBONE handshake failed", "remote", nc.RemoteAddr().String(), "err", err)
 		}
-		s.untrack(nc)
-		return
+		return nil, false
 	}
-	_ = nc.SetDeadline(time.Time{})
-	if !s.ready.hand(tc) {
-		s.untrack(nc) // shutting down
+	p := peer{remote: nc.RemoteAddr()}
+	if id, ok := identity.PeerID(tc.ConnectionState()); ok {
+		p.principal = id.Principal()
 	}
-}
-
-// handshaken is the listener the HTTP/2 server accepts from: the
-// connections whose handshake is done.
-type handshaken struct {
-	conns  chan net.Conn
-	closed chan struct{}
-	once   sync.Once
-	addr   net.Addr
-}
-
-func (l *handshaken) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.conns:
-		return c, nil
-	case <-l.closed:
-		return nil, net.ErrClosed
+	c := newConn(s, nc, tc, sk, p)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.shutdown {
+		return nil, false
 	}
-}
-
-func (l *handshaken) hand(c net.Conn) bool {
-	select {
-	case l.conns <- c:
-		return true
-	case <-l.closed:
-		return false
-	}
-}
-
-func (l *handshaken) Close() error {
-	l.once.Do(func() { close(l.closed) })
-	return nil
-}
-
-func (l *handshaken) Addr() net.Addr { return l.addr }
-
-// handle answers one request of an HBONE connection. A refusal ends only
-// its stream: the connection keeps serving the others.
-func (s *Server) handle(w http.ResponseWriter, r *http.Request) {
-	p, _ := r.Context().Value(peerKey{}).(peer)
-	if r.Method != http.MethodConnect {
-		w.Header().Set("Allow", http.MethodConnect)
-		s.refuse(w, http.StatusMethodNotAllowed, RefusedMethod)
-		return
-	}
-	dest, err := config.ParseAuthority(r.Host)
-	if err != nil {
-		s.refuse(w, http.StatusBadRequest, RefusedBadAuthority)
-		return
-	}
-	serve, reason := s.Open(Request{Destination: dest, Principal: p.principal, Remote: p.remote})
-	if serve == nil {
-		// 503 for a destination no listener serves, as Istio's HBONE
-		// terminators answer a CONNECT they cannot take to a destination:
-		// ztunnel's inbound answers 503 when it cannot resolve the target,
-		// and an Envoy waypoint's CONNECT route goes to its main_internal
-		// listener, which has no filter chain for such a destination, so
-		// the router's upstream fails, which it answers with 503.
-		s.refuse(w, http.StatusServiceUnavailable, reason)
-		return
-	}
-	st := newStream(w, r, dest, p.remote, s.Limits.WriteTimeout)
-	defer st.finish()
-	w.WriteHeader(http.StatusOK)
-	if err := st.rc.Flush(); err != nil {
-		return
-	}
-	s.Metrics.accepted.Inc()
-	go st.readBody()
-	serve(st)
-	st.sendLoop()
-}
-
-func (s *Server) refuse(w http.ResponseWriter, status int, reason string) {
-	s.Metrics.refused.WithLabelValues(reason).Inc()
-	w.WriteHeader(status)
+	s.conns[nc] = c
+	return c, true
 }
 
 // Shutdown stops accepting, sends GOAWAY on every connection (its open
@@ -310,22 +214,36 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
 	s.shutdown = true
 	ln := s.ln
+	var serving []*conn
+	for nc, c := range s.conns {
+		if c == nil {
+			nc.Close() // a handshake: never served
+		} else {
+			serving = append(serving, c)
+		}
+	}
 	s.mu.Unlock()
 	if ln != nil {
 		ln.Close()
 	}
-	err := s.hs.Shutdown(ctx) // GOAWAY; returns once its connections are gone
-	if err != nil {
-		_ = s.hs.Close()
+	for _, c := range serving {
+		c.drain()
 	}
-	// What is left was never served: handshakes, and a connection handed
-	// over as the server stopped.
-	s.ready.Close()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+	}
 	s.mu.Lock()
 	for nc := range s.conns {
 		nc.Close()
 	}
 	s.mu.Unlock()
-	s.wg.Wait()
-	return err
+	<-done
+	return ctx.Err()
 }

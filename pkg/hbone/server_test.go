@@ -91,7 +91,7 @@ func startServer(t *testing.T, m *mesh, lim Limits) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := &testServer{addr: ln.Addr().String(), reg: prometheus.NewRegistry(), streams: make(chan *Stream, 10), requests: make(chan Request, 10)}
+	ts := &testServer{addr: ln.Addr().String(), reg: prometheus.NewRegistry(), streams: make(chan *Stream, 100), requests: make(chan Request, 10)}
 	ts.Server = &Server{
 		TLS:    m.serverTLS(t),
 		Limits: lim,

@@ -1,94 +1,127 @@
 package hbone
 
 import (
-	"context"
+	"errors"
+	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/net/http2"
 )
 
 // Stream is one CONNECT stream seen as a connection: Read returns what the
-// caller sends (the request body), Write sends to it (the response body,
-// flushed as DATA frames), Close ends the stream once what was written has
-// gone out. Deadlines behave as a socket's do: one that passes fails the
-// waits it bounds and leaves the stream usable once a new one is set.
+// caller sends (DATA), Write sends to it (DATA, as the caller's windows
+// allow), Close ends the stream once what was written has gone out.
+// Deadlines behave as a socket's do: one that passes fails the waits it
+// bounds and leaves the stream usable once a new one is set.
 //
 // A Stream is not a socket (it has no file descriptor), so it is read by a
-// goroutine of its own, never by an event loop. Besides the HTTP/2 handler
-// goroutine, which sends what is written, it keeps one goroutine that
-// reads the request body: an HTTP/2 stream's own deadlines end it, which a
-// connection idle between requests must survive.
+// goroutine of its own, never by an event loop; the connection's frame
+// reader hands it what arrives. It has no goroutine of its own: Write
+// frames, encrypts and writes on the caller's goroutine.
 type Stream struct {
+	c      *conn
+	id     uint32
 	dest   netip.AddrPort
 	local  net.Addr
 	remote net.Addr
-	body   io.ReadCloser
-	rw     http.ResponseWriter
-	rc     *http.ResponseController
-	// ctx is the request's: it ends when the caller resets the stream or
-	// the HTTP/2 connection goes away.
-	ctx context.Context
+
+	// Receiving, under rmu: buf[off:] is what arrived and was not read;
+	// rerr is what Read returns once it is read (io.EOF after the
+	// caller's END_STREAM); inflow is what the caller may still send,
+	// unacked what was read and not credited back yet.
+	rmu      sync.Mutex
+	buf      []byte
+	off      int
+	rerr     error
+	rclosed  bool
+	inflow   int64
+	unacked  int64
+	readable chan struct{}
+	// remoteEnded: the caller's END_STREAM arrived.
+	remoteEnded atomic.Bool
+
+	// Sending: wlock makes one Write at a time; sendWindow (read without
+	// the lock by WouldWait), writing, endSent and werr change under c.wmu.
+	wlock      sync.Mutex
+	sendWindow atomic.Int64
+	writing    bool  // a Write is under way: it ends the stream if Close comes meanwhile
+	queued     bool  // in c.waiting
+	endSent    bool  // END_STREAM or RST_STREAM went out
+	werr       error // why writing fails: a reset
+	windowed   chan struct{}
+
+	// localDone and remoteDone, under c.mu: each side has ended.
+	localDone, remoteDone bool
 
 	closeOnce sync.Once
 	closed    chan struct{}
-
-	// Reading: readBody reads the body into a chunk, hands it over on in
-	// and waits on taken until the reader has copied all of it; ended is
-	// closed when the body ends, with rerr saying how.
-	in      chan []byte
-	taken   chan struct{}
-	ended   chan struct{}
-	rerr    error
-	pending []byte // the reader's rest of the chunk it holds
-	rdl     *deadline
-
-	// Writing: Write queues into out and wakes sendLoop, which sends it.
-	mu    sync.Mutex
-	out   []byte
-	spare []byte
-	werr  error // why sending failed; nil while it works
-	wake  chan struct{}
-	room  chan struct{}
-	wdl   *deadline
-	// stall resets the stream when one send waits longer than
-	// Limits.WriteTimeout (a caller that stopped reading); stallMu keeps
-	// it from touching the response once the handler has returned.
-	stallTimeout time.Duration
-	stall        *time.Timer
-	stallMu      sync.Mutex
-	finished     bool
+	rdl, wdl  *deadline
 }
 
 var _ net.Conn = (*Stream)(nil)
 
-func newStream(w http.ResponseWriter, r *http.Request, dest netip.AddrPort, remote net.Addr, stallTimeout time.Duration) *Stream {
-	s := &Stream{
-		dest:         dest,
-		local:        net.TCPAddrFromAddrPort(dest),
-		remote:       remote,
-		body:         r.Body,
-		rw:           w,
-		rc:           http.NewResponseController(w),
-		ctx:          r.Context(),
-		closed:       make(chan struct{}),
-		in:           make(chan []byte),
-		taken:        make(chan struct{}, 1),
-		ended:        make(chan struct{}),
-		rdl:          newDeadline(),
-		wake:         make(chan struct{}, 1),
-		room:         make(chan struct{}, 1),
-		wdl:          newDeadline(),
-		stallTimeout: stallTimeout,
+var (
+	errPeerProtocol = errors.New("hbone: the caller broke HTTP/2's rules on the stream; it was reset")
+	errStalled      = errors.New("hbone: the caller took nothing for the write timeout; the stream was reset")
+)
+
+// resetError is a stream's end by the caller's RST_STREAM.
+type resetError http2.ErrCode
+
+func (e resetError) Error() string {
+	return fmt.Sprintf("hbone: the caller reset the stream (%s)", http2.ErrCode(e))
+}
+
+func newStream(c *conn, id uint32, dest netip.AddrPort) *Stream {
+	return &Stream{
+		c:        c,
+		id:       id,
+		dest:     dest,
+		local:    net.TCPAddrFromAddrPort(dest),
+		remote:   c.peer.remote,
+		inflow:   int64(c.lim.StreamWindow),
+		readable: make(chan struct{}, 1),
+		windowed: make(chan struct{}, 1),
+		closed:   make(chan struct{}),
+		rdl:      newDeadline(),
+		wdl:      newDeadline(),
 	}
-	if stallTimeout > 0 {
-		s.stall = time.AfterFunc(stallTimeout, s.resetStalled)
-		s.stall.Stop() // armed by each send
+}
+
+// accept opens stream id to dest, answers it 200 and hands it to serve.
+// It runs on the frame reader, which alone opens streams and applies the
+// peer's SETTINGS.
+func (c *conn) accept(id uint32, dest netip.AddrPort, peerEnded bool, serve func(net.Conn)) {
+	s := newStream(c, id, dest)
+	s.sendWindow.Store(c.peerInitWindow)
+	if peerEnded {
+		s.remoteEnded.Store(true)
+		s.rerr = io.EOF
+		s.remoteDone = true
 	}
-	return s
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.streams[id] = s
+	c.serving++
+	c.mu.Unlock()
+	c.srv.Metrics.accepted.Inc()
+	c.wmu.Lock()
+	c.writeHeadersLocked(id, 200, false)
+	err := c.flushLocked()
+	c.wmu.Unlock()
+	if err != nil {
+		return // the connection's end ends the stream
+	}
+	serve(s)
 }
 
 // Destination is the CONNECT's target: the address the caller dialled.
@@ -100,208 +133,316 @@ func (s *Stream) LocalAddr() net.Addr { return s.local }
 // RemoteAddr is the caller's end of the HTTP/2 connection.
 func (s *Stream) RemoteAddr() net.Addr { return s.remote }
 
-// Read implements net.Conn.
+// Read implements net.Conn. What it takes is credited back to the caller
+// once half the stream's (or the connection's) window is.
 func (s *Stream) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if len(s.pending) == 0 {
-		select {
-		case <-s.closed:
+	for {
+		s.rmu.Lock()
+		if s.rclosed {
+			s.rmu.Unlock()
 			return 0, net.ErrClosed
-		default:
 		}
+		if s.off < len(s.buf) {
+			n := copy(p, s.buf[s.off:])
+			s.off += n
+			if s.off == len(s.buf) {
+				s.off, s.buf = 0, s.buf[:0]
+			}
+			inc := s.consumedLocked(int64(n))
+			s.rmu.Unlock()
+			s.c.credit(s, inc, int64(n))
+			return n, nil
+		}
+		if err := s.rerr; err != nil {
+			s.rmu.Unlock()
+			return 0, err
+		}
+		s.rmu.Unlock()
 		select {
-		case s.pending = <-s.in:
-		case <-s.ended:
-			return 0, s.rerr
+		case <-s.readable:
 		case <-s.closed:
 			return 0, net.ErrClosed
 		case <-s.rdl.done():
 			return 0, os.ErrDeadlineExceeded
 		}
 	}
-	n := copy(p, s.pending)
-	s.pending = s.pending[n:]
-	if len(s.pending) == 0 {
-		s.taken <- struct{}{} // never blocks: readBody waits for it
-	}
-	return n, nil
 }
 
-// readBody moves the request body to Read, a chunk at a time, until the
-// body ends (io.EOF when the caller closed its side; another error when it
-// reset the stream) or the stream is closed.
-func (s *Stream) readBody() {
-	buf := make([]byte, readChunk)
-	for {
-		n, err := s.body.Read(buf)
-		if n > 0 {
-			select {
-			case s.in <- buf[:n]:
-			case <-s.closed:
-				return
-			}
-			select {
-			case <-s.taken:
-			case <-s.closed:
-				return
-			}
-		}
-		if err != nil {
-			s.rerr = err
-			close(s.ended)
-			return
-		}
+// consumedLocked counts n bytes of the stream's window as read and
+// returns what to credit back: all that was read since the last credit,
+// once it is half the window; rmu is held.
+func (s *Stream) consumedLocked(n int64) int64 {
+	s.unacked += n
+	if s.unacked < int64(s.c.lim.StreamWindow)/2 || s.rerr != nil {
+		return 0
 	}
+	inc := s.unacked
+	s.unacked = 0
+	s.inflow += inc
+	return inc
 }
 
-// Write implements net.Conn: p is queued for sendLoop, and Write waits
-// only while more than maxQueued bytes are queued (the caller reads slower
-// than the proxy answers), as a socket's write waits for a full buffer.
-func (s *Stream) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	for {
-		select {
-		case <-s.closed:
-			s.mu.Unlock()
-			return 0, net.ErrClosed
-		default:
-		}
-		if s.werr != nil {
-			err := s.werr
-			s.mu.Unlock()
-			return 0, err
-		}
-		if len(s.out) < maxQueued {
-			break
-		}
-		s.mu.Unlock()
-		select {
-		case <-s.room:
-		case <-s.closed:
-		case <-s.wdl.done():
-			return 0, os.ErrDeadlineExceeded
-		}
-		s.mu.Lock()
+// received takes a DATA frame's data (n bytes of the windows, padding
+// included) or the caller's end of the stream; it runs on the frame
+// reader.
+func (s *Stream) received(data []byte, n int64, end bool) error {
+	s.rmu.Lock()
+	if n > s.inflow {
+		s.rmu.Unlock()
+		s.c.credit(nil, 0, n)
+		s.c.reset(s, http2.ErrCodeFlowControl, errPeerProtocol)
+		return nil
 	}
-	s.out = append(s.out, p...)
-	s.mu.Unlock()
+	s.inflow -= n
+	dropped := n - int64(len(data))
+	var inc int64
+	if s.rclosed || s.rerr != nil {
+		dropped = n
+	} else {
+		s.appendLocked(data)
+		if dropped > 0 {
+			inc = s.consumedLocked(dropped) // padding: read as it arrives
+		}
+	}
+	if end {
+		s.remoteEnded.Store(true)
+		if s.rerr == nil {
+			s.rerr = io.EOF
+		}
+	}
+	s.rmu.Unlock()
+	s.wakeReader()
+	s.c.credit(s, inc, dropped)
+	if end {
+		s.c.ended(s, false, true)
+	}
+	return nil
+}
+
+func (s *Stream) appendLocked(data []byte) {
+	if len(data) == 0 {
+		return
+	}
+	if s.off > 0 && cap(s.buf)-len(s.buf) < len(data) {
+		n := copy(s.buf, s.buf[s.off:])
+		s.buf, s.off = s.buf[:n], 0
+	}
+	s.buf = append(s.buf, data...)
+}
+
+func (s *Stream) wakeReader() {
 	select {
-	case s.wake <- struct{}{}:
+	case s.readable <- struct{}{}:
 	default:
 	}
-	return len(p), nil
 }
 
-// WouldWait reports whether a write now, of any size, would wait for the
-// caller to read: wire.Writer then writes from a goroutine of its own, so
-// the goroutine that answers (an event loop's, for an upstream connection)
-// never waits for a slow caller.
-func (s *Stream) WouldWait(int) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.out) >= maxQueued
-}
-
-// sendLoop sends what Write queues until the stream is closed and all of
-// it is out, sending fails, or the caller goes away. It runs on the
-// handler's goroutine: when it returns, the handler returns and the server
-// ends the stream.
-func (s *Stream) sendLoop() {
-	for {
-		s.mu.Lock()
-		buf := s.out
-		if len(buf) > 0 {
-			s.out, s.spare = s.spare, nil
-		}
-		s.mu.Unlock()
-		if len(buf) == 0 {
-			select {
-			case <-s.wake:
-				continue
-			case <-s.closed:
-				s.mu.Lock()
-				left := len(s.out)
-				s.mu.Unlock()
-				if left == 0 {
-					return
-				}
-				continue
-			case <-s.ctx.Done():
-				s.fail(s.ctx.Err())
-				return
-			}
-		}
-		select {
-		case s.room <- struct{}{}:
-		default:
-		}
-		if err := s.send(buf); err != nil {
-			s.fail(err)
-			return
-		}
-		s.mu.Lock()
-		s.spare = buf[:0]
-		s.mu.Unlock()
+func (s *Stream) wakeWriter() {
+	select {
+	case s.windowed <- struct{}{}:
+	default:
 	}
 }
 
-func (s *Stream) send(b []byte) error {
-	if s.stall != nil {
-		s.stall.Reset(s.stallTimeout)
-		defer s.stall.Stop()
+// fail ends the stream's reading with err, once what it holds is read
+// or, on a reset (drop), at once; reading that ended with the caller's
+// END_STREAM ends so unless drop.
+func (s *Stream) fail(err error, drop bool) {
+	s.rmu.Lock()
+	var dropped int64
+	if drop {
+		dropped = int64(len(s.buf) - s.off)
+		s.buf, s.off = nil, 0
 	}
-	if _, err := s.rw.Write(b); err != nil {
-		return err
+	if s.rerr == nil || drop && s.rerr == io.EOF {
+		s.rerr = err
 	}
-	return s.rc.Flush()
+	s.rmu.Unlock()
+	s.wakeReader()
+	s.wakeWriter()
+	s.c.credit(nil, 0, dropped)
 }
 
-// resetStalled resets a stream whose caller took nothing for stallTimeout:
-// a write deadline already passed makes the HTTP/2 server reset the stream,
-// which ends the send that waits.
-func (s *Stream) resetStalled() {
-	s.stallMu.Lock()
-	defer s.stallMu.Unlock()
-	if !s.finished {
-		_ = s.rc.SetWriteDeadline(time.Now().Add(-time.Second))
-	}
-}
-
-// fail records why sending stopped; writers waiting for room see it.
-func (s *Stream) fail(err error) {
-	s.mu.Lock()
+// resetByPeer ends the stream on the caller's RST_STREAM.
+func (s *Stream) resetByPeer(code http2.ErrCode) {
+	err := resetError(code)
+	s.c.wmu.Lock()
+	s.endSent = true
 	if s.werr == nil {
 		s.werr = err
 	}
-	s.mu.Unlock()
+	s.wakeWriter()
+	s.c.wmu.Unlock()
+	s.fail(err, true)
+	s.c.ended(s, true, true)
+}
+
+// Write implements net.Conn: p goes out as DATA frames of at most the
+// caller's SETTINGS_MAX_FRAME_SIZE, written on the caller's goroutine.
+// Write waits while the caller's windows are shut (the caller reads
+// slower than the proxy answers), as a socket's write waits for a full
+// buffer; a stream that takes nothing for Limits.WriteTimeout is reset.
+func (s *Stream) Write(p []byte) (int, error) {
+	s.wlock.Lock()
+	defer s.wlock.Unlock()
+	c := s.c
+	c.wmu.Lock()
+	if s.isClosed() {
+		c.wmu.Unlock()
+		return 0, net.ErrClosed
+	}
+	s.writing = true
+	var stall *time.Timer
+	written := 0
+	var err error
+	for written < len(p) {
+		if err = s.werrLocked(); err != nil {
+			break
+		}
+		n := int(min(int64(len(p)-written), writeChunk, s.sendWindow.Load(), c.sendWindow.Load()))
+		if n <= 0 {
+			if !s.queued {
+				s.queued = true
+				c.waiting = append(c.waiting, s)
+			}
+			c.wmu.Unlock()
+			err = s.waitWindow(&stall)
+			c.wmu.Lock()
+			if err != nil {
+				break
+			}
+			continue
+		}
+		err = c.writeDataLocked(s.id, p[written:written+n])
+		s.sendWindow.Add(-int64(n))
+		c.sendWindow.Add(-int64(n))
+		written += n
+		if err != nil {
+			break
+		}
+		if written < len(p) {
+			c.wmu.Unlock() // let the other streams' writes in
+			c.wmu.Lock()
+		}
+	}
+	if stall != nil {
+		stall.Stop()
+	}
+	s.writing = false
+	stalled := errors.Is(err, errStalled)
+	end := s.isClosed() && !s.endSent && !stalled
+	if end {
+		c.endLocked(s)
+	}
+	c.wmu.Unlock()
+	if end {
+		c.ended(s, true, true)
+	}
+	if stalled {
+		c.reset(s, http2.ErrCodeCancel, errStalled)
+	}
+	return written, err
+}
+
+func (s *Stream) werrLocked() error {
+	if s.werr != nil {
+		return s.werr
+	}
+	return s.c.werr
+}
+
+// waitWindow waits for a send window to open, at most until the write
+// deadline or, with no progress, Limits.WriteTimeout (then errStalled).
+func (s *Stream) waitWindow(stall **time.Timer) error {
+	var stalled <-chan time.Time
+	if d := s.c.lim.WriteTimeout; d > 0 {
+		if *stall == nil {
+			*stall = time.NewTimer(d)
+		} else {
+			(*stall).Reset(d)
+		}
+		stalled = (*stall).C
+	}
 	select {
-	case s.room <- struct{}{}:
+	case <-s.windowed:
+		return nil
+	case <-s.wdl.done():
+		return os.ErrDeadlineExceeded
+	case <-stalled:
+		return errStalled
+	}
+}
+
+// writeDataLocked frames p as DATA and writes it; c.wmu is held.
+func (c *conn) writeDataLocked(id uint32, p []byte) error {
+	for len(p) > 0 {
+		k := min(len(p), c.peerMaxFrame)
+		_ = c.wfr.WriteData(id, false, p[:k])
+		p = p[k:]
+	}
+	return c.flushLocked()
+}
+
+// endLocked ends the server's side of s: END_STREAM, and RST_STREAM
+// NO_ERROR when the caller's side is still open, since nothing reads it
+// any more (RFC 9113 8.1); c.wmu is held.
+func (c *conn) endLocked(s *Stream) {
+	s.endSent = true
+	_ = c.wfr.WriteData(s.id, true, nil)
+	if !s.remoteEnded.Load() {
+		_ = c.wfr.WriteRSTStream(s.id, http2.ErrCodeNo)
+	}
+	_ = c.flushLocked()
+}
+
+// WouldWait reports whether a write of n bytes now would hold up the
+// caller: wire.Writer then writes from a goroutine of its own, so the
+// goroutine that answers (an event loop's, for an upstream connection)
+// never waits for a slow caller, nor encrypts a large answer.
+func (s *Stream) WouldWait(n int) bool {
+	if n > maxInlineWrite || s.c.sock != nil && s.c.sock.draining.Load() {
+		return true
+	}
+	return int64(n) > min(s.sendWindow.Load(), s.c.sendWindow.Load())
+}
+
+func (s *Stream) isClosed() bool {
+	select {
+	case <-s.closed:
+		return true
 	default:
+		return false
 	}
 }
 
-// finish runs when the handler is about to return: the response writer is
-// not to be touched after it.
-func (s *Stream) finish() {
-	s.stallMu.Lock()
-	s.finished = true
-	s.stallMu.Unlock()
-	if s.stall != nil {
-		s.stall.Stop()
-	}
-	s.Close()
-}
-
-// Close implements net.Conn: reading stops at once; what was written
-// still goes out, then the stream ends.
+// Close implements net.Conn: reading stops at once; what was written has
+// gone out (or goes out, when a Write is under way), then the stream ends.
 func (s *Stream) Close() error {
 	s.closeOnce.Do(func() {
 		close(s.closed)
-		s.body.Close() // ends readBody's wait for the caller
 		s.rdl.stop()
 		s.wdl.stop()
+		s.rmu.Lock()
+		dropped := int64(len(s.buf) - s.off)
+		s.buf, s.off, s.rclosed = nil, 0, true
+		s.rmu.Unlock()
+		c := s.c
+		c.mu.Lock()
+		c.serving--
+		c.mu.Unlock()
+		c.credit(nil, 0, dropped)
+		c.wmu.Lock()
+		end := !s.writing && !s.endSent
+		if end {
+			c.endLocked(s)
+		}
+		c.wmu.Unlock()
+		if end {
+			c.ended(s, true, true)
+		}
 	})
 	return nil
 }
