@@ -11,7 +11,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"time"
 
 	"google.golang.org/protobuf/proto"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -82,20 +81,7 @@ func (w *OwnedWriter) Set(objects OwnedObjects, conditions map[string][]metav1.C
 // later. The informers' events make new pushes, which call Set.
 func (w *OwnedWriter) Run(ctx context.Context) {
 	w.init()
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	defer retry.Stop()
-	for {
-		if w.writeAll(ctx) > 0 {
-			retry.Reset(time.Second)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.notify:
-		case <-retry.C:
-		}
-	}
+	runWrites(ctx, w.writeAll, w.notify, nil)
 }
 
 // writeAll brings the API server in line and returns how many writes failed.

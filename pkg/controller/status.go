@@ -76,18 +76,25 @@ func (w *StatusWriter) Set(st map[string]RouterStatus) {
 // Run writes statuses until ctx ends; a failed write is retried a second later.
 func (w *StatusWriter) Run(ctx context.Context) {
 	w.init()
+	runWrites(ctx, w.writeAll, w.notify, w.Refresh)
+}
+
+// runWrites calls writeAll (which returns how many writes failed) at once
+// and whenever wake or refresh signals, until ctx ends; after a failure it
+// tries again a second later.
+func runWrites(ctx context.Context, writeAll func(context.Context) int, wake <-chan struct{}, refresh <-chan struct{}) {
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
 	for {
-		if w.writeAll(ctx) > 0 {
+		if writeAll(ctx) > 0 {
 			retry.Reset(time.Second)
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-w.notify:
-		case <-w.Refresh:
+		case <-wake:
+		case <-refresh:
 		case <-retry.C:
 		}
 	}

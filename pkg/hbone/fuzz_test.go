@@ -138,12 +138,10 @@ func synthesizedSeeds() [][]byte {
 // TestCaptureFuzzSeeds records what net/http's HTTP/2 client sends after
 // the preface in a session with the server (streams accepted, written to
 // both ways, half-closed, refused; a request answered 405) and saves it
-// under testdata/fuzz/FuzzServeConn. It runs with
-// ROSETTA_CAPTURE_FUZZ_SEEDS=1.
+// under testdata/fuzz/FuzzServeConn when ROSETTA_CAPTURE_FUZZ_SEEDS=1;
+// otherwise it runs the sessions and checks the saved seeds are there.
 func TestCaptureFuzzSeeds(t *testing.T) {
-	if os.Getenv("ROSETTA_CAPTURE_FUZZ_SEEDS") == "" {
-		t.Skip("set ROSETTA_CAPTURE_FUZZ_SEEDS=1 to capture the seeds")
-	}
+	write := os.Getenv("ROSETTA_CAPTURE_FUZZ_SEEDS") != ""
 	m := newMesh("mesh")
 	for name, session := range map[string]func(*testing.T, *hbonetest.Conn){
 		"hbonetest-echo":    echoSession(64),
@@ -152,6 +150,14 @@ func TestCaptureFuzzSeeds(t *testing.T) {
 	} {
 		seed := capture(t, m, session)
 		path := filepath.Join("testdata", "fuzz", "FuzzServeConn", name)
+		if !write {
+			// The sessions ran against the server; the seeds they saved
+			// must still be there for the fuzz target.
+			if _, err := os.Stat(path); err != nil || len(seed) == 0 {
+				t.Fatalf("seed %s (%d bytes captured): %v; ROSETTA_CAPTURE_FUZZ_SEEDS=1 saves it", path, len(seed), err)
+			}
+			continue
+		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 			t.Fatal(err)
 		}

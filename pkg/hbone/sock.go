@@ -34,8 +34,7 @@ type sock struct {
 	spare    []byte
 	draining atomic.Bool
 	err      error
-	try      tryWrite
-	tryFn    func(fd uintptr) bool
+	try      sysio.NoWait
 
 	rd     readState
 	readFn func(fd uintptr) bool
@@ -47,7 +46,6 @@ func newSock(nc net.Conn, timeout time.Duration) *sock {
 	if sc, ok := nc.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			s.rc = rc
-			s.tryFn = s.writeFD
 			s.readFn = s.readFD
 		}
 	}
@@ -131,14 +129,8 @@ func (s *sock) Write(p []byte) (int, error) {
 			return len(p), nil
 		}
 	}
-	s.try = tryWrite{b: p}
-	cerr := s.rc.Write(s.tryFn)
-	n, err := s.try.n, s.try.err
-	s.try = tryWrite{}
+	n, err := s.try.Write(s.rc, p)
 	switch {
-	case cerr != nil:
-		s.failLocked(cerr)
-		return n, cerr
 	case err == syscall.EAGAIN:
 		s.pending = append(s.pending[:0], p[n:]...)
 		s.draining.Store(true)
@@ -210,27 +202,4 @@ func (s *sock) closeWrite() {
 		return
 	}
 	s.Conn.Close()
-}
-
-// tryWrite is one not-waiting write's buffer and outcome, through a
-// function made once per socket.
-type tryWrite struct {
-	b   []byte
-	n   int
-	err error
-}
-
-func (s *sock) writeFD(fd uintptr) bool {
-	t := &s.try
-	for t.n < len(t.b) {
-		k, err := sysio.Write(int(fd), t.b[t.n:])
-		if k > 0 {
-			t.n += k
-		}
-		t.err = err
-		if err != nil && err != syscall.EINTR {
-			break
-		}
-	}
-	return true // never wait here
 }

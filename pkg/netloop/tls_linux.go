@@ -89,8 +89,7 @@ type tlsSocket struct {
 	spare    []byte
 	draining bool
 	werr     error
-	try      tryWrite
-	tryFn    func(fd uintptr) bool
+	try      sysio.NoWait
 }
 
 func (s *tlsSocket) Read(p []byte) (int, error) {
@@ -121,9 +120,6 @@ func (s *tlsSocket) loopTakes(src *onceReader, rc syscall.RawConn) {
 	// Writes from now on set no deadline: clear one a write before the
 	// switch set, which would fail the not-waiting writes once it passed.
 	_ = s.Conn.SetWriteDeadline(time.Time{})
-	if s.tryFn == nil {
-		s.tryFn = s.writeFD
-	}
 	s.wmu.Unlock()
 }
 
@@ -142,13 +138,8 @@ func (s *tlsSocket) Write(p []byte) (int, error) {
 		s.pending = append(s.pending, p...)
 		return len(p), nil
 	}
-	s.try = tryWrite{b: p}
-	cerr := s.rc.Write(s.tryFn)
-	n, err := s.try.n, s.try.err
-	s.try = tryWrite{}
+	n, err := s.try.Write(s.rc, p)
 	switch {
-	case cerr != nil:
-		return n, cerr
 	case err == syscall.EAGAIN:
 		s.pending = append(s.pending[:0], p[n:]...)
 		s.draining = true
@@ -217,29 +208,6 @@ func (s *tlsSocket) drain() {
 	}
 	s.draining = false
 	s.wmu.Unlock()
-}
-
-// tryWrite is one not-waiting write's buffer and outcome, through a
-// function made once per connection.
-type tryWrite struct {
-	b   []byte
-	n   int
-	err error
-}
-
-func (s *tlsSocket) writeFD(fd uintptr) bool {
-	t := &s.try
-	for t.n < len(t.b) {
-		k, err := sysio.Write(int(fd), t.b[t.n:])
-		if k > 0 {
-			t.n += k
-		}
-		t.err = err
-		if err != nil && err != syscall.EINTR {
-			break
-		}
-	}
-	return true // never wait here
 }
 
 // tlsReader reads plaintext from a *tls.Conn on a loop. crypto/tls may
