@@ -2,10 +2,12 @@ package istio
 
 import (
 	"debug/buildinfo"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 	"time"
@@ -39,19 +41,44 @@ func istiodBinary() (string, error) {
 // istioAPIVersion returns the istio.io/api version bin was built with,
 // whose CRDs are the ones that istiod expects.
 func istioAPIVersion(bin string) (string, error) {
+	return moduleVersion(bin, "istio.io/api")
+}
+
+// moduleVersion returns the version of module mod that bin was built with.
+func moduleVersion(bin, mod string) (string, error) {
 	info, err := buildinfo.ReadFile(bin)
 	if err != nil {
 		return "", fmt.Errorf("read %s: %w", bin, err)
 	}
 	for _, d := range info.Deps {
-		if d.Path == "istio.io/api" {
+		if d.Path == mod {
 			if d.Replace != nil {
 				d = d.Replace
 			}
 			return d.Version, nil
 		}
 	}
-	return "", fmt.Errorf("%s was not built with istio.io/api", bin)
+	return "", fmt.Errorf("%s was not built with %s", bin, mod)
+}
+
+// gatewayAPICRDs returns the folder of the standard Gateway API CRDs of
+// the sigs.k8s.io/gateway-api version bin was built with (downloaded into
+// the module cache if need be).
+func gatewayAPICRDs(bin string) (string, error) {
+	v, err := moduleVersion(bin, "sigs.k8s.io/gateway-api")
+	if err != nil {
+		return "", err
+	}
+	mod := "sigs.k8s.io/gateway-api@" + v
+	js, err := exec.Command("go", "mod", "download", "-json", mod).Output()
+	if err != nil {
+		return "", fmt.Errorf("find %s: %w: %s", mod, err, js)
+	}
+	var m struct{ Dir string }
+	if err := json.Unmarshal(js, &m); err != nil || m.Dir == "" {
+		return "", fmt.Errorf("find %s: %v: %s", mod, err, js)
+	}
+	return filepath.Join(m.Dir, "config", "crd", "standard"), nil
 }
 
 // istiod is pilot-discovery on loopback: xDS, the CA and the debug
@@ -102,7 +129,7 @@ func startIstiod(c *kubeenv.Cluster, bin, probe string) (*istiod, error) {
 	}
 	var err error
 	m.proc, err = c.Start(kubeenv.Command{Name: "istiod", Path: bin, Dir: m.dir,
-		Env: []string{"POD_NAMESPACE=istio-system", "CLUSTER_ID=" + clusterID},
+		Env: []string{"POD_NAMESPACE=istio-system", "CLUSTER_ID=" + clusterID, "PILOT_ENABLE_AMBIENT=true"},
 		Args: []string{"discovery", "--kubeconfig=" + c.Kubeconfig, "--meshConfig=" + meshFile,
 			"--grpcAddr=" + m.grpcAddr, "--secureGRPCAddr=" + m.secureGRPCAddr,
 			"--monitoringAddr=" + m.monitoringAddr, "--httpAddr=" + m.httpAddr, "--httpsAddr=" + httpsAddr,

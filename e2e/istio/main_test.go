@@ -31,7 +31,8 @@ func TestMain(m *testing.M) {
 }
 
 // setup installs the CRDs of the istio.io/api version istiod was built
-// with, and Rosetta's, creates the namespaces and starts istiod.
+// with, the standard Gateway API CRDs of its sigs.k8s.io/gateway-api
+// version (ambient waypoints are Gateways), and Rosetta's, creates the namespaces and starts istiod.
 func setup(c *kubeenv.Cluster) error {
 	bin, err := istiodBinary()
 	if err != nil {
@@ -45,7 +46,11 @@ func setup(c *kubeenv.Cluster) error {
 	if err != nil {
 		return err
 	}
-	if err := c.ApplyServerSide(crds); err != nil {
+	gwCRDs, err := gatewayAPICRDs(bin)
+	if err != nil {
+		return err
+	}
+	if err := c.ApplyServerSide(crds, gwCRDs); err != nil {
 		return err
 	}
 	if err := c.InstallRosetta(repoRoot); err != nil {
