@@ -1,27 +1,23 @@
-// Package testutil holds what tests of several packages share.
+// Package testutil is the one toolkit the tests of the main module and of
+// the e2e modules share (an e2e module's import path is under the main
+// module's, so Go's internal rule lets it import this package):
+//
+//   - waiting: Poll and MustPoll (a condition with a reason, failing with
+//     the last one), Eventually (a plain condition); never a bare sleep;
+//   - ports: servers listen on port 0 and report what they got (Listen,
+//     Accept, Port); OnFreePorts is the one way to give a port to a server
+//     that cannot, retrying when another process took it first;
+//   - processes: StartT runs a binary with its output in a log, stops it
+//     when the test ends and shows the log's tail if the test failed;
+//     Process.Ready and Process.WaitLog wait for it;
+//   - readiness: Dialable, HTTPOK and WaitDialable for a peer to come up;
+//   - peers: RedisServer, TCPPair, and the Lines codec.
 package testutil
 
 import (
 	"net"
 	"testing"
-	"time"
 )
-
-// pollInterval is how often Eventually checks its condition.
-const pollInterval = 5 * time.Millisecond
-
-// Eventually waits until cond holds, failing t if it does not within the
-// given time. Tests wait on a condition this way, never on a bare sleep.
-func Eventually(t testing.TB, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", within, what)
-		}
-		time.Sleep(pollInterval)
-	}
-}
 
 // TCPPair returns both ends of a loopback TCP connection, closed when the
 // test ends.

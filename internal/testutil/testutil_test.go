@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -24,20 +25,32 @@ type recorder struct {
 
 func (r *recorder) Helper() {}
 func (r *recorder) Fatalf(format string, args ...any) {
-	r.msg = format
+	r.msg = fmt.Sprintf(format, args...)
+	panic(r)
+}
+func (r *recorder) Fatal(args ...any) {
+	r.msg = fmt.Sprint(args...)
 	panic(r)
 }
 
-func TestEventuallyFailsAtTheDeadline(t *testing.T) {
-	r := &recorder{TB: t}
+// fails runs f, which is to fail r, and returns what r was told.
+func (r *recorder) fails(t *testing.T, f func()) string {
+	t.Helper()
 	func() {
 		defer func() {
 			if p := recover(); p != r {
 				panic(p)
 			}
 		}()
-		Eventually(r, 20*time.Millisecond, "never", func() bool { return false })
+		f()
+		t.Fatal("did not fail")
 	}()
+	return r.msg
+}
+
+func TestEventuallyFailsAtTheDeadline(t *testing.T) {
+	r := &recorder{TB: t}
+	r.fails(t, func() { Eventually(r, 20*time.Millisecond, "never", func() bool { return false }) })
 	if !strings.Contains(r.msg, "timed out") {
 		t.Fatalf("Eventually past its deadline said %q, want a timeout", r.msg)
 	}
