@@ -23,10 +23,10 @@ import (
 // greeter's listener is bound, other's has no address and is reached only
 // through HBONE.
 const hboneConfig = `
-admin: {address: 127.0.0.1:%[1]s}
+admin: {address: 127.0.0.1:0}
 listeners:
 - name: greeter
-  address: {socket_address: {address: 127.0.0.1, port_value: %[2]s}}
+  address: {socket_address: {address: 127.0.0.1, port_value: %[1]s}}
   filter_chains:
   - filters:
     - name: rosetta.metaprotocol
@@ -47,10 +47,10 @@ listeners:
 clusters:
 - name: greeter
   connect_timeout: 1s
-  load_assignment: {cluster_name: greeter, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %[3]s}}}}]}]}
+  load_assignment: {cluster_name: greeter, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %[2]s}}}}]}]}
 - name: other
   connect_timeout: 1s
-  load_assignment: {cluster_name: other, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %[4]s}}}}]}]}
+  load_assignment: {cluster_name: other, endpoints: [{lb_endpoints: [{endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: %[3]s}}}}]}]}
 `
 
 // writeIdentity writes a workload's files as istio-agent does, for
@@ -87,24 +87,15 @@ func TestBinaryTerminatesHBONE(t *testing.T) {
 		providers[name] = p
 	}
 	ca := identitytest.NewCA("mesh")
-	admin, listen, hbone := freePort(t), freePort(t), freePort(t)
-	path := filepath.Join(t.TempDir(), "proxy.yaml")
-	cfg := fmt.Sprintf(hboneConfig, admin, listen, port(providers["greeter"].Addr()), port(providers["other"].Addr()))
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+	px, _, admin := startBinary(t, bin, func(listen string) string {
+		return fmt.Sprintf(hboneConfig, listen, port(providers["greeter"].Addr()), port(providers["other"].Addr()))
+	}, "--identity", "files", "--cert-dir", writeIdentity(t, ca, "spiffe://cluster.local/ns/demo/sa/rosetta-waypoint"),
+		"--hbone-address", "127.0.0.1:0")
+	// The HBONE server says in its log which port it got.
+	hbone, err := px.LoggedAddr(proxyWait, "terminating HBONE", "addr")
+	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(bin, "--config", path,
-		"--identity", "files", "--cert-dir", writeIdentity(t, ca, "spiffe://cluster.local/ns/demo/sa/rosetta-waypoint"),
-		"--hbone-address", "127.0.0.1:"+hbone)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-	})
-	waitReady(t, "http://127.0.0.1:"+admin+"/ready")
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -117,7 +108,7 @@ func TestBinaryTerminatesHBONE(t *testing.T) {
 	if err := caller.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
-	cc, err := hbonetest.Dial("127.0.0.1:"+hbone, hbonetest.ClientTLS(caller))
+	cc, err := hbonetest.Dial(hbone, hbonetest.ClientTLS(caller))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -134,7 +125,7 @@ func TestBinaryTerminatesHBONE(t *testing.T) {
 		}
 		c.Close()
 	}
-	resp, err := http.Get("http://127.0.0.1:" + admin + "/metrics")
+	resp, err := http.Get("http://" + admin + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

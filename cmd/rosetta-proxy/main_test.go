@@ -2,12 +2,11 @@ package main
 
 import (
 	"context"
-	"errors"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -18,18 +17,34 @@ import (
 	"github.com/rosetta-mesh/rosetta/protocols/dubbo/dubbopeer"
 )
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	_, p, _ := net.SplitHostPort(ln.Addr().String())
-	return p
-}
-
 func port(addr string) string { _, p, _ := net.SplitHostPort(addr); return p }
+
+// proxyWait bounds the binary's start.
+const proxyWait = 20 * time.Second
+
+// startBinary runs the built proxy (bin) with the config config(listen)
+// and args, and waits until its admin server says it is ready. The admin
+// server in the config listens on port 0 and the proxy logs the port it
+// got; a data listener's port has to be in the config before the start,
+// so testutil.OnFreePorts picks it, and picks again when another process
+// took it first.
+func startBinary(t *testing.T, bin string, config func(listen string) string, args ...string) (p *testutil.Process, listen, admin string) {
+	t.Helper()
+	dir := t.TempDir()
+	return testutil.OnFreePorts(t, 1, func(ports []int) (*testutil.Process, error) {
+		listen = strconv.Itoa(ports[0])
+		path := filepath.Join(dir, "proxy-"+listen+".yaml")
+		if err := os.WriteFile(path, []byte(config(listen)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := testutil.StartT(t, testutil.Command{Name: "rosetta-proxy", Path: bin, Args: append([]string{"--config", path}, args...)})
+		var err error
+		if admin, err = p.LoggedAddr(proxyWait, "rosetta-proxy started", "admin"); err != nil {
+			return p, err
+		}
+		return p, p.Ready(proxyWait, "ready", testutil.HTTPOK("http://"+admin+"/ready"))
+	}), listen, admin
+}
 
 // The shipped example config runs in the real binary: sayHello goes to the
 // first provider, everything else to the second, and SIGTERM lets a call in
@@ -59,23 +74,13 @@ func TestBinaryServesTheExampleConfigAndDrainsOnSIGTERM(t *testing.T) {
 	var releaseOnce sync.Once
 	releaseSlow := func() { releaseOnce.Do(func() { close(release) }) }
 	t.Cleanup(releaseSlow)
-	listen, admin := freePort(t), freePort(t)
 	example, err := os.ReadFile("../../examples/dubbo/proxy.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := strings.NewReplacer("20880", listen, "20881", port(hello.Addr()), "20882", port(other.Addr()), "15000", admin).Replace(string(example))
-	path := filepath.Join(t.TempDir(), "proxy.yaml")
-	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config", path)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	waitReady(t, "http://127.0.0.1:"+admin+"/ready")
+	px, listen, _ := startBinary(t, bin, func(listen string) string {
+		return strings.NewReplacer("20880", listen, "20881", port(hello.Addr()), "20882", port(other.Addr()), "15000", "0").Replace(string(example))
+	})
 
 	c, err := dubbopeer.Dial("127.0.0.1:" + listen)
 	if err != nil {
@@ -99,39 +104,21 @@ func TestBinaryServesTheExampleConfigAndDrainsOnSIGTERM(t *testing.T) {
 	// SIGTERM must find the slow call in flight: sayBye and slow both
 	// reached the second provider.
 	testutil.Eventually(t, 5*time.Second, "the slow call to reach the provider", func() bool { return other.Calls() >= 2 })
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := px.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	releaseSlow()
 	if err := <-slow; err != nil {
 		t.Fatalf("the call in flight at SIGTERM: %v", err)
 	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
-	case err := <-done:
-		var ee *exec.ExitError
-		if errors.As(err, &ee) || err != nil {
+	case <-px.Exited():
+		if err := px.ExitErr(); err != nil {
 			t.Fatalf("exit: %v", err)
 		}
 	case <-time.After(15 * time.Second):
 		t.Fatal("the proxy did not exit after SIGTERM")
 	}
-}
-
-func waitReady(t *testing.T, url string) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("%s never became ready", url)
 }
 
 func TestFlags(t *testing.T) {

@@ -1,12 +1,15 @@
 package testutil
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -117,6 +120,49 @@ func (p *Process) WaitLog(within time.Duration, re *regexp.Regexp) ([]string, er
 		return m != nil, nil
 	})
 	return m, err
+}
+
+// LoggedAddr waits for the process to log the message msg with
+// key=host:port, and returns the address: a Rosetta binary listens on
+// port 0 and logs the address it got. It reads log/slog's JSON and text
+// forms.
+func (p *Process) LoggedAddr(within time.Duration, msg, key string) (string, error) {
+	var addr string
+	err := p.Ready(within, fmt.Sprintf("to log %q with %s=host:port", msg, key), func() (bool, error) {
+		b, err := os.ReadFile(p.Log)
+		if err != nil {
+			return false, err
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if a, ok := loggedAddr(line, msg, key); ok {
+				addr = a
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	return addr, err
+}
+
+// loggedAddr finds key's address in a log line with the message msg.
+func loggedAddr(line, msg, key string) (string, bool) {
+	var a string
+	var rec map[string]any
+	if json.Unmarshal([]byte(line), &rec) == nil {
+		if rec["msg"] != msg {
+			return "", false
+		}
+		a, _ = rec[key].(string)
+	} else {
+		re := regexp.MustCompile(`msg="?` + regexp.QuoteMeta(msg) + `"? (?:.* )?` + regexp.QuoteMeta(key) + `=(\S+)`)
+		m := re.FindStringSubmatch(line)
+		if m == nil {
+			return "", false
+		}
+		a = m[1]
+	}
+	_, port, err := net.SplitHostPort(a)
+	return a, err == nil && port != "" && port != "0"
 }
 
 // Exited is closed once the process has exited.

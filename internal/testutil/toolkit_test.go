@@ -85,6 +85,20 @@ func TestProcessReportsItsPortInItsLog(t *testing.T) {
 	}
 }
 
+func TestLoggedAddrReadsSlogTextAndJSON(t *testing.T) {
+	p := StartT(t, Command{Name: "sh", Path: "/bin/sh", Args: []string{"-c",
+		`echo 'time=x level=INFO msg="other thing" addr=127.0.0.1:1'; echo 'time=x level=INFO msg=serving xds=127.0.0.1:7 debug=""';
+		echo '{"msg":"serving","http":"127.0.0.1:8","debug":""}'; sleep 30`}})
+	for key, want := range map[string]string{"xds": "127.0.0.1:7", "http": "127.0.0.1:8"} {
+		if got, err := p.LoggedAddr(5*time.Second, "serving", key); err != nil || got != want {
+			t.Errorf("LoggedAddr(serving, %s) = %q, %v; want %s", key, got, err, want)
+		}
+	}
+	if got, err := p.LoggedAddr(50*time.Millisecond, "serving", "debug"); err == nil {
+		t.Errorf("LoggedAddr(serving, debug) = %q, want none: debug has no address", got)
+	}
+}
+
 func TestReadyGivesUpWhenTheProcessExits(t *testing.T) {
 	p := StartT(t, Command{Name: "sh", Path: "/bin/sh", Args: []string{"-c", "echo bind: address already in use; exit 1"}})
 	start := time.Now()

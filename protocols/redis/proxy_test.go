@@ -354,14 +354,10 @@ func TestClientGoneReleasesPinnedConnections(t *testing.T) {
 	testutil.Eventually(t, 10*time.Second, "the BLPOP and WATCH to reach the server", func() bool { return blocked() >= 2 })
 	raw.Close()
 	c2.Close()
-	deadline := time.Now().Add(10 * time.Second)
-	for blocked() > 0 {
-		if time.Now().After(deadline) {
-			list, _ := direct.ClientList(cx).Result()
-			t.Fatalf("%d pinned connections stayed on the server after their clients left:\n%s", blocked(), list)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval, bounded by the deadline; the loop keeps the client list for the failure
-	}
+	testutil.MustPoll(t, 10*time.Second, "the pinned connections to leave the server with their clients", func() (bool, error) {
+		list, err := direct.ClientList(cx).Result()
+		return blocked() == 0, fmt.Errorf("CLIENT LIST (%v):\n%s", err, list)
+	})
 }
 
 // TestPinnedCommandWithoutRouteOrServer: a blocking command whose key no

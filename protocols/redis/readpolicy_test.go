@@ -10,6 +10,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
@@ -38,24 +39,19 @@ func shardsOf(t *testing.T, seed *server) map[string]string {
 	t.Helper()
 	c := goredis.NewClient(&goredis.Options{Addr: seed.Addr})
 	defer c.Close()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
+	var shards map[string]string
+	testutil.MustPoll(t, 20*time.Second, "CLUSTER SLOTS to list a replica per range", func() (bool, error) {
 		//lint:ignore SA1019 the proxy reads CLUSTER SLOTS too; the test compares the same view
 		slots, err := c.ClusterSlots(ctx(t)).Result()
-		shards := map[string]string{}
+		shards = map[string]string{}
 		for _, r := range slots {
 			if len(r.Nodes) > 1 {
 				shards[r.Nodes[0].Addr] = r.Nodes[1].Addr
 			}
 		}
-		if err == nil && len(slots) > 0 && len(shards) == len(slots) {
-			return shards
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("CLUSTER SLOTS never listed a replica per range: %v %v", slots, err)
-		}
-		time.Sleep(50 * time.Millisecond) // polling for the replicas to join, bounded by the deadline
-	}
+		return err == nil && len(slots) > 0 && len(shards) == len(slots), fmt.Errorf("CLUSTER SLOTS: %v, %v", slots, err)
+	})
+	return shards
 }
 
 var callsRE = regexp.MustCompile(`(?m)^cmdstat_(\w+):calls=(\d+),`)
@@ -100,19 +96,14 @@ func TestReadPolicyPreferReplica(t *testing.T) {
 		must(t, c.Set(cx, k, k, 0).Err(), "SET %s", k)
 	}
 	// Replication is asynchronous: poll until every replica has the keys.
-	deadline := time.Now().Add(10 * time.Second)
-	for _, k := range keys {
-		for {
-			v, err := c.Get(cx, k).Result()
-			if err == nil && v == k {
-				break
+	testutil.MustPoll(t, 10*time.Second, "every key on the replicas", func() (bool, error) {
+		for _, k := range keys {
+			if v, err := c.Get(cx, k).Result(); err != nil || v != k {
+				return false, fmt.Errorf("GET %s through the proxy = %q, %v", k, v, err)
 			}
-			if err != nil && err != goredis.Nil || time.Now().After(deadline) {
-				t.Fatalf("GET %s through the proxy = %q, %v", k, v, err)
-			}
-			time.Sleep(10 * time.Millisecond) // polling replication, bounded by the deadline
 		}
-	}
+		return true, nil
+	})
 	vals, err := c.MGet(cx, keys...).Result()
 	must(t, err, "MGET across slots")
 	for i, k := range keys {

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 )
 
@@ -29,113 +30,39 @@ func need(t testing.TB, bin string) string {
 	return p
 }
 
-func freePort(t testing.TB) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
-
 // server is a redis-server the test started.
 type server struct {
 	Addr string
 	Port int
 	Dir  string
-	cmd  *exec.Cmd
+	p    *testutil.Process
 }
 
 // Stop kills the server before the test ends.
 func (s *server) Stop() {
-	_ = s.cmd.Process.Kill()
+	s.p.Kill()
 }
 
-// startServer runs redis-server on a free loopback port with no persistence,
-// waits until it answers PING and stops it when the test ends. A port taken
-// between the probe and redis-server's bind (the cluster bus's port+10000
-// above all) means another try on another port.
+// serverWait bounds a redis-server's start.
+const serverWait = 10 * time.Second
+
+// startServer runs redis-server on a loopback port with no persistence,
+// waits until it answers PING and stops it when the test ends.
+// redis-server must be told its port, so testutil.OnFreePorts picks it and
+// tries again when another process took it first. The cluster bus gets a
+// port of its own too (--cluster-port, used only with --cluster-enabled)
+// rather than port+10000, which may be taken or past 65535.
 func startServer(t testing.TB, extra ...string) *server {
 	t.Helper()
 	bin := need(t, "redis-server")
-	var log string
-	for range 5 {
-		s, out, ok := launch(t, bin, freePortPair(t), extra)
-		if ok {
-			return s
-		}
-		if log = out; !strings.Contains(out, "Address already in use") {
-			break
-		}
-	}
-	t.Fatalf("redis-server did not answer PING: %s", log)
-	return nil
-}
-
-// freePortPair returns a free port whose cluster bus port (+10000) is free
-// too, as far as a probe can tell.
-func freePortPair(t testing.TB) int {
-	t.Helper()
-	for range 20 {
-		port := freePort(t)
-		if port+10000 > 65535 {
-			continue
-		}
-		if ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port+10000))); err == nil {
-			ln.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port with a free cluster bus port")
-	return 0
-}
-
-// launch starts redis-server on port; ok false with its log when it does not
-// answer PING within 10 s.
-func launch(t testing.TB, bin string, port int, extra []string) (*server, string, bool) {
-	t.Helper()
-	dir := t.TempDir()
-	args := append([]string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--dir", dir, "--protected-mode", "no"}, extra...)
-	cmd := exec.Command(bin, args...)
-	out, err := os.Create(dir + "/log")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("redis-server: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		_ = cmd.Wait()
-		close(exited)
-	}()
-	stop := func() {
-		_ = cmd.Process.Kill()
-		<-exited
-		out.Close()
-	}
-	s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), Port: port, Dir: dir, cmd: cmd}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		if r, err := rawCommand(s.Addr, "PING"); err == nil && (r == "+PONG" || strings.HasPrefix(r, "-NOAUTH")) {
-			t.Cleanup(stop)
-			return s, "", true
-		}
-		select {
-		case <-exited:
-		default:
-			if time.Now().Before(deadline) {
-				time.Sleep(20 * time.Millisecond) // polling for readiness, bounded by the deadline
-				continue
-			}
-		}
-		stop()
-		log, _ := os.ReadFile(dir + "/log")
-		return nil, string(log), false
-	}
+	return testutil.OnFreePorts(t, 2, func(ports []int) (*server, error) {
+		dir := t.TempDir()
+		s := &server{Addr: net.JoinHostPort("127.0.0.1", itoa(ports[0])), Port: ports[0], Dir: dir}
+		s.p = testutil.StartT(t, testutil.Command{Name: "redis-server " + s.Addr, Path: bin, Log: dir + "/log",
+			Args: append([]string{"--port", itoa(ports[0]), "--cluster-port", itoa(ports[1]), "--bind", "127.0.0.1",
+				"--save", "", "--appendonly", "no", "--dir", dir, "--protected-mode", "no"}, extra...)})
+		return s, s.p.Ready(serverWait, "to answer PING", testutil.RedisAnswers(s.Addr))
+	})
 }
 
 // rawCommand sends one command and returns the first line of the answer.
@@ -196,18 +123,11 @@ func startClusterWith(t testing.TB, primaries, replicas int) []*server {
 	if err != nil {
 		t.Fatalf("redis-cli --cluster create: %v: %s", err, out)
 	}
-	deadline := time.Now().Add(20 * time.Second)
 	for _, n := range nodes {
-		for {
+		testutil.MustPoll(t, 20*time.Second, "cluster node "+n.Addr+" ok", func() (bool, error) {
 			info := cli(t, n.Addr, "CLUSTER INFO\n")
-			if strings.Contains(info, "cluster_state:ok") {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("cluster node %s not ok: %s", n.Addr, info)
-			}
-			time.Sleep(50 * time.Millisecond) // polling for readiness, bounded by the deadline
-		}
+			return strings.Contains(info, "cluster_state:ok"), fmt.Errorf("CLUSTER INFO: %s", info)
+		})
 	}
 	return nodes
 }

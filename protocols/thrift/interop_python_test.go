@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // needTool returns the path of a tool the test needs. Missing, it fails the
@@ -69,13 +71,7 @@ func TestInteropPython(t *testing.T) {
 			if err != nil || strings.TrimSpace(string(out)) != "ok" {
 				t.Fatalf("python client: %v\n%s", err, out)
 			}
-			deadline := time.Now().Add(5 * time.Second)
-			for b.fired.Load() == 0 {
-				if time.Now().After(deadline) {
-					t.Fatal("the python oneway call never reached server b")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			testutil.Eventually(t, 5*time.Second, "the python oneway call to reach server b", func() bool { return b.fired.Load() > 0 })
 		})
 	}
 }

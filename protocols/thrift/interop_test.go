@@ -13,6 +13,7 @@ import (
 
 	"github.com/apache/thrift/lib/go/thrift"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 	_ "github.com/rosetta-mesh/rosetta/protocols/thrift" // registers the codec
 	"github.com/rosetta-mesh/rosetta/protocols/thrift/internal/echo"
@@ -256,13 +257,7 @@ func TestInterop(t *testing.T) {
 			if v, err := c.Ping(ctx, "again"); err != nil || v != "a: pong again" {
 				t.Fatalf("ping after no route and oneway: %q, %v", v, err)
 			}
-			deadline := time.Now().Add(5 * time.Second)
-			for b.fired.Load() == 0 {
-				if time.Now().After(deadline) {
-					t.Fatal("the oneway call never reached server b")
-				}
-				time.Sleep(5 * time.Millisecond)
-			}
+			testutil.Eventually(t, 5*time.Second, "the oneway call to reach server b", func() bool { return b.fired.Load() > 0 })
 			if p.transport == "header" {
 				hctx := thrift.SetWriteHeaderList(thrift.SetHeader(ctx, "x-canary", "yes"), []string{"x-canary"})
 				if v, err := c.Ping(hctx, "c"); err != nil || v != "b: pong c route=canary" {

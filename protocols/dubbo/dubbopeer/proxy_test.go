@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 	_ "github.com/rosetta-mesh/rosetta/protocols/dubbo" // registers the codec
 	"github.com/rosetta-mesh/rosetta/protocols/dubbo/dubbopeer"
@@ -137,13 +138,7 @@ func TestThroughProxy(t *testing.T) {
 	if err := c.Send(greeter, "sayHello", []any{"oneway"}, nil); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for hello.Calls() == before {
-		if time.Now().After(deadline) {
-			t.Fatal("the oneway call never reached the provider")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "the oneway call to reach the provider", func() bool { return hello.Calls() != before })
 	if other.Calls() != 2 {
 		t.Fatalf("provider other served %d calls, want 2", other.Calls())
 	}
