@@ -12,16 +12,22 @@ import (
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
+
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 )
 
 // conn is one HTTP/2 connection: a CONNECT-only server side of RFC 9113.
 // One goroutine, the frame reader (serve), reads its frames and does what
-// they ask on the spot: it appends a stream's DATA to the stream's buffer
-// and wakes the stream's reader, answers SETTINGS and PING, opens streams
-// and answers their CONNECT. Nothing else runs per connection: a stream's
-// reader credits what it read back (WINDOW_UPDATE), and its writer frames
-// and encrypts what it writes, each on its own goroutine under wmu. So a
-// request costs one hand-off, from the frame reader to the stream's reader.
+// they ask on the spot: it hands a stream's DATA to the stream's feed (the
+// proxy's frame splitter and handler, netloop.Feed), answers SETTINGS and
+// PING, opens streams and answers their CONNECT. The writes the feeds'
+// handlers make (requests upstream, local answers) wait in the frame
+// reader's round until it reads the socket again, so the requests of
+// several streams read together leave in one write. Nothing else runs per
+// connection: a stream's writer frames and encrypts what it writes on its
+// own goroutine under wmu. So a request costs no hand-off between
+// goroutines. A stream nobody feeds is read with Read: its DATA waits in
+// its buffer, which wakes its reader.
 type conn struct {
 	srv   *Server
 	lim   Limits
@@ -37,6 +43,7 @@ type conn struct {
 	fr             *http2.Framer
 	rd             errReader
 	peerInitWindow int64 // SETTINGS_INITIAL_WINDOW_SIZE
+	round          netloop.Round
 
 	// Receiving flow control, the connection's: inflow is what the peer
 	// may still send (only the frame reader takes from it); unacked is
@@ -89,9 +96,15 @@ func (o *outBuf) Write(p []byte) (int, error) {
 type errReader struct {
 	r   io.Reader
 	err error
+	// beforeRead runs before every read, when the connection is no
+	// socket's (tests); a socket's runs it itself (sock.beforeRead).
+	beforeRead func()
 }
 
 func (r *errReader) Read(p []byte) (int, error) {
+	if r.beforeRead != nil {
+		r.beforeRead()
+	}
 	n, err := r.r.Read(p)
 	if err != nil {
 		r.err = err
@@ -126,6 +139,11 @@ func newConn(srv *Server, nc, rw net.Conn, sk *sock, p peer) *conn {
 		streams:        map[uint32]*Stream{},
 	}
 	c.rd.r = rw
+	if sk != nil {
+		sk.beforeRead = c.round.Flush
+	} else {
+		c.rd.beforeRead = c.round.Flush
+	}
 	c.fr = http2.NewFramer(nil, &c.rd)
 	c.fr.ReadMetaHeaders = hpack.NewDecoder(maxHeaderTable, nil)
 	c.fr.MaxHeaderListSize = uint32(c.lim.MaxHeaderBytes)
@@ -144,6 +162,7 @@ func (c *conn) now() time.Duration { return time.Since(c.start) }
 // streams. The TLS handshake is done.
 func (c *conn) serve() {
 	err := c.run()
+	c.round.Flush() // what the last frames' handlers wrote
 	var ce connError
 	if errors.As(err, &ce) {
 		c.srv.Log.Debug("HBONE connection refused", "remote", c.peer.remote.String(), "err", err)

@@ -38,6 +38,9 @@ type sock struct {
 
 	rd     readState
 	readFn func(fd uintptr) bool
+	// beforeRead, when set, runs before every read of the socket: the
+	// frame reader's round is flushed there (conn.round).
+	beforeRead func()
 }
 
 func newSock(nc net.Conn, timeout time.Duration) *sock {
@@ -57,6 +60,9 @@ func newSock(nc net.Conn, timeout time.Duration) *sock {
 // nothing to read, as net.Conn's Read does, less the scheduler's work
 // around each call.
 func (s *sock) Read(p []byte) (int, error) {
+	if s.beforeRead != nil {
+		s.beforeRead()
+	}
 	if s.rc == nil || len(p) == 0 {
 		return s.Conn.Read(p)
 	}
@@ -151,6 +157,7 @@ func (s *sock) drain() {
 	for len(s.pending) > 0 && s.err == nil {
 		out := s.pending
 		s.pending = s.spare[:0]
+		s.room.Broadcast() // pending has room again while out is written
 		s.mu.Unlock()
 		if s.timeout > 0 {
 			_ = s.Conn.SetWriteDeadline(time.Now().Add(s.timeout))

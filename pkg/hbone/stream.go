@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"golang.org/x/net/http2"
+
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 )
 
 // Stream is one CONNECT stream seen as a connection: Read returns what the
@@ -20,9 +22,11 @@ import (
 // Deadlines behave as a socket's do: one that passes fails the waits it
 // bounds and leaves the stream usable once a new one is set.
 //
-// A Stream is not a socket (it has no file descriptor), so it is read by a
-// goroutine of its own, never by an event loop; the connection's frame
-// reader hands it what arrives. It has no goroutine of its own: Write
+// A Stream is not a socket (it has no file descriptor), so no event loop
+// reads it: the proxy has the connection's frame reader push what arrives
+// to a feed (Feed, netloop.Feedable), whose frames it handles there and
+// then; read with Read instead, it is read by a goroutine of the reader's
+// own, which the frame reader wakes. It has no goroutine of its own: Write
 // frames, encrypts and writes on the caller's goroutine.
 type Stream struct {
 	c      *conn
@@ -43,6 +47,8 @@ type Stream struct {
 	inflow   int64
 	unacked  int64
 	readable chan struct{}
+	// feed, when set, takes what arrives in place of Read.
+	feed *netloop.Feed
 	// remoteEnded: the caller's END_STREAM arrived.
 	remoteEnded atomic.Bool
 
@@ -197,6 +203,9 @@ func (s *Stream) received(data []byte, n int64, end bool) error {
 		return nil
 	}
 	s.inflow -= n
+	if f := s.feed; f != nil && !s.rclosed && s.rerr == nil {
+		return s.fed(f, data, n, end)
+	}
 	dropped := n - int64(len(data))
 	var inc int64
 	if s.rclosed || s.rerr != nil {
@@ -220,6 +229,48 @@ func (s *Stream) received(data []byte, n int64, end bool) error {
 		s.c.ended(s, false, true)
 	}
 	return nil
+}
+
+// fed hands data to the stream's feed, which takes it all at once, so the
+// windows are credited for all of it; rmu is held on entry and released.
+// What the feed holds of a frame not yet whole is bounded by its own
+// limits, not by the window.
+func (s *Stream) fed(f *netloop.Feed, data []byte, n int64, end bool) error {
+	inc := s.consumedLocked(n)
+	if end {
+		s.remoteEnded.Store(true)
+		s.rerr = io.EOF
+	}
+	s.rmu.Unlock()
+	if len(data) > 0 {
+		f.Push(&s.c.round, data)
+	}
+	s.c.credit(s, inc, n)
+	if end {
+		f.End(&s.c.round, io.EOF)
+		s.c.ended(s, false, true)
+	}
+	return nil
+}
+
+// Feed implements netloop.Feedable: from now on what arrives goes to f on
+// the connection's frame reader. False when input already waits in the
+// stream's buffer, which Read must take first.
+func (s *Stream) Feed(f *netloop.Feed) bool {
+	s.rmu.Lock()
+	if s.feed != nil || s.off < len(s.buf) || s.rclosed {
+		s.rmu.Unlock()
+		return false
+	}
+	s.feed = f
+	err := s.rerr
+	s.rmu.Unlock()
+	if err != nil {
+		// Ended before it was fed (a CONNECT with END_STREAM): the
+		// feed's handler learns it once it is serving.
+		go f.End(nil, err)
+	}
+	return true
 }
 
 func (s *Stream) appendLocked(data []byte) {
@@ -257,13 +308,18 @@ func (s *Stream) fail(err error, drop bool) {
 		dropped = int64(len(s.buf) - s.off)
 		s.buf, s.off = nil, 0
 	}
-	if s.rerr == nil || drop && s.rerr == io.EOF {
+	first := s.rerr == nil
+	if first || drop && s.rerr == io.EOF {
 		s.rerr = err
 	}
+	f := s.feed
 	s.rmu.Unlock()
 	s.wakeReader()
 	s.wakeWriter()
 	s.c.credit(nil, 0, dropped)
+	if f != nil && first {
+		f.End(nil, err)
+	}
 }
 
 // resetByPeer ends the stream on the caller's RST_STREAM.

@@ -30,21 +30,8 @@ var loops struct {
 	next atomic.Uint32
 }
 
-// Serve reads nc's frames, split by c, on an event loop and hands each to
-// h. w is nc's writer: closing it tells the loop to stop. idle, when
-// positive, is how long the loop lets nc go without input before it hands h
-// an os.ErrDeadlineExceeded. Serve reports false when it cannot serve nc (no
-// socket, loops off or not started); the caller then reads on a goroutine.
-func Serve(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim Limits) bool {
-	return ServeOn(nil, nc, c, w, h, lim)
-}
-
-// ServeOn is Serve on the loop whose round batch is home, when home is one
-// (wire.Batch.Loop), and on the next loop in turn otherwise. An upstream
-// connection a loop's requests open is best read by that loop: its answers
-// then come back on the thread that writes them to the clients, and a held
-// request waits only for answers its own loop reads.
-func ServeOn(home *wire.Batch, nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim Limits) bool {
+// serveOnLoop is ServeOn for a socket (netloop.go).
+func serveOnLoop(home *wire.Batch, nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim Limits) bool {
 	if off {
 		return false
 	}
@@ -523,19 +510,6 @@ func (lp *loop) stop(lc *loopConn) {
 	lc.fr.Release()
 	lc.h.Stopped()
 }
-
-// errWouldBlock: the socket has nothing more to read now. It is a
-// temporary net.Error, which crypto/tls hands back without failing the
-// connection (tlsSocket).
-var errWouldBlock error = wouldBlock{}
-
-type wouldBlock struct{}
-
-func (wouldBlock) Error() string   { return "netloop: nothing to read" }
-func (wouldBlock) Timeout() bool   { return false }
-func (wouldBlock) Temporary() bool { return true }
-
-var _ net.Error = wouldBlock{}
 
 // onceReader reads a socket at most once per readiness, without waiting.
 type onceReader struct {

@@ -10,11 +10,8 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
-// Serve declines: the event loops are Linux's (loop_linux.go).
-func Serve(net.Conn, codec.Codec, *wire.Writer, Handler, Limits) bool { return false }
-
-// ServeOn declines, as Serve does.
-func ServeOn(*wire.Batch, net.Conn, codec.Codec, *wire.Writer, Handler, Limits) bool {
+// serveOnLoop declines: the event loops are Linux's (loop_linux.go).
+func serveOnLoop(*wire.Batch, net.Conn, codec.Codec, *wire.Writer, Handler, Limits) bool {
 	return false
 }
 

@@ -130,6 +130,40 @@ func (g *GoReader) beforeRead() {
 	_ = g.nc.SetReadDeadline(d)
 }
 
+// Serve reads nc's frames, split by c, and hands each to h: a connection
+// that is fed (a Feedable, such as an HBONE stream) by the goroutine that
+// has its bytes, a socket on an event loop. w is nc's writer: closing it
+// tells the reader to stop. Serve reports false when it can do neither (no
+// socket, loops off or not started); the caller then reads on a goroutine.
+func Serve(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim Limits) bool {
+	return ServeOn(nil, nc, c, w, h, lim)
+}
+
+// ServeOn is Serve on the loop whose round batch is home, when home is one
+// (wire.Batch.Loop), and on the next loop in turn otherwise. An upstream
+// connection a loop's requests open is best read by that loop: its answers
+// then come back on the thread that writes them to the clients, and a held
+// request waits only for answers its own loop reads.
+func ServeOn(home *wire.Batch, nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim Limits) bool {
+	if fd, ok := nc.(Feedable); ok && feed(fd, c, w, h, lim) {
+		return true
+	}
+	return serveOnLoop(home, nc, c, w, h, lim)
+}
+
+// errWouldBlock: nothing more to read now, from a socket a loop reads or
+// from what a feed was handed. It is a temporary net.Error, which
+// crypto/tls hands back without failing the connection (tlsSocket).
+var errWouldBlock error = wouldBlock{}
+
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "netloop: nothing to read" }
+func (wouldBlock) Timeout() bool   { return false }
+func (wouldBlock) Temporary() bool { return true }
+
+var _ net.Error = wouldBlock{}
+
 // Reasons LimitReason gives, for metrics.
 const (
 	ReasonBuffer = "buffer_limit"
