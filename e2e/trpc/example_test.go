@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
 )
@@ -70,7 +71,7 @@ func startHelloworld(t *testing.T, name string) string {
 		_ = svc.Close(done)
 		<-done
 	})
-	waitListening(t, addr)
+	testutil.WaitDialable(t, addr)
 	return addr
 }
 

@@ -19,6 +19,8 @@ import (
 	"trpc.group/trpc-go/trpc-go/transport"
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // The test service: one unary method and one bidirectional stream, described
@@ -131,25 +133,8 @@ func startServer(t testing.TB, name string) string {
 		_ = svc.Close(done)
 		<-done
 	})
-	waitListening(t, addr)
+	testutil.WaitDialable(t, addr)
 	return addr
-}
-
-// waitListening polls until addr accepts a TCP connection.
-func waitListening(t testing.TB, addr string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s is not listening: %v", addr, err)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval, not a readiness guess
-	}
 }
 
 // clientOpts are the options of a plain trpc-go client calling target.

@@ -13,6 +13,7 @@ import (
 
 	"trpc.group/trpc-go/trpc-go/client"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 	rtrpc "github.com/rosetta-mesh/rosetta/protocols/trpc"
 )
@@ -63,18 +64,6 @@ func startProxy(t *testing.T, a, b string) string {
 	return p.Addr(t, "trpc")
 }
 
-// waitFor polls cond until it holds or a deadline passes.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
-}
-
 // TestThroughProxy: a real trpc-go client calls two real trpc-go servers
 // through the proxy, routed by func and by a trans_info entry, with many
 // calls in flight so request ids are rewritten on shared upstream
@@ -120,7 +109,7 @@ func TestThroughProxy(t *testing.T) {
 		client.WithMetaData("x-env", []byte("canary")))...); err != nil {
 		t.Fatalf("oneway call: %v", err)
 	}
-	waitFor(t, func() bool { _, ok := seen.Load("b: oneway-1"); return ok })
+	testutil.Eventually(t, 10*time.Second, "the oneway call at b", func() bool { _, ok := seen.Load("b: oneway-1"); return ok })
 
 	// A business error from the server passes through unchanged.
 	_, err := callHello(ctx, failHello, "zed", clientOpts(addr, client.WithMetaData("x-env", []byte("canary")))...)

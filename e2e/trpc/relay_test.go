@@ -3,6 +3,7 @@ package trpc_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"sync"
@@ -10,6 +11,8 @@ import (
 	"time"
 
 	trpc "trpc.group/trpc-go/trpc-go"
+
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // relay is a recording TCP forwarder: a real client talks to it, it talks to
@@ -107,18 +110,12 @@ func frames(t testing.TB, rec []byte) [][]byte {
 // frames, and returns them.
 func (r *relay) waitFrames(t testing.TB, up, down int) (ups, downs [][]byte) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.MustPoll(t, 10*time.Second, "the relay's frames", func() (bool, error) {
 		r.mu.Lock()
 		u, d := append([]byte(nil), r.up.Bytes()...), append([]byte(nil), r.down.Bytes()...)
 		r.mu.Unlock()
 		ups, downs = frames(t, u), frames(t, d)
-		if len(ups) >= up && len(downs) >= down {
-			return ups, downs
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("relay recorded %d/%d frames up and %d/%d down", len(ups), up, len(downs), down)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
-	}
+		return len(ups) >= up && len(downs) >= down, fmt.Errorf("relay recorded %d/%d frames up and %d/%d down", len(ups), up, len(downs), down)
+	})
+	return ups, downs
 }

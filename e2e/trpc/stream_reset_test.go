@@ -17,6 +17,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // cutter forwards TCP connections to a target until cut closes them all: a
@@ -180,7 +182,7 @@ func TestTrpcGoServerCloseFrames(t *testing.T) {
 		{Ret: int32(errs.RetClientNetErr)},
 	}
 	for _, cm := range resets {
-		waitFor(t, func() bool { return streamsActive.Load() == 0 })
+		testutil.Eventually(t, 10*time.Second, "no stream active", func() bool { return streamsActive.Load() == 0 })
 		nc := openRawChat(t, addr)
 		writeFrame(t, nc, streamFrame(closeFrame, rawID, mustMarshal(t, cm)))
 		// The server reads a connection's frames one at a time: once the
@@ -193,14 +195,14 @@ func TestTrpcGoServerCloseFrames(t *testing.T) {
 			t.Fatalf("CLOSE {%v}: %d handlers running, want 1 (trpc-go now ends the handler on a reset?)", cm, n)
 		}
 		nc.Close()
-		waitFor(t, func() bool { return streamsActive.Load() == 0 })
+		testutil.Eventually(t, 10*time.Second, "no stream active", func() bool { return streamsActive.Load() == 0 })
 	}
 
-	waitFor(t, func() bool { return streamsActive.Load() == 0 })
+	testutil.Eventually(t, 10*time.Second, "no stream active", func() bool { return streamsActive.Load() == 0 })
 	nc := openRawChat(t, addr)
 	defer nc.Close()
 	writeFrame(t, nc, streamFrame(closeFrame, rawID, mustMarshal(t, &trpcpb.TrpcStreamCloseMeta{Msg: []byte("gone")})))
-	waitFor(t, func() bool { return streamsActive.Load() == 0 })
+	testutil.Eventually(t, 10*time.Second, "no stream active", func() bool { return streamsActive.Load() == 0 })
 	if f := readFrame(t, nc); f[3] != closeFrame || !proto.Equal(closeMeta(t, f), &trpcpb.TrpcStreamCloseMeta{}) {
 		t.Fatalf("after a normal CLOSE the server sent type %d {%v}, want its own normal CLOSE", f[3], closeMeta(t, f))
 	}
@@ -328,26 +330,23 @@ func TestStreamClientCloseAfterServerClose(t *testing.T) {
 	}
 	write(streamFrame(closeFrame, id, mustMarshal(t, &trpcpb.TrpcStreamCloseMeta{})))
 
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		var ups []byte
+	var ups []byte
+	err = testutil.Poll(5*time.Second, "the caller's CLOSE at the server", func() (bool, error) {
+		ups = nil
 		for _, s := range streamFrames(t, ra) {
 			ups = append(ups, s.up...)
 		}
-		if countByte(ups, closeFrame) == 1 {
-			return
+		return countByte(ups, closeFrame) == 1, nil
+	})
+	if err != nil {
+		_ = nc.SetReadDeadline(time.Now().Add(time.Second))
+		f, err := trpc.DefaultFramerBuilder.New(nc).ReadFrame()
+		got := "nothing"
+		if err == nil {
+			cm := &trpcpb.TrpcStreamCloseMeta{}
+			_ = proto.Unmarshal(f[16:], cm)
+			got = fmt.Sprintf("a frame of type %d (%v)", f[3], cm)
 		}
-		if time.Now().After(deadline) {
-			_ = nc.SetReadDeadline(time.Now().Add(time.Second))
-			f, err := trpc.DefaultFramerBuilder.New(nc).ReadFrame()
-			got := "nothing"
-			if err == nil {
-				cm := &trpcpb.TrpcStreamCloseMeta{}
-				_ = proto.Unmarshal(f[16:], cm)
-				got = fmt.Sprintf("a frame of type %d (%v)", f[3], cm)
-			}
-			t.Fatalf("the caller's CLOSE did not reach the server (frame types up %v); the caller got %s", ups, got)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval
+		t.Fatalf("the caller's CLOSE did not reach the server (frame types up %v); the caller got %s", ups, got)
 	}
 }

@@ -24,6 +24,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 	rtrpc "github.com/rosetta-mesh/rosetta/protocols/trpc"
 )
@@ -315,7 +316,7 @@ func TestStreamsThroughProxy(t *testing.T) {
 			t.Fatalf("%s: %v", s.name, err)
 		}
 	}
-	waitFor(t, func() bool { return streamsActive.Load() == 0 })
+	testutil.Eventually(t, 10*time.Second, "no stream active", func() bool { return streamsActive.Load() == 0 })
 
 	// a had Chat and Count; b had Chat, Collect and Count (canary).
 	checkUpstreamStreams(t, "a", ra, 2)
@@ -335,26 +336,23 @@ func TestStreamsThroughProxy(t *testing.T) {
 func checkUpstreamStreams(t *testing.T, name string, r *relay, want int) {
 	t.Helper()
 	var streams map[uint32]*streamSeq
-	deadline := time.Now().Add(10 * time.Second)
-	for !func() bool {
+	err := testutil.Poll(10*time.Second, name+": every stream on the upstream connection to end", func() (bool, error) {
 		streams = streamFrames(t, r)
 		if len(streams) < want {
-			return false
+			return false, fmt.Errorf("%d streams", len(streams))
 		}
-		for _, s := range streams {
+		for id, s := range streams {
 			if countByte(s.down, closeFrame) == 0 {
-				return false
+				return false, fmt.Errorf("stream %d not closed", id)
 			}
 		}
-		return true
-	}() {
-		if time.Now().After(deadline) {
-			for id, s := range streams {
-				t.Logf("%s: stream %d: frame types up %v, down %v", name, id, s.up, s.down)
-			}
-			t.Fatalf("%s: streams on the upstream connection did not all end within 10s", name)
+		return true, nil
+	})
+	if err != nil {
+		for id, s := range streams {
+			t.Logf("%s: stream %d: frame types up %v, down %v", name, id, s.up, s.down)
 		}
-		time.Sleep(10 * time.Millisecond) // poll interval
+		t.Fatal(err)
 	}
 	if len(streams) != want {
 		t.Errorf("%s: %d streams on the upstream connection, want %d", name, len(streams), want)
@@ -474,7 +472,7 @@ func TestStreamsConcurrent(t *testing.T) {
 	for err := range errc {
 		t.Error(err)
 	}
-	waitFor(t, func() bool { return streamsActive.Load() == 0 })
+	testutil.Eventually(t, 10*time.Second, "no stream active", func() bool { return streamsActive.Load() == 0 })
 }
 
 // TestStreamNoRoute: a stream whose INIT matches no route fails to open with

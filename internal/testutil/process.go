@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -36,6 +37,10 @@ type Process struct {
 	Name string
 	Log  string
 	cmd  *exec.Cmd
+	// from is where this process's output starts in Log: a restarted
+	// process appends to its predecessor's log, and what it logs is read
+	// from there on.
+	from int64
 	// exited is closed once the process has exited and its log is closed.
 	exited chan struct{}
 }
@@ -55,6 +60,11 @@ func Start(c Command) (*Process, error) {
 	if err != nil {
 		return nil, err
 	}
+	from, err := logf.Seek(0, io.SeekEnd)
+	if err != nil {
+		logf.Close()
+		return nil, err
+	}
 	cmd := exec.Command(c.Path, c.Args...)
 	cmd.Dir = c.Dir
 	cmd.Env = append(os.Environ(), c.Env...)
@@ -64,7 +74,7 @@ func Start(c Command) (*Process, error) {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", c.Name, err)
 	}
-	p := &Process{Name: c.Name, Log: c.Log, cmd: cmd, exited: make(chan struct{})}
+	p := &Process{Name: c.Name, Log: c.Log, cmd: cmd, from: from, exited: make(chan struct{})}
 	go func() {
 		_ = cmd.Wait() // a killed process exits with an error, as expected
 		logf.Close()
@@ -112,7 +122,7 @@ func (p *Process) Ready(within time.Duration, what string, cond func() (bool, er
 func (p *Process) WaitLog(within time.Duration, re *regexp.Regexp) ([]string, error) {
 	var m []string
 	err := p.Ready(within, "to log "+re.String(), func() (bool, error) {
-		b, err := os.ReadFile(p.Log)
+		b, err := p.output()
 		if err != nil {
 			return false, err
 		}
@@ -129,7 +139,7 @@ func (p *Process) WaitLog(within time.Duration, re *regexp.Regexp) ([]string, er
 func (p *Process) LoggedAddr(within time.Duration, msg, key string) (string, error) {
 	var addr string
 	err := p.Ready(within, fmt.Sprintf("to log %q with %s=host:port", msg, key), func() (bool, error) {
-		b, err := os.ReadFile(p.Log)
+		b, err := p.output()
 		if err != nil {
 			return false, err
 		}
@@ -213,6 +223,15 @@ func (p *Process) ExitErr() error {
 		return nil
 	}
 	return errors.New(p.cmd.ProcessState.String())
+}
+
+// output returns what this process wrote to its log.
+func (p *Process) output() ([]byte, error) {
+	b, err := os.ReadFile(p.Log)
+	if err != nil {
+		return nil, err
+	}
+	return b[min(p.from, int64(len(b))):], nil
 }
 
 // LogTail returns the last n bytes of the process's log.

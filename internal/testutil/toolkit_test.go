@@ -125,3 +125,25 @@ func TestRedisServerAnswers(t *testing.T) {
 		t.Fatalf("redis-server at %s: %v", addr, err)
 	}
 }
+
+func TestLoggedAddrSkipsAPredecessorsLines(t *testing.T) {
+	log := t.TempDir() + "/proxy.log"
+	say := func(addr string) *Process {
+		return StartT(t, Command{Name: "sh", Path: "/bin/sh", Log: log, Args: []string{"-c", `echo '{"msg":"started","admin":"` + addr + `"}'; sleep 30`}})
+	}
+	first := say("127.0.0.1:1")
+	if _, err := first.LoggedAddr(5*time.Second, "started", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	first.Kill()
+	if got, err := say("127.0.0.1:2").LoggedAddr(5*time.Second, "started", "admin"); err != nil || got != "127.0.0.1:2" {
+		t.Fatalf("the restarted process logged %q, %v; want its own address 127.0.0.1:2", got, err)
+	}
+}
+
+func TestFreePortsAreDistinct(t *testing.T) {
+	got := OnFreePorts(t, 3, func(ports []int) ([]int, error) { return ports, nil })
+	if got[0] == got[1] || got[1] == got[2] || got[0] == got[2] || FreePort(t) == 0 {
+		t.Fatalf("ports %v", got)
+	}
+}

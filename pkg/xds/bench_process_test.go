@@ -3,7 +3,6 @@ package xds_test
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // writeBenchFolder writes the benchmark mesh as folder-mode YAML: one file
@@ -125,26 +126,20 @@ func BenchmarkControllerProcess(b *testing.B) {
 	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/rosetta-controller").CombinedOutput(); err != nil {
 		b.Fatalf("build: %v\n%s", err, out)
 	}
-	xdsAddr, httpAddr := freeAddr(b), freeAddr(b)
-	cmd := exec.Command(bin, "--config-dir", cfgDir, "--xds-address", xdsAddr, "--http-address", httpAddr, "--debug-address=",
-		"--debounce", "10ms", "--debounce-max", "100ms", "--log-level", "warn")
-	if err := cmd.Start(); err != nil {
+	// The controller listens on port 0 and logs the ports it got (at info).
+	ctrl := testutil.StartT(b, testutil.Command{Name: "rosetta-controller", Path: bin, Args: []string{"--config-dir", cfgDir,
+		"--xds-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--debug-address=",
+		"--debounce", "10ms", "--debounce-max", "100ms", "--log-level", "info"}})
+	xdsAddr, err := ctrl.LoggedAddr(60*time.Second, "serving", "xds")
+	if err != nil {
 		b.Fatal(err)
 	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				break
-			}
-		}
-		if time.Now().After(deadline) {
-			b.Fatal("controller not ready")
-		}
-		time.Sleep(20 * time.Millisecond)
+	httpAddr, err := ctrl.LoggedAddr(time.Second, "serving", "http")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := ctrl.Ready(60*time.Second, "ready", testutil.HTTPOK("http://"+httpAddr+"/readyz")); err != nil {
+		b.Fatal(err)
 	}
 
 	ctx, cancel := context.WithCancel(context.Background())
@@ -180,7 +175,7 @@ func BenchmarkControllerProcess(b *testing.B) {
 		sizes = append(sizes, ps.bytes)
 		ps.mu.Unlock()
 	}
-	_, _, cpu0 := procStats(cmd.Process.Pid)
+	_, _, cpu0 := procStats(ctrl.Pid())
 	var lat []time.Duration
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -192,7 +187,7 @@ func BenchmarkControllerProcess(b *testing.B) {
 		lat = append(lat, time.Since(written))
 	}
 	b.StopTimer()
-	rss, peak, cpu1 := procStats(cmd.Process.Pid)
+	rss, peak, cpu1 := procStats(ctrl.Pid())
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	sort.Ints(sizes)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
@@ -203,14 +198,4 @@ func BenchmarkControllerProcess(b *testing.B) {
 	b.ReportMetric(float64((cpu1-cpu0).Milliseconds())/float64(b.N), "ctrl-cpu-ms/write")
 	b.ReportMetric(float64(sizes[len(sizes)/2]), "bytes/proxy")
 	b.ReportMetric(0, "ns/op")
-}
-
-func freeAddr(b *testing.B) string {
-	b.Helper()
-	l, err := netListen()
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }

@@ -406,7 +406,9 @@ wait:
 // changed folder) resyncs it.
 func TestReconnect(t *testing.T) {
 	hello, rest := provider(t, "hello"), provider(t, "rest")
-	listen := freePort(t)
+	// The Service port names the listener and its clusters, so it is in
+	// the folder before the proxy binds it.
+	listen := strconv.Itoa(testutil.FreePort(t))
 	dir := t.TempDir()
 	mesh, err := os.ReadFile(filepath.Join("testdata", "mesh.yaml"))
 	if err != nil {
@@ -469,16 +471,6 @@ func provider(t *testing.T, name string) *dubbopeer.Provider {
 	}
 	t.Cleanup(func() { p.Close() })
 	return p
-}
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return portOf(t, ln.Addr().String())
 }
 
 func portOf(t *testing.T, addr string) string {

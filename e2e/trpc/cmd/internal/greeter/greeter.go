@@ -26,6 +26,8 @@ import (
 	"trpc.group/trpc-go/trpc-go/transport"
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // The service and its functions, as tRPC's func attribute names them.
@@ -76,7 +78,7 @@ func Serve(listen, name string) (*Server, error) {
 		return nil, fmt.Errorf("greeter: register: %w", err)
 	}
 	go func() { _ = svc.Serve() }()
-	if err := waitListening(addr, 10*time.Second); err != nil {
+	if err := testutil.Poll(10*time.Second, "greeter on "+addr, testutil.Dialable(addr)); err != nil {
 		s.Close()
 		return nil, err
 	}
@@ -134,22 +136,6 @@ func unary[Req any, PReq interface {
 				return fn(r.(PReq))
 			})
 		},
-	}
-}
-
-// waitListening polls until addr accepts a TCP connection.
-func waitListening(addr string, d time.Duration) error {
-	deadline := time.Now().Add(d)
-	for {
-		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("greeter: %s is not listening: %w", addr, err)
-		}
-		time.Sleep(10 * time.Millisecond) // poll interval, not a readiness guess
 	}
 }
 
