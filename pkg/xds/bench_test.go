@@ -223,8 +223,6 @@ func protoSize(m interface{ ProtoReflect() protoreflect.Message }) int {
 	return proto.Size(m)
 }
 
-func netListen() (net.Listener, error) { return net.Listen("tcp", "127.0.0.1:0") }
-
 // benchProxy is one proxy of a control-plane benchmark: it records, per
 // route configuration, the method its route matches, and signals when its
 // config changes.
