@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 )
 
@@ -207,7 +209,7 @@ func TestDump(t *testing.T) {
 			t.Errorf("dump lacks %s:\n%s", want, out)
 		}
 	}
-	if _, err := run(t, "dump", "--admin", proxytest.FreePort(t), "--timeout", "2s"); err == nil {
+	if _, err := run(t, "dump", "--admin", fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), "--timeout", "2s"); err == nil {
 		t.Error("dump of an address nobody serves did not fail")
 	}
 }
