@@ -36,6 +36,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/xds"
+	_ "github.com/rosetta-mesh/rosetta/protocols/standard/control" // the protocols the controller serves
 )
 
 type flags struct {
@@ -280,7 +281,9 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 	// carries them (an xDS NACK).
 	status := &controller.StatusWriter{Client: src.Dynamic, Current: src.MetaRouterObject, Kind: "MetaRouter", Log: log,
 		Amend: srv.WithRejections, Refresh: srv.RejectionsChanged()}
-	redisStatus := &controller.StatusWriter{Client: src.Dynamic, Current: src.RedisObject, Kind: "Redis", Log: log}
+	// The objects of the protocols' own kinds (RedisServices, ...), found
+	// through the translator registry.
+	protoStatus := &controller.StatusWriter{Client: src.Dynamic, Current: src.ProtocolObject, Kind: "protocol object", Log: log}
 	authzStatus := &controller.StatusWriter{Client: src.Dynamic, Current: src.AuthorizationObject, Kind: "authorization policy", Log: log}
 	// Steering's Services and VirtualServices, and the conditions the
 	// controller keeps on Services.
@@ -289,7 +292,7 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
 		srv.Update(ix, changedAt)
 		status.Set(ix.Statuses)
-		redisStatus.Set(ix.RedisStatuses())
+		protoStatus.Set(ix.ProtocolStatuses())
 		authzStatus.Set(ix.AuthorizationStatuses())
 		owned.Set(ix.Owned(), ix.ServiceConditions())
 		ready.Store(true)
@@ -302,7 +305,7 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 	pipe.Changed()
 	if !f.leaderElect {
 		goRun(func() error { status.Run(ctx); return nil })
-		goRun(func() error { redisStatus.Run(ctx); return nil })
+		goRun(func() error { protoStatus.Run(ctx); return nil })
 		goRun(func() error { authzStatus.Run(ctx); return nil })
 		goRun(func() error { owned.Run(ctx); return nil })
 		return nil
@@ -331,7 +334,7 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 				Callbacks: leaderelection.LeaderCallbacks{
 					OnStartedLeading: func(lctx context.Context) {
 						log.Info("leading: writing MetaRouter status", "id", id)
-						go redisStatus.Run(lctx)
+						go protoStatus.Run(lctx)
 						go authzStatus.Run(lctx)
 						go owned.Run(lctx)
 						status.Run(lctx)

@@ -16,6 +16,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
+	_ "github.com/rosetta-mesh/rosetta/protocols/standard/control" // the Redis kinds the controller reads
 )
 
 // TestManifestsDryRun: every rendered manifest passes the API server's own
@@ -326,7 +327,7 @@ func checkControllerResolvesCredentials(t *testing.T, url, adminToken string) {
 		t.Errorf("the controller read Secrets %v, want %v", read, want)
 	}
 	b := &controller.Builder{Options: controller.Options{DomainSuffix: "cluster.local", RootNamespace: "istio-system"}}
-	st := b.Build(in).RedisStatuses()
+	st := b.Build(in).ProtocolStatuses()
 	for name, want := range map[string]string{"granted": "True", "denied": "False"} {
 		conds := st["RedisDestination/"+credsNS+"/"+name].Conditions
 		if len(conds) < 2 || string(conds[1].Status) != want {

@@ -1,9 +1,10 @@
 package controller
 
 // The authorization translation: Istio's AuthorizationPolicy
-// (security.istio.io), Rosetta's MetaAuthorizationPolicy and Aeraki's
-// DubboAuthorizationPolicy become the MetaProtocolProxy.authorization of
-// each listener, which the proxy evaluates with pkg/authz in Istio's order.
+// (security.istio.io), Rosetta's MetaAuthorizationPolicy and the policies
+// of protocols' own kinds (a translator's Authorizer) become the
+// MetaProtocolProxy.authorization of each listener, which the proxy
+// evaluates with pkg/authz in Istio's order.
 //
 // Where a policy applies (a listener is one service host and port of one
 // proxy):
@@ -19,9 +20,9 @@ package controller
 //   - else the listeners of the services of the policy's namespace, or of
 //     every service when the policy is in the root namespace (mesh-wide).
 //   - A MetaAuthorizationPolicy's hosts narrow this to those services, which
-//     must be in its namespace (any, in the root namespace); a
-//     DubboAuthorizationPolicy covers only ports whose codec is dubbo, of
-//     its namespace's services (every namespace's, in the root namespace).
+//     must be in its namespace (any, in the root namespace); a protocol's
+//     own policy covers only ports of its translator's codec, of its
+//     namespace's services (every namespace's, in the root namespace).
 //
 // What Istio says that a MetaProtocol proxy cannot enforce follows Istio's
 // own rule for HTTP-only fields on TCP traffic: in an ALLOW policy the rule
@@ -53,24 +54,19 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
-	dubbov1 "github.com/rosetta-mesh/rosetta/pkg/apis/dubbo/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/authz"
 )
 
 // Kinds, labels and codec attributes the translation uses.
 const (
-	metaAuthzKind  = "MetaAuthorizationPolicy"
-	dubboAuthzKind = "DubboAuthorizationPolicy"
+	metaAuthzKind = "MetaAuthorizationPolicy"
 
 	labelGatewayName      = "gateway.networking.k8s.io/gateway-name"
 	labelIstioGatewayName = "istio.io/gateway-name"
 
 	// attrMethod is the codec attribute Istio's operation methods match.
 	attrMethod = "method"
-	// attrInterface is the Dubbo codec's interface (service path).
-	attrInterface = "interface"
-	dubboCodec    = "dubbo"
 )
 
 // authzPolicy is a policy in force, translated once per build, and where it
@@ -94,17 +90,18 @@ type authzTarget struct{ kind, name string }
 // authorization policy, so that an invalid update leaves the previous one
 // in force.
 type authzMemory struct {
-	meta  map[string]*v1alpha1.MetaAuthorizationPolicy
-	dubbo map[string]*dubbov1.DubboAuthorizationPolicy
+	meta map[string]*v1alpha1.MetaAuthorizationPolicy
 }
 
-// AuthorizationStatuses is the status each MetaAuthorizationPolicy and
-// DubboAuthorizationPolicy should have, by "<Kind>/<namespace>/<name>".
+// AuthorizationStatuses is the status each MetaAuthorizationPolicy should
+// have, by "<Kind>/<namespace>/<name>" (protocols' own policies are in
+// ProtocolStatuses).
 func (ix *Index) AuthorizationStatuses() map[string]RouterStatus { return ix.authzStatuses }
 
-// buildAuthorization translates the policies of in; ix's services are
-// indexed. The order is Istio's policies, then MetaAuthorizationPolicies,
-// then DubboAuthorizationPolicies, each by namespace and name.
+// buildAuthorization translates the policies of in; ix's services and
+// parts are indexed. The order is Istio's policies, then
+// MetaAuthorizationPolicies, each by namespace and name, then the
+// protocols' own (by protocol name, in the order their Authorizer gives).
 func (b *Builder) buildAuthorization(ix *Index, in *Inputs) {
 	ix.authzStatuses = map[string]RouterStatus{}
 	aps := slices.Clone(in.AuthorizationPolicies)
@@ -122,9 +119,8 @@ func (b *Builder) buildAuthorization(ix *Index, in *Inputs) {
 	defer b.mu.Unlock()
 	if b.authz.meta == nil {
 		b.authz.meta = map[string]*v1alpha1.MetaAuthorizationPolicy{}
-		b.authz.dubbo = map[string]*dubbov1.DubboAuthorizationPolicy{}
 	}
-	metas := inForce(slices.Clone(in.MetaAuthorizationPolicies), b.authz.meta, ix.authzStatuses, metaAuthzKind+"/")
+	metas := InForce(slices.Clone(in.MetaAuthorizationPolicies), b.authz.meta, ix.authzStatuses, metaAuthzKind+"/")
 	sortByName(metas)
 	for _, m := range metas {
 		a := &authzPolicy{ns: m.Namespace, out: translateMeta(m)}
@@ -158,32 +154,23 @@ func (b *Builder) buildAuthorization(ix *Index, in *Inputs) {
 		ix.authz = append(ix.authz, ix.checked(a))
 		ix.setAuthzConditions(metaAuthzKind, m, missing)
 	}
-	dubbos := inForce(slices.Clone(in.DubboAuthorizationPolicies), b.authz.dubbo, ix.authzStatuses, dubboAuthzKind+"/")
-	sortByName(dubbos)
-	for _, d := range dubbos {
-		ix.authz = append(ix.authz, ix.checked(&authzPolicy{ns: d.Namespace, codec: dubboCodec, out: translateDubbo(d)}))
-		ix.setAuthzConditions(dubboAuthzKind, d, nil)
-	}
+	ix.protocolAuthorization()
 }
 
-// setAuthzConditions records Accepted (and, for kinds with references,
-// ResolvedRefs) for a policy in force, unless it is invalid now (its status
-// already says so).
-func (ix *Index) setAuthzConditions(kind string, o validated, missing []string) {
+// setAuthzConditions records Accepted and ResolvedRefs for a policy in
+// force, unless it is invalid now (its status already says so).
+func (ix *Index) setAuthzConditions(kind string, o Validated, missing []string) {
 	k := kind + "/" + key(o)
 	if _, invalid := ix.authzStatuses[k]; invalid {
 		return
 	}
 	gen := o.GetGeneration()
-	conds := []metav1.Condition{cond(v1alpha1.ConditionAccepted, true, v1alpha1.ReasonAccepted, "in force", gen)}
-	if kind == metaAuthzKind {
-		refs := cond(v1alpha1.ConditionResolvedRefs, true, v1alpha1.ReasonResolved, "every host and Service or ServiceEntry target exists", gen)
-		if len(missing) > 0 {
-			refs = cond(v1alpha1.ConditionResolvedRefs, false, v1alpha1.ReasonUnknownHost, strings.Join(missing, "; "), gen)
-		}
-		conds = append(conds, refs)
+	refs := cond(v1alpha1.ConditionResolvedRefs, true, v1alpha1.ReasonResolved, "every host and Service or ServiceEntry target exists", gen)
+	if len(missing) > 0 {
+		refs = cond(v1alpha1.ConditionResolvedRefs, false, v1alpha1.ReasonUnknownHost, strings.Join(missing, "; "), gen)
 	}
-	ix.authzStatuses[k] = RouterStatus{Generation: gen, Conditions: conds}
+	ix.authzStatuses[k] = RouterStatus{Generation: gen, Conditions: []metav1.Condition{
+		cond(v1alpha1.ConditionAccepted, true, v1alpha1.ReasonAccepted, "in force", gen), refs}}
 }
 
 // hasObject reports whether a MetaProtocol service comes from the Service
@@ -217,7 +204,7 @@ func denyAll(name string) *configv1alpha1.AuthorizationPolicy {
 
 // authorization lists the policies that apply to a proxy's listener of
 // svc's port, nil when none does.
-func (g *generation) authorization(svc *Service, port Port) []*configv1alpha1.AuthorizationPolicy {
+func (g *Generation) authorization(svc *Service, port Port) []*configv1alpha1.AuthorizationPolicy {
 	var out []*configv1alpha1.AuthorizationPolicy
 	for _, a := range g.ix.authz {
 		if a.applies(g.ix.opts.RootNamespace, svc, port.Protocol.Codec, g.proxy) {
@@ -325,35 +312,6 @@ func translateMeta(m *v1alpha1.MetaAuthorizationPolicy) *configv1alpha1.Authoriz
 			for _, n := range names {
 				v := o.Attributes[n]
 				op.Attributes = append(op.Attributes, &configv1alpha1.AttributeValues{Name: n, Values: v.Values, NotValues: v.NotValues})
-			}
-			rule.To = append(rule.To, op)
-		}
-		out.Rules = append(out.Rules, rule)
-	}
-	return out
-}
-
-// translateDubbo translates a valid DubboAuthorizationPolicy: interfaces
-// and methods are the dubbo codec's interface and method attributes.
-func translateDubbo(d *dubbov1.DubboAuthorizationPolicy) *configv1alpha1.AuthorizationPolicy {
-	out := &configv1alpha1.AuthorizationPolicy{Name: key(d), Action: action(d.Spec.Action)}
-	for _, r := range d.Spec.Rules {
-		rule := &configv1alpha1.AuthorizationRule{}
-		for _, f := range r.From {
-			s := f.Source
-			rule.From = append(rule.From, &configv1alpha1.AuthorizationSource{
-				Principals: s.Principals, NotPrincipals: s.NotPrincipals,
-				Namespaces: s.Namespaces, NotNamespaces: s.NotNamespaces,
-			})
-		}
-		for _, t := range r.To {
-			o := t.Operation
-			op := &configv1alpha1.AuthorizationOperation{}
-			if len(o.Interfaces)+len(o.NotInterfaces) > 0 {
-				op.Attributes = append(op.Attributes, &configv1alpha1.AttributeValues{Name: attrInterface, Values: o.Interfaces, NotValues: o.NotInterfaces})
-			}
-			if len(o.Methods)+len(o.NotMethods) > 0 {
-				op.Attributes = append(op.Attributes, &configv1alpha1.AttributeValues{Name: attrMethod, Values: o.Methods, NotValues: o.NotMethods})
 			}
 			rule.To = append(rule.To, op)
 		}

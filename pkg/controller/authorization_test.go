@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
+	dubbov1 "github.com/rosetta-mesh/rosetta/pkg/apis/dubbo/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/authz"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 )
@@ -381,10 +382,11 @@ func TestAuthorizationInvalidUpdateKeepsLastValid(t *testing.T) {
 	meta := in.MetaAuthorizationPolicies[0].DeepCopy() // demo/orders-callee, generation 2
 	meta.Generation = 3
 	meta.Spec.Rules[0].To[0].Operation.Ports = []uint32{70000}
-	dubbo := in.DubboAuthorizationPolicies[0].DeepCopy() // demo/dubbo-callers, generation 1
+	dubbos := in.Objects["DubboAuthorizationPolicy"]
+	dubbo := dubbos[0].(*dubbov1.DubboAuthorizationPolicy).DeepCopy() // demo/dubbo-callers, generation 1
 	dubbo.Generation = 2
 	dubbo.Spec.Action = "AUDIT"
-	in.MetaAuthorizationPolicies[0], in.DubboAuthorizationPolicies[0] = meta, dubbo
+	in.MetaAuthorizationPolicies[0], dubbos[0] = meta, dubbo
 	ix := b.Build(in)
 
 	for k, want := range map[string]string{
@@ -392,6 +394,9 @@ func TestAuthorizationInvalidUpdateKeepsLastValid(t *testing.T) {
 		"DubboAuthorizationPolicy/demo/dubbo-callers": "spec.action",
 	} {
 		st := ix.AuthorizationStatuses()[k]
+		if strings.HasPrefix(k, "Dubbo") {
+			st = ix.ProtocolStatuses()[k] // the dubbo translator's kind
+		}
 		if len(st.Conditions) != 1 || st.Conditions[0].Status != "False" || !strings.Contains(st.Conditions[0].Message, want) ||
 			!strings.Contains(st.Conditions[0].Message, "stays in force") {
 			t.Errorf("%s: status %+v", k, st)

@@ -161,7 +161,7 @@ func (ix *Index) buildCluster(host string, port uint32, subset string, p *Proxy)
 		ix.applyUpstreamTLS(c, host, port, subset, pol.tls, ix.trustDomain(p))
 	}
 	cla := ix.loadAssignment(name, host, port, sel, mtls)
-	ix.applyRedisDestination(c, cla, host, port)
+	ix.patchCluster(c, cla, host, port)
 	return c, cla
 }
 

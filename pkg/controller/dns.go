@@ -10,7 +10,7 @@ import (
 
 // DefaultDNSRefresh is how often a Pipeline looks up again the names its
 // last build resolved (ServiceEntries with resolution DNS, FQDN
-// EndpointSlices, Redis hosts). Go's resolver does not expose a record's
+// EndpointSlices, the hosts translators resolve). Go's resolver does not expose a record's
 // TTL, so an interval stands in for it, as Envoy's dns_refresh_rate does
 // for STRICT_DNS clusters without respect_dns_ttl.
 const DefaultDNSRefresh = 30 * time.Second
@@ -51,7 +51,8 @@ func (d *dnsMemory) resolver(resolve Resolver, used map[string]bool) Resolver {
 
 // built records the names a finished build used. Answers are kept for
 // these and for the previous build's names: an index resolves some names
-// (Redis discovery endpoints) only when it generates, after its build.
+// (a translator's, in a cluster patch) only when it generates, after its
+// build.
 func (d *dnsMemory) built(used map[string]bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()

@@ -130,7 +130,7 @@ func GatewayListenerName(ns, gateway string, port uint32) string {
 
 // addGatewayListeners adds a listener for each Gateway server port that
 // selects the proxy, with the routes of its MetaRouter.
-func (g *generation) addGatewayListeners() {
+func (g *Generation) addGatewayListeners() {
 	for _, gs := range g.ix.gatewayServers(g.proxy) {
 		number := gs.server.GetPort().GetNumber()
 		if _, taken := g.ports[number]; taken || number == 0 {
@@ -157,7 +157,7 @@ func (g *generation) addGatewayListeners() {
 // plaintext without tls; Istio mTLS with the proxy's identity for
 // ISTIO_MUTUAL; the Gateway's own certificate for SIMPLE and MUTUAL
 // (gateway_tls.go).
-func (g *generation) gatewayChains(gs gatewayServer, filters []*listenerv3.Filter) ([]*listenerv3.FilterChain, error) {
+func (g *Generation) gatewayChains(gs gatewayServer, filters []*listenerv3.Filter) ([]*listenerv3.FilterChain, error) {
 	tls := gs.server.GetTls()
 	if tls == nil {
 		return filterChains(mtlsDisable, filters), nil
@@ -190,7 +190,7 @@ func (ix *Index) warnGateways() {
 				continue
 			}
 			// An identity only matters for ISTIO_MUTUAL, reported apart.
-			g := &generation{ix: ix, proxy: &Proxy{Identity: "any"}, clusters: map[clusterKey]bool{}}
+			g := &Generation{ix: ix, proxy: &Proxy{Identity: "any"}, clusters: map[clusterKey]bool{}}
 			if _, err := g.gatewayChains(gatewayServer{gw: gw, server: srv, router: mr, svc: svc}, nil); err != nil {
 				ix.warnings = append(ix.warnings, fmt.Sprintf("Gateway %s: server port %d is not served: %v", k, srv.GetPort().GetNumber(), err))
 			}

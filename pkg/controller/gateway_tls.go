@@ -47,7 +47,7 @@ func gatewayCredentialRefs(gws []*networkingv1.Gateway) map[types.NamespacedName
 // gatewayTLSChain makes the filter chain of a server with its own TLS and
 // adds its secrets to the proxy's resources; an error says why the server
 // cannot be served.
-func (g *generation) gatewayTLSChain(gw *networkingv1.Gateway, tls *v1alpha3.ServerTLSSettings, filters []*listenerv3.Filter) (*listenerv3.FilterChain, error) {
+func (g *Generation) gatewayTLSChain(gw *networkingv1.Gateway, tls *v1alpha3.ServerTLSSettings, filters []*listenerv3.Filter) (*listenerv3.FilterChain, error) {
 	mutual := tls.GetMode() == v1alpha3.ServerTLSSettings_MUTUAL
 	name := tls.GetCredentialName()
 	if name == "" {
@@ -58,7 +58,7 @@ func (g *generation) gatewayTLSChain(gw *networkingv1.Gateway, tls *v1alpha3.Ser
 		return nil, fmt.Errorf("tls.credentialName: no Secret %s/%s of type %s with %s and %s that the controller may read", gw.Namespace, name, corev1.SecretTypeTLS, secretCert, secretKey)
 	}
 	certName := credentialSecretName(gw.Namespace, name)
-	g.addSecret(&tlsv3.Secret{Name: certName, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
+	g.AddSecret(&tlsv3.Secret{Name: certName, Type: &tlsv3.Secret_TlsCertificate{TlsCertificate: &tlsv3.TlsCertificate{
 		CertificateChain: inlineBytes(sec.Data[secretCert]),
 		PrivateKey:       inlineBytes(sec.Data[secretKey]),
 	}}})
@@ -70,7 +70,7 @@ func (g *generation) gatewayTLSChain(gw *networkingv1.Gateway, tls *v1alpha3.Ser
 			return nil, fmt.Errorf("tls.mode MUTUAL: Secret %s/%s has no %s", gw.Namespace, name, secretCA)
 		}
 		caName := certName + "-cacert"
-		g.addSecret(&tlsv3.Secret{Name: caName, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
+		g.AddSecret(&tlsv3.Secret{Name: caName, Type: &tlsv3.Secret_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
 			TrustedCa: inlineBytes(sec.Data[secretCA]),
 		}}})
 		ctx.CommonTlsContext.ValidationContextType = &tlsv3.CommonTlsContext_ValidationContextSdsSecretConfig{

@@ -81,20 +81,6 @@ type clusterKey struct {
 	subset string
 }
 
-// generation collects one proxy's resources.
-type generation struct {
-	ix       *Index
-	proxy    *Proxy
-	res      config.Resources
-	clusters map[clusterKey]bool
-	ports    map[uint32]string
-	// routes are the route configurations made so far, by name: a
-	// service port's listener and its steering listener share one.
-	routes map[string]bool
-	// dests are the HBONE destinations listed so far.
-	dests map[string]bool
-}
-
 // Generate makes the resources of one proxy: a listener and a route
 // configuration for each port of each MetaProtocol service the proxy sees
 // (Sidecar egress hosts and exportTo decide), and the clusters and
@@ -103,7 +89,7 @@ type generation struct {
 // authorization policies that cover it (authorization.go). Resources are
 // sorted by name, so equal inputs give equal output.
 func (ix *Index) Generate(p *Proxy) *config.Resources {
-	g := &generation{ix: ix, proxy: p, clusters: map[clusterKey]bool{}, ports: map[uint32]string{}, routes: map[string]bool{}, dests: map[string]bool{}}
+	g := &Generation{ix: ix, proxy: p, clusters: map[clusterKey]bool{}, ports: map[uint32]string{}, routes: map[string]bool{}, dests: map[string]bool{}}
 	g.addGatewayListeners()
 	sc := ix.sidecarFor(p)
 	for _, h := range ix.byAge {
@@ -158,7 +144,7 @@ func (ix *Index) Generate(p *Proxy) *config.Resources {
 // when 0: served through HBONE only), and the port's route configuration
 // if no listener had it yet. A proxy that terminates HBONE finds the
 // service port's own listener (not a steering one) by its authorities.
-func (g *generation) addListener(svc *Service, port Port, number uint32, name string) {
+func (g *Generation) addListener(svc *Service, port Port, number uint32, name string) {
 	routes := ListenerName(svc.Host, port.Number)
 	if number == 0 && !g.newDestination(svc, port) {
 		return // nothing would reach it: the proxy refuses such a listener
@@ -179,17 +165,17 @@ func (g *generation) addListener(svc *Service, port Port, number uint32, name st
 // addBoundListener adds a listener serving the route configuration routes
 // with a service port's codec and policies, bound to number (none when 0),
 // with the filter chains of an mTLS mode.
-func (g *generation) addBoundListener(svc *Service, port Port, number uint32, name, routes string, mode mtlsMode) {
+func (g *Generation) addBoundListener(svc *Service, port Port, number uint32, name, routes string, mode mtlsMode) {
 	g.appendListener(name, number, filterChains(mode, g.listenerFilters(svc, port, name, routes)))
 }
 
 // listenerFilters are the filters of a listener serving the route
 // configuration routes with a service port's codec and policies.
-func (g *generation) listenerFilters(svc *Service, port Port, name, routes string) []*listenerv3.Filter {
+func (g *Generation) listenerFilters(svc *Service, port Port, name, routes string) []*listenerv3.Filter {
 	mpp := &configv1alpha1.MetaProtocolProxy{
 		StatPrefix:      name,
 		Codec:           port.Protocol.Codec,
-		CodecOptions:    g.redisOptions(svc, port),
+		CodecOptions:    g.codecOptions(svc, port),
 		RouteConfigName: routes,
 		Authorization:   g.authorization(svc, port),
 	}
@@ -210,7 +196,7 @@ func (g *generation) listenerFilters(svc *Service, port Port, name, routes strin
 // listener of the proxy serves yet: two services may claim one address
 // (ServiceEntries), and the proxy refuses a destination listed twice; the
 // older service, generated first, keeps it.
-func (g *generation) authorities(svc *Service, port Port) []string {
+func (g *Generation) authorities(svc *Service, port Port) []string {
 	var out []string
 	for _, a := range svc.Addresses {
 		d := net.JoinHostPort(a, strconv.Itoa(int(port.Number)))
@@ -224,7 +210,7 @@ func (g *generation) authorities(svc *Service, port Port) []string {
 
 // newDestination reports whether a service port has an HBONE destination
 // no listener lists yet.
-func (g *generation) newDestination(svc *Service, port Port) bool {
+func (g *Generation) newDestination(svc *Service, port Port) bool {
 	for _, a := range svc.Addresses {
 		if !g.dests[net.JoinHostPort(a, strconv.Itoa(int(port.Number)))] {
 			return true
@@ -235,7 +221,7 @@ func (g *generation) newDestination(svc *Service, port Port) bool {
 
 // appendListener adds a listener with its filter chains, bound to the
 // proxy's listen address and number (no address when 0).
-func (g *generation) appendListener(name string, number uint32, chains []*listenerv3.FilterChain) {
+func (g *Generation) appendListener(name string, number uint32, chains []*listenerv3.FilterChain) {
 	l := &listenerv3.Listener{Name: name, FilterChains: chains}
 	if number != 0 {
 		addr := g.proxy.ListenAddress
@@ -247,11 +233,11 @@ func (g *generation) appendListener(name string, number uint32, chains []*listen
 	g.res.Listeners = append(g.res.Listeners, l)
 }
 
-// addRoutes adds a service port's route configuration: a RedisService's
-// routes, the MetaRouter's, or one route to the service itself.
-func (g *generation) addRoutes(svc *Service, port Port, name string) {
+// addRoutes adds a service port's route configuration: its codec's
+// translator's routes, the MetaRouter's, or one route to the service itself.
+func (g *Generation) addRoutes(svc *Service, port Port, name string) {
 	rc := &configv1alpha1.RouteConfiguration{Name: name}
-	if routes := g.redisRoutes(svc, port); routes != nil {
+	if routes := g.protocolRoutes(svc, port); routes != nil {
 		rc.Routes = routes
 	} else if mr := g.ix.router(svc.Host, g.proxy.Namespace); mr != nil {
 		for i := range mr.Spec.Routes {
@@ -268,7 +254,7 @@ func (g *generation) addRoutes(svc *Service, port Port, name string) {
 }
 
 // cluster records that the proxy needs a cluster and returns its name.
-func (g *generation) cluster(host string, port uint32, subset string) string {
+func (g *Generation) cluster(host string, port uint32, subset string) string {
 	g.clusters[clusterKey{host, port, subset}] = true
 	return ClusterName(host, port, subset)
 }
@@ -276,7 +262,7 @@ func (g *generation) cluster(host string, port uint32, subset string) string {
 // destination resolves a route destination to a cluster. Without a port,
 // the destination's port with the listener's number is used, or its only
 // MetaProtocol port.
-func (g *generation) destination(mr *v1alpha1.MetaRouter, d *v1alpha1.Destination, listenerPort uint32) string {
+func (g *Generation) destination(mr *v1alpha1.MetaRouter, d *v1alpha1.Destination, listenerPort uint32) string {
 	host := g.ix.qualify(d.Host, mr.Namespace)
 	port := listenerPort
 	if d.Port != nil {
@@ -289,7 +275,7 @@ func (g *generation) destination(mr *v1alpha1.MetaRouter, d *v1alpha1.Destinatio
 	return g.cluster(host, port, d.Subset)
 }
 
-func (g *generation) route(mr *v1alpha1.MetaRouter, r *v1alpha1.MetaRoute, port uint32) *configv1alpha1.Route {
+func (g *Generation) route(mr *v1alpha1.MetaRouter, r *v1alpha1.MetaRoute, port uint32) *configv1alpha1.Route {
 	out := &configv1alpha1.Route{Name: r.Name, Match: translateMatch(r.Match), Route: &configv1alpha1.RouteAction{}}
 	act := out.Route
 	if len(r.Route) == 1 {

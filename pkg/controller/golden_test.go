@@ -5,10 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
 
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -17,8 +14,6 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/authz"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 )
-
-var update = flag.Bool("update", false, "rewrite the golden files")
 
 // testProxy is a test-only document kind (apiVersion test.rosetta.dev/v1,
 // kind Proxy) naming the proxies a golden file generates for.
@@ -79,94 +74,6 @@ func buildFile(t *testing.T, path string) (*Index, []*Proxy) {
 	}
 	b := &Builder{Options: Options{Resolve: fakeResolver}}
 	return b.Build(in), readProxies(t, data)
-}
-
-// TestGolden translates each testdata/golden/*.yaml and compares the xDS
-// resources of each proxy, every MetaRouter's status (and the other kinds'
-// statuses and the build's warnings, when there are any) with the
-// matching .json file. Run with -update to rewrite them. Every listener's
-// authorization must compile in the proxy.
-func TestGolden(t *testing.T) {
-	files, _ := filepath.Glob("testdata/golden/*.yaml")
-	if len(files) == 0 {
-		t.Fatal("no golden inputs")
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".yaml"), func(t *testing.T) {
-			ix, proxies := buildFile(t, f)
-			out := map[string]any{"status": ix.Statuses}
-			if rs := ix.RedisStatuses(); len(rs) > 0 {
-				out["redisStatus"] = rs
-			}
-			if as := ix.AuthorizationStatuses(); len(as) > 0 {
-				out["authorizationStatus"] = as
-			}
-			if ws := ix.Warnings(); len(ws) > 0 {
-				out["warnings"] = ws
-			}
-			dumps := map[string]*Dump{}
-			for _, p := range proxies {
-				res := ix.Generate(p)
-				compileAuthorization(t, res)
-				checkTLS(t, p, res)
-				d, err := DumpResources(res)
-				if err != nil {
-					t.Fatal(err)
-				}
-				dumps[p.ID] = d
-			}
-			out["proxies"] = dumps
-			got, err := json.MarshalIndent(out, "", "  ")
-			if err != nil {
-				t.Fatal(err)
-			}
-			got = normalizeTimes(t, got)
-			golden := strings.TrimSuffix(f, ".yaml") + ".json"
-			if *update {
-				if err := os.WriteFile(golden, got, 0o644); err != nil {
-					t.Fatal(err)
-				}
-				return
-			}
-			want, err := os.ReadFile(golden)
-			if err != nil {
-				t.Fatalf("%v (run go test -update to create it)", err)
-			}
-			if !bytes.Equal(got, want) {
-				t.Errorf("%s differs from the generated output (go test ./pkg/controller -run TestGolden -update to accept):\n%s", golden, got)
-			}
-		})
-	}
-}
-
-// normalizeTimes re-indents through YAML-free JSON, dropping condition
-// timestamps, which are set when the status is written.
-func normalizeTimes(t *testing.T, js []byte) []byte {
-	t.Helper()
-	var v any
-	if err := json.Unmarshal(js, &v); err != nil {
-		t.Fatal(err)
-	}
-	drop(v)
-	out, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return append(out, '\n')
-}
-
-func drop(v any) {
-	switch x := v.(type) {
-	case map[string]any:
-		delete(x, "lastTransitionTime")
-		for _, c := range x {
-			drop(c)
-		}
-	case []any:
-		for _, c := range x {
-			drop(c)
-		}
-	}
 }
 
 func mustRead(t *testing.T, path string) []byte {

@@ -51,7 +51,8 @@ type Index struct {
 	routers map[string][]*v1alpha1.MetaRouter
 	// Statuses is the status each MetaRouter should have, by namespace/name.
 	Statuses map[string]RouterStatus
-	redis    *redisIndex
+	// parts are the translators' shares of the build, by protocol name.
+	parts []part
 	// peerAuths are the PeerAuthentications, oldest first.
 	peerAuths []*securityv1.PeerAuthentication
 	// authz are the authorization policies in force, translated.
@@ -91,9 +92,10 @@ type Builder struct {
 
 	mu        sync.Mutex
 	lastValid map[string]*v1alpha1.MetaRouter
-	redis     redisMemory
 	authz     authzMemory // guarded by mu
 	dns       dnsMemory
+	// translators are the registered protocols' translators.
+	translators translatorSet
 }
 
 // Build makes an Index of in. It does not modify in.
@@ -142,7 +144,10 @@ func (b *Builder) Build(in *Inputs) *Index {
 		ix.rules[h] = append(ix.rules[h], dr)
 	}
 	b.indexRouters(ix, in, slices.Clone(in.MetaRouters))
-	b.buildRedis(ix, in)
+	for _, s := range in.Secrets {
+		ix.secrets[key(s)] = s
+	}
+	ix.parts = b.translators.build(ix, in)
 	ix.peerAuths = slices.Clone(in.PeerAuthentications)
 	sortByAge(ix.peerAuths)
 	ix.warnings = append(ix.warnings, warnClientTLS(drs)...)
@@ -177,7 +182,7 @@ func (b *Builder) indexRouters(ix *Index, in *Inputs, mrs []*v1alpha1.MetaRouter
 	if b.lastValid == nil {
 		b.lastValid = map[string]*v1alpha1.MetaRouter{}
 	}
-	effective := inForce(mrs, b.lastValid, ix.Statuses, "")
+	effective := InForce(mrs, b.lastValid, ix.Statuses, "")
 	for _, mr := range mrs {
 		// Valid routers start with no conditions; the index adds them.
 		if _, rejected := ix.Statuses[key(mr)]; !rejected {

@@ -10,18 +10,19 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 )
 
-// validated is a resource the controller checks before it uses it.
-type validated interface {
-	object
-	GetGeneration() int64
+// Validated is an object the controller checks before it uses it.
+type Validated interface {
+	metav1.Object
 	Validate() field.ErrorList
 }
 
-// inForce validates objects (oldest first) and returns the ones in force:
+// InForce validates objects (oldest first) and returns the ones in force:
 // each valid object, or the last valid version (kept in last) of an invalid
-// one. Invalid objects get an Accepted=False status in statuses, under
-// keyPrefix and their namespace/name; valid ones get none here.
-func inForce[T validated](objs []T, last map[string]T, statuses map[string]RouterStatus, keyPrefix string) []T {
+// one, so that an invalid update leaves the previous version in force.
+// Invalid objects get an Accepted=False status in statuses, under
+// keyPrefix and their namespace/name; valid ones get none here. It
+// reorders objs.
+func InForce[T Validated](objs []T, last map[string]T, statuses map[string]RouterStatus, keyPrefix string) []T {
 	sortByAge(objs)
 	seen := map[string]bool{}
 	var out []T

@@ -1,8 +1,9 @@
 // Package controller turns the mesh's configuration (Kubernetes Services
 // and EndpointSlices, Istio ServiceEntries, DestinationRules, Sidecars,
 // PeerAuthentications and AuthorizationPolicies, Rosetta's MetaRouters,
-// ApplicationProtocols and authorization policies) into the xDS resources
-// of each Rosetta proxy.
+// ApplicationProtocols and authorization policies, and the objects of the
+// protocols' own kinds through their translators: translator.go) into the
+// xDS resources of each Rosetta proxy.
 //
 // The pipeline runs one way: a source (informers or a folder) fills Inputs;
 // Builder.Build turns Inputs into an immutable Index; Index.Generate makes
@@ -27,9 +28,9 @@ import (
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
-	dubbov1 "github.com/rosetta-mesh/rosetta/pkg/apis/dubbo/v1alpha1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
-	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
 )
 
 // Inputs is every object the controller reads, as the source last saw them.
@@ -49,20 +50,21 @@ type Inputs struct {
 	Gateways             []*networkingv1.Gateway
 	MetaRouters          []*v1alpha1.MetaRouter
 	ApplicationProtocols []*v1alpha1.ApplicationProtocol
-	RedisServices        []*redisv1.RedisService
-	RedisDestinations    []*redisv1.RedisDestination
-	// Secrets are read for Redis auth (Kubernetes mode: only those labelled
-	// redis.rosetta.dev/credentials=true; see redis_kube.go).
+	// Objects are the objects of the translators' kinds, by Kind.Kind
+	// (ObjectsOf reads them as their Go type).
+	Objects map[string][]metav1.Object
+	// Secrets are the credentials Gateways and translators' objects name
+	// (Kubernetes mode: read by name, those a translator names only when
+	// labelled with its Credentials.Label; see secrets.go).
 	Secrets []*corev1.Secret
 	// PeerAuthentications set the mTLS mode of proxies' listeners
 	// (security.istio.io, v1 or v1beta1: the same spec).
 	PeerAuthentications []*securityv1.PeerAuthentication
-	// AuthorizationPolicies, MetaAuthorizationPolicies and
-	// DubboAuthorizationPolicies make the listeners' authorization
-	// (authorization.go).
-	AuthorizationPolicies      []*securityv1.AuthorizationPolicy
-	MetaAuthorizationPolicies  []*v1alpha1.MetaAuthorizationPolicy
-	DubboAuthorizationPolicies []*dubbov1.DubboAuthorizationPolicy
+	// AuthorizationPolicies and MetaAuthorizationPolicies make the
+	// listeners' authorization (authorization.go), with the protocols'
+	// own policies.
+	AuthorizationPolicies     []*securityv1.AuthorizationPolicy
+	MetaAuthorizationPolicies []*v1alpha1.MetaAuthorizationPolicy
 	// Unused reports the documents of the folder source the controller
 	// does not use (see Unused.Rejected); the Pipeline logs them and counts
 	// the rejected ones.
@@ -200,11 +202,13 @@ func (in *Inputs) append(o *Inputs) {
 	in.Gateways = append(in.Gateways, o.Gateways...)
 	in.MetaRouters = append(in.MetaRouters, o.MetaRouters...)
 	in.ApplicationProtocols = append(in.ApplicationProtocols, o.ApplicationProtocols...)
-	in.appendRedis(o)
+	for k, objs := range o.Objects {
+		in.addObjects(k, objs...)
+	}
+	in.Secrets = append(in.Secrets, o.Secrets...)
 	in.PeerAuthentications = append(in.PeerAuthentications, o.PeerAuthentications...)
 	in.AuthorizationPolicies = append(in.AuthorizationPolicies, o.AuthorizationPolicies...)
 	in.MetaAuthorizationPolicies = append(in.MetaAuthorizationPolicies, o.MetaAuthorizationPolicies...)
-	in.DubboAuthorizationPolicies = append(in.DubboAuthorizationPolicies, o.DubboAuthorizationPolicies...)
 }
 
 func readCapped(path string) ([]byte, error) {
@@ -332,8 +336,13 @@ func (in *Inputs) addObject(doc []byte) error {
 	if decode, ok := decoders[group+"/"+tm.Kind]; ok {
 		return decode(in, doc)
 	}
-	if ok, err := in.addRedisObject(group, tm.Kind, doc); ok {
-		return err
+	if k, ok := kindOf(group, tm.Kind); ok {
+		obj := k.New()
+		if err := yaml.UnmarshalStrict(doc, obj); err != nil {
+			return err
+		}
+		in.addObjects(k.Kind, obj)
+		return nil
 	}
 	return unusedKind(group, tm.Kind)
 }
@@ -346,8 +355,8 @@ func apiGroup(apiVersion string) string {
 	return ""
 }
 
-// decoders add the objects the controller reads, by "group/Kind"; the
-// Redis ones are in addRedisObject (redis.go).
+// decoders add the objects the controller reads, by "group/Kind"; those
+// of the translators' kinds are added by addObject.
 var decoders = map[string]func(in *Inputs, doc []byte) error{
 	"/Service":                                  func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Services) },
 	"discovery.k8s.io/EndpointSlice":            func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.EndpointSlices) },
@@ -370,12 +379,7 @@ var decoders = map[string]func(in *Inputs, doc []byte) error{
 	v1alpha1.GroupName + "/MetaAuthorizationPolicy": func(in *Inputs, doc []byte) error {
 		return decodeInto(doc, &in.MetaAuthorizationPolicies)
 	},
-	dubbov1.GroupName + "/DubboAuthorizationPolicy": func(in *Inputs, doc []byte) error {
-		return decodeInto(doc, &in.DubboAuthorizationPolicies)
-	},
-	dubbov1.AerakiGroupName + "/DubboAuthorizationPolicy": func(in *Inputs, doc []byte) error {
-		return decodeInto(doc, &in.DubboAuthorizationPolicies)
-	},
+	"/Secret": func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Secrets) },
 }
 
 // decodeInto decodes strictly, so a misspelt field is an error rather than

@@ -22,16 +22,14 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 
-	dubbov1 "github.com/rosetta-mesh/rosetta/pkg/apis/dubbo/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 )
 
-// GVRs of Rosetta's resources.
+// GVRs of Rosetta's resources (the translators' kinds name their own).
 var (
-	MetaRouterGVR               = v1alpha1.SchemeGroupVersion.WithResource("metarouters")
-	ApplicationProtocolGVR      = v1alpha1.SchemeGroupVersion.WithResource("applicationprotocols")
-	MetaAuthorizationPolicyGVR  = v1alpha1.SchemeGroupVersion.WithResource("metaauthorizationpolicies")
-	DubboAuthorizationPolicyGVR = dubbov1.SchemeGroupVersion.WithResource("dubboauthorizationpolicies")
+	MetaRouterGVR              = v1alpha1.SchemeGroupVersion.WithResource("metarouters")
+	ApplicationProtocolGVR     = v1alpha1.SchemeGroupVersion.WithResource("applicationprotocols")
+	MetaAuthorizationPolicyGVR = v1alpha1.SchemeGroupVersion.WithResource("metaauthorizationpolicies")
 )
 
 // KubeSource watches the API server with informers. Event handlers only
@@ -43,18 +41,27 @@ type KubeSource struct {
 	synced []cache.InformerSynced
 	// The dynamic informers' own listers expect unstructured objects; the
 	// transform stores typed ones, so they are read from the indexers.
-	routers    cache.Indexer
-	protos     cache.Indexer
-	metaAuthz  cache.Indexer
-	dubboAuthz cache.Indexer
+	routers   cache.Indexer
+	protos    cache.Indexer
+	metaAuthz cache.Indexer
+	// kinds are the registered translators' kinds and their caches.
+	kinds []kindCache
 	// Dynamic is the client status writes go through.
 	Dynamic dynamic.Interface
-	// SecretRefresh is how often the Secrets Redis auth names are read
-	// again (DefaultSecretRefresh when 0); set it before Start.
+	// SecretRefresh is how often the credential Secrets are read again
+	// (DefaultSecretRefresh when 0); set it before Start.
 	SecretRefresh time.Duration
 	// Log reports Secrets that cannot be read (slog.Default() when nil).
-	Log   *slog.Logger
-	redis redisInformers
+	Log     *slog.Logger
+	secrets *credentialSecrets
+	// ctx ends the Secret reads when the source stops.
+	ctx context.Context
+}
+
+// kindCache is a translator's kind and the cache of its informer.
+type kindCache struct {
+	kind  Kind
+	cache cache.Indexer
 }
 
 // NewKubeSource sets up the informers; changed is called on every event.
@@ -100,7 +107,6 @@ func NewKubeSource(cfg *rest.Config, changed func()) (*KubeSource, error) {
 	routers := s.dyn.ForResource(MetaRouterGVR)
 	protos := s.dyn.ForResource(ApplicationProtocolGVR)
 	metaAuthz := s.dyn.ForResource(MetaAuthorizationPolicyGVR)
-	dubboAuthz := s.dyn.ForResource(DubboAuthorizationPolicyGVR)
 	for _, step := range []struct {
 		inf       cache.SharedIndexInformer
 		transform cache.TransformFunc
@@ -124,17 +130,22 @@ func NewKubeSource(cfg *rest.Config, changed func()) (*KubeSource, error) {
 		{sec.PeerAuthentications().Informer(), nil},
 		{sec.AuthorizationPolicies().Informer(), nil},
 		{metaAuthz.Informer(), typed[v1alpha1.MetaAuthorizationPolicy]},
-		{dubboAuthz.Informer(), typed[dubbov1.DubboAuthorizationPolicy]},
 	} {
 		if err := add(step.inf, step.transform); err != nil {
 			return nil, fmt.Errorf("controller: informer: %w", err)
 		}
 	}
 	s.routers, s.protos = routers.Informer().GetIndexer(), protos.Informer().GetIndexer()
-	s.metaAuthz, s.dubboAuthz = metaAuthz.Informer().GetIndexer(), dubboAuthz.Informer().GetIndexer()
-	if err := s.addRedisInformers(kc, changed, add); err != nil {
-		return nil, err
+	s.metaAuthz = metaAuthz.Informer().GetIndexer()
+	for _, k := range registeredKinds() {
+		inf := s.dyn.ForResource(k.GVR).Informer()
+		if err := add(inf, typedKind(k)); err != nil {
+			return nil, fmt.Errorf("controller: %s informer: %w", k.Kind, err)
+		}
+		s.kinds = append(s.kinds, kindCache{k, inf.GetIndexer()})
 	}
+	s.secrets = newCredentialSecrets(kc.CoreV1(), changed)
+	s.ctx = context.Background()
 	return s, nil
 }
 
@@ -170,12 +181,28 @@ func typed[T any](obj any) (any, error) {
 	return out, nil
 }
 
-// Start starts the informers and waits for their caches, or ctx.
+// typedKind converts a translator's kind like typed does.
+func typedKind(k Kind) cache.TransformFunc {
+	return func(obj any) (any, error) {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return obj, nil
+		}
+		out := k.New()
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, out); err != nil {
+			return nil, fmt.Errorf("controller: convert %s: %w", u.GetKind(), err)
+		}
+		return out, nil
+	}
+}
+
+// Start starts the informers, and the credential Secrets' refresh every
+// SecretRefresh, and waits for the informers' caches, or ctx.
 func (s *KubeSource) Start(ctx context.Context) error {
 	s.kube.Start(ctx.Done())
 	s.istio.Start(ctx.Done())
 	s.dyn.Start(ctx.Done())
-	s.startRedis(ctx)
+	s.startSecrets(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
 		return fmt.Errorf("controller: informer caches did not sync: %w", ctx.Err())
 	}
@@ -235,13 +262,28 @@ func (s *KubeSource) Inputs() (*Inputs, error) {
 	if in.MetaAuthorizationPolicies, err = listTyped[v1alpha1.MetaAuthorizationPolicy](s.metaAuthz); err != nil {
 		return nil, err
 	}
-	if in.DubboAuthorizationPolicies, err = listTyped[dubbov1.DubboAuthorizationPolicy](s.dubboAuthz); err != nil {
-		return nil, err
+	for _, kc := range s.kinds {
+		for _, o := range kc.cache.List() {
+			if obj, ok := o.(metav1.Object); ok {
+				in.addObjects(kc.kind.Kind, obj)
+			}
+		}
 	}
-	if err := s.redisInputs(in); err != nil {
-		return nil, err
-	}
+	in.Secrets = s.secrets.get(s.ctx, secretRefs(in))
 	return in, nil
+}
+
+// startSecrets starts re-reading the named Secrets every SecretRefresh.
+func (s *KubeSource) startSecrets(ctx context.Context) {
+	s.ctx = ctx
+	if s.Log != nil {
+		s.secrets.log = s.Log
+	}
+	every := s.SecretRefresh
+	if every <= 0 {
+		every = DefaultSecretRefresh
+	}
+	go s.secrets.refresh(ctx, every)
 }
 
 func listTyped[T any](ix cache.Indexer) ([]*T, error) {
@@ -289,31 +331,51 @@ func (s *KubeSource) MetaRouterObject(key string) (StatusObject, bool) {
 	return StatusObject{GVR: MetaRouterGVR, Namespace: ns, Name: name, Generation: mr.Generation, Status: mr.Status}, true
 }
 
-// AuthorizationObject returns the cached MetaAuthorizationPolicy or
-// DubboAuthorizationPolicy an authorization status key
-// ("<Kind>/namespace/name", as Index.AuthorizationStatuses keys them)
-// names: StatusWriter.Current for them.
+// AuthorizationObject returns the cached MetaAuthorizationPolicy an
+// authorization status key ("<Kind>/namespace/name", as
+// Index.AuthorizationStatuses keys them) names: StatusWriter.Current for
+// them.
 func (s *KubeSource) AuthorizationObject(key string) (StatusObject, bool) {
-	kind, ns, name, ok := splitRedisKey(key)
+	kind, ns, name, ok := splitStatusKey(key)
+	if !ok || kind != metaAuthzKind {
+		return StatusObject{}, false
+	}
+	o, found, err := s.metaAuthz.GetByKey(ns + "/" + name)
+	p, is := o.(*v1alpha1.MetaAuthorizationPolicy)
+	if err != nil || !found || !is {
+		return StatusObject{}, false
+	}
+	return StatusObject{GVR: MetaAuthorizationPolicyGVR, Namespace: ns, Name: name, Generation: p.Generation, Status: p.Status}, true
+}
+
+// ProtocolObject returns the cached object of a translator's kind that a
+// protocol status key ("<Kind>/namespace/name", as Index.ProtocolStatuses
+// keys them) names: StatusWriter.Current for them. ok is false for a kind
+// whose status the controller does not write.
+func (s *KubeSource) ProtocolObject(key string) (StatusObject, bool) {
+	kind, ns, name, ok := splitStatusKey(key)
 	if !ok {
 		return StatusObject{}, false
 	}
-	switch kind {
-	case metaAuthzKind:
-		o, found, err := s.metaAuthz.GetByKey(ns + "/" + name)
-		p, is := o.(*v1alpha1.MetaAuthorizationPolicy)
+	for _, kc := range s.kinds {
+		if kc.kind.Kind != kind || kc.kind.Status == nil {
+			continue
+		}
+		o, found, err := kc.cache.GetByKey(ns + "/" + name)
+		obj, is := o.(metav1.Object)
 		if err != nil || !found || !is {
 			return StatusObject{}, false
 		}
-		return StatusObject{GVR: MetaAuthorizationPolicyGVR, Namespace: ns, Name: name, Generation: p.Generation, Status: p.Status}, true
-	case dubboAuthzKind:
-		o, found, err := s.dubboAuthz.GetByKey(ns + "/" + name)
-		p, is := o.(*dubbov1.DubboAuthorizationPolicy)
-		if err != nil || !found || !is {
-			return StatusObject{}, false
-		}
-		return StatusObject{GVR: DubboAuthorizationPolicyGVR, Namespace: ns, Name: name, Generation: p.Generation,
-			Status: v1alpha1.MetaRouterStatus{ObservedGeneration: p.Status.ObservedGeneration, Conditions: p.Status.Conditions}}, true
+		return StatusObject{GVR: kc.kind.GVR, Namespace: ns, Name: name, Generation: obj.GetGeneration(), Status: kc.kind.Status(obj)}, true
 	}
 	return StatusObject{}, false
+}
+
+// splitStatusKey splits a "<Kind>/namespace/name" status key.
+func splitStatusKey(key string) (kind, ns, name string, ok bool) {
+	parts := strings.SplitN(key, "/", 3)
+	if len(parts) != 3 {
+		return "", "", "", false
+	}
+	return parts[0], parts[1], parts[2], true
 }

@@ -6,15 +6,6 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 )
 
-// builtinProtocols maps the protocols Rosetta knows without an
-// ApplicationProtocol to their codec.
-var builtinProtocols = map[string]string{
-	"dubbo":  "dubbo",
-	"thrift": "thrift",
-	"trpc":   "trpc",
-	"redis":  "redis",
-}
-
 // Protocol is what the controller knows about a port's protocol.
 type Protocol struct {
 	Name         string
@@ -23,12 +14,13 @@ type Protocol struct {
 }
 
 // protocols resolves protocol names to codecs: ApplicationProtocols first
-// (the oldest wins a duplicate), then the built-in ones.
+// (the oldest wins a duplicate), then the registered translators' (see
+// translator.go).
 type protocols map[string]Protocol
 
 func newProtocols(aps []*v1alpha1.ApplicationProtocol) protocols {
 	p := protocols{}
-	for name, codec := range builtinProtocols {
+	for name, codec := range knownProtocols() {
 		p[name] = Protocol{Name: name, Codec: codec}
 	}
 	sortByAge(aps)
@@ -44,14 +36,14 @@ func newProtocols(aps []*v1alpha1.ApplicationProtocol) protocols {
 }
 
 // detect finds a port's protocol, in order: the appProtocol, then the port
-// name ("dubbo", "dubbo-*", "tcp-dubbo-*", Aeraki's
+// name ("<name>", "<name>-*", "tcp-<name>-*", Aeraki's
 // "tcp-metaprotocol-<name>-*"). ok is false for ports of other protocols,
 // which the controller leaves alone.
 func (p protocols) detect(appProtocol, portName string) (Protocol, bool) {
 	if appProtocol != "" {
 		name := strings.ToLower(appProtocol)
 		// Kubernetes asks for domain-prefixed values for non-standard
-		// protocols: accept "rosetta.dev/dubbo" as well as "dubbo".
+		// protocols: accept "rosetta.dev/<name>" as well as "<name>".
 		if i := strings.LastIndex(name, "/"); i >= 0 {
 			name = name[i+1:]
 		}
@@ -84,4 +76,18 @@ func (p protocols) fromName(name string) (Protocol, bool) {
 	first, _, _ := strings.Cut(name, "-")
 	proto, ok := p[first]
 	return proto, ok
+}
+
+// knownProtocols maps the protocol names known without an
+// ApplicationProtocol to their codec: the registered translators', and
+// the transitional ones of compat.go.
+func knownProtocols() map[string]string {
+	out := map[string]string{}
+	for _, name := range transitionalProtocols {
+		out[name] = name
+	}
+	for _, t := range Translators() {
+		out[t.Protocol] = t.Codec
+	}
+	return out
 }

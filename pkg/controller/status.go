@@ -29,7 +29,7 @@ type StatusObject struct {
 }
 
 // StatusWriter writes the statuses of one family of objects (MetaRouters;
-// RedisServices and RedisDestinations). Every replica computes statuses;
+// authorization policies; the translators' kinds). Every replica computes statuses;
 // only the leader runs Run, so writes do not race.
 type StatusWriter struct {
 	Client dynamic.Interface

@@ -2,12 +2,11 @@ package controller
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
-	dubbov1 "github.com/rosetta-mesh/rosetta/pkg/apis/dubbo/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
-	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
 )
 
 // Why a document of the folder source is not used. Every reason but
@@ -75,27 +74,32 @@ type unusedError struct {
 func (e *unusedError) Error() string { return e.err.Error() }
 func (e *unusedError) Unwrap() error { return e.err }
 
-// ownGroups are the API groups of Rosetta and of Aeraki: any kind in them
-// is meant for the controller.
-var ownGroups = map[string]bool{
-	v1alpha1.GroupName: true, "metaprotocol.aeraki.io": true,
-	redisv1.GroupName: true, redisv1.AerakiGroupName: true,
-	dubbov1.GroupName: true, dubbov1.AerakiGroupName: true,
-}
-
-// redisKinds are the "group/Kind"s addRedisObject (redis.go) decodes.
-var redisKinds = []string{
-	redisv1.GroupName + "/RedisService", redisv1.AerakiGroupName + "/RedisService",
-	redisv1.GroupName + "/RedisDestination", redisv1.AerakiGroupName + "/RedisDestination",
-	"/Secret",
+// ownGroup reports whether group is one of Rosetta's or Aeraki's (the
+// MetaProtocol groups, and the groups of the translators' kinds): any kind
+// in them is meant for the controller.
+func ownGroup(group string) bool {
+	if group == v1alpha1.GroupName || group == "metaprotocol.aeraki.io" {
+		return true
+	}
+	for _, k := range registeredKinds() {
+		if slices.Contains(k.groups(), group) {
+			return true
+		}
+	}
+	return false
 }
 
 // readKinds maps each kind the controller reads to its groups, sorted.
 func readKinds() map[string][]string {
 	out := map[string][]string{}
-	keys := append([]string(nil), redisKinds...)
+	var keys []string
 	for k := range decoders {
 		keys = append(keys, k)
+	}
+	for _, k := range registeredKinds() {
+		for _, g := range k.groups() {
+			keys = append(keys, g+"/"+k.Kind)
+		}
 	}
 	for _, k := range keys {
 		i := strings.LastIndex(k, "/")
@@ -121,7 +125,7 @@ func unusedKind(group, kind string) error {
 	if near := nearest(kind, sortedKeys(kinds), kindDistance(kind)); near != "" && near != kind {
 		return &unusedError{ReasonUnknownKind, fmt.Errorf("unknown kind %q; did you mean %s?", kind, near)}
 	}
-	if ownGroups[group] {
+	if ownGroup(group) {
 		return &unusedError{ReasonUnknownKind, fmt.Errorf("group %s has no kind %q the controller reads", group, kind)}
 	}
 	if strings.Contains(group, ".") {
@@ -134,12 +138,7 @@ func unusedKind(group, kind string) error {
 
 // ownKind reports whether a kind read from groups is Rosetta's or Aeraki's.
 func ownKind(groups []string) bool {
-	for _, g := range groups {
-		if ownGroups[g] {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(groups, ownGroup)
 }
 
 // kindDistance is how many edits still make a misspelling: one for short

@@ -55,6 +55,14 @@ const (
 	OptReadPolicy = "read_policy"
 )
 
+// Option values.
+const (
+	ModeProxy               = "proxy"
+	ModeCluster             = "cluster"
+	ReadPolicyPrimary       = "primary"
+	ReadPolicyPreferReplica = "prefer_replica"
+)
+
 // options are a listener's settings; all codecs of the listener share them.
 type options struct {
 	maxFrame    int
@@ -139,16 +147,16 @@ func parseOptions(opts codec.Options) (*options, error) {
 			o.upUsername = v
 		case OptMode:
 			switch v {
-			case "", "proxy":
-			case "cluster":
+			case "", ModeProxy:
+			case ModeCluster:
 				o.cluster = true
 			default:
 				return nil, fmt.Errorf("codec/%s: option %s: %q is not proxy or cluster", Name, k, v)
 			}
 		case OptReadPolicy:
 			switch v {
-			case "", "primary":
-			case "prefer_replica":
+			case "", ReadPolicyPrimary:
+			case ReadPolicyPreferReplica:
 				o.readReplica = true
 			default:
 				return nil, fmt.Errorf("codec/%s: option %s: %q is not primary or prefer_replica", Name, k, v)

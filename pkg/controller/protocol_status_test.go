@@ -14,12 +14,13 @@ import (
 	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
 )
 
-// TestRedisStatusWriter: the statuses of a build are patched onto the
-// objects, and an object whose status is already right is not written
+// TestProtocolStatusWriter: the statuses of a translator's objects (the
+// Redis ones here) are patched onto the objects, at the GVR its kind
+// registers, and an object whose status is already right is not written
 // again. (An in-memory API server; the e2e tests use a real one.)
-func TestRedisStatusWriter(t *testing.T) {
+func TestProtocolStatusWriter(t *testing.T) {
 	in := &Inputs{}
-	if err := in.AddYAML(mustRead(t, "testdata/golden/redis-cluster.yaml")); err != nil {
+	if err := in.AddYAML(mustRead(t, "../../protocols/redis/control/testdata/golden/redis-cluster.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	ix := (&Builder{Options: Options{Resolve: fakeResolver}}).Build(in)
@@ -34,23 +35,25 @@ func TestRedisStatusWriter(t *testing.T) {
 		u.SetKind(kind)
 		objs = append(objs, u)
 	}
-	for _, rs := range in.RedisServices {
-		add("RedisService", rs)
+	for _, kind := range []string{"RedisService", "RedisDestination"} {
+		for _, o := range in.Objects[kind] {
+			add(kind, o)
+		}
 	}
-	for _, rd := range in.RedisDestinations {
-		add("RedisDestination", rd)
+	gvr := func(kind string) schema.GroupVersionResource {
+		k, _ := kindNamed(kind)
+		return k.GVR
 	}
 	scheme := runtime.NewScheme()
 	client := dynamicfake.NewSimpleDynamicClientWithCustomListKinds(scheme, map[schema.GroupVersionResource]string{
-		RedisServiceGVR: "RedisServiceList", RedisDestinationGVR: "RedisDestinationList",
+		gvr("RedisService"): "RedisServiceList", gvr("RedisDestination"): "RedisDestinationList",
 	}, objs...)
 	w := &StatusWriter{Client: client, Kind: "Redis", Current: func(key string) (StatusObject, bool) {
-		kind, ns, name, ok := splitRedisKey(key)
+		kind, ns, name, ok := splitStatusKey(key)
 		if !ok {
 			return StatusObject{}, false
 		}
-		gvr, _ := redisGVR(kind)
-		u, err := client.Resource(gvr).Namespace(ns).Get(context.Background(), name, metav1.GetOptions{})
+		u, err := client.Resource(gvr(kind)).Namespace(ns).Get(context.Background(), name, metav1.GetOptions{})
 		if err != nil {
 			return StatusObject{}, false
 		}
@@ -60,9 +63,9 @@ func TestRedisStatusWriter(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
-		return StatusObject{GVR: gvr, Namespace: ns, Name: name, Generation: u.GetGeneration(), Status: st}, true
+		return StatusObject{GVR: gvr(kind), Namespace: ns, Name: name, Generation: u.GetGeneration(), Status: st}, true
 	}}
-	w.Set(ix.RedisStatuses())
+	w.Set(ix.ProtocolStatuses())
 	if failed := w.writeAll(context.Background()); failed != 0 {
 		t.Fatalf("%d writes failed", failed)
 	}

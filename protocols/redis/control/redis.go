@@ -1,7 +1,7 @@
-package controller
+package control
 
 // The Redis translation (RedisService and RedisDestination, group
-// redis.rosetta.dev or Aeraki's redis.aeraki.io):
+// redis.rosetta.dev or Aeraki's redis.aeraki.io), one Part per push:
 //
 //   - A port whose codec is redis gets the routes of the RedisService of its
 //     host: by key prefix, longest first, the catch-all last. removePrefix
@@ -12,7 +12,7 @@ package controller
 //     commands named by faults get routes of their own (matching key prefix
 //     and command) ahead of their route.
 //   - A mirror with excludeReadCommands: a route matching the read commands
-//     (redisReadCommands), without that mirror, goes ahead of the route.
+//     (readCommands), without that mirror, goes ahead of the route.
 //   - Codec options are per listener: mode, read policy and upstream
 //     credentials come from the RedisDestination of the listener's host
 //     (else of the first routed host that has one, the catch-all's first);
@@ -32,9 +32,9 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strings"
-	"sync"
 	"unicode/utf8"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
@@ -49,102 +49,84 @@ import (
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
 	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/controller"
+	"github.com/rosetta-mesh/rosetta/protocols/redis"
 )
 
-// The redis codec's name, attributes, mutation and options
-// (protocols/redis/README.md).
+// Defaults of a Secret reference's keys.
 const (
-	redisCodec           = "redis"
-	redisAttrKey         = "key"
-	redisAttrCommand     = "command"
-	redisAttrHashKey     = "hash_key"
-	redisStripPrefix     = "redis.strip_prefix"
-	redisOptMode         = "mode"
-	redisOptReadPolicy   = "read_policy"
-	redisOptPassword     = "password"
-	redisOptUsername     = "username"
-	redisOptUpPassword   = "upstream_password"
-	redisOptUpUsername   = "upstream_username"
-	defaultPasswordKey   = "password"
-	defaultUsernameKey   = "username"
-	redisServiceKind     = "RedisService"
-	redisDestinationKind = "RedisDestination"
+	defaultPasswordKey = "password"
+	defaultUsernameKey = "username"
 )
 
-// redisIndex is the Redis part of an Index: the RedisService and the
+// part is the Redis translation of one push: the RedisService and the
 // RedisDestination in force for each host, the Secrets they may name, and
 // the status of every Redis object.
-type redisIndex struct {
+type part struct {
 	services map[string]*redisv1.RedisService
 	dests    map[string]*redisv1.RedisDestination
 	secrets  map[string]*corev1.Secret
 	// statuses by "<Kind>/<namespace>/<name>".
-	statuses map[string]RouterStatus
+	statuses map[string]controller.RouterStatus
 }
 
-// redisMemory remembers the last valid version of every Redis object, so
+// translator remembers the last valid version of every Redis object, so
 // that an invalid update leaves the previous one in force.
-type redisMemory struct {
-	mu       sync.Mutex
+type translator struct {
 	services map[string]*redisv1.RedisService
 	dests    map[string]*redisv1.RedisDestination
 }
 
-// RedisStatuses is the status each RedisService and RedisDestination
-// should have, by "<Kind>/<namespace>/<name>".
-func (ix *Index) RedisStatuses() map[string]RouterStatus {
-	if ix.redis == nil {
-		return nil
-	}
-	return ix.redis.statuses
+func newTranslator() controller.Translator {
+	return &translator{services: map[string]*redisv1.RedisService{}, dests: map[string]*redisv1.RedisDestination{}}
 }
 
-// buildRedis indexes the Redis objects of in; ix's services are indexed.
-func (b *Builder) buildRedis(ix *Index, in *Inputs) {
-	r := &redisIndex{
+// Statuses implements controller.Part.
+func (r *part) Statuses() map[string]controller.RouterStatus { return r.statuses }
+
+// Build indexes the Redis objects of in; ix's services are indexed.
+func (t *translator) Build(ix *controller.Index, in *controller.Inputs) controller.Part {
+	r := &part{
 		services: map[string]*redisv1.RedisService{},
 		dests:    map[string]*redisv1.RedisDestination{},
 		secrets:  map[string]*corev1.Secret{},
-		statuses: map[string]RouterStatus{},
+		statuses: map[string]controller.RouterStatus{},
 	}
-	ix.redis = r
 	for _, s := range in.Secrets {
 		// A TLS Secret (a Gateway's credential) is a Redis credential
 		// only when labelled so.
-		if s.Type != corev1.SecretTypeTLS || s.Labels[RedisCredentialsLabel] == "true" {
-			r.secrets[key(s)] = s
+		if s.Type != corev1.SecretTypeTLS || s.Labels[CredentialsLabel] == "true" {
+			r.secrets[controller.Key(s)] = s
 		}
-		ix.secrets[key(s)] = s
 	}
-	m := &b.redis
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.services == nil {
-		m.services = map[string]*redisv1.RedisService{}
-		m.dests = map[string]*redisv1.RedisDestination{}
-	}
-	svcs := inForce(slicesClone(in.RedisServices), m.services, r.statuses, redisServiceKind+"/")
-	dests := inForce(slicesClone(in.RedisDestinations), m.dests, r.statuses, redisDestinationKind+"/")
+	svcs := controller.InForce(controller.ObjectsOf[redisv1.RedisService](in, ServiceKind), t.services, r.statuses, ServiceKind+"/")
+	dests := controller.InForce(controller.ObjectsOf[redisv1.RedisDestination](in, DestinationKind), t.dests, r.statuses, DestinationKind+"/")
+	r.claim(ix, svcs, dests)
+	return r
+}
 
+// claim gives each host its oldest RedisService and RedisDestination, and
+// sets the objects' conditions.
+func (r *part) claim(ix *controller.Index, svcs []*redisv1.RedisService, dests []*redisv1.RedisDestination) {
 	claims := map[string]string{} // host -> key of the object that has it
 	for _, rs := range svcs {
 		var lost []string
 		for i, h := range rs.Spec.Host {
-			q := ix.qualify(h, rs.Namespace)
-			if w, ok := claims[q]; ok && w != key(rs) {
+			q := ix.Qualify(h, rs.Namespace)
+			if w, ok := claims[q]; ok && w != controller.Key(rs) {
 				lost = append(lost, fmt.Sprintf("spec.host[%d]: %s is routed by the older RedisService %s", i, q, w))
 				continue
 			}
-			claims[q] = key(rs)
+			claims[q] = controller.Key(rs)
 			r.services[q] = rs
 		}
-		r.setConditions(redisServiceKind, rs, len(lost) == len(rs.Spec.Host), lost, ix.redisServiceRefs(rs))
+		r.setConditions(ServiceKind, rs, len(lost) == len(rs.Spec.Host), lost, r.serviceRefs(ix, rs))
 	}
 	for _, rd := range dests {
-		q := ix.qualify(rd.Spec.Host, rd.Namespace)
+		q := ix.Qualify(rd.Spec.Host, rd.Namespace)
 		var lost []string
 		if w, ok := r.dests[q]; ok {
-			lost = append(lost, fmt.Sprintf("spec.host: %s is described by the older RedisDestination %s", q, key(w)))
+			lost = append(lost, fmt.Sprintf("spec.host: %s is described by the older RedisDestination %s", q, controller.Key(w)))
 		} else {
 			r.dests[q] = rd
 		}
@@ -154,50 +136,48 @@ func (b *Builder) buildRedis(ix *Index, in *Inputs) {
 				missing = append(missing, "spec.trafficPolicy.connectionPool.redis.auth: "+err.Error())
 			}
 		}
-		r.setConditions(redisDestinationKind, rd, len(lost) > 0, lost, missing)
+		r.setConditions(DestinationKind, rd, len(lost) > 0, lost, missing)
 	}
 }
 
-func slicesClone[T any](s []T) []T { return append([]T(nil), s...) }
-
 // setConditions records Accepted and ResolvedRefs for an object in force,
 // unless it is invalid now (its status already says so).
-func (r *redisIndex) setConditions(kind string, o validated, lostAll bool, lost, missing []string) {
-	k := kind + "/" + key(o)
+func (r *part) setConditions(kind string, o controller.Validated, lostAll bool, lost, missing []string) {
+	k := kind + "/" + controller.Key(o)
 	if _, invalid := r.statuses[k]; invalid {
 		return
 	}
 	gen := o.GetGeneration()
-	acc := cond(redisv1.ConditionAccepted, true, redisv1.ReasonAccepted, "in force", gen)
+	acc := controller.Condition(redisv1.ConditionAccepted, true, redisv1.ReasonAccepted, "in force", gen)
 	switch {
 	case lostAll:
-		acc = cond(redisv1.ConditionAccepted, false, redisv1.ReasonConflict, strings.Join(lost, "; "), gen)
+		acc = controller.Condition(redisv1.ConditionAccepted, false, redisv1.ReasonConflict, strings.Join(lost, "; "), gen)
 	case len(lost) > 0:
-		acc = cond(redisv1.ConditionAccepted, true, redisv1.ReasonConflict, "in force for its other hosts; "+strings.Join(lost, "; "), gen)
+		acc = controller.Condition(redisv1.ConditionAccepted, true, redisv1.ReasonConflict, "in force for its other hosts; "+strings.Join(lost, "; "), gen)
 	}
-	refs := cond(redisv1.ConditionResolvedRefs, true, redisv1.ReasonResolved, "every reference exists", gen)
+	refs := controller.Condition(redisv1.ConditionResolvedRefs, true, redisv1.ReasonResolved, "every reference exists", gen)
 	if len(missing) > 0 {
 		reason := redisv1.ReasonUnknownHost
 		if strings.Contains(missing[0], "Secret") {
 			reason = redisv1.ReasonUnknownSecret
 		}
-		refs = cond(redisv1.ConditionResolvedRefs, false, reason, strings.Join(missing, "; "), gen)
+		refs = controller.Condition(redisv1.ConditionResolvedRefs, false, reason, strings.Join(missing, "; "), gen)
 	}
-	r.statuses[k] = RouterStatus{Generation: gen, Conditions: []metav1.Condition{acc, refs}}
+	r.statuses[k] = controller.RouterStatus{Generation: gen, Conditions: []metav1.Condition{acc, refs}}
 }
 
-// redisServiceRefs lists the destinations and Secrets a RedisService
-// names that do not exist.
-func (ix *Index) redisServiceRefs(rs *redisv1.RedisService) []string {
+// serviceRefs lists the destinations and Secrets a RedisService names
+// that do not exist.
+func (r *part) serviceRefs(ix *controller.Index, rs *redisv1.RedisService) []string {
 	var missing []string
 	if s := rs.Spec.Settings; s != nil && s.Auth != nil {
-		if _, _, err := ix.redis.credentials(rs.Namespace, s.Auth); err != nil {
+		if _, _, err := r.credentials(rs.Namespace, s.Auth); err != nil {
 			missing = append(missing, "spec.settings.auth: "+err.Error())
 		}
 	}
 	check := func(p string, d *redisv1.Destination) {
-		h := ix.qualify(d.Host, rs.Namespace)
-		if _, ok := ix.services[h]; !ok {
+		h := ix.Qualify(d.Host, rs.Namespace)
+		if ix.Service(h) == nil {
 			missing = append(missing, fmt.Sprintf("%s.host: no Redis service %s", p, h))
 		}
 	}
@@ -211,7 +191,7 @@ func (ix *Index) redisServiceRefs(rs *redisv1.RedisService) []string {
 }
 
 // credentials reads an Auth: inline, or from a Secret in namespace ns.
-func (r *redisIndex) credentials(ns string, a *redisv1.Auth) (user, pass string, err error) {
+func (r *part) credentials(ns string, a *redisv1.Auth) (user, pass string, err error) {
 	if p := a.Plain; p != nil {
 		return p.Username, p.Password, nil
 	}
@@ -221,7 +201,7 @@ func (r *redisIndex) credentials(ns string, a *redisv1.Auth) (user, pass string,
 	}
 	s := r.secrets[ns+"/"+ref.Name]
 	if s == nil {
-		return "", "", fmt.Errorf("no Secret %s/%s the controller may read (in Kubernetes it needs the label %s: \"true\", and its name in the chart's redisCredentials value)", ns, ref.Name, RedisCredentialsLabel)
+		return "", "", fmt.Errorf("no Secret %s/%s the controller may read (in Kubernetes it needs the label %s: \"true\", and its name in the chart's redisCredentials value)", ns, ref.Name, CredentialsLabel)
 	}
 	pk, uk := ref.PasswordField, ref.UsernameField
 	if pk == "" {
@@ -247,7 +227,7 @@ func (r *redisIndex) credentials(ns string, a *redisv1.Auth) (user, pass string,
 // Secret is named after where the password comes from: "Secret/<ns>/<name>/
 // <key>" for a Kubernetes Secret, "<owner>/password" for a password inline
 // in the object owner ("RedisService/<ns>/<name>").
-func (r *redisIndex) passwordSecret(owner, ns string, a *redisv1.Auth) (string, *tlsv3.Secret, error) {
+func (r *part) passwordSecret(owner, ns string, a *redisv1.Auth) (string, *tlsv3.Secret, error) {
 	user, pass, err := r.credentials(ns, a)
 	if err != nil {
 		return "", nil, err
@@ -263,18 +243,6 @@ func (r *redisIndex) passwordSecret(owner, ns string, a *redisv1.Auth) (string, 
 	return user, &tlsv3.Secret{Name: name, Type: &tlsv3.Secret_GenericSecret{GenericSecret: &tlsv3.GenericSecret{
 		Secret: &corev3.DataSource{Specifier: &corev3.DataSource_InlineString{InlineString: pass}},
 	}}}, nil
-}
-
-// addSecret adds a Secret to the proxy's resources once (listeners may
-// share one) and returns its name.
-func (g *generation) addSecret(s *tlsv3.Secret) string {
-	for _, have := range g.res.Secrets {
-		if have.GetName() == s.GetName() {
-			return s.GetName()
-		}
-	}
-	g.res.Secrets = append(g.res.Secrets, s)
-	return s.GetName()
 }
 
 // setPassword makes option opt name the secret: a password the port's
@@ -297,7 +265,7 @@ func secretValue(s *corev1.Secret, k string) (string, bool) {
 // listenerDestination is the RedisDestination that sets a listener's codec
 // options: the one of the listener's host, else the first one among the
 // hosts its routes send to (the catch-all's first).
-func (r *redisIndex) listenerDestination(host string, routes []redisv1.Route, qualify func(string) string) *redisv1.RedisDestination {
+func (r *part) listenerDestination(host string, routes []redisv1.Route, qualify func(string) string) *redisv1.RedisDestination {
 	if d := r.dests[host]; d != nil {
 		return d
 	}
@@ -311,15 +279,11 @@ func (r *redisIndex) listenerDestination(host string, routes []redisv1.Route, qu
 	return nil
 }
 
-// redisOptions are the codec options of a Redis listener: the port's
+// CodecOptions are the codec options of a Redis listener: the port's
 // protocol's options, then the RedisDestination's (mode, upstream auth,
 // read policy), then the RedisService's settings (read policy, the
 // password clients must give). Other codecs' options pass unchanged.
-func (g *generation) redisOptions(svc *Service, port Port) map[string]string {
-	if port.Protocol.Codec != redisCodec || g.ix.redis == nil {
-		return port.Protocol.CodecOptions
-	}
-	r := g.ix.redis
+func (r *part) CodecOptions(g *controller.Generation, svc *controller.Service, port controller.Port) map[string]string {
 	opts := maps.Clone(port.Protocol.CodecOptions)
 	if opts == nil {
 		opts = map[string]string{}
@@ -327,22 +291,22 @@ func (g *generation) redisOptions(svc *Service, port Port) map[string]string {
 	rs := r.services[svc.Host]
 	var routes []redisv1.Route
 	if rs != nil {
-		routes = sortedRedisRoutes(rs.Spec.Redis)
+		routes = sortedRoutes(rs.Spec.Redis)
 	}
-	qualify := func(h string) string { return g.ix.qualify(h, rs.Namespace) } // used only when rs != nil
+	qualify := func(h string) string { return g.Index().Qualify(h, rs.Namespace) } // used only when rs != nil
 	if rd := r.listenerDestination(svc.Host, catchAllFirst(routes), qualify); rd != nil {
 		rset := rd.Redis()
 		if rset.Mode == redisv1.ModeCluster {
-			opts[redisOptMode] = "cluster"
+			opts[redis.OptMode] = redis.ModeCluster
 		}
 		if rset.ReadPolicy == redisv1.ReadPreferReplica {
-			opts[redisOptReadPolicy] = "prefer_replica"
+			opts[redis.OptReadPolicy] = redis.ReadPolicyPreferReplica
 		}
 		if a := rset.Auth; a != nil {
-			if user, sec, err := r.passwordSecret(redisDestinationKind+"/"+key(rd), rd.Namespace, a); err == nil {
-				setPassword(opts, redisOptUpPassword, g.addSecret(sec))
+			if user, sec, err := r.passwordSecret(DestinationKind+"/"+controller.Key(rd), rd.Namespace, a); err == nil {
+				setPassword(opts, redis.OptUpstreamPassword, g.AddSecret(sec))
 				if user != "" {
-					opts[redisOptUpUsername] = user
+					opts[redis.OptUpstreamUsername] = user
 				}
 			}
 		}
@@ -351,15 +315,15 @@ func (g *generation) redisOptions(svc *Service, port Port) map[string]string {
 		s := rs.Spec.Settings
 		switch s.ReadPolicy {
 		case redisv1.ReadPreferReplica:
-			opts[redisOptReadPolicy] = "prefer_replica"
+			opts[redis.OptReadPolicy] = redis.ReadPolicyPreferReplica
 		case redisv1.ReadMaster:
-			delete(opts, redisOptReadPolicy)
+			delete(opts, redis.OptReadPolicy)
 		}
 		if a := s.Auth; a != nil {
-			if user, sec, err := r.passwordSecret(redisServiceKind+"/"+key(rs), rs.Namespace, a); err == nil {
-				setPassword(opts, redisOptPassword, g.addSecret(sec))
+			if user, sec, err := r.passwordSecret(ServiceKind+"/"+controller.Key(rs), rs.Namespace, a); err == nil {
+				setPassword(opts, redis.OptPassword, g.AddSecret(sec))
 				if user != "" {
-					opts[redisOptUsername] = user
+					opts[redis.OptUsername] = user
 				}
 			}
 		}
@@ -378,10 +342,10 @@ func catchAllFirst(routes []redisv1.Route) []redisv1.Route {
 	return routes
 }
 
-// sortedRedisRoutes orders routes by prefix, longest first, so that the
+// sortedRoutes orders routes by prefix, longest first, so that the
 // proxy's first match is the longest prefix; the catch-all comes last.
-func sortedRedisRoutes(routes []redisv1.Route) []redisv1.Route {
-	out := slicesClone(routes)
+func sortedRoutes(routes []redisv1.Route) []redisv1.Route {
+	out := slices.Clone(routes)
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := out[i].Prefix(), out[j].Prefix()
 		if len(a) != len(b) {
@@ -392,40 +356,37 @@ func sortedRedisRoutes(routes []redisv1.Route) []redisv1.Route {
 	return out
 }
 
-// redisRoutes are the routes of a Redis listener: from the host's
+// Routes are the routes of a Redis listener: from the host's
 // RedisService, or, without one, a single route to the host (nil when a
 // MetaRouter routes the host instead, or the port is not Redis).
-func (g *generation) redisRoutes(svc *Service, port Port) []*configv1alpha1.Route {
-	if port.Protocol.Codec != redisCodec || g.ix.redis == nil {
-		return nil
-	}
-	rs := g.ix.redis.services[svc.Host]
+func (r *part) Routes(g *controller.Generation, svc *controller.Service, port controller.Port) []*configv1alpha1.Route {
+	rs := r.services[svc.Host]
 	if rs == nil {
-		if g.ix.router(svc.Host, g.proxy.Namespace) != nil {
+		if g.Index().RoutedByMetaRouter(svc.Host, g.Proxy().Namespace) {
 			return nil
 		}
 		return []*configv1alpha1.Route{{
 			Name:  "default",
 			Match: &configv1alpha1.RouteMatch{},
 			Route: &configv1alpha1.RouteAction{
-				ClusterSpecifier: &configv1alpha1.RouteAction_Cluster{Cluster: g.cluster(svc.Host, port.Number, "")},
-				HashPolicy:       []*configv1alpha1.HashPolicy{{Attributes: []string{redisAttrHashKey}}},
+				ClusterSpecifier: &configv1alpha1.RouteAction_Cluster{Cluster: g.Cluster(svc.Host, port.Number, "")},
+				HashPolicy:       []*configv1alpha1.HashPolicy{{Attributes: []string{redis.AttrHashKey}}},
 			},
 		}}
 	}
-	classes, all := redisFaultClasses(rs.Spec.Faults)
+	classes, all := faultClasses(rs.Spec.Faults)
 	var timeout *durationpb.Duration
 	if s := rs.Spec.Settings; s != nil && s.OpTimeout != nil && s.OpTimeout.Duration > 0 {
 		timeout = durationpb.New(s.OpTimeout.Duration)
 	}
 	var out []*configv1alpha1.Route
-	for _, rt := range sortedRedisRoutes(rs.Spec.Redis) {
-		out = append(out, g.redisRouteSet(rs, &rt, port.Number, classes, all, timeout)...)
+	for _, rt := range sortedRoutes(rs.Spec.Redis) {
+		out = append(out, routeSet(g, rs, &rt, port.Number, classes, all, timeout)...)
 	}
 	return out
 }
 
-// redisRouteSet translates one RedisService route. Faults by command and
+// routeSet translates one RedisService route. Faults by command and
 // mirrors that exclude read commands need routes of their own, placed
 // ahead of the route and matching the same key prefix plus the commands:
 //
@@ -433,17 +394,17 @@ func (g *generation) redisRoutes(svc *Service, port Port) []*configv1alpha1.Rout
 //	                          the mirrors that exclude reads)
 //	<name>/reads              read commands, without those mirrors
 //	<name>                    every other command
-func (g *generation) redisRouteSet(rs *redisv1.RedisService, rt *redisv1.Route, port uint32, classes []redisFaultClass, all *configv1alpha1.FaultInjection, timeout *durationpb.Duration) []*configv1alpha1.Route {
+func routeSet(g *controller.Generation, rs *redisv1.RedisService, rt *redisv1.Route, port uint32, classes []faultClass, all *configv1alpha1.FaultInjection, timeout *durationpb.Duration) []*configv1alpha1.Route {
 	prefix := rt.Prefix()
 	name := "catch-all"
 	if prefix != "" {
 		name = "prefix:" + prefix
 	}
-	cluster := g.redisDestination(rs, rt.Route, port)
+	cluster := destination(g, rs, rt.Route, port)
 	var every, keep []*configv1alpha1.MirrorPolicy
 	exclude := false
 	for _, m := range rt.Mirror {
-		mp := &configv1alpha1.MirrorPolicy{Cluster: g.redisDestination(rs, m.Route, port), Percentage: 100}
+		mp := &configv1alpha1.MirrorPolicy{Cluster: destination(g, rs, m.Route, port), Percentage: 100}
 		if m.Percentage != nil {
 			mp.Percentage = m.Percentage.Value
 		}
@@ -456,20 +417,20 @@ func (g *generation) redisRouteSet(rs *redisv1.RedisService, rt *redisv1.Route, 
 	}
 	var mutation []*configv1alpha1.KeyValue
 	if rt.Match != nil && rt.Match.Key != nil && rt.Match.Key.RemovePrefix && prefix != "" {
-		mutation = []*configv1alpha1.KeyValue{{Key: redisStripPrefix, Value: prefix}}
+		mutation = []*configv1alpha1.KeyValue{{Key: redis.AttrStripPrefix, Value: prefix}}
 	}
 	mk := func(suffix string, cmds []string, mirrors []*configv1alpha1.MirrorPolicy, fault *configv1alpha1.FaultInjection) *configv1alpha1.Route {
 		m := &configv1alpha1.RouteMatch{}
 		if prefix != "" {
-			m.Attributes = append(m.Attributes, &configv1alpha1.AttributeMatch{Name: redisAttrKey, Match: &configv1alpha1.AttributeMatch_Prefix{Prefix: prefix}})
+			m.Attributes = append(m.Attributes, &configv1alpha1.AttributeMatch{Name: redis.AttrKey, Match: &configv1alpha1.AttributeMatch_Prefix{Prefix: prefix}})
 		}
 		if len(cmds) > 0 {
-			m.Attributes = append(m.Attributes, &configv1alpha1.AttributeMatch{Name: redisAttrCommand, Match: &configv1alpha1.AttributeMatch_Regex{Regex: commandRegex(cmds)}})
+			m.Attributes = append(m.Attributes, &configv1alpha1.AttributeMatch{Name: redis.AttrCommand, Match: &configv1alpha1.AttributeMatch_Regex{Regex: commandRegex(cmds)}})
 		}
 		return &configv1alpha1.Route{Name: name + suffix, Match: m, Route: &configv1alpha1.RouteAction{
 			ClusterSpecifier: &configv1alpha1.RouteAction_Cluster{Cluster: cluster},
 			Timeout:          timeout,
-			HashPolicy:       []*configv1alpha1.HashPolicy{{Attributes: []string{redisAttrHashKey}}},
+			HashPolicy:       []*configv1alpha1.HashPolicy{{Attributes: []string{redis.AttrHashKey}}},
 			RequestMutation:  mutation,
 			Mirror:           mirrors,
 			Fault:            fault,
@@ -484,7 +445,7 @@ func (g *generation) redisRouteSet(rs *redisv1.RedisService, rt *redisv1.Route, 
 		}
 		var reads, writes []string
 		for _, cmd := range c.commands {
-			if redisReadSet[cmd] {
+			if readSet[cmd] {
 				reads = append(reads, cmd)
 			} else {
 				writes = append(writes, cmd)
@@ -498,37 +459,37 @@ func (g *generation) redisRouteSet(rs *redisv1.RedisService, rt *redisv1.Route, 
 		}
 	}
 	if exclude {
-		out = append(out, mk("/reads", redisReadCommands, keep, all))
+		out = append(out, mk("/reads", readCommands, keep, all))
 	}
 	return append(out, mk("", nil, every, all))
 }
 
-// redisDestination resolves a destination to a cluster: its port, else
+// destination resolves a destination to a cluster: its port, else
 // the listener's port when the host has it, else the host's first port.
-func (g *generation) redisDestination(rs *redisv1.RedisService, d *redisv1.Destination, listenerPort uint32) string {
-	host := g.ix.qualify(d.Host, rs.Namespace)
+func destination(g *controller.Generation, rs *redisv1.RedisService, d *redisv1.Destination, listenerPort uint32) string {
+	host := g.Index().Qualify(d.Host, rs.Namespace)
 	port := listenerPort
 	if d.Port != 0 {
 		port = d.Port
-	} else if svc := g.ix.services[host]; svc != nil {
+	} else if svc := g.Index().Service(host); svc != nil {
 		if _, ok := svc.Port(listenerPort); !ok && len(svc.Ports) > 0 {
 			port = svc.Ports[0].Number
 		}
 	}
-	return g.cluster(host, port, "")
+	return g.Cluster(host, port, "")
 }
 
-// redisFaultClass is a set of commands that get the same faults.
-type redisFaultClass struct {
+// faultClass is a set of commands that get the same faults.
+type faultClass struct {
 	commands []string
 	fault    *configv1alpha1.FaultInjection
 }
 
-// redisFaultClasses turns Aeraki's fault list into per-command faults:
+// faultClasses turns Aeraki's fault list into per-command faults:
 // for each command, the first DELAY fault and the first ERROR fault that
 // cover it (by listing it, or by listing no command) apply. Commands with
 // the same pair form a class; all is what every other command gets.
-func redisFaultClasses(faults []redisv1.Fault) ([]redisFaultClass, *configv1alpha1.FaultInjection) {
+func faultClasses(faults []redisv1.Fault) ([]faultClass, *configv1alpha1.FaultInjection) {
 	covers := func(f *redisv1.Fault, cmd string) bool {
 		if len(f.Commands) == 0 {
 			return true
@@ -575,9 +536,9 @@ func redisFaultClasses(faults []redisv1.Fault) ([]redisFaultClass, *configv1alph
 			groups[p] = append(groups[p], c)
 		}
 	}
-	var classes []redisFaultClass
+	var classes []faultClass
 	for _, p := range order {
-		classes = append(classes, redisFaultClass{commands: groups[p], fault: faultInjection(faults, p)})
+		classes = append(classes, faultClass{commands: groups[p], fault: faultInjection(faults, p)})
 	}
 	return classes, faultInjection(faults, allPair)
 }
@@ -608,21 +569,13 @@ func faultInjection(faults []redisv1.Fault, p [2]int) *configv1alpha1.FaultInjec
 	return fi
 }
 
-// applyRedisDestination applies the RedisDestination of host to one of
+// PatchCluster applies the RedisDestination of host to one of
 // its clusters: TCP settings, a ring hash for pools hashed by key, and
 // discoveryEndpoints in place of the service's endpoints.
-func (ix *Index) applyRedisDestination(c *clusterv3.Cluster, cla *endpointv3.ClusterLoadAssignment, host string, port uint32) {
-	if ix.redis == nil {
-		return
-	}
-	rd := ix.redis.dests[host]
+func (r *part) PatchCluster(ix *controller.Index, c *clusterv3.Cluster, cla *endpointv3.ClusterLoadAssignment, host string, _ uint32) {
+	rd := r.dests[host]
 	if rd == nil {
 		return
-	}
-	if svc := ix.services[host]; svc != nil {
-		if p, ok := svc.Port(port); !ok || p.Protocol.Codec != redisCodec {
-			return
-		}
 	}
 	pool := rd.Pool()
 	if t := pool.TCP; t != nil {
@@ -648,7 +601,7 @@ func (ix *Index) applyRedisDestination(c *clusterv3.Cluster, cla *endpointv3.Clu
 		}
 		addrs := []string{hp.Host}
 		if net.ParseIP(hp.Host) == nil {
-			if addrs, err = ix.opts.Resolve(context.Background(), hp.Host); err != nil {
+			if addrs, err = ix.Resolve(context.Background(), hp.Host); err != nil {
 				continue
 			}
 			sort.Strings(addrs)
@@ -663,22 +616,9 @@ func (ix *Index) applyRedisDestination(c *clusterv3.Cluster, cla *endpointv3.Clu
 	}
 }
 
-// addRedisObject decodes the kinds the Redis translation reads: the two
-// Redis resources (Rosetta's group or Aeraki's) and Secrets.
-func (in *Inputs) addRedisObject(group, kind string, doc []byte) (bool, error) {
-	switch group + "/" + kind {
-	case redisv1.GroupName + "/RedisService", redisv1.AerakiGroupName + "/RedisService":
-		return true, decodeInto(doc, &in.RedisServices)
-	case redisv1.GroupName + "/RedisDestination", redisv1.AerakiGroupName + "/RedisDestination":
-		return true, decodeInto(doc, &in.RedisDestinations)
-	case "/Secret":
-		return true, decodeInto(doc, &in.Secrets)
-	}
-	return false, nil
-}
-
-func (in *Inputs) appendRedis(o *Inputs) {
-	in.RedisServices = append(in.RedisServices, o.RedisServices...)
-	in.RedisDestinations = append(in.RedisDestinations, o.RedisDestinations...)
-	in.Secrets = append(in.Secrets, o.Secrets...)
+func socketAddress(addr string, port uint32) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address:       addr,
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
+	}}}
 }

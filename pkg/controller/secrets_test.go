@@ -17,11 +17,14 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 )
 
+// testCredentialsLabel stands for a translator's Credentials.Label.
+const testCredentialsLabel = "example.rosetta.dev/credentials"
+
 func credSecret(name, password string, labelled bool) *corev1.Secret {
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "shop", ResourceVersion: "1"},
 		Data: map[string][]byte{"password": []byte(password)}}
 	if labelled {
-		s.Labels = map[string]string{RedisCredentialsLabel: "true"}
+		s.Labels = map[string]string{testCredentialsLabel: "true", "other": "dropped"}
 	}
 	return s
 }
@@ -38,11 +41,12 @@ func names(ss []*corev1.Secret) map[string]string {
 	return out
 }
 
-// TestRedisSecretsReadByName: the named Secrets are read with a GET each
-// and never listed or watched; an unlabelled, missing or forbidden one is
-// not used; a failed read keeps what was in force; a refresh notices a
-// change and a new reference is read at once.
-func TestRedisSecretsReadByName(t *testing.T) {
+// TestCredentialSecretsReadByName: the named Secrets are read with a GET
+// each and never listed or watched; an unlabelled, missing or forbidden one
+// is not used; a failed read keeps what was in force; a refresh notices a
+// change and a new reference is read at once; only the credentials labels
+// are kept.
+func TestCredentialSecretsReadByName(t *testing.T) {
 	kc := fake.NewClientset(credSecret("auth", "one", true), credSecret("plain", "x", false))
 	forbid := map[string]bool{"secret-of-another-app": true}
 	var broken bool
@@ -57,12 +61,17 @@ func TestRedisSecretsReadByName(t *testing.T) {
 		}
 		return false, nil, nil
 	})
-	r := &redisSecrets{client: kc.CoreV1(), changed: func() {}, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	r := &credentialSecrets{client: kc.CoreV1(), changed: func() {}, log: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		labels: []string{testCredentialsLabel}}
 	ctx := context.Background()
 	refs := map[types.NamespacedName]bool{ref("auth"): true, ref("plain"): true, ref("missing"): true, ref("secret-of-another-app"): true}
 
-	if got := names(r.get(ctx, refs)); len(got) != 1 || got["auth"] != "one" {
+	read := r.get(ctx, refs)
+	if got := names(read); len(got) != 1 || got["auth"] != "one" {
 		t.Fatalf("read %v, want only auth=one", got)
+	}
+	if l := read[0].Labels; len(l) != 1 || l[testCredentialsLabel] != "true" {
+		t.Fatalf("kept labels %v, want only %s", l, testCredentialsLabel)
 	}
 	s := credSecret("auth", "two", true)
 	s.ResourceVersion = "2"

@@ -1,41 +1,45 @@
-package controller
+package control
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"os"
 	"strings"
 	"testing"
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
+	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/controller"
+	"github.com/rosetta-mesh/rosetta/pkg/controller/controllertest"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
-	"github.com/rosetta-mesh/rosetta/protocols/redis" // the codec proxy.Validate compiles the listeners with, and its read commands
 )
 
-// redisRoute follows a Redis command through a proxy's resources as the
-// proxy's router does, and returns the route it takes (nil: none).
-func redisRoute(t *testing.T, res *config.Resources, port uint32, attrs map[string]string) *configv1alpha1.Route {
+// noResolver answers no name: the golden files' hosts are IP addresses,
+// and the tests must not depend on the machine's resolver.
+func noResolver(context.Context, string) ([]string, error) { return nil, errors.New("no such host") }
+
+var opts = controller.Options{Resolve: noResolver}
+
+// TestGolden translates each testdata/golden/*.yaml (see
+// controllertest.Golden); go test -run TestGolden -update rewrites them.
+func TestGolden(t *testing.T) {
+	controllertest.Golden(t, "testdata/golden/*.yaml", opts)
+}
+
+func buildFile(t *testing.T, path string) (*controller.Index, []*controller.Proxy) {
 	t.Helper()
-	var rcName string
-	for _, l := range res.Listeners {
-		if l.GetAddress().GetSocketAddress().GetPortValue() == port {
-			var mpp configv1alpha1.MetaProtocolProxy
-			if err := l.GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(&mpp); err != nil {
-				t.Fatal(err)
-			}
-			rcName = mpp.GetRouteConfigName()
-		}
+	return controllertest.BuildFile(t, path, opts)
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, rc := range res.Routes {
-		if rc.GetName() != rcName {
-			continue
-		}
-		for _, r := range rc.GetRoutes() {
-			if matches(r.GetMatch(), attrs) {
-				return r
-			}
-		}
-	}
-	return nil
+	return data
 }
 
 // describe summarises what a route does to a command, for a table.
@@ -103,7 +107,7 @@ func TestRedisRoutingSimulation(t *testing.T) {
 			if c.key != "" {
 				attrs["key"], attrs["hash_key"] = c.key, c.key
 			}
-			r := redisRoute(t, ix.Generate(proxies[0]), c.port, attrs)
+			r := controllertest.Route(t, ix.Generate(proxies[0]), c.port, attrs)
 			if got := describe(r); got != c.want {
 				t.Fatalf("%s %s took %q\n got %s\nwant %s", c.command, c.key, r.GetName(), got, c.want)
 			}
@@ -137,28 +141,28 @@ func TestRedisResourcesPassProxyValidate(t *testing.T) {
 // the listener has none and the RedisDestination says which Secret is
 // missing; once it appears, the next build uses it.
 func TestRedisSecret(t *testing.T) {
-	in := &Inputs{}
+	in := &controller.Inputs{}
 	if err := in.AddYAML(mustRead(t, "testdata/golden/redis-cluster.yaml")); err != nil {
 		t.Fatal(err)
 	}
 	secrets := in.Secrets
 	in.Secrets = nil
-	b := &Builder{Options: Options{Resolve: fakeResolver}}
+	b := &controller.Builder{Options: opts}
 	ix := b.Build(in)
-	p := &Proxy{ID: "app", Namespace: "shop"}
+	p := &controller.Proxy{ID: "app", Namespace: "shop"}
 	res := ix.Generate(p)
-	opts := listenerOptions(t, res)
+	opts := controllertest.ListenerOptions(t, res)
 	if _, ok := opts["upstream_password_secret"]; ok || opts["mode"] != "cluster" || len(res.Secrets) != 0 {
 		t.Fatalf("options without the Secret = %v, secrets %v", opts, res.Secrets)
 	}
-	st := ix.RedisStatuses()["RedisDestination/shop/orders-redis"]
+	st := ix.ProtocolStatuses()["RedisDestination/shop/orders-redis"]
 	if len(st.Conditions) != 2 || st.Conditions[1].Reason != "UnknownSecret" ||
 		!strings.Contains(st.Conditions[1].Message, "spec.trafficPolicy.connectionPool.redis.auth: no Secret shop/orders-redis-auth") {
 		t.Fatalf("status = %+v", st)
 	}
 	in.Secrets = secrets
 	res = b.Build(in).Generate(p)
-	opts = listenerOptions(t, res)
+	opts = controllertest.ListenerOptions(t, res)
 	if _, inline := opts["upstream_password"]; inline || opts["upstream_username"] != "orders" {
 		t.Fatalf("options with the Secret = %v", opts)
 	}
@@ -177,74 +181,50 @@ func sdsValue(res *config.Resources, name string) string {
 	return ""
 }
 
-func listenerOptions(t *testing.T, res *config.Resources) map[string]string {
-	t.Helper()
-	var mpp configv1alpha1.MetaProtocolProxy
-	if err := res.Listeners[0].GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(&mpp); err != nil {
-		t.Fatal(err)
-	}
-	return mpp.GetCodecOptions()
-}
-
 // TestRedisInvalidUpdateKeepsLastValid: a RedisService update the
 // controller refuses leaves the previous version in force, and its status
 // names the field.
 func TestRedisInvalidUpdateKeepsLastValid(t *testing.T) {
-	in := &Inputs{}
+	in := &controller.Inputs{}
 	if err := in.AddYAML(mustRead(t, "testdata/golden/redis-proxy.yaml")); err != nil {
 		t.Fatal(err)
 	}
-	b := &Builder{}
+	b := &controller.Builder{}
 	b.Build(in)
-	bad := in.RedisServices[0].DeepCopy()
+	bad := in.Objects[ServiceKind][0].(*redisv1.RedisService).DeepCopy()
 	bad.Generation = 4
 	bad.Spec.Redis[1].Match.Key.Prefix = "b:long:" // now a duplicate
-	in.RedisServices[0] = bad
+	in.Objects[ServiceKind][0] = bad
 	ix := b.Build(in)
-	st := ix.RedisStatuses()["RedisService/demo/cache"]
+	st := ix.ProtocolStatuses()["RedisService/demo/cache"]
 	if len(st.Conditions) != 1 || st.Conditions[0].Status != "False" || st.Generation != 4 ||
 		!strings.Contains(st.Conditions[0].Message, `spec.redis[2].match.key.prefix: Duplicate value: "b:long:"`) ||
 		!strings.Contains(st.Conditions[0].Message, "generation 3 stays in force") {
 		t.Fatalf("status = %+v", st)
 	}
-	r := redisRoute(t, ix.Generate(&Proxy{Namespace: "demo"}), 6379, map[string]string{"command": "INCR", "key": "b:1"})
+	r := controllertest.Route(t, ix.Generate(&controller.Proxy{Namespace: "demo"}), 6379, map[string]string{"command": "INCR", "key": "b:1"})
 	if r.GetName() != "prefix:b:" {
 		t.Fatalf("the previous routes are not in force: %s", r.GetName())
 	}
 	// A controller that never saw a valid version applies nothing of it.
-	r = redisRoute(t, (&Builder{}).Build(in).Generate(&Proxy{Namespace: "demo"}), 6379, map[string]string{"command": "INCR", "key": "b:1"})
+	r = controllertest.Route(t, (&controller.Builder{}).Build(in).Generate(&controller.Proxy{Namespace: "demo"}), 6379, map[string]string{"command": "INCR", "key": "b:1"})
 	if r.GetName() != "default" {
 		t.Fatalf("an invalid RedisService reached the proxy: %s", r.GetName())
 	}
 }
 
-// TestRedisReadCommands: every name is upper case and unique (they form
-// a regular expression matched against the codec's "command").
+// TestRedisReadCommands: the codec marks some commands read-only, and
+// every name is upper case and unique (they form a regular expression
+// matched against the codec's "command").
 func TestRedisReadCommands(t *testing.T) {
+	if len(readCommands) == 0 || !readSet["GET"] || readSet["SET"] {
+		t.Fatalf("read commands %v", readCommands)
+	}
 	seen := map[string]bool{}
-	for _, c := range redisReadCommands {
+	for _, c := range readCommands {
 		if c != strings.ToUpper(c) || seen[c] {
 			t.Fatalf("bad or duplicate read command %q", c)
 		}
 		seen[c] = true
-	}
-}
-
-// TestRedisReadCommandsMatchTheCodec: the controller's copy of the read
-// commands is the codec's (the controller does not link codecs, so the list
-// is kept twice and this test keeps them together).
-func TestRedisReadCommandsMatchTheCodec(t *testing.T) {
-	codecReads := map[string]bool{}
-	for _, c := range redis.ReadCommands() {
-		codecReads[c] = true
-	}
-	for _, c := range redisReadCommands {
-		if !codecReads[c] {
-			t.Errorf("%s is a read command here but not in protocols/redis", c)
-		}
-		delete(codecReads, c)
-	}
-	for c := range codecReads {
-		t.Errorf("protocols/redis marks %s read-only; add it to redisReadCommands", c)
 	}
 }

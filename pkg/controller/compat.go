@@ -1,0 +1,15 @@
+package controller
+
+// Transitional, until cmd/rosettactl and pkg/xds's tests (owned elsewhere)
+// import protocols/standard/control as cmd/rosetta-controller does: delete
+// this file then (issue 26).
+
+// transitionalProtocols are protocol names known, with their codec of the
+// same name and MetaRouter routes only, in a binary that links no
+// translator for them.
+var transitionalProtocols = []string{"dubbo", "redis", "thrift", "trpc"}
+
+// RedisStatuses is ProtocolStatuses under its former name.
+//
+// Deprecated: use ProtocolStatuses.
+func (ix *Index) RedisStatuses() map[string]RouterStatus { return ix.ProtocolStatuses() }

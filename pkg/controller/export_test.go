@@ -1,0 +1,4 @@
+package controller
+
+// FakeResolver is fakeResolver, for the package's external tests.
+var FakeResolver = fakeResolver

@@ -1,0 +1,18 @@
+package controller_test
+
+import (
+	"testing"
+
+	"github.com/rosetta-mesh/rosetta/pkg/controller"
+	"github.com/rosetta-mesh/rosetta/pkg/controller/controllertest"
+	// The built-in protocols' translators, which the golden files and the
+	// package's other tests (in-package ones too: one test binary) use.
+	_ "github.com/rosetta-mesh/rosetta/protocols/standard/control"
+)
+
+// TestGolden translates each testdata/golden/*.yaml and compares every
+// proxy's resources and every status with the matching .json file (see
+// controllertest.Golden); go test -run TestGolden -update rewrites them.
+func TestGolden(t *testing.T) {
+	controllertest.Golden(t, "testdata/golden/*.yaml", controller.Options{Resolve: controller.FakeResolver})
+}
