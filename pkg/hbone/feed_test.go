@@ -31,7 +31,7 @@ type lineEcho struct {
 	stoppedOnce chan struct{}
 }
 
-func (e *lineEcho) Frame(frame []byte, err error, b *wire.Batch) bool {
+func (e *lineEcho) Frame(frame []byte, err error, r *netloop.Round) bool {
 	if err != nil {
 		e.mu.Lock()
 		e.ended = err
@@ -39,7 +39,6 @@ func (e *lineEcho) Frame(frame []byte, err error, b *wire.Batch) bool {
 		e.w.Close()
 		return false
 	}
-	b.Open()
 	buf := make([]byte, 8<<10)
 	stack := string(buf[:runtime.Stack(buf, false)])
 	e.mu.Lock()
@@ -51,7 +50,7 @@ func (e *lineEcho) Frame(frame []byte, err error, b *wire.Batch) bool {
 	e.mu.Unlock()
 	e.w.Lock()
 	e.w.Buf = append(e.w.Buf, frame...)
-	e.w.HoldLocked(b)
+	r.Hold(e.w)
 	e.w.Unlock()
 	return true
 }

@@ -25,15 +25,6 @@ type Feedable interface {
 	Feed(f *Feed) bool
 }
 
-// Round is the batch of a goroutine that pushes input to feeds: the writes
-// their handlers make wait in it until Flush, which the goroutine calls
-// before it waits for more input. So the requests of many streams read
-// together go upstream in one write per connection.
-type Round struct{ b wire.Batch }
-
-// Flush writes what the round's handlers queued.
-func (r *Round) Flush() { r.b.Flush() }
-
 // Feed reads one fed connection: what Push hands it, split into frames by
 // its codec within its Limits, goes to its handler on the pushing
 // goroutine. Its idle and frame timers run on timer goroutines; a lock
@@ -117,7 +108,10 @@ func (f *Feed) Push(r *Round, data []byte) bool {
 			break
 		}
 		f.begun = time.Time{}
-		if !f.h.Frame(frame, err, &r.b) {
+		if err == nil {
+			r.Open()
+		}
+		if !f.h.Frame(frame, err, r) {
 			f.stopLocked()
 			return false
 		}
@@ -142,7 +136,7 @@ func (f *Feed) End(r *Round, err error) {
 		if err == io.EOF && f.fr.Buffered() > 0 {
 			err = io.ErrUnexpectedEOF // as a reader's: a frame cut short
 		}
-		if !f.h.Frame(nil, err, &r.b) {
+		if !f.h.Frame(nil, err, r) {
 			f.stopLocked()
 		}
 	}
@@ -166,11 +160,11 @@ func (f *Feed) check() {
 	now := time.Now()
 	switch {
 	case f.lim.Frame > 0 && !f.begun.IsZero() && now.Sub(f.begun) >= f.lim.Frame:
-		f.h.Frame(nil, f.fr.LimitError(ErrFrameTimeout), &r.b)
+		f.h.Frame(nil, f.fr.LimitError(ErrFrameTimeout), &r)
 		f.stopLocked()
 		return
 	case f.lim.Idle > 0 && now.Sub(f.lastRead) >= f.lim.Idle:
-		if !f.h.Frame(nil, os.ErrDeadlineExceeded, &r.b) {
+		if !f.h.Frame(nil, os.ErrDeadlineExceeded, &r) {
 			f.stopLocked()
 			return
 		}

@@ -45,7 +45,7 @@ func newRecorder(w *wire.Writer) *recorder {
 	return &recorder{w: w, ended: make(chan error, 1), stopped: make(chan struct{})}
 }
 
-func (r *recorder) Frame(frame []byte, err error, b *wire.Batch) bool {
+func (r *recorder) Frame(frame []byte, err error, round *Round) bool {
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) && r.keep {
 			return true
@@ -53,13 +53,12 @@ func (r *recorder) Frame(frame []byte, err error, b *wire.Batch) bool {
 		r.ended <- err
 		return false
 	}
-	b.Open()
 	r.mu.Lock()
 	r.frames = append(r.frames, string(frame))
 	r.mu.Unlock()
 	r.w.Lock()
 	r.w.Buf = append(r.w.Buf, frame...)
-	r.w.HoldLocked(b)
+	round.Hold(r.w)
 	r.w.Unlock()
 	return true
 }

@@ -31,7 +31,7 @@ var loops struct {
 }
 
 // serveOnLoop is ServeOn for a socket (netloop.go).
-func serveOnLoop(home *wire.Batch, nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim Limits) bool {
+func serveOnLoop(home *Round, nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim Limits) bool {
 	if off {
 		return false
 	}
@@ -42,12 +42,12 @@ func serveOnLoop(home *wire.Batch, nc net.Conn, c codec.Codec, w *wire.Writer, h
 	return lp != nil && lp.add(nc, c, w, h, lim)
 }
 
-func loopOf(b *wire.Batch) *loop {
-	if !b.Loop() {
+func loopOf(r *Round) *loop {
+	if !r.Loop() {
 		return nil
 	}
 	for _, lp := range started() {
-		if &lp.batch == b {
+		if &lp.round == r {
 			return lp
 		}
 	}
@@ -85,7 +85,7 @@ type loop struct {
 	rc    syscall.RawConn
 	epfd  int
 	wake  int // an eventfd other goroutines write to wake the loop
-	batch wire.Batch
+	round Round
 
 	mu    sync.Mutex
 	conns map[uint32]*loopConn
@@ -170,7 +170,7 @@ func newLoop() (*loop, error) {
 	}
 	lp := &loop{ep: ep, rc: rc, epfd: epfd, wake: wake, conns: map[uint32]*loopConn{}, events: make([]unix.EpollEvent, 256)}
 	lp.pollFn = lp.poll
-	lp.batch.SetLoop()
+	lp.round.b.SetLoop()
 	return lp, nil
 }
 
@@ -242,7 +242,7 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim L
 	}
 	w.Lock()
 	w.OnClose = func() { lp.post(&lp.ended, lc) }
-	w.SetReader(&lp.batch)
+	lp.round.Reads(w)
 	if ts != nil {
 		w.WouldWait = ts.wouldWait
 	}
@@ -288,7 +288,7 @@ func (lp *loop) run() {
 			continue // polled for owed requests and found none yet
 		}
 		now := time.Now()
-		lp.batch.SetNow(now)
+		lp.round.b.SetNow(now)
 		for _, ev := range lp.events[:n] {
 			if ev.Fd == wakeToken {
 				var buf [8]byte
@@ -305,12 +305,12 @@ func (lp *loop) run() {
 		lp.readAgain(now)
 		lp.queued()
 		if lp.rounds++; lp.rounds >= lp.gather.rounds() {
-			lp.batch.Flush()
+			lp.round.b.Flush()
 			lp.rounds = 0
 		} else {
-			lp.batch.FlushEager()
+			lp.round.b.FlushEager()
 		}
-		lp.gather.answered(lp.batch.TakeAnswered())
+		lp.gather.answered(lp.round.b.TakeAnswered())
 	}
 }
 
@@ -334,7 +334,7 @@ func (lp *loop) wait() int {
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// Held writes waited holdFor without their answers.
-			lp.batch.Flush()
+			lp.round.b.Flush()
 			lp.setHold(false)
 			continue
 		}
@@ -369,13 +369,13 @@ func (lp *loop) poll(fd uintptr) bool {
 	if lp.ready > 0 || (lp.waitErr != nil && lp.waitErr != unix.EINTR) {
 		return true
 	}
-	if lp.gather.wait(&lp.batch) {
+	if lp.gather.wait(&lp.round.b) {
 		lp.polling = true // with nothing ready: the loop polls again
 		return true
 	}
 	// An edge after this goes on counting: Read armed the wait before
 	// calling here.
-	lp.setHold(lp.batch.FlushIdle() > 0)
+	lp.setHold(lp.round.b.FlushIdle() > 0)
 	lp.rounds = 0
 	return false
 }
@@ -400,10 +400,13 @@ func (lp *loop) readable(lc *loopConn, now time.Time) {
 			return
 		}
 		lc.begun = time.Time{}
-		if lc.client && err == nil {
-			lp.gather.request(now)
+		if err == nil {
+			lp.round.Open()
+			if lc.client {
+				lp.gather.request(now)
+			}
 		}
-		if !lc.h.Frame(frame, err, &lp.batch) {
+		if !lc.h.Frame(frame, err, &lp.round) {
 			lp.stop(lc)
 			return
 		}
@@ -476,12 +479,12 @@ func (lp *loop) checkIdle(lc *loopConn) {
 	}
 	now := time.Now()
 	if lc.frameLimit > 0 && !lc.begun.IsZero() && now.Sub(lc.begun) >= lc.frameLimit {
-		lc.h.Frame(nil, lc.fr.LimitError(ErrFrameTimeout), &lp.batch)
+		lc.h.Frame(nil, lc.fr.LimitError(ErrFrameTimeout), &lp.round)
 		lp.stop(lc)
 		return
 	}
 	if lc.idle > 0 && now.Sub(lc.lastRead) >= lc.idle {
-		if !lc.h.Frame(nil, os.ErrDeadlineExceeded, &lp.batch) {
+		if !lc.h.Frame(nil, os.ErrDeadlineExceeded, &lp.round) {
 			lp.stop(lc)
 			return
 		}

@@ -27,7 +27,7 @@ type echo struct {
 	idle    func() bool // what to answer an idle timeout
 }
 
-func (e *echo) Frame(frame []byte, err error, b *wire.Batch) bool {
+func (e *echo) Frame(frame []byte, err error, r *Round) bool {
 	if err != nil {
 		if errors.Is(err, os.ErrDeadlineExceeded) && e.idle != nil && e.idle() {
 			return true
@@ -41,7 +41,7 @@ func (e *echo) Frame(frame []byte, err error, b *wire.Batch) bool {
 	} else {
 		e.w.Buf = append(e.w.Buf, frame...)
 	}
-	e.w.HoldLocked(b)
+	r.Hold(e.w)
 	e.w.Unlock()
 	return true
 }
@@ -228,14 +228,13 @@ func TestLoopReadsWhatOneEdgeLeavesBehind(t *testing.T) {
 // awaits answers, as a Redis connection does while its server works.
 type forward struct{ up *wire.Writer }
 
-func (f *forward) Frame(frame []byte, err error, b *wire.Batch) bool {
+func (f *forward) Frame(frame []byte, err error, r *Round) bool {
 	if err != nil {
 		return false
 	}
-	b.Open() // as the proxy's handlers do
 	f.up.Lock()
 	f.up.Buf = append(f.up.Buf, frame...)
-	f.up.HoldLocked(b)
+	r.Hold(f.up)
 	f.up.Unlock()
 	return true
 }
@@ -252,7 +251,7 @@ func TestLoopBoundsHowLongItHoldsWrites(t *testing.T) {
 	up.Lazy = true
 	up.Awaiting = func() bool { return true }
 	up.Lock()
-	up.SetReader(&r.lp.batch) // the loop reads the upstream connection too
+	up.SetReader(&r.lp.round.b) // the loop reads the upstream connection too
 	up.Unlock()
 	client, server := r.accept()
 	w := wire.NewWriter(server, 5*time.Second, 1<<20)
@@ -290,13 +289,13 @@ func TestLoopHoldsOnlyForAnswersItReads(t *testing.T) {
 		lp   *loop
 		held int
 	}{{"reading", reader, 1}, {"other", other, 0}} {
-		c.lp.batch.Open()
+		c.lp.round.b.Open()
 		w.Lock()
 		w.Buf = append(w.Buf, "request\n"...)
-		w.HoldLocked(&c.lp.batch)
+		w.HoldLocked(&c.lp.round.b)
 		w.Unlock()
-		held := c.lp.batch.FlushIdle()
-		c.lp.batch.Flush()
+		held := c.lp.round.b.FlushIdle()
+		c.lp.round.b.Flush()
 		if held != c.held {
 			t.Fatalf("FlushIdle of the %s loop kept %d writers held, want %d", c.name, held, c.held)
 		}

@@ -11,7 +11,7 @@ import (
 )
 
 // serveOnLoop declines: the event loops are Linux's (loop_linux.go).
-func serveOnLoop(*wire.Batch, net.Conn, codec.Codec, *wire.Writer, Handler, Limits) bool {
+func serveOnLoop(*Round, net.Conn, codec.Codec, *wire.Writer, Handler, Limits) bool {
 	return false
 }
 

@@ -1,8 +1,7 @@
 // Package netloop reads many connections on a few event loops, the way
 // twemproxy does: a loop learns from epoll which sockets have input, reads
 // each of them once, hands their frames to the connections' handlers, and
-// only then flushes what the handlers queued (a wire.Batch shared by the
-// round). So requests from many clients bound for one upstream connection
+// only then flushes what the handlers queued (the loop's Round). So requests from many clients bound for one upstream connection
 // leave in one write, and a connection waiting for input costs neither a
 // goroutine wake-up nor a read that finds nothing. A loop waits through Go's
 // poller (its epoll descriptor is itself pollable), so it holds no thread
@@ -10,7 +9,7 @@
 // fills its buffer is followed by another in the next round, since epoll
 // will not report what is left. Before a loop waits, a writer to an
 // in-order server that still owes answers may stay held until they come
-// (wire.Batch.FlushIdle), so the server reads those requests with the next
+// (Round.FlushIdle), so the server reads those requests with the next
 // ones; such a wait lasts at most holdFor, and only the loop that reads the
 // server's connection holds for it, since no other is woken by the answers.
 //
@@ -19,8 +18,13 @@
 // blocking commands belong on goroutines of their own, and a write that
 // would wait for a slow peer goes on in the background (see wire.Writer).
 //
-// Loops are Linux's; elsewhere, and with ROSETTA_EVENT_LOOPS=off, Serve
-// declines and callers read on a goroutine per connection.
+// A connection with no socket whose bytes another reader has (an HBONE
+// stream's, on its HTTP/2 connection's frame reader) is fed by that reader
+// instead (Feed), with the same frame splitting, limits and rounds. Loops
+// are Linux's; elsewhere, with ROSETTA_EVENT_LOOPS=off, and for
+// connections that are no sockets, Serve reads on a goroutine per
+// connection. Serve is the one way the proxy and the upstream pools read a
+// connection, whichever of the three reads it.
 package netloop
 
 import (
@@ -33,14 +37,68 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
-// Handler handles what a loop reads from one connection.
+// Handler handles what is read from one connection.
 type Handler interface {
 	// Frame handles one whole frame, or the error that ended reading
-	// (frame nil); b is the round's batch. False stops reading.
-	Frame(frame []byte, err error, b *wire.Batch) bool
-	// Stopped runs once, on the loop, after reading has stopped.
+	// (frame nil); r is the reading goroutine's round. False stops
+	// reading.
+	Frame(frame []byte, err error, r *Round) bool
+	// Stopped runs once, on the reading goroutine, after reading has
+	// stopped.
 	Stopped()
 }
+
+// Round is what one reading goroutine (an event loop, a connection's own
+// reader, the frame reader that feeds HBONE streams) has read since it
+// last waited for input. The writes its handlers make wait in it (Hold)
+// until it is flushed, before the goroutine waits again: a reader that
+// holds a pipeline of frames, or the requests of many clients bound for
+// one upstream connection, writes each connection once, not once per
+// frame. It also carries the time the round's input was read (Now).
+type Round struct {
+	b wire.Batch
+}
+
+// Hold makes w's writes wait for the round's flush, when the round is
+// open (its goroutine is working through input); w's lock is held. A nil
+// round holds nothing: a write from a callback that runs late goes out at
+// once.
+func (r *Round) Hold(w *wire.Writer) {
+	if r != nil {
+		w.HoldLocked(&r.b)
+	}
+}
+
+// Now is when the round's input was read, or the clock's time.
+func (r *Round) Now() time.Time {
+	if r == nil {
+		return time.Now()
+	}
+	return r.b.Now()
+}
+
+// Loop reports whether r is an event loop's round: an upstream connection
+// a request from that loop opens is best read by the same loop (ServeOn).
+func (r *Round) Loop() bool { return r != nil && r.b.Loop() }
+
+// Flush writes what the round's handlers queued, and closes the round
+// until its goroutine opens it for the next frame.
+func (r *Round) Flush() { r.b.Flush() }
+
+// Open lets writes join the round. Only the round's goroutine calls it,
+// before it hands a frame to a handler; netloop's readers do so
+// themselves, so a handler never needs to.
+func (r *Round) Open() { r.b.Open() }
+
+// FlushIdle is Flush for a goroutine about to wait for input, except that
+// writers to in-order servers still owed answers, whose connections this
+// round's goroutine reads (Reads), stay held: see wire.Batch.FlushIdle. It
+// returns how many stay held.
+func (r *Round) FlushIdle() int { return r.b.FlushIdle() }
+
+// Reads records that the round's goroutine reads w's connection, so that
+// the answers w's requests await wake it; w's lock is held.
+func (r *Round) Reads(w *wire.Writer) { w.SetReader(&r.b) }
 
 // off turns the loops off, for comparison and for testing the goroutine
 // path on Linux.
@@ -132,23 +190,48 @@ func (g *GoReader) beforeRead() {
 
 // Serve reads nc's frames, split by c, and hands each to h: a connection
 // that is fed (a Feedable, such as an HBONE stream) by the goroutine that
-// has its bytes, a socket on an event loop. w is nc's writer: closing it
-// tells the reader to stop. Serve reports false when it can do neither (no
-// socket, loops off or not started); the caller then reads on a goroutine.
+// has its bytes, a socket on an event loop, anything else (and every
+// connection with the loops off) on a goroutine of its own. w is nc's
+// writer: closing it tells the reader to stop. Serve reports whether a
+// goroutine that reads other connections too (a loop or a feeder) reads
+// nc.
 func Serve(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim Limits) bool {
 	return ServeOn(nil, nc, c, w, h, lim)
 }
 
-// ServeOn is Serve on the loop whose round batch is home, when home is one
-// (wire.Batch.Loop), and on the next loop in turn otherwise. An upstream
+// ServeOn is Serve on the loop whose round is home, when home is one
+// (Round.Loop), and on the next loop in turn otherwise. An upstream
 // connection a loop's requests open is best read by that loop: its answers
 // then come back on the thread that writes them to the clients, and a held
 // request waits only for answers its own loop reads.
-func ServeOn(home *wire.Batch, nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim Limits) bool {
+func ServeOn(home *Round, nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim Limits) bool {
 	if fd, ok := nc.(Feedable); ok && feed(fd, c, w, h, lim) {
 		return true
 	}
-	return serveOnLoop(home, nc, c, w, h, lim)
+	if serveOnLoop(home, nc, c, w, h, lim) {
+		return true
+	}
+	go read(nc, c, h, lim)
+	return false
+}
+
+// read reads nc on a goroutine of its own.
+func read(nc net.Conn, c codec.Codec, h Handler, lim Limits) {
+	defer h.Stopped()
+	fr := NewGoReader(nc, c, lim)
+	defer fr.Release()
+	var r Round
+	fr.Flush = r.Flush
+	defer r.Flush()
+	for {
+		frame, err := fr.Next()
+		if err == nil {
+			r.Open()
+		}
+		if !h.Frame(frame, err, &r) {
+			return
+		}
+	}
 }
 
 // errWouldBlock: nothing more to read now, from a socket a loop reads or

@@ -92,37 +92,19 @@ func newDownConn(l *listener, nc net.Conn, principal string) *downConn {
 	return dc
 }
 
-// start reads on an event loop where it can, else on a goroutine.
+// start has netloop read the connection: on an event loop, fed by an
+// HBONE connection's reader, or on a goroutine of its own.
 func (dc *downConn) start() {
-	if !netloop.Serve(dc.nc, dc.codec, dc.w, dc, dc.lc.limits) {
-		go dc.serve()
-	}
-}
-
-// serve reads on a goroutine of the connection's own.
-func (dc *downConn) serve() {
-	defer dc.Stopped()
-	fr := netloop.NewGoReader(dc.nc, dc.codec, dc.lc.limits)
-	defer fr.Release()
-	batch := &wire.Batch{}
-	fr.Flush = batch.Flush
-	defer batch.Flush()
-	for {
-		frame, err := fr.Next()
-		if !dc.Frame(frame, err, batch) {
-			return
-		}
-	}
+	netloop.Serve(dc.nc, dc.codec, dc.w, dc, dc.lc.limits)
 }
 
 // Frame implements netloop.Handler: a frame is decoded and dispatched, an
 // error ends the reading (false) unless it is an idle timeout with requests
 // still in flight.
-func (dc *downConn) Frame(frame []byte, err error, b *wire.Batch) bool {
+func (dc *downConn) Frame(frame []byte, err error, b *netloop.Round) bool {
 	var m *codec.Message
 	if err == nil {
 		if m, err = codec.SafeDecode(dc.codec, frame); err == nil {
-			b.Open()
 			dc.dispatch(m, b)
 			return true
 		}
@@ -200,7 +182,7 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-func (dc *downConn) dispatch(m *codec.Message, b *wire.Batch) {
+func (dc *downConn) dispatch(m *codec.Message, b *netloop.Round) {
 	switch m.Kind {
 	case codec.KindRequest, codec.KindOneway:
 		dc.l.p.handle(dc, m, b)
@@ -211,7 +193,7 @@ func (dc *downConn) dispatch(m *codec.Message, b *wire.Batch) {
 	}
 }
 
-func (dc *downConn) answerHeartbeat(m *codec.Message, b *wire.Batch) {
+func (dc *downConn) answerHeartbeat(m *codec.Message, b *netloop.Round) {
 	hb, ok := dc.codec.(codec.HeartbeatReplier)
 	if !ok {
 		return
@@ -224,7 +206,7 @@ func (dc *downConn) answerHeartbeat(m *codec.Message, b *wire.Batch) {
 		rep = nil
 	}
 	dc.fillLocked(s, rep)
-	dc.w.HoldLocked(b)
+	b.Hold(dc.w)
 }
 
 // reserve takes the next answer's place, s, for in-order protocols; nil
@@ -240,29 +222,29 @@ func (dc *downConn) reserve(s *slot) *slot {
 }
 
 // respond writes an answer (nil: none) in the request's place; b, when not
-// nil, is the calling goroutine's batch, which the write may wait for.
-func (dc *downConn) respond(s *slot, m *codec.Message, b *wire.Batch) {
+// nil, is the calling goroutine's round, which the write may wait for.
+func (dc *downConn) respond(s *slot, m *codec.Message, b *netloop.Round) {
 	dc.w.Lock()
 	defer dc.w.Unlock()
 	dc.fillLocked(s, m)
-	dc.w.HoldLocked(b)
+	b.Hold(dc.w)
 }
 
 // hold makes the connection's next writes wait for b.
-func (dc *downConn) hold(b *wire.Batch) {
+func (dc *downConn) hold(b *netloop.Round) {
 	if b == nil {
 		return
 	}
 	dc.w.Lock()
-	dc.w.HoldLocked(b)
+	b.Hold(dc.w)
 	dc.w.Unlock()
 }
 
 // reply writes a local error reply built by the codec.
-func (dc *downConn) reply(s *slot, req *codec.Message, st codec.Status, detail string, b *wire.Batch) {
+func (dc *downConn) reply(s *slot, req *codec.Message, st codec.Status, detail string, b *netloop.Round) {
 	dc.w.Lock()
 	defer dc.w.Unlock()
-	dc.w.HoldLocked(b)
+	b.Hold(dc.w)
 	rep, err := codec.SafeReply(dc.codec, req, st, detail)
 	if err != nil {
 		dc.l.p.log.Warn("codec could not build a local reply", "listener", dc.lc.name, "status", st.String(), "err", err)

@@ -6,9 +6,9 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/router"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
-	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
 // env is the codec.Upstream a Handler gets: the snapshot in force when the
@@ -16,9 +16,9 @@ import (
 type env struct {
 	dc   *downConn
 	snap *snapshot
-	// batch is the reader's batch; a call made after the reader moved on
-	// finds it closed and writes at once (see wire.Batch).
-	batch *wire.Batch
+	// round is the reader's round; a call made after the reader moved on
+	// finds it closed and writes at once (see netloop.Round).
+	round *netloop.Round
 	// start is when the client's request arrived; the requests the handler
 	// sends for it are timed from then.
 	start time.Time
@@ -40,7 +40,7 @@ func (e *env) exchange(req *codec.Message, done codec.Done) *exchange {
 	} else {
 		ex = &exchange{}
 	}
-	*ex = exchange{p: e.dc.l.p, dc: e.dc, req: req, snap: e.snap, start: e.start, onDone: done, batch: e.batch}
+	*ex = exchange{p: e.dc.l.p, dc: e.dc, req: req, snap: e.snap, start: e.start, onDone: done, round: e.round}
 	return ex
 }
 

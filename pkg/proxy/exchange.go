@@ -9,10 +9,10 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/router"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
-	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
 // exchange is one request from arrival to answer: routing, policy, the tries
@@ -37,9 +37,9 @@ type exchange struct {
 	onDone codec.Done
 	// fixed, when set, is the only endpoint to try.
 	fixed *upstream.Endpoint
-	// batch is the reader's batch that writes made while handling the
-	// request on the reader goroutine join (see wire.Batch).
-	batch *wire.Batch
+	// round is the reader's round that writes made while handling the
+	// request on the reader goroutine join (see netloop.Round).
+	round *netloop.Round
 
 	mu       sync.Mutex
 	done     bool
@@ -67,30 +67,30 @@ func (a *attempt) end() {
 	}
 }
 
-func (a *attempt) Done(resp *codec.Message, err error, b *wire.Batch) {
+func (a *attempt) Done(resp *codec.Message, err error, b *netloop.Round) {
 	a.ex.attemptDone(a, resp, err, b)
 }
 
 // handle routes one request from dc. It runs on dc's reader goroutine and
 // never blocks on the network.
-func (p *Proxy) handle(dc *downConn, req *codec.Message, b *wire.Batch) {
+func (p *Proxy) handle(dc *downConn, req *codec.Message, b *netloop.Round) {
 	dc.inflight.Add(1)
 	if eng := dc.l.cfg.Load().authz; !eng.Empty() {
 		if d := dc.authorize(eng, req); !d.Allowed {
-			ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: b.Now(), batch: b}
+			ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: b.Now(), round: b}
 			ex.slot = dc.reserve(&ex.slotBuf)
 			ex.local(codec.StatusUnauthorized, d.Reason)
 			return
 		}
 	}
 	if h, ok := dc.codec.(codec.Handler); ok {
-		hc := &handled{env: env{dc: dc, snap: p.snap.Load(), batch: b, start: b.Now()}, req: req}
+		hc := &handled{env: env{dc: dc, snap: p.snap.Load(), round: b, start: b.Now()}, req: req}
 		hc.env.spare = &hc.first
 		hc.slot = dc.reserve(&hc.slotBuf)
 		h.Handle(req, &hc.env, hc)
 		return
 	}
-	ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: b.Now(), batch: b}
+	ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: b.Now(), round: b}
 	ex.slot = dc.reserve(&ex.slotBuf)
 	ex.route = ex.match()
 	ex.run()
@@ -113,10 +113,10 @@ func (hc *handled) Reply(m *codec.Message) {
 		status = m.Status.String()
 	}
 	dc := hc.env.dc
-	// The batch's time is its owner's round now, and never before start,
-	// which the same batch gave.
-	dc.recordOperation(hc.req, status, hc.env.batch.Now().Sub(hc.env.start))
-	dc.respond(hc.slot, m, hc.env.batch)
+	// The round's time is its owner's round now, and never before start,
+	// which the same round gave.
+	dc.recordOperation(hc.req, status, hc.env.round.Now().Sub(hc.env.start))
+	dc.respond(hc.slot, m, hc.env.round)
 	dc.finished()
 }
 
@@ -139,7 +139,7 @@ func (ex *exchange) run() {
 			return
 		}
 		if f.Delay > 0 && router.Chance(f.DelayPercent) {
-			ex.batch = nil // the forward runs on a timer, not on the reader
+			ex.round = nil // the forward runs on a timer, not on the reader
 			time.AfterFunc(f.Delay, ex.forward)
 			return
 		}
@@ -177,7 +177,7 @@ func (ex *exchange) forward() {
 	}
 	ex.mu.Lock()
 	defer ex.mu.Unlock()
-	ex.startAttempt(nil, ex.batch)
+	ex.startAttempt(nil, ex.round)
 }
 
 // hashOf is req's hash under the route's hash policy (0 without one), the
@@ -216,11 +216,11 @@ func (ex *exchange) sendOneway() {
 		return
 	}
 	status := "ok"
-	if _, _, err := ex.pool(ep).Send(ex.cluster, ex.req, nil, ex.batch); err != nil {
+	if _, _, err := ex.pool(ep).Send(ex.cluster, ex.req, nil, ex.round); err != nil {
 		status = "upstream_error"
 	}
-	ex.record(status, ex.batch)
-	ex.complete(nil, codec.StatusOK, "", ex.batch)
+	ex.record(status, ex.round)
+	ex.complete(nil, codec.StatusOK, "", ex.round)
 }
 
 // mirror sends copies to mirror clusters; their answers are dropped.
@@ -239,23 +239,23 @@ func (ex *exchange) mirror(ms []router.Mirror) {
 		if cp.Kind != codec.KindOneway {
 			r = discard{}
 		}
-		_, _, _ = ex.pool(ep).Send(cl, &cp, r, ex.batch) // a mirror's failure is not the caller's
+		_, _, _ = ex.pool(ep).Send(cl, &cp, r, ex.round) // a mirror's failure is not the caller's
 	}
 }
 
 type discard struct{}
 
-func (discard) Done(*codec.Message, error, *wire.Batch) {}
+func (discard) Done(*codec.Message, error, *netloop.Round) {}
 
 // startAttempt tries an endpoint other than exclude; b is the calling
-// goroutine's batch, if it has one. ex.mu is held.
-func (ex *exchange) startAttempt(exclude *upstream.Endpoint, b *wire.Batch) {
+// goroutine's round, if it has one. ex.mu is held.
+func (ex *exchange) startAttempt(exclude *upstream.Endpoint, b *netloop.Round) {
 	ex.startTry(exclude, b, false)
 }
 
 // retryLocked tries again elsewhere if the cluster's retry budget allows;
 // false when it does not. ex.mu is held.
-func (ex *exchange) retryLocked(exclude *upstream.Endpoint, b *wire.Batch) bool {
+func (ex *exchange) retryLocked(exclude *upstream.Endpoint, b *netloop.Round) bool {
 	if !ex.cluster.AcquireRetry() {
 		ex.p.metrics.UpstreamError(ex.cluster.Name, "retry_overflow")
 		return false
@@ -264,7 +264,7 @@ func (ex *exchange) retryLocked(exclude *upstream.Endpoint, b *wire.Batch) bool 
 	return true
 }
 
-func (ex *exchange) startTry(exclude *upstream.Endpoint, b *wire.Batch, retry bool) {
+func (ex *exchange) startTry(exclude *upstream.Endpoint, b *netloop.Round, retry bool) {
 	ex.tries++
 	ep := ex.fixed
 	if ep == nil {
@@ -314,7 +314,7 @@ func (ex *exchange) armTimer(a *attempt) {
 	}
 }
 
-func (ex *exchange) attemptDone(a *attempt, resp *codec.Message, err error, b *wire.Batch) {
+func (ex *exchange) attemptDone(a *attempt, resp *codec.Message, err error, b *netloop.Round) {
 	ex.mu.Lock()
 	defer ex.mu.Unlock()
 	if ex.done || ex.try != a {
@@ -336,7 +336,7 @@ func (ex *exchange) attemptDone(a *attempt, resp *codec.Message, err error, b *w
 // failedLocked retries a failed try when the route allows it, and answers
 // with the matching error otherwise. A connect failure is always tried once
 // more elsewhere: the request never reached a server, so that is safe.
-func (ex *exchange) failedLocked(a *attempt, err error, b *wire.Batch) {
+func (ex *exchange) failedLocked(a *attempt, err error, b *netloop.Round) {
 	retry := ex.route.Action.Retry
 	var st codec.Status
 	var may bool
@@ -394,8 +394,8 @@ func (ex *exchange) timedOut(a *attempt) {
 }
 
 // finishLocked answers the request with resp, or with a local reply for st
-// when resp is nil; b is the calling goroutine's batch, if any. ex.mu is held.
-func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail string, b *wire.Batch) {
+// when resp is nil; b is the calling goroutine's round, if any. ex.mu is held.
+func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail string, b *netloop.Round) {
 	ex.done = true
 	if ex.timer != nil {
 		ex.timer.Stop()
@@ -414,16 +414,16 @@ func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail st
 }
 
 // local answers with the codec's reply for st, on the reader goroutine.
-func (ex *exchange) local(st codec.Status, detail string) { ex.localWith(st, detail, ex.batch) }
+func (ex *exchange) local(st codec.Status, detail string) { ex.localWith(st, detail, ex.round) }
 
-func (ex *exchange) localWith(st codec.Status, detail string, b *wire.Batch) {
+func (ex *exchange) localWith(st codec.Status, detail string, b *netloop.Round) {
 	ex.record(st.String(), b)
 	ex.complete(nil, st, "rosetta: "+detail, b)
 }
 
 // complete hands the outcome to whoever waits for it: a Handler's callback,
 // or the downstream connection (resp nil and a non-OK status: a local reply).
-func (ex *exchange) complete(resp *codec.Message, st codec.Status, detail string, b *wire.Batch) {
+func (ex *exchange) complete(resp *codec.Message, st codec.Status, detail string, b *netloop.Round) {
 	if ex.onDone != nil {
 		ex.dc.hold(b) // the handler's answer, if it writes one now, joins b
 		ex.onDone(resp, st, detail)
@@ -440,9 +440,9 @@ func (ex *exchange) complete(resp *codec.Message, st codec.Status, detail string
 	ex.dc.finished()
 }
 
-// record counts the request; b, the batch of the round that ends it, gives
+// record counts the request; b, the round of the round that ends it, gives
 // the time.
-func (ex *exchange) record(status string, b *wire.Batch) {
+func (ex *exchange) record(status string, b *netloop.Round) {
 	route, cluster := "", ""
 	if ex.route != nil {
 		route = ex.route.Name

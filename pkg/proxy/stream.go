@@ -4,8 +4,8 @@ import (
 	"sync"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
-	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
 // stream ties a client's stream to the upstream connection its opening
@@ -62,7 +62,7 @@ func (s *stream) ended(fromClient bool, m *codec.Message) bool {
 
 // Done relays a server's stream frame to the client; an upstream failure
 // ends the stream with the codec's reset.
-func (s *stream) Done(m *codec.Message, err error, b *wire.Batch) {
+func (s *stream) Done(m *codec.Message, err error, b *netloop.Round) {
 	if err != nil {
 		s.dc.dropStream(s.open.ID)
 		s.dc.reply(nil, s.open, codec.StatusUpstreamReset, "rosetta: the upstream connection of the stream closed", b)

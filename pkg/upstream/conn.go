@@ -31,8 +31,8 @@ type Request interface {
 	// Done is called for each frame answering the request (once for a
 	// unary request) unless the request is cancelled first: with the
 	// response, or with one of the errors above. b, when not nil, is the
-	// calling reader's batch: writes Done makes may wait for it (HoldLocked).
-	Done(resp *codec.Message, err error, b *wire.Batch)
+	// calling reader's round: writes Done makes may wait for it (Round.Hold).
+	Done(resp *codec.Message, err error, b *netloop.Round)
 }
 
 // maxWriteBuffer bounds what may queue for a slow upstream before the
@@ -49,9 +49,9 @@ type Conn struct {
 	pool  *Pool
 	codec codec.Codec
 	nc    net.Conn
-	// home, when set, is the batch of the event loop that reads the
+	// home, when set, is the round of the event loop that reads the
 	// connection (Pool.Send).
-	home *wire.Batch
+	home *netloop.Round
 
 	// w's lock also guards closed and inflight, so a request is registered
 	// before its bytes can leave.
@@ -64,7 +64,7 @@ type Conn struct {
 	maxPending int
 
 	active atomic.Int32
-	// held counts the requests Send registered while a batch held w: on an
+	// held counts the requests Send registered while a round held w: on an
 	// in-order connection, active above held means answers are due to
 	// requests already written (Writer.Awaiting).
 	held int32
@@ -118,22 +118,20 @@ func (c *Conn) dial(timeout time.Duration) {
 	}
 	c.pool.ep.succeed()
 	c.w.SetConn(nc)
-	if !netloop.ServeOn(c.home, nc, c.codec, c.w, c, c.pool.limits()) {
-		go c.readLoop()
-		return
+	if netloop.ServeOn(c.home, nc, c.codec, c.w, c, c.pool.limits()) {
+		// An event loop writes once per round already; yielding would
+		// only delay it.
+		c.w.Lock()
+		c.w.Yield = false
+		c.w.Unlock()
 	}
-	// An event loop writes once per round already; yielding would only
-	// delay it.
-	c.w.Lock()
-	c.w.Yield = false
-	c.w.Unlock()
 }
 
 // Send writes msg on this connection and registers r for its response (r nil:
 // no response expected). It returns the ID msg carries upstream.
 //
-// b, when not nil, holds the write until the caller's batch flushes.
-func (c *Conn) Send(msg *codec.Message, r Request, b *wire.Batch) (uint64, error) {
+// b, when not nil, holds the write until the caller's round flushes.
+func (c *Conn) Send(msg *codec.Message, r Request, b *netloop.Round) (uint64, error) {
 	c.w.Lock()
 	defer c.w.Unlock()
 	if c.closed {
@@ -164,7 +162,7 @@ func (c *Conn) Send(msg *codec.Message, r Request, b *wire.Batch) (uint64, error
 		c.inflight.add(id, r)
 		c.active.Add(1)
 	}
-	c.w.HoldLocked(b)
+	b.Hold(c.w)
 	if r != nil && c.w.Held() {
 		c.held++
 	}
@@ -212,25 +210,9 @@ func (c *Conn) Cancel(id uint64) {
 	c.w.Unlock()
 }
 
-// readLoop reads on a goroutine of the connection's own where no event loop
-// does.
-func (c *Conn) readLoop() {
-	fr := netloop.NewGoReader(c.nc, c.codec, c.pool.limits())
-	defer fr.Release()
-	batch := &wire.Batch{}
-	fr.Flush = batch.Flush
-	defer batch.Flush()
-	for {
-		frame, err := fr.Next()
-		if !c.Frame(frame, err, batch) {
-			return
-		}
-	}
-}
-
 // Frame implements netloop.Handler: a response goes to its request, an error
 // or a bad frame closes the connection.
-func (c *Conn) Frame(frame []byte, err error, b *wire.Batch) bool {
+func (c *Conn) Frame(frame []byte, err error, b *netloop.Round) bool {
 	var m *codec.Message
 	if err == nil {
 		m, err = codec.SafeDecode(c.codec, frame)
@@ -240,7 +222,6 @@ func (c *Conn) Frame(frame []byte, err error, b *wire.Batch) bool {
 		c.close(fmt.Errorf("%w: %v", ErrReset, err))
 		return false
 	}
-	b.Open()
 	c.handle(m, b)
 	return true
 }
@@ -248,7 +229,7 @@ func (c *Conn) Frame(frame []byte, err error, b *wire.Batch) bool {
 // Stopped implements netloop.Handler.
 func (c *Conn) Stopped() {}
 
-func (c *Conn) handle(m *codec.Message, b *wire.Batch) {
+func (c *Conn) handle(m *codec.Message, b *netloop.Round) {
 	switch m.Kind {
 	case codec.KindResponse, codec.KindStream:
 		c.w.Lock()

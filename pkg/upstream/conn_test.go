@@ -7,12 +7,12 @@ import (
 
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
-	"github.com/rosetta-mesh/rosetta/pkg/wire"
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 )
 
 type noRequest struct{}
 
-func (noRequest) Done(*codec.Message, error, *wire.Batch) {}
+func (noRequest) Done(*codec.Message, error, *netloop.Round) {}
 
 // TestInOrderConnAwaitsWrittenRequests: an in-order connection keeps new
 // requests held before its loop waits only while requests it has written
@@ -27,9 +27,9 @@ func TestInOrderConnAwaitsWrittenRequests(t *testing.T) {
 	c.nc = nc
 	c.w.SetConn(nc)
 	rd := bufio.NewReader(peer)
-	var b wire.Batch
+	var b netloop.Round
 	c.w.Lock()
-	c.w.SetReader(&b) // as the loop that reads the connection does
+	b.Reads(c.w) // as the loop that reads the connection does
 	c.w.Unlock()
 	send := func(n int) {
 		b.Open()

@@ -6,7 +6,7 @@ import (
 	"sync/atomic"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
-	"github.com/rosetta-mesh/rosetta/pkg/wire"
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 )
 
 // perConnTarget is how many requests in flight a connection carries before
@@ -40,13 +40,13 @@ func (p *Pool) list() []*Conn {
 // all of them, keeps many requests in each write: a pool that grew in a
 // burst does not thin out every later write over its connections.
 //
-// When b is an event loop's batch, only connections that loop reads count,
+// When b is an event loop's round, only connections that loop reads count,
 // and a connection opened for the request is read by that loop, as Envoy
 // gives each worker its own pools: answers then come back on the thread
 // that writes them to the clients, with no hand-over between threads. At
 // the cluster's limit, any connection will do.
-func (p *Pool) Send(cl *Cluster, msg *codec.Message, r Request, b *wire.Batch) (*Conn, uint64, error) {
-	var home *wire.Batch
+func (p *Pool) Send(cl *Cluster, msg *codec.Message, r Request, b *netloop.Round) (*Conn, uint64, error) {
+	var home *netloop.Round
 	if b.Loop() {
 		home = b
 	}
@@ -60,7 +60,7 @@ func (p *Pool) Send(cl *Cluster, msg *codec.Message, r Request, b *wire.Batch) (
 
 // pick finds a connection for a request from home's loop (nil: from no
 // loop, which any connection suits).
-func (p *Pool) pick(cl *Cluster, home *wire.Batch) (*Conn, error) {
+func (p *Pool) pick(cl *Cluster, home *netloop.Round) (*Conn, error) {
 	if c := firstBelowTarget(p.list(), home); c != nil {
 		return c, nil
 	}
@@ -87,7 +87,7 @@ func (p *Pool) pick(cl *Cluster, home *wire.Batch) (*Conn, error) {
 
 // firstBelowTarget is the first connection read by home's loop (any, for a
 // nil home) with fewer than perConnTarget requests in flight.
-func firstBelowTarget(conns []*Conn, home *wire.Batch) *Conn {
+func firstBelowTarget(conns []*Conn, home *netloop.Round) *Conn {
 	for _, c := range conns {
 		if (home == nil || c.home == home) && c.active.Load() < perConnTarget {
 			return c

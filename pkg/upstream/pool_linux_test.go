@@ -37,15 +37,14 @@ func answerLines(t *testing.T) string {
 type client struct {
 	pool     *Pool
 	cl       *Cluster
-	sentFrom chan *wire.Batch
-	answered chan *wire.Batch
+	sentFrom chan *netloop.Round
+	answered chan *netloop.Round
 }
 
-func (c *client) Frame(_ []byte, err error, b *wire.Batch) bool {
+func (c *client) Frame(_ []byte, err error, b *netloop.Round) bool {
 	if err != nil {
 		return false
 	}
-	b.Open()
 	c.sentFrom <- b
 	if _, _, err := c.pool.Send(c.cl, &codec.Message{Kind: codec.KindRequest}, c, b); err != nil {
 		c.answered <- nil
@@ -56,7 +55,7 @@ func (c *client) Frame(_ []byte, err error, b *wire.Batch) bool {
 func (c *client) Stopped() {}
 
 // Done sends the answer's batch, or nil when the request failed.
-func (c *client) Done(_ *codec.Message, err error, b *wire.Batch) {
+func (c *client) Done(_ *codec.Message, err error, b *netloop.Round) {
 	if err != nil {
 		b = nil
 	}
@@ -75,10 +74,10 @@ func TestPoolAnswersOnTheSendingLoop(t *testing.T) {
 	pool := &Pool{ep: newEndpoint(answerLines(t)), proto: codec.Protocol{Name: "lines", Ordering: codec.InOrder, New: newCodec}}
 	cl := &Cluster{MaxConnections: 8, MaxPending: 8, ConnectTimeout: 5 * time.Second}
 	t.Cleanup(pool.closeAll)
-	var loops []*wire.Batch
+	var loops []*netloop.Round
 	for i := range 2 {
 		nc, peer := testutil.TCPPair(t)
-		c := &client{pool: pool, cl: cl, sentFrom: make(chan *wire.Batch, 1), answered: make(chan *wire.Batch, 1)}
+		c := &client{pool: pool, cl: cl, sentFrom: make(chan *netloop.Round, 1), answered: make(chan *netloop.Round, 1)}
 		w := wire.NewWriter(nc, time.Second, 1<<20)
 		if !netloop.Serve(nc, testutil.Lines{}, w, c, netloop.Limits{}) {
 			if !loopsOff {
@@ -114,17 +113,20 @@ func TestPoolAnswersOnTheSendingLoop(t *testing.T) {
 // does without event loops.
 func readFrames(nc net.Conn, h netloop.Handler) {
 	fr := wire.NewReader(nc, testutil.Lines{})
-	b := &wire.Batch{}
+	b := &netloop.Round{}
 	fr.BeforeRead = b.Flush
 	for {
 		frame, err := fr.Next()
+		if err == nil {
+			b.Open()
+		}
 		if !h.Frame(frame, err, b) {
 			return
 		}
 	}
 }
 
-func recv(t *testing.T, ch chan *wire.Batch) *wire.Batch {
+func recv(t *testing.T, ch chan *netloop.Round) *netloop.Round {
 	t.Helper()
 	select {
 	case b := <-ch:

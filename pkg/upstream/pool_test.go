@@ -3,7 +3,7 @@ package upstream
 import (
 	"testing"
 
-	"github.com/rosetta-mesh/rosetta/pkg/wire"
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 )
 
 func conns(active ...int32) []*Conn {
@@ -37,7 +37,7 @@ func TestPoolFillsConnectionsInOrder(t *testing.T) {
 // connection that loop reads, opening one below the limit; at the limit, the
 // least busy connection of any loop.
 func TestPoolPicksTheLoopsConnections(t *testing.T) {
-	var a, b wire.Batch
+	var a, b netloop.Round
 	cl := &Cluster{MaxConnections: 3}
 	p := &Pool{}
 	p.set(conns(0, 5, perConnTarget+1))
