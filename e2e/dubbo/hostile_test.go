@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 )
 
@@ -113,13 +114,19 @@ func TestHostileClientsCannotInflateTheProxy(t *testing.T) {
 
 // proxyProcess is a rosetta-proxy binary the test runs.
 type proxyProcess struct {
-	cmd   *exec.Cmd
+	p     *testutil.Process
 	addr  string
 	admin string
 }
 
+// proxyWait bounds the binary's start.
+const proxyWait = 30 * time.Second
+
 // startProxyProcess builds and runs rosetta-proxy with cfg (whose listener
-// port it sets) and flags, until the test ends.
+// port it sets) and flags, until the test ends. The listener's port must be
+// in the config, so testutil.OnFreePorts picks it, and picks again if
+// another process took it first; the admin server takes port 0 and the
+// proxy logs the port it got.
 func startProxyProcess(t *testing.T, cfg string, flags ...string) *proxyProcess {
 	t.Helper()
 	dir := t.TempDir()
@@ -129,48 +136,26 @@ func startProxyProcess(t *testing.T, cfg string, flags ...string) *proxyProcess 
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build rosetta-proxy: %v\n%s", err, out)
 	}
-	addr, admin := freeAddr(t), freeAddr(t)
-	_, port, _ := net.SplitHostPort(addr)
-	cfg = strings.Replace(cfg, `"port_value":0`, `"port_value":`+port, 1)
-	file := filepath.Join(dir, "proxy.json")
-	if err := os.WriteFile(file, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, append([]string{"--config", file, "--admin", admin, "--log-level", "warn"}, flags...)...)
-	cmd.Stderr = os.Stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	px := &proxyProcess{cmd: cmd, addr: addr, admin: admin}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		if r, err := http.Get("http://" + admin + "/ready"); err == nil {
-			r.Body.Close()
-			if r.StatusCode == http.StatusOK {
-				return px
-			}
+	return testutil.OnFreePorts(t, 1, func(ports []int) (*proxyProcess, error) {
+		port := strconv.Itoa(ports[0])
+		file := filepath.Join(dir, "proxy-"+port+".json")
+		if err := os.WriteFile(file, []byte(strings.Replace(cfg, `"port_value":0`, `"port_value":`+port, 1)), 0o600); err != nil {
+			t.Fatal(err)
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("rosetta-proxy was not ready within 30s")
+		px := &proxyProcess{addr: "127.0.0.1:" + port}
+		px.p = testutil.StartT(t, testutil.Command{Name: "rosetta-proxy", Path: bin,
+			Args: append([]string{"--config", file, "--admin", "127.0.0.1:0", "--log-level", "info"}, flags...)})
+		var err error
+		if px.admin, err = px.p.LoggedAddr(proxyWait, "rosetta-proxy started", "admin"); err != nil {
+			return px, err
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+		return px, px.p.Ready(proxyWait, "ready", testutil.HTTPOK("http://"+px.admin+"/ready"))
+	})
 }
 
 // rss is the process's resident memory, in bytes.
 func (px *proxyProcess) rss() (int64, error) {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", px.cmd.Process.Pid))
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", px.p.Pid()))
 	if err != nil {
 		return 0, fmt.Errorf("read the proxy's RSS: %w", err)
 	}

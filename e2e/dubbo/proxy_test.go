@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // These tests put a Rosetta proxy (in-process, static config) between real
@@ -189,15 +190,10 @@ func TestProxyKilledProviderFailsOnlyItsCallsInFlight(t *testing.T) {
 		}()
 	}
 	// Round robin spreads the holds over both providers.
-	err := dubbokit.Eventually(5*time.Second, func() error {
-		if ha, hb := a.Holding(), b.Holding(); ha+hb < inFlight || ha == 0 || hb == 0 {
-			return fmt.Errorf("holding a=%d b=%d, want %d in all on both", ha, hb, inFlight)
-		}
-		return nil
+	testutil.MustPoll(t, 5*time.Second, "the holds on both providers", func() (bool, error) {
+		ha, hb := a.Holding(), b.Holding()
+		return ha+hb >= inFlight && ha > 0 && hb > 0, fmt.Errorf("holding a=%d b=%d, want %d in all on both", ha, hb, inFlight)
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	onA, onB := a.Holding(), b.Holding()
 	killedAt.Store(time.Now().UnixNano())
 	a.Kill()
@@ -283,14 +279,10 @@ func TestProxyMalformedFrameClosesOnlyThatConnection(t *testing.T) {
 	}
 	waitCalls := func(n int64) {
 		t.Helper()
-		if err := dubbokit.Eventually(5*time.Second, func() error {
-			if got := calls.Load(); got < n {
-				return fmt.Errorf("%d good calls made, want %d", got, n)
-			}
-			return nil
-		}); err != nil {
-			t.Fatal(err)
-		}
+		testutil.MustPoll(t, 5*time.Second, fmt.Sprintf("%d good calls", n), func() (bool, error) {
+			got := calls.Load()
+			return got >= n, fmt.Errorf("%d good calls made", got)
+		})
 	}
 	waitCalls(50)
 

@@ -21,6 +21,7 @@ import (
 	"istio.io/istio/pkg/workloadapi"
 
 	"github.com/rosetta-mesh/rosetta/e2e/k8s/kubeenv"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // A stand-in ztunnel: a delta ADS client that asks istiod for what a node's
@@ -149,7 +150,7 @@ func (z *standInZtunnel) waitService(t *testing.T, ns, hostname, what string, ok
 	t.Helper()
 	var svc *workloadapi.Service
 	start := time.Now()
-	err := kubeenv.Poll(20*time.Second, what, func() (bool, error) {
+	err := testutil.Poll(20*time.Second, what, func() (bool, error) {
 		z.mu.Lock()
 		err := z.err
 		z.mu.Unlock()
@@ -214,7 +215,7 @@ spec:
     protocol: HBONE
 `, gw, ns, waypointHost))
 	var status string
-	err := kubeenv.Poll(30*time.Second, "istiod's addresses in Gateway "+gw+"'s status", func() (bool, error) {
+	err := testutil.Poll(30*time.Second, "istiod's addresses in Gateway "+gw+"'s status", func() (bool, error) {
 		out, err := c.Kubectl("", "get", "gateway", gw, "-n", ns, "-o", "jsonpath={.status.addresses}")
 		status = out
 		return err == nil && strings.Contains(out, "\"value\""), fmt.Errorf("%v: %s", err, out)

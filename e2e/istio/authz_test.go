@@ -9,6 +9,7 @@ import (
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
 	"github.com/rosetta-mesh/rosetta/e2e/k8s/kubeenv"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // greeterPolicies are the policies of TestWaypointAuthorization, all
@@ -72,7 +73,7 @@ func TestWaypointAuthorization(t *testing.T) {
 		l, ok := d.listener(listener)
 		return ok && slices.Equal(l.policies(), want)
 	})
-	waitListening(t, addr)
+	testutil.WaitDialable(t, addr)
 
 	frontend := meshCaller(t, c, m, shop, "frontend", addr, wp.ID)
 	wantAnswer(t, "shop/frontend", frontend, dubbokit.MethodSayHello, "frontend", "v1: hello frontend")
@@ -101,7 +102,7 @@ func TestWaypointAuthorization(t *testing.T) {
 func waitAccepted(t *testing.T, c *kubeenv.Cluster, kind, ns, name string) {
 	t.Helper()
 	var last string
-	err := kubeenv.Poll(configWait, fmt.Sprintf("%s %s/%s accepted", kind, ns, name), func() (bool, error) {
+	err := testutil.Poll(configWait, fmt.Sprintf("%s %s/%s accepted", kind, ns, name), func() (bool, error) {
 		out, err := c.Kubectl("", "get", kind, name, "-n", ns, "-o", "jsonpath={.status.conditions}")
 		if err != nil {
 			return false, fmt.Errorf("%w: %s", err, out)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
 	"github.com/rosetta-mesh/rosetta/e2e/k8s/kubeenv"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/identity/identitytest"
 )
 
@@ -30,7 +31,7 @@ func TestGatewayBinding(t *testing.T) {
 	p := startProvider(t, c, ns, "greeter", "v1")
 	ctrl := startController(t, c)
 	gw := startWaypoint(t, c, m, ctrl.XDSAddr, waypointConfig{Namespace: ns, ListenIP: "127.0.0.33"})
-	plain, secure := kubeenv.MustFreePort(t), kubeenv.MustFreePort(t)
+	plain, secure := testutil.FreePort(t), testutil.FreePort(t)
 	c.Apply(t, fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: dubbo-gw, namespace: %[1]s}
@@ -66,7 +67,7 @@ spec:
 
 	// Bound to the Gateway only, the MetaRouter leaves the mesh listener
 	// of the service with its default route: echo is answered there.
-	waitListening(t, gw.addr(p.Port))
+	testutil.WaitDialable(t, gw.addr(p.Port))
 	direct := plainCaller(t, gw.addr(p.Port))
 	wantAnswer(t, "a caller of the mesh listener", direct, dubbokit.MethodEcho, "z", "v1: z")
 
@@ -105,14 +106,14 @@ metadata: {name: rosetta-controller-gateway-credentials, namespace: %[1]s}
 roleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: rosetta-controller-gateway-credentials}
 subjects: [{kind: ServiceAccount, name: rosetta-controller, namespace: rosetta-system}]
 `, ns, b64(identitytest.CertPEM(ca.Serving(key.Public(), serverName))), b64(identitytest.KeyPEM(key)), b64(ca.PEM())))
-	simple, mutual := kubeenv.MustFreePort(t), kubeenv.MustFreePort(t)
+	simple, mutual := testutil.FreePort(t), testutil.FreePort(t)
 	c.MustKubectl(t, "", "patch", "gateway.networking.istio.io", "dubbo-gw", "-n", ns, "--type=json", "-p", fmt.Sprintf(`[
 {"op": "add", "path": "/spec/servers/-", "value": {"port": {"number": %d, "name": "tls-simple", "protocol": "TLS"}, "hosts": ["./*"], "tls": {"mode": "SIMPLE", "credentialName": "edge-cert"}}},
 {"op": "add", "path": "/spec/servers/-", "value": {"port": {"number": %d, "name": "tls-mutual", "protocol": "TLS"}, "hosts": ["./*"], "tls": {"mode": "MUTUAL", "credentialName": "edge-cert"}}}]`, simple, mutual))
 	for _, port := range []int{simple, mutual} {
 		l := ns + "/dubbo-gw_" + fmt.Sprint(port)
 		gw.waitConfig(t, "listener "+l, func(d configDump) bool { _, ok := d.listener(l); return ok })
-		waitListening(t, gw.addr(port))
+		testutil.WaitDialable(t, gw.addr(port))
 	}
 	roots := x509.NewCertPool()
 	roots.AppendCertsFromPEM(ca.PEM())

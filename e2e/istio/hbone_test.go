@@ -10,6 +10,7 @@ import (
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
 	"github.com/rosetta-mesh/rosetta/e2e/k8s/kubeenv"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
 )
 
@@ -53,12 +54,12 @@ func TestAmbientHBONE(t *testing.T) {
 	}
 	ctrl := startController(t, c)
 	const ip = "127.0.0.34"
-	hboneAddr := fmt.Sprintf("%s:%d", ip, kubeenv.MustFreePort(t))
+	hboneAddr := fmt.Sprintf("%s:%d", ip, testutil.FreePort(t))
 	w := startWaypoint(t, c, m, ctrl.XDSAddr, waypointConfig{Namespace: ns, ListenIP: ip, Args: []string{"--hbone-address=" + hboneAddr}})
 	w.waitConfig(t, "both services' destinations", func(d configDump) bool {
 		return strings.Contains(d.raw, vips["alpha"]+":20880") && strings.Contains(d.raw, vips["beta"]+":20880")
 	})
-	waitListening(t, hboneAddr)
+	testutil.WaitDialable(t, hboneAddr)
 
 	z := newZtunnelStandIn(t, c, m, ns, "ztunnel", hboneAddr, w.ID)
 	for _, svc := range []string{"alpha", "beta"} {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/e2e/k8s/kubeenv"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // istioVersion is the istio.io/istio version hack/build-istiod.sh builds
@@ -85,7 +86,7 @@ func gatewayAPICRDs(bin string) (string, error) {
 // endpoints, reading the cluster as admin. There are no webhooks (no
 // webhook configurations point at it) and no Envoy.
 type istiod struct {
-	proc *kubeenv.Process
+	proc *testutil.Process
 	// dir is its working directory (it writes ./var/run/secrets there).
 	dir string
 	// grpcAddr serves plaintext xDS (Istio's port 15010).
@@ -118,53 +119,36 @@ func startIstiod(c *kubeenv.Cluster, bin, probe string) (*istiod, error) {
 	if err := os.WriteFile(meshFile, []byte(meshConfig), 0o644); err != nil {
 		return nil, err
 	}
-	// The flags take addresses, not listeners; ports free a moment ago.
-	var httpsAddr string // webhooks (15017), unused here
-	for _, a := range []*string{&m.grpcAddr, &m.secureGRPCAddr, &m.monitoringAddr, &m.httpAddr, &httpsAddr} {
-		p, err := kubeenv.FreePort()
-		if err != nil {
-			return nil, err
-		}
-		*a = fmt.Sprintf("127.0.0.1:%d", p)
+	// The flags take addresses, not listeners: testutil.WithFreePorts
+	// picks the ports, and picks again if another process took one first.
+	if _, err := testutil.WithFreePorts(5, func(ports []int) (*istiod, error) { return m, m.start(c, bin, meshFile, ports) }); err != nil {
+		return nil, err
 	}
+	return m, m.proc.Ready(30*time.Second, "istio-ca-root-cert in "+probe, func() (bool, error) {
+		_, err := c.ConfigMapData(probe, "istio-ca-root-cert")
+		return err == nil, err
+	})
+}
+
+// start runs pilot-discovery on ports and waits until it is ready.
+func (m *istiod) start(c *kubeenv.Cluster, bin, meshFile string, ports []int) error {
+	addrs := make([]string, len(ports))
+	for i, p := range ports {
+		addrs[i] = fmt.Sprintf("127.0.0.1:%d", p)
+	}
+	m.grpcAddr, m.secureGRPCAddr, m.monitoringAddr, m.httpAddr = addrs[0], addrs[1], addrs[2], addrs[3]
+	httpsAddr := addrs[4] // webhooks (15017), unused here
 	var err error
-	m.proc, err = c.Start(kubeenv.Command{Name: "istiod", Path: bin, Dir: m.dir,
+	m.proc, err = c.Start(testutil.Command{Name: "istiod", Path: bin, Dir: m.dir,
 		Env: []string{"POD_NAMESPACE=istio-system", "CLUSTER_ID=" + clusterID, "PILOT_ENABLE_AMBIENT=true"},
 		Args: []string{"discovery", "--kubeconfig=" + c.Kubeconfig, "--meshConfig=" + meshFile,
 			"--grpcAddr=" + m.grpcAddr, "--secureGRPCAddr=" + m.secureGRPCAddr,
 			"--monitoringAddr=" + m.monitoringAddr, "--httpAddr=" + m.httpAddr, "--httpsAddr=" + httpsAddr,
 			"--ctrlz_port=0", "--log_output_level=default:info"}})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	exited := func() error {
-		return fmt.Errorf("istiod exited:\n%s", m.proc.LogTail(4000))
-	}
-	err = kubeenv.Poll(90*time.Second, "istiod /ready", func() (bool, error) {
-		if !m.proc.Running() {
-			return true, nil
-		}
-		resp, err := http.Get("http://" + m.httpAddr + "/ready")
-		if err != nil {
-			return false, err
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, fmt.Errorf("status %d", resp.StatusCode)
-	})
-	if !m.proc.Running() {
-		return nil, exited()
-	}
-	if err != nil {
-		return nil, fmt.Errorf("%w\n%s", err, m.proc.LogTail(4000))
-	}
-	err = kubeenv.Poll(30*time.Second, "istio-ca-root-cert in "+probe, func() (bool, error) {
-		_, err := c.ConfigMapData(probe, "istio-ca-root-cert")
-		return err == nil && m.proc.Running(), err
-	})
-	if !m.proc.Running() {
-		return nil, exited()
-	}
-	return m, err
+	return m.proc.Ready(90*time.Second, "/ready", testutil.HTTPOK("http://"+m.httpAddr+"/ready"))
 }
 
 // rootCertFile writes the mesh's root certificate, from the
@@ -174,7 +158,7 @@ func startIstiod(c *kubeenv.Cluster, bin, probe string) (*istiod, error) {
 func (m *istiod) rootCertFile(t testing.TB, c *kubeenv.Cluster, ns string) string {
 	t.Helper()
 	var root string
-	err := kubeenv.Poll(10*time.Second, "istio-ca-root-cert in "+ns, func() (bool, error) {
+	err := testutil.Poll(10*time.Second, "istio-ca-root-cert in "+ns, func() (bool, error) {
 		data, err := c.ConfigMapData(ns, "istio-ca-root-cert")
 		root = data["root-cert.pem"]
 		if err == nil && root == "" {

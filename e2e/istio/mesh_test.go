@@ -3,7 +3,6 @@ package istio
 import (
 	"context"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -74,7 +73,7 @@ type provider struct {
 func startProvider(t *testing.T, c *kubeenv.Cluster, ns, svc, name string) *provider {
 	t.Helper()
 	p := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: name, Version: "1.0.0"})
-	port := kubeenv.MustFreePort(t)
+	port := testutil.FreePort(t)
 	c.CreateService(t, kubeenv.Service{Namespace: ns, Name: svc, Ports: []kubeenv.Port{{Name: "tcp-dubbo", Port: port, TargetPort: p.Port()}}})
 	c.CreateEndpointSlice(t, kubeenv.EndpointSlice{Namespace: ns, Name: svc + "-" + name, Service: svc, AddressType: "FQDN",
 		Labels: map[string]string{"version": name}, Ports: []kubeenv.Port{{Name: "tcp-dubbo", Port: p.Port()}},
@@ -94,18 +93,6 @@ spec:
 `, ns))
 }
 
-// waitListening waits until something accepts TCP connections on addr.
-func waitListening(t *testing.T, addr string) {
-	t.Helper()
-	testutil.Eventually(t, 15*time.Second, "a listener on "+addr, func() bool {
-		conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-		if err == nil {
-			conn.Close()
-		}
-		return err == nil
-	})
-}
-
 // TestHarness checks the pieces later scenarios stand on.
 func TestHarness(t *testing.T) {
 	c, m := needMesh(t)
@@ -117,12 +104,12 @@ func TestHarness(t *testing.T) {
 			Ports: []kubeenv.Port{{Name: "tcp-dubbo", Port: 20880, TargetPort: 20880}}}
 		createWorkload(t, c, w)
 		var shards string
-		err := kubeenv.Poll(10*time.Second, "the endpoint in istiod", func() (bool, error) {
+		err := testutil.Poll(10*time.Second, "the endpoint in istiod", func() (bool, error) {
 			shards = m.debug(t, "endpointShardz")
 			return strings.Contains(shards, w.IP) && strings.Contains(shards, w.spiffeID()), nil
 		})
 		if err != nil {
-			t.Fatalf("%v; /debug/endpointShardz:\n%s", err, kubeenv.Tail([]byte(shards), 3000))
+			t.Fatalf("%v; /debug/endpointShardz:\n%s", err, testutil.Tail([]byte(shards), 3000))
 		}
 	})
 
@@ -135,7 +122,7 @@ func TestHarness(t *testing.T) {
 		ctrl := c.StartController(t, ctrlBin, "", "")
 		c.StartProxy(t, proxyBin, ctrl.XDSAddr, "plain-proxy", ns, "--listen-address=127.0.0.1")
 		addr := fmt.Sprintf("127.0.0.1:%d", p.Port)
-		waitListening(t, addr)
+		testutil.WaitDialable(t, addr)
 		consumer := dubbokit.NewConsumer(t, addr, dubbokit.ConsumerConfig{Version: "1.0.0", Timeout: 10 * time.Second})
 		if got, err := consumer.SayHello(context.Background(), "x"); err != nil || got != "v1: hello x" {
 			t.Fatalf("sayHello through the proxy = %q, %v", got, err)

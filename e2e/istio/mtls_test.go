@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // TestWaypointMTLS: a caller whose sidecar holds its istiod-issued
@@ -29,7 +30,7 @@ func TestWaypointMTLS(t *testing.T) {
 
 	// Without a PeerAuthentication, Istio's default: PERMISSIVE.
 	wp.waitChains(t, listener, transportTLS, transportRaw)
-	waitListening(t, addr)
+	testutil.WaitDialable(t, addr)
 	frontend := meshCaller(t, c, m, callerNS, "frontend", addr, wp.ID)
 	wantAnswer(t, "the mTLS caller", frontend, dubbokit.MethodSayHello, "frontend", "v1: hello frontend")
 	if got, want := greeter.Terminator.callers(), []string{wp.ID}; !slices.Equal(got, want) {
@@ -67,7 +68,7 @@ func TestWaypointMTLS(t *testing.T) {
 		listener := listenerName(billing.Host, billing.Port)
 		wp.waitChains(t, listener, transportTLS, transportRaw)
 		addr := wp.addr(billing.Port)
-		waitListening(t, addr)
+		testutil.WaitDialable(t, addr)
 		// The waypoint answers with the reason: the identity it expected.
 		wantRefused(t, "the mTLS caller", meshCaller(t, c, m, callerNS, "frontend", addr, wp.ID), dubbokit.MethodSayHello, "x",
 			fmt.Sprintf("none of [%s]", spiffeID(ns, "billing")))

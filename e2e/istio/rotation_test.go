@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
-	"github.com/rosetta-mesh/rosetta/e2e/k8s/kubeenv"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // Timing of TestWaypointRotation. istiod honours whole seconds from 1 s;
@@ -50,7 +50,7 @@ func TestWaypointRotation(t *testing.T) {
 	wp := startWaypoint(t, c, m, ctrl.XDSAddr, waypointConfig{Namespace: ns, CertTTL: rotationTTL})
 	for _, p := range []*securedProvider{greeter, late} {
 		wp.waitChains(t, listenerName(p.Host, p.Port), transportTLS, transportRaw)
-		waitListening(t, wp.addr(p.Port))
+		testutil.WaitDialable(t, wp.addr(p.Port))
 	}
 
 	// The stand-in sidecars record their peers' certificates: the
@@ -69,7 +69,7 @@ func TestWaypointRotation(t *testing.T) {
 	startClient := greeter.Terminator.peerLeaves()
 	// dubbokit connects once and closes before dubbo-go connects, to fail
 	// fast when nothing listens; that connection ends on its own.
-	if err := kubeenv.Poll(10*time.Second, "the end of dubbokit's probe connection", func() (bool, error) {
+	if err := testutil.Poll(10*time.Second, "the end of dubbokit's probe connection", func() (bool, error) {
 		return callerOut.endedConns() >= 1, nil
 	}); err != nil {
 		t.Fatal(err)
@@ -112,7 +112,7 @@ func TestWaypointRotation(t *testing.T) {
 	defer stopLoad()
 	var rotations float64
 	var expiry time.Time
-	err := kubeenv.Poll(rotationWait, fmt.Sprintf("%d rotations of the waypoint's certificate under load", rotationsUnderLoad), func() (bool, error) {
+	err := testutil.Poll(rotationWait, fmt.Sprintf("%d rotations of the waypoint's certificate under load", rotationsUnderLoad), func() (bool, error) {
 		rotations, expiry = wp.identityMetrics(t)
 		return rotations-rotations0 >= rotationsUnderLoad, nil
 	})
@@ -178,7 +178,7 @@ func (w *waypoint) identityMetrics(t *testing.T) (rotations float64, expiry time
 	exp, ok2 := metric(text, "rosetta_identity_cert_expiry_timestamp_seconds")
 	if !ok || !ok2 {
 		t.Fatalf("the waypoint's /metrics lack rosetta_identity_rotations_total or rosetta_identity_cert_expiry_timestamp_seconds:\n%s",
-			kubeenv.Tail([]byte(text), 4000))
+			testutil.Tail([]byte(text), 4000))
 	}
 	return rotations, time.Unix(int64(exp), 0)
 }

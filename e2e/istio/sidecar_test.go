@@ -14,6 +14,7 @@ import (
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tcpproxyv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/tcp_proxy/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -21,8 +22,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/structpb"
-
-	"github.com/rosetta-mesh/rosetta/e2e/k8s/kubeenv"
 )
 
 // A stand-in sidecar: an ADS client that asks istiod for a pod's sidecar
@@ -435,7 +434,7 @@ func (s *standInSidecar) waitOutboundCluster(t *testing.T, vip string, port int,
 	t.Helper()
 	var got string
 	var known bool
-	err := kubeenv.Poll(configWait, fmt.Sprintf("%s:%d to go to %q", vip, port, want), func() (bool, error) {
+	err := testutil.Poll(configWait, fmt.Sprintf("%s:%d to go to %q", vip, port, want), func() (bool, error) {
 		got = s.outboundCluster(vip, port)
 		s.mu.Lock()
 		_, known = s.clusters[want]

@@ -11,6 +11,7 @@ import (
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
 	"github.com/rosetta-mesh/rosetta/e2e/k8s/kubeenv"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // Steering meshed callers to the Rosetta waypoint with stock Istio
@@ -102,7 +103,7 @@ func steeringPortOf(t *testing.T, ns, cluster string) int {
 func (s *steeringMesh) waitSteered(t *testing.T, vip string) int {
 	t.Helper()
 	var cluster string
-	err := kubeenv.Poll(configWait, "the caller's connections to "+vip+" steered", func() (bool, error) {
+	err := testutil.Poll(configWait, "the caller's connections to "+vip+" steered", func() (bool, error) {
 		cluster = s.caller.outboundCluster(vip, dubboPort)
 		return strings.Contains(cluster, steeringWaypoint+"-steering"), nil
 	})
@@ -134,7 +135,7 @@ func conditions(t *testing.T, c *kubeenv.Cluster, ns, svc string) map[string]str
 func waitCondition(t *testing.T, c *kubeenv.Cluster, ns, svc, typ, want string) {
 	t.Helper()
 	var last map[string]string
-	err := kubeenv.Poll(configWait, fmt.Sprintf("%s/%s %s %q", ns, svc, typ, want), func() (bool, error) {
+	err := testutil.Poll(configWait, fmt.Sprintf("%s/%s %s %q", ns, svc, typ, want), func() (bool, error) {
 		last = conditions(t, c, ns, svc)
 		got, ok := last[typ]
 		if want == "" {
@@ -155,7 +156,7 @@ func exists(c *kubeenv.Cluster, kind, ns, name string) bool {
 
 func waitGone(t *testing.T, c *kubeenv.Cluster, kind, ns, name string) {
 	t.Helper()
-	if err := kubeenv.Poll(configWait, kind+" "+ns+"/"+name+" deleted", func() (bool, error) { return !exists(c, kind, ns, name), nil }); err != nil {
+	if err := testutil.Poll(configWait, kind+" "+ns+"/"+name+" deleted", func() (bool, error) { return !exists(c, kind, ns, name), nil }); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -165,7 +166,7 @@ func waitGone(t *testing.T, c *kubeenv.Cluster, kind, ns, name string) {
 func (s *steeringMesh) callThrough(t *testing.T, port int, svc string) {
 	t.Helper()
 	addr := s.waypoint.addr(port)
-	waitListening(t, addr)
+	testutil.WaitDialable(t, addr)
 	consumer := dubbokit.NewConsumer(t, addr, dubbokit.ConsumerConfig{Version: dubboVersion, Timeout: callTimeout})
 	want := svc + ": hello x"
 	if got, err := consumer.SayHello(context.Background(), "x"); err != nil || got != want {
@@ -200,7 +201,7 @@ func TestSteeringIstiodView(t *testing.T) {
 		if got := s.waitSteered(t, vip); got != port {
 			t.Errorf("after the edit the caller is steered to waypoint port %d, want %d", got, port)
 		}
-		err := kubeenv.Poll(configWait, "the VirtualService put back", func() (bool, error) {
+		err := testutil.Poll(configWait, "the VirtualService put back", func() (bool, error) {
 			out := c.MustKubectl(t, "", "get", "virtualservice", "rosetta-steering-greeter", "-n", ns, "-o", "jsonpath={.spec.tcp[1].route[0].destination.port.number}")
 			return strings.TrimSpace(out) == strconv.Itoa(port), nil
 		})
@@ -259,7 +260,7 @@ func TestSharedPortSteered(t *testing.T) {
 		vips[i] = startDubboService(t, c, ns, name(i), dubboPort, nil)
 	}
 	conflicts := 0
-	err := kubeenv.Poll(configWait, "19 PortConflict conditions", func() (bool, error) {
+	err := testutil.Poll(configWait, "19 PortConflict conditions", func() (bool, error) {
 		conflicts = 0
 		for i := range services {
 			if strings.HasPrefix(conditions(t, c, ns, name(i))["PortConflict"], "True PortInUse") {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
 	"github.com/rosetta-mesh/rosetta/e2e/k8s/kubeenv"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
 )
 
@@ -113,7 +114,7 @@ func startSecuredProvider(t *testing.T, c *kubeenv.Cluster, m *istiod, cfg secur
 	p := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: cfg.Name, Version: dubboVersion})
 	term := mtlsTerminator(t, istioWorkload(t, c, m, ns, cert), p.Addr())
 	termPort := portOf(t, term.Addr)
-	port := kubeenv.MustFreePort(t)
+	port := testutil.FreePort(t)
 	c.CreatePod(t, kubeenv.Pod{Namespace: ns, Name: svc, ServiceAccount: cfg.ServiceAccount, IP: nextPodIP(),
 		Labels: map[string]string{"app": svc, tlsModeLabel: "istio"}, Ports: []int{termPort}})
 	c.CreateService(t, kubeenv.Service{Namespace: ns, Name: svc, Selector: map[string]string{"app": svc},
@@ -320,7 +321,7 @@ const configWait = 20 * time.Second
 func (w *waypoint) waitConfig(t *testing.T, what string, ok func(configDump) bool) configDump {
 	t.Helper()
 	var last configDump
-	err := kubeenv.Poll(configWait, what+" in "+w.name+"'s config", func() (bool, error) {
+	err := testutil.Poll(configWait, what+" in "+w.name+"'s config", func() (bool, error) {
 		d, err := w.configDump()
 		if err != nil {
 			return false, err
@@ -329,7 +330,7 @@ func (w *waypoint) waitConfig(t *testing.T, what string, ok func(configDump) boo
 		return ok(d), nil
 	})
 	if err != nil {
-		t.Fatalf("%v; /config_dump:\n%s", err, kubeenv.Tail([]byte(last.raw), 4000))
+		t.Fatalf("%v; /config_dump:\n%s", err, testutil.Tail([]byte(last.raw), 4000))
 	}
 	return last
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // TestXDSIdentity: the controller serves xDS over TLS with its own
@@ -54,7 +55,7 @@ func TestXDSIdentity(t *testing.T) {
 		{"through the proxy with A's credentials", impostor.addr(providers[a].Port), a + ": hello x"},
 		{"through B's proxy", proper.addr(providers[b].Port), b + ": hello x"},
 	} {
-		waitListening(t, call.addr)
+		testutil.WaitDialable(t, call.addr)
 		wantAnswer(t, call.who, plainCaller(t, call.addr), dubbokit.MethodSayHello, "x", call.want)
 	}
 	ctrlMetrics := httpGet(t, "http://"+ctrl.HTTPAddr+"/metrics")

@@ -137,27 +137,32 @@ func (l *chaosLoad) noFailures(t *testing.T, from time.Time, what string) {
 // pod.
 type chaosProvider struct {
 	name, addr string
-	proc       *kubeenv.Process
+	proc       *testutil.Process
 }
 
-func (p *chaosProvider) start(t *testing.T, bin, dir string) {
+// startChaosProvider starts a provider on a port it keeps across
+// restarts; testutil.OnFreePorts picks the port, and picks again if
+// another process took it first.
+func startChaosProvider(t *testing.T, name, bin, dir string) *chaosProvider {
 	t.Helper()
-	p.proc = kubeenv.StartT(t, kubeenv.Command{Name: "provider " + p.name, Path: bin,
+	return testutil.OnFreePorts(t, 1, func(ports []int) (*chaosProvider, error) {
+		p := &chaosProvider{name: name, addr: fmt.Sprintf("127.0.0.1:%d", ports[0])}
+		return p, p.start(t, bin, dir)
+	})
+}
+
+// start starts the provider's process, again after a kill, and waits until
+// it listens.
+func (p *chaosProvider) start(t *testing.T, bin, dir string) error {
+	t.Helper()
+	p.proc = testutil.StartT(t, testutil.Command{Name: "provider " + p.name, Path: bin,
 		Args: []string{"-name=" + p.name, "-addr=" + p.addr}, Log: filepath.Join(dir, "provider-"+p.name+".log")})
-	testutil.Eventually(t, 10*time.Second, "provider "+p.name+" listening", func() bool { return dialable(p.addr) })
+	return p.proc.Ready(10*time.Second, "listening", testutil.Dialable(p.addr))
 }
 
 func (p *chaosProvider) port() string {
 	_, port, _ := net.SplitHostPort(p.addr)
 	return port
-}
-
-func dialable(addr string) bool {
-	conn, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
-	if err == nil {
-		conn.Close()
-	}
-	return err == nil
 }
 
 // buildProvider builds testdata/chaosprovider, a provider in a process of
@@ -294,12 +299,10 @@ func TestChaos(t *testing.T) {
 		t.Fatalf("rosetta-proxy: %v", proxyErr)
 	}
 	provBin := buildProvider(t, c.Dir)
-	v1 := &chaosProvider{name: "v1", addr: kubeenv.FreeAddr(t)}
-	v2 := &chaosProvider{name: "v2", addr: kubeenv.FreeAddr(t)}
-	v1.start(t, provBin, c.Dir)
-	v2.start(t, provBin, c.Dir)
+	v1 := startChaosProvider(t, "v1", provBin, c.Dir)
+	v2 := startChaosProvider(t, "v2", provBin, c.Dir)
 
-	port := kubeenv.MustFreePort(t)
+	port := testutil.FreePort(t)
 	c.MustNamespace(t, chaosNS)
 	c.MustKubectl(t, greeterObjects(chaosNS, port, v1.port(), v2.port()), "apply", "-f", "-")
 	c.MustKubectl(t, chaosRouter("v1"), "apply", "-f", "-")
@@ -309,7 +312,12 @@ func TestChaos(t *testing.T) {
 	proxyA := c.RunProxy(t, proxyBin, ctrl.XDSAddr, "chaos-a", chaosNS, "--listen-address=127.0.0.1")
 	proxyB := c.RunProxy(t, proxyBin, ctrl.XDSAddr, "chaos-b", chaosNS, "--listen-address=127.0.0.2")
 	addrA, addrB := fmt.Sprintf("127.0.0.1:%d", port), fmt.Sprintf("127.0.0.2:%d", port)
-	testutil.Eventually(t, 15*time.Second, "both proxies listening", func() bool { return dialable(addrA) && dialable(addrB) })
+	testutil.MustPoll(t, 15*time.Second, "both proxies listening", func() (bool, error) {
+		if ok, err := testutil.Dialable(addrA)(); !ok {
+			return false, err
+		}
+		return testutil.Dialable(addrB)()
+	})
 
 	cons := dubbokit.NewConsumer(t, addrA+";"+addrB, dubbokit.ConsumerConfig{Version: "1.0.0", Timeout: 10 * time.Second})
 	l := startChaosLoad(t, cons, 4, 40) // about 160 calls a second
@@ -400,7 +408,9 @@ func killProvider(t *testing.T, c *kubeenv.Cluster, l *chaosLoad, cons *dubbokit
 		t.Errorf("%v calls still in flight on the killed provider", after)
 	}
 	time.Sleep(time.Second) // load on v1 alone
-	v2.start(t, bin, c.Dir)
+	if err := v2.start(t, bin, c.Dir); err != nil {
+		t.Fatal(err)
+	}
 	back := time.Now()
 	testutil.Eventually(t, 30*time.Second, "sayHello served by the restarted v2", func() bool {
 		return served(l.since(back), dubbokit.MethodSayHello)["v2"] > 0
@@ -440,7 +450,7 @@ func refusedConfig(t *testing.T, c *kubeenv.Cluster, l *chaosLoad, ctrl *kubeenv
 	t.Helper()
 	from := time.Now()
 	nacks := metricSum(scrape(t, ctrl.HTTPAddr), "rosetta_xds_nacks_total")
-	bad := unknownCodec(kubeenv.MustFreePort(t))
+	bad := unknownCodec(testutil.FreePort(t))
 	c.MustKubectl(t, bad, "apply", "-f", "-")
 	c.MustKubectl(t, chaosRouter("v1"), "apply", "-f", "-")
 	testutil.Eventually(t, 10*time.Second, "a NACK from each proxy on the controller", func() bool {

@@ -317,7 +317,7 @@ func accepted(t *testing.T, c *kubeenv.Cluster, ns, name string) (gen int64, sta
 func TestControlPlane(t *testing.T) {
 	c := needCluster(t)
 	v1, v2, v2b := dubboProvider(t, "v1"), dubboProvider(t, "v2"), dubboProvider(t, "v2b")
-	port := kubeenv.MustFreePort(t)
+	port := testutil.FreePort(t)
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	greeterListener := fmt.Sprintf("greeter.demo.svc.cluster.local_%d", port)
 	clusterV1 := fmt.Sprintf("outbound|%d|v1|greeter.demo.svc.cluster.local", port)
@@ -380,7 +380,7 @@ func TestControlPlane(t *testing.T) {
 		// controller keeps one request per type open, so a listener,
 		// cluster or route set that the endpoint change (wrongly) sent
 		// arrives before this one's.
-		farewellPort := kubeenv.MustFreePort(t)
+		farewellPort := testutil.FreePort(t)
 		farewell := fmt.Sprintf("outbound|%d||farewell.demo.svc.cluster.local", farewellPort)
 		c.MustKubectl(t, farewellMesh(farewellPort, portOf(t, v1.Addr())), "apply", "-f", "-")
 		testutil.Eventually(t, 10*time.Second, "the second service", func() bool {

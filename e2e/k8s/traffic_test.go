@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
-	"github.com/rosetta-mesh/rosetta/e2e/k8s/kubeenv"
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
@@ -117,7 +116,7 @@ func TestTraffic(t *testing.T) {
 	}
 	v1 := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "v1", Version: "1.0.0"})
 	v2 := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "v2", Version: "1.0.0"})
-	port := kubeenv.MustFreePort(t)
+	port := testutil.FreePort(t)
 	c.MustNamespace(t, "traffic")
 	c.MustKubectl(t, greeterObjects("traffic", port, fmt.Sprint(v1.Port()), fmt.Sprint(v2.Port())), "apply", "-f", "-")
 	c.MustKubectl(t, trafficRouter(0, 100), "apply", "-f", "-")
@@ -221,7 +220,7 @@ func TestTraffic(t *testing.T) {
 		dumps := map[string]string{}
 		for _, ns := range []string{"scope-a", "scope-b"} {
 			c.MustNamespace(t, ns)
-			port := kubeenv.MustFreePort(t)
+			port := testutil.FreePort(t)
 			c.MustKubectl(t, fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: svc, namespace: %[1]s}
@@ -239,17 +238,10 @@ spec:
 		for ns, admin := range dumps {
 			other := map[string]string{"scope-a": "scope-b", "scope-b": "scope-a"}[ns]
 			var d string
-			deadline := time.Now().Add(10 * time.Second)
-			for {
+			testutil.MustPoll(t, 10*time.Second, ns+"'s config", func() (bool, error) {
 				d = configDump(t, admin)
-				if strings.Contains(d, "svc."+ns+".svc.cluster.local") {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("%s: no config in time:\n%s", ns, kubeenv.Tail([]byte(d), 2000))
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
+				return strings.Contains(d, "svc."+ns+".svc.cluster.local"), fmt.Errorf("config dump:\n%s", testutil.Tail([]byte(d), 2000))
+			})
 			if strings.Contains(d, other) || strings.Contains(d, "greeter") {
 				t.Fatalf("%s's proxy holds other namespaces' services:\n%s", ns, d)
 			}
@@ -257,7 +249,7 @@ spec:
 	})
 
 	t.Run("6 an Aeraki MetaRouter on a tcp-metaprotocol-dubbo port", func(t *testing.T) {
-		aport := kubeenv.MustFreePort(t)
+		aport := testutil.FreePort(t)
 		c.MustNamespace(t, "meta-traffic")
 		c.MustKubectl(t, fmt.Sprintf(`apiVersion: v1
 kind: Service

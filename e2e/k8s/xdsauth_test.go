@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/rosetta-mesh/rosetta/e2e/k8s/kubeenv"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/xds"
 	"github.com/rosetta-mesh/rosetta/pkg/xds/client"
 	"github.com/rosetta-mesh/rosetta/pkg/xds/xdstest"
@@ -114,21 +115,16 @@ func TestXDSTokenAuth(t *testing.T) {
 	// gets waits for rec to get want, and checks it never got notWant.
 	gets := func(rec *recorder, want, notWant string) {
 		t.Helper()
-		deadline := time.Now().Add(15 * time.Second)
-		for {
+		err := testutil.Poll(15*time.Second, want, func() (bool, error) {
 			r, _, _ := rec.last()
 			names := listenerNames(r)
 			if slices.Contains(names, notWant) {
 				t.Fatalf("the proxy got %v, including %s", names, notWant)
 			}
-			if slices.Contains(names, want) {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no %s after 15 s (a missing tokenreviews RBAC rule shows as token_review_unavailable); controller log:\n%s",
-					want, ctrl.LogTail(3000))
-			}
-			time.Sleep(50 * time.Millisecond)
+			return slices.Contains(names, want), fmt.Errorf("listeners %v", names)
+		})
+		if err != nil {
+			t.Fatalf("%v (a missing tokenreviews RBAC rule shows as token_review_unavailable); controller log:\n%s", err, ctrl.LogTail(3000))
 		}
 	}
 	a := startTokenClient(t, ctrl.XDSAddr, "alpha-proxy", beta, c.TokenFile(t, alpha, "proxy", time.Hour, xds.DefaultTokenAudience), caFile)
@@ -160,7 +156,7 @@ func TestXDSTokenAuth(t *testing.T) {
 	c.MustKubectl(t, "", "delete", "serviceaccount", "gone", "-n", alpha)
 	// The controller caches answers: ask the API server itself until it
 	// refuses the token, before the controller sees it.
-	if err := kubeenv.Poll(10*time.Second, "the deleted account's token refused", func() (bool, error) {
+	if err := testutil.Poll(10*time.Second, "the deleted account's token refused", func() (bool, error) {
 		out, err := c.Kubectl(tokenReview(gone), "create", "-o", "jsonpath={.status.authenticated}", "-f", "-")
 		return err == nil && strings.TrimSpace(out) != "true", err
 	}); err != nil {

@@ -12,7 +12,6 @@ package dubbokit
 import (
 	"os"
 	"sync"
-	"time"
 
 	getty "github.com/apache/dubbo-getty"
 	"github.com/dubbogo/gost/log/logger"
@@ -49,20 +48,3 @@ func (silent) Errorf(string, ...any)     {}
 func (silent) Debugf(string, ...any)     {}
 func (silent) Fatal(a ...any)            { panic(a) }
 func (silent) Fatalf(f string, a ...any) { panic(f) }
-
-// Eventually calls check until it returns nil or timeout passes, and then
-// returns its last error.
-func Eventually(timeout time.Duration, check func() error) error {
-	deadline := time.Now().Add(timeout)
-	wait := time.Millisecond
-	for {
-		err := check()
-		if err == nil || time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(wait) // a poll interval, not a readiness guess
-		if wait < 50*time.Millisecond {
-			wait *= 2
-		}
-	}
-}

@@ -21,6 +21,8 @@ import (
 	// The dubbo protocol package registers the "dubbo" codec (hessian2) that
 	// the getty server reads and writes frames with.
 	_ "dubbo.apache.org/dubbo-go/v3/protocol/dubbo"
+
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // Greeter is the interface every provider serves.
@@ -208,11 +210,9 @@ func (p *Provider) Holding() int64 { return p.holding.Load() }
 
 // WaitHolding polls until n hold calls are blocked in the provider.
 func (p *Provider) WaitHolding(n int64, timeout time.Duration) error {
-	return Eventually(timeout, func() error {
-		if got := p.Holding(); got < n {
-			return fmt.Errorf("provider %s holds %d calls, want %d", p.cfg.Name, got, n)
-		}
-		return nil
+	return testutil.Poll(timeout, fmt.Sprintf("%d hold calls in provider %s", n, p.cfg.Name), func() (bool, error) {
+		got := p.Holding()
+		return got >= n, fmt.Errorf("provider %s holds %d calls", p.cfg.Name, got)
 	})
 }
 

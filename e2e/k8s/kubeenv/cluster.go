@@ -35,6 +35,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // ToolsSubdir is the folder hack/build-k8s-tools.sh builds into, named
@@ -52,7 +54,7 @@ type Cluster struct {
 	AdminToken string
 	// Kubeconfig is an admin (system:masters) kubeconfig.
 	Kubeconfig string
-	procs      []*Process
+	procs      []*testutil.Process
 }
 
 // ToolsDir finds kube-apiserver, etcd and kubectl: in $ROSETTA_K8S_TOOLS
@@ -90,24 +92,14 @@ func randomHex(n int) string {
 }
 
 // StartCluster starts etcd and the API server with their files in dir and
-// waits until the API server is ready.
+// waits until the API server is ready. Both are told their ports on the
+// command line, so they start through testutil.WithFreePorts, which picks
+// new ports when another process took one first.
 func StartCluster(tools, dir string) (*Cluster, error) {
 	c := &Cluster{Dir: dir, Tools: tools, AdminToken: randomHex(16)}
-	ports := make([]int, 3)
-	for i := range ports {
-		p, err := FreePort()
-		if err != nil {
-			return nil, err
-		}
-		ports[i] = p
-	}
-	etcdClient := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
-	etcdPeer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
-	if _, err := c.Start(Command{Name: "etcd", Path: filepath.Join(tools, "etcd"), Args: []string{
-		"--name=default", "--data-dir=" + filepath.Join(dir, "etcd"),
-		"--listen-client-urls=" + etcdClient, "--advertise-client-urls=" + etcdClient,
-		"--listen-peer-urls=" + etcdPeer, "--initial-advertise-peer-urls=" + etcdPeer,
-		"--initial-cluster=default=" + etcdPeer, "--log-level=warn"}}); err != nil {
+	etcdClient, err := testutil.WithFreePorts(2, c.startEtcd)
+	if err != nil {
+		c.Stop()
 		return nil, err
 	}
 	key, err := rsa.GenerateKey(rand.Reader, 2048)
@@ -131,10 +123,42 @@ func StartCluster(tools, dir string) (*Cluster, error) {
 			return nil, err
 		}
 	}
-	c.URL = fmt.Sprintf("https://127.0.0.1:%d", ports[2])
-	if _, err := c.Start(Command{Name: "kube-apiserver", Path: filepath.Join(tools, "kube-apiserver"), Args: []string{
+	if _, err := testutil.WithFreePorts(1, func(ports []int) (*testutil.Process, error) {
+		return c.startAPIServer(etcdClient, ports[0])
+	}); err != nil {
+		c.Stop()
+		return nil, err
+	}
+	return c, nil
+}
+
+// etcdWait bounds etcd's start.
+const etcdWait = 30 * time.Second
+
+// startEtcd starts etcd on the client and peer ports given and waits until
+// it is healthy; it returns the client URL.
+func (c *Cluster) startEtcd(ports []int) (string, error) {
+	client := fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	peer := fmt.Sprintf("http://127.0.0.1:%d", ports[1])
+	p, err := c.Start(testutil.Command{Name: "etcd", Path: filepath.Join(c.Tools, "etcd"), Args: []string{
+		"--name=default", "--data-dir=" + filepath.Join(c.Dir, fmt.Sprintf("etcd-%d", ports[0])),
+		"--listen-client-urls=" + client, "--advertise-client-urls=" + client,
+		"--listen-peer-urls=" + peer, "--initial-advertise-peer-urls=" + peer,
+		"--initial-cluster=default=" + peer, "--log-level=warn"}})
+	if err != nil {
+		return "", err
+	}
+	return client, p.Ready(etcdWait, "/health", testutil.HTTPOK(client+"/health"))
+}
+
+// startAPIServer starts kube-apiserver on port, with its keys and token
+// file already in the cluster's folder, and waits until it is ready.
+func (c *Cluster) startAPIServer(etcdClient string, port int) (*testutil.Process, error) {
+	dir := c.Dir
+	c.URL = fmt.Sprintf("https://127.0.0.1:%d", port)
+	p, err := c.Start(testutil.Command{Name: "kube-apiserver", Path: filepath.Join(c.Tools, "kube-apiserver"), Args: []string{
 		"--etcd-servers=" + etcdClient,
-		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", ports[2]),
+		"--bind-address=127.0.0.1", "--advertise-address=127.0.0.1", fmt.Sprintf("--secure-port=%d", port),
 		"--cert-dir=" + filepath.Join(dir, "certs"),
 		"--token-auth-file=" + filepath.Join(dir, "tokens.csv"),
 		"--authorization-mode=RBAC",
@@ -148,30 +172,25 @@ func StartCluster(tools, dir string) (*Cluster, error) {
 		// No controller-manager creates default ServiceAccounts.
 		"--disable-admission-plugins=ServiceAccount",
 		"--endpoint-reconciler-type=none",
-		"--v=0"}}); err != nil {
-		c.Stop()
+		"--v=0"}})
+	if err != nil {
 		return nil, err
 	}
 	c.Kubeconfig = filepath.Join(dir, "admin.kubeconfig")
 	if err := WriteKubeconfig(c.Kubeconfig, c.URL, c.AdminToken); err != nil {
-		c.Stop()
-		return nil, err
+		return p, err
 	}
-	if err := c.waitReady(90 * time.Second); err != nil {
-		c.Stop()
-		return nil, err
-	}
-	return c, nil
+	return p, c.waitReady(p, 90*time.Second)
 }
 
 // Start starts a process that lives as long as the cluster, with its log
 // (Command.Log, default Dir/<name>.log) in the cluster's folder; Stop ends
 // it, before the API server.
-func (c *Cluster) Start(cmd Command) (*Process, error) {
+func (c *Cluster) Start(cmd testutil.Command) (*testutil.Process, error) {
 	if cmd.Log == "" {
 		cmd.Log = filepath.Join(c.Dir, cmd.Name+".log")
 	}
-	p, err := Start(cmd)
+	p, err := testutil.Start(cmd)
 	if err != nil {
 		return nil, err
 	}
@@ -179,9 +198,10 @@ func (c *Cluster) Start(cmd Command) (*Process, error) {
 	return p, nil
 }
 
-func (c *Cluster) waitReady(within time.Duration) error {
+// waitReady waits until the API server (p) answers /readyz.
+func (c *Cluster) waitReady(p *testutil.Process, within time.Duration) error {
 	hc := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	err := Poll(within, "kube-apiserver /readyz", func() (bool, error) {
+	return p.Ready(within, "/readyz", func() (bool, error) {
 		req, _ := http.NewRequest("GET", c.URL+"/readyz", nil)
 		req.Header.Set("Authorization", "Bearer "+c.AdminToken)
 		resp, err := hc.Do(req)
@@ -191,10 +211,6 @@ func (c *Cluster) waitReady(within time.Duration) error {
 		resp.Body.Close()
 		return resp.StatusCode == http.StatusOK, fmt.Errorf("status %d", resp.StatusCode)
 	})
-	if err != nil {
-		return fmt.Errorf("%w\n%s", err, c.procs[len(c.procs)-1].LogTail(3000))
-	}
-	return nil
 }
 
 // Stop kills every process the cluster started, the last started first.

@@ -3,7 +3,6 @@ package kubeenv
 import (
 	"encoding/json"
 	"fmt"
-	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -61,7 +60,7 @@ func GoBuild(repoRoot, bin, pkg string) error {
 // successor writes no status until then; Stop (SIGTERM) lets it give the
 // Lease back.
 type Controller struct {
-	*Process
+	*testutil.Process
 	// HTTPAddr serves /readyz and /metrics; DebugAddr /debug/config_dump.
 	XDSAddr, HTTPAddr, DebugAddr string
 }
@@ -69,8 +68,10 @@ type Controller struct {
 // StartController runs bin (rosetta-controller) with a token of the
 // chart's ServiceAccount (rosetta-system/rosetta-controller), so that a
 // missing RBAC rule fails the test, and waits until it is ready. Empty
-// addresses take free ports; a restarted controller passes its
-// predecessor's. The debug server takes a free port on each start. args are added to its command line. It stops when t ends.
+// addresses mean port 0, and the controller logs the ports it got; a
+// restarted controller passes its predecessor's. The debug server takes a
+// new port on each start. args are added to its command line. It stops
+// when t ends.
 func (c *Cluster) StartController(t testing.TB, bin, xdsAddr, httpAddr string, args ...string) *Controller {
 	t.Helper()
 	kc := filepath.Join(c.Dir, "controller.kubeconfig")
@@ -78,22 +79,26 @@ func (c *Cluster) StartController(t testing.TB, bin, xdsAddr, httpAddr string, a
 		t.Fatal(err)
 	}
 	if xdsAddr == "" {
-		xdsAddr, httpAddr = FreeAddr(t), FreeAddr(t)
+		xdsAddr, httpAddr = "127.0.0.1:0", "127.0.0.1:0"
 	}
-	debugAddr := FreeAddr(t)
-	p := StartT(t, Command{Name: "controller", Path: bin, Log: filepath.Join(c.Dir, "controller.log"),
-		Args: append([]string{"--kubeconfig=" + kc, "--xds-address=" + xdsAddr, "--http-address=" + httpAddr, "--debug-address=" + debugAddr,
+	p := testutil.StartT(t, testutil.Command{Name: "controller", Path: bin, Log: filepath.Join(c.Dir, "controller.log"),
+		Args: append([]string{"--kubeconfig=" + kc, "--xds-address=" + xdsAddr, "--http-address=" + httpAddr, "--debug-address=127.0.0.1:0",
 			"--leader-election-namespace=rosetta-system", "--log-level=debug"}, args...)})
-	testutil.Eventually(t, 30*time.Second, "controller ready", func() bool {
-		resp, err := http.Get("http://" + httpAddr + "/readyz")
-		if err != nil {
-			return false
+	ctrl := &Controller{Process: p}
+	for key, addr := range map[string]*string{"xds": &ctrl.XDSAddr, "http": &ctrl.HTTPAddr, "debug": &ctrl.DebugAddr} {
+		var err error
+		if *addr, err = p.LoggedAddr(startWait, "serving", key); err != nil {
+			t.Fatal(err)
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	return &Controller{Process: p, XDSAddr: xdsAddr, HTTPAddr: httpAddr, DebugAddr: debugAddr}
+	}
+	if err := p.Ready(startWait, "ready", testutil.HTTPOK("http://"+ctrl.HTTPAddr+"/readyz")); err != nil {
+		t.Fatal(err)
+	}
+	return ctrl
 }
+
+// startWait bounds a controller's or proxy's start.
+const startWait = 30 * time.Second
 
 // StartProxy runs bin (rosetta-proxy) as xDS node id in namespace ns,
 // taking its config from the controller at xdsAddr, and returns its admin
@@ -106,7 +111,7 @@ func (c *Cluster) StartProxy(t testing.TB, bin, xdsAddr, id, ns string, args ...
 // Proxy is rosetta-proxy running as a process; Admin serves /metrics and
 // /config_dump.
 type Proxy struct {
-	*Process
+	*testutil.Process
 	Admin string
 }
 
@@ -114,9 +119,13 @@ type Proxy struct {
 // drains it with SIGTERM). Later args win over the defaults.
 func (c *Cluster) RunProxy(t testing.TB, bin, xdsAddr, id, ns string, args ...string) *Proxy {
 	t.Helper()
-	admin := FreeAddr(t)
-	p := StartT(t, Command{Name: "proxy " + id, Path: bin, Log: filepath.Join(c.Dir, strings.ReplaceAll(id, "/", "_")+".log"),
+	p := testutil.StartT(t, testutil.Command{Name: "proxy " + id, Path: bin, Log: filepath.Join(c.Dir, strings.ReplaceAll(id, "/", "_")+".log"),
 		Args: append([]string{"--xds=" + xdsAddr, "--node-id=" + id, "--namespace=" + ns,
-			"--admin=" + admin, "--drain-timeout=1s"}, args...)})
+			"--admin=127.0.0.1:0", "--drain-timeout=1s"}, args...)})
+	// The admin server listens on port 0; the proxy logs the port it got.
+	admin, err := p.LoggedAddr(startWait, "rosetta-proxy started", "admin")
+	if err != nil {
+		t.Fatal(err)
+	}
 	return &Proxy{Process: p, Admin: admin}
 }
