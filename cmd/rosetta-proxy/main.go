@@ -18,6 +18,7 @@ import (
 
 	"github.com/rosetta-mesh/rosetta/internal/gcpace"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
 	xdsclient "github.com/rosetta-mesh/rosetta/pkg/xds/client"
 	_ "github.com/rosetta-mesh/rosetta/protocols/standard"
@@ -48,6 +49,8 @@ type options struct {
 	memoryLimit int64
 	// hboneAddress is where the proxy terminates HBONE; "": it does not.
 	hboneAddress string
+	// loops turns the event loops and gathering on or off.
+	loops netloop.Options
 }
 
 func main() {
@@ -62,6 +65,9 @@ func main() {
 	flag.StringVar(&o.labels, "labels", "", "this proxy's workload labels as k=v,k=v, for config scoping (with --xds)")
 	flag.StringVar(&o.xds.Mode, "mode", "gateway", "how traffic reaches this proxy: gateway or sidecar (with --xds)")
 	flag.StringVar(&o.xds.ListenAddress, "listen-address", "0.0.0.0", "the IP the controller binds this proxy's listeners to (with --xds)")
+	o.loops = netloop.DefaultOptions()
+	flag.BoolVar(&o.loops.EventLoops, "event-loops", o.loops.EventLoops, "read sockets on epoll event loops (Linux); false gives every connection a reader goroutine of its own (environment: ROSETTA_EVENT_LOOPS=off)")
+	flag.BoolVar(&o.loops.Gather, "gather", o.loops.Gather, "let an event loop poll briefly for the requests its clients owe a server that answers in order (Redis) and write them at once; false for a CPU quota, which counts the polling (environment: ROSETTA_GATHER=off)")
 	flag.IntVar(&o.concurrency, "concurrency", 0, "threads that run the proxy at once, as Envoy's --concurrency (0: one per CPU)")
 	flag.IntVar(&o.gcPercent, "gc-percent", 200, "Go's GOGC: heap growth between collections, in percent of the live heap; GOGC in the environment wins")
 	flag.IntVar(&o.gcPaceMB, "gc-pace-heap", 32, "while the proxy allocates fast, let the heap grow to up to this many MB between collections, to space them at least 250 ms apart (0: off; off when GOGC is in the environment)")
@@ -78,6 +84,7 @@ func main() {
 	if o.concurrency > 0 {
 		runtime.GOMAXPROCS(o.concurrency)
 	}
+	netloop.Configure(o.loops)
 	if os.Getenv("GOGC") == "" {
 		// Go's default of 100 collects about every 4 MB a loaded proxy
 		// allocates; 200 costs a few MB of RSS and saves about 8% of the

@@ -3,7 +3,6 @@
 package netloop
 
 import (
-	"os"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -15,37 +14,15 @@ import (
 // server that answers in order (Redis) and many of the clients it has just
 // answered have not sent their next request yet, those requests are on
 // their way. Each write to such a server costs it a wake-up, a read and a
-// write of its own, most of its time per request behind a proxy (under
-// perf sched, redis-server ran 13-16 µs per read whether the read carried 8
-// GETs or 13), so the loop keeps polling briefly for them and writes them
-// all at once.
+// write of its own, most of its time per request behind a proxy, so the
+// loop keeps polling briefly for them and writes them all at once. It
+// polls rather than parks, since a park and the wake-up that ends it cost
+// the proxy about what the server saves, and it yields its CPU on every
+// poll. It does so only while its thread has not been preempted lately: a
+// thread nobody preempts has its CPU to itself, so polling costs nothing
+// another process wanted; where the server or a client shares the CPU, the
+// loop writes at once. Options.Gather turns it off.
 //
-// It polls rather than parks, since a park and the wake-up that ends it
-// cost the proxy about what the server saves, and it yields its CPU on
-// every poll. It does so only while its thread has not been preempted
-// lately: a thread nobody preempts has its CPU to itself, so polling costs
-// nothing another process wanted; where the server or a client shares the
-// CPU, the loop writes at once, as it did before. ROSETTA_GATHER=off turns
-// it off, for a proxy whose CPU time is metered (a container's CPU quota
-// counts the polling).
-var gatherOff = os.Getenv("ROSETTA_GATHER") == "off"
-
-const (
-	// gatherClients is how many answered clients must owe a request; fewer
-	// clients (4, say) wait on each answer, and any hold only slows them.
-	gatherClients = 16
-	// gatherGap ends the wait once no request has come for this long: a
-	// client that thinks before its next request costs the proxy's other
-	// clients at most this.
-	gatherGap = 40 * time.Microsecond
-	// gatherRounds bounds the rounds of input a loop reads while gathering
-	// before it writes anyway (maxRounds otherwise).
-	gatherRounds = 32
-	// preemptSample is how often the loop asks the kernel whether its
-	// thread was preempted.
-	preemptSample = time.Millisecond
-)
-
 // gather is a loop's count of the requests its clients owe, and whether
 // its CPU is its own. The loop's alone.
 type gather struct {

@@ -269,12 +269,6 @@ func (lp *loop) post(list *[]*loopConn, lc *loopConn) {
 	_, _ = unix.Write(lp.wake, one[:]) // EAGAIN: the counter is full, so a wake-up is pending anyway
 }
 
-// maxRounds bounds the rounds a loop reads before it writes what they
-// queued for Lazy writers (upstream connections), when input keeps coming
-// (gatherRounds while it gathers); other writers (clients) are written
-// after every round.
-const maxRounds = 8
-
 func (lp *loop) run() {
 	for {
 		// Answers go out after every round. Requests for Lazy writers
@@ -342,11 +336,6 @@ func (lp *loop) wait() int {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
-// holdFor bounds how long a loop with nothing to read keeps writes held for
-// answers that are due (wire.Batch.FlushIdle): a blocked command or a
-// subscription may owe answers for ever.
-const holdFor = time.Millisecond
 
 // setHold bounds the coming wait by holdFor, or lifts the bound. A bound
 // already set stays as it is: it only ends the wait sooner.

@@ -388,3 +388,23 @@ func TestLoopTimesAFrameThatCameBeforeTheConnectionWasAdded(t *testing.T) {
 	t.Cleanup(e.w.Close)
 	e.endsWith(t, ErrFrameTimeout)
 }
+
+// With the loops turned off (--event-loops=false), Serve reads a socket on
+// a goroutine of its own, and the handler sees the same frames and end.
+func TestConfigureTurnsTheLoopsOff(t *testing.T) {
+	saved := DefaultOptions()
+	Configure(Options{EventLoops: false, Gather: saved.Gather})
+	t.Cleanup(func() { Configure(saved) })
+	client, server := testutil.TCPPair(t)
+	e := &echo{w: wire.NewWriter(server, 5*time.Second, 1<<20), ended: make(chan error, 1)}
+	t.Cleanup(e.w.Close)
+	if Serve(server, testutil.Lines{}, e.w, e, Limits{}) {
+		t.Fatal("Serve put a socket on an event loop with the loops off")
+	}
+	roundTrip(t, client, bufio.NewReader(client), "hello")
+	client.Close()
+	if err := <-e.ended; !errors.Is(err, io.EOF) {
+		t.Fatalf("reading ended with %v, want EOF", err)
+	}
+	testutil.Eventually(t, 5*time.Second, "Stopped", func() bool { return e.stopped.Load() == 1 })
+}

@@ -100,10 +100,6 @@ func (r *Round) FlushIdle() int { return r.b.FlushIdle() }
 // the answers w's requests await wake it; w's lock is held.
 func (r *Round) Reads(w *wire.Writer) { w.SetReader(&r.b) }
 
-// off turns the loops off, for comparison and for testing the goroutine
-// path on Linux.
-var off = os.Getenv("ROSETTA_EVENT_LOOPS") == "off"
-
 // Limits bound the reading of one connection, on a loop or a goroutine.
 type Limits struct {
 	// Idle, when positive, is how long a connection may go without input

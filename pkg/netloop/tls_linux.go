@@ -41,24 +41,6 @@ func tlsSocketOf(nc net.Conn) (*tlsSocket, bool) {
 	return &tlsSocket{Conn: nc}, true
 }
 
-// tlsChunk is how much a loop reads from a TLS socket at once: a record at
-// most is 16 KiB and its header and tag.
-const tlsChunk = 16<<10 + 512
-
-// tlsLoopWrite is the most a loop encrypts in one write: more, say a large
-// answer, is encrypted and written by a goroutine (wouldWait), so one
-// connection's answer never holds up the loop's other connections.
-const tlsLoopWrite = 256 << 10
-
-// A TLS socket's writes that must wait for its peer go on in the
-// background (tlsSocket.Write), as wire.Writer's do on a plaintext socket,
-// with the same bounds: at most tlsWriteBacklog bytes may wait, and one
-// write may wait at most tlsWriteTimeout.
-const (
-	tlsWriteBacklog = 64 << 20
-	tlsWriteTimeout = 10 * time.Second
-)
-
 var errTLSWriteBacklog = errors.New("netloop: too much queued for a TLS peer that does not read")
 
 // tlsSocket is the connection under a *tls.Conn that a loop reads. Until

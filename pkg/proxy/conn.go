@@ -6,7 +6,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/rosetta-mesh/rosetta/internal/queue"
 	"github.com/rosetta-mesh/rosetta/pkg/authz"
@@ -14,13 +13,6 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
-)
-
-// maxWriteBuffer bounds the replies queued for a client that does not read;
-// writeTimeout bounds one write to it.
-const (
-	maxWriteBuffer = 64 << 20
-	writeTimeout   = 10 * time.Second
 )
 
 // downConn is one downstream connection. Its reader goroutine decodes and

@@ -20,11 +20,6 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 )
 
-// handshakeTimeout bounds a downstream TLS handshake, and on a PERMISSIVE
-// listener the wait for the first byte that tells TLS from plaintext, so a
-// client that connects and says nothing does not hold a goroutine forever.
-const handshakeTimeout = 10 * time.Second
-
 // recordTypeHandshake is the first byte of every TLS connection (a
 // handshake record). None of the protocols served here starts with it:
 // Dubbo sends 0xda, tRPC 0x09, Thrift a length or 0x80/0x82, Redis '*'.

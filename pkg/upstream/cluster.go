@@ -7,15 +7,6 @@ import (
 	"time"
 )
 
-// Default limits, Envoy's circuit-breaker defaults.
-const (
-	DefaultMaxConnections = 1024
-	DefaultMaxRequests    = 1024
-	DefaultMaxPending     = 1024
-	DefaultMaxRetries     = 3
-	DefaultConnectTimeout = 5 * time.Second
-)
-
 // Cluster is a named set of endpoints with a load balancer and limits. A
 // cluster is immutable once built; a config update builds new ones that share
 // the Endpoints (and so the connections) of the old.

@@ -35,13 +35,6 @@ type Request interface {
 	Done(resp *codec.Message, err error, b *netloop.Round)
 }
 
-// maxWriteBuffer bounds what may queue for a slow upstream before the
-// connection is given up; writeTimeout bounds one write to it.
-const (
-	maxWriteBuffer = 64 << 20
-	writeTimeout   = 10 * time.Second
-)
-
 // Conn is one upstream connection that many downstream requests share. For
 // protocols paired by ID it rewrites each request's ID to one unique on this
 // connection; for in-order protocols it pairs responses first in, first out.

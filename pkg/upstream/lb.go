@@ -95,13 +95,6 @@ type ringPoint struct {
 	ep   *Endpoint
 }
 
-// vnodes is the ring points per endpoint by default; maxRingSize bounds a
-// configured ring.
-const (
-	vnodes      = 128
-	maxRingSize = 1 << 20
-)
-
 // newRingHash builds a ring of at least size points (vnodes per endpoint
 // when size is 0).
 func newRingHash(eps []*Endpoint, size int) *ringHash {

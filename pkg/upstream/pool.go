@@ -9,10 +9,6 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 )
 
-// perConnTarget is how many requests in flight a connection carries before
-// the pool opens another one (within the cluster's connection limit).
-const perConnTarget = 128
-
 // Pool holds the connections to one endpoint for one protocol.
 type Pool struct {
 	ep    *Endpoint

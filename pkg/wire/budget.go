@@ -62,10 +62,6 @@ type Limits struct {
 	PerConn int
 }
 
-// headLen is how much of an unfinished frame a LimitError keeps: enough
-// for any protocol's header.
-const headLen = 64
-
 // LimitError is a limit's error (ErrConnLimit, ErrOverBudget, or a reader's
 // frame timeout) with the first bytes of the frame it cut short, from
 // which a codec may read what to answer (codec.HeadDecoder).

@@ -9,12 +9,6 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
-// HardLimit bounds any single frame whatever a codec says, as a second guard
-// against a codec that forgets its own limit.
-const HardLimit = 64 << 20
-
-const chunk = 16 << 10
-
 // Reader returns one whole frame at a time.
 //
 // Frames are slices of the read buffer, not copies: a buffer is never written
