@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/internal/gcpace"
-	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
 	xdsclient "github.com/rosetta-mesh/rosetta/pkg/xds/client"
@@ -55,7 +54,7 @@ type options struct {
 
 func main() {
 	var o options
-	flag.StringVar(&o.configFile, "config", "", "static config file (listeners, routes, clusters, endpoints)")
+	flag.StringVar(&o.configFile, "config", "", "static config file (listeners, routes, clusters, endpoints), applied again when it changes or on SIGHUP; a bad edit is refused and the last good config stays")
 	o.admin.register(flag.CommandLine)
 	flag.DurationVar(&o.drain, "drain-timeout", 20*time.Second, "how long requests in flight may take to finish on shutdown")
 	flag.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
@@ -144,14 +143,15 @@ func run(o options) error {
 	}
 	var bootAdmin string
 	if o.configFile != "" {
-		boot, err := config.LoadFile(o.configFile)
+		cf := &configFile{path: o.configFile, apply: p.Apply, log: log}
+		boot, err := cf.load()
 		if err != nil {
 			return err
 		}
-		if err := p.Apply(boot.Resources); err != nil {
+		bootAdmin = boot.Admin.Address
+		if err := cf.watch(ctx); err != nil {
 			return err
 		}
-		bootAdmin = boot.Admin.Address
 	}
 	lns, err := o.admin.listen(bootAdmin)
 	if err != nil {
