@@ -1,12 +1,12 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"net"
 
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
+	"github.com/spf13/pflag"
 )
 
 // defaultAdmin is where /config_dump and pprof are served unless --admin
@@ -23,7 +23,7 @@ type adminOptions struct {
 	metricsAddr string
 }
 
-func (a *adminOptions) register(fs *flag.FlagSet) {
+func (a *adminOptions) register(fs *pflag.FlagSet) {
 	fs.StringVar(&a.addr, "admin", "", "admin address for /ready, /metrics, /config_dump and /debug/pprof/ (overrides the config's admin.address; default "+defaultAdmin+"); must be a loopback address unless --expose-admin")
 	fs.BoolVar(&a.expose, "expose-admin", false, "allow --admin on an address other than loopback, where anything that reaches it can read the config and take profiles")
 	fs.StringVar(&a.metricsAddr, "metrics-address", "", "address serving only /ready and /metrics, for probes and Prometheus (for example :15090); off when empty")

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"flag"
 	"io"
 	"log/slog"
 	"net"
@@ -11,12 +10,13 @@ import (
 
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
+	"github.com/spf13/pflag"
 )
 
 func parseAdmin(t *testing.T, args ...string) *adminOptions {
 	t.Helper()
 	var a adminOptions
-	fs := flag.NewFlagSet("rosetta-proxy", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("rosetta-proxy", pflag.ContinueOnError)
 	a.register(fs)
 	if err := fs.Parse(args); err != nil {
 		t.Fatal(err)

@@ -2,13 +2,13 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
+	"github.com/spf13/pflag"
 )
 
 // identityOptions say where the proxy's Istio workload certificate comes
@@ -23,7 +23,7 @@ type identityOptions struct {
 	certDir   string
 }
 
-func (o *identityOptions) register(fs *flag.FlagSet) {
+func (o *identityOptions) register(fs *pflag.FlagSet) {
 	fs.StringVar(&o.source, "identity", "", "where the proxy's Istio workload certificate comes from, for mTLS: istiod (its CA, with a ServiceAccount token) or files (--cert-dir); empty: no identity, plaintext only")
 	fs.StringVar(&o.caAddress, "ca-address", "istiod.istio-system.svc:15012", "istiod's CA (with --identity istiod)")
 	fs.StringVar(&o.rootCert, "ca-root-cert", "/var/run/secrets/istio/root-cert.pem", "the mesh root certificate, as the istio-ca-root-cert ConfigMap holds it (with --identity istiod)")

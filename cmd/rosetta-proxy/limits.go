@@ -1,17 +1,17 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
+	"github.com/spf13/pflag"
 )
 
 // registerLimits adds the flags of the proxy's limits, with
 // proxy.DefaultLimits as defaults.
-func registerLimits(fs *flag.FlagSet, l *proxy.Limits) {
+func registerLimits(fs *pflag.FlagSet, l *proxy.Limits) {
 	*l = proxy.DefaultLimits()
 	fs.Var((*byteSize)(&l.BufferBudget), "buffer-budget", "bytes all connections together may hold for frames not yet whole (Ki, Mi, Gi suffixes; 0: no bound)")
 	per := int64(l.PerConnectionBuffer)
@@ -43,6 +43,9 @@ func (b *byteSize) String() string {
 	}
 	return strconv.FormatInt(n, 10)
 }
+
+// Type names the flag's kind in --help.
+func (b *byteSize) Type() string { return "bytes" }
 
 func (b *byteSize) Set(s string) error {
 	n, err := parseBytes(s)

@@ -1,16 +1,16 @@
 package main
 
 import (
-	"flag"
 	"io"
 	"testing"
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
+	"github.com/spf13/pflag"
 )
 
 func TestLimitFlagsParseTheChartsValues(t *testing.T) {
-	fs := flag.NewFlagSet("rosetta-proxy", flag.ContinueOnError)
+	fs := pflag.NewFlagSet("rosetta-proxy", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	var l proxy.Limits
 	registerLimits(fs, &l)

@@ -5,7 +5,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -16,18 +15,20 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/internal/cli"
 	"github.com/rosetta-mesh/rosetta/internal/gcpace"
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
 	xdsclient "github.com/rosetta-mesh/rosetta/pkg/xds/client"
 	_ "github.com/rosetta-mesh/rosetta/protocols/standard"
+	"github.com/spf13/cobra"
 )
 
 type options struct {
 	configFile string
 	admin      adminOptions
 	drain      time.Duration
-	logLevel   string
+	log        cli.Log
 	xds        xdsclient.Options
 	labels     string
 	// concurrency is how many threads run Go code at once (GOMAXPROCS)
@@ -53,52 +54,87 @@ type options struct {
 }
 
 func main() {
+	if err := newCommand().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "rosetta-proxy:", err)
+		os.Exit(1)
+	}
+}
+
+func newCommand() *cobra.Command {
 	var o options
-	flag.StringVar(&o.configFile, "config", "", "static config file (listeners, routes, clusters, endpoints), applied again when it changes or on SIGHUP; a bad edit is refused and the last good config stays")
-	o.admin.register(flag.CommandLine)
-	flag.DurationVar(&o.drain, "drain-timeout", 20*time.Second, "how long requests in flight may take to finish on shutdown")
-	flag.StringVar(&o.logLevel, "log-level", "info", "debug, info, warn or error")
-	flag.StringVar(&o.xds.Address, "xds", "", "the controller's xDS address (host:port); the proxy then takes its config over ADS")
-	flag.StringVar(&o.xds.NodeID, "node-id", "", "this proxy's xDS node id (with --xds; default: the host name)")
-	flag.StringVar(&o.xds.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "this proxy's namespace, for config scoping (with --xds)")
-	flag.StringVar(&o.labels, "labels", "", "this proxy's workload labels as k=v,k=v, for config scoping (with --xds)")
-	flag.StringVar(&o.xds.Mode, "mode", "gateway", "how traffic reaches this proxy: gateway or sidecar (with --xds)")
-	flag.StringVar(&o.xds.ListenAddress, "listen-address", "0.0.0.0", "the IP the controller binds this proxy's listeners to (with --xds)")
+	cmd := &cobra.Command{
+		Use:   "rosetta-proxy (--config FILE | --xds ADDR) [flags]",
+		Short: "Rosetta's data plane: a proxy for Dubbo, Thrift, tRPC, Redis and the other codecs it is built with",
+		Long: `rosetta-proxy parses each connection's frames with its protocol's codec,
+routes every request on its attributes, and load-balances it to endpoints
+over pooled upstream connections, with timeouts, retries, mirroring, rate
+limits, faults, mutations, Istio mutual TLS and authorization.
+
+It takes its config from exactly one of:
+  --config FILE  a static file (listeners, routes, clusters, endpoints),
+                 applied again when it changes or on SIGHUP
+  --xds ADDR     rosetta-controller over ADS, scoped by --namespace and
+                 --labels; --xds-mtls, --xds-ca-file and --xds-token-file
+                 secure that connection`,
+		Version:       cli.Version(),
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(*cobra.Command, []string) error {
+			setUpRuntime(o)
+			return run(o)
+		},
+	}
+	fs := cmd.Flags()
+	fs.SortFlags = false
+	fs.StringVar(&o.configFile, "config", "", "static config file (listeners, routes, clusters, endpoints), applied again when it changes or on SIGHUP; a bad edit is refused and the last good config stays")
+	fs.StringVar(&o.xds.Address, "xds", "", "the controller's xDS address (host:port); the proxy then takes its config over ADS")
+	o.log.Register(fs)
+	o.admin.register(fs)
+	fs.DurationVar(&o.drain, "drain-timeout", 20*time.Second, "how long requests in flight may take to finish on shutdown")
+	fs.StringVar(&o.xds.NodeID, "node-id", "", "this proxy's xDS node id (with --xds; default: the host name)")
+	fs.StringVar(&o.xds.Namespace, "namespace", os.Getenv("POD_NAMESPACE"), "this proxy's namespace, for config scoping (with --xds)")
+	fs.StringVar(&o.labels, "labels", "", "this proxy's workload labels as k=v,k=v, for config scoping (with --xds)")
+	fs.StringVar(&o.xds.Mode, "mode", "gateway", "how traffic reaches this proxy: gateway or sidecar (with --xds)")
+	fs.StringVar(&o.xds.ListenAddress, "listen-address", "0.0.0.0", "the IP the controller binds this proxy's listeners to (with --xds)")
+	fs.BoolVar(&o.xdsMTLS, "xds-mtls", false, "authenticate to the controller with the workload identity (--identity) over mutual TLS; the controller's certificate must then be a mesh one, unless --xds-ca-file is given")
+	fs.StringVar(&o.xdsControllerIDs, "xds-controller-id", "", "SPIFFE IDs the controller's certificate may have, comma-separated (with --xds-mtls; default: any identity of the proxy's trust domain)")
+	fs.StringVar(&o.xds.CAFile, "xds-ca-file", "", "PEM roots that verify the controller's serving certificate by DNS name or IP (turns on TLS to the controller)")
+	fs.StringVar(&o.xds.ServerName, "xds-server-name", "", "the name the controller's serving certificate must have (default: the host of --xds)")
+	fs.StringVar(&o.xds.TokenFile, "xds-token-file", "", "a projected ServiceAccount token (audience rosetta) sent to the controller, re-read on each reconnect; needs TLS to the controller")
+	o.identity.register(fs)
+	fs.StringVar(&o.hboneAddress, "hbone-address", "", "terminate HBONE (Istio ambient's HTTP/2 CONNECT over mutual TLS, which ztunnel sends a waypoint) on this address, e.g. :15008; needs --identity (empty: off)")
+	registerLimits(fs, &o.limits)
+	fs.IntVar(&o.concurrency, "concurrency", 0, "threads that run the proxy at once, as Envoy's --concurrency (0: one per CPU)")
 	o.loops = netloop.DefaultOptions()
-	flag.BoolVar(&o.loops.EventLoops, "event-loops", o.loops.EventLoops, "read sockets on epoll event loops (Linux); false gives every connection a reader goroutine of its own (environment: ROSETTA_EVENT_LOOPS=off)")
-	flag.BoolVar(&o.loops.Gather, "gather", o.loops.Gather, "let an event loop poll briefly for the requests its clients owe a server that answers in order (Redis) and write them at once; false for a CPU quota, which counts the polling (environment: ROSETTA_GATHER=off)")
-	flag.IntVar(&o.concurrency, "concurrency", 0, "threads that run the proxy at once, as Envoy's --concurrency (0: one per CPU)")
-	flag.IntVar(&o.gcPercent, "gc-percent", 200, "Go's GOGC: heap growth between collections, in percent of the live heap; GOGC in the environment wins")
-	flag.IntVar(&o.gcPaceMB, "gc-pace-heap", 32, "while the proxy allocates fast, let the heap grow to up to this many MB between collections, to space them at least 250 ms apart (0: off; off when GOGC is in the environment)")
-	o.identity.register(flag.CommandLine)
-	flag.StringVar(&o.hboneAddress, "hbone-address", "", "terminate HBONE (Istio ambient's HTTP/2 CONNECT over mutual TLS, which ztunnel sends a waypoint) on this address, e.g. :15008; needs --identity (empty: off)")
-	registerLimits(flag.CommandLine, &o.limits)
-	flag.Var((*byteSize)(&o.memoryLimit), "memory-limit", "soft memory limit for Go's collector, as GOMEMLIMIT (Ki, Mi, Gi suffixes; default: 90% of the container's memory limit, none outside a container; GOMEMLIMIT in the environment wins)")
-	flag.BoolVar(&o.xdsMTLS, "xds-mtls", false, "authenticate to the controller with the workload identity (--identity) over mutual TLS; the controller's certificate must then be a mesh one, unless --xds-ca-file is given")
-	flag.StringVar(&o.xdsControllerIDs, "xds-controller-id", "", "SPIFFE IDs the controller's certificate may have, comma-separated (with --xds-mtls; default: any identity of the proxy's trust domain)")
-	flag.StringVar(&o.xds.CAFile, "xds-ca-file", "", "PEM roots that verify the controller's serving certificate by DNS name or IP (turns on TLS to the controller)")
-	flag.StringVar(&o.xds.ServerName, "xds-server-name", "", "the name the controller's serving certificate must have (default: the host of --xds)")
-	flag.StringVar(&o.xds.TokenFile, "xds-token-file", "", "a projected ServiceAccount token (audience rosetta) sent to the controller, re-read on each reconnect; needs TLS to the controller")
-	flag.Parse()
+	fs.BoolVar(&o.loops.EventLoops, "event-loops", o.loops.EventLoops, "read sockets on epoll event loops (Linux); false gives every connection a reader goroutine of its own (environment: ROSETTA_EVENT_LOOPS=off)")
+	fs.BoolVar(&o.loops.Gather, "gather", o.loops.Gather, "let an event loop poll briefly for the requests its clients owe a server that answers in order (Redis) and write them at once; false for a CPU quota, which counts the polling (environment: ROSETTA_GATHER=off)")
+	fs.IntVar(&o.gcPercent, "gc-percent", 200, "Go's GOGC: heap growth between collections, in percent of the live heap; GOGC in the environment wins")
+	fs.IntVar(&o.gcPaceMB, "gc-pace-heap", 32, "while the proxy allocates fast, let the heap grow to up to this many MB between collections, to space them at least 250 ms apart (0: off; off when GOGC is in the environment)")
+	fs.Var((*byteSize)(&o.memoryLimit), "memory-limit", "soft memory limit for Go's collector, as GOMEMLIMIT (Ki, Mi, Gi suffixes; default: 90% of the container's memory limit, none outside a container; GOMEMLIMIT in the environment wins)")
+	cmd.MarkFlagsOneRequired("config", "xds")
+	cmd.MarkFlagsMutuallyExclusive("config", "xds")
+	return cmd
+}
+
+// setUpRuntime applies the flags that tune Go's runtime and the loops,
+// before anything runs.
+func setUpRuntime(o options) {
 	if o.concurrency > 0 {
 		runtime.GOMAXPROCS(o.concurrency)
 	}
 	netloop.Configure(o.loops)
 	if os.Getenv("GOGC") == "" {
 		// Go's default of 100 collects about every 4 MB a loaded proxy
-		// allocates; 200 costs a few MB of RSS and saves about 8% of the
-		// CPU per pipelined Redis request (docs/benchmarks.md).
+		// allocates; 200 saves CPU for a few MB of RSS
+		// (docs/benchmarks.md#tuning-constants, --gc-percent).
 		debug.SetGCPercent(o.gcPercent)
 	}
 	setMemoryLimit(o.memoryLimit)
-	if err := run(o); err != nil {
-		fmt.Fprintln(os.Stderr, "rosetta-proxy:", err)
-		os.Exit(1)
-	}
 }
 
 func run(o options) error {
-	log, err := newLogger(o.logLevel)
+	log, err := o.log.Logger(os.Stderr)
 	if err != nil {
 		return err
 	}
@@ -208,14 +244,6 @@ func parseLabels(s string) (map[string]string, error) {
 		out[k] = v
 	}
 	return out, nil
-}
-
-func newLogger(level string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level: %w", err)
-	}
-	return slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
 }
 
 func firstNonEmpty(vals ...string) string {

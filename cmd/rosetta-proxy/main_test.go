@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -13,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/internal/cli"
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/protocols/dubbo/dubbopeer"
 )
@@ -122,16 +124,31 @@ func TestBinaryServesTheExampleConfigAndDrainsOnSIGTERM(t *testing.T) {
 }
 
 func TestFlags(t *testing.T) {
-	if err := run(options{logLevel: "info"}); err == nil || !strings.Contains(err.Error(), "exactly one of --config") {
+	if err := run(options{log: cli.Log{Level: "info"}}); err == nil || !strings.Contains(err.Error(), "exactly one of --config") {
 		t.Fatalf("no config source: %v", err)
 	}
 	if _, err := parseLabels("app=a,bad"); err == nil || !strings.Contains(err.Error(), `"bad" is not key=value`) {
 		t.Fatalf("bad labels: %v", err)
 	}
-	if err := run(options{logLevel: "loud", configFile: "x"}); err == nil || !strings.Contains(err.Error(), "--log-level") {
+	if err := run(options{log: cli.Log{Level: "loud"}, configFile: "x"}); err == nil || !strings.Contains(err.Error(), "--log-level") {
 		t.Fatalf("bad log level: %v", err)
 	}
-	if err := run(options{logLevel: "info", configFile: "x", hboneAddress: "127.0.0.1:0"}); err == nil || !strings.Contains(err.Error(), "--hbone-address needs --identity") {
+	if err := run(options{log: cli.Log{Level: "info"}, configFile: "x", hboneAddress: "127.0.0.1:0"}); err == nil || !strings.Contains(err.Error(), "--hbone-address needs --identity") {
 		t.Fatalf("HBONE without an identity: %v", err)
+	}
+	for _, args := range [][]string{{}, {"--config=a", "--xds=b:1"}} {
+		cmd := newCommand()
+		cmd.SetArgs(args)
+		cmd.SetOut(io.Discard)
+		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), "config") || !strings.Contains(err.Error(), "xds") {
+			t.Errorf("%v: %v, want an error naming --config and --xds", args, err)
+		}
+	}
+	cmd := newCommand()
+	var help strings.Builder
+	cmd.SetArgs([]string{"--help"})
+	cmd.SetOut(&help)
+	if err := cmd.Execute(); err != nil || !strings.Contains(help.String(), "exactly one of") || !strings.Contains(help.String(), "--event-loops") {
+		t.Errorf("--help: %v\n%s", err, help.String())
 	}
 }

@@ -1,0 +1,69 @@
+// Package cli is what rosetta-proxy, rosetta-controller and rosettactl
+// share on their command lines: the logging flags and the logger they
+// make, and the version they report.
+package cli
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime/debug"
+
+	"github.com/spf13/pflag"
+)
+
+// Log is the logging the flags --log-level and --log-format choose.
+type Log struct {
+	Level  string
+	Format string
+}
+
+// Register adds --log-level and --log-format, text by default.
+func (l *Log) Register(fs *pflag.FlagSet) {
+	fs.StringVar(&l.Level, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&l.Format, "log-format", "text", "text or json")
+}
+
+// Logger makes the logger the flags ask for, writing to w; a bad level or
+// format is an error naming its flag. Durations are logged as durations
+// ("1.5s"), not as nanoseconds, in both formats.
+func (l Log) Logger(w io.Writer) (*slog.Logger, error) {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(l.Level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %q is not debug, info, warn or error", l.Level)
+	}
+	opts := &slog.HandlerOptions{Level: level, ReplaceAttr: durationsAsText}
+	switch l.Format {
+	case "text", "":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is not text or json", l.Format)
+}
+
+func durationsAsText(_ []string, a slog.Attr) slog.Attr {
+	if a.Value.Kind() == slog.KindDuration {
+		return slog.String(a.Key, a.Value.Duration().String())
+	}
+	return a
+}
+
+// Version is the module version the binary was built from, with the
+// commit when the build recorded one ("devel" for a plain go build).
+func Version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	if v == "" || v == "(devel)" {
+		v = "devel"
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " (" + s.Value[:12] + ")"
+		}
+	}
+	return v
+}

@@ -1,0 +1,45 @@
+package cli
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+)
+
+func TestLoggerFromFlags(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		var l Log
+		fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
+		l.Register(fs)
+		if err := fs.Parse([]string{"--log-level=debug", "--log-format=" + format}); err != nil {
+			t.Fatal(err)
+		}
+		var out bytes.Buffer
+		log, err := l.Logger(&out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Debug("draining", "timeout", 20*time.Second)
+		if !strings.Contains(out.String(), "20s") || strings.Contains(out.String(), "20000000000") {
+			t.Errorf("%s: a duration logged as %q", format, out.String())
+		}
+	}
+}
+
+func TestBadLogFlagsAreErrors(t *testing.T) {
+	if _, err := (Log{Level: "loud", Format: "text"}).Logger(&bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--log-level") {
+		t.Errorf("a bad level: %v", err)
+	}
+	if _, err := (Log{Level: "info", Format: "xml"}).Logger(&bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "--log-format") {
+		t.Errorf("a bad format: %v", err)
+	}
+}
+
+func TestVersion(t *testing.T) {
+	if Version() == "" {
+		t.Fatal("no version")
+	}
+}
