@@ -24,8 +24,12 @@ build:
 # Dubbo and Thrift from the main module, tRPC with the real trpc-go from its
 # own module.
 demo:
-	$(GO) run ./cmd/rosettactl demo
-	cd e2e/trpc && $(GO) run ./cmd/trpcdemo
+	@echo "make demo: building rosettactl, with the controller, the proxy and the Dubbo, Thrift and Redis libraries it runs in-process (a few minutes the first time, seconds after)..."
+	$(GO) build -o $(BIN)/rosettactl ./cmd/rosettactl
+	$(BIN)/rosettactl demo
+	@echo "make demo: building the tRPC demo (trpc-go, in e2e/trpc's own module)..."
+	cd e2e/trpc && $(GO) build -o $(BIN)/trpcdemo ./cmd/trpcdemo
+	$(BIN)/trpcdemo
 
 deps:
 	bash hack/deps.sh

@@ -89,7 +89,7 @@ It takes its config from exactly one of:
 	fs.SortFlags = false
 	fs.StringVar(&o.configFile, "config", "", "static config file (listeners, routes, clusters, endpoints), applied again when it changes or on SIGHUP; a bad edit is refused and the last good config stays")
 	fs.StringVar(&o.xds.Address, "xds", "", "the controller's xDS address (host:port); the proxy then takes its config over ADS")
-	o.log.Register(fs)
+	o.log.Register(fs, "info")
 	o.admin.register(fs)
 	fs.DurationVar(&o.drain, "drain-timeout", 20*time.Second, "how long requests in flight may take to finish on shutdown")
 	fs.StringVar(&o.xds.NodeID, "node-id", "", "this proxy's xDS node id (with --xds; default: the host name)")

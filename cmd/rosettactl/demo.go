@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	dubboexample "github.com/rosetta-mesh/rosetta/examples/dubbo"
+	"github.com/rosetta-mesh/rosetta/internal/cli"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
@@ -78,7 +79,7 @@ ports only, free ones unless --fixed-ports.`,
 	f.BoolVar(&o.fixedPorts, "fixed-ports", false, "use the listener and endpoint ports written in the config instead of free ports")
 	f.IntVar(&o.calls, "calls", 1000, "calls per method")
 	f.IntVar(&o.concurrency, "concurrency", 8, "calls in flight at once")
-	f.BoolVar(&o.verbose, "verbose", false, "print the proxy's log to stderr")
+	f.BoolVar(&o.verbose, "verbose", false, "print the proxies' and the controller's whole log to stderr (--log-level=debug)")
 	return cmd
 }
 
@@ -169,11 +170,24 @@ func loadConfig(file string, builtIn []byte, path string) (*config.Bootstrap, st
 	return b, path + " (built-in copy)", nil
 }
 
+// logFlags are rosettactl's --log-level and --log-format; demoLog is the
+// logger they give, warnings and errors only by default.
+var (
+	logFlags cli.Log
+	demoLog  = slog.New(slog.DiscardHandler)
+)
+
+// demoLogger is what the demo's proxies and controller log to: --verbose
+// shows everything.
 func demoLogger(verbose bool) *slog.Logger {
 	if verbose {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		l := logFlags
+		l.Level = "debug"
+		if log, err := l.Logger(os.Stderr); err == nil {
+			return log
+		}
 	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
+	return demoLog
 }
 
 func setPort(sa *corev3.SocketAddress, port int) {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/rosetta-mesh/rosetta/internal/cli"
 	_ "github.com/rosetta-mesh/rosetta/protocols/standard" // the codecs the proxy is built with
 )
 
@@ -23,9 +24,18 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "rosettactl",
 		Short:         "Inspect and try Rosetta, the multi-protocol extension for Istio",
+		Version:       cli.Version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Every command checks the logging flags, which the demo's
+		// proxies and controller log with.
+		PersistentPreRunE: func(*cobra.Command, []string) error {
+			log, err := logFlags.Logger(os.Stderr)
+			demoLog = log
+			return err
+		},
 	}
+	logFlags.Register(root.PersistentFlags(), "warn")
 	root.AddCommand(newDemoCmd(), newValidateCmd(), newRouteCmd(), newDumpCmd())
 	return root
 }

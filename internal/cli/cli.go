@@ -18,9 +18,10 @@ type Log struct {
 	Format string
 }
 
-// Register adds --log-level and --log-format, text by default.
-func (l *Log) Register(fs *pflag.FlagSet) {
-	fs.StringVar(&l.Level, "log-level", "info", "debug, info, warn or error")
+// Register adds --log-level, level by default, and --log-format, text by
+// default.
+func (l *Log) Register(fs *pflag.FlagSet, level string) {
+	fs.StringVar(&l.Level, "log-level", level, "debug, info, warn or error")
 	fs.StringVar(&l.Format, "log-format", "text", "text or json")
 }
 

@@ -13,7 +13,7 @@ func TestLoggerFromFlags(t *testing.T) {
 	for _, format := range []string{"text", "json"} {
 		var l Log
 		fs := pflag.NewFlagSet("x", pflag.ContinueOnError)
-		l.Register(fs)
+		l.Register(fs, "info")
 		if err := fs.Parse([]string{"--log-level=debug", "--log-format=" + format}); err != nil {
 			t.Fatal(err)
 		}
