@@ -11,7 +11,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"net"
@@ -27,12 +26,15 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/leaderelection"
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
+	"github.com/rosetta-mesh/rosetta/internal/cli"
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/xds"
@@ -54,16 +56,15 @@ type flags struct {
 	leaderElect    bool
 	leaseNamespace string
 	leaseName      string
-	logLevel       string
-	logFormat      string
+	log            cli.Log
 	secretRefresh  time.Duration
 	steeringPorts  string
 	xds            xdsSecurity
 }
 
-func parseFlags(args []string) (*flags, error) {
-	f := &flags{}
-	fs := flag.NewFlagSet("rosetta-controller", flag.ContinueOnError)
+// register defines the controller's flags on fs.
+func (f *flags) register(fs *pflag.FlagSet) {
+	fs.SortFlags = false
 	fs.StringVar(&f.configDir, "config-dir", "", "read the config from the YAML files of this folder (and reload on change) instead of the API server")
 	fs.StringVar(&f.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; in-cluster config when empty")
 	fs.StringVar(&f.xdsAddr, "xds-address", ":15010", "address the xDS (ADS) gRPC server listens on")
@@ -78,24 +79,44 @@ func parseFlags(args []string) (*flags, error) {
 	fs.BoolVar(&f.leaderElect, "leader-elect", true, "elect a leader to write status (Kubernetes mode); every replica serves xDS")
 	fs.StringVar(&f.leaseNamespace, "leader-election-namespace", envOr("POD_NAMESPACE", "rosetta-system"), "namespace of the leader election Lease")
 	fs.StringVar(&f.leaseName, "leader-election-id", "rosetta-controller", "name of the leader election Lease")
-	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
-	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	f.log.Register(fs, "info")
 	fs.DurationVar(&f.secretRefresh, "secret-refresh", controller.DefaultSecretRefresh, "how often the Secrets Redis auth names are read again (Kubernetes mode: the controller gets them by name and does not watch Secrets)")
 	fs.StringVar(&f.steeringPorts, "steering-ports", fmt.Sprintf("%d-%d", controller.DefaultSteeringPorts.First, controller.DefaultSteeringPorts.Last),
 		"waypoint ports (first-last) allocated to the service ports steered to a waypoint (Kubernetes mode; label "+controller.UseWaypointLabel+"); empty: no steering")
 	f.xds.register(fs)
+}
+
+// parseFlags reads the flags from args, as the command line does.
+func parseFlags(args []string) (*flags, error) {
+	f := &flags{}
+	fs := pflag.NewFlagSet("rosetta-controller", pflag.ContinueOnError)
+	f.register(fs)
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
+	return f, f.check()
+}
+
+// check refuses flags that cannot work together.
+func (f *flags) check() error {
 	if f.steeringPorts != "" {
 		if _, err := controller.ParsePortRange(f.steeringPorts); err != nil {
-			return nil, fmt.Errorf("--steering-ports: %w", err)
+			return fmt.Errorf("--steering-ports: %w", err)
 		}
 	}
-	return f, nil
+	return nil
+}
+
+// checkSource refuses to start with no config source outside a cluster,
+// saying which flags give one.
+func (f *flags) checkSource() error {
+	if f.configDir == "" && f.kubeconfig == "" && os.Getenv("KUBERNETES_SERVICE_HOST") == "" {
+		return errors.New("no config source: outside a cluster give --config-dir FOLDER (YAML files, reloaded on change) or --kubeconfig FILE (an API server)")
+	}
+	return nil
 }
 
 func envOr(k, def string) string {
@@ -106,33 +127,56 @@ func envOr(k, def string) string {
 }
 
 func main() {
-	f, err := parseFlags(os.Args[1:])
-	if err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			os.Exit(0)
-		}
+	if err := newCommand().Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "rosetta-controller:", err)
-		os.Exit(2)
-	}
-	log := newLogger(f)
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if err := run(ctx, f, log); err != nil {
-		log.Error("exit", "err", err)
 		os.Exit(1)
 	}
 }
 
-func newLogger(f *flags) *slog.Logger {
-	var level slog.Level
-	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
-		level = slog.LevelInfo
+func newCommand() *cobra.Command {
+	f := &flags{}
+	cmd := &cobra.Command{
+		Use:   "rosetta-controller (--config-dir FOLDER | --kubeconfig FILE | in a pod) [flags]",
+		Short: "Rosetta's control plane: translates Istio and Rosetta resources into MetaProtocol config and serves it to rosetta-proxy over xDS",
+		Long: `rosetta-controller watches the mesh's configuration (ServiceEntries,
+VirtualServices, DestinationRules, Sidecars, AuthorizationPolicies, Services
+and EndpointSlices, and Rosetta's MetaRouters, ApplicationProtocols and each
+protocol's own resources) and serves every rosetta-proxy its listeners,
+routes, clusters and endpoints over xDS (ADS, gRPC), scoped to what it can
+reach. The leader writes status and the Istio resources that steer callers
+to a waypoint.
+
+It reads its configuration from one of:
+  --config-dir FOLDER  YAML files, reloaded when they change (no cluster)
+  --kubeconfig FILE    an API server, through informers
+  (neither)            the API server of the cluster it runs in
+
+  rosetta-controller --config-dir examples/controlplane/config
+  rosetta-controller --kubeconfig ~/.kube/config
+  rosetta-controller --xds-identity=istiod --xds-auth=token   # in a pod`,
+		Version:       cli.Version(),
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
+			if err := f.checkSource(); err != nil {
+				return err
+			}
+			log, err := f.log.Logger(os.Stderr)
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return run(ctx, f, log)
+		},
 	}
-	opts := &slog.HandlerOptions{Level: level}
-	if f.logFormat == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+	f.register(cmd.Flags())
+	cmd.MarkFlagsMutuallyExclusive("config-dir", "kubeconfig")
+	return cmd
 }
 
 func run(ctx context.Context, f *flags, log *slog.Logger) error {

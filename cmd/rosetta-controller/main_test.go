@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -18,15 +19,9 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/xds/client"
 )
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// freeAddr is a loopback address for the in-process controller's servers,
+// whose addresses the test must know before run starts.
+func freeAddr(t *testing.T) string { return fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)) }
 
 func get(url string) (int, string) {
 	resp, err := http.Get(url)
@@ -146,5 +141,26 @@ func TestFlags(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"extra"}); err == nil {
 		t.Fatal("a stray argument was accepted")
+	}
+	t.Setenv("KUBERNETES_SERVICE_HOST", "")
+	t.Setenv("KUBECONFIG", "")
+	for args, want := range map[string]string{
+		"":                                    "--config-dir",
+		"--log-level=loud --config-dir=x":     "--log-level",
+		"--config-dir=x --kubeconfig=y":       "config-dir",
+		"--steering-ports=9-1 --config-dir=x": "--steering-ports",
+	} {
+		cmd := newCommand()
+		cmd.SetArgs(strings.Fields(args))
+		if err := cmd.Execute(); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error naming %s", args, err, want)
+		}
+	}
+	var help strings.Builder
+	cmd := newCommand()
+	cmd.SetArgs([]string{"--help"})
+	cmd.SetOut(&help)
+	if err := cmd.Execute(); err != nil || !strings.Contains(help.String(), "--config-dir FOLDER") {
+		t.Errorf("--help: %v\n%s", err, help.String())
 	}
 }

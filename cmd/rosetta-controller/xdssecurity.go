@@ -3,13 +3,13 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/pflag"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
@@ -45,7 +45,7 @@ type xdsSecurity struct {
 	trustDomain            string
 }
 
-func (x *xdsSecurity) register(fs *flag.FlagSet) {
+func (x *xdsSecurity) register(fs *pflag.FlagSet) {
 	fs.StringVar(&x.tlsCert, "xds-tls-cert", "", "serve xDS over TLS with this PEM certificate chain (with --xds-tls-key); read again when it changes")
 	fs.StringVar(&x.tlsKey, "xds-tls-key", "", "the PEM private key of --xds-tls-cert")
 	fs.StringVar(&x.tlsCA, "xds-tls-ca", "", "PEM roots that verify proxies' client certificates (--xds-auth=mtls with --xds-tls-cert)")

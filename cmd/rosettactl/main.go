@@ -10,7 +10,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/rosetta-mesh/rosetta/internal/cli"
-	_ "github.com/rosetta-mesh/rosetta/protocols/standard" // the codecs the proxy is built with
+	_ "github.com/rosetta-mesh/rosetta/protocols/standard"         // the codecs the proxy is built with
+	_ "github.com/rosetta-mesh/rosetta/protocols/standard/control" // and the controller's part of each
 )
 
 func main() {

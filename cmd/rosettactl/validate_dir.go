@@ -40,7 +40,7 @@ func validateDir(out io.Writer, dir string) error {
 	for _, kind := range []struct {
 		name     string
 		statuses map[string]controller.RouterStatus
-	}{{"MetaRouter", ix.Statuses}, {"Redis object", ix.RedisStatuses()}, {"authorization policy", ix.AuthorizationStatuses()}} {
+	}{{"MetaRouter", ix.Statuses}, {"protocol object", ix.ProtocolStatuses()}, {"authorization policy", ix.AuthorizationStatuses()}} {
 		problems += reportStatuses(out, dir, kind.name, kind.statuses)
 	}
 	for _, w := range ix.Warnings() {

@@ -144,11 +144,14 @@ func containerPort(c corev1.Container, port int32) *corev1.ContainerPort {
 func itoa(n int32) string { return strconv.Itoa(int(n)) }
 
 // checkFlagsExist: every --flag the chart passes is defined in the
-// binary's sources, so a misspelt flag fails here rather than in a pod
-// that cannot start.
+// binary's sources (its own and internal/cli's, which the three binaries
+// share), so a misspelt flag fails here rather than in a pod that cannot
+// start.
 func checkFlagsExist(t *testing.T, cmd string, args []string) {
 	t.Helper()
 	files, _ := filepath.Glob(filepath.Join(repoRoot, "cmd", cmd, "*.go"))
+	shared, _ := filepath.Glob(filepath.Join(repoRoot, "internal", "cli", "*.go"))
+	files = append(files, shared...)
 	var src []byte
 	for _, f := range files {
 		if strings.HasSuffix(f, "_test.go") {

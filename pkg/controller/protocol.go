@@ -79,13 +79,9 @@ func (p protocols) fromName(name string) (Protocol, bool) {
 }
 
 // knownProtocols maps the protocol names known without an
-// ApplicationProtocol to their codec: the registered translators', and
-// the transitional ones of compat.go.
+// ApplicationProtocol to their codec: the registered translators'.
 func knownProtocols() map[string]string {
 	out := map[string]string{}
-	for _, name := range transitionalProtocols {
-		out[name] = name
-	}
 	for _, t := range Translators() {
 		out[t.Protocol] = t.Codec
 	}

@@ -204,7 +204,7 @@ func TestKilledServerFailsOnlyItsCallsThenTrafficMovesOn(t *testing.T) {
 
 func TestConnectFailureIsRetriedOnAnotherEndpoint(t *testing.T) {
 	good, _ := named(t, "good")
-	dead := proxyFreeAddr(t)
+	dead := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)) // nothing listens there
 	p := start(t, []obj{listener("in", "r", nil)},
 		[]obj{routeConfig("r", route("all", nil, obj{"cluster": "c"}))},
 		[]obj{cluster("c", "ROUND_ROBIN", dead, good.Addr())})
@@ -214,16 +214,6 @@ func TestConnectFailureIsRetriedOnAnotherEndpoint(t *testing.T) {
 			t.Fatalf("call %d: %s", i, got)
 		}
 	}
-}
-
-func proxyFreeAddr(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 func TestMalformedFrameClosesOnlyThatConnection(t *testing.T) {

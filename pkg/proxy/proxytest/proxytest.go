@@ -103,15 +103,3 @@ func (p *Proxy) Get(t testing.TB, path string) string {
 	}
 	return string(b)
 }
-
-// FreePort returns a loopback address with a port that was free a moment ago,
-// for configs that must name their listener's port.
-func FreePort(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("proxytest: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
