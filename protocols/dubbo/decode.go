@@ -9,11 +9,14 @@ import (
 )
 
 // Attribute names taken from a request body rather than its attachments.
+// The interface and the method are what routes and authorization match
+// most; protocols/dubbo/control names them through AttrInterface and
+// AttrMethod.
 const (
-	keyInterface = "interface"
-	keyMethod    = "method"
-	keyVersion   = "version"
-	keyPath      = "path"
+	AttrInterface = "interface"
+	AttrMethod    = "method"
+	keyVersion    = "version"
+	keyPath       = "path"
 )
 
 // frame is a decoded message and its lazy attributes in one allocation.
@@ -174,9 +177,9 @@ func malformed(what string, err error) error {
 func (a *attrs) Get(key string) (string, bool) {
 	if a.request {
 		switch key {
-		case keyInterface:
+		case AttrInterface:
 			return a.iface, true
-		case keyMethod:
+		case AttrMethod:
 			return a.method, true
 		case keyVersion:
 			return a.version, true
@@ -199,7 +202,7 @@ func (a *attrs) Get(key string) (string, bool) {
 // be read are left out.
 func (a *attrs) Range(fn func(key, value string) bool) {
 	if a.request {
-		if !fn(keyInterface, a.iface) || !fn(keyMethod, a.method) || !fn(keyVersion, a.version) {
+		if !fn(AttrInterface, a.iface) || !fn(AttrMethod, a.method) || !fn(keyVersion, a.version) {
 			return
 		}
 	}
@@ -208,7 +211,7 @@ func (a *attrs) Range(fn func(key, value string) bool) {
 	}
 	for i := range a.entries {
 		e := &a.entries[i]
-		if !e.routable || a.request && (e.key == keyInterface || e.key == keyMethod || e.key == keyVersion) {
+		if !e.routable || a.request && (e.key == AttrInterface || e.key == AttrMethod || e.key == keyVersion) {
 			continue
 		}
 		if !fn(e.key, e.value) {

@@ -14,7 +14,7 @@ import (
 const Name = "dubbo"
 
 func init() {
-	codec.Register(codec.Protocol{Name: Name, Ordering: codec.ByID, New: New, MetricAttribute: "method"})
+	codec.Register(codec.Protocol{Name: Name, Ordering: codec.ByID, New: New, MetricAttribute: AttrMethod})
 }
 
 // Header layout (16 bytes):

@@ -71,7 +71,7 @@ func (c *Codec) encodeMutated(dst []byte, m *codec.Message, a *attrs) ([]byte, e
 		fields := []struct {
 			key       string
 			from, end int
-		}{{keyInterface, a.pathOff, a.versionOff}, {keyVersion, a.versionOff, a.methodOff}, {keyMethod, a.methodOff, a.argsOff}}
+		}{{AttrInterface, a.pathOff, a.versionOff}, {keyVersion, a.versionOff, a.methodOff}, {AttrMethod, a.methodOff, a.argsOff}}
 		for _, f := range fields {
 			if dst, err = w.replaceString(dst, body[f.from:f.end], muts, f.key); err != nil {
 				return nil, err
@@ -121,7 +121,7 @@ func (a *attrs) appendMap(dst []byte, muts []codec.Attr, w *stringWriter) ([]byt
 			if j >= 0 {
 				applied[j] = true
 			} else if a.request && e.key == keyPath {
-				j = indexOf(muts, keyInterface)
+				j = indexOf(muts, AttrInterface)
 			}
 		}
 		if j < 0 {
@@ -140,7 +140,7 @@ func (a *attrs) appendMap(dst []byte, muts []codec.Attr, w *stringWriter) ([]byt
 		}
 	}
 	for j, mu := range muts {
-		if applied[j] || a.request && mu.Key == keyMethod {
+		if applied[j] || a.request && mu.Key == AttrMethod {
 			continue
 		}
 		if dst, err = w.append(dst, mu.Key); err != nil {

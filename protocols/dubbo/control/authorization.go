@@ -9,13 +9,14 @@ import (
 	dubbov1 "github.com/rosetta-mesh/rosetta/pkg/apis/dubbo/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
+	"github.com/rosetta-mesh/rosetta/protocols/dubbo"
 )
 
 // The dubbo codec's attributes a DubboAuthorizationPolicy matches: the
 // interface (service path) and the method.
 const (
-	attrInterface = "interface"
-	attrMethod    = "method"
+	attrInterface = dubbo.AttrInterface
+	attrMethod    = dubbo.AttrMethod
 )
 
 // translator remembers the last valid version of every
