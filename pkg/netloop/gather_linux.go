@@ -40,7 +40,7 @@ type gather struct {
 // answered records n clients given answers; with gathering off nothing is
 // counted, so the loop never gathers.
 func (g *gather) answered(n int) {
-	if !gatherOff {
+	if !gatherOff.Load() {
 		g.owed += n
 	}
 }

@@ -61,14 +61,14 @@ func TestGatherWaitsOnlyForManyClientsOnAFreeCPU(t *testing.T) {
 }
 
 func TestGatherCountsAnswersAgainstRequests(t *testing.T) {
-	defer func(off bool) { gatherOff = off }(gatherOff)
-	gatherOff = true // ROSETTA_GATHER=off: nothing counted, so no gathering
+	defer func(off bool) { gatherOff.Store(off) }(gatherOff.Load())
+	gatherOff.Store(true) // --gather=false: nothing counted, so no gathering
 	var g gather
 	g.answered(gatherClients)
 	if g.owed != 0 || g.rounds() != maxRounds {
 		t.Fatalf("with gathering off: owed %d, rounds %d; want 0, %d", g.owed, g.rounds(), maxRounds)
 	}
-	gatherOff = false
+	gatherOff.Store(false)
 	g.answered(3)
 	now := time.Now()
 	for range 4 {

@@ -32,7 +32,7 @@ var loops struct {
 
 // serveOnLoop is ServeOn for a socket (netloop.go).
 func serveOnLoop(home *Round, nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim Limits) bool {
-	if off {
+	if off.Load() {
 		return false
 	}
 	lp := loopOf(home)

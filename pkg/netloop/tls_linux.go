@@ -32,7 +32,7 @@ func TLSClient(nc net.Conn, config *tls.Config) *tls.Conn {
 }
 
 func tlsSocketOf(nc net.Conn) (*tlsSocket, bool) {
-	if off {
+	if off.Load() {
 		return nil, false
 	}
 	if _, ok := nc.(syscall.Conn); !ok {

@@ -2,6 +2,7 @@ package netloop
 
 import (
 	"os"
+	"sync/atomic"
 	"time"
 )
 
@@ -33,13 +34,17 @@ func DefaultOptions() Options {
 	}
 }
 
-// off and gatherOff are the options in force.
-var off, gatherOff = optionsOff(DefaultOptions())
+// off and gatherOff are the options in force; atomic, since loops already
+// running read them when a test configures again.
+var off, gatherOff atomic.Bool
 
-func optionsOff(o Options) (bool, bool) { return !o.EventLoops, !o.Gather }
+func init() { Configure(DefaultOptions()) }
 
 // Configure sets the options; call it before the first Serve.
-func Configure(o Options) { off, gatherOff = optionsOff(o) }
+func Configure(o Options) {
+	off.Store(!o.EventLoops)
+	gatherOff.Store(!o.Gather)
+}
 
 const (
 	// maxRounds bounds the rounds a loop reads before it writes what they
