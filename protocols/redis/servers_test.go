@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -16,18 +15,10 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 )
 
-// need finds a binary from Debian's redis-server or redis-tools: a missing
-// one fails the test under CI=true and skips it otherwise.
+// need finds a binary from Debian's redis-server or redis-tools.
 func need(t testing.TB, bin string) string {
 	t.Helper()
-	p, err := exec.LookPath(bin)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is required (apt-get install -y redis-server redis-tools): %v", bin, err)
-		}
-		t.Skipf("%s not installed (apt-get install -y redis-server redis-tools)", bin)
-	}
-	return p
+	return testutil.NeedTool(t, bin, "apt-get install -y redis-server redis-tools")
 }
 
 // server is a redis-server the test started.

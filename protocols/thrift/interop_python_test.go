@@ -17,14 +17,7 @@ import (
 // test under CI=true and skips it elsewhere.
 func needTool(t *testing.T, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s is missing: apt-get install -y %s", name, pkg)
-		}
-		t.Skipf("%s is missing (apt-get install -y %s)", name, pkg)
-	}
-	return p
+	return testutil.NeedTool(t, name, "apt-get install -y "+pkg)
 }
 
 // TestInteropPython: Debian's python3-thrift, a Thrift implementation
@@ -34,10 +27,7 @@ func TestInteropPython(t *testing.T) {
 	compiler := needTool(t, "thrift", "thrift-compiler")
 	python := "/usr/bin/python3"
 	if err := exec.Command(python, "-c", "import thrift").Run(); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatalf("%s cannot import thrift: apt-get install -y python3-thrift", python)
-		}
-		t.Skipf("%s cannot import thrift (apt-get install -y python3-thrift)", python)
+		testutil.Unavailable(t, python+" with thrift (apt-get install -y python3-thrift)", err)
 	}
 	gen := t.TempDir()
 	if out, err := exec.Command(compiler, "--gen", "py", "-out", gen, "testdata/echo.thrift").CombinedOutput(); err != nil {

@@ -273,7 +273,7 @@ func (c *Cluster) MustKubectl(t testing.TB, stdin string, args ...string) string
 	t.Helper()
 	out, err := c.Kubectl(stdin, args...)
 	if err != nil {
-		t.Fatalf("kubectl %s: %v\n%s", joinArgs(args), err, out)
+		t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
 	return out
 }

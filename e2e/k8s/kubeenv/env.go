@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"testing"
+
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 // Options says how Env.Main prepares the cluster.
@@ -65,10 +67,10 @@ func (e *Env) Main(m *testing.M, o Options) int {
 func (e *Env) Need(t testing.TB) *Cluster {
 	t.Helper()
 	if e.Err != nil {
-		Unavailable(t, e.name, e.Err)
+		testutil.Unavailable(t, e.name, e.Err)
 	}
 	if e.Cluster == nil {
-		Unavailable(t, e.name, fmt.Errorf("no cluster: TestMain did not call Env.Main"))
+		testutil.Unavailable(t, e.name, fmt.Errorf("no cluster: TestMain did not call Env.Main"))
 	}
 	return e.Cluster
 }
