@@ -124,12 +124,7 @@ func TestStreamsAreFedOnTheFrameReader(t *testing.T) {
 // A stream with input waiting in its buffer is not fed: what it holds
 // must be read first.
 func TestStreamWithInputWaitingIsNotFed(t *testing.T) {
-	m := newMesh("mesh")
-	ts := startServer(t, m, DefaultLimits())
-	cc, err := dialH2(t, ts.addr, m.clientTLS(t, callerID, "h2"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ts, cc := connected(t, DefaultLimits())
 	tn, _ := open(t, cc, dest)
 	s := ts.next(t)
 	if _, err := tn.Write([]byte("early")); err != nil {

@@ -77,12 +77,7 @@ func TestLargeAnswerWaitsForTheCallersCredit(t *testing.T) {
 // stream of net/http's client: each side's reading credits the other's
 // writing.
 func TestLargeTransfersBothWays(t *testing.T) {
-	m := newMesh("mesh")
-	ts := startServer(t, m, DefaultLimits())
-	cc, err := dialH2(t, ts.addr, m.clientTLS(t, callerID, "h2"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ts, cc := connected(t, DefaultLimits())
 	tn, _ := open(t, cc, dest)
 	s := ts.next(t)
 	data := pattern(4 << 20)

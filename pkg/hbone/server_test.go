@@ -116,6 +116,19 @@ func startServer(t *testing.T, m *mesh, lim Limits) *testServer {
 	return ts
 }
 
+// connected starts a server with lim and connects a caller of the mesh to
+// it over HTTP/2.
+func connected(t *testing.T, lim Limits) (*testServer, *hbonetest.Conn) {
+	t.Helper()
+	m := newMesh("mesh")
+	ts := startServer(t, m, lim)
+	cc, err := dialH2(t, ts.addr, m.clientTLS(t, callerID, "h2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts, cc
+}
+
 // dialH2 opens an HTTP/2 connection to the server.
 func dialH2(t *testing.T, addr string, cfg *tls.Config) (*hbonetest.Conn, error) {
 	t.Helper()
@@ -162,12 +175,7 @@ func readN(t *testing.T, r io.Reader, n int) string {
 }
 
 func TestStreamCarriesBothWaysAndEndsLikeAConnection(t *testing.T) {
-	m := newMesh("mesh")
-	ts := startServer(t, m, DefaultLimits())
-	cc, err := dialH2(t, ts.addr, m.clientTLS(t, callerID, "h2"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ts, cc := connected(t, DefaultLimits())
 	tn, status := open(t, cc, dest)
 	if status != http.StatusOK {
 		t.Fatalf("CONNECT: %d", status)
@@ -216,18 +224,13 @@ func TestStreamCarriesBothWaysAndEndsLikeAConnection(t *testing.T) {
 }
 
 func TestStreamDeadlinesLeaveItUsable(t *testing.T) {
-	m := newMesh("mesh")
-	ts := startServer(t, m, DefaultLimits())
-	cc, err := dialH2(t, ts.addr, m.clientTLS(t, callerID, "h2"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ts, cc := connected(t, DefaultLimits())
 	tn, _ := open(t, cc, dest)
 	s := ts.next(t)
 
 	_ = s.SetReadDeadline(time.Now().Add(30 * time.Millisecond))
 	start := time.Now()
-	_, err = s.Read(make([]byte, 8))
+	_, err := s.Read(make([]byte, 8))
 	var ne net.Error
 	if !errors.Is(err, os.ErrDeadlineExceeded) || !errors.As(err, &ne) || !ne.Timeout() {
 		t.Fatalf("read past the deadline: %v", err)
@@ -255,17 +258,12 @@ func TestStreamDeadlinesLeaveItUsable(t *testing.T) {
 }
 
 func TestStreamResetByTheCaller(t *testing.T) {
-	m := newMesh("mesh")
-	ts := startServer(t, m, DefaultLimits())
-	cc, err := dialH2(t, ts.addr, m.clientTLS(t, callerID, "h2"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ts, cc := connected(t, DefaultLimits())
 	tn, _ := open(t, cc, dest)
 	s := ts.next(t)
 	tn.Reset()
 	_ = s.SetReadDeadline(time.Now().Add(5 * time.Second))
-	_, err = s.Read(make([]byte, 8))
+	_, err := s.Read(make([]byte, 8))
 	if err == nil || err == io.EOF || errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("read after a reset: %v; want the reset", err)
 	}
@@ -303,12 +301,7 @@ func TestStalledCallerIsReset(t *testing.T) {
 }
 
 func TestRefusals(t *testing.T) {
-	m := newMesh("mesh")
-	ts := startServer(t, m, DefaultLimits())
-	cc, err := dialH2(t, ts.addr, m.clientTLS(t, callerID, "h2"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ts, cc := connected(t, DefaultLimits())
 	for authority, want := range map[string]int{"10.96.0.9:20880": 503, "greeter:20880": 400, "10.96.0.1:0": 400} {
 		if _, status := open(t, cc, authority); status != want {
 			t.Errorf("CONNECT %s: %d, want %d", authority, status, want)
@@ -380,12 +373,7 @@ func TestMaxConnections(t *testing.T) {
 // However a stream ends (the proxy closes it, the caller resets it, the
 // caller ends its side and the proxy then closes), its goroutines end.
 func TestStreamsLeaveNoGoroutines(t *testing.T) {
-	m := newMesh("mesh")
-	ts := startServer(t, m, DefaultLimits())
-	cc, err := dialH2(t, ts.addr, m.clientTLS(t, callerID, "h2"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ts, cc := connected(t, DefaultLimits())
 	// The count settles once the first stream's goroutines are gone.
 	settled := func() int {
 		n := runtime.NumGoroutine()
