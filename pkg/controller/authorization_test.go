@@ -12,9 +12,9 @@ import (
 	"sigs.k8s.io/yaml"
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
-	dubbov1 "github.com/rosetta-mesh/rosetta/pkg/apis/dubbo/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/authz"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
+	dubbov1 "github.com/rosetta-mesh/rosetta/protocols/dubbo/api/v1alpha1"
 )
 
 // istioAP reads an AuthorizationPolicy spec (YAML) of namespace demo,

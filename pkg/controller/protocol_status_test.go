@@ -11,7 +11,7 @@ import (
 	dynamicfake "k8s.io/client-go/dynamic/fake"
 
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
-	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
+	redisv1 "github.com/rosetta-mesh/rosetta/protocols/redis/api/v1alpha1"
 )
 
 // TestProtocolStatusWriter: the statuses of a translator's objects (the

@@ -6,10 +6,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
-	dubbov1 "github.com/rosetta-mesh/rosetta/pkg/apis/dubbo/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
 	"github.com/rosetta-mesh/rosetta/protocols/dubbo"
+	dubbov1 "github.com/rosetta-mesh/rosetta/protocols/dubbo/api/v1alpha1"
 )
 
 // The dubbo codec's attributes a DubboAuthorizationPolicy matches: the

@@ -11,10 +11,10 @@ package control
 import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	dubbov1 "github.com/rosetta-mesh/rosetta/pkg/apis/dubbo/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
 	"github.com/rosetta-mesh/rosetta/protocols/dubbo"
+	dubbov1 "github.com/rosetta-mesh/rosetta/protocols/dubbo/api/v1alpha1"
 )
 
 // AuthorizationKind is the kind of Dubbo's authorization policies.

@@ -5,8 +5,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
-	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
+	redisv1 "github.com/rosetta-mesh/rosetta/protocols/redis/api/v1alpha1"
 )
 
 // The Redis kinds.

@@ -47,10 +47,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
-	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
 	"github.com/rosetta-mesh/rosetta/protocols/redis"
+	redisv1 "github.com/rosetta-mesh/rosetta/protocols/redis/api/v1alpha1"
 )
 
 // Defaults of a Secret reference's keys.

@@ -9,11 +9,11 @@ import (
 	"testing"
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
-	redisv1 "github.com/rosetta-mesh/rosetta/pkg/apis/redis/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
 	"github.com/rosetta-mesh/rosetta/pkg/controller/controllertest"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
+	redisv1 "github.com/rosetta-mesh/rosetta/protocols/redis/api/v1alpha1"
 )
 
 // noResolver answers no name: the golden files' hosts are IP addresses,
