@@ -54,7 +54,7 @@ func replyServer(t *testing.T) string {
 			go func() {
 				defer wg.Done()
 				defer nc.Close()
-				c, err := p.New(nil)
+				c, err := p.New(nil, codec.PeerClient)
 				if err != nil {
 					t.Error(err)
 					return

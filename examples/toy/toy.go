@@ -43,7 +43,7 @@ func init() {
 type Codec struct{}
 
 // New makes a codec; the toy protocol takes no options.
-func New(opts codec.Options) (codec.Codec, error) {
+func New(opts codec.Options, _ codec.Peer) (codec.Codec, error) {
 	for k := range opts {
 		return nil, codec.Errorf(Name, codec.ErrUnsupported, "unknown option %q", k)
 	}

@@ -181,6 +181,19 @@ type GoAwayer interface {
 	GoAway() []byte
 }
 
+// Handshaker is an optional capability: a protocol whose connections to a
+// server must open with frames of the proxy's own (Redis: AUTH with the
+// proxy's credentials, READONLY for replica reads). The proxy calls
+// Handshake once on each new upstream connection (pooled or dedicated),
+// before any request, and writes what it appends to dst ahead of them. The
+// codec recognises the answers itself: Decode returns them as any kind but
+// KindResponse and KindStream, which the proxy does not pair with a request
+// (a dedicated connection's receiver sees them), or an error when the server
+// refused the handshake, which closes the connection.
+type Handshaker interface {
+	Handshake(dst []byte) []byte
+}
+
 // Errors a codec wraps so the proxy and the conformance kit can tell them apart.
 var (
 	// ErrMalformed: the bytes are not a valid frame; the connection must close.

@@ -64,8 +64,15 @@ type Upstream interface {
 	Dedicated(cluster, addr string, recv func(*Message, error)) (DedicatedConn, error)
 	// Push writes m to the client now, outside the order of answers: for
 	// messages no request asked for (Redis pub/sub messages). A Handler
-	// that pushes must keep the protocol's own ordering rules.
+	// that pushes must keep the protocol's own ordering rules. m.Written
+	// tells whether it was queued.
 	Push(m *Message)
+	// ClusterState returns the value kept with a cluster under key for the
+	// protocol's handlers, made by init on first use: state that belongs to
+	// the servers behind the cluster (a Redis Cluster's slot map), shared by
+	// every client of every listener that routes there. It outlives config
+	// updates that keep the cluster, and is forgotten with the cluster.
+	ClusterState(cluster string, key any, init func() any) any
 }
 
 // Choice is where Forward would send a request (Upstream.Pick).

@@ -42,6 +42,13 @@ type Message struct {
 	// Private is the codec's own state for this message (a parsed header, the
 	// offset of a field to rewrite); the proxy never looks at it.
 	Private any
+	// Written, when set on an answer or a push to a caller, is called once
+	// the proxy has queued the message on the caller's connection, in the
+	// order answers go out; never when the connection closed first. It runs
+	// under the connection's write lock and must not block: it is for a
+	// Handler that must know what its client has been sent (Redis starts a
+	// subscription's stream once the subscribing answer is out).
+	Written func()
 }
 
 // Get returns an attribute, with the message's pending mutations taking

@@ -25,10 +25,32 @@ type Protocol struct {
 	// proxy's per-operation metrics (Dubbo and Thrift: method; tRPC: func;
 	// Redis: command).
 	MetricAttribute string
-	// New makes a Codec for one connection. It must have no side effects; it
-	// returns an error naming the option when opts are invalid, and the proxy
-	// calls it once when config arrives so bad options are refused early.
-	New func(opts Options) (Codec, error)
+	// New makes a Codec for one connection, whose far end is peer. It must
+	// have no side effects; it returns an error naming the option when opts
+	// are invalid, and the proxy calls it once when config arrives so bad
+	// options are refused early.
+	New func(opts Options, peer Peer) (Codec, error)
+}
+
+// Peer says what is at the far end of a codec's connection, which protocols
+// whose frames do not say whether they are requests or answers (Redis) need
+// to know.
+type Peer uint8
+
+const (
+	// PeerClient: a caller's connection (downstream). The codec decodes
+	// requests and encodes their answers.
+	PeerClient Peer = iota
+	// PeerServer: a connection to a server (upstream). The codec encodes
+	// requests and decodes answers.
+	PeerServer
+)
+
+func (p Peer) String() string {
+	if p == PeerServer {
+		return "server"
+	}
+	return "client"
 }
 
 var (

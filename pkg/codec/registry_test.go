@@ -8,7 +8,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
-func newNop(codec.Options) (codec.Codec, error) { return nil, nil }
+func newNop(codec.Options, codec.Peer) (codec.Codec, error) { return nil, nil }
 
 var runs int
 

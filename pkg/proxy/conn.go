@@ -58,7 +58,7 @@ type slot struct {
 
 func newDownConn(l *listener, nc net.Conn, principal string) *downConn {
 	lc := l.cfg.Load()
-	cd, err := lc.protocol.New(lc.options)
+	cd, err := lc.protocol.New(lc.options, codec.PeerClient)
 	if err != nil { // options were checked when the config was applied
 		panic("proxy: codec options changed meaning: " + err.Error())
 	}
@@ -267,6 +267,9 @@ func (dc *downConn) encodeLocked(m *codec.Message) {
 		return
 	}
 	dc.w.Buf = out
+	if m.Written != nil {
+		m.Written()
+	}
 }
 
 // finished is called when a request's answer is queued: a draining or

@@ -113,6 +113,14 @@ func (e *env) Push(m *codec.Message) {
 	e.dc.w.Unlock()
 }
 
+// ClusterState implements codec.Upstream.
+func (e *env) ClusterState(cluster string, key any, init func() any) any {
+	if cl := e.snap.clusters[cluster]; cl != nil {
+		return cl.State(key, init)
+	}
+	return init()
+}
+
 // Dedicated implements codec.Upstream.
 func (e *env) Dedicated(cluster, addr string, recv func(*codec.Message, error)) (codec.DedicatedConn, error) {
 	timeout := upstream.DefaultConnectTimeout

@@ -20,7 +20,7 @@ type fanout struct{ toy.Codec }
 var _ codec.Handler = fanout{}
 
 func init() {
-	codec.Register(codec.Protocol{Name: "toy-fanout", New: func(codec.Options) (codec.Codec, error) { return fanout{}, nil }})
+	codec.Register(codec.Protocol{Name: "toy-fanout", New: func(codec.Options, codec.Peer) (codec.Codec, error) { return fanout{}, nil }})
 }
 
 func (f fanout) Handle(req *codec.Message, up codec.Upstream, reply codec.Replier) {

@@ -19,7 +19,7 @@ import (
 type buggy struct{ toy.Codec }
 
 func init() {
-	codec.Register(codec.Protocol{Name: "toy-buggy", Ordering: codec.ByID, New: func(codec.Options) (codec.Codec, error) { return buggy{}, nil }})
+	codec.Register(codec.Protocol{Name: "toy-buggy", Ordering: codec.ByID, New: func(codec.Options, codec.Peer) (codec.Codec, error) { return buggy{}, nil }})
 }
 
 func (b buggy) Split(buf []byte) (codec.Split, error) {
@@ -86,7 +86,7 @@ type buggyHandler struct{ toy.Codec }
 var _ codec.Handler = buggyHandler{}
 
 func init() {
-	codec.Register(codec.Protocol{Name: "toy-buggy-handler", Ordering: codec.ByID, New: func(codec.Options) (codec.Codec, error) { return buggyHandler{}, nil }})
+	codec.Register(codec.Protocol{Name: "toy-buggy-handler", Ordering: codec.ByID, New: func(codec.Options, codec.Peer) (codec.Codec, error) { return buggyHandler{}, nil }})
 }
 
 // ends says whether m's frame ends with suffix: the toy frame's body is
@@ -136,7 +136,7 @@ func TestDedicatedReceiverPanicEndsOnlyThatConnection(t *testing.T) {
 type badAnswers struct{ toy.Codec }
 
 func init() {
-	codec.Register(codec.Protocol{Name: "toy-in-order-bad-answers", Ordering: codec.InOrder, New: func(codec.Options) (codec.Codec, error) { return badAnswers{}, nil }})
+	codec.Register(codec.Protocol{Name: "toy-in-order-bad-answers", Ordering: codec.InOrder, New: func(codec.Options, codec.Peer) (codec.Codec, error) { return badAnswers{}, nil }})
 }
 
 func (c badAnswers) Encode(dst []byte, m *codec.Message) ([]byte, error) {

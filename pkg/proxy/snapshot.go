@@ -156,7 +156,7 @@ func compileListener(l *listenerv3.Listener, secrets *secretSet, id *identity.Wo
 	if mp.GetMaxFrameBytes() > 0 {
 		opts = withOption(opts, "max_frame_bytes", strconv.Itoa(int(mp.GetMaxFrameBytes())))
 	}
-	if _, err := proto.New(opts); err != nil {
+	if _, err := proto.New(opts, codec.PeerClient); err != nil {
 		return nil, fmt.Errorf("filter %s: codec_options: %w", config.FilterName, err)
 	}
 	lc := &listenerConfig{

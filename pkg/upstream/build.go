@@ -25,13 +25,15 @@ type Manager struct {
 
 	mu        sync.Mutex
 	endpoints map[string]*Endpoint
-	read      ReadLimits // bounds the reading of endpoints made
+	// states keeps each cluster name's State across builds.
+	states map[string]*sync.Map
+	read   ReadLimits // bounds the reading of endpoints made
 }
 
 // NewManager returns an empty Manager; id, when not nil, is the workload
 // identity for Istio mutual TLS to upstreams.
 func NewManager(id *identity.Workload) *Manager {
-	return &Manager{identity: id, endpoints: map[string]*Endpoint{}}
+	return &Manager{identity: id, endpoints: map[string]*Endpoint{}, states: map[string]*sync.Map{}}
 }
 
 // Build checks and builds clusters. EDS clusters take their endpoints from
@@ -104,7 +106,20 @@ func (m *Manager) buildCluster(c *clusterv3.Cluster, cla map[string]*endpointv3.
 	if cl.Balancer, err = newBalancer(cl.Policy, cl.Endpoints, ringSize(c)); err != nil {
 		return nil, err
 	}
+	cl.state = m.stateOf(cl.Name)
 	return cl, nil
+}
+
+// stateOf is the State of every build of the cluster named name.
+func (m *Manager) stateOf(name string) *sync.Map {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	st := m.states[name]
+	if st == nil {
+		st = &sync.Map{}
+		m.states[name] = st
+	}
+	return st
 }
 
 // outlier reads a cluster's outlier detection. The proxy sees connect
@@ -231,7 +246,8 @@ func (m *Manager) endpoint(addr string, t *clientTLS) *Endpoint {
 }
 
 // Commit forgets endpoints that no cluster in use references any more and
-// closes their connections (requests in flight on them fail).
+// closes their connections (requests in flight on them fail), and the State
+// of clusters no longer in use.
 func (m *Manager) Commit(inUse map[string]*Cluster) {
 	keep := map[*Endpoint]bool{}
 	for _, c := range inUse {
@@ -247,6 +263,11 @@ func (m *Manager) Commit(inUse map[string]*Cluster) {
 		if !keep[e] {
 			gone = append(gone, e)
 			delete(m.endpoints, addr)
+		}
+	}
+	for name := range m.states {
+		if inUse[name] == nil {
+			delete(m.states, name)
 		}
 	}
 	m.mu.Unlock()

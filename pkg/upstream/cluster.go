@@ -3,6 +3,7 @@
 package upstream
 
 import (
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -34,6 +35,22 @@ type Cluster struct {
 
 	inflight atomic.Int64
 	retries  atomic.Int64
+	state    *sync.Map // shared by every build of the name (Manager)
+}
+
+// State returns the value a protocol's handlers keep with the cluster under
+// key, made by init on first use (codec.Upstream.ClusterState). Every build
+// of the cluster's name shares it, so it outlives config updates; it is
+// forgotten once a config no longer has the cluster.
+func (c *Cluster) State(key any, init func() any) any {
+	if c.state == nil { // a cluster not built by a Manager (tests)
+		return init()
+	}
+	if v, ok := c.state.Load(key); ok {
+		return v
+	}
+	v, _ := c.state.LoadOrStore(key, init())
+	return v
 }
 
 // AcquireRetry takes a slot for a retry in flight; false when the cluster's

@@ -64,11 +64,15 @@ type Conn struct {
 }
 
 func newConn(p *Pool) (*Conn, error) {
-	cd, err := p.proto.New(p.opts)
+	cd, err := p.proto.New(p.opts, codec.PeerServer)
 	if err != nil {
 		return nil, err
 	}
 	c := &Conn{pool: p, codec: cd, w: wire.NewWriter(nil, writeTimeout, maxWriteBuffer)}
+	if hs, ok := cd.(codec.Handshaker); ok {
+		// Ahead of any request: Send appends after it.
+		c.w.Buf = hs.Handshake(c.w.Buf)
+	}
 	c.w.Yield = true
 	c.w.Lazy = true
 	c.w.OnError = func(err error) {

@@ -19,7 +19,7 @@ func (noRequest) Done(*codec.Message, error, *netloop.Round) {}
 // still await answers; its held requests do not count.
 func TestInOrderConnAwaitsWrittenRequests(t *testing.T) {
 	nc, peer := testutil.TCPPair(t)
-	newCodec := func(codec.Options) (codec.Codec, error) { return testutil.Lines{}, nil }
+	newCodec := func(codec.Options, codec.Peer) (codec.Codec, error) { return testutil.Lines{}, nil }
 	c, err := newConn(&Pool{proto: codec.Protocol{Name: "lines", Ordering: codec.InOrder, New: newCodec}})
 	if err != nil {
 		t.Fatal(err)

@@ -21,7 +21,7 @@ type Dedicated struct {
 // DialDedicated connects to addr and delivers every frame the server sends to
 // recv; recv gets (nil, err) once when the connection ends.
 func DialDedicated(addr string, timeout time.Duration, p codec.Protocol, opts codec.Options, lim ReadLimits, recv func(*codec.Message, error)) (*Dedicated, error) {
-	cd, err := p.New(opts)
+	cd, err := p.New(opts, codec.PeerServer)
 	if err != nil {
 		return nil, err
 	}
@@ -30,6 +30,12 @@ func DialDedicated(addr string, timeout time.Duration, p codec.Protocol, opts co
 		return nil, err
 	}
 	d := &Dedicated{nc: nc, codec: cd}
+	if hs, ok := cd.(codec.Handshaker); ok {
+		if _, err := nc.Write(hs.Handshake(nil)); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
 	go d.read(lim, recv)
 	return d, nil
 }

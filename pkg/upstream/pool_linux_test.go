@@ -70,7 +70,7 @@ func (c *client) Done(_ *codec.Message, err error, b *netloop.Round) {
 func TestPoolAnswersOnTheSendingLoop(t *testing.T) {
 	runtime.GOMAXPROCS(max(2, runtime.GOMAXPROCS(0))) // before the loops start: one per P
 	loopsOff := os.Getenv("ROSETTA_EVENT_LOOPS") == "off"
-	newCodec := func(codec.Options) (codec.Codec, error) { return testutil.Lines{}, nil }
+	newCodec := func(codec.Options, codec.Peer) (codec.Codec, error) { return testutil.Lines{}, nil }
 	pool := &Pool{ep: newEndpoint(answerLines(t)), proto: codec.Protocol{Name: "lines", Ordering: codec.InOrder, New: newCodec}}
 	cl := &Cluster{MaxConnections: 8, MaxPending: 8, ConnectTimeout: 5 * time.Second}
 	t.Cleanup(pool.closeAll)

@@ -73,7 +73,7 @@ type Codec struct {
 
 // New makes a Codec from options. The only option is max_frame_bytes, the
 // largest whole frame (header included) accepted in either direction.
-func New(opts codec.Options) (codec.Codec, error) {
+func New(opts codec.Options, _ codec.Peer) (codec.Codec, error) {
 	c := &Codec{maxFrame: codec.DefaultMaxFrame}
 	for k, v := range opts {
 		switch k {

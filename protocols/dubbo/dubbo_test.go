@@ -17,7 +17,7 @@ import (
 
 func newTestCodec(t testing.TB) *Codec {
 	t.Helper()
-	c, err := New(nil)
+	c, err := New(nil, codec.PeerClient)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +60,7 @@ func TestNewOptions(t *testing.T) {
 		{opts: codec.Options{"serialization": "hessian2"}, wantErr: `unknown option "serialization"`},
 	}
 	for _, tt := range tests {
-		c, err := New(tt.opts)
+		c, err := New(tt.opts, codec.PeerClient)
 		if tt.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !strings.HasPrefix(err.Error(), "codec/dubbo: ") {
 				t.Errorf("New(%v) error = %v, want one naming %s", tt.opts, err, tt.wantErr)
@@ -98,7 +98,7 @@ func TestSplit(t *testing.T) {
 		{"over the limit", header(0xc2, 0, 1, 64), codec.Split{}, codec.ErrTooLarge},
 		{"max body length", header(0xc2, 0, 1, math.MaxUint32), codec.Split{}, codec.ErrTooLarge},
 	}
-	c, err := New(codec.Options{"max_frame_bytes": "64"})
+	c, err := New(codec.Options{"max_frame_bytes": "64"}, codec.PeerClient)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -380,7 +380,7 @@ func TestMutationUnsupported(t *testing.T) {
 }
 
 func TestMutationTooLarge(t *testing.T) {
-	c, err := New(codec.Options{"max_frame_bytes": "320"})
+	c, err := New(codec.Options{"max_frame_bytes": "320"}, codec.PeerClient)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -702,7 +702,7 @@ func TestCountParams(t *testing.T) {
 }
 
 func TestDecodeHeadReadsARequestsKindAndIDFromItsHeader(t *testing.T) {
-	c, err := New(nil)
+	c, err := New(nil, codec.PeerClient)
 	if err != nil {
 		t.Fatal(err)
 	}

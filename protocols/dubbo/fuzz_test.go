@@ -25,7 +25,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		f.Add(b)
 	}
-	c, err := New(codec.Options{"max_frame_bytes": "1048576"})
+	c, err := New(codec.Options{"max_frame_bytes": "1048576"}, codec.PeerClient)
 	if err != nil {
 		f.Fatal(err)
 	}

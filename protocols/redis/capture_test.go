@@ -148,7 +148,7 @@ func clusterSession(cx context.Context, c *goredis.Client) {
 // frames splits a capture stream with a codec on the given side.
 func frames(t testing.TB, stream []byte, side int32) [][]byte {
 	t.Helper()
-	c, err := New(nil)
+	c, err := New(nil, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

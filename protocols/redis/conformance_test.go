@@ -63,7 +63,7 @@ func serveOnly(ln net.Listener, reply []byte) {
 		}
 		go func() {
 			defer nc.Close()
-			c, _ := New(nil)
+			c, _ := New(nil, codec.PeerClient)
 			var buf []byte
 			tmp := make([]byte, 4096)
 			for {

@@ -123,7 +123,7 @@ type fuzzUpstream struct {
 }
 
 func newFuzzUpstream(answers []byte) *fuzzUpstream {
-	dec, _ := New(nil)
+	dec, _ := New(nil, codec.PeerClient)
 	d := dec.(*redisCodec)
 	d.side.Store(sideClient)
 	return &fuzzUpstream{answers: answers, dec: d}
@@ -193,6 +193,9 @@ func (u *fuzzUpstream) Pick(*codec.Message) (codec.Choice, bool) {
 func (u *fuzzUpstream) Endpoints(string) []string {
 	return []string{"127.0.0.1:7000", "127.0.0.1:7001"}
 }
+
+// ClusterState implements codec.Upstream: nothing outlives one fuzz input.
+func (u *fuzzUpstream) ClusterState(_ string, _ any, init func() any) any { return init() }
 
 func (u *fuzzUpstream) Push(*codec.Message) {}
 

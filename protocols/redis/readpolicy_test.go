@@ -26,7 +26,7 @@ func TestReadPolicyOption(t *testing.T) {
 		{codec.Options{OptReadPolicy: "prefer_replica"}, "needs mode cluster"},
 		{codec.Options{OptMode: "cluster", OptReadPolicy: "replica"}, `"replica" is not primary or prefer_replica`},
 	} {
-		_, err := New(tc.opts)
+		_, err := New(tc.opts, codec.PeerClient)
 		if tc.err == "" && err != nil || tc.err != "" && (err == nil || !strings.Contains(err.Error(), tc.err)) {
 			t.Errorf("New(%v) = %v, want %q", tc.opts, err, tc.err)
 		}

@@ -107,12 +107,18 @@ var (
 )
 
 // New makes a codec; it refuses unknown options by name.
-func New(opts codec.Options) (codec.Codec, error) {
+func New(opts codec.Options, peer codec.Peer) (codec.Codec, error) {
 	o, err := parseOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	return &redisCodec{opt: o}, nil
+	c := &redisCodec{opt: o}
+	if peer == codec.PeerServer {
+		c.side.Store(sideClient)
+	} else {
+		c.side.Store(sideServer)
+	}
+	return c, nil
 }
 
 func parseOptions(opts codec.Options) (*options, error) {

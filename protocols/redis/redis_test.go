@@ -10,7 +10,7 @@ import (
 
 func newCodec(t testing.TB, opts codec.Options, side int32) *redisCodec {
 	t.Helper()
-	c, err := New(opts)
+	c, err := New(opts, codec.PeerClient)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +33,7 @@ func TestOptions(t *testing.T) {
 		{opts: codec.Options{OptUpstreamUsername: "n"}, wantErr: "upstream_password"},
 		{opts: codec.Options{"passwd": "x"}, wantErr: `unknown option "passwd"`},
 	} {
-		_, err := New(tc.opts)
+		_, err := New(tc.opts, codec.PeerClient)
 		if tc.wantErr == "" && err != nil || tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
 			t.Errorf("New(%v) = %v, want error containing %q", tc.opts, err, tc.wantErr)
 		}

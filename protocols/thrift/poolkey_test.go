@@ -12,7 +12,7 @@ func TestPoolKeySeparatesFormats(t *testing.T) {
 	keys := map[string]string{}
 	for _, combo := range combos {
 		frames, _ := loadCaptures(t, combo)
-		c, err := New(codec.Options{})
+		c, err := New(codec.Options{}, codec.PeerClient)
 		if err != nil {
 			t.Fatal(err)
 		}

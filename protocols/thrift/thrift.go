@@ -134,7 +134,7 @@ type Codec struct {
 //	max_frame_bytes  the largest frame length (and unframed message), default 16384000
 //	oneway_methods   comma-separated methods ("fire" or "Service:fire") whose
 //	                 CALL messages are oneway
-func New(opts codec.Options) (codec.Codec, error) {
+func New(opts codec.Options, _ codec.Peer) (codec.Codec, error) {
 	c := &Codec{maxFrame: DefaultMaxFrame}
 	for k, v := range opts {
 		switch k {

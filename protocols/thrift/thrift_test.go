@@ -28,7 +28,7 @@ func comboNamed(t testing.TB, name string) combo {
 
 func newCodec(t testing.TB, opts codec.Options) *Codec {
 	t.Helper()
-	c, err := New(opts)
+	c, err := New(opts, codec.PeerClient)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,7 +51,7 @@ func TestOptions(t *testing.T) {
 		{codec.Options{"max_frame_bytes": "lots"}, "option max_frame_bytes="},
 		{codec.Options{"strict": "true"}, `unknown option "strict"`},
 	} {
-		_, err := New(tc.opts)
+		_, err := New(tc.opts, codec.PeerClient)
 		switch {
 		case tc.wantErr == "" && err != nil:
 			t.Errorf("New(%v): %v", tc.opts, err)

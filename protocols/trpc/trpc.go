@@ -72,7 +72,7 @@ type trpcCodec struct {
 }
 
 // New makes a codec from options; it refuses unknown options by name.
-func New(opts codec.Options) (codec.Codec, error) {
+func New(opts codec.Options, _ codec.Peer) (codec.Codec, error) {
 	c := &trpcCodec{maxFrame: codec.DefaultMaxFrame}
 	keys := make([]string, 0, len(opts))
 	for k := range opts {

@@ -17,7 +17,7 @@ import (
 
 func newCodec(t testing.TB, opts codec.Options) codec.Codec {
 	t.Helper()
-	c, err := New(opts)
+	c, err := New(opts, codec.PeerClient)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,7 +83,7 @@ func TestNewOptions(t *testing.T) {
 		{opts: codec.Options{OptMaxFrameBytes: "ten"}, wantErr: "max_frame_bytes"},
 		{opts: codec.Options{"max_frame": "10"}, wantErr: `unknown option "max_frame"`},
 	} {
-		c, err := New(tc.opts)
+		c, err := New(tc.opts, codec.PeerClient)
 		if tc.wantErr != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.HasPrefix(err.Error(), "codec/trpc: ") {
 				t.Errorf("New(%v) = %v, want an error naming %s", tc.opts, err, tc.wantErr)

@@ -54,12 +54,12 @@ func Run(t *testing.T, s Suite) {
 	if s.MaxFrame == 0 {
 		s.MaxFrame = codec.DefaultMaxFrame
 	}
-	frames := append(append([][]byte{}, s.Requests...), s.Responses...)
-	t.Run("ByteAtATime", func(t *testing.T) { byteAtATime(t, s, frames) })
-	t.Run("SplitAtEveryOffset", func(t *testing.T) { splitAtEveryOffset(t, s, frames) })
-	t.Run("RoundTrip", func(t *testing.T) { roundTrip(t, s, frames) })
-	t.Run("Truncated", func(t *testing.T) { truncated(t, s, frames) })
-	t.Run("Garbage", func(t *testing.T) { garbage(t, s, frames) })
+	sides := []side{{codec.PeerClient, s.Requests}, {codec.PeerServer, s.Responses}}
+	t.Run("ByteAtATime", func(t *testing.T) { each(t, s, sides, byteAtATime) })
+	t.Run("SplitAtEveryOffset", func(t *testing.T) { each(t, s, sides, splitAtEveryOffset) })
+	t.Run("RoundTrip", func(t *testing.T) { each(t, s, sides, roundTrip) })
+	t.Run("Truncated", func(t *testing.T) { each(t, s, sides, truncated) })
+	t.Run("Garbage", func(t *testing.T) { garbage(t, s, sides) })
 	t.Run("Oversized", func(t *testing.T) { oversized(t, s) })
 	t.Run("Reply", func(t *testing.T) { reply(t, s) })
 	if s.Mutation != nil {
@@ -67,18 +67,41 @@ func Run(t *testing.T, s Suite) {
 	}
 }
 
-func newCodec(t *testing.T, s Suite) codec.Codec {
+// side is the frames a codec reads on one kind of connection: requests on a
+// caller's (codec.PeerClient), answers on one to a server (codec.PeerServer).
+type side struct {
+	peer   codec.Peer
+	frames [][]byte
+}
+
+// each runs check on the frames of each side.
+func each(t *testing.T, s Suite, sides []side, check func(*testing.T, Suite, codec.Peer, [][]byte)) {
+	for _, sd := range sides {
+		t.Run(sd.peer.String(), func(t *testing.T) { check(t, s, sd.peer, sd.frames) })
+	}
+}
+
+func newCodec(t *testing.T, s Suite, peer codec.Peer) codec.Codec {
 	t.Helper()
-	c, err := s.Protocol.New(s.Options)
+	c, err := s.Protocol.New(s.Options, peer)
 	if err != nil {
-		t.Fatalf("New(%v): %v", s.Options, err)
+		t.Fatalf("New(%v, %v): %v", s.Options, peer, err)
 	}
 	return c
 }
 
-func byteAtATime(t *testing.T, s Suite, frames [][]byte) {
+// across is the peer of the connection a message read from peer is written
+// to: a caller's request goes to a server, a server's answer to a caller.
+func across(peer codec.Peer) codec.Peer {
+	if peer == codec.PeerClient {
+		return codec.PeerServer
+	}
+	return codec.PeerClient
+}
+
+func byteAtATime(t *testing.T, s Suite, peer codec.Peer, frames [][]byte) {
 	for fi, f := range frames {
-		c := newCodec(t, s)
+		c := newCodec(t, s, peer)
 		for i := 0; i < len(f); i++ {
 			sp, err := c.Split(f[:i])
 			if err != nil {
@@ -125,12 +148,12 @@ func extract(t *testing.T, c codec.Codec, chunks ...[]byte) [][]byte {
 	return got
 }
 
-func splitAtEveryOffset(t *testing.T, s Suite, frames [][]byte) {
+func splitAtEveryOffset(t *testing.T, s Suite, peer codec.Peer, frames [][]byte) {
 	for i := range frames {
 		a, b := frames[i], frames[(i+1)%len(frames)]
 		stream := append(append([]byte{}, a...), b...)
 		for cut := 0; cut <= len(stream); cut++ {
-			got := extract(t, newCodec(t, s), stream[:cut], stream[cut:])
+			got := extract(t, newCodec(t, s, peer), stream[:cut], stream[cut:])
 			if len(got) != 2 || !bytes.Equal(got[0], a) || !bytes.Equal(got[1], b) {
 				t.Fatalf("frames %d+%d cut at %d: got %d frames, want the two originals", i, (i+1)%len(frames), cut, len(got))
 			}
@@ -165,11 +188,11 @@ func attrs(a codec.Attributes) map[string]string {
 	return out
 }
 
-func roundTrip(t *testing.T, s Suite, frames [][]byte) {
+func roundTrip(t *testing.T, s Suite, peer codec.Peer, frames [][]byte) {
 	for fi, f := range frames {
-		c := newCodec(t, s)
+		c, out := newCodec(t, s, peer), newCodec(t, s, across(peer))
 		m := decode(t, c, f)
-		if out := encode(t, c, m); !bytes.Equal(out, f) {
+		if out := encode(t, out, m); !bytes.Equal(out, f) {
 			t.Fatalf("frame %d: Encode of an unchanged message differs from the frame", fi)
 		}
 		want := attrs(m.Attrs)
@@ -183,7 +206,7 @@ func roundTrip(t *testing.T, s Suite, frames [][]byte) {
 			newID = m.ID
 		}
 		m.ID = newID
-		m2 := decode(t, c, encode(t, c, m))
+		m2 := decode(t, c, encode(t, out, m))
 		if m2.ID != newID || m2.Kind != m.Kind || m2.Status != m.Status {
 			t.Fatalf("frame %d: after rewriting the id to %d, decoded id %d kind %v status %v; want kind %v status %v",
 				fi, newID, m2.ID, m2.Kind, m2.Status, m.Kind, m.Status)
@@ -206,9 +229,9 @@ func sameMap(a, b map[string]string) bool {
 	return true
 }
 
-func truncated(t *testing.T, s Suite, frames [][]byte) {
+func truncated(t *testing.T, s Suite, peer codec.Peer, frames [][]byte) {
 	for fi, f := range frames {
-		c := newCodec(t, s)
+		c := newCodec(t, s, peer)
 		for i := 0; i < len(f); i++ {
 			if _, err := c.Decode(append([]byte(nil), f[:i]...)); err == nil {
 				t.Fatalf("frame %d: Decode of the first %d of %d bytes succeeded, want an error", fi, i, len(f))
@@ -219,35 +242,41 @@ func truncated(t *testing.T, s Suite, frames [][]byte) {
 
 // garbage feeds random bytes and randomly corrupted captures; any answer but a
 // panic or a request to buffer past the limit is fine.
-func garbage(t *testing.T, s Suite, frames [][]byte) {
+func garbage(t *testing.T, s Suite, sides []side) {
 	rng := rand.New(rand.NewSource(1))
-	inputs := make([][]byte, 0, 2000)
-	for i := 0; i < 1000; i++ {
-		b := make([]byte, rng.Intn(64))
-		rng.Read(b)
-		inputs = append(inputs, b)
-	}
-	for i := 0; i < 1000; i++ {
-		f := append([]byte(nil), frames[rng.Intn(len(frames))]...)
-		for n := rng.Intn(4) + 1; n > 0 && len(f) > 0; n-- {
-			f[rng.Intn(len(f))] = byte(rng.Intn(256))
+	for _, sd := range sides {
+		inputs := make([][]byte, 0, 1000)
+		for i := 0; i < 500; i++ {
+			b := make([]byte, rng.Intn(64))
+			rng.Read(b)
+			inputs = append(inputs, b)
 		}
-		inputs = append(inputs, f)
-	}
-	for _, in := range inputs {
-		c := newCodec(t, s)
-		sp, err := c.Split(in)
-		if err != nil {
-			continue
-		}
-		if sp.Need > s.MaxFrame || sp.Len > len(in) {
-			t.Fatalf("Split(%x) = %+v: past the limit %d or the input", in, sp, s.MaxFrame)
-		}
-		if sp.Len > 0 {
-			if m, err := c.Decode(in[:sp.Len]); err == nil {
-				_, _ = c.Encode(nil, m) // must not panic either
-				attrs(m.Attrs)
+		for i := 0; i < 500; i++ {
+			f := append([]byte(nil), sd.frames[rng.Intn(len(sd.frames))]...)
+			for n := rng.Intn(4) + 1; n > 0 && len(f) > 0; n-- {
+				f[rng.Intn(len(f))] = byte(rng.Intn(256))
 			}
+			inputs = append(inputs, f)
+		}
+		for _, in := range inputs {
+			garbageOne(t, s, newCodec(t, s, sd.peer), in)
+		}
+	}
+}
+
+// garbageOne checks that c survives in: no panic, no length past the limit.
+func garbageOne(t *testing.T, s Suite, c codec.Codec, in []byte) {
+	sp, err := c.Split(in)
+	if err != nil {
+		return
+	}
+	if sp.Need > s.MaxFrame || sp.Len > len(in) {
+		t.Fatalf("Split(%x) = %+v: past the limit %d or the input", in, sp, s.MaxFrame)
+	}
+	if sp.Len > 0 {
+		if m, err := c.Decode(in[:sp.Len]); err == nil {
+			_, _ = c.Encode(nil, m) // must not panic either
+			attrs(m.Attrs)
 		}
 	}
 }
@@ -256,7 +285,7 @@ func oversized(t *testing.T, s Suite) {
 	if len(s.Oversized) == 0 {
 		t.Fatal("the suite needs an Oversized frame head")
 	}
-	_, err := newCodec(t, s).Split(s.Oversized)
+	_, err := newCodec(t, s, codec.PeerClient).Split(s.Oversized)
 	if !errors.Is(err, codec.ErrTooLarge) {
 		t.Fatalf("Split of an oversized frame head: %v, want an error wrapping codec.ErrTooLarge", err)
 	}
@@ -275,7 +304,7 @@ func reply(t *testing.T, s Suite) {
 	}
 	checked := 0
 	for _, f := range s.Requests {
-		c := newCodec(t, s)
+		c := newCodec(t, s, codec.PeerClient)
 		req := decode(t, c, f)
 		if req.Kind != codec.KindRequest {
 			continue
@@ -286,7 +315,8 @@ func reply(t *testing.T, s Suite) {
 				t.Fatalf("Reply(%v): %v, %v", st, rep, err)
 			}
 			wire := encode(t, c, rep)
-			client := newCodec(t, s)
+			// The caller reads the reply as an answer from its server.
+			client := newCodec(t, s, codec.PeerServer)
 			if sp, err := client.Split(wire); err != nil || sp.Len != len(wire) {
 				t.Fatalf("reply %v: Split = %+v, %v; want the whole %d bytes", st, sp, err, len(wire))
 			}
@@ -305,13 +335,13 @@ func reply(t *testing.T, s Suite) {
 
 func mutation(t *testing.T, s Suite) {
 	for _, f := range s.Requests {
-		c := newCodec(t, s)
+		c, up := newCodec(t, s, codec.PeerClient), newCodec(t, s, codec.PeerServer)
 		m := decode(t, c, f)
 		if m.Kind != codec.KindRequest && m.Kind != codec.KindOneway {
 			continue
 		}
 		m.Set(s.Mutation.Key, s.Mutation.Value)
-		got := decode(t, c, encode(t, c, m))
+		got := decode(t, c, encode(t, up, m))
 		if v, ok := got.Get(s.Mutation.Key); !ok || v != s.Mutation.Value {
 			t.Fatalf("after the mutation %s=%s, decoded %q, %v", s.Mutation.Key, s.Mutation.Value, v, ok)
 		}
