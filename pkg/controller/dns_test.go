@@ -1,4 +1,4 @@
-package controller
+package controller_test
 
 import (
 	"context"
@@ -9,6 +9,9 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rosetta-mesh/rosetta/pkg/controller"
+	"github.com/rosetta-mesh/rosetta/pkg/controller/controllertest"
 )
 
 // dnsEntry is a Dubbo service resolved by DNS, without endpoints: the
@@ -53,18 +56,18 @@ func (f *fakeDNS) count() int {
 	return f.lookups
 }
 
-func dnsInputs(t *testing.T) *Inputs {
+func dnsInputs(t *testing.T) *controller.Inputs {
 	t.Helper()
-	in := &Inputs{}
+	in := &controller.Inputs{}
 	if err := in.AddYAML([]byte(dnsEntry)); err != nil {
 		t.Fatal(err)
 	}
 	return in
 }
 
-func dnsEndpoints(t *testing.T, ix *Index) string {
+func dnsEndpoints(t *testing.T, ix *controller.Index) string {
 	t.Helper()
-	_, eps := simulate(t, ix.Generate(&Proxy{ID: "p", Namespace: "demo"}), 20880, nil)
+	_, eps := controllertest.Simulate(t, ix.Generate(&controller.Proxy{ID: "p", Namespace: "demo"}), 20880, nil)
 	return strings.Join(eps, " ")
 }
 
@@ -72,7 +75,7 @@ func dnsEndpoints(t *testing.T, ix *Index) string {
 // lookup keeps the last good answer in the next build.
 func TestResolveAgain(t *testing.T) {
 	dns := &fakeDNS{addrs: []string{"10.0.0.1"}}
-	b := &Builder{Options: Options{Resolve: dns.resolve}}
+	b := &controller.Builder{Options: controller.Options{Resolve: dns.resolve}}
 	in := dnsInputs(t)
 	if got := dnsEndpoints(t, b.Build(in)); got != "10.0.0.1:20880" {
 		t.Fatalf("endpoints %q", got)
@@ -107,11 +110,11 @@ func TestResolveAgain(t *testing.T) {
 func TestDNSRefreshPushesChangedAnswers(t *testing.T) {
 	dns := &fakeDNS{addrs: []string{"10.0.0.1"}}
 	in := dnsInputs(t)
-	pushes := make(chan *Index, 10)
-	p := &Pipeline{
-		Builder:  &Builder{Options: Options{Resolve: dns.resolve}},
-		Inputs:   func() (*Inputs, error) { return in, nil },
-		Push:     func(ix *Index, _ time.Time) { pushes <- ix },
+	pushes := make(chan *controller.Index, 10)
+	p := &controller.Pipeline{
+		Builder:  &controller.Builder{Options: controller.Options{Resolve: dns.resolve}},
+		Inputs:   func() (*controller.Inputs, error) { return in, nil },
+		Push:     func(ix *controller.Index, _ time.Time) { pushes <- ix },
 		MinDelay: time.Millisecond, MaxDelay: 5 * time.Millisecond,
 		DNSRefresh: 10 * time.Millisecond,
 		Log:        slog.New(slog.NewTextHandler(io.Discard, nil)),
@@ -121,7 +124,7 @@ func TestDNSRefreshPushesChangedAnswers(t *testing.T) {
 	go func() { defer close(done); p.Run(ctx) }()
 	defer func() { cancel(); <-done }()
 	p.Changed()
-	next := func() *Index {
+	next := func() *controller.Index {
 		t.Helper()
 		select {
 		case ix := <-pushes:

@@ -1,9 +1,12 @@
-package controller
+package controller_test
 
 import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/rosetta-mesh/rosetta/pkg/controller"
+	"github.com/rosetta-mesh/rosetta/pkg/controller/controllertest"
 )
 
 // FuzzTranslate feeds arbitrary YAML through the folder decoder, the
@@ -19,21 +22,20 @@ func FuzzTranslate(f *testing.F) {
 	}
 	f.Add([]byte("apiVersion: v1\nkind: List\nitems: [{apiVersion: v1, kind: Service}]"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		in := &Inputs{}
+		in := &controller.Inputs{}
 		if err := in.AddYAML(data); err != nil {
 			return
 		}
-		b := &Builder{Options: Options{Resolve: fakeResolver}}
+		b := &controller.Builder{Options: goldenOptions}
 		ix := b.Build(in)
 		for _, ns := range []string{"", "demo", "istio-system"} {
 			for _, id := range []string{"", "spiffe://cluster.local/ns/" + ns + "/sa/p"} {
-				p := &Proxy{Namespace: ns, Identity: id, Labels: map[string]string{"app": "waypoint"}}
+				p := &controller.Proxy{Namespace: ns, Identity: id, Labels: map[string]string{"app": "waypoint"}}
 				res := ix.Generate(p)
-				if _, err := DumpResources(res); err != nil {
+				if _, err := controller.DumpResources(res); err != nil {
 					t.Fatalf("generated resources do not encode: %v", err)
 				}
-				compileAuthorization(t, res)
-				checkTLS(t, p, res)
+				controllertest.Check(t, p, res)
 			}
 		}
 	})

@@ -10,9 +10,13 @@ import (
 	_ "github.com/rosetta-mesh/rosetta/protocols/standard/control"
 )
 
+// goldenOptions are the options the golden files are built with: a
+// resolver that answers for the names they use.
+var goldenOptions = controller.Options{Resolve: controller.FakeResolver}
+
 // TestGolden translates each testdata/golden/*.yaml and compares every
 // proxy's resources and every status with the matching .json file (see
 // controllertest.Golden); go test -run TestGolden -update rewrites them.
 func TestGolden(t *testing.T) {
-	controllertest.Golden(t, "testdata/golden/*.yaml", controller.Options{Resolve: controller.FakeResolver})
+	controllertest.Golden(t, "testdata/golden/*.yaml", goldenOptions)
 }

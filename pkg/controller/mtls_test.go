@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-
-	"github.com/rosetta-mesh/rosetta/pkg/config"
 )
 
 // TestInboundMode states which PeerAuthentication sets a listener's mTLS
@@ -77,45 +75,6 @@ func TestTrustDomain(t *testing.T) {
 		ix := (&Builder{Options: Options{TrustDomain: c.option}}).Build(&Inputs{})
 		if got := ix.trustDomain(&Proxy{Identity: c.identity}); got != c.want {
 			t.Errorf("trustDomain(%q, %q) = %q, want %q", c.option, c.identity, got, c.want)
-		}
-	}
-}
-
-// checkTLS holds a proxy's resources to the mTLS contract: a proxy
-// without an identity gets no TLS anywhere (today's output); every TLS
-// context is one the proxy's reader accepts.
-func checkTLS(t *testing.T, p *Proxy, res *config.Resources) {
-	t.Helper()
-	for _, l := range res.Listeners {
-		for i, fc := range l.GetFilterChains() {
-			if p.Identity == "" && (fc.GetFilterChainMatch() != nil || fc.GetTransportSocket() != nil || len(l.GetFilterChains()) != 1) {
-				t.Errorf("%s: %s: filter chain %d has TLS settings for a proxy without an identity", p.ID, l.GetName(), i)
-			}
-			if _, err := config.DownstreamTLS(fc.GetTransportSocket()); err != nil {
-				t.Errorf("%s: %s: filter chain %d: the proxy would refuse it: %v", p.ID, l.GetName(), i, err)
-			}
-		}
-	}
-	for _, c := range res.Clusters {
-		if p.Identity == "" && (c.GetTransportSocket() != nil || len(c.GetTransportSocketMatches()) > 0) {
-			t.Errorf("%s: %s: TLS for a proxy without an identity", p.ID, c.GetName())
-		}
-		if _, err := config.UpstreamTLS(c.GetTransportSocket()); err != nil {
-			t.Errorf("%s: %s: the proxy would refuse it: %v", p.ID, c.GetName(), err)
-		}
-		for _, m := range c.GetTransportSocketMatches() {
-			if _, err := config.UpstreamTLS(m.GetTransportSocket()); err != nil {
-				t.Errorf("%s: %s: match %s: the proxy would refuse it: %v", p.ID, c.GetName(), m.GetName(), err)
-			}
-		}
-	}
-	for _, cla := range res.Endpoints {
-		for _, le := range cla.GetEndpoints() {
-			for _, e := range le.GetLbEndpoints() {
-				if p.Identity == "" && e.GetMetadata() != nil {
-					t.Errorf("%s: %s: endpoint metadata for a proxy without an identity", p.ID, cla.GetClusterName())
-				}
-			}
 		}
 	}
 }

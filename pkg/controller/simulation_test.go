@@ -1,97 +1,14 @@
-package controller
+package controller_test
 
 import (
 	"fmt"
-	"regexp"
-	"sort"
 	"strings"
 	"testing"
 
-	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
-	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/controller"
+	"github.com/rosetta-mesh/rosetta/pkg/controller/controllertest"
 )
-
-// simulate follows a request through a proxy's resources the way the
-// proxy's router does: the listener on the port, its route configuration,
-// the first route whose every condition holds. It returns the cluster (or
-// "c1:w1,c2:w2" for a split) and that cluster's endpoints, or "no route".
-func simulate(t *testing.T, res *config.Resources, port uint32, attrs map[string]string) (string, []string) {
-	t.Helper()
-	var rcName string
-	for _, l := range res.Listeners {
-		if l.GetAddress().GetSocketAddress().GetPortValue() != port {
-			continue
-		}
-		var mpp configv1alpha1.MetaProtocolProxy
-		if err := l.GetFilterChains()[0].GetFilters()[0].GetTypedConfig().UnmarshalTo(&mpp); err != nil {
-			t.Fatal(err)
-		}
-		rcName = mpp.GetRouteConfigName()
-	}
-	if rcName == "" {
-		return "no listener", nil
-	}
-	for _, rc := range res.Routes {
-		if rc.GetName() != rcName {
-			continue
-		}
-		for _, r := range rc.GetRoutes() {
-			if !matches(r.GetMatch(), attrs) {
-				continue
-			}
-			if c := r.GetRoute().GetCluster(); c != "" {
-				return c, endpointsOf(res, c)
-			}
-			var parts []string
-			for _, w := range r.GetRoute().GetWeightedClusters().GetClusters() {
-				parts = append(parts, fmt.Sprintf("%s:%d", w.GetName(), w.GetWeight()))
-			}
-			return strings.Join(parts, ","), nil
-		}
-		return "no route", nil
-	}
-	t.Fatalf("route configuration %s missing", rcName)
-	return "", nil
-}
-
-func matches(m *configv1alpha1.RouteMatch, attrs map[string]string) bool {
-	for _, a := range m.GetAttributes() {
-		v, ok := attrs[a.GetName()]
-		var hit bool
-		switch x := a.GetMatch().(type) {
-		case *configv1alpha1.AttributeMatch_Exact:
-			hit = ok && v == x.Exact
-		case *configv1alpha1.AttributeMatch_Prefix:
-			hit = ok && strings.HasPrefix(v, x.Prefix)
-		case *configv1alpha1.AttributeMatch_Regex:
-			hit = ok && regexp.MustCompile("^(?:"+x.Regex+")$").MatchString(v)
-		case *configv1alpha1.AttributeMatch_Present:
-			hit = ok
-		}
-		if hit == a.GetInvert() {
-			return false
-		}
-	}
-	return true
-}
-
-func endpointsOf(res *config.Resources, cluster string) []string {
-	var out []string
-	for _, cla := range res.Endpoints {
-		if cla.GetClusterName() != cluster {
-			continue
-		}
-		for _, le := range cla.GetEndpoints() {
-			for _, e := range le.GetLbEndpoints() {
-				sa := e.GetEndpoint().GetAddress().GetSocketAddress()
-				out = append(out, fmt.Sprintf("%s:%d", sa.GetAddress(), sa.GetPortValue()))
-			}
-		}
-	}
-	sort.Strings(out)
-	return out
-}
 
 // TestRoutingSimulation states routing behaviour as a table: a call with
 // these attributes, on this port, from this proxy, ends in this cluster
@@ -129,14 +46,14 @@ func TestRoutingSimulation(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(fmt.Sprintf("%s/%s/%d/%v", c.file, c.proxy, c.port, c.attrs), func(t *testing.T) {
-			ix, proxies := buildFile(t, "testdata/golden/"+c.file+".yaml")
-			var p *Proxy
+			ix, proxies := controllertest.BuildFile(t, "testdata/golden/"+c.file+".yaml", goldenOptions)
+			var p *controller.Proxy
 			for _, q := range proxies {
 				if q.ID == c.proxy {
 					p = q
 				}
 			}
-			cluster, eps := simulate(t, ix.Generate(p), c.port, c.attrs)
+			cluster, eps := controllertest.Simulate(t, ix.Generate(p), c.port, c.attrs)
 			if cluster != c.cluster {
 				t.Fatalf("cluster = %s, want %s", cluster, c.cluster)
 			}
@@ -151,14 +68,8 @@ func TestRoutingSimulation(t *testing.T) {
 // refuses leaves the previous version of the MetaRouter in force, and that
 // its status names the field.
 func TestInvalidUpdateKeepsLastValid(t *testing.T) {
-	ix0, proxies := buildFile(t, "testdata/golden/dubbo-subsets.yaml")
-	_ = ix0
-	data := mustRead(t, "testdata/golden/dubbo-subsets.yaml")
-	in := &Inputs{}
-	if err := in.AddYAML(data); err != nil {
-		t.Fatal(err)
-	}
-	b := &Builder{}
+	in, proxies := controllertest.ReadFile(t, "testdata/golden/dubbo-subsets.yaml")
+	b := &controller.Builder{}
 	b.Build(in)
 	bad := in.MetaRouters[0].DeepCopy()
 	bad.Generation = 4
@@ -171,40 +82,15 @@ func TestInvalidUpdateKeepsLastValid(t *testing.T) {
 		!strings.Contains(st.Conditions[0].Message, "generation 3 stays in force") || st.Generation != 4 {
 		t.Fatalf("status = %+v", st)
 	}
-	got, _ := simulate(t, ix.Generate(proxies[0]), 20880, map[string]string{"interface": "org.example.A", "method": "sayHello"})
+	got, _ := controllertest.Simulate(t, ix.Generate(proxies[0]), 20880, map[string]string{"interface": "org.example.A", "method": "sayHello"})
 	if got != "outbound|20880|v2|greeter.demo.svc.cluster.local" {
 		t.Fatalf("the previous route is not in force: %s", got)
 	}
 	// A controller that never saw a valid version applies nothing of it.
-	fresh := (&Builder{}).Build(in)
-	got, _ = simulate(t, fresh.Generate(proxies[0]), 20880, map[string]string{"method": "sayHello"})
+	fresh := (&controller.Builder{}).Build(in)
+	got, _ = controllertest.Simulate(t, fresh.Generate(proxies[0]), 20880, map[string]string{"method": "sayHello"})
 	if got != "outbound|20880||greeter.demo.svc.cluster.local" {
 		t.Fatalf("an invalid MetaRouter reached the proxy: %s", got)
-	}
-}
-
-func TestDetectProtocol(t *testing.T) {
-	protos := newProtocols([]*v1alpha1.ApplicationProtocol{{Spec: v1alpha1.ApplicationProtocolSpec{Protocol: "my-proto", Codec: "mine"}}})
-	cases := []struct{ app, name, want string }{
-		{"", "tcp-dubbo-greeter", "dubbo"},
-		{"", "dubbo", "dubbo"},
-		{"", "dubbo-x", "dubbo"},
-		{"", "tcp-metaprotocol-dubbo-hello", "dubbo"},
-		{"", "tcp-metaprotocol-thrift", "thrift"},
-		{"", "tcp-metaprotocol-my-proto-x", "mine"},
-		{"", "my-proto", ""}, // "my" is the first word; Aeraki's form is needed for dashed names
-		{"dubbo", "http", "dubbo"},
-		{"rosetta.dev/thrift", "grpc", "thrift"},
-		{"kubernetes.io/h2c", "tcp-dubbo", "dubbo"},
-		{"", "http-dubbo", ""},
-		{"", "tcp", ""},
-		{"", "redis", "redis"},
-	}
-	for _, c := range cases {
-		p, ok := protos.detect(c.app, c.name)
-		if got := map[bool]string{true: p.Codec}[ok]; got != c.want {
-			t.Errorf("detect(%q, %q) = %q, want %q", c.app, c.name, got, c.want)
-		}
 	}
 }
 
@@ -213,17 +99,17 @@ func TestDetectProtocol(t *testing.T) {
 // 127.0.0.1 serves the greeter on 20880, sayHello to 20881, the rest to
 // 20882.
 func TestControlPlaneExample(t *testing.T) {
-	in, err := LoadDir("../../examples/controlplane/config")
+	in, err := controller.LoadDir("../../examples/controlplane/config")
 	if err != nil {
 		t.Fatal(err)
 	}
-	ix := (&Builder{}).Build(in)
-	res := ix.Generate(&Proxy{ID: "p", Namespace: "demo", ListenAddress: "127.0.0.1"})
+	ix := (&controller.Builder{}).Build(in)
+	res := ix.Generate(&controller.Proxy{ID: "p", Namespace: "demo", ListenAddress: "127.0.0.1"})
 	if len(res.Listeners) != 1 || res.Listeners[0].GetAddress().GetSocketAddress().GetAddress() != "127.0.0.1" {
 		t.Fatalf("listeners: %v", res.Listeners)
 	}
 	for method, want := range map[string]string{"sayHello": "127.0.0.1:20881", "sayBye": "127.0.0.1:20882"} {
-		_, eps := simulate(t, res, 20880, map[string]string{"method": method})
+		_, eps := controllertest.Simulate(t, res, 20880, map[string]string{"method": method})
 		if len(eps) != 1 || eps[0] != want {
 			t.Errorf("%s goes to %v, want %s", method, eps, want)
 		}
@@ -237,7 +123,7 @@ func TestControlPlaneExample(t *testing.T) {
 // by the controller (the API server refuses loopback addresses in IPv4
 // slices, so local providers are reachable only this way).
 func TestFQDNEndpointSlice(t *testing.T) {
-	in := &Inputs{}
+	in := &controller.Inputs{}
 	err := in.AddYAML([]byte(`apiVersion: v1
 kind: Service
 metadata: {name: g, namespace: n}
@@ -254,8 +140,8 @@ endpoints: [{addresses: [providers.localhost]}, {addresses: [nowhere.invalid]}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	ix := (&Builder{}).Build(in)
-	_, eps := simulate(t, ix.Generate(&Proxy{Namespace: "n"}), 20880, nil)
+	ix := (&controller.Builder{}).Build(in)
+	_, eps := controllertest.Simulate(t, ix.Generate(&controller.Proxy{Namespace: "n"}), 20880, nil)
 	if len(eps) != 1 || eps[0] != "127.0.0.1:20881" {
 		t.Fatalf("endpoints %v, want [127.0.0.1:20881]", eps)
 	}

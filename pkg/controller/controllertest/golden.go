@@ -62,9 +62,8 @@ func ReadProxies(t *testing.T, data []byte) []*controller.Proxy {
 	return out
 }
 
-// BuildFile builds an Index of a golden input with opts, and reads its
-// proxies.
-func BuildFile(t *testing.T, path string, opts controller.Options) (*controller.Index, []*controller.Proxy) {
+// ReadFile reads a golden input: its objects and its proxies.
+func ReadFile(t *testing.T, path string) (*controller.Inputs, []*controller.Proxy) {
 	t.Helper()
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -74,8 +73,16 @@ func BuildFile(t *testing.T, path string, opts controller.Options) (*controller.
 	if err := in.AddYAML(data); err != nil {
 		t.Fatal(err)
 	}
+	return in, ReadProxies(t, data)
+}
+
+// BuildFile builds an Index of a golden input with opts, and reads its
+// proxies.
+func BuildFile(t *testing.T, path string, opts controller.Options) (*controller.Index, []*controller.Proxy) {
+	t.Helper()
+	in, proxies := ReadFile(t, path)
 	b := &controller.Builder{Options: opts}
-	return b.Build(in), ReadProxies(t, data)
+	return b.Build(in), proxies
 }
 
 // Golden translates each file pattern matches (*.yaml) and compares the
