@@ -10,13 +10,19 @@ import (
 // conformance suite and fuzzing check them), but a codec's bug on hostile
 // bytes should end one connection, not the proxy and every connection it
 // carries. The proxy reads every frame through SafeSplit and SafeDecode and
-// guards the calls off the per-request path (Reply, HeartbeatReply, the
-// Encode of a heartbeat answer to a server, a dedicated connection's
-// receiver). Encode on the request path (requests, and every answer to a
-// client), a Handler's Handle and the callbacks it gives Forward are not
-// guarded: a guard on each cost about 8% of the proxy's CPU per pipelined
-// Redis request (docs/benchmarks.md), so the codecs' fuzz targets hold
-// them to never panicking instead.
+// guards the calls off the per-request path: Reply, HeartbeatReply, the
+// Encode of a heartbeat answer to a server, and through Guard a
+// HeadDecoder's DecodeHead and a dedicated connection's receiver.
+//
+// Not guarded, so a panic there ends the proxy: Encode on the request path
+// (requests, and every answer and push to a client), Attributes' Get and
+// Range (routing, hash policies, metrics and authorization read them, and
+// lazy decoding runs there), PoolKey, a Handler's Handle, the callbacks it
+// gives Forward and SendTo, and Message.Written: guards on the request path
+// cost about 8% of the proxy's CPU per pipelined Redis request
+// (docs/benchmarks.md), so the codecs' fuzz targets hold these to never
+// panicking instead. Nor are Protocol.New, Handshake, GoAway, Sniff and
+// Close, called once per connection or config.
 
 // PanicError is a codec's panic, with the stack where it happened so the
 // log can say where the bug is.
