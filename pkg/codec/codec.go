@@ -175,8 +175,20 @@ type HeadDecoder interface {
 	DecodeHead(prefix []byte) (m *Message, ok bool)
 }
 
-// GoAwayer is an optional capability: a frame that tells a peer to stop sending
-// on this connection, written when the proxy drains.
+// GoAwayer is an optional capability: a frame that tells a caller to stop
+// sending on this connection. The proxy writes it once on each of a
+// listener's connections when it drains the listener (config removed or
+// moved it, shutdown), then closes each connection once its requests in
+// flight are answered. The slice may be shared: the proxy copies it.
+//
+// Of the built-in codecs only Dubbo has one: its readonly event (see
+// protocols/dubbo). The others have no such frame on the wire: tRPC's
+// protocol (trpc.proto) closes only streams (TRPC_STREAM_FRAME_CLOSE, per
+// stream id), and trpc-go drains by deregistering from naming and waiting
+// for requests in flight; Thrift has no server-initiated message; Redis
+// has none in RESP2 or RESP3. Their callers learn of a drain from the
+// close that follows their last answer. (HBONE tunnels get HTTP/2's
+// GOAWAY from pkg/hbone, whatever the codec.)
 type GoAwayer interface {
 	GoAway() []byte
 }

@@ -128,5 +128,6 @@ var (
 	_ codec.Codec            = (*Codec)(nil)
 	_ codec.HeartbeatReplier = (*Codec)(nil)
 	_ codec.Sniffer          = (*Codec)(nil)
+	_ codec.GoAwayer         = (*Codec)(nil)
 	_ codec.Attributes       = (*attrs)(nil)
 )

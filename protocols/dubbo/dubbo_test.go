@@ -728,3 +728,36 @@ func TestDecodeHeadReadsARequestsKindAndIDFromItsHeader(t *testing.T) {
 		t.Error("a response's header was read as a request's")
 	}
 }
+
+// GoAway is Dubbo's readonly event as Apache Dubbo writes it: the library
+// reads a oneway event request whose body is the string "R", and the codec
+// reads it back as a heartbeat that wants no answer.
+func TestGoAwayIsTheReadonlyEvent(t *testing.T) {
+	c := newTestCodec(t)
+	frame := bytes.Clone(c.GoAway())
+	want := []byte{0xda, 0xbb, 0xa2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2, 0x01, 'R'}
+	if !bytes.Equal(frame, want) {
+		t.Fatalf("GoAway = % x, want % x", frame, want)
+	}
+	f, err := libDecode(frame)
+	if err != nil {
+		t.Fatalf("the library refuses the readonly event: %v", err)
+	}
+	if f.Header.Type != hessian.PackageRequest|hessian.PackageHeartbeat || f.Header.SerialID != serialHessian2 || f.Header.BodyLen != 2 {
+		t.Fatalf("library read %+v, want a oneway hessian2 event request with a 2-byte body", f.Header)
+	}
+	body, err := hessian.NewDecoder(frame[headerLen:]).Decode()
+	if err != nil || body != readonlyEvent {
+		t.Fatalf("library decoded the body as %#v, %v; want %q", body, err, readonlyEvent)
+	}
+	if s, err := c.Split(frame); err != nil || s.Len != len(frame) {
+		t.Fatalf("Split = %+v, %v", s, err)
+	}
+	m, err := c.Decode(frame)
+	if err != nil || m.Kind != codec.KindHeartbeat {
+		t.Fatalf("Decode = %+v, %v; want a heartbeat", m, err)
+	}
+	if rep, err := c.HeartbeatReply(m); rep != nil || err != nil {
+		t.Fatalf("HeartbeatReply to the readonly event = %+v, %v; want none (it is oneway)", rep, err)
+	}
+}

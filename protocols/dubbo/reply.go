@@ -90,3 +90,30 @@ func (c *Codec) response(b []byte, flags, status byte, id uint64) (*codec.Messag
 	binary.BigEndian.PutUint32(b[12:], uint32(len(b)-headerLen))
 	return c.Decode(b)
 }
+
+// readonlyEvent is READONLY_EVENT in Apache Dubbo's CommonConstants: the
+// body of the event a provider that is shutting down sends its consumers.
+const readonlyEvent = "R"
+
+// goAway is the readonly event frame, built once (GoAway).
+var goAway = func() []byte {
+	var w stringWriter
+	defer w.release()
+	b, err := w.append(make([]byte, headerLen, headerLen+2), readonlyEvent)
+	if err != nil {
+		panic("codec/dubbo: the readonly event: " + err.Error()) // a constant ASCII string
+	}
+	b[0], b[1], b[2] = magicHigh, magicLow, flagRequest|flagEvent|serialHessian2
+	binary.BigEndian.PutUint32(b[12:], uint32(len(b)-headerLen))
+	return b
+}()
+
+// GoAway implements codec.GoAwayer with Dubbo's readonly event, the frame
+// Apache Dubbo's HeaderExchangeServer.sendChannelReadOnlyEvent sends every
+// consumer when a provider shuts down: a request with the event flag set and
+// the two-way flag clear, request id 0, whose hessian2 body is the string
+// "R" (da bb a2 00, eight zero bytes, 00 00 00 02 01 52). A Java consumer
+// marks the channel read-only and sends its next calls to other providers;
+// dubbo-go v3.3.0 answers it as it answers a heartbeat and keeps using the
+// connection (see README.md). The slice is shared: callers copy it.
+func (c *Codec) GoAway() []byte { return goAway }
