@@ -29,6 +29,10 @@ type Response struct {
 	ID        int64
 	Status    byte // 20 is OK
 	Heartbeat bool
+	// Readonly: the frame is the peer's readonly event (a oneway event
+	// request whose body is the hessian2 string "R"), which a provider
+	// sends when it shuts down.
+	Readonly bool
 	// Value is the answer of an OK call with a string result.
 	Value string
 	// Err is the exception of an OK status, or the error text of another
@@ -110,7 +114,8 @@ func EncodeRequest(id int64, c Call) ([]byte, error) {
 }
 
 // Read reads the next frame, waiting at most timeout. Heartbeat requests
-// from the peer are answered and skipped.
+// from the peer are answered and skipped; its readonly event is returned
+// (Response.Readonly).
 func (r *RawConn) Read(timeout time.Duration) (Response, error) {
 	if err := r.conn.SetReadDeadline(time.Now().Add(timeout)); err != nil {
 		return Response{}, err
@@ -144,6 +149,10 @@ func (r *RawConn) readFrame() (resp Response, heartbeatRequest bool, err error) 
 	}
 	resp = Response{ID: int64(binary.BigEndian.Uint64(h[4:])), Status: h[3], Heartbeat: h[2]&0x20 != 0}
 	if h[2]&0x80 != 0 { // a request from the peer
+		if resp.Heartbeat && h[2]&0x40 == 0 && isReadonly(body) {
+			resp.Readonly = true
+			return resp, false, nil
+		}
 		if resp.Heartbeat {
 			return resp, true, nil
 		}
@@ -153,6 +162,12 @@ func (r *RawConn) readFrame() (resp Response, heartbeatRequest bool, err error) 
 		return resp, false, nil
 	}
 	return resp, false, decodeResponseBody(&resp, body)
+}
+
+// isReadonly reports whether an event's body is READONLY_EVENT ("R").
+func isReadonly(body []byte) bool {
+	v, err := hessian.NewDecoder(body).Decode()
+	return err == nil && v == "R"
 }
 
 // decodeResponseBody fills Value or Err from a hessian2 response body.
