@@ -49,7 +49,7 @@ func (e *lineEcho) Frame(frame []byte, err error, r *netloop.Round) bool {
 	}
 	e.mu.Unlock()
 	e.w.Lock()
-	e.w.Buf = append(e.w.Buf, frame...)
+	e.w.AppendLocked(frame)
 	r.Hold(e.w)
 	e.w.Unlock()
 	return true
@@ -66,8 +66,8 @@ func TestStreamsAreFedOnTheFrameReader(t *testing.T) {
 	echoes := make(chan *lineEcho, 10)
 	ts.Open = func(r Request) (func(net.Conn), string) {
 		return func(nc net.Conn) {
-			e := &lineEcho{w: wire.NewWriter(nc, 5*time.Second, 1<<20), stoppedOnce: make(chan struct{})}
-			e.w.WouldWait = nc.(*Stream).WouldWait
+			// The writer takes the stream's WouldWait itself.
+			e := &lineEcho{w: wire.NewWriter(nc, wire.Options{Timeout: 5 * time.Second, Max: 1 << 20}), stoppedOnce: make(chan struct{})}
 			if !netloop.Serve(nc, rtestutil.Lines{}, e.w, e, netloop.Limits{}) {
 				t.Error("netloop did not feed an HBONE stream")
 			}

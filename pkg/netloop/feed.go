@@ -77,14 +77,10 @@ func feed(nc Feedable, c codec.Codec, w *wire.Writer, h Handler, lim Limits) boo
 		}
 		f.mu.Unlock()
 	}
-	w.Lock()
-	// Called with w's lock held, perhaps by the handler itself: the
-	// feed stops on a goroutine of its own, as a loop stops a closed
-	// connection in its next round.
-	w.OnClose = func() { go f.End(nil, net.ErrClosed) }
-	closed := w.Closed()
-	w.Unlock()
-	if closed {
+	// Closed is called with w's lock held, perhaps by the handler
+	// itself: the feed stops on a goroutine of its own, as a loop stops a
+	// closed connection in its next round.
+	if !w.ReadBy(wire.Reading{Closed: func() { go f.End(nil, net.ErrClosed) }}) {
 		go f.End(nil, net.ErrClosed)
 	}
 	return true

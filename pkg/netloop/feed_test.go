@@ -57,7 +57,7 @@ func (r *recorder) Frame(frame []byte, err error, round *Round) bool {
 	r.frames = append(r.frames, string(frame))
 	r.mu.Unlock()
 	r.w.Lock()
-	r.w.Buf = append(r.w.Buf, frame...)
+	r.w.AppendLocked(frame)
 	round.Hold(r.w)
 	r.w.Unlock()
 	return true
@@ -81,7 +81,7 @@ type fedRig struct {
 func newFedRig(t *testing.T, lim Limits) *fedRig {
 	here, there := net.Pipe()
 	t.Cleanup(func() { here.Close(); there.Close() })
-	w := wire.NewWriter(here, 5*time.Second, 1<<20)
+	w := wire.NewWriter(here, wire.Options{Timeout: 5 * time.Second, Max: 1 << 20})
 	r := &fedRig{conn: &fedConn{Conn: here}, rec: newRecorder(w), out: make(chan string, 100)}
 	go func() {
 		buf := make([]byte, 4096)
@@ -211,7 +211,7 @@ func TestFeedRefused(t *testing.T) {
 	here, there := net.Pipe()
 	defer here.Close()
 	defer there.Close()
-	w := wire.NewWriter(here, time.Second, 1<<20)
+	w := wire.NewWriter(here, wire.Options{Timeout: time.Second, Max: 1 << 20})
 	fc := &fedConn{Conn: here, refuse: true}
 	if feed(fc, testutil.Lines{}, w, newRecorder(w), Limits{Idle: time.Second}) {
 		t.Fatal("feed took a connection that refused it")

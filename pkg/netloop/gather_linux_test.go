@@ -15,16 +15,16 @@ import (
 func holding(t *testing.T, inOrder bool) *wire.Batch {
 	t.Helper()
 	conn, _ := testutil.TCPPair(t)
-	w := wire.NewWriter(conn, time.Second, 1<<20)
-	t.Cleanup(w.Close)
-	w.Lazy = true
+	o := wire.Options{Timeout: time.Second, Max: 1 << 20, Server: true}
 	if inOrder {
-		w.Awaiting = func() bool { return false }
+		o.Awaiting = func() bool { return false }
 	}
+	w := wire.NewWriter(conn, o)
+	t.Cleanup(w.Close)
 	b := &wire.Batch{}
 	b.Open()
 	w.Lock()
-	w.Buf = append(w.Buf, "request\n"...)
+	w.AppendLocked([]byte("request\n"))
 	w.HoldLocked(b)
 	w.Unlock()
 	return b
@@ -111,12 +111,11 @@ func TestLoopWritesWhatItGathersForOnceRequestsStop(t *testing.T) {
 	lp.gather.sampled = time.Now().Add(time.Hour)
 	go lp.run()
 	upConn, upPeer := testutil.TCPPair(t)
-	up := wire.NewWriter(upConn, 5*time.Second, 1<<20)
+	// Redis owes nothing.
+	up := wire.NewWriter(upConn, wire.Options{Timeout: 5 * time.Second, Max: 1 << 20, Server: true, Awaiting: func() bool { return false }})
 	defer up.Close()
-	up.Lazy = true
-	up.Awaiting = func() bool { return false } // Redis owes nothing
 	client, server := testutil.TCPPair(t)
-	w := wire.NewWriter(server, 5*time.Second, 1<<20)
+	w := wire.NewWriter(server, wire.Options{Timeout: 5 * time.Second, Max: 1 << 20})
 	defer w.Close()
 	if !lp.add(server, testutil.Lines{}, w, &forward{up: up}, Limits{}) {
 		t.Fatal("the loop refused a TCP connection")

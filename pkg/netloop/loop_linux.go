@@ -137,7 +137,7 @@ type loopConn struct {
 	lastRead   time.Time
 	timer      *time.Timer
 	done       bool
-	client     bool // its writer is not Lazy: a client's connection
+	client     bool // its writer is not to a server: a client's connection
 	owed       bool // on the loop's again list
 }
 
@@ -195,7 +195,7 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim L
 	if err != nil {
 		return false
 	}
-	lc := &loopConn{h: h, idle: lim.Idle, frameLimit: lim.Frame, rc: rc, lastRead: time.Now(), client: !w.Lazy}
+	lc := &loopConn{h: h, idle: lim.Idle, frameLimit: lim.Frame, rc: rc, lastRead: time.Now(), client: !w.ToServer()}
 	lc.src.init(rc)
 	if ts != nil {
 		ts.loopTakes(&lc.src, rc)
@@ -240,15 +240,11 @@ func (lp *loop) add(nc net.Conn, c codec.Codec, w *wire.Writer, h Handler, lim L
 	if lp.registered != nil {
 		lp.registered()
 	}
-	w.Lock()
-	w.OnClose = func() { lp.post(&lp.ended, lc) }
-	lp.round.Reads(w)
+	rd := wire.Reading{Round: &lp.round.b, Closed: func() { lp.post(&lp.ended, lc) }}
 	if ts != nil {
-		w.WouldWait = ts.wouldWait
+		rd.WouldWait = ts.wouldWait
 	}
-	closed := w.Closed()
-	w.Unlock()
-	if closed {
+	if !w.ReadBy(rd) {
 		lp.post(&lp.ended, lc)
 	}
 	if ts != nil {
@@ -271,7 +267,7 @@ func (lp *loop) post(list *[]*loopConn, lc *loopConn) {
 
 func (lp *loop) run() {
 	for {
-		// Answers go out after every round. Requests for Lazy writers
+		// Answers go out after every round. Requests for Server writers
 		// (upstream connections) wait while more input is ready, up to
 		// maxRounds, so one write upstream carries the requests of many
 		// clients, as twemproxy's writes do; everything goes out as soon

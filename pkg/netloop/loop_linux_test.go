@@ -37,9 +37,9 @@ func (e *echo) Frame(frame []byte, err error, r *Round) bool {
 	}
 	e.w.Lock()
 	if string(frame) == "big\n" {
-		e.w.Buf = append(e.w.Buf, e.big...)
+		e.w.AppendLocked(e.big)
 	} else {
-		e.w.Buf = append(e.w.Buf, frame...)
+		e.w.AppendLocked(frame)
 	}
 	r.Hold(e.w)
 	e.w.Unlock()
@@ -90,7 +90,7 @@ func (r *rig) conn(idle time.Duration, onIdle func() bool) (net.Conn, *echo) {
 // connWith is conn with any limits.
 func (r *rig) connWith(lim Limits, onIdle func() bool) (net.Conn, *echo) {
 	client, server := r.accept()
-	e := &echo{w: wire.NewWriter(server, 5*time.Second, 64<<20), big: bytes.Repeat([]byte("x"), 8<<20), ended: make(chan error, 1), idle: onIdle}
+	e := &echo{w: wire.NewWriter(server, wire.Options{Timeout: 5 * time.Second, Max: 64 << 20}), big: bytes.Repeat([]byte("x"), 8<<20), ended: make(chan error, 1), idle: onIdle}
 	if !r.lp.add(server, testutil.Lines{}, e.w, e, lim) {
 		r.t.Fatal("the loop refused a TCP connection")
 	}
@@ -233,7 +233,7 @@ func (f *forward) Frame(frame []byte, err error, r *Round) bool {
 		return false
 	}
 	f.up.Lock()
-	f.up.Buf = append(f.up.Buf, frame...)
+	f.up.AppendLocked(frame)
 	r.Hold(f.up)
 	f.up.Unlock()
 	return true
@@ -247,14 +247,10 @@ func (f *forward) Stopped() {}
 func TestLoopBoundsHowLongItHoldsWrites(t *testing.T) {
 	r := newRig(t)
 	upConn, upPeer := testutil.TCPPair(t)
-	up := wire.NewWriter(upConn, 5*time.Second, 1<<20)
-	up.Lazy = true
-	up.Awaiting = func() bool { return true }
-	up.Lock()
-	up.SetReader(&r.lp.round.b) // the loop reads the upstream connection too
-	up.Unlock()
+	up := wire.NewWriter(upConn, wire.Options{Timeout: 5 * time.Second, Max: 1 << 20, Server: true, Awaiting: func() bool { return true }})
+	up.ReadBy(wire.Reading{Round: &r.lp.round.b}) // the loop reads the upstream connection too
 	client, server := r.accept()
-	w := wire.NewWriter(server, 5*time.Second, 1<<20)
+	w := wire.NewWriter(server, wire.Options{Timeout: 5 * time.Second, Max: 1 << 20})
 	defer w.Close()
 	if !r.lp.add(server, testutil.Lines{}, w, &forward{up: up}, Limits{}) {
 		t.Fatal("the loop refused a TCP connection")
@@ -277,10 +273,8 @@ func TestLoopHoldsOnlyForAnswersItReads(t *testing.T) {
 	}
 	r := newRig(t)
 	_, server := r.accept()
-	w := wire.NewWriter(server, 5*time.Second, 1<<20)
+	w := wire.NewWriter(server, wire.Options{Timeout: 5 * time.Second, Max: 1 << 20, Server: true, Awaiting: func() bool { return true }})
 	defer w.Close()
-	w.Lazy = true
-	w.Awaiting = func() bool { return true }
 	if !reader.add(server, testutil.Lines{}, w, &forward{up: w}, Limits{}) {
 		t.Fatal("the loop refused a TCP connection")
 	}
@@ -291,7 +285,7 @@ func TestLoopHoldsOnlyForAnswersItReads(t *testing.T) {
 	}{{"reading", reader, 1}, {"other", other, 0}} {
 		c.lp.round.b.Open()
 		w.Lock()
-		w.Buf = append(w.Buf, "request\n"...)
+		w.AppendLocked([]byte("request\n"))
 		w.HoldLocked(&c.lp.round.b)
 		w.Unlock()
 		held := c.lp.round.b.FlushIdle()
@@ -380,7 +374,7 @@ func TestLoopTimesAFrameThatCameBeforeTheConnectionWasAdded(t *testing.T) {
 	if _, err := io.WriteString(client, "no end"); err != nil {
 		t.Fatal(err)
 	}
-	e := &echo{w: wire.NewWriter(server, 5*time.Second, 64<<20), ended: make(chan error, 1)}
+	e := &echo{w: wire.NewWriter(server, wire.Options{Timeout: 5 * time.Second, Max: 64 << 20}), ended: make(chan error, 1)}
 	r.lp.registered = func() { time.Sleep(100 * time.Millisecond) } // the loop reads it meanwhile
 	if !r.lp.add(server, testutil.Lines{}, e.w, e, Limits{Idle: time.Hour, Frame: 200 * time.Millisecond}) {
 		t.Fatal("the loop refused a TCP connection")
@@ -396,7 +390,7 @@ func TestConfigureTurnsTheLoopsOff(t *testing.T) {
 	Configure(Options{EventLoops: false, Gather: saved.Gather})
 	t.Cleanup(func() { Configure(saved) })
 	client, server := testutil.TCPPair(t)
-	e := &echo{w: wire.NewWriter(server, 5*time.Second, 1<<20), ended: make(chan error, 1)}
+	e := &echo{w: wire.NewWriter(server, wire.Options{Timeout: 5 * time.Second, Max: 1 << 20}), ended: make(chan error, 1)}
 	t.Cleanup(e.w.Close)
 	if Serve(server, testutil.Lines{}, e.w, e, Limits{}) {
 		t.Fatal("Serve put a socket on an event loop with the loops off")

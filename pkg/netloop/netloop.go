@@ -97,8 +97,9 @@ func (r *Round) Open() { r.b.Open() }
 func (r *Round) FlushIdle() int { return r.b.FlushIdle() }
 
 // Reads records that the round's goroutine reads w's connection, so that
-// the answers w's requests await wake it; w's lock is held.
-func (r *Round) Reads(w *wire.Writer) { w.SetReader(&r.b) }
+// the answers w's requests await wake it, for a reader that is not one of
+// netloop's (tests); Serve records its own.
+func (r *Round) Reads(w *wire.Writer) { w.ReadBy(wire.Reading{Round: &r.b}) }
 
 // Limits bound the reading of one connection, on a loop or a goroutine.
 type Limits struct {

@@ -133,7 +133,7 @@ func (s *tlsSocket) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// wouldWait is the wire.Writer's WouldWait of the *tls.Conn over s: a
+// wouldWait is the wire.Reading.WouldWait of the *tls.Conn over s: a
 // write of more than tlsLoopWrite, or any while earlier records still wait
 // for the peer, would cost the loop more than a small answer's encryption.
 func (s *tlsSocket) wouldWait(n int) bool {

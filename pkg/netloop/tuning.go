@@ -48,7 +48,7 @@ func Configure(o Options) {
 
 const (
 	// maxRounds bounds the rounds a loop reads before it writes what they
-	// queued for Lazy writers (upstream connections) while input keeps
+	// queued for Server writers (upstream connections) while input keeps
 	// coming; other writers (clients) are written after every round.
 	maxRounds = 8
 	// holdFor bounds how long a loop with nothing to read keeps writes held

@@ -65,23 +65,26 @@ func newDownConn(l *listener, nc net.Conn, principal string) *downConn {
 	if tc, ok := nc.(*net.TCPConn); ok {
 		_ = tc.SetNoDelay(true)
 	}
-	// Answers queued for a caller that does not read are held to the
-	// connection's buffer limit, as its unfinished frames are.
-	dc := &downConn{l: l, lc: lc, nc: nc, codec: cd, w: wire.NewWriter(nc, writeTimeout, min(maxWriteBuffer, lc.limits.Buffer.PerConn))}
+	dc := &downConn{l: l, lc: lc, nc: nc, codec: cd}
 	dc.peer = peerOf(nc, principal, lc.port)
-	dc.w.OnError = func(err error) {
-		if reason := netloop.LimitReason(err); reason != "" {
-			l.p.metrics.ClosedByLimit(lc.statPrefix, reason)
-		}
-		dc.close()
-	}
-	dc.w.OnIdle = func() bool { return dc.broken || dc.closing && dc.inflight.Load() == 0 }
-	if ww, ok := nc.(interface{ WouldWait(int) bool }); ok {
-		// An HBONE stream: a write that would wait for the caller goes on
-		// a goroutine of its own, as one to a full socket does.
-		dc.w.WouldWait = ww.WouldWait
-	}
+	dc.w = wire.NewWriter(nc, wire.Options{
+		Timeout: writeTimeout,
+		// Answers queued for a caller that does not read are held to the
+		// connection's buffer limit, as its unfinished frames are.
+		Max:    min(maxWriteBuffer, lc.limits.Buffer.PerConn),
+		Failed: dc.writeFailed,
+		Idle:   func() bool { return dc.broken || dc.closing && dc.inflight.Load() == 0 },
+	})
 	return dc
+}
+
+// writeFailed ends the connection once a write failed or the answers
+// queued for the caller passed the limit.
+func (dc *downConn) writeFailed(err error) {
+	if reason := netloop.LimitReason(err); reason != "" {
+		dc.l.p.metrics.ClosedByLimit(dc.lc.statPrefix, reason)
+	}
+	dc.close()
 }
 
 // start has netloop read the connection: on an event loop, fed by an
@@ -260,13 +263,11 @@ func (dc *downConn) encodeLocked(m *codec.Message) {
 	if m == nil || dc.w.Closed() || dc.broken {
 		return
 	}
-	out, err := dc.codec.Encode(dc.w.Buf, m)
-	if err != nil {
+	if err := dc.w.EncodeLocked(dc.codec, m); err != nil {
 		dc.warn("codec could not encode an answer", err)
 		dc.broken = dc.lc.protocol.Ordering == codec.InOrder
 		return
 	}
-	dc.w.Buf = out
 	if m.Written != nil {
 		m.Written()
 	}
@@ -282,7 +283,7 @@ func (dc *downConn) finished() {
 	if dc.draining.Load() {
 		dc.closing = true
 	}
-	dc.w.Unlock() // closes through OnIdle when closing
+	dc.w.Unlock() // closes through Options.Idle when closing
 }
 
 // startDrain asks the client to go away (where the protocol can) and closes
@@ -291,7 +292,7 @@ func (dc *downConn) startDrain() {
 	dc.draining.Store(true)
 	dc.w.Lock()
 	if g, ok := dc.codec.(codec.GoAwayer); ok && !dc.w.Closed() {
-		dc.w.Buf = append(dc.w.Buf, g.GoAway()...)
+		dc.w.AppendLocked(g.GoAway())
 	}
 	dc.closing = true
 	dc.w.Unlock()

@@ -68,22 +68,23 @@ func newConn(p *Pool) (*Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Conn{pool: p, codec: cd, w: wire.NewWriter(nil, writeTimeout, maxWriteBuffer)}
-	if hs, ok := cd.(codec.Handshaker); ok {
-		// Ahead of any request: Send appends after it.
-		c.w.Buf = hs.Handshake(c.w.Buf)
-	}
-	c.w.Yield = true
-	c.w.Lazy = true
-	c.w.OnError = func(err error) {
+	c := &Conn{pool: p, codec: cd}
+	o := wire.Options{Timeout: writeTimeout, Max: maxWriteBuffer, Server: true, Failed: func(err error) {
 		p.ep.read.overLimit(err)
 		c.close(fmt.Errorf("%w: write: %v", ErrReset, err))
-	}
+	}}
 	if p.proto.Ordering == codec.InOrder {
 		c.inflight = &fifo{}
-		c.w.Awaiting = func() bool { return c.active.Load() > c.held }
+		o.Awaiting = func() bool { return c.active.Load() > c.held }
 	} else {
 		c.inflight = &byID{m: map[uint64]Request{}}
+	}
+	c.w = wire.NewWriter(nil, o)
+	if hs, ok := cd.(codec.Handshaker); ok {
+		// Ahead of any request: Send queues after it.
+		c.w.Lock()
+		c.w.AppendLocked(hs.Handshake(nil))
+		c.w.Unlock()
 	}
 	return c, nil
 }
@@ -115,13 +116,7 @@ func (c *Conn) dial(timeout time.Duration) {
 	}
 	c.pool.ep.succeed()
 	c.w.SetConn(nc)
-	if netloop.ServeOn(c.home, nc, c.codec, c.w, c, c.pool.limits()) {
-		// An event loop writes once per round already; yielding would
-		// only delay it.
-		c.w.Lock()
-		c.w.Yield = false
-		c.w.Unlock()
-	}
+	netloop.ServeOn(c.home, nc, c.codec, c.w, c, c.pool.limits())
 }
 
 // Send writes msg on this connection and registers r for its response (r nil:
@@ -134,7 +129,7 @@ func (c *Conn) Send(msg *codec.Message, r Request, b *netloop.Round) (uint64, er
 	if c.closed {
 		return 0, errClosedBeforeSend // nothing left: as safe to retry as a connect failure
 	}
-	if len(c.w.Buf) > maxWriteBuffer {
+	if c.w.QueuedLocked() > maxWriteBuffer {
 		return 0, ErrOverloaded
 	}
 	if c.nc == nil {
@@ -146,12 +141,11 @@ func (c *Conn) Send(msg *codec.Message, r Request, b *netloop.Round) (uint64, er
 	orig := msg.ID
 	id := c.inflight.nextID(orig)
 	msg.ID = id
-	out, err := c.codec.Encode(c.w.Buf, msg)
+	err := c.w.EncodeLocked(c.codec, msg)
 	msg.ID = orig
 	if err != nil {
 		return 0, err
 	}
-	c.w.Buf = out
 	if !c.w.Held() {
 		c.held = 0 // what was held before has been written
 	}
@@ -176,13 +170,9 @@ func (c *Conn) SendAs(msg *codec.Message, id uint64) error {
 	}
 	orig := msg.ID
 	msg.ID = id
-	out, err := c.codec.Encode(c.w.Buf, msg)
+	err := c.w.EncodeLocked(c.codec, msg)
 	msg.ID = orig
-	if err != nil {
-		return err
-	}
-	c.w.Buf = out
-	return nil
+	return err
 }
 
 // Bind registers r for the stream frames the server sends with id, until
@@ -253,8 +243,8 @@ func (c *Conn) answerHeartbeat(m *codec.Message) {
 	c.w.Lock()
 	defer c.w.Unlock()
 	if rep, err := codec.SafeHeartbeatReply(hb, m); err == nil && rep != nil && !c.closed {
-		if out, err := codec.SafeEncode(c.codec, c.w.Buf, rep); err == nil {
-			c.w.Buf = out
+		if out, err := codec.SafeEncode(c.codec, nil, rep); err == nil {
+			c.w.AppendLocked(out)
 		}
 	}
 }

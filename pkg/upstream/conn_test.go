@@ -28,9 +28,7 @@ func TestInOrderConnAwaitsWrittenRequests(t *testing.T) {
 	c.w.SetConn(nc)
 	rd := bufio.NewReader(peer)
 	var b netloop.Round
-	c.w.Lock()
 	b.Reads(c.w) // as the loop that reads the connection does
-	c.w.Unlock()
 	send := func(n int) {
 		b.Open()
 		for range n {

@@ -78,7 +78,7 @@ func TestPoolAnswersOnTheSendingLoop(t *testing.T) {
 	for i := range 2 {
 		nc, peer := testutil.TCPPair(t)
 		c := &client{pool: pool, cl: cl, sentFrom: make(chan *netloop.Round, 1), answered: make(chan *netloop.Round, 1)}
-		w := wire.NewWriter(nc, time.Second, 1<<20)
+		w := wire.NewWriter(nc, wire.Options{Timeout: time.Second, Max: 1 << 20})
 		if !netloop.Serve(nc, testutil.Lines{}, w, c, netloop.Limits{}) {
 			if !loopsOff {
 				t.Fatal("no event loop took the connection")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/internal/sysio"
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
 // ErrWriteBacklog: more bytes are queued for a peer than the limit allows.
@@ -19,77 +20,117 @@ var ErrWriteBacklog = errors.New("wire: too much queued for a peer that does not
 var errWouldBlock = errors.New("wire: write would block")
 
 // Writer combines writes to a connection from many goroutines without a
-// goroutine of its own: a caller appends its frame under the lock, and the
+// goroutine of its own: a caller queues its frame under the lock, and the
 // caller that finds no write in progress writes everything queued, including
-// what others append meanwhile. One request thus costs no goroutine handoff,
+// what others queue meanwhile. One request thus costs no goroutine handoff,
 // and a burst shares system calls.
 //
-// Callers hold the lock (Lock) while they append to Buf, and release it with
-// Unlock, which writes when it is their turn. On a socket the first attempt
-// does not wait: when the peer's window is full the rest of the flush goes on
-// in a goroutine of its own, so a caller (an event loop above all) never
-// waits for a slow peer, and the common write needs no deadline.
+// Callers hold the lock (Lock) while they queue (AppendLocked,
+// EncodeLocked), and release it with Unlock, which writes when it is their
+// turn. On a socket the first attempt does not wait: when the peer's window
+// is full the rest of the flush goes on in a goroutine of its own, so a
+// caller (an event loop above all) never waits for a slow peer, and the
+// common write needs no deadline.
 type Writer struct {
 	mu       sync.Mutex
 	nc       net.Conn
 	rc       syscall.RawConn // nc's, when it is a socket
-	timeout  time.Duration
-	max      int
+	opt      Options
 	flushing bool
 	closed   bool
 	held     bool // a Batch holds the writes until it flushes
+	buf      []byte
 	spare    []byte
 	try      tryState
 	tryFn    func(fd uintptr) bool
-	// Buf is what is queued; append to it only between Lock and Unlock.
-	Buf []byte
-	// OnError is called once, without the lock, when a write fails or the
-	// backlog passes the limit.
-	OnError func(error)
-	// Yield, when set, lets other writers append before a flush: worth it
-	// where many goroutines share the connection (an upstream connection).
-	Yield bool
-	// OnIdle, when set, is called with the lock held each time the queue has
-	// been written out; it may return true to close the connection.
-	OnIdle func() bool
-	// OnClose, when set, is called once, with the lock held, when the
-	// connection is closed for any reason; it must not use the writer.
-	OnClose func()
-	// Lazy, set before the writer is shared, lets a Batch keep it held
-	// across FlushEager: an upstream connection whose writes gain from
-	// carrying more requests each.
-	Lazy bool
-	// Awaiting, when set on a Lazy writer, is asked with the lock held
-	// whether answers are still due to requests it has already written;
-	// FlushIdle then keeps what it queued since. For a server that answers
-	// in order, a request sent before those answers are out would only
-	// wait in its socket; held, it goes with the requests that follow, and
-	// the server reads them all at once.
-	Awaiting func() bool
-	// WouldWait, when set, tells whether writing n bytes now would hold
-	// up the caller although the peer's window is not known to be full: a
-	// TLS connection encrypts on the writing goroutine, so a large write,
-	// or any while the peer is still taking an earlier one, goes on in a
-	// goroutine of its own. Set it under the lock.
-	WouldWait func(n int) bool
+	// yield lets other writers queue before a flush (Options.Server,
+	// unless an event loop reads the connection).
+	yield bool
+	// wouldWait tells whether writing n bytes now would hold up the
+	// caller although the peer's window is not known to be full (see
+	// Reading.WouldWait).
+	wouldWait func(n int) bool
+	// closedHook is Reading.Closed.
+	closedHook func()
 	// reader is the batch of the event loop that reads this connection,
-	// when one does: only that loop is woken by the answers Awaiting waits
-	// for.
+	// when one does: only that loop is woken by the answers
+	// Options.Awaiting waits for.
 	reader *Batch
 }
 
-// SetReader records that the owner of b reads w's connection, so answers
-// to w's requests wake that owner; only its FlushIdle keeps w held for
-// them. The lock is held.
-func (w *Writer) SetReader(b *Batch) { w.reader = b }
+// Options say how a Writer behaves; they are fixed when it is made.
+type Options struct {
+	// Timeout bounds how long one write may wait for the peer.
+	Timeout time.Duration
+	// Max bounds the bytes queued for the peer: past it the writer fails
+	// with ErrWriteBacklog.
+	Max int
+	// Failed, when set, is called once, without the lock, when a write
+	// fails or the backlog passes Max; the connection is closed by then.
+	Failed func(error)
+	// Idle, when set, is asked with the lock held each time the queue has
+	// been written out; true closes the connection (a caller's connection
+	// that drains closes once its last answer is out).
+	Idle func() bool
+	// Server marks a connection to a server that many callers share.
+	// Writers let each other queue before a flush (unless an event loop
+	// reads the connection: the loop writes once per round already), and
+	// a Batch keeps it held across FlushEager, so each write carries more
+	// requests.
+	Server bool
+	// Awaiting, on a Server writer to a server that answers in order, is
+	// asked with the lock held whether answers are still due to requests
+	// already written; Batch.FlushIdle then keeps what was queued since.
+	// A request sent before those answers are out would only wait in the
+	// server's socket; held, it goes with the requests that follow, and
+	// the server reads them all at once.
+	Awaiting func() bool
+}
 
-// NewWriter writes to nc; a single write may block for at most timeout and at
-// most max bytes may be queued.
-func NewWriter(nc net.Conn, timeout time.Duration, max int) *Writer {
-	w := &Writer{timeout: timeout, max: max}
+// NewWriter writes to nc, which may be nil until SetConn.
+func NewWriter(nc net.Conn, o Options) *Writer {
+	w := &Writer{opt: o, yield: o.Server}
 	w.setConn(nc)
 	return w
 }
+
+// Reading is what the reader of a writer's connection tells the writer
+// (Writer.ReadBy).
+type Reading struct {
+	// Round, when set, is the batch of the event loop that reads the
+	// connection: answers to a Server writer's requests wake that loop,
+	// so only its FlushIdle keeps the writer held for them.
+	Round *Batch
+	// Closed is called once, with the lock held, when the connection is
+	// closed for any reason; it must not use the writer. It tells the
+	// reader to stop.
+	Closed func()
+	// WouldWait, when set, replaces the connection's own: it tells whether
+	// writing n bytes now would hold up the caller although the peer's
+	// window is not known to be full. A TLS connection encrypts on the
+	// writing goroutine, so a large write, or any while the peer is still
+	// taking an earlier one, goes on in a goroutine of its own.
+	WouldWait func(n int) bool
+}
+
+// ReadBy records who reads w's connection, once reading starts. It
+// reports false when w is closed already: r.Closed will not run, and the
+// reader stops at once.
+func (w *Writer) ReadBy(r Reading) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closedHook, w.reader = r.Closed, r.Round
+	if r.WouldWait != nil {
+		w.wouldWait = r.WouldWait
+	}
+	if r.Round != nil {
+		w.yield = false
+	}
+	return !w.closed
+}
+
+// ToServer reports whether w writes to a server (Options.Server).
+func (w *Writer) ToServer() bool { return w.opt.Server }
 
 func (w *Writer) setConn(nc net.Conn) {
 	w.nc = nc
@@ -97,7 +138,29 @@ func (w *Writer) setConn(nc net.Conn) {
 		w.rc, _ = sc.SyscallConn()
 		w.tryFn = w.writeFD
 	}
+	// An HBONE stream: a write that would wait for the caller goes on a
+	// goroutine of its own, as one to a full socket does.
+	if ww, ok := nc.(interface{ WouldWait(int) bool }); ok && w.wouldWait == nil {
+		w.wouldWait = ww.WouldWait
+	}
 }
+
+// AppendLocked queues b; the lock is held.
+func (w *Writer) AppendLocked(b []byte) { w.buf = append(w.buf, b...) }
+
+// EncodeLocked queues m as c encodes it; the lock is held. On an error
+// nothing is queued.
+func (w *Writer) EncodeLocked(c codec.Codec, m *codec.Message) error {
+	out, err := c.Encode(w.buf, m)
+	if err != nil {
+		return err
+	}
+	w.buf = out
+	return nil
+}
+
+// QueuedLocked is how many bytes wait to be written; the lock is held.
+func (w *Writer) QueuedLocked() int { return len(w.buf) }
 
 // Lock takes the queue.
 func (w *Writer) Lock() { w.mu.Lock() }
@@ -114,7 +177,7 @@ func (w *Writer) Unlock() {
 	}
 	// Checked while a write is under way too: that is when a peer that
 	// does not read makes the queue grow.
-	if len(w.Buf) > w.max {
+	if len(w.buf) > w.opt.Max {
 		w.fail(ErrWriteBacklog)
 		return
 	}
@@ -123,7 +186,7 @@ func (w *Writer) Unlock() {
 		return
 	}
 	w.flushing = true
-	if w.Yield {
+	if w.yield {
 		// Let other goroutines that are about to write here append first:
 		// one system call then carries all of them.
 		w.mu.Unlock()
@@ -137,11 +200,11 @@ func (w *Writer) Unlock() {
 // return. Unless blocking, a write that would wait for the peer is finished
 // by a goroutine of its own, which keeps the queue meanwhile.
 func (w *Writer) drain(blocking bool) {
-	for len(w.Buf) > 0 {
-		out := w.Buf
-		w.Buf = w.spare[:0]
+	for len(w.buf) > 0 {
+		out := w.buf
+		w.buf = w.spare[:0]
 		w.mu.Unlock()
-		if !blocking && w.WouldWait != nil && w.WouldWait(len(out)) {
+		if !blocking && w.wouldWait != nil && w.wouldWait(len(out)) {
 			go w.finish(out, 0)
 			return
 		}
@@ -155,7 +218,7 @@ func (w *Writer) drain(blocking bool) {
 		}
 	}
 	w.flushing = false
-	if w.OnIdle != nil && !w.closed && w.OnIdle() {
+	if w.opt.Idle != nil && !w.closed && w.opt.Idle() {
 		w.closeLocked()
 	}
 	w.mu.Unlock()
@@ -189,10 +252,10 @@ func (w *Writer) write(b []byte, blocking bool) (int, error) {
 	if !blocking && w.rc != nil {
 		return w.tryWrite(b)
 	}
-	if w.timeout <= 0 {
+	if w.opt.Timeout <= 0 {
 		return w.nc.Write(b)
 	}
-	_ = w.nc.SetWriteDeadline(time.Now().Add(w.timeout))
+	_ = w.nc.SetWriteDeadline(time.Now().Add(w.opt.Timeout))
 	n, err := w.nc.Write(b)
 	// A deadline left behind would fail the next non-waiting write once
 	// it passed.
@@ -246,8 +309,8 @@ func (w *Writer) fail(err error) {
 	first := !w.closed
 	w.closeLocked()
 	w.mu.Unlock()
-	if first && w.OnError != nil {
-		w.OnError(err)
+	if first && w.opt.Failed != nil {
+		w.opt.Failed(err)
 	}
 }
 
@@ -274,12 +337,12 @@ func (w *Writer) closeLocked() {
 		return
 	}
 	w.closed = true
-	w.Buf = nil
+	w.buf = nil
 	if w.nc != nil {
 		w.nc.Close()
 	}
-	if w.OnClose != nil {
-		w.OnClose()
+	if w.closedHook != nil {
+		w.closedHook()
 	}
 }
 
@@ -307,7 +370,7 @@ type Batch struct {
 	// out is the slice a flush works through, kept so that flushes
 	// allocate nothing once warm; only the batch's owner flushes.
 	out []*Writer
-	// answered counts the writers other than Lazy ones (clients) that
+	// answered counts the writers other than Server ones (clients) that
 	// flushes have written out since TakeAnswered; only the owner flushes.
 	answered int
 }
@@ -365,11 +428,9 @@ func (w *Writer) HoldLocked(b *Batch) {
 	b.mu.Unlock()
 }
 
-// FlushEager writes what the held writers queued, except Lazy ones, which
+// FlushEager writes what the held writers queued, except Server ones, which
 // stay held until Flush; the batch stays as it is, open or closed.
-func (b *Batch) FlushEager() { b.flush(false, isLazy) }
-
-func isLazy(w *Writer) bool { return w.Lazy }
+func (b *Batch) FlushEager() { b.flush(false, (*Writer).ToServer) }
 
 // release writes what the writers in ws queued while held, then keeps ws
 // for the next flush.
@@ -383,7 +444,7 @@ func (b *Batch) release(ws []*Writer) {
 	b.out = ws[:0]
 }
 
-// TakeAnswered returns how many writers other than Lazy ones (clients, each
+// TakeAnswered returns how many writers other than Server ones (clients, each
 // given its answers) the batch's flushes have written out since the last
 // call, and starts counting again. Only the batch's owner may call it.
 func (b *Batch) TakeAnswered() int {
@@ -393,12 +454,12 @@ func (b *Batch) TakeAnswered() int {
 }
 
 // HoldsInOrder reports whether b holds a writer to a server that answers in
-// order (one with Awaiting set), such as Redis.
+// order (one with Options.Awaiting set), such as Redis.
 func (b *Batch) HoldsInOrder() bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for _, w := range b.ws {
-		if w.Awaiting != nil {
+		if w.opt.Awaiting != nil {
 			return true
 		}
 	}
@@ -408,9 +469,9 @@ func (b *Batch) HoldsInOrder() bool {
 // Held reports whether a Batch holds w's writes; the lock is held.
 func (w *Writer) Held() bool { return w.held }
 
-// FlushIdle is Flush for an owner about to wait for input, except that Lazy
-// writers still awaiting answers (see Writer.Awaiting) that the owner reads
-// (see Writer.SetReader) stay held until the next Flush or FlushIdle: their
+// FlushIdle is Flush for an owner about to wait for input, except that Server
+// writers still awaiting answers (see Options.Awaiting) that the owner reads
+// (see Reading.Round) stay held until the next Flush or FlushIdle: their
 // answers will wake the owner. Answers another loop reads would not, so
 // those writers go now. It returns how many stay held; the owner must not
 // wait unbounded for input while any do, because answers may never come (a
@@ -419,12 +480,12 @@ func (b *Batch) FlushIdle() int { return b.flush(true, b.awaitsAnswers) }
 
 // awaitsAnswers reports whether w stays held by FlushIdle.
 func (b *Batch) awaitsAnswers(w *Writer) bool {
-	if !w.Lazy || w.Awaiting == nil {
+	if !w.opt.Server || w.opt.Awaiting == nil {
 		return false
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return !w.closed && w.reader == b && w.Awaiting()
+	return !w.closed && w.reader == b && w.opt.Awaiting()
 }
 
 // Flush closes the batch and writes what the held writers queued.
@@ -449,7 +510,7 @@ func (b *Batch) flush(closing bool, keep func(*Writer) bool) int {
 	for _, w := range ws {
 		if keep == nil || !keep(w) {
 			out = append(out, w)
-			if !w.Lazy {
+			if !w.opt.Server {
 				b.answered++
 			}
 			continue

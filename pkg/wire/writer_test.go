@@ -13,7 +13,7 @@ import (
 // queue appends s to w's queue while b holds its writes.
 func queue(w *Writer, b *Batch, s string) {
 	w.Lock()
-	w.Buf = append(w.Buf, s...)
+	w.AppendLocked([]byte(s))
 	w.HoldLocked(b)
 	w.Unlock()
 }
@@ -29,9 +29,8 @@ func arrives(c net.Conn, want string, d time.Duration) bool {
 func TestFlushEagerKeepsLazyWritersHeld(t *testing.T) {
 	eagerConn, eagerPeer := testutil.TCPPair(t)
 	lazyConn, lazyPeer := testutil.TCPPair(t)
-	eager := NewWriter(eagerConn, time.Second, 1<<20)
-	lazy := NewWriter(lazyConn, time.Second, 1<<20)
-	lazy.Lazy = true
+	eager := NewWriter(eagerConn, Options{Timeout: time.Second, Max: 1 << 20})
+	lazy := NewWriter(lazyConn, Options{Timeout: time.Second, Max: 1 << 20, Server: true})
 	var b Batch
 	b.Open()
 	queue(eager, &b, "answer")
@@ -67,20 +66,17 @@ func TestFlushIdleKeepsWritersAwaitingAnswers(t *testing.T) {
 	eagerConn, eagerPeer := testutil.TCPPair(t)
 	idleConn, idlePeer := testutil.TCPPair(t)
 	busyConn, busyPeer := testutil.TCPPair(t)
-	eager := NewWriter(eagerConn, time.Second, 1<<20)
-	idle := NewWriter(idleConn, time.Second, 1<<20)
-	busy := NewWriter(busyConn, time.Second, 1<<20)
+	eager := NewWriter(eagerConn, Options{Timeout: time.Second, Max: 1 << 20})
+	awaiting := func(due bool) Options {
+		return Options{Timeout: time.Second, Max: 1 << 20, Server: true, Awaiting: func() bool { return due }}
+	}
+	idle := NewWriter(idleConn, awaiting(false))
+	busy := NewWriter(busyConn, awaiting(true))
 	elsewhereConn, elsewherePeer := testutil.TCPPair(t)
-	elsewhere := NewWriter(elsewhereConn, time.Second, 1<<20)
-	idle.Lazy, busy.Lazy, elsewhere.Lazy = true, true, true
-	idle.Awaiting = func() bool { return false }
-	busy.Awaiting = func() bool { return true }
-	elsewhere.Awaiting = func() bool { return true }
+	elsewhere := NewWriter(elsewhereConn, awaiting(true))
 	var b, other Batch
 	for w, reader := range map[*Writer]*Batch{idle: &b, busy: &b, elsewhere: &other} {
-		w.Lock()
-		w.SetReader(reader)
-		w.Unlock()
+		w.ReadBy(Reading{Round: reader})
 	}
 	b.Open()
 	queue(eager, &b, "answer")
@@ -110,15 +106,20 @@ func TestFlushIdleKeepsWritersAwaitingAnswers(t *testing.T) {
 	}
 }
 
-func TestCloseCallsOnCloseOnce(t *testing.T) {
+func TestCloseTellsTheReaderOnce(t *testing.T) {
 	c, _ := testutil.TCPPair(t)
-	w := NewWriter(c, time.Second, 1<<20)
+	w := NewWriter(c, Options{Timeout: time.Second, Max: 1 << 20})
 	calls := 0
-	w.OnClose = func() { calls++ }
+	if !w.ReadBy(Reading{Closed: func() { calls++ }}) {
+		t.Fatal("ReadBy reported an open writer closed")
+	}
 	w.Close()
 	w.Close()
 	if calls != 1 {
-		t.Fatalf("OnClose ran %d times, want 1", calls)
+		t.Fatalf("Reading.Closed ran %d times, want 1", calls)
+	}
+	if w.ReadBy(Reading{Closed: func() { calls++ }}) || calls != 1 {
+		t.Fatalf("ReadBy on a closed writer reported it open or ran Closed (%d calls)", calls)
 	}
 }
 
@@ -144,8 +145,7 @@ func TestBatchNowIsTheRoundsTimeUntilFlush(t *testing.T) {
 func TestFlushesReuseTheirSlices(t *testing.T) {
 	a, _ := testutil.TCPPair(t)
 	c, _ := testutil.TCPPair(t)
-	lazy, eager := NewWriter(a, time.Second, 1<<20), NewWriter(c, time.Second, 1<<20)
-	lazy.Lazy = true
+	lazy, eager := NewWriter(a, Options{Timeout: time.Second, Max: 1 << 20, Server: true}), NewWriter(c, Options{Timeout: time.Second, Max: 1 << 20})
 	var b Batch
 	round := func() {
 		b.Open()
@@ -168,10 +168,10 @@ func TestFlushesReuseTheirSlices(t *testing.T) {
 func TestSocketWriteAllocatesNothing(t *testing.T) {
 	a, peer := testutil.TCPPair(t)
 	go func() { _, _ = io.Copy(io.Discard, peer) }()
-	w := NewWriter(a, time.Second, 1<<20)
+	w := NewWriter(a, Options{Timeout: time.Second, Max: 1 << 20})
 	write := func() {
 		w.Lock()
-		w.Buf = append(w.Buf, "+OK\r\n"...)
+		w.AppendLocked([]byte("+OK\r\n"))
 		w.Unlock()
 	}
 	write()
@@ -184,7 +184,7 @@ func TestSocketWriteAllocatesNothing(t *testing.T) {
 // so a Flush must leave it to be opened again.
 func TestBatchReopensAfterFlush(t *testing.T) {
 	a, _ := testutil.TCPPair(t)
-	w := NewWriter(a, time.Second, 1<<20)
+	w := NewWriter(a, Options{Timeout: time.Second, Max: 1 << 20})
 	var b Batch
 	heldBy := func() bool {
 		w.Lock()
@@ -211,11 +211,11 @@ func TestWouldWaitMovesTheWriteOffTheCaller(t *testing.T) {
 	conn, peer := net.Pipe()
 	defer conn.Close()
 	defer peer.Close()
-	w := NewWriter(conn, 5*time.Second, 1<<20)
+	w := NewWriter(conn, Options{Timeout: 5 * time.Second, Max: 1 << 20})
 	var asked []int
+	w.ReadBy(Reading{WouldWait: func(n int) bool { asked = append(asked, n); return true }})
 	w.Lock()
-	w.WouldWait = func(n int) bool { asked = append(asked, n); return true }
-	w.Buf = append(w.Buf, "large answer"...)
+	w.AppendLocked([]byte("large answer"))
 	done := make(chan struct{})
 	go func() { w.Unlock(); close(done) }()
 	select {
@@ -243,9 +243,8 @@ func stalled(t *testing.T) net.Conn {
 }
 
 func TestWriterBoundsTheQueueWhileAWriteWaits(t *testing.T) {
-	w := NewWriter(stalled(t), 5*time.Second, 1<<20)
 	failed := make(chan error, 1)
-	w.OnError = func(err error) { failed <- err }
+	w := NewWriter(stalled(t), Options{Timeout: 5 * time.Second, Max: 1 << 20, Failed: func(err error) { failed <- err }})
 	big := make([]byte, 64<<10)
 	for i := 0; i < 100; i++ {
 		w.Lock()
@@ -253,7 +252,7 @@ func TestWriterBoundsTheQueueWhileAWriteWaits(t *testing.T) {
 			w.Unlock()
 			break
 		}
-		w.Buf = append(w.Buf, big...)
+		w.AppendLocked(big)
 		w.Unlock()
 	}
 	select {
