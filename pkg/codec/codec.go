@@ -26,7 +26,9 @@
 //     proxy generates itself (no route, timeout, no healthy upstream, ...).
 //
 // Optional capabilities are separate interfaces that the proxy type-asserts on
-// a Codec: HeartbeatReplier, Sniffer, GoAwayer.
+// a Codec: HeartbeatReplier, Sniffer (for listeners whose codec is Auto),
+// GoAwayer, HeadDecoder, PoolKeyer, Handshaker, and for protocols that need
+// more than one route per request, Handler and Closer (handler.go).
 package codec
 
 import (
@@ -159,12 +161,29 @@ type HeartbeatReplier interface {
 	HeartbeatReply(req *Message) (*Message, error)
 }
 
-// Sniffer is an optional capability: it tells from the first bytes of a
-// connection whether they belong to this protocol. It returns false, nil when
-// the prefix is too short to tell.
+// Sniffer is an optional capability: it tells from the first bytes a caller
+// sends on a connection whether they belong to this protocol. A listener whose
+// codec is Auto picks, per connection, the registered protocol that is sure
+// it matches, among those whose codecs are Sniffers.
+//
+// prefix is everything the caller has sent so far, up to MaxSniff bytes. sure
+// says the answer is final: more bytes cannot change it. While it is false
+// the proxy waits for more (match is then only a guess, and ignored), up to
+// MaxSniff bytes and the listener's sniffing time. A Sniffer should be sure
+// of a match only on what no other protocol's callers would open with, and
+// sure of no match as soon as a byte rules it out.
+//
+// Sniff is called before any other method, on a codec the proxy makes once
+// per listener and shares among its connections: it must read only prefix
+// (and the options the codec was made with), never change the codec, and
+// keep no part of prefix.
 type Sniffer interface {
 	Sniff(prefix []byte) (match bool, sure bool)
 }
+
+// MaxSniff is the most bytes of a connection the proxy hands Sniff. A
+// protocol a Sniffer cannot tell from this many must be named in config.
+const MaxSniff = 64
 
 // HeadDecoder is an optional capability: it reads the kind and ID of a
 // frame from its first bytes, before the frame is whole, so a frame the

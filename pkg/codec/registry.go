@@ -58,11 +58,20 @@ var (
 	protocols = map[string]Protocol{}
 )
 
-// Register adds a protocol. It panics on an empty name, a nil New or a name
-// registered twice: those are programming errors found at process start.
+// Auto is the codec name a listener gives to have each connection's protocol
+// told from its first bytes (Sniffer) rather than named. No protocol may
+// register under it.
+const Auto = "auto"
+
+// Register adds a protocol. It panics on an empty name, Auto, a nil New or a
+// name registered twice: those are programming errors found at process
+// start.
 func Register(p Protocol) {
 	if p.Name == "" {
 		panic("codec: Register with an empty name")
+	}
+	if p.Name == Auto {
+		panic(fmt.Sprintf("codec: Register %q: the name is reserved for sniffing listeners", Auto))
 	}
 	if p.New == nil {
 		panic(fmt.Sprintf("codec: Register %q with a nil New", p.Name))

@@ -23,6 +23,7 @@ func TestRegisterRefusesBadRegistrations(t *testing.T) {
 	}{
 		{"empty name", codec.Protocol{New: newNop}, "empty name"},
 		{"nil New", codec.Protocol{Name: "x-nil"}, "nil New"},
+		{"the name auto", codec.Protocol{Name: codec.Auto, New: newNop}, "reserved"},
 		{"duplicate", codec.Protocol{Name: name, New: newNop}, "registered twice"},
 	}
 	for _, tc := range cases {

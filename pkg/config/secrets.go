@@ -29,8 +29,10 @@ const (
 // IsCredentialOption reports whether a codec option holds a credential by
 // its name: password, token, or a name ending in _password or _token. Codecs
 // name their credential options so, and dumps redact them when a config
-// still gives one inline.
+// still gives one inline. The option of one protocol on a listener whose
+// codec is "auto" ("redis.password") is judged by its name after the dot.
 func IsCredentialOption(name string) bool {
+	name = name[strings.LastIndexByte(name, '.')+1:]
 	for _, w := range []string{"password", "token"} {
 		if name == w || strings.HasSuffix(name, "_"+w) {
 			return true

@@ -72,6 +72,7 @@ func TestIsCredentialOption(t *testing.T) {
 	for name, want := range map[string]bool{
 		"password": true, "upstream_password": true, "token": true, "auth_token": true,
 		"password_secret": false, "username": false, "mode": false, "passwords": false,
+		"redis.password": true, "redis.upstream_password": true, "redis.mode": false, "password.mode": false,
 	} {
 		if IsCredentialOption(name) != want {
 			t.Errorf("IsCredentialOption(%q) = %v", name, !want)

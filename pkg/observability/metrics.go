@@ -29,6 +29,7 @@ type Metrics struct {
 	tlsConns      *prometheus.CounterVec
 	authz         *prometheus.CounterVec
 	limits        limitMetrics
+	sniff         sniffMetrics
 
 	// The observers of successful requests, by their labels: Prometheus
 	// hashes and checks every label on each lookup, which is a good part
@@ -128,6 +129,7 @@ func New() *Metrics {
 	}, []string{"listener", "policy", "result"})
 	m.Registry.MustRegister(m.tlsConns, m.tlsFailed, m.authz)
 	m.registerLimits()
+	m.registerSniff()
 	m.reqOK = map[requestKey]*Series{}
 	m.opsOK = map[operationKey]*Series{}
 	m.Registry.MustRegister(m.ops, m.opDuration)

@@ -48,3 +48,16 @@ func TestRequestCountsByStatus(t *testing.T) {
 		t.Errorf("duration series = %d, want 1", got)
 	}
 }
+
+func TestSniffCounts(t *testing.T) {
+	m := New()
+	m.Sniffed("l", "dubbo")
+	m.Sniffed("l", "dubbo")
+	m.SniffFailed("l", "timeout")
+	if got := testutil.ToFloat64(m.sniff.sniffed.WithLabelValues("l", "dubbo")); got != 2 {
+		t.Errorf("sniffed dubbo = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.sniff.failed.WithLabelValues("l", "timeout")); got != 1 {
+		t.Errorf("sniff failures (timeout) = %v, want 1", got)
+	}
+}

@@ -97,6 +97,9 @@ func (dc *downConn) start() {
 // error ends the reading (false) unless it is an idle timeout with requests
 // still in flight.
 func (dc *downConn) Frame(frame []byte, err error, b *netloop.Round) bool {
+	if a, ok := dc.codec.(*autoCodec); ok && !dc.adopt(a, err) {
+		return false // an auto listener's connection whose protocol is unknown (sniff.go)
+	}
 	var m *codec.Message
 	if err == nil {
 		if m, err = codec.SafeDecode(dc.codec, frame); err == nil {

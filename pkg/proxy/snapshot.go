@@ -42,11 +42,14 @@ type listenerConfig struct {
 	addr        string
 	authorities []netip.AddrPort
 	statPrefix  string
-	protocol    codec.Protocol
-	options     codec.Options
-	poolKey     string // the upstream pool for this codec and options
-	routeName   string
-	inline      *router.Table
+	// protocol is the listener's codec; for an auto listener, one whose
+	// New makes a connection's sniffing codec, which hands the connection
+	// the config of the protocol its first bytes pick (sniff.go).
+	protocol  codec.Protocol
+	options   codec.Options
+	poolKey   string // the upstream pool for this codec and options
+	routeName string
+	inline    *router.Table
 	// limits bound each connection's reading; maxConns caps how many are
 	// open at once.
 	limits   netloop.Limits
@@ -145,10 +148,6 @@ func compileListener(l *listenerv3.Listener, secrets *secretSet, id *identity.Wo
 	if err != nil {
 		return nil, err
 	}
-	proto, ok := codec.Lookup(mp.GetCodec())
-	if !ok {
-		return nil, fmt.Errorf("filter %s: codec: %q is not a codec this proxy was built with (it has %v)", config.FilterName, mp.GetCodec(), codec.Names())
-	}
 	opts, err := secrets.resolve(mp.GetCodecOptions())
 	if err != nil {
 		return nil, fmt.Errorf("filter %s: %w", config.FilterName, err)
@@ -156,8 +155,9 @@ func compileListener(l *listenerv3.Listener, secrets *secretSet, id *identity.Wo
 	if mp.GetMaxFrameBytes() > 0 {
 		opts = withOption(opts, "max_frame_bytes", strconv.Itoa(int(mp.GetMaxFrameBytes())))
 	}
-	if _, err := proto.New(opts, codec.PeerClient); err != nil {
-		return nil, fmt.Errorf("filter %s: codec_options: %w", config.FilterName, err)
+	proto, frameOpts, auto, err := listenerCodec(mp.GetCodec(), opts)
+	if err != nil {
+		return nil, fmt.Errorf("filter %s: %w", config.FilterName, err)
 	}
 	lc := &listenerConfig{
 		name:        l.GetName(),
@@ -173,7 +173,7 @@ func compileListener(l *listenerv3.Listener, secrets *secretSet, id *identity.Wo
 	if lc.statPrefix == "" {
 		lc.statPrefix = lc.name
 	}
-	if lc.limits, lc.maxConns, err = listenerLimits(l, mp, lc.options, def, budget); err != nil {
+	if lc.limits, lc.maxConns, err = listenerLimits(l, mp, frameOpts, def, budget); err != nil {
 		return nil, err
 	}
 	if err := compileSecurity(lc, l, mp, secrets, id); err != nil {
@@ -186,7 +186,31 @@ func compileListener(l *listenerv3.Listener, secrets *secretSet, id *identity.Wo
 	} else if lc.routeName == "" {
 		return nil, fmt.Errorf("filter %s: one of route_config_name or route_config is required", config.FilterName)
 	}
+	if auto != nil {
+		finishAuto(lc, auto)
+	}
 	return lc, nil
+}
+
+// listenerCodec is the protocol a listener's codec names, checked with its
+// options, and the options that size its buffer limit; for codec.Auto, the
+// candidates its connections' first bytes choose among (sniff.go).
+func listenerCodec(name string, opts codec.Options) (codec.Protocol, codec.Options, []candidate, error) {
+	if name == codec.Auto {
+		cands, err := autoCandidates(opts)
+		if err != nil {
+			return codec.Protocol{}, nil, nil, err
+		}
+		return codec.Protocol{Name: codec.Auto}, autoFrameOptions(cands), cands, nil
+	}
+	proto, ok := codec.Lookup(name)
+	if !ok {
+		return codec.Protocol{}, nil, nil, fmt.Errorf("codec: %q is not a codec this proxy was built with (it has %v, or %q to tell them apart by their first bytes)", name, codec.Names(), codec.Auto)
+	}
+	if _, err := proto.New(opts, codec.PeerClient); err != nil {
+		return codec.Protocol{}, nil, nil, fmt.Errorf("codec_options: %w", err)
+	}
+	return proto, opts, nil, nil
 }
 
 // listenerAddress is where a listener listens and the port authorization
