@@ -6,8 +6,8 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
-func benchDecode(b *testing.B, side int32, frame []byte) {
-	c := newCodec(b, nil, side)
+func benchDecode(b *testing.B, peer codec.Peer, frame []byte) {
+	c := newCodec(b, nil, peer)
 	b.ReportAllocs()
 	b.SetBytes(int64(len(frame)))
 	for i := 0; i < b.N; i++ {
@@ -19,31 +19,31 @@ func benchDecode(b *testing.B, side int32, frame []byte) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if _, ok := m.Get(AttrKey); side == sideServer && !ok {
+		if _, ok := m.Get(AttrKey); peer == codec.PeerClient && !ok {
 			b.Fatal("no key")
 		}
 	}
 }
 
 func BenchmarkDecodeGet(b *testing.B) {
-	benchDecode(b, sideServer, []byte("*2\r\n$3\r\nGET\r\n$16\r\nkey:000000000001\r\n"))
+	benchDecode(b, codec.PeerClient, []byte("*2\r\n$3\r\nGET\r\n$16\r\nkey:000000000001\r\n"))
 }
 
 func BenchmarkDecodeSet(b *testing.B) {
-	benchDecode(b, sideServer, []byte("*3\r\n$3\r\nSET\r\n$16\r\nkey:000000000001\r\n$3\r\nxxx\r\n"))
+	benchDecode(b, codec.PeerClient, []byte("*3\r\n$3\r\nSET\r\n$16\r\nkey:000000000001\r\n$3\r\nxxx\r\n"))
 }
 
 func BenchmarkDecodeBulkAnswer(b *testing.B) {
-	benchDecode(b, sideClient, []byte("$3\r\nxxx\r\n"))
+	benchDecode(b, codec.PeerServer, []byte("$3\r\nxxx\r\n"))
 }
 
 func BenchmarkDecodeArrayAnswer(b *testing.B) {
-	benchDecode(b, sideClient, []byte("*3\r\n$1\r\na\r\n$-1\r\n$1\r\nc\r\n"))
+	benchDecode(b, codec.PeerServer, []byte("*3\r\n$1\r\na\r\n$-1\r\n$1\r\nc\r\n"))
 }
 
 func BenchmarkEncodeRequest(b *testing.B) {
 	m := newRequest([]byte("GET"), []byte("key:000000000001"))
-	c := newCodec(b, nil, sideClient)
+	c := newCodec(b, nil, codec.PeerServer)
 	buf := make([]byte, 0, 256)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
@@ -54,7 +54,7 @@ func BenchmarkEncodeRequest(b *testing.B) {
 func BenchmarkEncodeStripPrefix(b *testing.B) {
 	m := newRequest([]byte("GET"), []byte("b:key:000000000001"))
 	m.Mutations = []codec.Attr{{Key: AttrStripPrefix, Value: "b:"}}
-	c := newCodec(b, nil, sideClient)
+	c := newCodec(b, nil, codec.PeerServer)
 	buf := make([]byte, 0, 256)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {

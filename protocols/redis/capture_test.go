@@ -11,6 +11,8 @@ import (
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
 var update = flag.Bool("update", false, "record testdata/*.resp from go-redis and a real redis-server")
@@ -145,15 +147,11 @@ func clusterSession(cx context.Context, c *goredis.Client) {
 	c.Do(cx, "EVAL", "return redis.call('GET', KEYS[1])", "1", "c")
 }
 
-// frames splits a capture stream with a codec on the given side.
-func frames(t testing.TB, stream []byte, side int32) [][]byte {
+// frames splits a capture stream with a codec facing peer: a client's
+// requests with codec.PeerClient, a server's answers with codec.PeerServer.
+func frames(t testing.TB, stream []byte, peer codec.Peer) [][]byte {
 	t.Helper()
-	c, err := New(nil, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc := c.(*redisCodec)
-	rc.side.Store(side)
+	rc := newCodec(t, nil, peer)
 	var out [][]byte
 	for len(stream) > 0 {
 		sp, err := rc.Split(stream)
@@ -176,8 +174,8 @@ func captures(t testing.TB) (reqs, answers [][]byte) {
 	t.Helper()
 	for _, name := range sessions {
 		r, a := capture(t, name)
-		reqs = append(reqs, frames(t, r, sideServer)...)
-		answers = append(answers, frames(t, a, sideClient)...)
+		reqs = append(reqs, frames(t, r, codec.PeerClient)...)
+		answers = append(answers, frames(t, a, codec.PeerServer)...)
 	}
 	return reqs, answers
 }

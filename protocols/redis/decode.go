@@ -79,40 +79,21 @@ func (cm *command) Range(fn func(k, v string) bool) {
 	}
 }
 
-// Decode parses one frame: a command on the server side, an answer otherwise.
+// Decode parses one frame: a command from a client, an answer from a server.
 func (c *redisCodec) Decode(frame []byte) (*codec.Message, error) {
 	if len(frame) == 0 {
 		return nil, codec.Errorf(Name, codec.ErrMalformed, "empty frame")
 	}
-	switch c.side.Load() {
-	case sideClient:
+	if c.toServer {
 		return c.decodeAnswer(frame)
-	case sideServer:
-		m, err := decodeRequest(frame, c.opt.maxFrame)
-		if err != nil {
-			// A partial request: the proxy answers it with the
-			// bad-request error before it closes the connection.
-			return &codec.Message{Kind: codec.KindRequest, Raw: frame, Attrs: codec.None}, codec.Errorf(Name, codec.ErrMalformed, "Protocol error: %v", err)
-		}
-		return m, nil
 	}
-	if !isTypeByte(frame[0]) || isCommand(frame) {
-		m, err := decodeRequest(frame, c.opt.maxFrame)
-		if err == nil {
-			c.side.CompareAndSwap(sideUnknown, sideServer)
-		}
-		return m, err
+	m, err := decodeRequest(frame, c.opt.maxFrame)
+	if err != nil {
+		// A partial request: the proxy answers it with the bad-request
+		// error before it closes the connection.
+		return &codec.Message{Kind: codec.KindRequest, Raw: frame, Attrs: codec.None}, codec.Errorf(Name, codec.ErrMalformed, "Protocol error: %v", err)
 	}
-	return decodeAnswer(frame, c.opt.maxFrame)
-}
-
-// isCommand says whether an array frame holds only bulk strings.
-func isCommand(frame []byte) bool {
-	if frame[0] != typeArray {
-		return false
-	}
-	_, err := parseArgs(frame, len(frame), nil)
-	return err == nil
+	return m, nil
 }
 
 func decodeRequest(frame []byte, maxFrame int) (*codec.Message, error) {

@@ -6,9 +6,8 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
-// Encode appends msg. A request going upstream latches the codec to the
-// client side and, on the connection's first request, is preceded by the
-// upstream AUTH. Mutations of AttrKey replace the first key; AttrStripPrefix
+// Encode appends msg. On a connection to a server, the first request is
+// preceded by the upstream AUTH. Mutations of AttrKey replace the first key; AttrStripPrefix
 // removes a prefix from every key.
 //
 // A message whose Private is a *writeMark is one the subscription code must
@@ -20,8 +19,7 @@ func (c *redisCodec) Encode(dst []byte, msg *codec.Message) ([]byte, error) {
 		if msg.Kind != codec.KindRequest && msg.Kind != codec.KindOneway {
 			break
 		}
-		c.side.CompareAndSwap(sideUnknown, sideClient)
-		if !c.handshook && c.side.Load() == sideClient && c.opt.upHandshake != nil {
+		if !c.handshook && c.toServer && c.opt.upHandshake != nil {
 			c.handshook = true
 			c.pending.Add(int32(len(c.opt.handshakeNames)))
 			dst = append(dst, c.opt.upHandshake...)

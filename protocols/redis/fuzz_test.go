@@ -8,10 +8,12 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
-// FuzzDecode feeds the RESP splitter and decoder, on both sides, with the
-// captured traffic as seeds: any input must give a frame or an error, never a
-// panic or a request to buffer past the limit; what decodes must encode,
-// as it is and, for a command, with its key mutated.
+// FuzzDecode feeds the RESP splitter and decoder, facing a client and facing
+// a server, with the captured traffic as seeds: any input must give a frame
+// or an error, never a panic or a request to buffer past the limit; what
+// decodes must encode, as it is and, for a command, with its key mutated.
+// Facing a client every frame is a command (or nothing: an empty line);
+// facing a server, never.
 func FuzzDecode(f *testing.F) {
 	reqs, answers := captures(f)
 	for _, fr := range append(reqs, answers...) {
@@ -25,8 +27,8 @@ func FuzzDecode(f *testing.F) {
 	// panicked on an answer the scanner had accepted.
 	f.Add([]byte("*2\r\n#\r0\r\n!1\r\n0\r\n"))
 	f.Fuzz(func(t *testing.T, in []byte) {
-		for _, side := range []int32{sideUnknown, sideServer, sideClient} {
-			c := newCodec(t, nil, side)
+		for _, peer := range []codec.Peer{codec.PeerClient, codec.PeerServer} {
+			c := newCodec(t, nil, peer)
 			sp, err := c.Split(in)
 			if err != nil {
 				continue
@@ -40,6 +42,10 @@ func FuzzDecode(f *testing.F) {
 			m, err := c.Decode(in[:sp.Len])
 			if err != nil {
 				continue
+			}
+			_, isCommand := m.Private.(*command)
+			if peer == codec.PeerServer && isCommand || peer == codec.PeerClient && m.Kind != codec.KindRequest && m.Kind != codec.KindUnknown {
+				t.Fatalf("facing a %v, %q decoded as %v (a command: %v)", peer, in[:sp.Len], m.Kind, isCommand)
 			}
 			m.Attrs.Range(func(string, string) bool { return true })
 			if _, err := c.Encode(nil, m); err != nil {

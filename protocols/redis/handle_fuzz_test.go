@@ -45,7 +45,7 @@ func FuzzHandle(f *testing.F) {
 		if mode&2 != 0 {
 			opts[OptPassword] = "pw"
 		}
-		c := newCodec(t, opts, sideServer)
+		c := newCodec(t, opts, codec.PeerClient)
 		up := newFuzzUpstream(answers)
 		h := &handleRun{t: t, c: c, up: up}
 		h.feed(reqs, mode&8 != 0)
@@ -123,10 +123,8 @@ type fuzzUpstream struct {
 }
 
 func newFuzzUpstream(answers []byte) *fuzzUpstream {
-	dec, _ := New(nil, codec.PeerClient)
-	d := dec.(*redisCodec)
-	d.side.Store(sideClient)
-	return &fuzzUpstream{answers: answers, dec: d}
+	dec, _ := New(nil, codec.PeerServer)
+	return &fuzzUpstream{answers: answers, dec: dec.(*redisCodec)}
 }
 
 var errServerGone = errors.New("fuzz: the server has nothing more to say")

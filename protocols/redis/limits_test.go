@@ -24,12 +24,12 @@ const declared = 60 << 20
 // a client's command and a server's answer.
 var hostileFrames = []struct {
 	name string
-	side int32
+	peer codec.Peer
 	in   string
 }{
-	{"command", sideServer, "*2\r\n$3\r\nGET\r\n$" + strconv.Itoa(declared) + "\r\nab"},
-	{"answer", sideClient, "$" + strconv.Itoa(declared) + "\r\nab"},
-	{"answer in an array", sideClient, "*2\r\n$1\r\na\r\n$" + strconv.Itoa(declared) + "\r\nab"},
+	{"command", codec.PeerClient, "*2\r\n$3\r\nGET\r\n$" + strconv.Itoa(declared) + "\r\nab"},
+	{"answer", codec.PeerServer, "$" + strconv.Itoa(declared) + "\r\nab"},
+	{"answer in an array", codec.PeerServer, "*2\r\n$1\r\na\r\n$" + strconv.Itoa(declared) + "\r\nab"},
 }
 
 // TestSplitNeedGrowsWithBytesReceived: Split never asks for more than what
@@ -38,7 +38,7 @@ func TestSplitNeedGrowsWithBytesReceived(t *testing.T) {
 	opts := codec.Options{OptMaxFrameBytes: strconv.Itoa(1 << 30)}
 	for _, tc := range hostileFrames {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newCodec(t, opts, tc.side)
+			c := newCodec(t, opts, tc.peer)
 			buf := []byte(tc.in)
 			sp, err := c.Split(buf)
 			if err != nil || sp.Need != minGrowth {
@@ -60,7 +60,7 @@ func TestDeclaredLengthAllocatesNoBuffer(t *testing.T) {
 	opts := codec.Options{OptMaxFrameBytes: strconv.Itoa(1 << 30)}
 	for _, tc := range hostileFrames {
 		t.Run(tc.name, func(t *testing.T) {
-			r := wire.NewReader(bytes.NewReader([]byte(tc.in)), newCodec(t, opts, tc.side))
+			r := wire.NewReader(bytes.NewReader([]byte(tc.in)), newCodec(t, opts, tc.peer))
 			var before, after runtime.MemStats
 			runtime.ReadMemStats(&before)
 			_, err := r.Next()

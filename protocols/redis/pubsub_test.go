@@ -15,6 +15,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
 // Subscriptions of clients that went away close within a few probes.
@@ -141,7 +142,7 @@ func pipeline(t *testing.T, addr string, cmds [][]string) []byte {
 // respFrames cuts a stream of RESP values into frames.
 func respFrames(t *testing.T, b []byte) []string {
 	t.Helper()
-	c := newCodec(t, nil, sideClient)
+	c := newCodec(t, nil, codec.PeerServer)
 	var out []string
 	for len(b) > 0 {
 		s, err := c.Split(b)

@@ -79,22 +79,17 @@ type options struct {
 	handshakeNames []string
 }
 
-// side says which end of a connection a codec serves. A Redis frame does not
-// say whether it is a request or an answer (both may be arrays), so the codec
-// learns it: a codec that first decodes a command serves a client (server
-// side), one that first encodes a command talks to a server (client side).
-const (
-	sideUnknown int32 = iota
-	sideServer
-	sideClient
-)
-
-// redisCodec is one connection's codec.
+// redisCodec is one connection's codec. A Redis frame does not say whether
+// it is a command or an answer (both may be arrays of bulk strings), so the
+// codec reads its connection's direction from the peer New was given, once:
+// facing a client it decodes commands and encodes answers; facing a server it
+// encodes commands and decodes answers.
 type redisCodec struct {
-	opt  *options
-	side atomic.Int32
-	// pending counts handshake answers still to come on a client-side
-	// connection; they are swallowed, not paired with a request.
+	opt *options
+	// toServer: the far end is a server (codec.PeerServer).
+	toServer bool
+	// pending counts handshake answers still to come on a connection to a
+	// server; they are swallowed, not paired with a request.
 	pending   atomic.Int32
 	handshook bool // under the connection's write lock
 	// sess is the downstream client's state, used by Handle only.
@@ -106,19 +101,14 @@ var (
 	_ codec.Handler = (*redisCodec)(nil)
 )
 
-// New makes a codec; it refuses unknown options by name.
+// New makes a codec for a connection whose far end is peer; it refuses
+// unknown options by name.
 func New(opts codec.Options, peer codec.Peer) (codec.Codec, error) {
 	o, err := parseOptions(opts)
 	if err != nil {
 		return nil, err
 	}
-	c := &redisCodec{opt: o}
-	if peer == codec.PeerServer {
-		c.side.Store(sideClient)
-	} else {
-		c.side.Store(sideServer)
-	}
-	return c, nil
+	return &redisCodec{opt: o, toServer: peer == codec.PeerServer}, nil
 }
 
 func parseOptions(opts codec.Options) (*options, error) {
@@ -196,18 +186,19 @@ func parseOptions(opts codec.Options) (*options, error) {
 	return o, nil
 }
 
-// Split finds the end of the first request (server side) or answer.
+// Split finds the end of the first command (facing a client) or answer
+// (facing a server).
 func (c *redisCodec) Split(buf []byte) (codec.Split, error) {
 	if len(buf) == 0 {
 		return codec.Split{Need: 1}, nil
 	}
-	if c.isInline(buf[0]) {
+	if !c.toServer && buf[0] != typeArray {
 		return splitInline(buf)
 	}
 	s := scanner{buf: buf, maxFrame: c.opt.maxFrame}
 	r, err := s.value(0, 0)
 	if err != nil {
-		if errors.Is(err, codec.ErrMalformed) && c.side.Load() == sideServer {
+		if errors.Is(err, codec.ErrMalformed) && !c.toServer {
 			// Like redis-server, answer "-ERR Protocol error" before
 			// closing: the bytes so far go to Decode, which fails with a
 			// partial request the proxy answers.
@@ -229,28 +220,6 @@ func (c *redisCodec) Split(buf []byte) (codec.Split, error) {
 // doubling at most, so a frame costs at most twice its size in copies.
 func growth(need, have int) int {
 	return min(need, max(have, minGrowth))
-}
-
-// isInline says whether a frame starting with b is an inline command: on the
-// server side anything but an array is; on an unknown side anything that is
-// not a RESP type byte is.
-func (c *redisCodec) isInline(b byte) bool {
-	switch c.side.Load() {
-	case sideServer:
-		return b != typeArray
-	case sideClient:
-		return false
-	}
-	return !isTypeByte(b)
-}
-
-func isTypeByte(b byte) bool {
-	switch b {
-	case typeSimple, typeError, typeInteger, typeBulk, typeArray, typeNull, typeBool, typeDouble,
-		typeBigNumber, typeBlobError, typeVerbatim, typeMap, typeSet, typeAttribute, typePush:
-		return true
-	}
-	return false
 }
 
 // splitInline finds the end of an inline command: one line ended by LF.

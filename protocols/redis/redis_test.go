@@ -8,15 +8,16 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
-func newCodec(t testing.TB, opts codec.Options, side int32) *redisCodec {
+// newCodec makes a codec for a connection whose far end is peer: a caller
+// (codec.PeerClient: it decodes commands) or a server (codec.PeerServer: it
+// decodes answers).
+func newCodec(t testing.TB, opts codec.Options, peer codec.Peer) *redisCodec {
 	t.Helper()
-	c, err := New(opts, codec.PeerClient)
+	c, err := New(opts, peer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rc := c.(*redisCodec)
-	rc.side.Store(side)
-	return rc
+	return c.(*redisCodec)
 }
 
 func TestOptions(t *testing.T) {
@@ -45,43 +46,43 @@ func TestOptions(t *testing.T) {
 func TestSplit(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		side int32
+		peer codec.Peer
 		in   string
 		len  int
 		err  error
 	}{
-		{"simple", sideClient, "+OK\r\nrest", 5, nil},
-		{"error", sideClient, "-ERR x\r\n", 8, nil},
-		{"integer", sideClient, ":12\r\n", 5, nil},
-		{"bulk", sideClient, "$3\r\nfoo\r\n", 9, nil},
-		{"null bulk", sideClient, "$-1\r\n", 5, nil},
-		{"null array", sideClient, "*-1\r\n", 5, nil},
-		{"nested", sideClient, "*2\r\n*1\r\n:1\r\n$0\r\n\r\n", 18, nil},
-		{"resp3 null", sideClient, "_\r\n", 3, nil},
-		{"bool", sideClient, "#t\r\n", 4, nil},
-		{"double", sideClient, ",1.5\r\n", 6, nil},
-		{"big number", sideClient, "(12345678901234567890\r\n", 23, nil},
-		{"verbatim", sideClient, "=7\r\ntxt:abc\r\n", 13, nil},
-		{"blob error", sideClient, "!3\r\nERR\r\n", 9, nil},
-		{"map", sideClient, "%1\r\n+a\r\n:1\r\n", 12, nil},
-		{"set", sideClient, "~1\r\n+a\r\n", 8, nil},
-		{"push", sideClient, ">2\r\n+a\r\n+b\r\n", 12, nil},
-		{"attribute", sideClient, "|1\r\n+ttl\r\n:3\r\n+OK\r\n", 19, nil},
-		{"inline", sideServer, "GET foo\r\nPING\r\n", 9, nil},
-		{"inline lf", sideServer, "PING\n", 5, nil},
-		{"command", sideServer, "*1\r\n$4\r\nPING\r\n", 14, nil},
-		{"bulk too large", sideClient, "$9000000\r\n", 0, codec.ErrTooLarge},
-		{"count too large", sideClient, "*2000000\r\n", 0, codec.ErrTooLarge},
-		{"too deep", sideClient, strings.Repeat("*1\r\n", 40), 0, codec.ErrTooLarge},
-		{"bad length", sideClient, "$x\r\n", 0, codec.ErrMalformed},
-		{"negative", sideClient, "$-2\r\n", 0, codec.ErrMalformed},
-		{"bad type", sideClient, "@1\r\n", 0, codec.ErrMalformed},
-		{"no cr", sideClient, "+OK\n", 0, codec.ErrMalformed},
-		{"bulk without crlf", sideClient, "$1\r\nab\r\n", 0, codec.ErrMalformed},
-		{"long line", sideServer, strings.Repeat("a", maxLine+2), 0, codec.ErrTooLarge},
+		{"simple", codec.PeerServer, "+OK\r\nrest", 5, nil},
+		{"error", codec.PeerServer, "-ERR x\r\n", 8, nil},
+		{"integer", codec.PeerServer, ":12\r\n", 5, nil},
+		{"bulk", codec.PeerServer, "$3\r\nfoo\r\n", 9, nil},
+		{"null bulk", codec.PeerServer, "$-1\r\n", 5, nil},
+		{"null array", codec.PeerServer, "*-1\r\n", 5, nil},
+		{"nested", codec.PeerServer, "*2\r\n*1\r\n:1\r\n$0\r\n\r\n", 18, nil},
+		{"resp3 null", codec.PeerServer, "_\r\n", 3, nil},
+		{"bool", codec.PeerServer, "#t\r\n", 4, nil},
+		{"double", codec.PeerServer, ",1.5\r\n", 6, nil},
+		{"big number", codec.PeerServer, "(12345678901234567890\r\n", 23, nil},
+		{"verbatim", codec.PeerServer, "=7\r\ntxt:abc\r\n", 13, nil},
+		{"blob error", codec.PeerServer, "!3\r\nERR\r\n", 9, nil},
+		{"map", codec.PeerServer, "%1\r\n+a\r\n:1\r\n", 12, nil},
+		{"set", codec.PeerServer, "~1\r\n+a\r\n", 8, nil},
+		{"push", codec.PeerServer, ">2\r\n+a\r\n+b\r\n", 12, nil},
+		{"attribute", codec.PeerServer, "|1\r\n+ttl\r\n:3\r\n+OK\r\n", 19, nil},
+		{"inline", codec.PeerClient, "GET foo\r\nPING\r\n", 9, nil},
+		{"inline lf", codec.PeerClient, "PING\n", 5, nil},
+		{"command", codec.PeerClient, "*1\r\n$4\r\nPING\r\n", 14, nil},
+		{"bulk too large", codec.PeerServer, "$9000000\r\n", 0, codec.ErrTooLarge},
+		{"count too large", codec.PeerServer, "*2000000\r\n", 0, codec.ErrTooLarge},
+		{"too deep", codec.PeerServer, strings.Repeat("*1\r\n", 40), 0, codec.ErrTooLarge},
+		{"bad length", codec.PeerServer, "$x\r\n", 0, codec.ErrMalformed},
+		{"negative", codec.PeerServer, "$-2\r\n", 0, codec.ErrMalformed},
+		{"bad type", codec.PeerServer, "@1\r\n", 0, codec.ErrMalformed},
+		{"no cr", codec.PeerServer, "+OK\n", 0, codec.ErrMalformed},
+		{"bulk without crlf", codec.PeerServer, "$1\r\nab\r\n", 0, codec.ErrMalformed},
+		{"long line", codec.PeerClient, strings.Repeat("a", maxLine+2), 0, codec.ErrTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sp, err := newCodec(t, nil, tc.side).Split([]byte(tc.in))
+			sp, err := newCodec(t, nil, tc.peer).Split([]byte(tc.in))
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) || !strings.HasPrefix(err.Error(), "codec/redis: ") {
 					t.Fatalf("Split = %+v, %v; want %v", sp, err, tc.err)
@@ -110,7 +111,7 @@ func TestDecodeRequests(t *testing.T) {
 		{"*1\r\n$4\r\nPING\r\n", "PING", ""},
 		{"set 'a b' \"c\"\r\n", "SET", "a b"},
 	} {
-		m, err := newCodec(t, nil, sideServer).Decode([]byte(tc.in))
+		m, err := newCodec(t, nil, codec.PeerClient).Decode([]byte(tc.in))
 		if err != nil || m.Kind != codec.KindRequest {
 			t.Fatalf("Decode(%q) = %v, %v", tc.in, m, err)
 		}
@@ -121,36 +122,109 @@ func TestDecodeRequests(t *testing.T) {
 		}
 	}
 	for _, bad := range []string{"*1\r\n:1\r\n", "*1\r\n$-1\r\n", "*2\r\n$3\r\nGET\r\n", "*9\r\n$1\r\na\r\n", "x \"y\r\n"} {
-		if _, err := newCodec(t, nil, sideServer).Decode([]byte(bad)); !errors.Is(err, codec.ErrMalformed) {
+		if _, err := newCodec(t, nil, codec.PeerClient).Decode([]byte(bad)); !errors.Is(err, codec.ErrMalformed) {
 			t.Errorf("Decode(%q) = %v, want ErrMalformed", bad, err)
 		}
 	}
 }
 
-// TestSides: a fresh codec tells commands from answers by shape, and once
-// it encodes a command it reads only answers.
-func TestSides(t *testing.T) {
-	c := newCodec(t, nil, sideUnknown)
-	if m, _ := c.Decode([]byte("-ERR x\r\n")); m.Kind != codec.KindResponse || m.Status != codec.StatusError {
-		t.Fatalf("fresh codec on an error: %v %v", m.Kind, m.Status)
+// TestPeerFixesTheDirection: a Redis frame does not say whether it is a
+// command or an answer, so the codec reads its direction from the peer New
+// was given, from the first frame on. A codec facing a server decodes an
+// array of bulk strings (what MGET, KEYS or SMEMBERS answer) as an answer,
+// even one that reads like a command; a codec facing a client decodes
+// whatever comes first as a command (redis-server reads "-ERR x" as an
+// inline command named "-ERR" too). Encoding changes neither.
+func TestPeerFixesTheDirection(t *testing.T) {
+	_, answers := captures(t)
+	looksLikeCommand := [][]byte{
+		[]byte("*2\r\n$3\r\nGET\r\n$1\r\nk\r\n"), // KEYS * with keys "GET" and "k"
+		[]byte("*1\r\n$4\r\nPING\r\n"),
 	}
+	for _, a := range answers {
+		if a[0] == typeArray && isBulkArray(a) {
+			looksLikeCommand = append(looksLikeCommand, a) // BLPOP's answer
+		}
+	}
+	if len(looksLikeCommand) < 2+1 {
+		t.Fatalf("the captures hold %d arrays of bulk strings, want one at least", len(looksLikeCommand)-2)
+	}
+	for _, a := range looksLikeCommand {
+		up := newCodec(t, nil, codec.PeerServer)
+		if sp, err := up.Split(a); err != nil || sp.Len != len(a) {
+			t.Fatalf("facing a server, Split(%q) = %+v, %v", a, sp, err)
+		}
+		m, err := up.Decode(a)
+		if err != nil || m.Kind != codec.KindResponse || m.Status != codec.StatusOK {
+			t.Fatalf("facing a server, the first frame %q decoded as %v, %v; want an answer", a, m, err)
+		}
+		if _, ok := m.Private.(*command); ok {
+			t.Fatalf("facing a server, the answer %q decoded as a command", a)
+		}
+	}
+	// A server never sends an inline line: facing one, it is malformed.
+	if _, err := newCodec(t, nil, codec.PeerServer).Split([]byte("PING\r\n")); !errors.Is(err, codec.ErrMalformed) {
+		t.Fatalf("facing a server, a text line split as %v, want ErrMalformed", err)
+	}
+
+	for _, tc := range []struct{ in, command string }{
+		{"-ERR x\r\n", "-ERR"},
+		{"+OK\r\n", "+OK"},
+		{":1\r\n", ":1"},
+		{"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n", "GET"},
+	} {
+		down := newCodec(t, nil, codec.PeerClient)
+		sp, err := down.Split([]byte(tc.in))
+		if err != nil || sp.Len == 0 {
+			t.Fatalf("facing a client, Split(%q) = %+v, %v", tc.in, sp, err)
+		}
+		m, err := down.Decode([]byte(tc.in)[:sp.Len])
+		if err != nil || m.Kind != codec.KindRequest {
+			t.Fatalf("facing a client, the first frame %q decoded as %v, %v; want a command", tc.in, m, err)
+		}
+		if cmd, _ := m.Get(AttrCommand); cmd != tc.command {
+			t.Fatalf("facing a client, %q is command %q, want %q", tc.in, cmd, tc.command)
+		}
+	}
+	// An array that is not of bulk strings is a protocol error from a
+	// client (the proxy answers it), not an answer.
+	if m, err := newCodec(t, nil, codec.PeerClient).Decode([]byte("*1\r\n:1\r\n")); !errors.Is(err, codec.ErrMalformed) || m == nil || m.Kind != codec.KindRequest {
+		t.Fatalf("facing a client, an array of integers decoded as %v, %v; want a malformed request", m, err)
+	}
+
+	// Encode has no side effects: a codec facing a client that writes a
+	// command (a handler's own) still reads commands, and one facing a
+	// server still reads answers, pushes apart.
+	down, up := newCodec(t, nil, codec.PeerClient), newCodec(t, nil, codec.PeerServer)
 	req := newRequest([]byte("GET"), []byte("k"))
-	if _, err := c.Encode(nil, req); err != nil {
-		t.Fatal(err)
+	for _, c := range []*redisCodec{down, up} {
+		if out, err := c.Encode(nil, req); err != nil || string(out) != string(req.Raw) {
+			t.Fatalf("Encode(GET) = %q, %v", out, err)
+		}
 	}
-	if m, _ := c.Decode([]byte("*1\r\n$1\r\na\r\n")); m.Kind != codec.KindResponse {
-		t.Fatalf("client side: an array of bulk strings decoded as %v", m.Kind)
+	if m, _ := down.Decode([]byte("*1\r\n$1\r\na\r\n")); m.Kind != codec.KindRequest {
+		t.Fatalf("facing a client after Encode: an array of bulk strings decoded as %v", m.Kind)
 	}
-	if m, _ := c.Decode([]byte(">2\r\n$7\r\nmessage\r\n$1\r\nx\r\n")); m.Kind != codec.KindOneway {
-		t.Fatalf("client side: a push decoded as %v", m.Kind)
+	if m, _ := up.Decode([]byte("*1\r\n$1\r\na\r\n")); m.Kind != codec.KindResponse {
+		t.Fatalf("facing a server: an array of bulk strings decoded as %v", m.Kind)
 	}
+	if m, _ := up.Decode([]byte(">2\r\n$7\r\nmessage\r\n$1\r\nx\r\n")); m.Kind != codec.KindOneway {
+		t.Fatalf("facing a server: a push decoded as %v", m.Kind)
+	}
+}
+
+// isBulkArray says whether frame is one array of bulk strings, the shape
+// of a command.
+func isBulkArray(frame []byte) bool {
+	_, err := parseArgs(frame, len(frame), nil)
+	return err == nil
 }
 
 // TestUpstreamHandshake: the first command on a connection to a server is
 // preceded by AUTH, whose answer is swallowed; a refused AUTH ends the
 // connection with a clear error.
 func TestUpstreamHandshake(t *testing.T) {
-	c := newCodec(t, codec.Options{OptUpstreamPassword: "pw"}, sideUnknown)
+	c := newCodec(t, codec.Options{OptUpstreamPassword: "pw"}, codec.PeerServer)
 	req := newRequest([]byte("GET"), []byte("k"))
 	out, _ := c.Encode(nil, req)
 	out, _ = c.Encode(out, req)
@@ -164,7 +238,7 @@ func TestUpstreamHandshake(t *testing.T) {
 	if m, _ := c.Decode([]byte("$1\r\nv\r\n")); m.Kind != codec.KindResponse {
 		t.Fatalf("GET's answer decoded as %v", m.Kind)
 	}
-	c = newCodec(t, codec.Options{OptUpstreamPassword: "bad"}, sideUnknown)
+	c = newCodec(t, codec.Options{OptUpstreamPassword: "bad"}, codec.PeerServer)
 	_, _ = c.Encode(nil, req)
 	if _, err := c.Decode([]byte("-WRONGPASS no\r\n")); err == nil || !strings.Contains(err.Error(), "AUTH") {
 		t.Fatalf("a refused AUTH: %v", err)
@@ -172,17 +246,17 @@ func TestUpstreamHandshake(t *testing.T) {
 }
 
 func TestMutations(t *testing.T) {
-	c := newCodec(t, nil, sideServer)
+	c := newCodec(t, nil, codec.PeerClient)
 	m, _ := c.Decode([]byte("*5\r\n$4\r\nMSET\r\n$3\r\nb:x\r\n$1\r\n1\r\n$3\r\nb:y\r\n$1\r\n2\r\n"))
 	m.Set(AttrStripPrefix, "b:")
-	out, _ := newCodec(t, nil, sideUnknown).Encode(nil, m)
+	out, _ := newCodec(t, nil, codec.PeerServer).Encode(nil, m)
 	if want := "*5\r\n$4\r\nMSET\r\n$1\r\nx\r\n$1\r\n1\r\n$1\r\ny\r\n$1\r\n2\r\n"; string(out) != want {
 		t.Fatalf("strip prefix wrote %q, want %q", out, want)
 	}
 }
 
 func TestReplyPrefixes(t *testing.T) {
-	c := newCodec(t, nil, sideServer)
+	c := newCodec(t, nil, codec.PeerClient)
 	req, _ := c.Decode([]byte("PING\r\n"))
 	for st, prefix := range errorPrefix {
 		rep, _ := c.Reply(req, st, "rosetta: why\r\nnot")
