@@ -164,6 +164,9 @@ func parseSlots(raw []byte, seed string) ([]string, map[string][]string, error) 
 	if err != nil {
 		return nil, nil, err
 	}
+	if v.t != typeArray || v.null {
+		return nil, nil, errors.New("CLUSTER SLOTS: the answer is not an array")
+	}
 	seedHost, _, _ := net.SplitHostPort(seed)
 	owners := make([]string, slotCount)
 	replicas := map[string][]string{}

@@ -3,10 +3,13 @@ package redis
 import (
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
 // TestSlot: the test vectors of shared/design.md section 4.
@@ -166,4 +169,56 @@ func TestCluster(t *testing.T) {
 	}
 
 	clusterPubSub(t, nodes, proxy)
+}
+
+// slotsUpstream answers CLUSTER SLOTS with slots (by default one node
+// owning every slot), and counts how often it was asked; every other
+// command gets +OK.
+type slotsUpstream struct {
+	*fuzzUpstream
+	slots string
+	loads atomic.Int32
+}
+
+func (u *slotsUpstream) SendTo(_, addr string, req *codec.Message, done codec.Done) {
+	u.schedule(func() {
+		if name, _ := req.Get(AttrCommand); name == "CLUSTER" {
+			u.loads.Add(1)
+			slots := u.slots
+			if slots == "" {
+				slots = "*1\r\n*3\r\n:0\r\n:16383\r\n*2\r\n$9\r\n127.0.0.1\r\n:7000\r\n"
+			}
+			done(answer([]byte(slots)), codec.StatusOK, "")
+			return
+		}
+		done(answer([]byte("+OK\r\n")), codec.StatusOK, "")
+	})
+}
+
+// handleOne hands one command to a fresh client's codec and returns its
+// answer once up has run what it was sent.
+func handleOne(t *testing.T, opts codec.Options, up *slotsUpstream, args ...string) string {
+	t.Helper()
+	c := newCodec(t, opts, codec.PeerClient)
+	req, err := c.Decode(appendCommand(nil, strArgs(args...)...))
+	must(t, err, "decode")
+	got := "(no answer)"
+	c.Handle(req, up, codec.ReplyFunc(func(m *codec.Message) { got = string(m.Raw) }))
+	up.drain()
+	return got
+}
+
+// TestWholeServerCommandWithoutNodes: in cluster mode, a whole-server
+// command on a cluster whose slot map lists no node (CLUSTER SLOTS answers
+// an empty array while the cluster is set up; or not an array) is answered
+// with an error, not left waiting on no server (FuzzHandle found it).
+func TestWholeServerCommandWithoutNodes(t *testing.T) {
+	for _, slots := range []string{"*0\r\n", ":1\r\n"} {
+		slotMaps.Clear() // the process keeps slot maps by cluster and seeds
+		up := &slotsUpstream{fuzzUpstream: newFuzzUpstream(nil), slots: slots}
+		got := handleOne(t, codec.Options{OptMode: ModeCluster}, up, "KEYS", "*")
+		if !strings.HasPrefix(got, "-NOUPSTREAM rosetta: ") {
+			t.Fatalf("KEYS with CLUSTER SLOTS answering %q: %q", slots, got)
+		}
+	}
 }

@@ -113,11 +113,14 @@ func (s *session) reach(up codec.Upstream, name string, fn func(cluster string, 
 		return
 	}
 	slotMapFor(cluster, eps).primaries(up, func(addrs []string, err error) {
-		if err != nil {
+		switch {
+		case err != nil:
 			fn("", nil, errorAnswer(nil, codec.StatusNoUpstream, "rosetta: "+err.Error()))
-			return
+		case len(addrs) == 0: // CLUSTER SLOTS listed no slot (a cluster being set up)
+			fn("", nil, errorAnswer(nil, codec.StatusNoUpstream, "rosetta: the slot map of cluster "+cluster+" lists no node"))
+		default:
+			fn(cluster, addrs, nil)
 		}
-		fn(cluster, addrs, nil)
 	})
 }
 
