@@ -40,9 +40,10 @@ func (r *recorder) Read(b []byte) (int, error) {
 }
 
 // TestCaptures records, with -update, what go-redis v9 (RESP3, its
-// defaults) sends to a real redis-server and what the server answers, in
-// testdata/requests.resp and testdata/answers.resp; without -update it checks
-// that the captures split into whole frames.
+// defaults; and RESP2, as the proxy speaks to servers) sends to a real
+// redis-server and what the server answers, in testdata/<name>requests.resp
+// and testdata/<name>answers.resp; without -update it checks that the
+// captures split into whole frames.
 func TestCaptures(t *testing.T) {
 	if *update {
 		record(t)
@@ -55,23 +56,26 @@ func TestCaptures(t *testing.T) {
 
 func record(t *testing.T) {
 	s := startServer(t)
-	out, in := recordSession(t, s.Addr, basicSession)
+	out, in := recordSession(t, s.Addr, 3, basicSession)
 	must(t, os.WriteFile("testdata/requests.resp", out, 0o644), "write")
 	must(t, os.WriteFile("testdata/answers.resp", in, 0o644), "write")
-	out, in = recordSession(t, s.Addr, statefulSession)
+	out, in = recordSession(t, s.Addr, 3, statefulSession)
 	must(t, os.WriteFile("testdata/stateful-requests.resp", out, 0o644), "write")
 	must(t, os.WriteFile("testdata/stateful-answers.resp", in, 0o644), "write")
 	nodes := startCluster(t)
-	out, in = recordSession(t, nodes[0].Addr, clusterSession)
+	out, in = recordSession(t, nodes[0].Addr, 3, clusterSession)
 	must(t, os.WriteFile("testdata/cluster-requests.resp", out, 0o644), "write")
 	must(t, os.WriteFile("testdata/cluster-answers.resp", in, 0o644), "write")
+	out, in = recordSession(t, s.Addr, 2, resp2Session)
+	must(t, os.WriteFile("testdata/resp2-requests.resp", out, 0o644), "write")
+	must(t, os.WriteFile("testdata/resp2-answers.resp", in, 0o644), "write")
 }
 
 // recordSession runs session with a go-redis client of one connection to
-// addr and returns what went each way.
-func recordSession(t *testing.T, addr string, session func(context.Context, *goredis.Client)) (out, in []byte) {
+// addr, speaking RESP proto, and returns what went each way.
+func recordSession(t *testing.T, addr string, proto int, session func(context.Context, *goredis.Client)) (out, in []byte) {
 	var o, i bytes.Buffer
-	c := goredis.NewClient(&goredis.Options{Addr: addr, PoolSize: 1, Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
+	c := goredis.NewClient(&goredis.Options{Addr: addr, Protocol: proto, PoolSize: 1, Dialer: func(ctx context.Context, network, addr string) (net.Conn, error) {
 		nc, err := (&net.Dialer{Timeout: time.Second}).DialContext(ctx, network, addr)
 		if err != nil {
 			return nil, err
@@ -147,6 +151,25 @@ func clusterSession(cx context.Context, c *goredis.Client) {
 	c.Do(cx, "EVAL", "return redis.call('GET', KEYS[1])", "1", "c")
 }
 
+// resp2Session is the answers the proxy's own connections to servers carry:
+// RESP2, where MGET, KEYS, SMEMBERS, HGETALL and LRANGE answer arrays of
+// bulk strings, the shape of a command (and here with members that name
+// commands).
+func resp2Session(cx context.Context, c *goredis.Client) {
+	c.FlushAll(cx)
+	c.MSet(cx, "a", "1", "b", "2")
+	c.MGet(cx, "a", "b")
+	c.MGet(cx, "a", "missing")
+	c.Keys(cx, "a*")
+	c.SAdd(cx, "s", "GET")
+	c.SMembers(cx, "s")
+	c.HSet(cx, "h", "SET", "k")
+	c.HGetAll(cx, "h")
+	c.RPush(cx, "l", "PING", "x")
+	c.LRange(cx, "l", 0, -1)
+	c.Do(cx, "CLIENT", "NOSUCH")
+}
+
 // frames splits a capture stream with a codec facing peer: a client's
 // requests with codec.PeerClient, a server's answers with codec.PeerServer.
 func frames(t testing.TB, stream []byte, peer codec.Peer) [][]byte {
@@ -166,7 +189,7 @@ func frames(t testing.TB, stream []byte, peer codec.Peer) [][]byte {
 
 // sessions names the recorded sessions: testdata/<name>requests.resp and
 // testdata/<name>answers.resp.
-var sessions = []string{"", "stateful-", "cluster-"}
+var sessions = []string{"", "stateful-", "cluster-", "resp2-"}
 
 // captures returns the recorded requests and answers of every session,
 // frame by frame.
