@@ -223,8 +223,10 @@ func parseInline(frame []byte) ([][]byte, error) {
 	return args, nil
 }
 
-// decodeAnswer decodes an answer on a connection to a server, swallowing the
-// answers to the codec's own handshake.
+// decodeAnswer decodes an answer on a connection to a server. The answers
+// to the codec's own handshake (Handshake counted them in pending) answer no
+// request: they come back as KindOneway marked handshakeAnswer, or as an
+// error that ends the connection when the server refused.
 func (c *redisCodec) decodeAnswer(frame []byte) (*codec.Message, error) {
 	m, err := decodeAnswer(frame, c.opt.maxFrame)
 	if err != nil {

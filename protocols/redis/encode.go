@@ -6,9 +6,9 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
-// Encode appends msg. On a connection to a server, the first request is
-// preceded by the upstream AUTH. Mutations of AttrKey replace the first key; AttrStripPrefix
-// removes a prefix from every key.
+// Encode appends msg: as it arrived, or, for a command with mutations, with
+// AttrKey replacing the first key and AttrStripPrefix removing a prefix from
+// every key. The connection's handshake is Handshake's.
 //
 // A message whose Private is a *writeMark is one the subscription code must
 // know was written (see pubsub.go): the proxy encodes a message for a client
@@ -16,22 +16,28 @@ import (
 func (c *redisCodec) Encode(dst []byte, msg *codec.Message) ([]byte, error) {
 	switch p := msg.Private.(type) {
 	case *command:
-		if msg.Kind != codec.KindRequest && msg.Kind != codec.KindOneway {
+		if len(msg.Mutations) == 0 || msg.Kind != codec.KindRequest && msg.Kind != codec.KindOneway ||
+			p.spec != nil && p.spec.flags&flagChannel != 0 {
 			break
-		}
-		if !c.handshook && c.toServer && c.opt.upHandshake != nil {
-			c.handshook = true
-			c.pending.Add(int32(len(c.opt.handshakeNames)))
-			dst = append(dst, c.opt.upHandshake...)
-		}
-		if len(msg.Mutations) == 0 || (p.spec != nil && p.spec.flags&flagChannel != 0) {
-			return append(dst, msg.Raw...), nil
 		}
 		return appendMutated(dst, p, msg.Mutations), nil
 	case *writeMark:
 		p.wrote()
 	}
 	return append(dst, msg.Raw...), nil
+}
+
+// Handshake implements codec.Handshaker: a connection to a server opens with
+// AUTH (option upstream_password) and READONLY (read_policy
+// prefer_replica), whose answers Decode swallows. The proxy calls it once
+// per upstream connection, before the connection's reader starts. A codec
+// facing a client has no handshake.
+func (c *redisCodec) Handshake(dst []byte) []byte {
+	if !c.toServer || c.opt.upHandshake == nil {
+		return dst
+	}
+	c.pending.Add(int32(len(c.opt.handshakeNames)))
+	return append(dst, c.opt.upHandshake...)
 }
 
 // appendMutated writes a command with its mutations applied, as an array of

@@ -1,6 +1,7 @@
 package redis
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -297,13 +298,38 @@ func TestUpstreamAuth(t *testing.T) {
 	if v, err := c.BLPop(cx, time.Second, "q").Result(); err != nil || v[1] != "x" {
 		t.Fatalf("BLPOP on a pinned connection = %v, %v", v, err)
 	}
+	// A subscription's connection opens with AUTH too; the client sees
+	// the server's frames, not the answer to AUTH.
+	for _, proto := range []int{2, 3} {
+		sub := goredis.NewClient(&goredis.Options{Addr: proxy, Protocol: proto})
+		ps := sub.Subscribe(cx, "news")
+		wantSubscription(t, ps, "subscribe", "news", 1)
+		must(t, c.Publish(cx, "news", "hi").Err(), "PUBLISH")
+		wantMessage(t, ps, "", "news", "hi")
+		must(t, ps.Close(), "close the subscriber")
+		must(t, sub.Close(), "close")
+	}
 	// A wrong upstream password comes back as an error, not a hang.
 	bad := startProxy(t, map[string]string{OptUpstreamPassword: "nope"},
 		[]obj{prefixRoute("all", "", "a", nil)}, clusterConfig("a", a.Addr))
-	want := "UPSTREAMRESET rosetta: upstream connection reset: codec/redis: upstream refused the proxy's AUTH: " +
-		"WRONGPASS invalid username-password pair or user is disabled.: unsupported"
+	refused := "codec/redis: upstream refused the proxy's AUTH: WRONGPASS invalid username-password pair or user is disabled.: unsupported"
+	want := "UPSTREAMRESET rosetta: upstream connection reset: " + refused
 	if err := client(t, bad).Get(cx, "k").Err(); err == nil || err.Error() != want {
 		t.Fatalf("GET through a proxy with the wrong upstream password: %v, want %s", err, want)
+	}
+	// So does a subscription's (RESP2: the error comes as the stream's end).
+	nc, err := net.Dial("tcp", bad)
+	must(t, err, "dial the proxy")
+	defer nc.Close()
+	_, err = nc.Write(appendCommand(nil, strArgs("SUBSCRIBE", "news")...))
+	must(t, err, "SUBSCRIBE")
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	line, err := bufio.NewReader(nc).ReadString('\n')
+	if want := "-UPSTREAMRESET rosetta: the subscription's upstream connection closed: " + refused + "\r\n"; err != nil || line != want {
+		t.Fatalf("SUBSCRIBE through a proxy with the wrong upstream password: %q, %v; want %q", line, err, want)
+	}
+	if err := client(t, bad).Watch(cx, func(*goredis.Tx) error { return nil }, "k"); err == nil || !strings.Contains(err.Error(), refused) {
+		t.Fatalf("WATCH (a pinned connection) through a proxy with the wrong upstream password: %v", err)
 	}
 }
 

@@ -359,3 +359,34 @@ func clusterPubSub(t *testing.T, nodes []*server, proxy string) {
 	wantMessage(t, ps, "", "plain", "m3")
 	must(t, ps.Close(), "close the subscriber")
 }
+
+// serverSays decodes frame as the codec of a connection to a server does:
+// after Handshake when it opened with AUTH.
+func serverSays(t *testing.T, up *redisCodec, frame string) *codec.Message {
+	t.Helper()
+	m, err := up.Decode([]byte(frame))
+	must(t, err, "decode %q", frame)
+	return m
+}
+
+// TestPinnedIgnoresHandshakeAnswers: a pinned connection pairs the server's
+// answers with its commands, past the answers to the connection's own
+// AUTH and READONLY.
+func TestPinnedIgnoresHandshakeAnswers(t *testing.T) {
+	server := newCodec(t, codec.Options{OptUpstreamPassword: "pw", OptMode: ModeCluster, OptReadPolicy: ReadPolicyPreferReplica}, codec.PeerServer)
+	server.Handshake(nil)
+	p := &pinned{}
+	got := make(chan string, 2)
+	p.waiting = []func(*codec.Message){func(m *codec.Message) { got <- string(m.Raw) }}
+	p.recv(serverSays(t, server, "+OK\r\n"), nil)
+	p.recv(serverSays(t, server, "+OK\r\n"), nil)
+	p.recv(serverSays(t, server, "$1\r\nv\r\n"), nil)
+	select {
+	case a := <-got:
+		if a != "$1\r\nv\r\n" {
+			t.Fatalf("the command got %q, want the server's answer to it", a)
+		}
+	default:
+		t.Fatal("the command got no answer")
+	}
+}

@@ -89,16 +89,16 @@ type redisCodec struct {
 	// toServer: the far end is a server (codec.PeerServer).
 	toServer bool
 	// pending counts handshake answers still to come on a connection to a
-	// server; they are swallowed, not paired with a request.
-	pending   atomic.Int32
-	handshook bool // under the connection's write lock
+	// server: Handshake adds, Decode swallows them.
+	pending atomic.Int32
 	// sess is the downstream client's state, used by Handle only.
 	sess *session
 }
 
 var (
-	_ codec.Codec   = (*redisCodec)(nil)
-	_ codec.Handler = (*redisCodec)(nil)
+	_ codec.Codec      = (*redisCodec)(nil)
+	_ codec.Handler    = (*redisCodec)(nil)
+	_ codec.Handshaker = (*redisCodec)(nil)
 )
 
 // New makes a codec for a connection whose far end is peer; it refuses

@@ -222,28 +222,57 @@ func isBulkArray(frame []byte) bool {
 	return err == nil
 }
 
-// TestUpstreamHandshake: the first command on a connection to a server is
-// preceded by AUTH, whose answer is swallowed; a refused AUTH ends the
-// connection with a clear error.
+// TestUpstreamHandshake: a connection to a server opens with what
+// Handshake writes (AUTH, then READONLY for replica reads), whose answers
+// Decode swallows; Encode never writes it. A refused handshake command ends
+// the connection with an error naming it.
 func TestUpstreamHandshake(t *testing.T) {
-	c := newCodec(t, codec.Options{OptUpstreamPassword: "pw"}, codec.PeerServer)
 	req := newRequest([]byte("GET"), []byte("k"))
-	out, _ := c.Encode(nil, req)
-	out, _ = c.Encode(out, req)
-	want := "*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n" + string(req.Raw) + string(req.Raw)
-	if string(out) != want {
-		t.Fatalf("Encode wrote %q, want %q", out, want)
+	c := newCodec(t, codec.Options{OptUpstreamPassword: "pw"}, codec.PeerServer)
+	if out, _ := c.Encode(nil, req); string(out) != string(req.Raw) {
+		t.Fatalf("Encode wrote %q, want the command alone", out)
+	}
+	if m, _ := c.Decode([]byte("+OK\r\n")); m.Kind != codec.KindResponse {
+		t.Fatalf("before Handshake, +OK decoded as %v: Encode counted a handshake", m.Kind)
+	}
+	out := c.Handshake([]byte("x"))
+	if want := "x*2\r\n$4\r\nAUTH\r\n$2\r\npw\r\n"; string(out) != want {
+		t.Fatalf("Handshake wrote %q, want %q", out, want)
 	}
 	if m, _ := c.Decode([]byte("+OK\r\n")); m.Kind != codec.KindOneway {
 		t.Fatalf("AUTH's answer decoded as %v, want it kept from the requests", m.Kind)
+	} else if _, ok := m.Private.(handshakeAnswer); !ok {
+		t.Fatalf("AUTH's answer is not marked as the handshake's")
 	}
 	if m, _ := c.Decode([]byte("$1\r\nv\r\n")); m.Kind != codec.KindResponse {
 		t.Fatalf("GET's answer decoded as %v", m.Kind)
 	}
+
 	c = newCodec(t, codec.Options{OptUpstreamPassword: "bad"}, codec.PeerServer)
-	_, _ = c.Encode(nil, req)
-	if _, err := c.Decode([]byte("-WRONGPASS no\r\n")); err == nil || !strings.Contains(err.Error(), "AUTH") {
+	c.Handshake(nil)
+	if _, err := c.Decode([]byte("-WRONGPASS no\r\n")); err == nil || !strings.Contains(err.Error(), "refused the proxy's AUTH") {
 		t.Fatalf("a refused AUTH: %v", err)
+	}
+
+	opts := codec.Options{OptUpstreamPassword: "pw", OptUpstreamUsername: "u", OptMode: ModeCluster, OptReadPolicy: ReadPolicyPreferReplica}
+	c = newCodec(t, opts, codec.PeerServer)
+	if out, want := c.Handshake(nil), "*3\r\n$4\r\nAUTH\r\n$1\r\nu\r\n$2\r\npw\r\n*1\r\n$8\r\nREADONLY\r\n"; string(out) != want {
+		t.Fatalf("Handshake wrote %q, want %q", out, want)
+	}
+	if m, err := c.Decode([]byte("+OK\r\n")); err != nil || m.Kind != codec.KindOneway {
+		t.Fatalf("AUTH's answer: %v, %v", m, err)
+	}
+	if _, err := c.Decode([]byte("-ERR no cluster\r\n")); err == nil || !strings.Contains(err.Error(), "refused the proxy's READONLY") {
+		t.Fatalf("a refused READONLY: %v", err)
+	}
+
+	// Nothing to write: no upstream password, or a codec facing a client.
+	if out := newCodec(t, nil, codec.PeerServer).Handshake([]byte("x")); string(out) != "x" {
+		t.Fatalf("Handshake without upstream options wrote %q", out)
+	}
+	down := newCodec(t, codec.Options{OptUpstreamPassword: "pw"}, codec.PeerClient)
+	if out := down.Handshake(nil); len(out) != 0 {
+		t.Fatalf("Handshake facing a client wrote %q", out)
 	}
 }
 
