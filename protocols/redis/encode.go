@@ -8,23 +8,16 @@ import (
 
 // Encode appends msg: as it arrived, or, for a command with mutations, with
 // AttrKey replacing the first key and AttrStripPrefix removing a prefix from
-// every key. The connection's handshake is Handshake's.
-//
-// A message whose Private is a *writeMark is one the subscription code must
-// know was written (see pubsub.go): the proxy encodes a message for a client
-// only while that client's connection is open, so Encode records it.
+// every key. It has no side effects: the connection's handshake is
+// Handshake's, and what a handler must know was written it learns from
+// codec.Message.Written.
 func (c *redisCodec) Encode(dst []byte, msg *codec.Message) ([]byte, error) {
-	switch p := msg.Private.(type) {
-	case *command:
-		if len(msg.Mutations) == 0 || msg.Kind != codec.KindRequest && msg.Kind != codec.KindOneway ||
-			p.spec != nil && p.spec.flags&flagChannel != 0 {
-			break
-		}
-		return appendMutated(dst, p, msg.Mutations), nil
-	case *writeMark:
-		p.wrote()
+	cm, ok := msg.Private.(*command)
+	if !ok || len(msg.Mutations) == 0 || msg.Kind != codec.KindRequest && msg.Kind != codec.KindOneway ||
+		cm.spec != nil && cm.spec.flags&flagChannel != 0 {
+		return append(dst, msg.Raw...), nil
 	}
-	return append(dst, msg.Raw...), nil
+	return appendMutated(dst, cm, msg.Mutations), nil
 }
 
 // Handshake implements codec.Handshaker: a connection to a server opens with

@@ -20,7 +20,7 @@ import (
 // three rules:
 //
 //  1. The subscribing command's own answer slot gets an empty answer whose
-//     Encode opens the pump. The proxy encodes answers in request order, so
+//     Written opens the pump. The proxy queues answers in request order, so
 //     by then every earlier answer has been written; nothing is pushed before.
 //  2. In RESP2 subscribe mode every command goes on the subscription and its
 //     answer slot is filled with "no answer" at once: the server answers it
@@ -33,8 +33,8 @@ import (
 //
 // When the client goes away the proxy calls the codec's Close, which ends the
 // subscription. As a second guard, a subscription also notices when a push
-// is not encoded (the proxy skips closed connections), on every frame and
-// every probeInterval when idle, and then closes.
+// is not written (the proxy calls no Written for a closed connection), on
+// every frame and every probeInterval when idle, and then closes.
 
 // probeInterval is how often an idle subscription checks that its client is
 // still connected.
@@ -45,8 +45,9 @@ var probeInterval = 5 * time.Second
 // its client-output-buffer-limit for pubsub).
 const pubsubBacklog = 1024
 
-// writeMark is a message's Private when the handler must know whether the
-// proxy wrote the message: Encode calls wrote.
+// writeMark records that the proxy queued a message for the client: a
+// message the handler must know was written has Written set to the mark's
+// wrote (codec.Message.Written).
 type writeMark struct {
 	written atomic.Bool
 	ch      chan struct{} // closed at the first write, when not nil
@@ -68,6 +69,7 @@ type subscription struct {
 	stop   chan struct{}       // closed when the pump is done
 	opened writeMark           // the subscribing command's answer was written
 	probe  writeMark           // the last push was written
+	probed func()              // probe.wrote, made once
 	dead   atomic.Bool         // the stream ended: the session forgets it
 	quit   *codec.Message      // the QUIT that ends the stream
 	first  *codec.Message      // the subscribing command
@@ -98,6 +100,7 @@ func openSubscription(up codec.Upstream, t target, resp3 bool, first *codec.Mess
 	ps := &subscription{up: up, frames: make(chan *codec.Message, pubsubBacklog), stop: make(chan struct{}),
 		quit: newRequest([]byte("QUIT")), first: first, firstR: done, target: t}
 	ps.opened.ch = make(chan struct{})
+	ps.probed = ps.probe.wrote
 	ps.resp3.Store(resp3)
 	ps.queue = []*codec.Message{first}
 	go ps.dial()
@@ -116,7 +119,7 @@ func (ps *subscription) dial() {
 		ps.endLocked(err)
 		ps.mu.Unlock()
 		fail := errorAnswer(ps.first, codec.StatusNoUpstream, "rosetta: subscription upstream: "+err.Error())
-		fail.Private = &ps.opened // the pump still opens, to end
+		fail.Written = ps.opened.wrote // the pump still opens, to end
 		ps.firstR(fail)
 		return
 	}
@@ -135,7 +138,7 @@ func (ps *subscription) dial() {
 	}
 	ps.queue = nil
 	ps.mu.Unlock()
-	ps.firstR(&codec.Message{Kind: codec.KindResponse, Attrs: codec.None, Private: &ps.opened})
+	ps.firstR(&codec.Message{Kind: codec.KindResponse, Attrs: codec.None, Written: ps.opened.wrote})
 }
 
 // send writes req on the subscription; false when the stream has ended.
@@ -242,12 +245,14 @@ func (ps *subscription) pump() {
 }
 
 // push writes m to the client; false when the client's connection is gone.
+// Push queues m at once or never (codec.Upstream.Push), so Written has run
+// by the time it returns when m was written.
 func (ps *subscription) push(m *codec.Message) bool {
 	if ps.resp3.Load() && len(m.Raw) > 0 && m.Raw[0] == typeArray {
 		m.Raw[0] = typePush // the frame is the message's own
 	}
 	ps.probe.written.Store(false)
-	m.Private = &ps.probe
+	m.Written = ps.probed
 	ps.up.Push(m)
 	return ps.probe.written.Load()
 }

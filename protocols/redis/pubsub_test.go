@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -360,6 +361,69 @@ func clusterPubSub(t *testing.T, nodes []*server, proxy string) {
 	must(t, ps.Close(), "close the subscriber")
 }
 
+// writtenUpstream is a codec.Upstream whose Push writes to a client that
+// is connected or gone, calling Written only when it writes, as the proxy
+// does; Dedicated hands out connections that record what is sent.
+type writtenUpstream struct {
+	*fuzzUpstream
+	mu     sync.Mutex
+	gone   bool
+	pushed []string
+	conns  chan *recordedConn
+}
+
+func (u *writtenUpstream) Push(m *codec.Message) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.gone {
+		return
+	}
+	if len(m.Raw) > 0 { // not a probe
+		u.pushed = append(u.pushed, string(m.Raw))
+	}
+	if m.Written != nil {
+		m.Written()
+	}
+}
+
+func (u *writtenUpstream) pushes() []string {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return append([]string(nil), u.pushed...)
+}
+
+func (u *writtenUpstream) Dedicated(_, _ string, recv func(*codec.Message, error)) (codec.DedicatedConn, error) {
+	c := &recordedConn{recv: recv}
+	u.conns <- c
+	return c, nil
+}
+
+type recordedConn struct {
+	recv   func(*codec.Message, error)
+	mu     sync.Mutex
+	sent   []string
+	closed bool
+}
+
+func (c *recordedConn) Send(m *codec.Message) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.sent = append(c.sent, string(m.Raw))
+	return nil
+}
+
+func (c *recordedConn) Close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+}
+
+func (c *recordedConn) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
 // serverSays decodes frame as the codec of a connection to a server does:
 // after Handshake when it opened with AUTH.
 func serverSays(t *testing.T, up *redisCodec, frame string) *codec.Message {
@@ -367,6 +431,57 @@ func serverSays(t *testing.T, up *redisCodec, frame string) *codec.Message {
 	m, err := up.Decode([]byte(frame))
 	must(t, err, "decode %q", frame)
 	return m
+}
+
+// TestSubscriptionStartsWhenItsAnswerIsWritten: the subscribing command's
+// answer carries a Written hook (and nothing Encode would look at); the
+// server's frames are pushed only once the proxy has called it, so no
+// push overtakes an earlier answer. The answer to the connection's own
+// AUTH is not pushed. When a push is not written (the client went away),
+// the subscription closes its connection.
+func TestSubscriptionStartsWhenItsAnswerIsWritten(t *testing.T) {
+	up := &writtenUpstream{fuzzUpstream: newFuzzUpstream(nil), conns: make(chan *recordedConn, 1)}
+	c := newCodec(t, nil, codec.PeerClient)
+	sub, err := c.Decode(appendCommand(nil, strArgs("SUBSCRIBE", "ch")...))
+	must(t, err, "decode SUBSCRIBE")
+	answers := make(chan *codec.Message, 1)
+	c.Handle(sub, up, codec.ReplyFunc(func(m *codec.Message) { answers <- m }))
+	conn := <-up.conns
+	var ans *codec.Message
+	select {
+	case ans = <-answers:
+	case <-time.After(10 * time.Second):
+		t.Fatal("SUBSCRIBE's answer slot was never filled")
+	}
+	if ans.Written == nil || ans.Private != nil {
+		t.Fatalf("SUBSCRIBE's answer: Written %v, Private %v; want a Written hook alone", ans.Written != nil, ans.Private)
+	}
+	if out, err := c.Encode(nil, ans); err != nil || len(out) != 0 {
+		t.Fatalf("Encode of SUBSCRIBE's answer = %q, %v; want nothing", out, err)
+	}
+
+	// The connection to the server opened with AUTH: its answer comes
+	// first, marked as the handshake's, and is not the client's.
+	server := newCodec(t, codec.Options{OptUpstreamPassword: "pw"}, codec.PeerServer)
+	server.Handshake(nil)
+	conn.recv(serverSays(t, server, "+OK\r\n"), nil)
+	confirm := "*3\r\n$9\r\nsubscribe\r\n$2\r\nch\r\n:1\r\n"
+	conn.recv(serverSays(t, server, confirm), nil)
+	time.Sleep(50 * time.Millisecond) // time for a wrong push
+	if p := up.pushes(); len(p) != 0 {
+		t.Fatalf("pushed %q before SUBSCRIBE's answer was written", p)
+	}
+	ans.Written()
+	testutil.Eventually(t, 10*time.Second, "the confirmation pushed", func() bool { return len(up.pushes()) > 0 })
+	if p := up.pushes(); len(p) != 1 || p[0] != confirm {
+		t.Fatalf("pushed %q, want the confirmation alone", p)
+	}
+
+	up.mu.Lock()
+	up.gone = true
+	up.mu.Unlock()
+	conn.recv(serverSays(t, server, "*3\r\n$7\r\nmessage\r\n$2\r\nch\r\n$1\r\nx\r\n"), nil)
+	testutil.Eventually(t, 10*time.Second, "the subscription's connection closed", conn.isClosed)
 }
 
 // TestPinnedIgnoresHandshakeAnswers: a pinned connection pairs the server's
