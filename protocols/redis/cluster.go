@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,12 +21,13 @@ const (
 	tryAgainDelay = 20 * time.Millisecond
 )
 
-// slotMap is a Redis Cluster's slot owners, shared by every client
-// connection of the process that talks to the same cluster: the route
-// cluster's name and its endpoints (the seeds) key it.
+// slotMap is a Redis Cluster's slot owners, as loaded from its seeds (the
+// route cluster's endpoints). It is kept with the route cluster
+// (slotMapFor), so every client connection that talks to the cluster shares
+// it.
 type slotMap struct {
 	cluster string
-	seeds   []string
+	seeds   []string // sorted
 
 	mu      sync.Mutex
 	owners  []string // by slot; nil until the first load
@@ -36,17 +38,55 @@ type slotMap struct {
 	next     atomic.Uint32 // spreads reads over a shard's replicas
 }
 
-var slotMaps sync.Map // string -> *slotMap
+// clusterSlots is what a route cluster keeps for Redis
+// (codec.Upstream.ClusterState, under clusterSlotsKey): the slot map of
+// its current seeds. It lives as long as the cluster does in the proxy's
+// config, across updates that keep it, and goes with it.
+type clusterSlots struct {
+	cur atomic.Pointer[slotMap]
+}
 
-func slotMapFor(cluster string, seeds []string) *slotMap {
-	seeds = append([]string(nil), seeds...)
-	sort.Strings(seeds)
-	key := cluster + "\x00" + strings.Join(seeds, ",")
-	if m, ok := slotMaps.Load(key); ok {
-		return m.(*slotMap)
+// clusterSlotsKey is the key of clusterSlots in a cluster's state.
+type clusterSlotsKey struct{}
+
+// slotMapFor returns the slot map of cluster, whose endpoints are seeds.
+// When the seeds change (a config update gave the cluster other
+// endpoints), the cluster gets a fresh map, loaded from the new seeds: the
+// old one may name nodes that are gone. The old map serves the requests
+// that already hold it, and then nothing keeps it.
+func slotMapFor(up codec.Upstream, cluster string, seeds []string) *slotMap {
+	cs := up.ClusterState(cluster, clusterSlotsKey{}, func() any { return &clusterSlots{} }).(*clusterSlots)
+	for {
+		sm := cs.cur.Load()
+		if sm != nil && sm.seededBy(seeds) {
+			return sm
+		}
+		sorted := append([]string(nil), seeds...)
+		sort.Strings(sorted)
+		fresh := &slotMap{cluster: cluster, seeds: sorted}
+		if cs.cur.CompareAndSwap(sm, fresh) {
+			return fresh
+		}
 	}
-	m, _ := slotMaps.LoadOrStore(key, &slotMap{cluster: cluster, seeds: seeds})
-	return m.(*slotMap)
+}
+
+// seededBy says whether seeds, in any order, are the map's seeds (as sets).
+// It runs for every request in cluster mode, so it does not allocate.
+func (sm *slotMap) seededBy(seeds []string) bool {
+	if len(seeds) != len(sm.seeds) {
+		return false
+	}
+	for _, s := range seeds {
+		if i := sort.SearchStrings(sm.seeds, s); i == len(sm.seeds) || sm.seeds[i] != s {
+			return false
+		}
+	}
+	for _, s := range sm.seeds { // seeds may repeat one and lack another
+		if !slices.Contains(seeds, s) {
+			return false
+		}
+	}
+	return true
 }
 
 // owner returns the address serving slot (slot < 0: any node), loading the
@@ -231,7 +271,7 @@ func clusterOwner(req *codec.Message, up codec.Upstream, cluster string) (string
 		addr string
 		err  error
 	}, 1)
-	slotMapFor(cluster, eps).owner(up, requestSlot(req), func(addr string, err error) {
+	slotMapFor(up, cluster, eps).owner(up, requestSlot(req), func(addr string, err error) {
 		ch <- struct {
 			addr string
 			err  error
@@ -257,7 +297,7 @@ func clusterSend(req *codec.Message, up codec.Upstream, replicaReads bool, done 
 		done(nil, codec.StatusNoUpstream, "rosetta: no seed endpoint in cluster "+cluster)
 		return
 	}
-	sm := slotMapFor(cluster, eps)
+	sm := slotMapFor(up, cluster, eps)
 	slot := requestSlot(req)
 	sm.owner(up, slot, func(addr string, err error) {
 		if err != nil {

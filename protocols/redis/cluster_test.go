@@ -171,6 +171,40 @@ func TestCluster(t *testing.T) {
 	clusterPubSub(t, nodes, proxy)
 }
 
+// TestSlotMapBelongsToTheCluster: a slot map is kept with its route cluster
+// (codec.Upstream.ClusterState), not by the process: seeds in any order
+// share it, another cluster or another proxy's cluster of the same name
+// has its own, and new seeds get a fresh map that replaces the old one.
+func TestSlotMapBelongsToTheCluster(t *testing.T) {
+	up := newFuzzUpstream(nil)
+	a := slotMapFor(up, "c", []string{"h:2", "h:1"})
+	if b := slotMapFor(up, "c", []string{"h:1", "h:2"}); b != a {
+		t.Fatal("the same seeds in another order got another slot map")
+	}
+	if slotMapFor(up, "d", []string{"h:1", "h:2"}) == a {
+		t.Fatal("another cluster got the same slot map")
+	}
+	if slotMapFor(newFuzzUpstream(nil), "c", []string{"h:1", "h:2"}) == a {
+		t.Fatal("another proxy's cluster of the same name got the same slot map")
+	}
+	fresh := slotMapFor(up, "c", []string{"h:3", "h:1"})
+	if fresh == a || strings.Join(fresh.seeds, ",") != "h:1,h:3" {
+		t.Fatalf("new seeds got the old map (%v) or seeds %q", fresh == a, fresh.seeds)
+	}
+	if slotMapFor(up, "c", []string{"h:3", "h:1"}) != fresh {
+		t.Fatal("the new seeds did not keep their map")
+	}
+	if slotMapFor(up, "c", []string{"h:1", "h:1"}) == fresh {
+		t.Fatal("seeds h:1 twice got the map of h:1 and h:3")
+	}
+	if again := slotMapFor(up, "c", []string{"h:1", "h:2"}); again == a {
+		t.Fatal("the first seeds got their old map back: the cluster keeps only its current one")
+	}
+	if len(up.state) != 2 {
+		t.Fatalf("the upstream keeps %d states, want one per cluster", len(up.state))
+	}
+}
+
 // slotsUpstream answers CLUSTER SLOTS with slots (by default one node
 // owning every slot), and counts how often it was asked; every other
 // command gets +OK.
@@ -214,11 +248,23 @@ func handleOne(t *testing.T, opts codec.Options, up *slotsUpstream, args ...stri
 // with an error, not left waiting on no server (FuzzHandle found it).
 func TestWholeServerCommandWithoutNodes(t *testing.T) {
 	for _, slots := range []string{"*0\r\n", ":1\r\n"} {
-		slotMaps.Clear() // the process keeps slot maps by cluster and seeds
 		up := &slotsUpstream{fuzzUpstream: newFuzzUpstream(nil), slots: slots}
 		got := handleOne(t, codec.Options{OptMode: ModeCluster}, up, "KEYS", "*")
 		if !strings.HasPrefix(got, "-NOUPSTREAM rosetta: ") {
 			t.Fatalf("KEYS with CLUSTER SLOTS answering %q: %q", slots, got)
 		}
+	}
+}
+
+// TestSlotMapSharedByClients: clients of one cluster load its slot map once.
+func TestSlotMapSharedByClients(t *testing.T) {
+	up := &slotsUpstream{fuzzUpstream: newFuzzUpstream(nil)}
+	for i := range 3 {
+		if got := handleOne(t, codec.Options{OptMode: ModeCluster}, up, "SET", fmt.Sprint("k", i), "v"); got != "+OK\r\n" {
+			t.Fatalf("client %d got %q", i, got)
+		}
+	}
+	if n := up.loads.Load(); n != 1 {
+		t.Fatalf("CLUSTER SLOTS sent %d times, want once for the three clients", n)
 	}
 }

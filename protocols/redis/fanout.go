@@ -112,7 +112,7 @@ func (s *session) reach(up codec.Upstream, name string, fn func(cluster string, 
 		fn(cluster, eps, nil)
 		return
 	}
-	slotMapFor(cluster, eps).primaries(up, func(addrs []string, err error) {
+	slotMapFor(up, cluster, eps).primaries(up, func(addrs []string, err error) {
 		switch {
 		case err != nil:
 			fn("", nil, errorAnswer(nil, codec.StatusNoUpstream, "rosetta: "+err.Error()))
@@ -137,7 +137,7 @@ func (s *session) oneServerNow(up codec.Upstream) bool {
 	if !s.opt.cluster || len(eps) == 0 {
 		return len(eps) == 1
 	}
-	return len(slotMapFor(cluster, eps).primariesNow()) == 1
+	return len(slotMapFor(up, cluster, eps).primariesNow()) == 1
 }
 
 // attrProbe is a request without attributes that notes whether routing

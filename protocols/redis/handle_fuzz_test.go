@@ -28,7 +28,6 @@ func FuzzHandle(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, reqs, answers []byte, mode uint8) {
-		defer slotMaps.Clear() // cluster state is per process; keep runs apart
 		// A handler that deadlocks would hang the fuzzer silently.
 		watchdog := time.AfterFunc(20*time.Second, func() {
 			_ = pprof.Lookup("goroutine").WriteTo(os.Stderr, 2)
@@ -120,11 +119,17 @@ type fuzzUpstream struct {
 	answers []byte
 	dec     *redisCodec
 	later   []func()
+	state   map[clusterStateKey]any // ClusterState's, for one fuzz input
+}
+
+type clusterStateKey struct {
+	cluster string
+	key     any
 }
 
 func newFuzzUpstream(answers []byte) *fuzzUpstream {
 	dec, _ := New(nil, codec.PeerServer)
-	return &fuzzUpstream{answers: answers, dec: dec.(*redisCodec)}
+	return &fuzzUpstream{answers: answers, dec: dec.(*redisCodec), state: map[clusterStateKey]any{}}
 }
 
 var errServerGone = errors.New("fuzz: the server has nothing more to say")
@@ -192,8 +197,20 @@ func (u *fuzzUpstream) Endpoints(string) []string {
 	return []string{"127.0.0.1:7000", "127.0.0.1:7001"}
 }
 
-// ClusterState implements codec.Upstream: nothing outlives one fuzz input.
-func (u *fuzzUpstream) ClusterState(_ string, _ any, init func() any) any { return init() }
+// ClusterState implements codec.Upstream: state is kept per cluster, as
+// the proxy keeps it, for one fuzz input (one upstream), so a slot map
+// loaded for one request serves the next, and no run sees another's.
+func (u *fuzzUpstream) ClusterState(cluster string, key any, init func() any) any {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	k := clusterStateKey{cluster, key}
+	v, ok := u.state[k]
+	if !ok {
+		v = init()
+		u.state[k] = v
+	}
+	return v
+}
 
 func (u *fuzzUpstream) Push(*codec.Message) {}
 
