@@ -140,7 +140,7 @@ func newConn(srv *Server, nc, rw net.Conn, sk *sock, p peer) *conn {
 	}
 	c.rd.r = rw
 	if sk != nil {
-		sk.beforeRead = c.round.Flush
+		sk.beforeRead, sk.afterRead = c.round.Flush, c.round.Stamp
 	} else {
 		c.rd.beforeRead = c.round.Flush
 	}

@@ -39,8 +39,10 @@ type sock struct {
 	rd     readState
 	readFn func(fd uintptr) bool
 	// beforeRead, when set, runs before every read of the socket: the
-	// frame reader's round is flushed there (conn.round).
-	beforeRead func()
+	// frame reader's round is flushed there (conn.round). afterRead runs
+	// after every read that got bytes: the round is stamped with the
+	// time, which its handlers then read instead of the clock.
+	beforeRead, afterRead func()
 }
 
 func newSock(nc net.Conn, timeout time.Duration) *sock {
@@ -78,6 +80,9 @@ func (s *sock) Read(p []byte) (int, error) {
 		return 0, err
 	case n == 0:
 		return 0, io.EOF
+	}
+	if s.afterRead != nil {
+		s.afterRead()
 	}
 	return n, nil
 }

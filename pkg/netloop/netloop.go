@@ -69,6 +69,12 @@ func (r *Round) Hold(w *wire.Writer) {
 	}
 }
 
+// Stamp records the clock's time as when the round's input was read, for a
+// goroutine that reads for many connections (HBONE's frame reader) and
+// calls it after each read of its socket: the handlers of the frames in
+// that input then read no clock. Flush forgets it.
+func (r *Round) Stamp() { r.b.SetNow(time.Now()) }
+
 // Now is when the round's input was read, or the clock's time.
 func (r *Round) Now() time.Time {
 	if r == nil {
