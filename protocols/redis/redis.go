@@ -99,6 +99,7 @@ var (
 	_ codec.Codec      = (*redisCodec)(nil)
 	_ codec.Handler    = (*redisCodec)(nil)
 	_ codec.Handshaker = (*redisCodec)(nil)
+	_ codec.Sniffer    = (*redisCodec)(nil)
 )
 
 // New makes a codec for a connection whose far end is peer; it refuses
