@@ -81,9 +81,16 @@ type MetaProtocolProxy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Prefix of the listener's metrics; the listener name when empty.
 	StatPrefix string `protobuf:"bytes,1,opt,name=stat_prefix,json=statPrefix,proto3" json:"stat_prefix,omitempty"`
-	// The registered codec that parses this listener's traffic ("dubbo").
+	// The registered codec that parses this listener's traffic ("dubbo"), or
+	// "auto": each connection's protocol is told from the first bytes its
+	// caller sends, among the registered codecs that can sniff (implement
+	// codec.Sniffer), and the connection is then served as a listener of that
+	// codec would serve it. A connection whose first bytes no codec claims is
+	// closed.
 	Codec string `protobuf:"bytes,2,opt,name=codec,proto3" json:"codec,omitempty"`
-	// Codec-specific options.
+	// Codec-specific options. On an "auto" listener an option named
+	// "<codec>.<option>" goes to that codec alone, and any other option to
+	// every codec it may pick, each of which must accept it.
 	CodecOptions map[string]string `protobuf:"bytes,3,rep,name=codec_options,json=codecOptions,proto3" json:"codec_options,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	// Name of the RouteConfiguration resource to use; exclusive with route_config.
 	RouteConfigName string `protobuf:"bytes,4,opt,name=route_config_name,json=routeConfigName,proto3" json:"route_config_name,omitempty"`

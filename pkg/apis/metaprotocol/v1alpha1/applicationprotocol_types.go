@@ -33,10 +33,25 @@ type ApplicationProtocolSpec struct {
 	Protocol string `json:"protocol"`
 	// Codec is the name the codec registered in the proxy build ("dubbo").
 	// Aeraki's "aeraki.meta_protocol.codec.<name>" is read as "<name>".
+	//
+	// "auto" serves several protocols on one port: the proxy tells each
+	// connection's protocol from the first bytes its caller sends, among
+	// the codecs of its build that can sniff (each protocol's README says
+	// what it recognises, under "Sniffing"), and serves the connection with
+	// that codec. A connection whose first bytes no codec claims is closed;
+	// so is one that sends nothing within the listener's idle timeout.
+	// Routes match on the attributes of the codec a connection picked: key
+	// them on an attribute only one protocol has ("interface" for Dubbo,
+	// "callee" for tRPC), since "method" is both Dubbo's and Thrift's. A
+	// protocol's own kinds (RedisService, DubboAuthorizationPolicy) do not
+	// apply to an "auto" port; MetaRouters and MetaAuthorizationPolicies do.
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	Codec string `json:"codec"`
-	// CodecOptions are passed to the codec as they are.
+	// CodecOptions are passed to the codec as they are. With codec "auto",
+	// an option named "<codec>.<option>" goes to that codec alone
+	// ("redis.mode"), and any other option to every codec the proxy may
+	// pick, each of which must accept it.
 	// +optional
 	// +kubebuilder:validation:MaxProperties=64
 	CodecOptions map[string]string `json:"codecOptions,omitempty"`
