@@ -72,6 +72,8 @@ type Upstream interface {
 	// the servers behind the cluster (a Redis Cluster's slot map), shared by
 	// every client of every listener that routes there. It outlives config
 	// updates that keep the cluster, and is forgotten with the cluster.
+	// init may run more than once when first uses race (one result is
+	// kept), so it must have no side effects.
 	ClusterState(cluster string, key any, init func() any) any
 }
 

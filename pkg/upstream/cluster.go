@@ -41,7 +41,8 @@ type Cluster struct {
 // State returns the value a protocol's handlers keep with the cluster under
 // key, made by init on first use (codec.Upstream.ClusterState). Every build
 // of the cluster's name shares it, so it outlives config updates; it is
-// forgotten once a config no longer has the cluster.
+// forgotten once a config no longer has the cluster. Callers that race on
+// first use may each run init; one result is kept and given to all.
 func (c *Cluster) State(key any, init func() any) any {
 	if c.state == nil { // a cluster not built by a Manager (tests)
 		return init()
