@@ -136,11 +136,8 @@ func (l *DirLoader) Load() (*Inputs, error) {
 			}
 			return nil
 		}
-		switch strings.ToLower(filepath.Ext(path)) {
-		case ".yaml", ".yml", ".json":
-			if !strings.HasPrefix(d.Name(), ".") {
-				files = append(files, path)
-			}
+		if configFile(path) {
+			files = append(files, path)
 		}
 		return nil
 	})
@@ -169,6 +166,16 @@ func (l *DirLoader) Load() (*Inputs, error) {
 	}
 	l.files = next
 	return in, nil
+}
+
+// configFile says whether the folder source reads a file of this name: a
+// .yaml, .yml or .json file whose name is not hidden.
+func configFile(path string) bool {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".yaml", ".yml", ".json":
+		return !strings.HasPrefix(filepath.Base(path), ".")
+	}
+	return false
 }
 
 // parseFile parses a file's new version. When a document is rejected, the

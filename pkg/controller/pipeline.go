@@ -7,10 +7,16 @@ import (
 	"time"
 )
 
-// Pipeline debounces changes and pushes: sources call Changed when an
-// object changes; after MinDelay without further changes (but no later
-// than MaxDelay after the first), Run reads the inputs, builds an Index
-// and hands it to Push.
+// Pipeline pushes changes: sources call Changed when an object changes,
+// and Run reads the inputs, builds an Index and hands it to Push.
+//
+// When to push (the debounce): a change that comes after a quiet period,
+// no push in the last MinDelay, is pushed at once. Changes that come while
+// a push runs, or within MinDelay after one ended, are a burst: they wait
+// until MinDelay passes with no further change, and no longer than
+// MaxDelay after the first of them, then go out in one push. A single
+// edit so costs no delay, and a thousand edits in a row make two or three
+// pushes (TestDebounceBurst).
 type Pipeline struct {
 	Builder *Builder
 	// Inputs returns the current inputs; an error skips the push (the last
@@ -18,7 +24,9 @@ type Pipeline struct {
 	Inputs func() (*Inputs, error)
 	// Push receives each new index and the time of the first change behind it.
 	Push func(ix *Index, changedAt time.Time)
-	// MinDelay and MaxDelay bound the debounce; 100 ms and 1 s when zero.
+	// MinDelay is the quiet time that makes a change push at once, and
+	// the quiet time a burst waits for; MaxDelay bounds a burst's wait
+	// from its first change. 100 ms and 1 s when zero.
 	MinDelay, MaxDelay time.Duration
 	Log                *slog.Logger
 	// Metrics, when not nil, count the documents the source rejects.
@@ -29,11 +37,20 @@ type Pipeline struct {
 	DNSRefresh time.Duration
 
 	// clock times the debounce; the real one when nil (tests replace it
-	// to step time instead of sleeping).
-	clock clock
+	// to step time instead of sleeping). afterPush, when set, is called
+	// once each push has ended (tests wait on it before moving time on).
+	clock     clock
+	afterPush func()
 
-	mu      sync.Mutex
-	since   time.Time
+	mu sync.Mutex
+	// since and last are the first and the last change not yet pushed
+	// (zero when none); unsettled is whether one of them may be
+	// incomplete (changedUnsettled), which makes it wait as a burst.
+	since, last time.Time
+	unsettled   bool
+	// pushed is when the last push ended (zero before the first); only
+	// Run's goroutine uses it.
+	pushed  time.Time
 	notify  chan struct{}
 	initErr sync.Once
 	// warned are the index warnings of the last push, logged once each;
@@ -87,12 +104,22 @@ func (realClock) NewTimer(d time.Duration) (<-chan time.Time, func() bool) {
 }
 
 // Changed records a change; it never blocks.
-func (p *Pipeline) Changed() {
+func (p *Pipeline) Changed() { p.changed(false) }
+
+// changedUnsettled records a change that may not be complete yet, as a
+// file that is being written in place: it is never pushed at once, but
+// after MinDelay with no further change, as a burst is.
+func (p *Pipeline) changedUnsettled() { p.changed(true) }
+
+func (p *Pipeline) changed(unsettled bool) {
 	p.init()
 	p.mu.Lock()
+	now := p.clock.Now()
 	if p.since.IsZero() {
-		p.since = p.clock.Now()
+		p.since = now
 	}
+	p.last = now
+	p.unsettled = p.unsettled || unsettled
 	p.mu.Unlock()
 	select {
 	case p.notify <- struct{}{}:
@@ -125,26 +152,29 @@ func (p *Pipeline) Run(ctx context.Context) {
 		}
 		p.mu.Lock()
 		since := p.since
-		p.since = time.Time{}
+		p.since, p.last, p.unsettled = time.Time{}, time.Time{}, false
 		p.mu.Unlock()
 		p.push(since)
+		p.pushed = p.clock.Now()
+		if p.afterPush != nil {
+			p.afterPush()
+		}
 	}
 }
 
-// wait lets changes settle: it returns MinDelay after the last change, or
-// MaxDelay after the first, whichever is sooner.
+// wait returns once the pending changes are due (see due), or false when
+// ctx ends first. A change that comes meanwhile moves the time they are
+// due.
 func (p *Pipeline) wait(ctx context.Context) bool {
-	p.mu.Lock()
-	first := p.since
-	p.mu.Unlock()
-	deadline := first.Add(p.MaxDelay)
 	for {
+		p.mu.Lock()
+		at := p.due()
+		p.mu.Unlock()
 		now := p.clock.Now()
-		next := now.Add(p.MinDelay)
-		if next.After(deadline) {
-			next = deadline
+		if !at.After(now) {
+			return true
 		}
-		fired, stop := p.clock.NewTimer(next.Sub(now))
+		fired, stop := p.clock.NewTimer(at.Sub(now))
 		select {
 		case <-ctx.Done():
 			stop()
@@ -155,6 +185,24 @@ func (p *Pipeline) wait(ctx context.Context) bool {
 			return true
 		}
 	}
+}
+
+// due is when the pending changes are pushed: at once when the first of
+// them came after MinDelay without a push (and none is unsettled);
+// otherwise they are a burst, pushed MinDelay after the last of them but
+// no later than MaxDelay after the first. A change that came while a push
+// ran is before that push's end, so it is always in a burst. Callers hold
+// p.mu.
+func (p *Pipeline) due() time.Time {
+	quiet := p.pushed.IsZero() || p.since.Sub(p.pushed) >= p.MinDelay
+	if quiet && !p.unsettled {
+		return p.since
+	}
+	at := p.last.Add(p.MinDelay)
+	if limit := p.since.Add(p.MaxDelay); at.After(limit) {
+		at = limit
+	}
+	return at
 }
 
 func (p *Pipeline) push(since time.Time) {
