@@ -2,6 +2,7 @@ package proxy_test
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"runtime"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/identity/identitytest"
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
 )
@@ -219,5 +221,49 @@ func TestAutoListenerConfig(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("option %s: %v, want an error with %q", opts, err, want)
 		}
+	}
+}
+
+// An HBONE stream to an auto listener's destination is sniffed as a socket
+// is: on the HTTP/2 connection's frame reader that feeds it, and one whose
+// first bytes no protocol claims ends.
+func TestAutoListenerServesHBONEStreams(t *testing.T) {
+	ca := identitytest.NewCA("mesh")
+	a, _ := named(t, "a")
+	cfg := configJSON(t,
+		[]obj{withAuthorities(addressless(autoListener("mixed", "r", nil)), otherVIP)},
+		[]obj{routeConfig("r", route("all", nil, obj{"cluster": "a"}))},
+		[]obj{cluster("a", "", a.Addr())})
+	p, addr := hboneProxy(t, ca, cfg)
+	cc, err := dialHBONE(t, addr, hboneTLS(workload(t, ca, callerID)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, _ := mustConnect(t, cc, otherVIP)
+	if got := answeredBy(t, c, map[string]string{"method": "hi"}); got != "a" {
+		t.Fatalf("answered by %q", got)
+	}
+	_, tn := mustConnect(t, cc, otherVIP)
+	if _, err := tn.Write([]byte("GET / HTTP/1.1\r\n\r\n")); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(io.Discard, tn)
+		done <- err
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("a stream whose bytes no protocol claims stayed open")
+	}
+	for _, want := range []string{
+		`rosetta_downstream_sniffed_total{listener="mixed",protocol="toy-auto"} 1`,
+		`rosetta_downstream_sniff_failures_total{listener="mixed",reason="no_match"} 1`,
+	} {
+		testutil.MustPoll(t, 5*time.Second, "counted", func() (bool, error) {
+			got := metricLine(t, p, want[:strings.Index(want, "}")+1])
+			return got == want, fmt.Errorf("metrics: %q, want %q", got, want)
+		})
 	}
 }
