@@ -25,10 +25,49 @@
 //  4. Reply builds the protocol's own error answer to a request, for errors the
 //     proxy generates itself (no route, timeout, no healthy upstream, ...).
 //
-// Optional capabilities are separate interfaces that the proxy type-asserts on
-// a Codec: HeartbeatReplier, Sniffer (for listeners whose codec is Auto),
-// GoAwayer, HeadDecoder, PoolKeyer, Handshaker, and for protocols that need
-// more than one route per request, Handler and Closer (handler.go).
+// A Protocol says how the proxy treats the protocol as a whole:
+//
+//   - Ordering: ByID protocols have their request IDs rewritten and share
+//     upstream connections among callers (Dubbo, Thrift, tRPC); InOrder
+//     answers are paired first in, first out and written back in request
+//     order (Redis).
+//   - MetricAttribute: the attribute whose value labels the per-operation
+//     metrics of each request (every built-in codec).
+//   - New: called once when config arrives, to refuse bad options early,
+//     then once per connection, with the Peer at its far end: a caller or a
+//     server (Redis decodes commands from one and answers from the other).
+//
+// Optional capabilities are separate interfaces that the proxy type-asserts
+// on a Codec; each is implemented by at least one codec:
+//
+//   - HeartbeatReplier: a keep-alive from a caller or a server is answered
+//     by the proxy, not sent on (Dubbo).
+//   - HeadDecoder: a request cut short by a buffer or time limit gets the
+//     StatusBadRequest reply, from the kind and ID in its first bytes (Dubbo).
+//   - GoAwayer: written once on each caller's connection when the proxy
+//     drains a listener (Dubbo's readonly event).
+//   - Sniffer: a listener whose codec is Auto asks each Sniffer whether a
+//     new connection's first bytes are its protocol (Dubbo, Thrift, tRPC,
+//     Redis).
+//   - Handshaker: written on each new connection to a server, pooled or
+//     dedicated, ahead of any request (Redis: AUTH, READONLY).
+//   - PoolKeyer: asked per request; requests of different keys get separate
+//     upstream connection pools (Thrift: transport and protocol).
+//   - Handler: every decoded request goes to Handle instead of the router
+//     (Redis). Handle gets an Upstream (routes, clusters, SendTo, Dedicated
+//     connections, Push, ClusterState) and answers through a Replier.
+//   - Closer: Close is called once the caller's connection has ended (Redis).
+//
+// A message has one hook: Message.Written, called once an answer or push is
+// queued for the caller (Redis starts a subscription's stream after its
+// answer).
+//
+// The proxy calls Split (and Sniff within it), Decode, Reply,
+// HeartbeatReply and DecodeHead through the Safe functions and Guard
+// (safe.go), which turn a panic into an error; fuzzing holds the rest to
+// never panicking.
+// docs/writing-a-codec.md walks through the contract on examples/toy and,
+// for an in-order protocol, examples/lines.
 package codec
 
 import (

@@ -12,7 +12,9 @@ import (
 // carries. The proxy reads every frame through SafeSplit and SafeDecode and
 // guards the calls off the per-request path: Reply, HeartbeatReply, the
 // Encode of a heartbeat answer to a server, and through Guard a
-// HeadDecoder's DecodeHead and a dedicated connection's receiver.
+// HeadDecoder's DecodeHead and a dedicated connection's receiver. Sniff runs
+// inside the Split of an auto listener's sniffing codec, so SafeSplit
+// guards it too.
 //
 // Not guarded, so a panic there ends the proxy: Encode on the request path
 // (requests, and every answer and push to a client), Attributes' Get and
@@ -21,8 +23,8 @@ import (
 // gives Forward and SendTo, and Message.Written: guards on the request path
 // cost about 8% of the proxy's CPU per pipelined Redis request
 // (docs/benchmarks.md), so the codecs' fuzz targets hold these to never
-// panicking instead. Nor are Protocol.New, Handshake, GoAway, Sniff and
-// Close, called once per connection or config.
+// panicking instead. Nor are Protocol.New, Handshake, GoAway and Close,
+// which run per connection or per config, not per request.
 
 // PanicError is a codec's panic, with the stack where it happened so the
 // log can say where the bug is.
