@@ -54,6 +54,9 @@ type downConn struct {
 type slot struct {
 	msg   *codec.Message
 	ready bool
+	// failed: the answer could not be built, so the connection breaks
+	// in its place (see broken).
+	failed bool
 }
 
 func newDownConn(l *listener, nc net.Conn, principal string) *downConn {
@@ -201,9 +204,11 @@ func (dc *downConn) answerHeartbeat(m *codec.Message, b *netloop.Round) {
 	defer dc.w.Unlock()
 	rep, err := codec.SafeHeartbeatReply(hb, m)
 	if err != nil {
-		rep = nil
+		dc.warn("codec could not answer a heartbeat", err)
+		dc.failLocked(s)
+	} else {
+		dc.fillLocked(s, rep)
 	}
-	dc.fillLocked(s, rep)
 	b.Hold(dc.w)
 }
 
@@ -246,7 +251,8 @@ func (dc *downConn) reply(s *slot, req *codec.Message, st codec.Status, detail s
 	rep, err := codec.SafeReply(dc.codec, req, st, detail)
 	if err != nil {
 		dc.l.p.log.Warn("codec could not build a local reply", "listener", dc.lc.name, "status", st.String(), "err", err)
-		rep = nil
+		dc.failLocked(s)
+		return
 	}
 	dc.fillLocked(s, rep)
 }
@@ -258,8 +264,22 @@ func (dc *downConn) fillLocked(s *slot, m *codec.Message) {
 	}
 	s.msg, s.ready = m, true
 	for dc.order.Len() > 0 && (*dc.order.At(0)).ready {
-		dc.encodeLocked(dc.order.Pop().msg)
+		next := dc.order.Pop()
+		dc.broken = dc.broken || next.failed
+		dc.encodeLocked(next.msg)
 	}
+}
+
+// failLocked fills s with an answer that could not be built. An in-order
+// connection breaks in its place, as when an answer cannot be encoded: the
+// answers before it go out, and the connection closes rather than pair the
+// ones after it with the wrong requests. By ID, the caller just gets no
+// answer to that request.
+func (dc *downConn) failLocked(s *slot) {
+	if s != nil {
+		s.failed = true
+	}
+	dc.fillLocked(s, nil)
 }
 
 func (dc *downConn) encodeLocked(m *codec.Message) {

@@ -151,10 +151,44 @@ func (c badAnswers) Encode(dst []byte, m *codec.Message) ([]byte, error) {
 // every answer after it would go to the wrong request: the client gets the
 // answers before it, then the connection closes.
 func TestInOrderAnswerEncodeFailureClosesTheConnection(t *testing.T) {
-	// The toy server answers concurrently; this one answers in order, as
-	// an in-order protocol's server does. Every body here is five bytes,
-	// the tail of its frame, which the server echoes.
-	echo := testutil.Accept(t, func(nc net.Conn) {
+	addr := throughCodec(t, "toy-in-order-bad-answers", inOrderEcho(t))
+	got := answersBeforeClose(t, addr, "first", "xbad", "third")
+	if len(got) != 1 || got[0] != "first" {
+		t.Fatalf("answers %q before the close; want only the first", got)
+	}
+}
+
+// badReplies is the toy protocol as an in-order one whose Reply fails.
+type badReplies struct{ toy.Codec }
+
+func init() {
+	codec.Register(codec.Protocol{Name: "toy-in-order-bad-replies", Ordering: codec.InOrder, New: func(codec.Options, codec.Peer) (codec.Codec, error) { return badReplies{}, nil }})
+}
+
+func (badReplies) Reply(*codec.Message, codec.Status, string) (*codec.Message, error) {
+	return nil, codec.Errorf("toy", codec.ErrUnsupported, "cannot write a local reply")
+}
+
+// TestInOrderReplyFailureClosesTheConnection: a local reply the codec
+// cannot build (here to a request no route takes) breaks an in-order
+// connection in its place, as an answer it cannot encode does; skipped,
+// it would hand the next request's answer to the caller as this one's.
+func TestInOrderReplyFailureClosesTheConnection(t *testing.T) {
+	lst := listener("in", "r", obj{"codec": "toy-in-order-bad-replies"})
+	p := start(t, []obj{lst},
+		[]obj{routeConfig("r", route("routed", match("method", "ok"), obj{"cluster": "a", "timeout": "5s"}))},
+		[]obj{cluster("a", "", inOrderEcho(t))})
+	got := answersBeforeClose(t, p.Addr(t, "in"), "first", "xbad", "third")
+	if len(got) != 1 || got[0] != "first" {
+		t.Fatalf("answers %q before the close; want only the first", got)
+	}
+}
+
+// inOrderEcho is a toy server that answers in order, as an in-order
+// protocol's server does (the toy server answers concurrently); it echoes
+// the last five bytes of each request, its body here.
+func inOrderEcho(t *testing.T) string {
+	return testutil.Accept(t, func(nc net.Conn) {
 		defer nc.Close()
 		fr := wire.NewReader(nc, toy.Codec{})
 		for {
@@ -172,15 +206,25 @@ func TestInOrderAnswerEncodeFailureClosesTheConnection(t *testing.T) {
 			}
 		}
 	})
-	addr := throughCodec(t, "toy-in-order-bad-answers", echo)
+}
+
+// answersBeforeClose sends the bodies pipelined to addr, with method "ok"
+// except for bodies starting with "x", and returns the bodies of the
+// answers read until the proxy closes the connection.
+func answersBeforeClose(t *testing.T, addr string, bodies ...string) []string {
+	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer nc.Close()
 	var out []byte
-	for i, body := range []string{"first", "xbad", "third"} {
-		if out, err = toy.AppendFrame(out, toy.KindRequest, uint64(i+1), 0, nil, []byte(body)); err != nil {
+	for i, body := range bodies {
+		method := "ok"
+		if body[0] == 'x' {
+			method = "other"
+		}
+		if out, err = toy.AppendFrame(out, toy.KindRequest, uint64(i+1), 0, map[string]string{"method": method}, []byte(body)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -196,12 +240,9 @@ func TestInOrderAnswerEncodeFailureClosesTheConnection(t *testing.T) {
 			if isTimeout(err) {
 				t.Fatalf("answers %q, and the connection stayed open", got)
 			}
-			break
+			return got
 		}
 		got = append(got, string(frame[len(frame)-min(len(frame), 5):]))
-	}
-	if len(got) != 1 || got[0] != "first" {
-		t.Fatalf("answers %q before the close; want only the first", got)
 	}
 }
 
