@@ -10,14 +10,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 	"github.com/rosetta-mesh/rosetta/protocols/dubbo/dubbopeer"
 	"github.com/rosetta-mesh/rosetta/protocols/thrift/thriftpeer"
 
-	// The auto listener picks among the registered codecs that sniff.
-	_ "github.com/rosetta-mesh/rosetta/protocols/dubbo"
-	_ "github.com/rosetta-mesh/rosetta/protocols/thrift"
+	// The auto listener picks among the codecs of the standard build that
+	// sniff: Dubbo, Thrift, tRPC and Redis.
+	_ "github.com/rosetta-mesh/rosetta/protocols/standard"
 )
 
 // autoProxy runs a proxy with one listener whose codec is "auto", with
@@ -58,12 +60,13 @@ func present(name string) obj {
 }
 
 // TestAutoListenerServesEveryProtocolOnOnePort: one listener with codec
-// "auto" serves real clients of three protocols on one port, each routed
-// to its own upstream by an attribute only its codec gives (Dubbo's
-// interface, tRPC's callee, then Thrift's method): trpc-go's client and
-// server; a Dubbo consumer and provider written with dubbo-go-hessian2's
-// packet codec (dubbopeer); Apache Thrift's generated client, in three of
-// its formats, and server (thriftpeer). A caller that sends what no protocol opens with, or nothing, is
+// "auto" serves real clients of four protocols on one port, each routed to
+// its own upstream by an attribute only its codec gives (Dubbo's
+// interface, tRPC's callee, Redis's command, then Thrift's method):
+// trpc-go's client and server; a Dubbo consumer and provider written with
+// dubbo-go-hessian2's packet codec (dubbopeer); Apache Thrift's generated
+// client, in three of its formats, and server (thriftpeer); go-redis and
+// Debian's redis-server. A caller that sends what no protocol opens with, or nothing, is
 // closed with the reason counted.
 func TestAutoListenerServesEveryProtocolOnOnePort(t *testing.T) {
 	trpcAddr := startServer(t, "trpc-server")
@@ -81,9 +84,11 @@ func TestAutoListenerServesEveryProtocolOnOnePort(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { thr.Close() })
-	p := autoProxy(t, map[string]string{"trpc": trpcAddr, "dubbo": dub.Addr(), "thrift": thr.Addr()}, []obj{
+	redisAddr := testutil.RedisServer(t)
+	p := autoProxy(t, map[string]string{"trpc": trpcAddr, "dubbo": dub.Addr(), "thrift": thr.Addr(), "redis": redisAddr}, []obj{
 		{"name": "dubbo", "match": present("interface"), "route": obj{"cluster": "dubbo", "timeout": "3s"}},
 		{"name": "trpc", "match": present("callee"), "route": obj{"cluster": "trpc", "timeout": "3s"}},
+		{"name": "redis", "match": present("command"), "route": obj{"cluster": "redis", "timeout": "3s"}},
 		{"name": "thrift", "match": present("method"), "route": obj{"cluster": "thrift", "timeout": "3s"}},
 	})
 	addr := p.Addr(t, "mixed")
@@ -130,8 +135,24 @@ func TestAutoListenerServesEveryProtocolOnOnePort(t *testing.T) {
 		tc.Close()
 	}
 
-	// trpc-go's client may open more than one connection.
-	for proto, least := range map[string]int{"trpc": 1, "dubbo": 1, "thrift": len(formats)} {
+	// Redis: go-redis opens with HELLO 3, which the codec answers itself;
+	// the SET reaches redis-server, whose own connection reads it back.
+	rc := redis.NewClient(&redis.Options{Addr: addr, MaxRetries: -1})
+	defer rc.Close()
+	if err := rc.Set(ctx, "auto:k", "v", 0).Err(); err != nil {
+		t.Fatalf("Redis SET through the proxy: %v", err)
+	}
+	direct := redis.NewClient(&redis.Options{Addr: redisAddr})
+	defer direct.Close()
+	if got, err := direct.Get(ctx, "auto:k").Result(); err != nil || got != "v" {
+		t.Fatalf("redis-server has auto:k = %q, %v; want v", got, err)
+	}
+	if got, err := rc.Get(ctx, "auto:k").Result(); err != nil || got != "v" {
+		t.Fatalf("Redis GET through the proxy = %q, %v; want v", got, err)
+	}
+
+	// trpc-go's client and go-redis may open more than one connection.
+	for proto, least := range map[string]int{"trpc": 1, "dubbo": 1, "thrift": len(formats), "redis": 1} {
 		series := fmt.Sprintf(`rosetta_downstream_sniffed_total{listener="mixed",protocol=%q}`, proto)
 		var n int
 		if _, err := fmt.Sscanf(strings.TrimPrefix(metricLine(t, p, series), series), " %d", &n); err != nil || n < least {

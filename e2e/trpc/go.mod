@@ -6,6 +6,7 @@ replace github.com/rosetta-mesh/rosetta => ../..
 
 require (
 	github.com/envoyproxy/go-control-plane/envoy v1.40.0
+	github.com/redis/go-redis/v9 v9.23.0
 	github.com/rosetta-mesh/rosetta v0.0.0-00010101000000-000000000000
 	google.golang.org/protobuf v1.36.12
 	trpc.group/trpc-go/trpc-go v1.0.3
