@@ -180,6 +180,9 @@ It reads its configuration from one of:
 }
 
 func run(ctx context.Context, f *flags, log *slog.Logger) error {
+	// Everything run starts ends with ctx, or when one part fails.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	xdsOpts := xds.Options{Logger: log, Registerer: reg}
@@ -243,8 +246,9 @@ func run(ctx context.Context, f *flags, log *slog.Logger) error {
 	case <-ctx.Done():
 	case err = <-errs:
 	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
+	cancel()
+	shutdown, cancelShutdown := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelShutdown()
 	for _, h := range []*http.Server{httpSrv, debugSrv} {
 		if serr := h.Shutdown(shutdown); serr != nil {
 			log.Warn("http shutdown", "err", serr)
@@ -264,11 +268,10 @@ func pipelineDNSRefresh(d time.Duration) time.Duration {
 }
 
 // runFolder is the Kubernetes-free mode: the folder is the source of
-// truth, and statuses are logged rather than written.
+// truth, and statuses are logged rather than written. The folder is read
+// once at the start, by RunDir, whose error (a folder that cannot be
+// read) ends run.
 func runFolder(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.Pipeline, srv *xds.Server, ready *atomic.Bool, goRun func(func() error)) error {
-	if _, err := controller.LoadDir(f.configDir); err != nil {
-		return err
-	}
 	var last, lastAuthz map[string]string
 	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
 		srv.Update(ix, changedAt)

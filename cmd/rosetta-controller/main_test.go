@@ -164,3 +164,23 @@ func TestFlags(t *testing.T) {
 		t.Errorf("--help: %v\n%s", err, help.String())
 	}
 }
+
+// TestFolderModeUnreadable: a config folder that cannot be read ends the
+// command with the reason.
+func TestFolderModeUnreadable(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "missing")
+	f, err := parseFlags([]string{"--config-dir", missing, "--xds-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--debug-address="})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- run(context.Background(), f, slog.New(slog.NewTextHandler(io.Discard, nil))) }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "read config dir") || !strings.Contains(err.Error(), missing) {
+			t.Fatalf("run on a missing folder: %v, want the folder's read error", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run on a missing folder did not end")
+	}
+}
