@@ -1,7 +1,7 @@
 // Package client is the proxy's side of xDS: an ADS (state-of-the-world)
 // client that subscribes to Rosetta's five resource types (SDS secrets
-// among them), hands each
-// consistent set to the proxy, and ACKs or NACKs what the proxy says.
+// among them), hands each consistent set to the proxy, and ACKs or NACKs
+// what the proxy says.
 package client
 
 import (
@@ -17,7 +17,6 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
-	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	statuspb "google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -129,10 +128,12 @@ func Run(ctx context.Context, opts Options, apply func(config.Resources) error) 
 	if err != nil {
 		return err
 	}
-	st := newState()
+	st := newSotwState()
 	backoff := opts.InitialBackoff
 	for {
-		progressed, err := runStream(ctx, &opts, node, st, apply)
+		progressed, err := connect(ctx, &opts, func(ctx context.Context, conn *grpc.ClientConn) (bool, error) {
+			return st.runStream(ctx, &opts, node, conn, apply)
+		})
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -174,29 +175,10 @@ func buildNode(opts *Options) (*corev3.Node, error) {
 	return &corev3.Node{Id: opts.NodeID, Metadata: md, UserAgentName: "rosetta-proxy"}, nil
 }
 
-// state is what the client holds across streams: the versions it
-// accepted per type (sent back as version_info), and the resources last
-// received per type, accepted or not: the controller sends only the types
-// that change, so the next set is built on what it last sent, not on what
-// the proxy last accepted.
-type state struct {
-	latest   map[string][]proto.Message
-	versions map[string]string
-}
-
-func newState() *state {
-	return &state{latest: map[string][]proto.Message{}, versions: map[string]string{}}
-}
-
-// pending is a response decoded but not yet answered.
-type pending struct {
-	version, nonce string
-	resources      []proto.Message
-}
-
-// runStream runs one ADS stream. progressed tells whether any response
-// arrived, which resets the backoff.
-func runStream(ctx context.Context, opts *Options, node *corev3.Node, st *state, apply func(config.Resources) error) (progressed bool, err error) {
+// connect dials the controller and runs one stream on the connection.
+// progressed tells whether any response arrived, which resets the
+// backoff.
+func connect(ctx context.Context, opts *Options, run func(context.Context, *grpc.ClientConn) (bool, error)) (progressed bool, err error) {
 	creds, err := transportCredentials(opts)
 	if err != nil {
 		return false, err
@@ -214,160 +196,49 @@ func runStream(ctx context.Context, opts *Options, node *corev3.Node, st *state,
 		return false, fmt.Errorf("xds/client: dial %s: %w", opts.Address, err)
 	}
 	defer conn.Close()
-	sctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(sctx)
-	if err != nil {
-		return false, fmt.Errorf("xds/client: open stream: %w", err)
-	}
-	for i, t := range typeOrder {
-		req := &discoveryv3.DiscoveryRequest{TypeUrl: t, VersionInfo: st.versions[t]}
-		if i == 0 {
-			req.Node = node
-		}
-		if err := stream.Send(req); err != nil {
-			return false, fmt.Errorf("xds/client: subscribe: %w", err)
-		}
-	}
-	responses := make(chan *discoveryv3.DiscoveryResponse)
-	recvErr := make(chan error, 1)
+	return run(ctx, conn)
+}
+
+// receive reads a stream's messages into a channel until it fails (the
+// error channel) or ctx ends.
+func receive[T any](ctx context.Context, recv func() (T, error)) (<-chan T, <-chan error) {
+	out := make(chan T)
+	failed := make(chan error, 1)
 	go func() {
 		for {
-			resp, err := stream.Recv()
+			m, err := recv()
 			if err != nil {
-				recvErr <- err
+				failed <- err
 				return
 			}
 			select {
-			case responses <- resp:
-			case <-sctx.Done():
+			case out <- m:
+			case <-ctx.Done():
 				return
 			}
 		}
 	}()
-	waiting := map[string]*pending{}
-	seen := map[string]bool{}
-	var timer <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return progressed, ctx.Err()
-		case err := <-recvErr:
-			return progressed, fmt.Errorf("xds/client: receive: %w", err)
-		case <-timer:
-			timer = nil
-			if err := settle(stream, st, waiting, seen, apply, true, opts.Logger); err != nil {
-				return progressed, err
-			}
-		case resp := <-responses:
-			progressed = true
-			p, derr := decode(resp)
-			if derr != nil {
-				// The response itself is malformed: refuse it alone.
-				if err := send(stream, resp.GetTypeUrl(), st.versions[resp.GetTypeUrl()], resp.GetNonce(), derr); err != nil {
-					return progressed, err
-				}
-				continue
-			}
-			waiting[resp.GetTypeUrl()] = p
-			seen[resp.GetTypeUrl()] = true
-			if err := settle(stream, st, waiting, seen, apply, false, opts.Logger); err != nil {
-				return progressed, err
-			}
-			if len(waiting) > 0 && timer == nil {
-				timer = time.After(opts.IncompleteTimeout)
-			} else if len(waiting) == 0 {
-				timer = nil
-			}
-		}
-	}
+	return out, failed
 }
 
-// settle hands the waiting responses to the proxy once, merged with the
-// accepted set, they form a complete set: every type received on this
-// stream (so a reconnection applies the controller's whole state at once)
-// and every referenced route, cluster and endpoint set present. force
-// hands an incomplete set over anyway.
-func settle(stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient, st *state,
-	waiting map[string]*pending, seen map[string]bool, apply func(config.Resources) error, force bool, log *slog.Logger) error {
-	if len(waiting) == 0 {
-		return nil
-	}
-	if !force && len(seen) < len(typeOrder) {
-		return nil
-	}
-	cand := map[string][]proto.Message{}
-	for _, t := range typeOrder {
-		if p, ok := waiting[t]; ok {
-			cand[t] = p.resources
-		} else if r, ok := st.latest[t]; ok {
-			cand[t] = r
-		} else if !force {
-			return nil // a type never received yet
-		}
-	}
-	res := toResources(cand)
-	if missing := checkRefs(&res); missing != "" && !force {
-		log.Debug("xds set incomplete; waiting", "missing", missing)
-		return nil
-	}
-	applyErr := apply(res)
-	for _, t := range typeOrder {
-		p, ok := waiting[t]
-		if !ok {
-			continue
-		}
-		st.latest[t] = p.resources
-		if applyErr != nil {
-			if err := send(stream, t, st.versions[t], p.nonce, applyErr); err != nil {
-				return err
-			}
-			continue
-		}
-		st.versions[t] = p.version
-		if err := send(stream, t, p.version, p.nonce, nil); err != nil {
-			return err
-		}
-	}
-	if applyErr != nil {
-		log.Warn("config refused; the previous one stays in force", "err", applyErr)
-	}
-	clear(waiting)
-	return nil
+// errorDetail is the error_detail of a NACK.
+func errorDetail(cause error) *statuspb.Status {
+	return &statuspb.Status{Code: int32(codes.InvalidArgument), Message: cause.Error()}
 }
 
-// send ACKs (cause nil) or NACKs a response.
-func send(stream discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient, typeURL, version, nonce string, cause error) error {
-	req := &discoveryv3.DiscoveryRequest{TypeUrl: typeURL, VersionInfo: version, ResponseNonce: nonce}
-	if cause != nil {
-		req.ErrorDetail = &statuspb.Status{Code: int32(codes.InvalidArgument), Message: cause.Error()}
+// decodeAny unpacks resource i of a response of typeURL.
+func decodeAny(typeURL string, i int, a *anypb.Any) (proto.Message, error) {
+	if a.GetTypeUrl() != typeURL {
+		return nil, fmt.Errorf("xds/client: resource %d is a %s in a %s response", i, a.GetTypeUrl(), typeURL)
 	}
-	if err := stream.Send(req); err != nil {
-		return fmt.Errorf("xds/client: send: %w", err)
+	m, err := newMessage(typeURL)
+	if err != nil {
+		return nil, err
 	}
-	return nil
-}
-
-// decode unpacks a response's resources into their Go types.
-func decode(resp *discoveryv3.DiscoveryResponse) (*pending, error) {
-	if len(resp.GetResources()) > maxResourcesPerType {
-		return nil, fmt.Errorf("xds/client: %d resources in one response, more than %d", len(resp.GetResources()), maxResourcesPerType)
+	if err := anypb.UnmarshalTo(a, m, proto.UnmarshalOptions{}); err != nil {
+		return nil, fmt.Errorf("xds/client: resource %d of %s: %w", i, typeURL, err)
 	}
-	p := &pending{version: resp.GetVersionInfo(), nonce: resp.GetNonce()}
-	for i, a := range resp.GetResources() {
-		if a.GetTypeUrl() != resp.GetTypeUrl() {
-			return nil, fmt.Errorf("xds/client: resource %d is a %s in a %s response", i, a.GetTypeUrl(), resp.GetTypeUrl())
-		}
-		m, err := newMessage(resp.GetTypeUrl())
-		if err != nil {
-			return nil, err
-		}
-		if err := anypb.UnmarshalTo(a, m, proto.UnmarshalOptions{}); err != nil {
-			return nil, fmt.Errorf("xds/client: resource %d of %s: %w", i, resp.GetTypeUrl(), err)
-		}
-		p.resources = append(p.resources, m)
-	}
-	return p, nil
+	return m, nil
 }
 
 func newMessage(typeURL string) (proto.Message, error) {
@@ -404,113 +275,4 @@ func toResources(m map[string][]proto.Message) config.Resources {
 		r.Secrets = append(r.Secrets, x.(*tlsv3.Secret))
 	}
 	return r
-}
-
-// checkRefs names the first reference the set cannot resolve: a route
-// configuration or a secret a listener names, a cluster a route names, the
-// endpoints of an EDS cluster. "" when the set is complete.
-func checkRefs(r *config.Resources) string {
-	secrets := map[string]bool{}
-	for _, s := range r.Secrets {
-		secrets[s.GetName()] = true
-	}
-	routes := map[string]*configv1alpha1.RouteConfiguration{}
-	for _, rc := range r.Routes {
-		routes[rc.GetName()] = rc
-	}
-	clusters := map[string]bool{}
-	for _, c := range r.Clusters {
-		clusters[c.GetName()] = true
-	}
-	eds := map[string]bool{}
-	for _, e := range r.Endpoints {
-		eds[e.GetClusterName()] = true
-	}
-	for _, c := range r.Clusters {
-		if c.GetType() != clusterv3.Cluster_EDS {
-			continue
-		}
-		name := c.GetEdsClusterConfig().GetServiceName()
-		if name == "" {
-			name = c.GetName()
-		}
-		if !eds[name] {
-			return "endpoints " + name
-		}
-	}
-	for _, l := range r.Listeners {
-		for _, fc := range l.GetFilterChains() {
-			for _, name := range tlsSecretNames(fc) {
-				if !secrets[name] {
-					return "secret " + name
-				}
-			}
-			for _, f := range fc.GetFilters() {
-				if f.GetName() != config.FilterName {
-					continue
-				}
-				var mpp configv1alpha1.MetaProtocolProxy
-				if err := f.GetTypedConfig().UnmarshalTo(&mpp); err != nil {
-					return "" // malformed: the proxy's validation reports it
-				}
-				for _, name := range config.SecretNames(mpp.GetCodecOptions()) {
-					if !secrets[name] {
-						return "secret " + name
-					}
-				}
-				rc := mpp.GetRouteConfig()
-				if name := mpp.GetRouteConfigName(); name != "" {
-					if rc = routes[name]; rc == nil {
-						return "route configuration " + name
-					}
-				}
-				if m := missingCluster(rc, clusters); m != "" {
-					return m
-				}
-			}
-		}
-	}
-	return ""
-}
-
-// tlsSecretNames are the SDS secrets a filter chain's TLS names, other
-// than the workload certificate and mesh roots the proxy serves itself
-// (a Gateway's own certificate and CA).
-func tlsSecretNames(fc *listenerv3.FilterChain) []string {
-	if fc.GetTransportSocket() == nil {
-		return nil
-	}
-	ctx, err := config.DownstreamTLS(fc.GetTransportSocket())
-	if err != nil || config.UsesWorkloadCertificate(ctx) {
-		return nil // malformed, or Istio mTLS: nothing to wait for
-	}
-	var out []string
-	for _, c := range ctx.GetCommonTlsContext().GetTlsCertificateSdsSecretConfigs() {
-		out = append(out, c.GetName())
-	}
-	if v := ctx.GetCommonTlsContext().GetValidationContextSdsSecretConfig(); v != nil {
-		out = append(out, v.GetName())
-	}
-	return out
-}
-
-func missingCluster(rc *configv1alpha1.RouteConfiguration, clusters map[string]bool) string {
-	for _, r := range rc.GetRoutes() {
-		names := []string{}
-		if c := r.GetRoute().GetCluster(); c != "" {
-			names = append(names, c)
-		}
-		for _, w := range r.GetRoute().GetWeightedClusters().GetClusters() {
-			names = append(names, w.GetName())
-		}
-		for _, m := range r.GetRoute().GetMirror() {
-			names = append(names, m.GetCluster())
-		}
-		for _, n := range names {
-			if !clusters[n] {
-				return "cluster " + n
-			}
-		}
-	}
-	return ""
 }
