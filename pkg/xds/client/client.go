@@ -1,7 +1,11 @@
-// Package client is the proxy's side of xDS: an ADS (state-of-the-world)
-// client that subscribes to Rosetta's five resource types (SDS secrets
-// among them), hands each consistent set to the proxy, and ACKs or NACKs
-// what the proxy says.
+// Package client is the proxy's side of xDS: an ADS client that subscribes
+// to Rosetta's five resource types (SDS secrets among them), hands each
+// consistent set to the proxy, and ACKs or NACKs what the proxy says. It
+// speaks either variant of ADS: delta (incremental: listeners and clusters
+// by wildcard, route configurations, endpoints and secrets by the names
+// those name, as Envoy subscribes; a change to one resource sends that
+// resource) or state of the world (every type whole, on each change of
+// it).
 package client
 
 import (
@@ -64,6 +68,9 @@ type Options struct {
 	IncompleteTimeout time.Duration
 	// DialOptions are added to the gRPC dial options (tests).
 	DialOptions []grpc.DialOption
+	// Delta subscribes with delta (incremental) xDS; false subscribes with
+	// state of the world. rosetta-proxy uses delta (--xds-mode).
+	Delta bool
 
 	// Security of the connection to the controller. With none of
 	// Identity, CAFile and TokenFile the connection is plaintext, as the
@@ -128,7 +135,10 @@ func Run(ctx context.Context, opts Options, apply func(config.Resources) error) 
 	if err != nil {
 		return err
 	}
-	st := newSotwState()
+	var st streamer = newSotwState()
+	if opts.Delta {
+		st = newDeltaState()
+	}
 	backoff := opts.InitialBackoff
 	for {
 		progressed, err := connect(ctx, &opts, func(ctx context.Context, conn *grpc.ClientConn) (bool, error) {
@@ -173,6 +183,13 @@ func buildNode(opts *Options) (*corev3.Node, error) {
 		return nil, fmt.Errorf("xds/client: node metadata: %w", err)
 	}
 	return &corev3.Node{Id: opts.NodeID, Metadata: md, UserAgentName: "rosetta-proxy"}, nil
+}
+
+// streamer runs one ADS stream on a connection, with what it kept of the
+// streams before; progressed tells whether any response arrived, which
+// resets the backoff.
+type streamer interface {
+	runStream(ctx context.Context, opts *Options, node *corev3.Node, conn *grpc.ClientConn, apply func(config.Resources) error) (progressed bool, err error)
 }
 
 // connect dials the controller and runs one stream on the connection.
@@ -257,6 +274,24 @@ func newMessage(typeURL string) (proto.Message, error) {
 	return nil, fmt.Errorf("xds/client: unexpected type %s", typeURL)
 }
 
+// nameOf is the name a resource goes by in its type: a
+// ClusterLoadAssignment's is its cluster_name.
+func nameOf(m proto.Message) string {
+	switch m := m.(type) {
+	case *listenerv3.Listener:
+		return m.GetName()
+	case *clusterv3.Cluster:
+		return m.GetName()
+	case *endpointv3.ClusterLoadAssignment:
+		return m.GetClusterName()
+	case *configv1alpha1.RouteConfiguration:
+		return m.GetName()
+	case *tlsv3.Secret:
+		return m.GetName()
+	}
+	return ""
+}
+
 func toResources(m map[string][]proto.Message) config.Resources {
 	var r config.Resources
 	for _, x := range m[config.ListenerType] {
@@ -276,3 +311,9 @@ func toResources(m map[string][]proto.Message) config.Resources {
 	}
 	return r
 }
+
+// Interface guards.
+var (
+	_ streamer = (*sotwState)(nil)
+	_ streamer = (*deltaState)(nil)
+)

@@ -29,7 +29,7 @@ func listener(t *testing.T, route string) *listenerv3.Listener {
 
 // tlsListener is a listener without a MetaProtocol filter whose chain's TLS
 // presents the SDS certificate cert.
-func tlsListener(t *testing.T, cert string) *listenerv3.Listener {
+func tlsListener(t testing.TB, cert string) *listenerv3.Listener {
 	t.Helper()
 	ctx := &tlsv3.DownstreamTlsContext{CommonTlsContext: &tlsv3.CommonTlsContext{
 		TlsCertificateSdsSecretConfigs: []*tlsv3.SdsSecretConfig{{Name: cert}},
@@ -79,8 +79,32 @@ func TestCheckRefs(t *testing.T) {
 		if got := checkRefs(&c.res); got != c.want {
 			t.Errorf("%s: checkRefs = %q, want %q", c.name, got, c.want)
 		}
+		// The graph the delta client keeps finds the same gap, added
+		// resource by resource, and none once the set is taken apart.
+		held := map[ref]bool{}
+		g := newRefGraph(func(r ref) bool { return held[r] })
+		for typ, list := range byType(c.res) {
+			for _, m := range list {
+				held[ref{typ, nameOf(m)}] = true
+				g.set(ref{typ, nameOf(m)}, m, func(ref) {})
+			}
+		}
+		if got := g.firstMissing(); lastWord(got) != lastWord(c.want) {
+			t.Errorf("%s: the graph misses %q, checkRefs %q", c.name, got, c.want)
+		}
+		for typ, list := range byType(c.res) {
+			for _, m := range list {
+				delete(held, ref{typ, nameOf(m)})
+				g.set(ref{typ, nameOf(m)}, nil, func(ref) {})
+			}
+		}
+		if len(g.missing) != 0 || len(g.count) != 0 || len(g.names) != 0 {
+			t.Errorf("%s: the emptied graph still has %v missing, %v counted", c.name, g.missing, g.count)
+		}
 	}
 }
+
+func lastWord(s string) string { return s[strings.LastIndexByte(s, ' ')+1:] }
 
 func TestDecodeRefusesBadResponses(t *testing.T) {
 	l, _ := anypb.New(&listenerv3.Listener{Name: "x"})

@@ -1,8 +1,12 @@
 package client
 
 import (
+	"slices"
+	"strings"
+
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/proto"
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
@@ -159,4 +163,112 @@ func routeClusters(rc *configv1alpha1.RouteConfiguration) []string {
 		}
 	}
 	return names
+}
+
+// ref names one resource: its type and name.
+type ref struct{ typeURL, name string }
+
+// namesOf lists the resources one resource names: a listener its route
+// configurations, secrets and the clusters of its inline routes; a route
+// configuration its clusters; an EDS cluster its endpoints. They are what
+// checkRefs checks, resource by resource.
+func namesOf(typeURL string, m proto.Message) []ref {
+	var out []ref
+	switch m := m.(type) {
+	case *listenerv3.Listener:
+		lr := refsOf(m)
+		for _, name := range lr.routes {
+			out = append(out, ref{config.RouteType, name})
+		}
+		for _, name := range lr.secrets {
+			out = append(out, ref{config.SecretType, name})
+		}
+		for _, rc := range lr.inline {
+			for _, name := range routeClusters(rc) {
+				out = append(out, ref{config.ClusterType, name})
+			}
+		}
+	case *configv1alpha1.RouteConfiguration:
+		for _, name := range routeClusters(m) {
+			out = append(out, ref{config.ClusterType, name})
+		}
+	case *clusterv3.Cluster:
+		if name, ok := edsName(m); ok {
+			out = append(out, ref{config.EndpointType, name})
+		}
+	}
+	return out
+}
+
+// refGraph follows what the resources of a set name as they come and go,
+// so that the names a delta client subscribes to, and whether the set is
+// complete, follow each change without a walk over the whole set.
+type refGraph struct {
+	// names is what each resource held names, and count how many
+	// resources held name each target.
+	names map[ref][]ref
+	count map[ref]int
+	// held says a resource is in the set; missing are the targets named
+	// and not held.
+	held    func(ref) bool
+	missing map[ref]bool
+}
+
+func newRefGraph(held func(ref) bool) *refGraph {
+	return &refGraph{names: map[ref][]ref{}, count: map[ref]int{}, held: held, missing: map[ref]bool{}}
+}
+
+// set notes that from is now m (nil: from left the set), and calls
+// changed with each target that became named or is named no more.
+func (g *refGraph) set(from ref, m proto.Message, changed func(to ref)) {
+	var now []ref
+	if m != nil {
+		now = slices.Compact(slices.SortedFunc(slices.Values(namesOf(from.typeURL, m)), compareRefs))
+	}
+	for _, to := range g.names[from] {
+		if g.count[to]--; g.count[to] == 0 {
+			delete(g.count, to)
+			changed(to)
+		}
+		g.check(to)
+	}
+	for _, to := range now {
+		if g.count[to]++; g.count[to] == 1 {
+			changed(to)
+		}
+		g.check(to)
+	}
+	if len(now) > 0 {
+		g.names[from] = now
+	} else {
+		delete(g.names, from)
+	}
+	g.check(from)
+}
+
+// named says a resource held names r.
+func (g *refGraph) named(r ref) bool { return g.count[r] > 0 }
+
+// check notes whether r is a target named and not held.
+func (g *refGraph) check(r ref) {
+	if g.count[r] > 0 && !g.held(r) {
+		g.missing[r] = true
+	} else {
+		delete(g.missing, r)
+	}
+}
+
+// firstMissing names a target named and not held, "" when there is none.
+func (g *refGraph) firstMissing() string {
+	for r := range g.missing {
+		return r.typeURL + " " + r.name
+	}
+	return ""
+}
+
+func compareRefs(a, b ref) int {
+	if c := strings.Compare(a.typeURL, b.typeURL); c != 0 {
+		return c
+	}
+	return strings.Compare(a.name, b.name)
 }
