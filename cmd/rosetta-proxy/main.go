@@ -73,7 +73,8 @@ limits, faults, mutations, Istio mutual TLS and authorization.
 It takes its config from exactly one of:
   --config FILE  a static file (listeners, routes, clusters, endpoints),
                  applied again when it changes or on SIGHUP
-  --xds ADDR     rosetta-controller over ADS, scoped by --namespace and
+  --xds ADDR     rosetta-controller over ADS (delta xDS, or state of the
+                 world with --xds-mode=sotw), scoped by --namespace and
                  --labels; --xds-mtls, --xds-ca-file and --xds-token-file
                  secure that connection`,
 		Version:       cli.Version(),
@@ -102,6 +103,7 @@ It takes its config from exactly one of:
 	fs.StringVar(&o.xds.CAFile, "xds-ca-file", "", "PEM roots that verify the controller's serving certificate by DNS name or IP (turns on TLS to the controller)")
 	fs.StringVar(&o.xds.ServerName, "xds-server-name", "", "the name the controller's serving certificate must have (default: the host of --xds)")
 	fs.StringVar(&o.xds.TokenFile, "xds-token-file", "", "a projected ServiceAccount token (audience rosetta) sent to the controller, re-read on each reconnect; needs TLS to the controller")
+	registerXDSMode(fs, &o.xds.Delta)
 	o.identity.register(fs)
 	fs.StringVar(&o.hboneAddress, "hbone-address", "", "terminate HBONE (Istio ambient's HTTP/2 CONNECT over mutual TLS, which ztunnel sends a waypoint) on this address, e.g. :15008; needs --identity (empty: off)")
 	registerLimits(fs, &o.limits)
@@ -200,7 +202,11 @@ func run(o options) error {
 			return err
 		}
 	}
-	log.Info("rosetta-proxy started", "config", o.configFile, "xds", o.xds.Address, "hbone", o.hboneAddress, "admin", lns.admin.Addr().String(), "metrics", lns.metricsAddr())
+	source := []any{"config", o.configFile}
+	if o.xds.Address != "" {
+		source = []any{"xds", o.xds.Address, "xds_mode", (*xdsMode)(&o.xds.Delta).String()}
+	}
+	log.Info("rosetta-proxy started", append(source, "hbone", o.hboneAddress, "admin", lns.admin.Addr().String(), "metrics", lns.metricsAddr())...)
 	<-ctx.Done()
 	log.Info("draining", "timeout", o.drain)
 	dctx, cancel := context.WithTimeout(context.Background(), o.drain)
