@@ -48,7 +48,6 @@ func newSnapshot(res *config.Resources) (*snapshot, error) {
 		if err != nil {
 			return fmt.Errorf("xds: marshal %s %s: %w", typeURL, name, err)
 		}
-		sum := sha256.Sum256(b)
 		if s.resources[typeURL] == nil {
 			s.resources[typeURL] = map[string]types.ResourceWithTTL{}
 			s.hashes[typeURL] = map[string]string{}
@@ -57,7 +56,10 @@ func newSnapshot(res *config.Resources) (*snapshot, error) {
 			return fmt.Errorf("xds: two %s resources named %q", typeURL, name)
 		}
 		s.resources[typeURL][name] = types.ResourceWithTTL{Resource: m}
-		s.hashes[typeURL][name] = hex.EncodeToString(sum[:12])
+		// go-control-plane's own hash: delta xDS sends it as the
+		// resource's version, and a reconnecting proxy's
+		// initial_resource_versions match only that.
+		s.hashes[typeURL][name] = cachev3.HashResource(b)
 		return nil
 	}
 	for _, r := range res.Listeners {

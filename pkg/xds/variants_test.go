@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -123,7 +124,7 @@ func TestProxyOverEitherVariant(t *testing.T) {
 			if _, n := rec.last(); n != applied {
 				t.Fatal("the proxy changed its config while the controller was away")
 			}
-			startController(t, dir, c.addr)
+			c = startController(t, dir, c.addr)
 			testutil.Eventually(t, 5*time.Second, "the resync", func() bool { r, _ := rec.last(); return sayHelloCluster(r) == v2 })
 			if r, _ := rec.last(); len(r.Clusters) != 1 || r.Clusters[0].GetName() != v2 {
 				t.Fatalf("after the resync: clusters %v", r.Clusters)
@@ -131,7 +132,34 @@ func TestProxyOverEitherVariant(t *testing.T) {
 			if got := answers(t, addr); got != "rest rest" {
 				t.Fatalf("after the resync, sayHello and sayBye answered by %q, want rest rest", got)
 			}
+			if variant.delta {
+				resumesWithVersions(t, c, dir, sent, rec, v2)
+			}
 		})
+	}
+}
+
+// resumesWithVersions restarts the controller on an unchanged folder: the
+// versions the proxy holds are those the controller would send, so nothing
+// is resent, and an endpoint edit after the resync is the one resource the
+// proxy receives.
+func resumesWithVersions(t *testing.T, c *controllerProc, dir string, sent *sentCounter, rec *recorder, cluster string) {
+	t.Helper()
+	drainAcks(c, map[string]uint64{})
+	c.stop()
+	streams, total := sent.streams(), sent.total()
+	c = startController(t, dir, c.addr)
+	testutil.Eventually(t, 5*time.Second, "the reconnection", func() bool { return sent.streams() > streams })
+	meshFile := filepath.Join(dir, "mesh.yaml")
+	data, _ := os.ReadFile(meshFile)
+	writeFile(t, meshFile, strings.Replace(string(data), "{addresses: [127.0.0.2]}", "{addresses: [127.0.0.3]}", 1))
+	testutil.Eventually(t, 5*time.Second, "the endpoint edit", func() bool {
+		r, _ := rec.last()
+		return slices.Contains(endpointsOf(r, cluster), "127.0.0.3")
+	})
+	drainAcks(c, map[string]uint64{})
+	if got := sent.total() - total; got != 1 {
+		t.Errorf("after reconnecting to a controller with the same config and one endpoint edit, the proxy received %d resources, want the 1 edited", got)
 	}
 }
 
@@ -161,6 +189,16 @@ func (s *sentCounter) resources(typeURL string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.perType[typeURL]
+}
+
+func (s *sentCounter) total() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, k := range s.perType {
+		n += k
+	}
+	return n
 }
 
 func (s *sentCounter) streams() int {
