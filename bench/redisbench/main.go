@@ -452,15 +452,14 @@ func startRosettas(name, bin, dir, redisAddr string, allCPUs bool) ([]*proc, err
 	if err != nil || !allCPUs {
 		return ps, err
 	}
-	all, err := startRosetta(fmt.Sprintf("%s, %d threads", name, runtime.NumCPU()), bin, dir, redisAddr, 0)
+	all, err := startRosetta(fmt.Sprintf("%s, %d threads", name, runtime.NumCPU()), bin, dir, redisAddr, runtime.NumCPU())
 	if all != nil {
 		ps = append(ps, all)
 	}
 	return ps, err
 }
 
-// startRosetta starts rosetta-proxy with --concurrency concurrency (0: the
-// default, one thread per CPU).
+// startRosetta starts rosetta-proxy with --concurrency concurrency.
 func startRosetta(name, bin, dir, redisAddr string, concurrency int) (*proc, error) {
 	addr, admin := load.FreeAddr(), load.FreeAddr()
 	cfg := fmt.Sprintf(`admin: {address: %q}

@@ -32,7 +32,7 @@ type options struct {
 	xds        xdsclient.Options
 	labels     string
 	// concurrency is how many threads run Go code at once (GOMAXPROCS)
-	// and so how many event loops read; 0 keeps Go's default, the CPUs.
+	// and so how many event loops read; 0 is defaultConcurrency.
 	concurrency int
 	// gcPercent is Go's GOGC, unless GOGC is set in the environment.
 	gcPercent int
@@ -107,7 +107,7 @@ It takes its config from exactly one of:
 	o.identity.register(fs)
 	fs.StringVar(&o.hboneAddress, "hbone-address", "", "terminate HBONE (Istio ambient's HTTP/2 CONNECT over mutual TLS, which ztunnel sends a waypoint) on this address, e.g. :15008; needs --identity (empty: off)")
 	registerLimits(fs, &o.limits)
-	fs.IntVar(&o.concurrency, "concurrency", 0, "threads that run the proxy at once, as Envoy's --concurrency (0: one per CPU)")
+	fs.IntVar(&o.concurrency, "concurrency", 0, "threads that run the proxy at once, as Envoy's --concurrency (0: one per CPU but one, at least one; GOMAXPROCS in the environment wins)")
 	o.loops = netloop.DefaultOptions()
 	fs.BoolVar(&o.loops.EventLoops, "event-loops", o.loops.EventLoops, "read sockets on epoll event loops (Linux); false gives every connection a reader goroutine of its own (environment: ROSETTA_EVENT_LOOPS=off)")
 	fs.BoolVar(&o.loops.Gather, "gather", o.loops.Gather, "let an event loop poll briefly for the requests its clients owe a server that answers in order (Redis) and write them at once; false for a CPU quota, which counts the polling (environment: ROSETTA_GATHER=off)")
@@ -119,11 +119,28 @@ It takes its config from exactly one of:
 	return cmd
 }
 
+// concurrency is the GOMAXPROCS the proxy runs with: the flag's, else
+// one per CPU Go gives it (cpus, which follows a container's CPU limit)
+// but one, at least one; 0 leaves GOMAXPROCS from the environment as it
+// is. The CPU left over is for what shares the machine: the application
+// beside a sidecar, the kernel's network work, the peers. On two cores one
+// loop serves a fixed load with less CPU and latency than two
+// (docs/benchmarks.md#tuning-constants).
+func concurrency(flag int, env string, cpus int) int {
+	switch {
+	case flag > 0:
+		return flag
+	case env != "":
+		return 0
+	}
+	return max(1, cpus-1)
+}
+
 // setUpRuntime applies the flags that tune Go's runtime and the loops,
 // before anything runs.
 func setUpRuntime(o options) {
-	if o.concurrency > 0 {
-		runtime.GOMAXPROCS(o.concurrency)
+	if n := concurrency(o.concurrency, os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS(0)); n > 0 {
+		runtime.GOMAXPROCS(n)
 	}
 	netloop.Configure(o.loops)
 	if os.Getenv("GOGC") == "" {

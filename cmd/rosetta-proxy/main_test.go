@@ -152,3 +152,22 @@ func TestFlags(t *testing.T) {
 		t.Errorf("--help: %v\n%s", err, help.String())
 	}
 }
+
+func TestConcurrencyLeavesACPU(t *testing.T) {
+	for _, c := range []struct {
+		flag       int
+		env        string
+		cpus, want int
+	}{
+		{0, "", 1, 1},
+		{0, "", 2, 1},
+		{0, "", 8, 7},
+		{3, "", 8, 3},
+		{0, "4", 8, 0}, // GOMAXPROCS from the environment stays
+		{2, "4", 8, 2},
+	} {
+		if got := concurrency(c.flag, c.env, c.cpus); got != c.want {
+			t.Errorf("concurrency(%d, %q, %d) = %d, want %d", c.flag, c.env, c.cpus, got, c.want)
+		}
+	}
+}
