@@ -238,6 +238,47 @@ func receive[T any](ctx context.Context, recv func() (T, error)) (<-chan T, <-ch
 	return out, failed
 }
 
+// streamLoop is what a stream's variant does with what it receives.
+type streamLoop[R any] struct {
+	// handle answers or holds one response.
+	handle func(R) error
+	// settle hands the held responses over, complete or not, once
+	// IncompleteTimeout passes with some still held.
+	settle func() error
+	// holding reports whether responses are held.
+	holding func() bool
+}
+
+// run reads the stream's responses until it ends or ctx is done.
+// progressed tells whether any response arrived.
+func (l streamLoop[R]) run(ctx context.Context, recv func() (R, error), wait time.Duration) (progressed bool, err error) {
+	responses, recvErr := receive(ctx, recv)
+	var timer <-chan time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return progressed, ctx.Err()
+		case err := <-recvErr:
+			return progressed, fmt.Errorf("xds/client: receive: %w", err)
+		case <-timer:
+			timer = nil
+			if err := l.settle(); err != nil {
+				return progressed, err
+			}
+		case resp := <-responses:
+			progressed = true
+			if err := l.handle(resp); err != nil {
+				return progressed, err
+			}
+			if !l.holding() {
+				timer = nil
+			} else if timer == nil {
+				timer = time.After(wait)
+			}
+		}
+	}
+}
+
 // errorDetail is the error_detail of a NACK.
 func errorDetail(cause error) *statuspb.Status {
 	return &statuspb.Status{Code: int32(codes.InvalidArgument), Message: cause.Error()}

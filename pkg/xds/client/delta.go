@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -190,31 +189,12 @@ func (st *deltaState) runStream(ctx context.Context, opts *Options, node *corev3
 	if err := s.subscribe(node); err != nil {
 		return false, err
 	}
-	responses, recvErr := receive(sctx, stream.Recv)
-	var timer <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return progressed, ctx.Err()
-		case err := <-recvErr:
-			return progressed, fmt.Errorf("xds/client: receive: %w", err)
-		case <-timer:
-			timer = nil
-			if err := s.settle(true); err != nil {
-				return progressed, err
-			}
-		case resp := <-responses:
-			progressed = true
-			if err := s.handle(resp); err != nil {
-				return progressed, err
-			}
-			if len(s.pending) > 0 && timer == nil {
-				timer = time.After(opts.IncompleteTimeout)
-			} else if len(s.pending) == 0 {
-				timer = nil
-			}
-		}
+	loop := streamLoop[*discoveryv3.DeltaDiscoveryResponse]{
+		handle:  s.handle,
+		settle:  func() error { return s.settle(true) },
+		holding: func() bool { return len(s.pending) > 0 },
 	}
+	return loop.run(sctx, stream.Recv, opts.IncompleteTimeout)
 }
 
 // deltaStream is one delta stream's state beyond deltaState.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -52,43 +51,23 @@ func (st *sotwState) runStream(ctx context.Context, opts *Options, node *corev3.
 			return false, fmt.Errorf("xds/client: subscribe: %w", err)
 		}
 	}
-	responses, recvErr := receive(sctx, stream.Recv)
 	waiting := map[string]*pending{}
 	seen := map[string]bool{}
-	var timer <-chan time.Time
-	for {
-		select {
-		case <-ctx.Done():
-			return progressed, ctx.Err()
-		case err := <-recvErr:
-			return progressed, fmt.Errorf("xds/client: receive: %w", err)
-		case <-timer:
-			timer = nil
-			if err := settle(stream, st, waiting, seen, apply, true, opts.Logger); err != nil {
-				return progressed, err
-			}
-		case resp := <-responses:
-			progressed = true
+	loop := streamLoop[*discoveryv3.DiscoveryResponse]{
+		handle: func(resp *discoveryv3.DiscoveryResponse) error {
 			p, derr := decode(resp)
 			if derr != nil {
 				// The response itself is malformed: refuse it alone.
-				if err := send(stream, resp.GetTypeUrl(), st.versions[resp.GetTypeUrl()], resp.GetNonce(), derr); err != nil {
-					return progressed, err
-				}
-				continue
+				return send(stream, resp.GetTypeUrl(), st.versions[resp.GetTypeUrl()], resp.GetNonce(), derr)
 			}
 			waiting[resp.GetTypeUrl()] = p
 			seen[resp.GetTypeUrl()] = true
-			if err := settle(stream, st, waiting, seen, apply, false, opts.Logger); err != nil {
-				return progressed, err
-			}
-			if len(waiting) > 0 && timer == nil {
-				timer = time.After(opts.IncompleteTimeout)
-			} else if len(waiting) == 0 {
-				timer = nil
-			}
-		}
+			return settle(stream, st, waiting, seen, apply, false, opts.Logger)
+		},
+		settle:  func() error { return settle(stream, st, waiting, seen, apply, true, opts.Logger) },
+		holding: func() bool { return len(waiting) > 0 },
 	}
+	return loop.run(sctx, stream.Recv, opts.IncompleteTimeout)
 }
 
 // settle hands the waiting responses to the proxy once, merged with the
