@@ -3,7 +3,8 @@
 // two EndpointSlices, a DestinationRule with two subsets and a MetaRouter
 // per service, a Sidecar per namespace), starts rosetta-controller on it
 // as a process of its own, and connects lightweight ADS clients
-// subscribed as rosetta-proxy subscribes, which ACK every response. It
+// subscribed as rosetta-proxy subscribes (delta xDS by default, or state
+// of the world with -xds-mode sotw), which ACK every response. It
 // reports the controller's start and the proxies' initial sync, then,
 // for MetaRouter edits made one at a time (a file renamed into place,
 // which the controller watches), the time from the edit to the last ACK
@@ -31,6 +32,7 @@ func main() {
 	flag.IntVar(&o.services, "services", 1000, "services in the mesh")
 	flag.IntVar(&o.proxies, "proxies", 100, "proxies (ADS clients), spread round-robin over the namespaces")
 	flag.IntVar(&o.namespaces, "namespaces", 10, "namespaces, each with a Sidecar that scopes its proxies to it")
+	flag.StringVar(&o.xdsMode, "xds-mode", "delta", "how the proxies subscribe: delta (as rosetta-proxy does by default) or sotw (state of the world)")
 	flag.IntVar(&o.edits, "edits", 100, "MetaRouter edits made one at a time")
 	flag.DurationVar(&o.gap, "gap", 200*time.Millisecond, "quiet time after an edit's last ACK before the next edit")
 	flag.IntVar(&o.burst, "burst", 1000, "edits of the burst made in a tight loop after the others (0: no burst)")
@@ -69,7 +71,11 @@ func (r *result) print(w io.Writer) {
 	if len(o.controllerArgs) > 0 {
 		flags = strings.Join(o.controllerArgs, " ")
 	}
-	fmt.Fprintf(w, "%d services, %d proxies, %d namespaces; %s with %s\n\n", o.services, o.proxies, o.namespaces, bin, flags)
+	mode := "delta xDS"
+	if o.xdsMode == "sotw" {
+		mode = "state-of-the-world xDS"
+	}
+	fmt.Fprintf(w, "%d services, %d proxies (%s), %d namespaces; %s with %s\n\n", o.services, o.proxies, mode, o.namespaces, bin, flags)
 	fmt.Fprintln(w, "| measure | result |")
 	fmt.Fprintln(w, "| --- | --- |")
 	row := func(k, v string) { fmt.Fprintf(w, "| %s | %s |\n", k, v) }
@@ -83,6 +89,7 @@ func (r *result) print(w io.Writer) {
 	row("controller CPU per edit", ms(r.cpuPerEdit))
 	row("controller pushes per edit", fmt.Sprintf("%.2f", r.pushesPerEdit))
 	row("responses per receiving proxy per edit", fmt.Sprintf("%.2f", r.responses))
+	row("resources per receiving proxy per edit", fmt.Sprintf("%.2f (%.1f KB)", r.resources, r.bytes/1024))
 	row("responses to proxies the edit does not concern", fmt.Sprint(r.stray))
 	row("controller RSS while serving edits, mean / max", fmt.Sprintf("%.0f / %.0f MB", r.rssMean, r.rssMax))
 	row("controller RSS, peak of the run", fmt.Sprintf("%.0f MB", r.rssPeak))

@@ -33,8 +33,9 @@ func typeIndex(typeURL string) int {
 }
 
 // proxy is one lightweight ADS client, subscribed as rosetta-proxy
-// subscribes with state-of-the-world ADS (the node and metadata its
-// defaults send: mode gateway, listen address 0.0.0.0, no labels). It
+// subscribes (the node and metadata its defaults send: mode gateway,
+// listen address 0.0.0.0, no labels), with delta xDS (rosetta-proxy's
+// default; delta.go) or state-of-the-world ADS (every type whole). It
 // ACKs every response as soon as it is decoded, and keeps of its config
 // only what the measurements read: the method each route
 // configuration's first route matches, and when the response that last
@@ -50,12 +51,17 @@ type proxy struct {
 	// and bytes count what arrived, per type.
 	acked     [5]bool
 	responses [5]int
+	resources int
 	bytes     int
 	err       error
+	// delta says the proxy subscribes with delta xDS; missing (delta
+	// only) says a name it subscribed to has not arrived yet.
+	delta   bool
+	missing bool
 }
 
-func newProxy(id, ns int) *proxy {
-	return &proxy{id: id, ns: ns, methods: map[string]string{}, changed: map[string]time.Time{}}
+func newProxy(id, ns int, delta bool) *proxy {
+	return &proxy{id: id, ns: ns, delta: delta, methods: map[string]string{}, changed: map[string]time.Time{}}
 }
 
 func (p *proxy) nodeID() string { return fmt.Sprintf("proxy-%d", p.id) }
@@ -102,7 +108,17 @@ func (p *proxy) stream(ctx context.Context, addr string, updated chan<- struct{}
 		return err
 	}
 	defer conn.Close()
-	stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(conn).StreamAggregatedResources(ctx)
+	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(conn)
+	if p.delta {
+		return p.deltaStream(ctx, ads, node, updated)
+	}
+	return p.sotwStream(ctx, ads, node, updated)
+}
+
+// sotwStream subscribes to every type with state-of-the-world ADS and
+// ACKs each response.
+func (p *proxy) sotwStream(ctx context.Context, ads discoveryv3.AggregatedDiscoveryServiceClient, node *corev3.Node, updated chan<- struct{}) error {
+	stream, err := ads.StreamAggregatedResources(ctx)
 	if err != nil {
 		return fmt.Errorf("%s: open stream: %w", p.nodeID(), err)
 	}
@@ -141,29 +157,49 @@ func (p *proxy) stream(ctx context.Context, addr string, updated chan<- struct{}
 		if err := stream.Send(ack); err != nil {
 			return fmt.Errorf("%s: ack: %w", p.nodeID(), err)
 		}
-		now := time.Now()
-		p.mu.Lock()
-		p.acked[t] = true
-		p.responses[t]++
-		p.bytes += size
+		// A state-of-the-world response of routes holds them all: those
+		// it leaves out are gone.
+		var removed []string
 		if t == typeIndex(config.RouteType) {
-			for name, m := range methods {
-				if p.methods[name] != m {
-					p.methods[name], p.changed[name] = m, now
-				}
-			}
+			p.mu.Lock()
 			for name := range p.methods {
 				if _, ok := methods[name]; !ok {
-					delete(p.methods, name)
-					delete(p.changed, name)
+					removed = append(removed, name)
 				}
 			}
+			p.mu.Unlock()
 		}
-		p.mu.Unlock()
+		p.record(t, len(resp.GetResources()), size, methods, removed, nil)
 		select {
 		case updated <- struct{}{}:
 		default:
 		}
+	}
+}
+
+// record notes an ACKed response of type t: resources resources of size
+// bytes (their serialized protos),
+// the route configurations it set (name to first method) and removed,
+// and, in delta mode, the names held per type by name after it.
+func (p *proxy) record(t, resources, size int, methods map[string]string, removed []string, missing func() bool) {
+	now := time.Now()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.acked[t] = true
+	p.responses[t]++
+	p.resources += resources
+	p.bytes += size
+	for name, m := range methods {
+		if old, ok := p.methods[name]; !ok || old != m {
+			p.methods[name], p.changed[name] = m, now
+		}
+	}
+	for _, name := range removed {
+		delete(p.methods, name)
+		delete(p.changed, name)
+	}
+	if missing != nil {
+		p.missing = missing()
 	}
 }
 
@@ -183,16 +219,18 @@ func firstMethod(rc *configv1alpha1.RouteConfiguration) string {
 // counts is a copy of what a proxy received.
 type counts struct {
 	responses [5]int
+	resources int
 	bytes     int
 }
 
 func (p *proxy) counts() counts {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return counts{responses: p.responses, bytes: p.bytes}
+	return counts{responses: p.responses, resources: p.resources, bytes: p.bytes}
 }
 
-// synced says whether the proxy has ACKed every type and holds routes
+// synced says whether the proxy has ACKed every type (delta: both
+// wildcard types, and holds every name it subscribed to) and holds routes
 // routes, each matching want; it returns the proxy's stream error, if
 // any.
 func (p *proxy) synced(routes int, want string) (bool, error) {
@@ -201,9 +239,17 @@ func (p *proxy) synced(routes int, want string) (bool, error) {
 	if p.err != nil {
 		return false, p.err
 	}
-	for _, a := range p.acked {
-		if !a {
+	if p.delta {
+		// Listeners and clusters are subscribed whole, the rest by the
+		// names they name: all of those must have arrived.
+		if !p.acked[typeIndex(config.ListenerType)] || !p.acked[typeIndex(config.ClusterType)] || p.missing {
 			return false, nil
+		}
+	} else {
+		for _, a := range p.acked {
+			if !a {
+				return false, nil
+			}
 		}
 	}
 	if len(p.methods) != routes {

@@ -19,6 +19,9 @@ import (
 // options are the harness's settings; main.go has them as flags.
 type options struct {
 	services, proxies, namespaces int
+	// xdsMode is how the proxies subscribe: "delta" (rosetta-proxy's
+	// default) or "sotw" (state of the world).
+	xdsMode string
 	// edits MetaRouter edits one at a time, gap apart once the last
 	// proxy has ACKed the one before (so each comes after a quiet
 	// period); then burst edits in a tight loop (0: none).
@@ -59,6 +62,10 @@ type result struct {
 	receivers float64
 	responses float64
 	stray     int
+	// resources and bytes are what each receiving proxy got per edit:
+	// resources (a delta response's changed ones, a state-of-the-world
+	// response's whole type) and their serialized size.
+	resources, bytes float64
 	// cpuPerEdit and pushesPerEdit are the controller's CPU time and
 	// pushes over the edits, per edit.
 	cpuPerEdit    time.Duration
@@ -97,6 +104,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 	if o.proxies < 1 || o.edits < 1 {
 		return nil, errors.New("scale: want at least one proxy and one edit")
+	}
+	if o.xdsMode != "delta" && o.xdsMode != "sotw" {
+		return nil, fmt.Errorf("scale: xDS mode %q: want delta or sotw", o.xdsMode)
 	}
 	dir := o.dir
 	if dir == "" {
@@ -170,7 +180,7 @@ func run(ctx context.Context, o options) (*result, error) {
 	proxies := make([]*proxy, o.proxies)
 	connect := time.Now()
 	for i := range proxies {
-		p := newProxy(i, i%o.namespaces)
+		p := newProxy(i, i%o.namespaces, o.xdsMode == "delta")
 		proxies[i] = p
 		wg.Add(1)
 		go func() { defer wg.Done(); p.run(pctx, xdsAddr, updated) }()
@@ -208,7 +218,7 @@ func run(ctx context.Context, o options) (*result, error) {
 	if err != nil {
 		return fail(err)
 	}
-	receivers, responses := 0, 0
+	receivers, responses, resources, bytes := 0, 0, 0, 0
 	for k := 1; k <= o.edits; k++ {
 		svc := (k * 7919) % o.services
 		route, method := m.routeName(svc), fmt.Sprintf("e%d", k)
@@ -250,6 +260,8 @@ func run(ctx context.Context, o options) (*result, error) {
 			if p.ns == svc%o.namespaces {
 				receivers++
 				responses += got
+				resources += p.counts().resources - before[i].resources
+				bytes += p.counts().bytes - before[i].bytes
 			} else {
 				res.stray += got
 			}
@@ -267,6 +279,8 @@ func run(ctx context.Context, o options) (*result, error) {
 	res.pushesPerEdit = float64(pushes1-pushes0) / float64(o.edits)
 	res.receivers = float64(receivers) / float64(o.edits)
 	res.responses = float64(responses) / float64(receivers)
+	res.resources = float64(resources) / float64(receivers)
+	res.bytes = float64(bytes) / float64(receivers)
 	res.rssMean, res.rssMax = samp.stats("edits")
 	o.logf("%d edits done", o.edits)
 

@@ -16,7 +16,14 @@ func TestTinyMesh(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs rosetta-controller")
 	}
-	o := options{services: 20, proxies: 3, namespaces: 2, edits: 6, gap: 150 * time.Millisecond, burst: 30,
+	for _, mode := range []string{"delta", "sotw"} {
+		t.Run(mode, func(t *testing.T) { testTinyMesh(t, mode) })
+	}
+}
+
+// testTinyMesh runs TestTinyMesh with the proxies subscribed by mode.
+func testTinyMesh(t *testing.T, mode string) {
+	o := options{services: 20, proxies: 3, namespaces: 2, xdsMode: mode, edits: 6, gap: 150 * time.Millisecond, burst: 30,
 		timeout: 2 * time.Minute, dir: t.TempDir(), keep: true}
 	res, err := run(context.Background(), o)
 	if err != nil {
@@ -47,6 +54,9 @@ func TestTinyMesh(t *testing.T) {
 	}
 	if res.responses < 1 {
 		t.Errorf("%.2f responses per receiving proxy per edit, want at least 1", res.responses)
+	}
+	if res.resources < 1 || res.bytes <= 0 {
+		t.Errorf("%.2f resources (%.0f bytes) per receiving proxy per edit, want at least 1", res.resources, res.bytes)
 	}
 	if res.stray != 0 {
 		t.Errorf("%d responses went to proxies outside the edited namespace", res.stray)
