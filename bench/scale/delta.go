@@ -13,6 +13,7 @@ import (
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/xds/client"
 )
 
 // wildcardTypes are subscribed to whole in delta mode; route
@@ -80,7 +81,7 @@ func (p *proxy) deltaStream(ctx context.Context, ads discoveryv3.AggregatedDisco
 				if err := proto.Unmarshal(a.GetValue(), &l); err != nil {
 					return fmt.Errorf("%s: listener: %w", p.nodeID(), err)
 				}
-				names, err := routeNames(&l)
+				names, err := client.RouteNames(&l)
 				if err != nil {
 					return fmt.Errorf("%s: listener %s: %w", p.nodeID(), r.GetName(), err)
 				}
@@ -90,7 +91,7 @@ func (p *proxy) deltaStream(ctx context.Context, ads discoveryv3.AggregatedDisco
 				if err := proto.Unmarshal(a.GetValue(), &c); err != nil {
 					return fmt.Errorf("%s: cluster: %w", p.nodeID(), err)
 				}
-				if name, ok := edsName(&c); ok {
+				if name, ok := config.EndpointsName(&c); ok {
 					n.eds[r.GetName()] = name
 				} else {
 					delete(n.eds, r.GetName())
@@ -199,38 +200,4 @@ func (n *deltaNames) missing() bool {
 		}
 	}
 	return false
-}
-
-// routeNames are the route configurations a listener's MetaProtocol
-// filters name (pkg/xds/client's refsOf, which is not exported; the
-// generated mesh has no TLS or codec secrets, so no SDS names).
-func routeNames(l *listenerv3.Listener) ([]string, error) {
-	var out []string
-	for _, fc := range l.GetFilterChains() {
-		for _, f := range fc.GetFilters() {
-			if f.GetName() != config.FilterName {
-				continue
-			}
-			var mpp configv1alpha1.MetaProtocolProxy
-			if err := f.GetTypedConfig().UnmarshalTo(&mpp); err != nil {
-				return nil, err
-			}
-			if name := mpp.GetRouteConfigName(); name != "" {
-				out = append(out, name)
-			}
-		}
-	}
-	return out, nil
-}
-
-// edsName is the name of the endpoints an EDS cluster takes
-// (pkg/xds/client's edsName); ok is false for a cluster of another type.
-func edsName(c *clusterv3.Cluster) (name string, ok bool) {
-	if c.GetType() != clusterv3.Cluster_EDS {
-		return "", false
-	}
-	if name = c.GetEdsClusterConfig().GetServiceName(); name == "" {
-		name = c.GetName()
-	}
-	return name, true
 }

@@ -130,3 +130,16 @@ func unmarshalAll[T any, P interface {
 	}
 	return out, nil
 }
+
+// EndpointsName is the ClusterLoadAssignment an EDS cluster takes its
+// endpoints from: its eds_cluster_config's service name, else its own
+// name. ok is false for a cluster of another type.
+func EndpointsName(c *clusterv3.Cluster) (name string, ok bool) {
+	if c.GetType() != clusterv3.Cluster_EDS {
+		return "", false
+	}
+	if name = c.GetEdsClusterConfig().GetServiceName(); name == "" {
+		name = c.GetName()
+	}
+	return name, true
+}

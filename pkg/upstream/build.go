@@ -13,6 +13,7 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 
+	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
 )
 
@@ -66,11 +67,7 @@ func (m *Manager) Build(clusters []*clusterv3.Cluster, cla []*endpointv3.Cluster
 
 func (m *Manager) buildCluster(c *clusterv3.Cluster, cla map[string]*endpointv3.ClusterLoadAssignment) (*Cluster, error) {
 	assignment := c.GetLoadAssignment()
-	if c.GetType() == clusterv3.Cluster_EDS {
-		name := c.GetEdsClusterConfig().GetServiceName()
-		if name == "" {
-			name = c.GetName()
-		}
+	if name, ok := config.EndpointsName(c); ok {
 		assignment = cla[name]
 	}
 	lbs, err := usableEndpoints(assignment)

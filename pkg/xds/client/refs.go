@@ -1,6 +1,7 @@
 package client
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 
@@ -33,7 +34,7 @@ func checkRefs(r *config.Resources) string {
 		eds[e.GetClusterName()] = true
 	}
 	for _, c := range r.Clusters {
-		if name, ok := edsName(c); ok && !eds[name] {
+		if name, ok := config.EndpointsName(c); ok && !eds[name] {
 			return "endpoints " + name
 		}
 	}
@@ -65,18 +66,6 @@ func checkRefs(r *config.Resources) string {
 	return ""
 }
 
-// edsName is the name of the endpoints an EDS cluster takes; ok is false
-// for a cluster of another type.
-func edsName(c *clusterv3.Cluster) (name string, ok bool) {
-	if c.GetType() != clusterv3.Cluster_EDS {
-		return "", false
-	}
-	if name = c.GetEdsClusterConfig().GetServiceName(); name == "" {
-		name = c.GetName()
-	}
-	return name, true
-}
-
 // listenerRefs is what one listener names, in its filter chains' order.
 type listenerRefs struct {
 	// secrets are those its chains' TLS and its MetaProtocol filters'
@@ -89,6 +78,16 @@ type listenerRefs struct {
 	// malformed says a MetaProtocol filter did not decode; what follows
 	// it is not listed.
 	malformed bool
+}
+
+// RouteNames are the route configurations l's MetaProtocol filters name,
+// as the client subscribes to them; an error when a filter does not decode.
+func RouteNames(l *listenerv3.Listener) ([]string, error) {
+	lr := refsOf(l)
+	if lr.malformed {
+		return lr.routes, fmt.Errorf("listener %q: a MetaProtocol filter does not decode", l.GetName())
+	}
+	return lr.routes, nil
 }
 
 func refsOf(l *listenerv3.Listener) listenerRefs {
@@ -193,7 +192,7 @@ func namesOf(typeURL string, m proto.Message) []ref {
 			out = append(out, ref{config.ClusterType, name})
 		}
 	case *clusterv3.Cluster:
-		if name, ok := edsName(m); ok {
+		if name, ok := config.EndpointsName(m); ok {
 			out = append(out, ref{config.EndpointType, name})
 		}
 	}
