@@ -191,10 +191,12 @@ func (r *recorder) refusedCount() int {
 
 // variants are the two ways the client subscribes; tests that hold for
 // both run for each.
-var variants = []struct {
+var variants = []variant{{"sotw", false}, {"delta", true}}
+
+type variant struct {
 	name  string
 	delta bool
-}{{"sotw", false}, {"delta", true}}
+}
 
 // startClient runs Run against addr with the variant delta, recording
 // what goes over the wire into w when it is not nil, until the test ends.

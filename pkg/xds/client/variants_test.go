@@ -115,13 +115,8 @@ func TestOneChangeSendsOneResource(t *testing.T) {
 	const services = 200
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			cp := startControlPlane(t)
-			served := mesh(t, services)
-			cp.set(t, served)
 			rec := &recorder{}
-			w := &wire{}
-			startClient(t, cp.addr, v.delta, rec, w)
-			waitFor(t, rec, "the first set", func(r config.Resources) bool { return len(r.Clusters) == services })
+			cp, served, w := synced(t, v, services, rec)
 			quietFor(t, cp, 200*time.Millisecond)
 			before := w.count()
 
@@ -152,13 +147,8 @@ func TestOneChangeSendsOneResource(t *testing.T) {
 func TestRemovedResourceLeavesTheConfig(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			cp := startControlPlane(t)
-			served := mesh(t, 3)
-			cp.set(t, served)
 			rec := &recorder{}
-			w := &wire{}
-			startClient(t, cp.addr, v.delta, rec, w)
-			waitFor(t, rec, "the first set", func(r config.Resources) bool { return len(r.Clusters) == 3 })
+			cp, served, w := synced(t, v, 3, rec)
 
 			cp.set(t, without(served, "svc-1"))
 			// State of the world may hand over a set with the new
@@ -221,12 +211,8 @@ func badLB(res config.Resources) error {
 func TestRefusedSetKeepsTheLastGood(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			cp := startControlPlane(t)
-			served := mesh(t, 3)
-			cp.set(t, served)
 			rec := &recorder{reject: badLB}
-			startClient(t, cp.addr, v.delta, rec, nil)
-			waitFor(t, rec, "the first set", func(r config.Resources) bool { return len(r.Clusters) == 3 })
+			cp, served, _ := synced(t, v, 3, rec)
 			quietFor(t, cp, 200*time.Millisecond)
 			_, applied := rec.last()
 
@@ -274,13 +260,8 @@ func TestRefusedSetKeepsTheLastGood(t *testing.T) {
 func TestReconnectResyncs(t *testing.T) {
 	for _, v := range variants {
 		t.Run(v.name, func(t *testing.T) {
-			cp := startControlPlane(t)
-			served := mesh(t, 3)
-			cp.set(t, served)
 			rec := &recorder{}
-			w := &wire{}
-			startClient(t, cp.addr, v.delta, rec, w)
-			waitFor(t, rec, "the first set", func(r config.Resources) bool { return len(r.Clusters) == 3 })
+			cp, served, w := synced(t, v, 3, rec)
 			quietFor(t, cp, 200*time.Millisecond)
 			_, applied := rec.last()
 			before := w.count()
@@ -389,4 +370,18 @@ func TestIncompleteSetIsHandedOverAfterAWhile(t *testing.T) {
 			}
 		})
 	}
+}
+
+// synced starts a control plane serving a mesh of n services and a client
+// of variant v that hands its sets to rec, and waits for the first set;
+// w counts what the client receives.
+func synced(t *testing.T, v variant, n int, rec *recorder) (*controlPlane, config.Resources, *wire) {
+	t.Helper()
+	cp := startControlPlane(t)
+	served := mesh(t, n)
+	cp.set(t, served)
+	w := &wire{}
+	startClient(t, cp.addr, v.delta, rec, w)
+	waitFor(t, rec, "the first set", func(r config.Resources) bool { return len(r.Clusters) == n })
+	return cp, served, w
 }
