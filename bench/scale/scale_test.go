@@ -13,9 +13,6 @@ import (
 // proxies of its namespace, a burst made at least one push and at most
 // one per edit. It checks no timing.
 func TestTinyMesh(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs rosetta-controller")
-	}
 	for _, mode := range []string{"delta", "sotw"} {
 		t.Run(mode, func(t *testing.T) { testTinyMesh(t, mode) })
 	}

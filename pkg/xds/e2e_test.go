@@ -405,23 +405,7 @@ wait:
 // and applies nothing; a new controller on the same address (with a
 // changed folder) resyncs it.
 func TestReconnect(t *testing.T) {
-	hello, rest := provider(t, "hello"), provider(t, "rest")
-	// The Service port names the listener and its clusters, so it is in
-	// the folder before the proxy binds it.
-	listen := strconv.Itoa(testutil.FreePort(t))
-	dir := t.TempDir()
-	mesh, err := os.ReadFile(filepath.Join("testdata", "mesh.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ports := strings.NewReplacer("20880", listen, "20881", portOf(t, hello.Addr()), "20882", portOf(t, rest.Addr()))
-	writeFile(t, filepath.Join(dir, "mesh.yaml"), ports.Replace(string(mesh)))
-	router, err := os.ReadFile(filepath.Join("testdata", "router-v1.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(dir, "router-v1.yaml"), string(router))
-	v1, v2 := ports.Replace(v1), ports.Replace(v2) // the cluster names on this port
+	dir, listen, _, v1, v2 := meshFolder(t)
 
 	c := startController(t, dir, "")
 	px := proxy.New(quiet)
@@ -459,6 +443,31 @@ func TestReconnect(t *testing.T) {
 	if got := answers(t, addr); got != "rest rest" {
 		t.Fatalf("after resync, sayHello and sayBye answered by %q, want rest rest", got)
 	}
+}
+
+// meshFolder writes testdata's mesh.yaml and router-v1.yaml to a new
+// folder, the listener on a free port and the subsets on two providers
+// that answer "hello" and "rest". It returns the folder, the listener's
+// port, router-v1.yaml's text and the subsets' cluster names on that port.
+// The Service port names the listener and its clusters, so it is in the
+// folder before the proxy binds it.
+func meshFolder(t *testing.T) (dir, listen, router, v1Cluster, v2Cluster string) {
+	t.Helper()
+	hello, rest := provider(t, "hello"), provider(t, "rest")
+	listen = strconv.Itoa(testutil.FreePort(t))
+	dir = t.TempDir()
+	mesh, err := os.ReadFile(filepath.Join("testdata", "mesh.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ports := strings.NewReplacer("20880", listen, "20881", portOf(t, hello.Addr()), "20882", portOf(t, rest.Addr()))
+	writeFile(t, filepath.Join(dir, "mesh.yaml"), ports.Replace(string(mesh)))
+	r, err := os.ReadFile(filepath.Join("testdata", "router-v1.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "router-v1.yaml"), string(r))
+	return dir, listen, string(r), ports.Replace(v1), ports.Replace(v2)
 }
 
 // provider is a Dubbo provider on a loopback port that answers every call

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -34,21 +33,7 @@ func TestProxyOverEitherVariant(t *testing.T) {
 		delta bool
 	}{{"sotw", false}, {"delta", true}} {
 		t.Run(variant.name, func(t *testing.T) {
-			hello, rest := provider(t, "hello"), provider(t, "rest")
-			listen := strconv.Itoa(testutil.FreePort(t))
-			dir := t.TempDir()
-			mesh, err := os.ReadFile(filepath.Join("testdata", "mesh.yaml"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			ports := strings.NewReplacer("20880", listen, "20881", portOf(t, hello.Addr()), "20882", portOf(t, rest.Addr()))
-			writeFile(t, filepath.Join(dir, "mesh.yaml"), ports.Replace(string(mesh)))
-			router, err := os.ReadFile(filepath.Join("testdata", "router-v1.yaml"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			writeFile(t, filepath.Join(dir, "router-v1.yaml"), string(router))
-			v1, v2 := ports.Replace(v1), ports.Replace(v2)
+			dir, listen, router, v1, v2 := meshFolder(t)
 
 			c := startController(t, dir, "")
 			px := proxy.New(quiet)
