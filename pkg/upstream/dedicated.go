@@ -31,7 +31,12 @@ func DialDedicated(addr string, timeout time.Duration, p codec.Protocol, opts co
 	}
 	d := &Dedicated{nc: nc, codec: cd}
 	if hs, ok := cd.(codec.Handshaker); ok {
-		if _, err := nc.Write(hs.Handshake(nil)); err != nil {
+		// Bounded as the dial is: a server that takes no bytes must not
+		// hold the handler that asked for the connection.
+		_ = nc.SetWriteDeadline(time.Now().Add(timeout))
+		_, err := nc.Write(hs.Handshake(nil))
+		_ = nc.SetWriteDeadline(time.Time{})
+		if err != nil {
 			nc.Close()
 			return nil, err
 		}
