@@ -146,9 +146,7 @@ func (g *Generation) addGatewayListeners() {
 		}
 		g.appendListener(name, number, chains)
 		rc := &configv1alpha1.RouteConfiguration{Name: name}
-		for i := range gs.router.Spec.Routes {
-			rc.Routes = append(rc.Routes, g.route(gs.router, &gs.router.Spec.Routes[i], port.Number))
-		}
+		g.routerRoutes(rc, gs.router, gs.svc, port.Number)
 		g.res.Routes = append(g.res.Routes, rc)
 	}
 }

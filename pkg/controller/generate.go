@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -137,6 +138,7 @@ func (ix *Index) Generate(p *Proxy) *config.Resources {
 		g.res.Clusters = append(g.res.Clusters, c)
 		g.res.Endpoints = append(g.res.Endpoints, cla)
 	}
+	g.addRateLimitClusters()
 	return &g.res
 }
 
@@ -240,17 +242,39 @@ func (g *Generation) addRoutes(svc *Service, port Port, name string) {
 	if routes := g.protocolRoutes(svc, port); routes != nil {
 		rc.Routes = routes
 	} else if mr := g.ix.router(svc.Host, g.proxy.Namespace); mr != nil {
-		for i := range mr.Spec.Routes {
-			rc.Routes = append(rc.Routes, g.route(mr, &mr.Spec.Routes[i], port.Number))
-		}
+		g.routerRoutes(rc, mr, svc, port.Number)
 	} else {
-		rc.Routes = []*configv1alpha1.Route{{
-			Name:  "default",
-			Match: &configv1alpha1.RouteMatch{},
-			Route: &configv1alpha1.RouteAction{ClusterSpecifier: &configv1alpha1.RouteAction_Cluster{Cluster: g.cluster(svc.Host, port.Number, "")}},
-		}}
+		rc.Routes = []*configv1alpha1.Route{g.defaultRoute(svc.Host, port.Number)}
 	}
 	g.res.Routes = append(g.res.Routes, rc)
+}
+
+// defaultRoute sends every request to the service port itself.
+func (g *Generation) defaultRoute(host string, port uint32) *configv1alpha1.Route {
+	return &configv1alpha1.Route{
+		Name:  "default",
+		Match: &configv1alpha1.RouteMatch{},
+		Route: &configv1alpha1.RouteAction{ClusterSpecifier: &configv1alpha1.RouteAction_Cluster{Cluster: g.cluster(host, port, "")}},
+	}
+}
+
+// routerRoutes fills a service port's route configuration from its
+// MetaRouter: its routes (or, when it has none, as with a MetaRouter that
+// only sets rate limits, the route to the service itself), its
+// service-wide local rate limit, and its global rate limit on every route.
+func (g *Generation) routerRoutes(rc *configv1alpha1.RouteConfiguration, mr *v1alpha1.MetaRouter, svc *Service, port uint32) {
+	for i := range mr.Spec.Routes {
+		rc.Routes = append(rc.Routes, g.route(mr, &mr.Spec.Routes[i], port))
+	}
+	if len(rc.Routes) == 0 {
+		rc.Routes = []*configv1alpha1.Route{g.defaultRoute(svc.Host, port)}
+	}
+	rc.LocalRateLimit = serviceLocalRateLimit(mr.Spec.LocalRateLimit)
+	if gl := g.globalRateLimit(mr); gl != nil {
+		for _, r := range rc.Routes {
+			r.Route.GlobalRateLimit = proto.CloneOf(gl)
+		}
+	}
 }
 
 // cluster records that the proxy needs a cluster and returns its name.
@@ -322,11 +346,7 @@ func (g *Generation) route(mr *v1alpha1.MetaRouter, r *v1alpha1.MetaRoute, port 
 		act.Mirror = []*configv1alpha1.MirrorPolicy{{Cluster: g.destination(mr, r.Mirror, port), Percentage: percent(r.MirrorPercentage)}}
 	}
 	if b := r.LocalRateLimit; b != nil {
-		per := uint32(1)
-		if b.TokensPerFill != nil {
-			per = *b.TokensPerFill
-		}
-		act.LocalRateLimit = &configv1alpha1.LocalRateLimit{MaxTokens: b.MaxTokens, TokensPerFill: per, FillInterval: durationpb.New(b.FillInterval.Duration)}
+		act.LocalRateLimit = tokenBucket(b)
 	}
 	return out
 }

@@ -147,6 +147,9 @@ type Generation struct {
 	routes map[string]bool
 	// dests are the HBONE destinations listed so far.
 	dests map[string]bool
+	// rateLimitClusters are the clusters of the rate limit services that
+	// MetaRouters' globalRateLimit call, by name (ratelimit.go).
+	rateLimitClusters map[string]*clusterv3.Cluster
 }
 
 // Index is the Index the proxy's resources come from.

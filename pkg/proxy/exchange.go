@@ -128,12 +128,18 @@ func (ex *exchange) run() {
 		ex.local(codec.StatusNoRoute, "no route matched the request")
 		return
 	}
-	act := &ex.route.Action
-	if act.RateLimit != nil && !act.RateLimit.Allow(ex.start) {
+	if !ex.route.Action.AllowLocal(ex.req, ex.start) {
 		ex.local(codec.StatusRateLimited, "rate limited by route "+ex.route.Name)
 		return
 	}
-	if f := act.Fault; f != nil {
+	if !ex.askRateLimitService() {
+		ex.inject()
+	}
+}
+
+// inject applies the route's fault injection and forwards the request.
+func (ex *exchange) inject() {
+	if f := ex.route.Action.Fault; f != nil {
 		if f.AbortPercent > 0 && router.Chance(f.AbortPercent) {
 			ex.local(f.Abort, "fault injected by route "+ex.route.Name)
 			return

@@ -43,6 +43,8 @@ type Proxy struct {
 	// the listeners in force by the HBONE destinations they serve.
 	hbone   *hbone.Server
 	targets atomic.Pointer[map[netip.AddrPort]*listener]
+	// rls asks rate limit services about requests (globalratelimit.go).
+	rls *rateLimitService
 }
 
 // New returns a proxy with no configuration.
@@ -56,6 +58,7 @@ func New(log *slog.Logger) *Proxy {
 		mgr:       upstream.NewManager(nil),
 		listeners: map[string]*listener{},
 	}
+	p.rls = newRateLimitService(p.metrics.Registry)
 	p.SetLimits(DefaultLimits())
 	return p
 }
@@ -187,5 +190,8 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	}
 	wg.Wait()
 	p.mgr.CloseAll()
+	if err := p.rls.close(); err != nil {
+		p.log.Warn("closing rate limit service connections", "err", err)
+	}
 	return ctx.Err()
 }

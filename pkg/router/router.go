@@ -42,6 +42,11 @@ type Action struct {
 	Fault            *Fault
 	Mirrors          []Mirror
 	RateLimit        *TokenBucket
+	// ServiceLimit is the route configuration's local rate limit, shared
+	// by all its routes; nil when it has none.
+	ServiceLimit *ServiceLimit
+	// GlobalLimit asks a rate limit service; nil when the route does not.
+	GlobalLimit *GlobalLimit
 }
 
 // WeightedCluster is one arm of a weighted split.
@@ -132,13 +137,22 @@ func (t *Table) Match(m *codec.Message) *Route {
 	return nil
 }
 
-func (r *Route) matches(m *codec.Message) bool {
-	for i := range r.conds {
-		if !r.conds[i].holds(m) {
+func (r *Route) matches(m *codec.Message) bool { return all(r.conds, m) }
+
+// all reports whether every condition holds for m.
+func all(conds []condition, m *codec.Message) bool {
+	for i := range conds {
+		if !conds[i].holds(m) {
 			return false
 		}
 	}
 	return true
+}
+
+// AllowLocal takes a token from the service's bucket that applies to m,
+// then from the route's own; false when either is empty.
+func (a *Action) AllowLocal(m *codec.Message, now time.Time) bool {
+	return a.ServiceLimit.Allow(m, now) && (a.RateLimit == nil || a.RateLimit.Allow(now))
 }
 
 // PickCluster returns the cluster for one request: the single cluster, or a
@@ -180,11 +194,16 @@ func Chance(percent float64) bool {
 // Compile checks and compiles a RouteConfiguration. Errors name the field.
 func Compile(rc *configv1alpha1.RouteConfiguration) (*Table, error) {
 	t := &Table{Name: rc.GetName()}
+	limit, err := compileServiceLimit(rc.GetLocalRateLimit())
+	if err != nil {
+		return nil, fmt.Errorf("route config %q: %w", rc.GetName(), err)
+	}
 	for i, r := range rc.GetRoutes() {
 		cr, err := compileRoute(r)
 		if err != nil {
 			return nil, fmt.Errorf("route config %q: routes[%d] (%s): %w", rc.GetName(), i, r.GetName(), err)
 		}
+		cr.Action.ServiceLimit = limit
 		t.Routes = append(t.Routes, cr)
 	}
 	return t, nil
@@ -192,18 +211,29 @@ func Compile(rc *configv1alpha1.RouteConfiguration) (*Table, error) {
 
 func compileRoute(r *configv1alpha1.Route) (*Route, error) {
 	out := &Route{Name: r.GetName()}
-	for i, a := range r.GetMatch().GetAttributes() {
-		c, err := compileCondition(a)
-		if err != nil {
-			return nil, fmt.Errorf("match.attributes[%d]: %w", i, err)
-		}
-		out.conds = append(out.conds, c)
+	var err error
+	if out.conds, err = compileMatch(r.GetMatch()); err != nil {
+		return nil, fmt.Errorf("match.%w", err)
 	}
 	act, err := compileAction(r.GetRoute())
 	if err != nil {
 		return nil, fmt.Errorf("route.%w", err)
 	}
 	out.Action = act
+	return out, nil
+}
+
+// compileMatch compiles an AND of conditions; errors start with the
+// field under the match ("attributes[0]...").
+func compileMatch(m *configv1alpha1.RouteMatch) ([]condition, error) {
+	var out []condition
+	for i, a := range m.GetAttributes() {
+		c, err := compileCondition(a)
+		if err != nil {
+			return nil, fmt.Errorf("attributes[%d]: %w", i, err)
+		}
+		out = append(out, c)
+	}
 	return out, nil
 }
 
@@ -270,6 +300,9 @@ func compileAction(a *configv1alpha1.RouteAction) (Action, error) {
 		return act, err
 	}
 	if act.RateLimit, err = compileRateLimit(a.GetLocalRateLimit()); err != nil {
+		return act, err
+	}
+	if act.GlobalLimit, err = compileGlobalLimit(a.GetGlobalRateLimit()); err != nil {
 		return act, err
 	}
 	return act, nil

@@ -575,11 +575,15 @@ func (x *AttributeValues) GetNotValues() []string {
 // RouteConfiguration is the purpose-built route resource: an ordered list of
 // routes on protocol attributes. The first route that matches wins.
 type RouteConfiguration struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Routes        []*Route               `protobuf:"bytes,2,rep,name=routes,proto3" json:"routes,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Routes []*Route               `protobuf:"bytes,2,rep,name=routes,proto3" json:"routes,omitempty"`
+	// Token buckets shared by every route of this configuration (one service
+	// port), in each proxy: Aeraki's MetaRouter localRateLimit. They apply
+	// before a route's own local_rate_limit.
+	LocalRateLimit *ServiceLocalRateLimit `protobuf:"bytes,3,opt,name=local_rate_limit,json=localRateLimit,proto3" json:"local_rate_limit,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *RouteConfiguration) Reset() {
@@ -626,6 +630,122 @@ func (x *RouteConfiguration) GetRoutes() []*Route {
 	return nil
 }
 
+func (x *RouteConfiguration) GetLocalRateLimit() *ServiceLocalRateLimit {
+	if x != nil {
+		return x.LocalRateLimit
+	}
+	return nil
+}
+
+// ServiceLocalRateLimit is a service's local rate limit: a request takes a
+// token from the bucket of the first condition it matches, else from
+// token_bucket; a request that matches no condition, when token_bucket is
+// unset, is not limited.
+type ServiceLocalRateLimit struct {
+	state         protoimpl.MessageState     `protogen:"open.v1"`
+	TokenBucket   *LocalRateLimit            `protobuf:"bytes,1,opt,name=token_bucket,json=tokenBucket,proto3" json:"token_bucket,omitempty"`
+	Conditions    []*LocalRateLimitCondition `protobuf:"bytes,2,rep,name=conditions,proto3" json:"conditions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServiceLocalRateLimit) Reset() {
+	*x = ServiceLocalRateLimit{}
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServiceLocalRateLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServiceLocalRateLimit) ProtoMessage() {}
+
+func (x *ServiceLocalRateLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServiceLocalRateLimit.ProtoReflect.Descriptor instead.
+func (*ServiceLocalRateLimit) Descriptor() ([]byte, []int) {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *ServiceLocalRateLimit) GetTokenBucket() *LocalRateLimit {
+	if x != nil {
+		return x.TokenBucket
+	}
+	return nil
+}
+
+func (x *ServiceLocalRateLimit) GetConditions() []*LocalRateLimitCondition {
+	if x != nil {
+		return x.Conditions
+	}
+	return nil
+}
+
+// LocalRateLimitCondition is a bucket of its own for the requests that match.
+type LocalRateLimitCondition struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Match         *RouteMatch            `protobuf:"bytes,1,opt,name=match,proto3" json:"match,omitempty"`
+	TokenBucket   *LocalRateLimit        `protobuf:"bytes,2,opt,name=token_bucket,json=tokenBucket,proto3" json:"token_bucket,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LocalRateLimitCondition) Reset() {
+	*x = LocalRateLimitCondition{}
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LocalRateLimitCondition) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LocalRateLimitCondition) ProtoMessage() {}
+
+func (x *LocalRateLimitCondition) ProtoReflect() protoreflect.Message {
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LocalRateLimitCondition.ProtoReflect.Descriptor instead.
+func (*LocalRateLimitCondition) Descriptor() ([]byte, []int) {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *LocalRateLimitCondition) GetMatch() *RouteMatch {
+	if x != nil {
+		return x.Match
+	}
+	return nil
+}
+
+func (x *LocalRateLimitCondition) GetTokenBucket() *LocalRateLimit {
+	if x != nil {
+		return x.TokenBucket
+	}
+	return nil
+}
+
 type Route struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// Name shows up in metrics, access logs and config dumps.
@@ -638,7 +758,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -650,7 +770,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -663,7 +783,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{7}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Route) GetName() string {
@@ -697,7 +817,7 @@ type RouteMatch struct {
 
 func (x *RouteMatch) Reset() {
 	*x = RouteMatch{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -709,7 +829,7 @@ func (x *RouteMatch) String() string {
 func (*RouteMatch) ProtoMessage() {}
 
 func (x *RouteMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -722,7 +842,7 @@ func (x *RouteMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteMatch.ProtoReflect.Descriptor instead.
 func (*RouteMatch) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{8}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RouteMatch) GetAttributes() []*AttributeMatch {
@@ -751,7 +871,7 @@ type AttributeMatch struct {
 
 func (x *AttributeMatch) Reset() {
 	*x = AttributeMatch{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -763,7 +883,7 @@ func (x *AttributeMatch) String() string {
 func (*AttributeMatch) ProtoMessage() {}
 
 func (x *AttributeMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -776,7 +896,7 @@ func (x *AttributeMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttributeMatch.ProtoReflect.Descriptor instead.
 func (*AttributeMatch) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{9}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AttributeMatch) GetName() string {
@@ -888,13 +1008,16 @@ type RouteAction struct {
 	// Copies of matched requests go to these clusters; their answers are dropped.
 	Mirror         []*MirrorPolicy `protobuf:"bytes,9,rep,name=mirror,proto3" json:"mirror,omitempty"`
 	LocalRateLimit *LocalRateLimit `protobuf:"bytes,10,opt,name=local_rate_limit,json=localRateLimit,proto3" json:"local_rate_limit,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// Asks a rate limit service (Envoy's envoy.service.ratelimit.v3) whether
+	// the request may pass.
+	GlobalRateLimit *GlobalRateLimit `protobuf:"bytes,11,opt,name=global_rate_limit,json=globalRateLimit,proto3" json:"global_rate_limit,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RouteAction) Reset() {
 	*x = RouteAction{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +1029,7 @@ func (x *RouteAction) String() string {
 func (*RouteAction) ProtoMessage() {}
 
 func (x *RouteAction) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +1042,7 @@ func (x *RouteAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteAction.ProtoReflect.Descriptor instead.
 func (*RouteAction) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{10}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RouteAction) GetClusterSpecifier() isRouteAction_ClusterSpecifier {
@@ -1003,6 +1126,13 @@ func (x *RouteAction) GetLocalRateLimit() *LocalRateLimit {
 	return nil
 }
 
+func (x *RouteAction) GetGlobalRateLimit() *GlobalRateLimit {
+	if x != nil {
+		return x.GlobalRateLimit
+	}
+	return nil
+}
+
 type isRouteAction_ClusterSpecifier interface {
 	isRouteAction_ClusterSpecifier()
 }
@@ -1021,6 +1151,157 @@ func (*RouteAction_Cluster) isRouteAction_ClusterSpecifier() {}
 
 func (*RouteAction_WeightedClusters) isRouteAction_ClusterSpecifier() {}
 
+// GlobalRateLimit asks an Envoy rate limit service, over gRPC
+// (RateLimitService/ShouldRateLimit), about each request that meets match.
+// The request carries one descriptor whose entries, in order, take their
+// values from request attributes; a request missing one of them is not
+// limited (Envoy, too, sends no descriptor when an action finds no value).
+type GlobalRateLimit struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Conditions, all of which must hold; empty: every request.
+	Match *RouteMatch `protobuf:"bytes,1,opt,name=match,proto3" json:"match,omitempty"`
+	// The rate limit domain of the service's config.
+	Domain      string                      `protobuf:"bytes,2,opt,name=domain,proto3" json:"domain,omitempty"`
+	Descriptors []*RateLimitDescriptorEntry `protobuf:"bytes,3,rep,name=descriptors,proto3" json:"descriptors,omitempty"`
+	// The cluster of the rate limit service; each call goes to one of its
+	// endpoints, over plaintext gRPC.
+	Cluster string `protobuf:"bytes,4,opt,name=cluster,proto3" json:"cluster,omitempty"`
+	// How long the service has to answer; 20 ms when unset (Aeraki's and
+	// Envoy's default).
+	Timeout *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
+	// When the service fails or does not answer in time: true refuses the
+	// request as over the limit, false lets it pass.
+	DenyOnFail    bool `protobuf:"varint,6,opt,name=deny_on_fail,json=denyOnFail,proto3" json:"deny_on_fail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GlobalRateLimit) Reset() {
+	*x = GlobalRateLimit{}
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GlobalRateLimit) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GlobalRateLimit) ProtoMessage() {}
+
+func (x *GlobalRateLimit) ProtoReflect() protoreflect.Message {
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GlobalRateLimit.ProtoReflect.Descriptor instead.
+func (*GlobalRateLimit) Descriptor() ([]byte, []int) {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *GlobalRateLimit) GetMatch() *RouteMatch {
+	if x != nil {
+		return x.Match
+	}
+	return nil
+}
+
+func (x *GlobalRateLimit) GetDomain() string {
+	if x != nil {
+		return x.Domain
+	}
+	return ""
+}
+
+func (x *GlobalRateLimit) GetDescriptors() []*RateLimitDescriptorEntry {
+	if x != nil {
+		return x.Descriptors
+	}
+	return nil
+}
+
+func (x *GlobalRateLimit) GetCluster() string {
+	if x != nil {
+		return x.Cluster
+	}
+	return ""
+}
+
+func (x *GlobalRateLimit) GetTimeout() *durationpb.Duration {
+	if x != nil {
+		return x.Timeout
+	}
+	return nil
+}
+
+func (x *GlobalRateLimit) GetDenyOnFail() bool {
+	if x != nil {
+		return x.DenyOnFail
+	}
+	return false
+}
+
+// RateLimitDescriptorEntry is one entry of the descriptor: its key, and the
+// request attribute its value comes from.
+type RateLimitDescriptorEntry struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Attribute     string                 `protobuf:"bytes,2,opt,name=attribute,proto3" json:"attribute,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RateLimitDescriptorEntry) Reset() {
+	*x = RateLimitDescriptorEntry{}
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RateLimitDescriptorEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RateLimitDescriptorEntry) ProtoMessage() {}
+
+func (x *RateLimitDescriptorEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RateLimitDescriptorEntry.ProtoReflect.Descriptor instead.
+func (*RateLimitDescriptorEntry) Descriptor() ([]byte, []int) {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RateLimitDescriptorEntry) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RateLimitDescriptorEntry) GetAttribute() string {
+	if x != nil {
+		return x.Attribute
+	}
+	return ""
+}
+
 type WeightedClusters struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Clusters      []*ClusterWeight       `protobuf:"bytes,1,rep,name=clusters,proto3" json:"clusters,omitempty"`
@@ -1030,7 +1311,7 @@ type WeightedClusters struct {
 
 func (x *WeightedClusters) Reset() {
 	*x = WeightedClusters{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1042,7 +1323,7 @@ func (x *WeightedClusters) String() string {
 func (*WeightedClusters) ProtoMessage() {}
 
 func (x *WeightedClusters) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1055,7 +1336,7 @@ func (x *WeightedClusters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightedClusters.ProtoReflect.Descriptor instead.
 func (*WeightedClusters) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{11}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *WeightedClusters) GetClusters() []*ClusterWeight {
@@ -1075,7 +1356,7 @@ type ClusterWeight struct {
 
 func (x *ClusterWeight) Reset() {
 	*x = ClusterWeight{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1087,7 +1368,7 @@ func (x *ClusterWeight) String() string {
 func (*ClusterWeight) ProtoMessage() {}
 
 func (x *ClusterWeight) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1100,7 +1381,7 @@ func (x *ClusterWeight) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterWeight.ProtoReflect.Descriptor instead.
 func (*ClusterWeight) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{12}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ClusterWeight) GetName() string {
@@ -1127,7 +1408,7 @@ type HashPolicy struct {
 
 func (x *HashPolicy) Reset() {
 	*x = HashPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1139,7 +1420,7 @@ func (x *HashPolicy) String() string {
 func (*HashPolicy) ProtoMessage() {}
 
 func (x *HashPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1152,7 +1433,7 @@ func (x *HashPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashPolicy.ProtoReflect.Descriptor instead.
 func (*HashPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{13}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *HashPolicy) GetAttributes() []string {
@@ -1172,7 +1453,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1184,7 +1465,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1197,7 +1478,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{14}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -1228,7 +1509,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1521,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1534,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{15}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *RetryPolicy) GetNumRetries() uint32 {
@@ -1287,7 +1568,7 @@ type FaultInjection struct {
 
 func (x *FaultInjection) Reset() {
 	*x = FaultInjection{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1299,7 +1580,7 @@ func (x *FaultInjection) String() string {
 func (*FaultInjection) ProtoMessage() {}
 
 func (x *FaultInjection) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1312,7 +1593,7 @@ func (x *FaultInjection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection.ProtoReflect.Descriptor instead.
 func (*FaultInjection) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{16}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FaultInjection) GetDelay() *FaultInjection_Delay {
@@ -1340,7 +1621,7 @@ type MirrorPolicy struct {
 
 func (x *MirrorPolicy) Reset() {
 	*x = MirrorPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1352,7 +1633,7 @@ func (x *MirrorPolicy) String() string {
 func (*MirrorPolicy) ProtoMessage() {}
 
 func (x *MirrorPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1365,7 +1646,7 @@ func (x *MirrorPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MirrorPolicy.ProtoReflect.Descriptor instead.
 func (*MirrorPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{17}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *MirrorPolicy) GetCluster() string {
@@ -1394,7 +1675,7 @@ type LocalRateLimit struct {
 
 func (x *LocalRateLimit) Reset() {
 	*x = LocalRateLimit{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1406,7 +1687,7 @@ func (x *LocalRateLimit) String() string {
 func (*LocalRateLimit) ProtoMessage() {}
 
 func (x *LocalRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1419,7 +1700,7 @@ func (x *LocalRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalRateLimit.ProtoReflect.Descriptor instead.
 func (*LocalRateLimit) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{18}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *LocalRateLimit) GetMaxTokens() uint32 {
@@ -1454,7 +1735,7 @@ type FaultInjection_Delay struct {
 
 func (x *FaultInjection_Delay) Reset() {
 	*x = FaultInjection_Delay{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1466,7 +1747,7 @@ func (x *FaultInjection_Delay) String() string {
 func (*FaultInjection_Delay) ProtoMessage() {}
 
 func (x *FaultInjection_Delay) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1479,7 +1760,7 @@ func (x *FaultInjection_Delay) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection_Delay.ProtoReflect.Descriptor instead.
 func (*FaultInjection_Delay) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{16, 0}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{20, 0}
 }
 
 func (x *FaultInjection_Delay) GetFixedDelay() *durationpb.Duration {
@@ -1507,7 +1788,7 @@ type FaultInjection_Abort struct {
 
 func (x *FaultInjection_Abort) Reset() {
 	*x = FaultInjection_Abort{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1519,7 +1800,7 @@ func (x *FaultInjection_Abort) String() string {
 func (*FaultInjection_Abort) ProtoMessage() {}
 
 func (x *FaultInjection_Abort) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1532,7 +1813,7 @@ func (x *FaultInjection_Abort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection_Abort.ProtoReflect.Descriptor instead.
 func (*FaultInjection_Abort) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{16, 1}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{20, 1}
 }
 
 func (x *FaultInjection_Abort) GetStatus() string {
@@ -1603,10 +1884,19 @@ const file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc = "" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06values\x18\x02 \x03(\tR\x06values\x12\x1d\n" +
 	"\n" +
-	"not_values\x18\x03 \x03(\tR\tnotValues\"`\n" +
+	"not_values\x18\x03 \x03(\tR\tnotValues\"\xba\x01\n" +
 	"\x12RouteConfiguration\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x126\n" +
-	"\x06routes\x18\x02 \x03(\v2\x1e.rosetta.config.v1alpha1.RouteR\x06routes\"\x92\x01\n" +
+	"\x06routes\x18\x02 \x03(\v2\x1e.rosetta.config.v1alpha1.RouteR\x06routes\x12X\n" +
+	"\x10local_rate_limit\x18\x03 \x01(\v2..rosetta.config.v1alpha1.ServiceLocalRateLimitR\x0elocalRateLimit\"\xb5\x01\n" +
+	"\x15ServiceLocalRateLimit\x12J\n" +
+	"\ftoken_bucket\x18\x01 \x01(\v2'.rosetta.config.v1alpha1.LocalRateLimitR\vtokenBucket\x12P\n" +
+	"\n" +
+	"conditions\x18\x02 \x03(\v20.rosetta.config.v1alpha1.LocalRateLimitConditionR\n" +
+	"conditions\"\xa0\x01\n" +
+	"\x17LocalRateLimitCondition\x129\n" +
+	"\x05match\x18\x01 \x01(\v2#.rosetta.config.v1alpha1.RouteMatchR\x05match\x12J\n" +
+	"\ftoken_bucket\x18\x02 \x01(\v2'.rosetta.config.v1alpha1.LocalRateLimitR\vtokenBucket\"\x92\x01\n" +
 	"\x05Route\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x129\n" +
 	"\x05match\x18\x02 \x01(\v2#.rosetta.config.v1alpha1.RouteMatchR\x05match\x12:\n" +
@@ -1623,7 +1913,7 @@ const file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc = "" +
 	"\x05regex\x18\x04 \x01(\tH\x00R\x05regex\x12\x1a\n" +
 	"\apresent\x18\x05 \x01(\bH\x00R\apresent\x12\x16\n" +
 	"\x06invert\x18\x06 \x01(\bR\x06invertB\a\n" +
-	"\x05match\"\xcb\x05\n" +
+	"\x05match\"\xa1\x06\n" +
 	"\vRouteAction\x12\x1a\n" +
 	"\acluster\x18\x01 \x01(\tH\x00R\acluster\x12X\n" +
 	"\x11weighted_clusters\x18\x02 \x01(\v2).rosetta.config.v1alpha1.WeightedClustersH\x00R\x10weightedClusters\x123\n" +
@@ -1636,8 +1926,20 @@ const file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc = "" +
 	"\x05fault\x18\b \x01(\v2'.rosetta.config.v1alpha1.FaultInjectionR\x05fault\x12=\n" +
 	"\x06mirror\x18\t \x03(\v2%.rosetta.config.v1alpha1.MirrorPolicyR\x06mirror\x12Q\n" +
 	"\x10local_rate_limit\x18\n" +
-	" \x01(\v2'.rosetta.config.v1alpha1.LocalRateLimitR\x0elocalRateLimitB\x13\n" +
-	"\x11cluster_specifier\"V\n" +
+	" \x01(\v2'.rosetta.config.v1alpha1.LocalRateLimitR\x0elocalRateLimit\x12T\n" +
+	"\x11global_rate_limit\x18\v \x01(\v2(.rosetta.config.v1alpha1.GlobalRateLimitR\x0fglobalRateLimitB\x13\n" +
+	"\x11cluster_specifier\"\xaa\x02\n" +
+	"\x0fGlobalRateLimit\x129\n" +
+	"\x05match\x18\x01 \x01(\v2#.rosetta.config.v1alpha1.RouteMatchR\x05match\x12\x16\n" +
+	"\x06domain\x18\x02 \x01(\tR\x06domain\x12S\n" +
+	"\vdescriptors\x18\x03 \x03(\v21.rosetta.config.v1alpha1.RateLimitDescriptorEntryR\vdescriptors\x12\x18\n" +
+	"\acluster\x18\x04 \x01(\tR\acluster\x123\n" +
+	"\atimeout\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\atimeout\x12 \n" +
+	"\fdeny_on_fail\x18\x06 \x01(\bR\n" +
+	"denyOnFail\"J\n" +
+	"\x18RateLimitDescriptorEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x1c\n" +
+	"\tattribute\x18\x02 \x01(\tR\tattribute\"V\n" +
 	"\x10WeightedClusters\x12B\n" +
 	"\bclusters\x18\x01 \x03(\v2&.rosetta.config.v1alpha1.ClusterWeightR\bclusters\";\n" +
 	"\rClusterWeight\x12\x12\n" +
@@ -1694,68 +1996,81 @@ func file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP() []byte {
 }
 
 var file_rosetta_config_v1alpha1_metaprotocol_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes = make([]protoimpl.MessageInfo, 22)
+var file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_rosetta_config_v1alpha1_metaprotocol_proto_goTypes = []any{
-	(AuthorizationPolicy_Action)(0), // 0: rosetta.config.v1alpha1.AuthorizationPolicy.Action
-	(*MetaProtocolProxy)(nil),       // 1: rosetta.config.v1alpha1.MetaProtocolProxy
-	(*AuthorizationPolicy)(nil),     // 2: rosetta.config.v1alpha1.AuthorizationPolicy
-	(*AuthorizationRule)(nil),       // 3: rosetta.config.v1alpha1.AuthorizationRule
-	(*AuthorizationSource)(nil),     // 4: rosetta.config.v1alpha1.AuthorizationSource
-	(*AuthorizationOperation)(nil),  // 5: rosetta.config.v1alpha1.AuthorizationOperation
-	(*AttributeValues)(nil),         // 6: rosetta.config.v1alpha1.AttributeValues
-	(*RouteConfiguration)(nil),      // 7: rosetta.config.v1alpha1.RouteConfiguration
-	(*Route)(nil),                   // 8: rosetta.config.v1alpha1.Route
-	(*RouteMatch)(nil),              // 9: rosetta.config.v1alpha1.RouteMatch
-	(*AttributeMatch)(nil),          // 10: rosetta.config.v1alpha1.AttributeMatch
-	(*RouteAction)(nil),             // 11: rosetta.config.v1alpha1.RouteAction
-	(*WeightedClusters)(nil),        // 12: rosetta.config.v1alpha1.WeightedClusters
-	(*ClusterWeight)(nil),           // 13: rosetta.config.v1alpha1.ClusterWeight
-	(*HashPolicy)(nil),              // 14: rosetta.config.v1alpha1.HashPolicy
-	(*KeyValue)(nil),                // 15: rosetta.config.v1alpha1.KeyValue
-	(*RetryPolicy)(nil),             // 16: rosetta.config.v1alpha1.RetryPolicy
-	(*FaultInjection)(nil),          // 17: rosetta.config.v1alpha1.FaultInjection
-	(*MirrorPolicy)(nil),            // 18: rosetta.config.v1alpha1.MirrorPolicy
-	(*LocalRateLimit)(nil),          // 19: rosetta.config.v1alpha1.LocalRateLimit
-	nil,                             // 20: rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
-	(*FaultInjection_Delay)(nil),    // 21: rosetta.config.v1alpha1.FaultInjection.Delay
-	(*FaultInjection_Abort)(nil),    // 22: rosetta.config.v1alpha1.FaultInjection.Abort
-	(*durationpb.Duration)(nil),     // 23: google.protobuf.Duration
+	(AuthorizationPolicy_Action)(0),  // 0: rosetta.config.v1alpha1.AuthorizationPolicy.Action
+	(*MetaProtocolProxy)(nil),        // 1: rosetta.config.v1alpha1.MetaProtocolProxy
+	(*AuthorizationPolicy)(nil),      // 2: rosetta.config.v1alpha1.AuthorizationPolicy
+	(*AuthorizationRule)(nil),        // 3: rosetta.config.v1alpha1.AuthorizationRule
+	(*AuthorizationSource)(nil),      // 4: rosetta.config.v1alpha1.AuthorizationSource
+	(*AuthorizationOperation)(nil),   // 5: rosetta.config.v1alpha1.AuthorizationOperation
+	(*AttributeValues)(nil),          // 6: rosetta.config.v1alpha1.AttributeValues
+	(*RouteConfiguration)(nil),       // 7: rosetta.config.v1alpha1.RouteConfiguration
+	(*ServiceLocalRateLimit)(nil),    // 8: rosetta.config.v1alpha1.ServiceLocalRateLimit
+	(*LocalRateLimitCondition)(nil),  // 9: rosetta.config.v1alpha1.LocalRateLimitCondition
+	(*Route)(nil),                    // 10: rosetta.config.v1alpha1.Route
+	(*RouteMatch)(nil),               // 11: rosetta.config.v1alpha1.RouteMatch
+	(*AttributeMatch)(nil),           // 12: rosetta.config.v1alpha1.AttributeMatch
+	(*RouteAction)(nil),              // 13: rosetta.config.v1alpha1.RouteAction
+	(*GlobalRateLimit)(nil),          // 14: rosetta.config.v1alpha1.GlobalRateLimit
+	(*RateLimitDescriptorEntry)(nil), // 15: rosetta.config.v1alpha1.RateLimitDescriptorEntry
+	(*WeightedClusters)(nil),         // 16: rosetta.config.v1alpha1.WeightedClusters
+	(*ClusterWeight)(nil),            // 17: rosetta.config.v1alpha1.ClusterWeight
+	(*HashPolicy)(nil),               // 18: rosetta.config.v1alpha1.HashPolicy
+	(*KeyValue)(nil),                 // 19: rosetta.config.v1alpha1.KeyValue
+	(*RetryPolicy)(nil),              // 20: rosetta.config.v1alpha1.RetryPolicy
+	(*FaultInjection)(nil),           // 21: rosetta.config.v1alpha1.FaultInjection
+	(*MirrorPolicy)(nil),             // 22: rosetta.config.v1alpha1.MirrorPolicy
+	(*LocalRateLimit)(nil),           // 23: rosetta.config.v1alpha1.LocalRateLimit
+	nil,                              // 24: rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
+	(*FaultInjection_Delay)(nil),     // 25: rosetta.config.v1alpha1.FaultInjection.Delay
+	(*FaultInjection_Abort)(nil),     // 26: rosetta.config.v1alpha1.FaultInjection.Abort
+	(*durationpb.Duration)(nil),      // 27: google.protobuf.Duration
 }
 var file_rosetta_config_v1alpha1_metaprotocol_proto_depIdxs = []int32{
-	20, // 0: rosetta.config.v1alpha1.MetaProtocolProxy.codec_options:type_name -> rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
+	24, // 0: rosetta.config.v1alpha1.MetaProtocolProxy.codec_options:type_name -> rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
 	7,  // 1: rosetta.config.v1alpha1.MetaProtocolProxy.route_config:type_name -> rosetta.config.v1alpha1.RouteConfiguration
-	23, // 2: rosetta.config.v1alpha1.MetaProtocolProxy.idle_timeout:type_name -> google.protobuf.Duration
+	27, // 2: rosetta.config.v1alpha1.MetaProtocolProxy.idle_timeout:type_name -> google.protobuf.Duration
 	2,  // 3: rosetta.config.v1alpha1.MetaProtocolProxy.authorization:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy
-	23, // 4: rosetta.config.v1alpha1.MetaProtocolProxy.frame_timeout:type_name -> google.protobuf.Duration
+	27, // 4: rosetta.config.v1alpha1.MetaProtocolProxy.frame_timeout:type_name -> google.protobuf.Duration
 	0,  // 5: rosetta.config.v1alpha1.AuthorizationPolicy.action:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy.Action
 	3,  // 6: rosetta.config.v1alpha1.AuthorizationPolicy.rules:type_name -> rosetta.config.v1alpha1.AuthorizationRule
 	4,  // 7: rosetta.config.v1alpha1.AuthorizationRule.from:type_name -> rosetta.config.v1alpha1.AuthorizationSource
 	5,  // 8: rosetta.config.v1alpha1.AuthorizationRule.to:type_name -> rosetta.config.v1alpha1.AuthorizationOperation
 	6,  // 9: rosetta.config.v1alpha1.AuthorizationOperation.attributes:type_name -> rosetta.config.v1alpha1.AttributeValues
-	8,  // 10: rosetta.config.v1alpha1.RouteConfiguration.routes:type_name -> rosetta.config.v1alpha1.Route
-	9,  // 11: rosetta.config.v1alpha1.Route.match:type_name -> rosetta.config.v1alpha1.RouteMatch
-	11, // 12: rosetta.config.v1alpha1.Route.route:type_name -> rosetta.config.v1alpha1.RouteAction
-	10, // 13: rosetta.config.v1alpha1.RouteMatch.attributes:type_name -> rosetta.config.v1alpha1.AttributeMatch
-	12, // 14: rosetta.config.v1alpha1.RouteAction.weighted_clusters:type_name -> rosetta.config.v1alpha1.WeightedClusters
-	23, // 15: rosetta.config.v1alpha1.RouteAction.timeout:type_name -> google.protobuf.Duration
-	14, // 16: rosetta.config.v1alpha1.RouteAction.hash_policy:type_name -> rosetta.config.v1alpha1.HashPolicy
-	15, // 17: rosetta.config.v1alpha1.RouteAction.request_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
-	15, // 18: rosetta.config.v1alpha1.RouteAction.response_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
-	16, // 19: rosetta.config.v1alpha1.RouteAction.retry_policy:type_name -> rosetta.config.v1alpha1.RetryPolicy
-	17, // 20: rosetta.config.v1alpha1.RouteAction.fault:type_name -> rosetta.config.v1alpha1.FaultInjection
-	18, // 21: rosetta.config.v1alpha1.RouteAction.mirror:type_name -> rosetta.config.v1alpha1.MirrorPolicy
-	19, // 22: rosetta.config.v1alpha1.RouteAction.local_rate_limit:type_name -> rosetta.config.v1alpha1.LocalRateLimit
-	13, // 23: rosetta.config.v1alpha1.WeightedClusters.clusters:type_name -> rosetta.config.v1alpha1.ClusterWeight
-	23, // 24: rosetta.config.v1alpha1.RetryPolicy.per_try_timeout:type_name -> google.protobuf.Duration
-	21, // 25: rosetta.config.v1alpha1.FaultInjection.delay:type_name -> rosetta.config.v1alpha1.FaultInjection.Delay
-	22, // 26: rosetta.config.v1alpha1.FaultInjection.abort:type_name -> rosetta.config.v1alpha1.FaultInjection.Abort
-	23, // 27: rosetta.config.v1alpha1.LocalRateLimit.fill_interval:type_name -> google.protobuf.Duration
-	23, // 28: rosetta.config.v1alpha1.FaultInjection.Delay.fixed_delay:type_name -> google.protobuf.Duration
-	29, // [29:29] is the sub-list for method output_type
-	29, // [29:29] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	10, // 10: rosetta.config.v1alpha1.RouteConfiguration.routes:type_name -> rosetta.config.v1alpha1.Route
+	8,  // 11: rosetta.config.v1alpha1.RouteConfiguration.local_rate_limit:type_name -> rosetta.config.v1alpha1.ServiceLocalRateLimit
+	23, // 12: rosetta.config.v1alpha1.ServiceLocalRateLimit.token_bucket:type_name -> rosetta.config.v1alpha1.LocalRateLimit
+	9,  // 13: rosetta.config.v1alpha1.ServiceLocalRateLimit.conditions:type_name -> rosetta.config.v1alpha1.LocalRateLimitCondition
+	11, // 14: rosetta.config.v1alpha1.LocalRateLimitCondition.match:type_name -> rosetta.config.v1alpha1.RouteMatch
+	23, // 15: rosetta.config.v1alpha1.LocalRateLimitCondition.token_bucket:type_name -> rosetta.config.v1alpha1.LocalRateLimit
+	11, // 16: rosetta.config.v1alpha1.Route.match:type_name -> rosetta.config.v1alpha1.RouteMatch
+	13, // 17: rosetta.config.v1alpha1.Route.route:type_name -> rosetta.config.v1alpha1.RouteAction
+	12, // 18: rosetta.config.v1alpha1.RouteMatch.attributes:type_name -> rosetta.config.v1alpha1.AttributeMatch
+	16, // 19: rosetta.config.v1alpha1.RouteAction.weighted_clusters:type_name -> rosetta.config.v1alpha1.WeightedClusters
+	27, // 20: rosetta.config.v1alpha1.RouteAction.timeout:type_name -> google.protobuf.Duration
+	18, // 21: rosetta.config.v1alpha1.RouteAction.hash_policy:type_name -> rosetta.config.v1alpha1.HashPolicy
+	19, // 22: rosetta.config.v1alpha1.RouteAction.request_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
+	19, // 23: rosetta.config.v1alpha1.RouteAction.response_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
+	20, // 24: rosetta.config.v1alpha1.RouteAction.retry_policy:type_name -> rosetta.config.v1alpha1.RetryPolicy
+	21, // 25: rosetta.config.v1alpha1.RouteAction.fault:type_name -> rosetta.config.v1alpha1.FaultInjection
+	22, // 26: rosetta.config.v1alpha1.RouteAction.mirror:type_name -> rosetta.config.v1alpha1.MirrorPolicy
+	23, // 27: rosetta.config.v1alpha1.RouteAction.local_rate_limit:type_name -> rosetta.config.v1alpha1.LocalRateLimit
+	14, // 28: rosetta.config.v1alpha1.RouteAction.global_rate_limit:type_name -> rosetta.config.v1alpha1.GlobalRateLimit
+	11, // 29: rosetta.config.v1alpha1.GlobalRateLimit.match:type_name -> rosetta.config.v1alpha1.RouteMatch
+	15, // 30: rosetta.config.v1alpha1.GlobalRateLimit.descriptors:type_name -> rosetta.config.v1alpha1.RateLimitDescriptorEntry
+	27, // 31: rosetta.config.v1alpha1.GlobalRateLimit.timeout:type_name -> google.protobuf.Duration
+	17, // 32: rosetta.config.v1alpha1.WeightedClusters.clusters:type_name -> rosetta.config.v1alpha1.ClusterWeight
+	27, // 33: rosetta.config.v1alpha1.RetryPolicy.per_try_timeout:type_name -> google.protobuf.Duration
+	25, // 34: rosetta.config.v1alpha1.FaultInjection.delay:type_name -> rosetta.config.v1alpha1.FaultInjection.Delay
+	26, // 35: rosetta.config.v1alpha1.FaultInjection.abort:type_name -> rosetta.config.v1alpha1.FaultInjection.Abort
+	27, // 36: rosetta.config.v1alpha1.LocalRateLimit.fill_interval:type_name -> google.protobuf.Duration
+	27, // 37: rosetta.config.v1alpha1.FaultInjection.Delay.fixed_delay:type_name -> google.protobuf.Duration
+	38, // [38:38] is the sub-list for method output_type
+	38, // [38:38] is the sub-list for method input_type
+	38, // [38:38] is the sub-list for extension type_name
+	38, // [38:38] is the sub-list for extension extendee
+	0,  // [0:38] is the sub-list for field type_name
 }
 
 func init() { file_rosetta_config_v1alpha1_metaprotocol_proto_init() }
@@ -1763,13 +2078,13 @@ func file_rosetta_config_v1alpha1_metaprotocol_proto_init() {
 	if File_rosetta_config_v1alpha1_metaprotocol_proto != nil {
 		return
 	}
-	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9].OneofWrappers = []any{
+	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11].OneofWrappers = []any{
 		(*AttributeMatch_Exact)(nil),
 		(*AttributeMatch_Prefix)(nil),
 		(*AttributeMatch_Regex)(nil),
 		(*AttributeMatch_Present)(nil),
 	}
-	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10].OneofWrappers = []any{
+	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12].OneofWrappers = []any{
 		(*RouteAction_Cluster)(nil),
 		(*RouteAction_WeightedClusters)(nil),
 	}
@@ -1779,7 +2094,7 @@ func file_rosetta_config_v1alpha1_metaprotocol_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc), len(file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   22,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -64,14 +64,16 @@ type MetaRouterSpec struct {
 	// +kubebuilder:validation:MaxItems=128
 	Routes []MetaRoute `json:"routes,omitempty"`
 
-	// LocalRateLimit is Aeraki's service-wide token bucket. The proxy has no
-	// bucket shared by all routes of a service yet, so a MetaRouter that sets
-	// it is refused in status; use routes[].localRateLimit instead.
+	// LocalRateLimit is Aeraki's service-wide rate limit: token buckets
+	// shared by every route of each service port, in each proxy (so n
+	// proxies admit n times the rate). It applies before a route's own
+	// localRateLimit.
 	// +optional
 	LocalRateLimit *LocalRateLimit `json:"localRateLimit,omitempty"`
 
-	// GlobalRateLimit is Aeraki's call to an external rate limit service.
-	// Not supported yet: a MetaRouter that sets it is refused in status.
+	// GlobalRateLimit asks an Envoy rate limit service
+	// (envoy.service.ratelimit.v3) about every request it matches, so one
+	// limit holds across all proxies.
 	// +optional
 	GlobalRateLimit *GlobalRateLimit `json:"globalRateLimit,omitempty"`
 
@@ -300,8 +302,10 @@ type TokenBucket struct {
 	FillInterval metav1.Duration `json:"fillInterval"`
 }
 
-// LocalRateLimit is Aeraki's service-wide rate limit (accepted by the
-// schema, refused in status: see MetaRouterSpec.LocalRateLimit).
+// LocalRateLimit is Aeraki's service-wide rate limit. A request takes a
+// token from the bucket of the first condition it matches, else from
+// tokenBucket; without tokenBucket, requests no condition matches are not
+// limited. Set tokenBucket, conditions or both.
 type LocalRateLimit struct {
 	// TokenBucket limits the requests no condition matches.
 	// +optional
@@ -320,35 +324,51 @@ type LocalRateLimitCondition struct {
 	TokenBucket TokenBucket `json:"tokenBucket"`
 }
 
-// GlobalRateLimit is Aeraki's external rate limit service call (accepted by
-// the schema, refused in status).
+// GlobalRateLimit is Aeraki's call to an external rate limit service: for
+// each request that meets match, the proxy calls the service's
+// RateLimitService/ShouldRateLimit (gRPC, Envoy's
+// envoy.service.ratelimit.v3) with the domain and one descriptor whose
+// entries, in the order given, take their values from request attributes,
+// and answers the protocol's "rate limited" error when the service says
+// OVER_LIMIT. A request missing one of those attributes is not limited.
 type GlobalRateLimit struct {
-	// Match selects the requests that are rate limited.
+	// Match selects the requests that are rate limited; all of them when
+	// absent.
 	// +optional
 	Match *MetaRouteMatch `json:"match,omitempty"`
-	// Domain is the rate limit domain.
-	// +optional
-	Domain string `json:"domain,omitempty"`
-	// RequestTimeout bounds the call to the rate limit service.
+	// Domain is the rate limit domain of the service's config.
+	// +kubebuilder:validation:MinLength=1
+	Domain string `json:"domain"`
+	// RequestTimeout bounds each call to the rate limit service; 20ms when
+	// absent (Aeraki's and Envoy's default). A late answer counts as a
+	// failure.
 	// +optional
 	RequestTimeout *metav1.Duration `json:"requestTimeout,omitempty"`
-	// DenyOnFail refuses requests when the service does not answer.
+	// DenyOnFail refuses requests (with the "rate limited" error) when the
+	// service fails or is late; when false they pass.
 	// +optional
 	DenyOnFail bool `json:"denyOnFail,omitempty"`
-	// RateLimitService is the cluster of the rate limit service.
-	// +optional
-	RateLimitService string `json:"rateLimitService,omitempty"`
-	// Descriptors map request properties to descriptor keys.
-	// +optional
+	// RateLimitService is where the service listens: Istio's cluster name
+	// for it, as Aeraki takes it ("outbound|8081||ratelimit.infra.svc.cluster.local"),
+	// or "host:port". The proxy calls it over plaintext gRPC.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=320
+	RateLimitService string `json:"rateLimitService"`
+	// Descriptors are the entries of the descriptor sent, in order: each
+	// entry's key and the request attribute its value comes from.
+	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
-	Descriptors []GlobalRateLimitDescriptor `json:"descriptors,omitempty"`
+	Descriptors []GlobalRateLimitDescriptor `json:"descriptors"`
 }
 
-// GlobalRateLimitDescriptor maps a request property to a descriptor key.
+// GlobalRateLimitDescriptor maps a request attribute to a descriptor key.
 type GlobalRateLimitDescriptor struct {
-	// Property is the request attribute.
+	// Property is the request attribute ("method", "interface", an
+	// attachment or header key) whose value the entry takes.
+	// +kubebuilder:validation:MinLength=1
 	Property string `json:"property"`
-	// DescriptorKey is the key in the rate limit service's config.
+	// DescriptorKey is the entry's key, as the service's config names it.
+	// +kubebuilder:validation:MinLength=1
 	DescriptorKey string `json:"descriptorKey"`
 }
 

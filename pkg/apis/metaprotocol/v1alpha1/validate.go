@@ -31,12 +31,11 @@ func (m *MetaRouter) Validate() field.ErrorList {
 	for i, g := range m.Spec.Gateways {
 		errs = append(errs, validateGatewayRef(spec.Child("gateways").Index(i), g)...)
 	}
-	if m.Spec.LocalRateLimit != nil {
-		errs = append(errs, unsupported(spec.Child("localRateLimit"),
-			"a bucket shared by all routes of a service; set routes[].localRateLimit instead"))
+	if l := m.Spec.LocalRateLimit; l != nil {
+		errs = append(errs, validateLocalRateLimit(spec.Child("localRateLimit"), l)...)
 	}
-	if m.Spec.GlobalRateLimit != nil {
-		errs = append(errs, unsupported(spec.Child("globalRateLimit"), "a global rate limit service"))
+	if g := m.Spec.GlobalRateLimit; g != nil {
+		errs = append(errs, validateGlobalRateLimit(spec.Child("globalRateLimit"), g)...)
 	}
 	for i, e := range m.Spec.ExportTo {
 		if e == "" || strings.Contains(e, "/") {
@@ -56,11 +55,6 @@ func (m *MetaRouter) Validate() field.ErrorList {
 		errs = append(errs, r.validate(p)...)
 	}
 	return errs
-}
-
-// unsupported marks a field the proxy cannot honour yet.
-func unsupported(p *field.Path, msg string) *field.Error {
-	return field.Forbidden(p, "not supported yet: "+msg)
 }
 
 func (r *MetaRoute) validate(p *field.Path) field.ErrorList {

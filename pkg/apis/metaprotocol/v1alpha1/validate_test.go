@@ -35,6 +35,19 @@ spec:
     fault: {delay: {fixedDelay: 10ms, percentage: {value: 1}}, abort: {status: unavailable}}
     hashPolicy: [user]
     localRateLimit: {maxTokens: 10, fillInterval: 1s}
+  localRateLimit:
+    tokenBucket: {maxTokens: 100, tokensPerFill: 10, fillInterval: 1s}
+    conditions:
+    - match: {attributes: {method: {exact: sayHello}}}
+      tokenBucket: {maxTokens: 5, fillInterval: 1s}
+  globalRateLimit:
+    match: {attributes: {interface: {prefix: org.}}}
+    domain: dubbo
+    requestTimeout: 50ms
+    denyOnFail: true
+    rateLimitService: "outbound|8081||ratelimit.infra.svc.cluster.local"
+    descriptors:
+    - {property: method, descriptorKey: method}
 `
 
 func parse(t *testing.T, s string) *MetaRouter {
@@ -81,10 +94,21 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"abort status", func(m *MetaRouter) { m.Spec.Routes[0].Fault.Abort.Status = "teapot" }, "spec.routes[0].fault.abort.status", ReasonUnsupported},
 		{"negative timeout", func(m *MetaRouter) { m.Spec.Routes[0].Timeout = &metav1.Duration{Duration: -time.Second} }, "spec.routes[0].timeout", ReasonInvalid},
 		{"gateway", func(m *MetaRouter) { m.Spec.Gateways = []string{"istio-system/Gate_way"} }, "spec.gateways[0]", ReasonInvalid},
-		{"global rate limit", func(m *MetaRouter) { m.Spec.GlobalRateLimit = &GlobalRateLimit{Domain: "x"} }, "spec.globalRateLimit", ReasonUnsupported},
-		{"service rate limit", func(m *MetaRouter) {
-			m.Spec.LocalRateLimit = &LocalRateLimit{TokenBucket: &TokenBucket{MaxTokens: 1, FillInterval: metav1.Duration{Duration: time.Second}}}
-		}, "spec.localRateLimit", ReasonUnsupported},
+		{"global rate limit domain", func(m *MetaRouter) { m.Spec.GlobalRateLimit.Domain = "" }, "spec.globalRateLimit.domain", ReasonInvalid},
+		{"global rate limit service", func(m *MetaRouter) { m.Spec.GlobalRateLimit.RateLimitService = "outbound|x||rls" }, "spec.globalRateLimit.rateLimitService", ReasonInvalid},
+		{"global rate limit service subset", func(m *MetaRouter) { m.Spec.GlobalRateLimit.RateLimitService = "outbound|8081|v1|rls" }, "spec.globalRateLimit.rateLimitService", ReasonInvalid},
+		{"global rate limit no service", func(m *MetaRouter) { m.Spec.GlobalRateLimit.RateLimitService = "" }, "spec.globalRateLimit.rateLimitService", ReasonInvalid},
+		{"global rate limit timeout", func(m *MetaRouter) { m.Spec.GlobalRateLimit.RequestTimeout.Duration = 0 }, "spec.globalRateLimit.requestTimeout", ReasonInvalid},
+		{"global rate limit no descriptors", func(m *MetaRouter) { m.Spec.GlobalRateLimit.Descriptors = nil }, "spec.globalRateLimit.descriptors", ReasonInvalid},
+		{"global rate limit descriptor key", func(m *MetaRouter) { m.Spec.GlobalRateLimit.Descriptors[0].DescriptorKey = "" }, "spec.globalRateLimit.descriptors[0].descriptorKey", ReasonInvalid},
+		{"global rate limit descriptor property", func(m *MetaRouter) { m.Spec.GlobalRateLimit.Descriptors[0].Property = "" }, "spec.globalRateLimit.descriptors[0].property", ReasonInvalid},
+		{"global rate limit match", func(m *MetaRouter) {
+			s := "a("
+			m.Spec.GlobalRateLimit.Match.Attributes["interface"] = StringMatch{Regex: &s}
+		}, "spec.globalRateLimit.match.attributes[interface].regex", ReasonInvalid},
+		{"service rate limit empty", func(m *MetaRouter) { m.Spec.LocalRateLimit = &LocalRateLimit{} }, "spec.localRateLimit", ReasonInvalid},
+		{"service rate limit bucket", func(m *MetaRouter) { m.Spec.LocalRateLimit.TokenBucket.FillInterval.Duration = 0 }, "spec.localRateLimit.tokenBucket.fillInterval", ReasonInvalid},
+		{"service rate limit condition bucket", func(m *MetaRouter) { m.Spec.LocalRateLimit.Conditions[0].TokenBucket.MaxTokens = 0 }, "spec.localRateLimit.conditions[0].tokenBucket.maxTokens", ReasonInvalid},
 		{"no hosts", func(m *MetaRouter) { m.Spec.Hosts = nil }, "spec.hosts", ReasonInvalid},
 		{"wildcard host", func(m *MetaRouter) { m.Spec.Hosts = []string{"*.demo"} }, "spec.hosts[0]", ReasonInvalid},
 		{"duplicate names", func(m *MetaRouter) { m.Spec.Routes = append(m.Spec.Routes, m.Spec.Routes[0]) }, "spec.routes[1].name", ReasonInvalid},
@@ -105,6 +129,29 @@ func TestValidateNamesTheField(t *testing.T) {
 				t.Fatalf("reason %s, want %s", r, c.reason)
 			}
 		})
+	}
+}
+
+func TestRateLimitServiceAddress(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		host string
+		port uint32
+	}{
+		{"outbound|8081||ratelimit.infra.svc.cluster.local", "ratelimit.infra.svc.cluster.local", 8081},
+		{"ratelimit.infra:8081", "ratelimit.infra", 8081},
+		{"127.0.0.1:9", "127.0.0.1", 9},
+	} {
+		g := &GlobalRateLimit{RateLimitService: c.in}
+		host, port, err := g.ServiceAddress()
+		if err != nil || host != c.host || port != c.port {
+			t.Errorf("ServiceAddress(%q) = %q, %d, %v; want %q, %d", c.in, host, port, err, c.host, c.port)
+		}
+	}
+	for _, bad := range []string{"ratelimit", "inbound|8081||x", "outbound|0||x", "outbound|8081||", "x:99999", "outbound|1|||x"} {
+		if _, _, err := (&GlobalRateLimit{RateLimitService: bad}).ServiceAddress(); err == nil {
+			t.Errorf("ServiceAddress(%q) accepted", bad)
+		}
 	}
 }
 
