@@ -13,8 +13,11 @@ export ROSETTA_K8S_TOOLS ?= $(HOME)/.cache/rosetta/k8s-tools-v1.36.3-etcd-v3.6.1
 # istiod (pilot-discovery from istio.io/istio) for e2e/istio, built once by
 # hack/build-istiod.sh into the same cache.
 export ROSETTA_ISTIOD ?= $(HOME)/.cache/rosetta/istiod-v0.0.0-20260827124520-eed52ebb66ad
+# Envoy's rate limit service (github.com/envoyproxy/ratelimit) for e2e/dubbo's
+# globalRateLimit tests, built once by hack/build-ratelimit.sh.
+export ROSETTA_RATELIMIT ?= $(HOME)/.cache/rosetta/ratelimit-v1.4.1-0.20260122083618-3fb702589d36
 
-.PHONY: all build demo test deps lint unit e2e k8s-tools istiod codegen verify-codegen bench fuzz generate clean
+.PHONY: all build demo test deps lint unit e2e k8s-tools istiod ratelimit codegen verify-codegen bench fuzz generate clean
 
 all: build
 
@@ -58,10 +61,13 @@ k8s-tools:
 istiod:
 	bash hack/build-istiod.sh
 
+ratelimit:
+	bash hack/build-ratelimit.sh
+
 # -count=1: these tests build and run the controller and proxy binaries from
 # the main module's sources, which Go's test cache does not see as inputs,
 # so a cached pass could hide a change that breaks them.
-e2e: k8s-tools istiod
+e2e: k8s-tools istiod ratelimit
 	@set -e; for m in $(E2E_MODULES); do \
 	  echo "== e2e module $$m"; \
 	  (cd $$m && $(GO) vet ./... && $(GO) test -count=1 -timeout 30m ./...); \
