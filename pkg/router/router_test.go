@@ -62,6 +62,15 @@ func TestCompileErrorsNameTheField(t *testing.T) {
 		{`{"name":"r","routes":[{"name":"x","route":{"cluster":"a","fault":{"abort":{"status":"timeout","percentage":150}}}}]}`, "fault.abort.percentage"},
 		{`{"name":"r","routes":[{"name":"x","route":{"cluster":"a","mirror":[{"percentage":5}]}}]}`, "mirror[0].cluster"},
 		{`{"name":"r","routes":[{"name":"x","route":{"cluster":"a","local_rate_limit":{"max_tokens":1}}}]}`, "local_rate_limit.fill_interval"},
+		{`{"name":"r","local_rate_limit":{}}`, `route config "r": local_rate_limit: a token_bucket or conditions are required`},
+		{`{"name":"r","local_rate_limit":{"token_bucket":{"max_tokens":0,"fill_interval":"1s"}}}`, "local_rate_limit.token_bucket: local_rate_limit.max_tokens"},
+		{`{"name":"r","local_rate_limit":{"conditions":[{"match":{"attributes":[{"name":"m"}]},"token_bucket":{"max_tokens":1,"fill_interval":"1s"}}]}}`, "local_rate_limit.conditions[0].match.attributes[0]"},
+		{`{"name":"r","local_rate_limit":{"conditions":[{"match":{}}]}}`, "local_rate_limit.conditions[0].token_bucket: required"},
+		{`{"name":"r","routes":[{"name":"x","route":{"cluster":"a","global_rate_limit":{"cluster":"rls","descriptors":[{"key":"k","attribute":"a"}]}}}]}`, "global_rate_limit.domain"},
+		{`{"name":"r","routes":[{"name":"x","route":{"cluster":"a","global_rate_limit":{"domain":"d","descriptors":[{"key":"k","attribute":"a"}]}}}]}`, "global_rate_limit.cluster"},
+		{`{"name":"r","routes":[{"name":"x","route":{"cluster":"a","global_rate_limit":{"domain":"d","cluster":"rls"}}}]}`, "global_rate_limit.descriptors"},
+		{`{"name":"r","routes":[{"name":"x","route":{"cluster":"a","global_rate_limit":{"domain":"d","cluster":"rls","descriptors":[{"key":"k"}]}}}]}`, "global_rate_limit.descriptors[0]"},
+		{`{"name":"r","routes":[{"name":"x","route":{"cluster":"a","global_rate_limit":{"domain":"d","cluster":"rls","timeout":"-1s","descriptors":[{"key":"k","attribute":"a"}]}}}]}`, "global_rate_limit.timeout"},
 	}
 	for _, tc := range cases {
 		_, err := compileJSON(t, tc.js)
@@ -84,5 +93,30 @@ func TestTokenBucket(t *testing.T) {
 	}
 	if !b.Allow(now.Add(time.Second)) {
 		t.Fatal("no token after a fill interval")
+	}
+}
+
+// TestServiceLimitIsSharedByRoutes: the route configuration's buckets are
+// one for all its routes; a condition's bucket is its own.
+func TestServiceLimitIsSharedByRoutes(t *testing.T) {
+	table, err := compileJSON(t, `{"name":"r",
+		"local_rate_limit":{"token_bucket":{"max_tokens":2,"fill_interval":"3600s"},
+			"conditions":[{"match":{"attributes":[{"name":"m","exact":"vip"}]},"token_bucket":{"max_tokens":1,"fill_interval":"3600s"}}]},
+		"routes":[{"name":"a","match":{"attributes":[{"name":"to","exact":"a"}]},"route":{"cluster":"a"}},{"name":"b","route":{"cluster":"b"}}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	allow := func(attrs codec.Map) bool {
+		m := &codec.Message{Attrs: attrs}
+		return table.Match(m).Action.AllowLocal(m, now)
+	}
+	got := []bool{allow(codec.Map{"to": "a"}), allow(codec.Map{"to": "b"}), allow(codec.Map{"to": "a"}),
+		allow(codec.Map{"m": "vip"}), allow(codec.Map{"m": "vip"})}
+	want := []bool{true, true, false, true, false}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("call %d admitted %t, want %t (all: %v)", i+1, got[i], want[i], got)
+		}
 	}
 }
