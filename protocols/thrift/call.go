@@ -39,7 +39,7 @@ import (
 // binary (base64 text), list<T>, set<T>, map<K,V> (keys given as JSON object
 // keys) and struct. An answer's result struct is shown as {"0": value} (field
 // 0 is the return value; others are declared exceptions); binary that is not
-// UTF-8 is shown as "base64:...".
+// printable UTF-8 is shown as "base64:...".
 
 // maxCallDepth caps the nesting of a struct read or written here.
 const maxCallDepth = 64
@@ -337,7 +337,7 @@ func readValue(ctx context.Context, p athrift.TProtocol, buf *athrift.TMemoryBuf
 		if err != nil {
 			return nil, err
 		}
-		if utf8.Valid(b) {
+		if printable(b) {
 			return string(b), nil
 		}
 		return "base64:" + base64.StdEncoding.EncodeToString(b), nil
@@ -393,6 +393,20 @@ func readValue(ctx context.Context, p athrift.TProtocol, buf *athrift.TMemoryBuf
 		return out, p.ReadMapEnd(ctx)
 	}
 	return nil, fmt.Errorf("type %d cannot be shown", t)
+}
+
+// printable says whether b reads as text: UTF-8 without control
+// characters other than tab and line ends.
+func printable(b []byte) bool {
+	if !utf8.Valid(b) {
+		return false
+	}
+	for _, r := range string(b) {
+		if r < 0x20 && r != '\t' && r != '\n' && r != '\r' || r == 0x7f {
+			return false
+		}
+	}
+	return true
 }
 
 // ttype is a Thrift type as a call's JSON names it.
