@@ -58,6 +58,11 @@
 //     connections, Push, ClusterState) and answers through a Replier.
 //   - Closer: Close is called once the caller's connection has ended (Redis).
 //
+// One optional capability is not the proxy's: Caller (caller.go) builds a
+// request from attributes and arguments given as text and shows answers as
+// text, for rosettactl call and serve, which find it through the registry
+// (Dubbo, Thrift, tRPC, Redis).
+//
 // A message has one hook: Message.Written, called once an answer or push is
 // queued for the caller (Redis starts a subscription's stream after its
 // answer).
