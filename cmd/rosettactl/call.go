@@ -185,11 +185,14 @@ func runCall(ctx context.Context, protocol, addr string, f callFlags) (*callResu
 	if f.types != "" {
 		attrs["types"] = f.types
 	}
-	req, err := caller.NewRequest(callID, attrs, f.args)
+	var req *codec.Message
+	if gerr := codec.Guard("NewRequest", func() { req, err = caller.NewRequest(callID, attrs, f.args) }); gerr != nil {
+		return nil, gerr
+	}
 	if err != nil {
 		return nil, err
 	}
-	wire, err := c.Encode(nil, req)
+	wire, err := codec.SafeEncode(c, nil, req)
 	if err != nil {
 		return nil, err
 	}
@@ -217,7 +220,10 @@ func runCall(ctx context.Context, protocol, addr string, f callFlags) (*callResu
 		return nil, err
 	}
 	took := time.Since(start)
-	a, err := caller.Answer(resp)
+	var a codec.Answer
+	if gerr := codec.Guard("Answer", func() { a, err = caller.Answer(resp) }); gerr != nil {
+		return nil, gerr
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -251,7 +257,7 @@ func readAnswer(conn net.Conn, c codec.Codec, byID bool) (*codec.Message, error)
 	chunk := make([]byte, maxRead)
 	for {
 		for len(buf) > 0 {
-			s, err := c.Split(buf)
+			s, err := codec.SafeSplit(c, buf)
 			if err != nil {
 				return nil, err
 			}
@@ -260,7 +266,7 @@ func readAnswer(conn net.Conn, c codec.Codec, byID bool) (*codec.Message, error)
 			}
 			frame := buf[:s.Len:s.Len]
 			buf = buf[s.Len:]
-			m, err := c.Decode(frame)
+			m, err := codec.SafeDecode(c, frame)
 			if err != nil {
 				return nil, err
 			}
@@ -293,7 +299,7 @@ func answerHeartbeat(conn net.Conn, c codec.Codec, m *codec.Message) error {
 	if err != nil || r == nil {
 		return err
 	}
-	b, err := c.Encode(nil, r)
+	b, err := codec.SafeEncode(c, nil, r)
 	if err != nil {
 		return err
 	}

@@ -106,7 +106,7 @@ func (s *server) serveConn(conn net.Conn) {
 	chunk := make([]byte, maxRead)
 	for {
 		for len(buf) > 0 {
-			sp, err := c.Split(buf)
+			sp, err := codec.SafeSplit(c, buf)
 			if err != nil {
 				s.logf("%s: %v", conn.RemoteAddr(), err)
 				return
@@ -131,7 +131,7 @@ func (s *server) serveConn(conn net.Conn) {
 
 // answer decodes one frame, prints it and writes the reply.
 func (s *server) answer(conn net.Conn, c codec.Codec, caller codec.Caller, frame []byte) error {
-	m, err := c.Decode(frame)
+	m, err := codec.SafeDecode(c, frame)
 	if err != nil {
 		if m != nil {
 			if r, rerr := c.Reply(m, codec.StatusBadRequest, err.Error()); rerr == nil && r != nil {
@@ -149,7 +149,10 @@ func (s *server) answer(conn net.Conn, c codec.Codec, caller codec.Caller, frame
 	case codec.KindRequest, codec.KindOneway:
 		s.print(conn, caller, m)
 		if m.Kind == codec.KindRequest {
-			if r, err = caller.Respond(m, s.reply); err != nil {
+			if gerr := codec.Guard("Respond", func() { r, err = caller.Respond(m, s.reply) }); gerr != nil {
+				return gerr
+			}
+			if err != nil {
 				err = fmt.Errorf("--reply %q: %w", s.reply, err)
 			}
 		}
@@ -166,7 +169,7 @@ func (s *server) answer(conn net.Conn, c codec.Codec, caller codec.Caller, frame
 }
 
 func (s *server) write(conn net.Conn, c codec.Codec, m *codec.Message) error {
-	b, err := c.Encode(nil, m)
+	b, err := codec.SafeEncode(c, nil, m)
 	if err != nil {
 		return err
 	}
@@ -183,7 +186,11 @@ func (s *server) print(conn net.Conn, caller codec.Caller, m *codec.Message) {
 		return true
 	})
 	sort.Strings(attrs)
-	args, err := caller.Args(m)
+	var args string
+	var err error
+	if gerr := codec.Guard("Args", func() { args, err = caller.Args(m) }); gerr != nil {
+		err = gerr
+	}
 	if err != nil {
 		args = "(" + err.Error() + ")"
 	}

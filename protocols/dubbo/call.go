@@ -290,7 +290,7 @@ func (c *Codec) Answer(resp *codec.Message) (codec.Answer, error) {
 	}
 	body := f.attrs.body
 	if status != statusOK {
-		v, err := hessian.NewDecoder(body).Decode()
+		v, _, err := libValue(body, 0)
 		if err != nil {
 			return a, codec.Errorf(Name, codec.ErrMalformed, "error message: %v", err)
 		}
@@ -304,7 +304,7 @@ func (c *Codec) Answer(resp *codec.Message) (codec.Answer, error) {
 		a.Value = "null"
 		return a, nil
 	}
-	v, err := hessian.NewDecoder(body[f.attrs.argsOff:]).Decode()
+	v, _, err := libValue(body, f.attrs.argsOff)
 	if err != nil {
 		return a, codec.Errorf(Name, codec.ErrMalformed, "response value: %v", err)
 	}
@@ -322,6 +322,27 @@ var statusNames = map[byte]string{
 	statusBadRequest: "BAD_REQUEST", statusBadResponse: "BAD_RESPONSE", statusServiceNotFound: "SERVICE_NOT_FOUND",
 	statusServiceError: "SERVICE_ERROR", statusServerError: "SERVER_ERROR", statusClientError: "CLIENT_ERROR",
 	statusThreadpoolExhaust: "SERVER_THREADPOOL_EXHAUSTED_ERROR",
+}
+
+// libValue reads the value at off with the library and returns it with the
+// offset after it. The codec's own skipper walks the value first: it checks
+// every length and count against the bytes there are, which the library does
+// not (a list claiming two billion elements would be allocated), and the
+// library then reads only the value's bytes. The library still panics on
+// some malformed input; that is bad input too, so it becomes an error.
+func libValue(body []byte, off int) (v any, next int, err error) {
+	sc := scanner{b: body}
+	end, err := sc.skip(off, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer func() {
+		if p := recover(); p != nil {
+			v, next, err = nil, 0, fmt.Errorf("hessian2 decoder failed: %v", p)
+		}
+	}()
+	v, err = hessian.NewDecoder(body[off:end]).Decode()
+	return v, end, err
 }
 
 // toText shows a decoded hessian2 value as JSON when it maps to JSON.
@@ -384,8 +405,8 @@ func (c *Codec) Args(req *codec.Message) (string, error) {
 	if !ok || !f.attrs.request {
 		return "", codec.Errorf(Name, codec.ErrUnsupported, "not a decoded hessian2 request")
 	}
-	d := hessian.NewDecoder(f.attrs.body[f.attrs.argsOff:])
-	tv, err := d.Decode()
+	body := f.attrs.body
+	tv, off, err := libValue(body, f.attrs.argsOff)
 	if err != nil {
 		return "", codec.Errorf(Name, codec.ErrMalformed, "parameter types: %v", err)
 	}
@@ -396,8 +417,8 @@ func (c *Codec) Args(req *codec.Message) (string, error) {
 	}
 	args := make([]any, 0, len(ts))
 	for i := range ts {
-		v, err := d.Decode()
-		if err != nil {
+		var v any
+		if v, off, err = libValue(body, off); err != nil {
 			return "", codec.Errorf(Name, codec.ErrMalformed, "argument %d: %v", i+1, err)
 		}
 		args = append(args, plain(v))
