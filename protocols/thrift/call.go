@@ -163,7 +163,7 @@ func writeMessage(f callFormat, name string, typ athrift.TMessageType, seq int32
 	}
 	err := p.WriteMessageBegin(ctx, name, typ, seq)
 	if err == nil {
-		err = st.write(ctx, p)
+		err = st.write(ctx, p, 0)
 	}
 	if err == nil {
 		err = p.WriteMessageEnd(ctx)
@@ -559,7 +559,7 @@ func inferType(v any) ttype {
 	return ttype{t: athrift.STRING}
 }
 
-func (st *tstruct) write(ctx context.Context, p athrift.TProtocol) error {
+func (st *tstruct) write(ctx context.Context, p athrift.TProtocol, depth int) error {
 	if err := p.WriteStructBegin(ctx, "args"); err != nil {
 		return err
 	}
@@ -567,7 +567,7 @@ func (st *tstruct) write(ctx context.Context, p athrift.TProtocol) error {
 		if err := p.WriteFieldBegin(ctx, "", f.typ.t, f.id); err != nil {
 			return err
 		}
-		if err := writeValue(ctx, p, f.typ, f.value, 1); err != nil {
+		if err := writeValue(ctx, p, f.typ, f.value, depth+1); err != nil {
 			return fmt.Errorf("field %d: %w", f.id, err)
 		}
 		if err := p.WriteFieldEnd(ctx); err != nil {
@@ -625,7 +625,7 @@ func writeValue(ctx context.Context, p athrift.TProtocol, t ttype, v any, depth 
 		if err != nil {
 			return err
 		}
-		return st.write(ctx, p)
+		return st.write(ctx, p, depth)
 	case athrift.LIST, athrift.SET:
 		return writeList(ctx, p, t, v, depth)
 	case athrift.MAP:
