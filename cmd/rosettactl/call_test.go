@@ -2,9 +2,19 @@ package main
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"io"
+	"math/big"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -338,4 +348,73 @@ func TestCallTimeout(t *testing.T) {
 	if err == nil || !strings.Contains(out, "no answer from") || time.Since(start) > 5*time.Second {
 		t.Fatalf("%v after %s:\n%s", err, time.Since(start), out)
 	}
+}
+
+// TestCallTLS: --tls verifies the server against --cacert and the server
+// name; a TLS terminator in front of a real redis-server stands for a
+// server that speaks TLS.
+func TestCallTLS(t *testing.T) {
+	redisAddr := testutil.RedisServer(t)
+	caPEM, cert := selfSigned(t, "localhost")
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", redisAddr)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { _, _ = io.Copy(up, c) }()
+				_, _ = io.Copy(c, up)
+			}()
+		}
+	}()
+	ca := filepath.Join(t.TempDir(), "ca.pem")
+	if err := os.WriteFile(ca, caPEM, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	if r := mustCall(t, "redis", addr, "--tls", "--cacert", ca, "--server-name", "localhost", "--arg", "PING"); r.Value != `"PONG"` {
+		t.Fatalf("PING over TLS: %+v", r)
+	}
+	if out, err := ctl(t, "call", "redis", addr, "--tls", "--server-name", "localhost", "--arg", "PING"); err == nil || !strings.Contains(out, "certificate") {
+		t.Fatalf("an untrusted certificate: %v\n%s", err, out)
+	}
+	if out, err := ctl(t, "call", "redis", addr, "--tls", "--cacert", ca, "--server-name", "other", "--arg", "PING"); err == nil || !strings.Contains(out, "certificate") {
+		t.Fatalf("the wrong server name: %v\n%s", err, out)
+	}
+	if r := mustCall(t, "redis", addr, "--tls", "--insecure", "--arg", "PING"); r.Value != `"PONG"` {
+		t.Fatalf("--insecure: %+v", r)
+	}
+}
+
+// selfSigned makes a self-signed certificate for name, returned as PEM (to
+// trust) and as a tls.Certificate (to serve).
+func selfSigned(t *testing.T, name string) ([]byte, tls.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name}, DNSNames: []string{name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		BasicConstraintsValid: true, IsCA: true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
