@@ -69,7 +69,7 @@ func (f *flags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kubeconfig file; in-cluster config when empty")
 	fs.StringVar(&f.xdsAddr, "xds-address", ":15010", "address the xDS (ADS) gRPC server listens on")
 	fs.StringVar(&f.httpAddr, "http-address", ":15014", "address of /healthz, /readyz and /metrics, for probes and Prometheus")
-	fs.StringVar(&f.debugAddr, "debug-address", "127.0.0.1:15015", "address of /debug/config_dump and /debug/pprof/; must be a loopback address unless --expose-debug; off when empty")
+	fs.StringVar(&f.debugAddr, "debug-address", "127.0.0.1:15015", "address of /debug/status, /debug/config_dump and /debug/pprof/; must be a loopback address unless --expose-debug; off when empty")
 	fs.BoolVar(&f.exposeDebug, "expose-debug", false, "allow --debug-address on an address other than loopback, where anything that reaches it can read every proxy's config and take profiles")
 	fs.DurationVar(&f.debounce, "debounce", 100*time.Millisecond, "a change after this long without a push is pushed at once; changes during a push or this soon after one are pushed together once this long passes without another (a file written in place, not renamed into place, always waits)")
 	fs.DurationVar(&f.debounceMax, "debounce-max", time.Second, "longest delay of a burst's push after its first change")
@@ -439,13 +439,15 @@ func monitoringMux(reg *prometheus.Registry, ready *atomic.Bool) *http.ServeMux 
 	return mux
 }
 
-// debugMux shows every proxy's config (routes, upstream addresses, codec
-// options; secret values redacted) and profiles the controller: it is
-// served on loopback unless --expose-debug.
+// debugMux shows the connected proxies and what each acknowledged or
+// refused (/debug/status), every proxy's config (routes, upstream
+// addresses, codec options; secret values redacted) and profiles the
+// controller: it is served on loopback unless --expose-debug.
 func debugMux(srv *xds.Server) *http.ServeMux {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.Handle("/debug/status", srv.StatusHandler())
 	mux.HandleFunc("/debug/config_dump", func(w http.ResponseWriter, r *http.Request) {
 		node := r.URL.Query().Get("node")
 		if node == "" {

@@ -22,7 +22,8 @@ func (p *Proxy) MetricsHandler() http.Handler {
 	return mux
 }
 
-// AdminHandler serves /ready, /metrics, /config_dump and /debug/pprof/.
+// AdminHandler serves /ready, /metrics, /config_dump, /explain and
+// /debug/pprof/.
 // The config dump shows routes, upstream addresses and codec options (with
 // credentials redacted), and pprof lets a caller spend the proxy's CPU: serve it on loopback only.
 func (p *Proxy) AdminHandler() http.Handler {
@@ -34,6 +35,7 @@ func (p *Proxy) AdminHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(p.ConfigDump())
 	})
+	mux.HandleFunc("/explain", p.handleExplain)
 	return mux
 }
 

@@ -4,8 +4,8 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
 )
 
-// noteAnswer records a proxy's refusal of a response, or forgets its
-// refusal of that type once it accepts one. Callers hold s.mu.
+// noteAnswer records a proxy's refusal of a response, or its acceptance
+// (forgetting an earlier refusal of that type). Callers hold s.mu.
 func (s *Server) noteAnswer(nodeID string, info sentInfo, detail string, nack bool) {
 	n := s.nodes[nodeID]
 	if n == nil {
@@ -19,6 +19,10 @@ func (s *Server) noteAnswer(nodeID string, info sentInfo, detail string, nack bo
 		s.rejectionsChanged()
 		return
 	}
+	if n.acked == nil {
+		n.acked = map[string]string{}
+	}
+	n.acked[info.typeURL] = info.version
 	if _, ok := n.rejected[info.typeURL]; ok {
 		delete(n.rejected, info.typeURL)
 		s.rejectionsChanged()

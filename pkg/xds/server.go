@@ -108,6 +108,8 @@ type nodeState struct {
 	// rejected holds the proxy's refusal of the last version of each type
 	// it refused, until it acknowledges a later one.
 	rejected map[string]controller.Rejection
+	// acked is the version of each type the proxy last acknowledged.
+	acked map[string]string
 }
 
 type streamState struct {
