@@ -65,6 +65,9 @@ go-redis and two embedded Redis servers. Nothing but this binary is needed; it b
 ports only, free ones unless --fixed-ports.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if f, _ := outputFormat(cmd); f != outputTable {
+				return fmt.Errorf("demo: --output %s: the demo tells what it does as it goes; it has no document to print", f)
+			}
 			ctx, cancel := context.WithTimeout(cmd.Context(), 60*time.Second)
 			defer cancel()
 			return runDemo(ctx, cmd.OutOrStdout(), o)

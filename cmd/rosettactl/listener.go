@@ -111,9 +111,5 @@ func percent(n, total int) string {
 	if total == 0 {
 		return "0%"
 	}
-	p := 100 * float64(n) / float64(total)
-	if p == float64(int(p)) {
-		return fmt.Sprintf("%d%%", int(p))
-	}
-	return fmt.Sprintf("%.1f%%", p)
+	return formatPercent(100 * float64(n) / float64(total))
 }

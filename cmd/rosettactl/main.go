@@ -1,6 +1,7 @@
 // Command rosettactl is Rosetta's command line: it checks static configs,
-// answers which route a request takes, dumps a running proxy's config, and
-// runs a self-contained demo.
+// explains where a request goes (from files, a running proxy or a
+// controller), shows a controller's proxies, dumps a running proxy's
+// config, and runs a self-contained demo.
 package main
 
 import (
@@ -28,16 +29,20 @@ func newRootCmd() *cobra.Command {
 		Version:       cli.Version(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
-		// Every command checks the logging flags, which the demo's
-		// proxies and controller log with.
-		PersistentPreRunE: func(*cobra.Command, []string) error {
+		// Every command checks --output, and the logging flags, which
+		// the demo's proxies and controller log with.
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if _, err := outputFormat(cmd); err != nil {
+				return err
+			}
 			log, err := logFlags.Logger(os.Stderr)
 			demoLog = log
 			return err
 		},
 	}
 	logFlags.Register(root.PersistentFlags(), "warn")
-	root.AddCommand(newDemoCmd(), newValidateCmd(), newRouteCmd(), newDumpCmd())
+	registerOutput(root.PersistentFlags())
+	root.AddCommand(newDemoCmd(), newValidateCmd(), newExplainCmd(), newDumpCmd(), newStatusCmd())
 	root.AddCommand(newCallCmd())
 	root.AddCommand(newServeCmd())
 	return root

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
+	"github.com/rosetta-mesh/rosetta/pkg/proxy"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 )
 
@@ -162,35 +164,55 @@ func TestValidate(t *testing.T) {
 	}
 }
 
-// TestRoute: the route command answers as the proxy routes.
-func TestRoute(t *testing.T) {
+// TestExplainFile: explain (and its other name, route) answers from a
+// proxy config file as the proxy routes, with why each earlier route did
+// not match, as a table and as JSON.
+func TestExplainFile(t *testing.T) {
 	for _, tc := range []struct {
 		attrs []string
 		want  []string
 	}{
-		{[]string{"interface=org.example.Greeter", "method=sayHello"}, []string{`route "say-hello" (routes[0])`, "cluster greeter-v2\n", "timeout 3s"}},
-		{[]string{"interface=org.example.Greeter", "method=sayGoodbye"}, []string{`route "say-goodbye" (routes[1])`, "cluster greeter-v1  weight 80  (80%)", "cluster greeter-v2  weight 20  (20%)"}},
-		{[]string{"interface=org.example.Greeter", "method=other", "version=1.0.0"}, []string{`route "greeter-default" (routes[2])`, "cluster greeter-v1\n"}},
-		{[]string{"method=sayHello"}, []string{"no route"}},
+		{[]string{"interface=org.example.Greeter", "method=sayHello"}, []string{"say-hello (routes[0])  matched", `route "say-hello"`,
+			"greeter-v2  100%   ROUND_ROBIN  127.0.0.1:20882", "timeout 3s"}},
+		{[]string{"interface=org.example.Greeter", "method=sayGoodbye"}, []string{
+			`say-hello (routes[0])    no match: method exact "sayHello" (the request has "sayGoodbye")`, `route "say-goodbye"`,
+			"greeter-v1  80%    ROUND_ROBIN", "greeter-v2  20%    ROUND_ROBIN"}},
+		{[]string{"interface=org.example.Greeter", "method=other", "version=1.0.0"}, []string{`route "greeter-default"`, "greeter-v1  100%"}},
+		{[]string{"method=sayHello"}, []string{"no match: interface exact \"org.example.Greeter\" (the request has none)", "no route"}},
 	} {
-		args := []string{"route", demoFile, "--listener", "dubbo"}
-		for _, a := range tc.attrs {
-			args = append(args, "--attr", a)
-		}
-		out := mustRun(t, args...)
-		if !strings.HasPrefix(out, `listener "dubbo" (codec dubbo), route configuration "greeter-routes"`) {
-			t.Errorf("%v: got:\n%s", tc.attrs, out)
-		}
-		for _, w := range tc.want {
-			if !strings.Contains(out, w) {
-				t.Errorf("%v: output lacks %q:\n%s", tc.attrs, w, out)
+		for _, cmd := range []string{"explain", "route"} {
+			args := []string{cmd, demoFile, "--listener", "dubbo"}
+			for _, a := range tc.attrs {
+				args = append(args, "--attr", a)
+			}
+			out := mustRun(t, args...)
+			if !strings.HasPrefix(out, `listener "dubbo" (codec dubbo), route configuration "greeter-routes"`) {
+				t.Errorf("%v: got:\n%s", tc.attrs, out)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(out, w) {
+					t.Errorf("%s %v: output lacks %q:\n%s", cmd, tc.attrs, w, out)
+				}
 			}
 		}
 	}
+	out := mustRun(t, "explain", demoFile, "-o", "json", "--attr", "interface=org.example.Greeter", "--attr", "method=sayGoodbye")
+	var e proxy.Explanation
+	if err := json.Unmarshal([]byte(out), &e); err != nil {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	if e.Route != "say-goodbye" || len(e.Routes) != 2 || e.Routes[0].Condition != `method exact "sayHello"` || e.Routes[0].Got != "sayGoodbye" ||
+		len(e.Clusters) != 2 || e.Clusters[0].Percent != 80 || e.Clusters[1].Endpoint != "127.0.0.1:20882" {
+		t.Errorf("json: %+v", e)
+	}
+	if out := mustRun(t, "explain", demoFile, "-o", "yaml", "--attr", "method=x"); !strings.Contains(out, "listener: dubbo\n") {
+		t.Errorf("yaml:\n%s", out)
+	}
 	for _, args := range [][]string{
-		{"route", demoFile, "--listener", "nope", "--attr", "method=x"},
-		{"route", demoFile, "--attr", "novalue"},
-		{"route", "/no/such/file.yaml"},
+		{"explain", demoFile, "--listener", "nope", "--attr", "method=x"},
+		{"explain", demoFile, "--attr", "novalue"},
+		{"explain", "/no/such/file.yaml"},
+		{"explain", demoFile, "-o", "xml"},
 	} {
 		if out, err := run(t, args...); err == nil {
 			t.Errorf("%v did not fail:\n%s", args, out)
@@ -203,11 +225,21 @@ func TestRoute(t *testing.T) {
 func TestDump(t *testing.T) {
 	cfg := strings.Replace(readFile(t, demoFile), "port_value: 20880", "port_value: 0", 1)
 	px := proxytest.Start(t, cfg)
-	out := mustRun(t, "dump", "--admin", px.AdminAddr)
+	out := mustRun(t, "dump", "--admin", px.AdminAddr, "-o", "json")
 	for _, want := range []string{`"listeners"`, `"greeter-routes"`, `"say-goodbye"`, `"greeter-v2"`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("dump lacks %s:\n%s", want, out)
 		}
+	}
+	out = mustRun(t, "dump", "--admin", px.AdminAddr)
+	for _, want := range []string{"listener  dubbo ", "codec dubbo, routes greeter-routes", "routes    greeter-routes  say-hello, say-goodbye, greeter-default",
+		"cluster   greeter-v2      static, ROUND_ROBIN"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("dump's table lacks %q:\n%s", want, out)
+		}
+	}
+	if out := mustRun(t, "dump", "--admin", px.AdminAddr, "-o", "yaml"); !strings.Contains(out, "listeners:\n") {
+		t.Errorf("dump -o yaml:\n%s", out)
 	}
 	if _, err := run(t, "dump", "--admin", fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), "--timeout", "2s"); err == nil {
 		t.Error("dump of an address nobody serves did not fail")

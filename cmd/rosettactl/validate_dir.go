@@ -1,23 +1,22 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"fmt"
-	"io"
 	"sort"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
+	"github.com/rosetta-mesh/rosetta/pkg/proxy"
 )
 
 // validateDir checks a controller config folder (rosetta-controller
-// --config-dir) as the controller reads it: every document the controller
-// rejects, and every MetaRouter, Redis or authorization object it would
-// not accept, makes the folder invalid. Objects of other APIs and
+// --config-dir), or one file of it, as the controller reads it: every
+// document the controller rejects, every MetaRouter, Redis or
+// authorization object it would not accept, and config it would send
+// that a proxy would refuse make it invalid. Objects of other APIs and
 // unresolved references are notes and warnings.
-func validateDir(out io.Writer, dir string) error {
+func validateDir(r *report, dir string) error {
 	in, err := controller.LoadDir(dir)
 	if err != nil {
 		return err
@@ -25,38 +24,60 @@ func validateDir(out io.Writer, dir string) error {
 	problems := 0
 	for _, u := range in.Unused {
 		if u.Rejected() {
-			fmt.Fprintf(out, "%s: rejected: %s\n", dir, u)
+			r.add(dir, "rejected", "%s", u)
 			problems++
 		} else {
-			fmt.Fprintf(out, "%s: note: %s\n", dir, u)
+			r.add(dir, "note", "%s", u)
 		}
 	}
-	// Names are not looked up: validation stays offline, and a name that
-	// does not resolve here may resolve where the controller runs.
-	b := &controller.Builder{Options: controller.Options{Resolve: func(_ context.Context, host string) ([]string, error) {
-		return []string{host}, nil
-	}}}
+	b := &controller.Builder{Options: controller.Options{Resolve: offlineResolve}}
 	ix := b.Build(in)
 	for _, kind := range []struct {
 		name     string
 		statuses map[string]controller.RouterStatus
 	}{{"MetaRouter", ix.Statuses}, {"protocol object", ix.ProtocolStatuses()}, {"authorization policy", ix.AuthorizationStatuses()}} {
-		problems += reportStatuses(out, dir, kind.name, kind.statuses)
+		problems += reportStatuses(r, dir, kind.name, kind.statuses)
 	}
 	for _, w := range ix.Warnings() {
-		fmt.Fprintf(out, "%s: warning: %s\n", dir, w)
+		r.add(dir, "warning", "%s", w)
 	}
+	problems += compileForProxies(r, dir, in, ix)
 	if problems > 0 {
 		return errors.New(plural(problems, "problem"))
 	}
-	fmt.Fprintf(out, "%s: ok (%s, %s, %s)\n", dir, plural(len(in.MetaRouters), "MetaRouter"),
+	r.add(dir, "ok", "(%s, %s, %s)", plural(len(in.MetaRouters), "MetaRouter"),
 		plural(len(in.ServiceEntries)+len(in.Services), "service"), plural(len(in.DestinationRules), "DestinationRule"))
 	return nil
 }
 
-// reportStatuses prints the conditions that are not True; an Accepted
+// compileForProxies generates the config a proxy in each MetaRouter's
+// namespace would get and compiles it as the proxy does: what the
+// translation lets through but a proxy would refuse (and NACK) is a
+// problem here.
+func compileForProxies(r *report, dir string, in *controller.Inputs, ix *controller.Index) int {
+	namespaces := map[string]bool{}
+	for _, mr := range in.MetaRouters {
+		namespaces[mr.Namespace] = true
+	}
+	names := make([]string, 0, len(namespaces))
+	for ns := range namespaces {
+		names = append(names, ns)
+	}
+	sort.Strings(names)
+	problems := 0
+	for _, ns := range names {
+		res := ix.Generate(&controller.Proxy{ID: "rosettactl", Namespace: ns, Labels: map[string]string{}})
+		if err := proxy.Validate(*res); err != nil {
+			r.add(dir, "invalid", "a proxy in namespace %q would refuse the config the controller sends it: %v", ns, err)
+			problems++
+		}
+	}
+	return problems
+}
+
+// reportStatuses adds the conditions that are not True; an Accepted
 // condition that is False counts as a problem, the others are warnings.
-func reportStatuses(out io.Writer, dir, kind string, statuses map[string]controller.RouterStatus) int {
+func reportStatuses(r *report, dir, kind string, statuses map[string]controller.RouterStatus) int {
 	keys := make([]string, 0, len(statuses))
 	for k := range statuses {
 		keys = append(keys, k)
@@ -73,7 +94,7 @@ func reportStatuses(out io.Writer, dir, kind string, statuses map[string]control
 				level = "invalid"
 				problems++
 			}
-			fmt.Fprintf(out, "%s: %s: %s %s: %s %s: %s\n", dir, level, kind, k, c.Type, c.Reason, c.Message)
+			r.add(dir, level, "%s %s: %s %s: %s", kind, k, c.Type, c.Reason, c.Message)
 		}
 	}
 	return problems

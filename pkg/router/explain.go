@@ -2,7 +2,6 @@ package router
 
 import (
 	"fmt"
-	"strconv"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
@@ -16,9 +15,10 @@ type Verdict struct {
 	// Condition is the condition that failed, as written
 	// (`method exact "sayHello"`); empty when the route matched.
 	Condition string `json:"condition,omitempty"`
-	// Got is what the request had for that attribute ("absent" when it had
-	// none).
-	Got string `json:"got,omitempty"`
+	// Got is what the request had for that attribute; Absent is true when
+	// it had none.
+	Got    string `json:"got,omitempty"`
+	Absent bool   `json:"absent,omitempty"`
 }
 
 // Explain follows m through the table as Match does and returns the
@@ -35,10 +35,8 @@ func (t *Table) Explain(m *codec.Message) (*Route, []Verdict) {
 				continue
 			}
 			v.Matched, v.Condition = false, c.String()
-			v.Got = "absent"
-			if got, ok := m.Get(c.name); ok {
-				v.Got = strconv.Quote(got)
-			}
+			got, ok := m.Get(c.name)
+			v.Got, v.Absent = got, !ok
 			break
 		}
 		out = append(out, v)

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+
+	"github.com/rosetta-mesh/rosetta/pkg/config"
 )
 
 // ProxyStatus is what the controller knows of one connected proxy: who
@@ -21,6 +23,10 @@ type ProxyStatus struct {
 // TypeStatus is one resource type's state for a proxy.
 type TypeStatus struct {
 	Type string `json:"type"` // short: "Listener"
+	// Resources counts the type's resources in the proxy's config. A
+	// delta stream sends nothing for a type without any, so such a type
+	// may never be acknowledged.
+	Resources int `json:"resources"`
 	// Sent is the version the controller holds for the proxy; Acked the
 	// last one the proxy acknowledged. They differ while a push is on
 	// its way, and after a refusal.
@@ -46,7 +52,7 @@ func (s *Server) Status() []ProxyStatus {
 		ps := ProxyStatus{ID: n.id, Namespace: n.proxy.Namespace, Mode: n.proxy.Mode, Identity: n.proxy.Identity,
 			Streams: n.streams, Types: make([]TypeStatus, 0, len(TypeURLs))}
 		for _, t := range TypeURLs {
-			ts := TypeStatus{Type: shortType(t), Sent: n.versions[t], Acked: n.acked[t]}
+			ts := TypeStatus{Type: shortType(t), Resources: countOf(n.res, t), Sent: n.versions[t], Acked: n.acked[t]}
 			if r, ok := n.rejected[t]; ok {
 				ts.Rejected = &Refusal{Version: r.Version, Detail: r.Detail}
 			}
@@ -71,4 +77,24 @@ func (s *Server) StatusHandler() http.Handler {
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(append(js, '\n'))
 	})
+}
+
+// countOf counts res's resources of a type.
+func countOf(res *config.Resources, typeURL string) int {
+	if res == nil {
+		return 0
+	}
+	switch typeURL {
+	case config.ListenerType:
+		return len(res.Listeners)
+	case config.ClusterType:
+		return len(res.Clusters)
+	case config.EndpointType:
+		return len(res.Endpoints)
+	case config.RouteType:
+		return len(res.Routes)
+	case config.SecretType:
+		return len(res.Secrets)
+	}
+	return 0
 }
