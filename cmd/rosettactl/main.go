@@ -42,7 +42,7 @@ func newRootCmd() *cobra.Command {
 	}
 	logFlags.Register(root.PersistentFlags(), "warn")
 	registerOutput(root.PersistentFlags())
-	root.AddCommand(newDemoCmd(), newValidateCmd(), newExplainCmd(), newDumpCmd(), newStatusCmd())
+	root.AddCommand(newDemoCmd(), newValidateCmd(), newExplainCmd(), newDumpCmd(), newStatusCmd(), newConvertCmd())
 	root.AddCommand(newCallCmd())
 	root.AddCommand(newServeCmd())
 	return root
