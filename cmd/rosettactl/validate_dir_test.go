@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -62,5 +63,60 @@ func TestValidateConfigDir(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestValidateWhatTheProxyRefuses: the controller translates a service
+// port or an endpoint port beyond 65535 without complaint; validate
+// compiles the config a proxy would get as the proxy does and reports the
+// refusal, naming the resource and field.
+func TestValidateWhatTheProxyRefuses(t *testing.T) {
+	for _, tc := range []struct{ from, to, want string }{
+		{"number: 20880", "number: 70000", `a proxy in namespace "demo" would refuse the config the controller sends it: listeners[0] (greeter.demo.svc.cluster.local_70000): address.socket_address.port_value: 70000 is not a port`},
+		{"tcp-dubbo: 20881", "tcp-dubbo: 70001", `a proxy in namespace "demo" would refuse the config the controller sends it: clusters[0] (outbound|20880|v1|greeter.demo.svc.cluster.local): endpoints[0].lb_endpoints[0].endpoint.address.socket_address.port_value: 70001 is not a port`},
+	} {
+		dir, _ := configDir(t)
+		data, err := os.ReadFile(filepath.Join(dir, "greeter.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "greeter.yaml"), []byte(strings.Replace(string(data), tc.from, tc.to, 1)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := run(t, "validate", dir)
+		if err == nil || !strings.Contains(out, dir+": invalid: "+tc.want) {
+			t.Errorf("%s: %v\n%s", tc.to, err, out)
+		}
+	}
+}
+
+// TestValidateObjectFiles: a file of MetaRouters, of Rosetta's apiVersion
+// or Aeraki's, is read as the controller reads it: a bad field is
+// reported with its path and the controller's message, as JSON too.
+func TestValidateObjectFiles(t *testing.T) {
+	data, err := os.ReadFile("../../examples/controlplane/config/metarouter.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, api := range []string{"metaprotocol.rosetta.dev", "metaprotocol.aeraki.io"} {
+		doc := strings.NewReplacer("metaprotocol.rosetta.dev", api, "{exact: sayHello}", `{regex: "say("}`).Replace(string(data))
+		file := filepath.Join(t.TempDir(), "router.yaml")
+		if err := os.WriteFile(file, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out, err := run(t, "validate", file, "-o", "json")
+		var r report
+		if jerr := json.Unmarshal([]byte(out[:strings.LastIndex(out, "}")+1]), &r); err == nil || jerr != nil {
+			t.Fatalf("%s: %v %v\n%s", api, err, jerr, out)
+		}
+		found := false
+		for _, f := range r.Findings {
+			if f.Level == "invalid" && strings.Contains(f.Message, "MetaRouter demo/greeter: Accepted Invalid: spec.routes[0].match.attributes[method].regex: Invalid value: \"say(\"") {
+				found = true
+			}
+		}
+		if !found || r.Invalid != 1 {
+			t.Errorf("%s: findings %+v", api, r)
+		}
 	}
 }

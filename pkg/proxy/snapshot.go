@@ -227,6 +227,10 @@ func listenerAddress(l *listenerv3.Listener, authorities []netip.AddrPort) (stri
 		return "", 0, fmt.Errorf("address.socket_address: required, unless the listener is reached only through HBONE and its %s filter's authorities name the destinations it serves", config.FilterName)
 	case sa.GetPortValue() == 0 && sa.GetAddress() == "":
 		return "", 0, fmt.Errorf("address.socket_address: an address and a port_value are required")
+	case sa.GetPortValue() > 65535:
+		// The field is 32 bits wide; the listen would fail later with a
+		// less clear error, after the config had been accepted.
+		return "", 0, fmt.Errorf("address.socket_address.port_value: %d is not a port (0-65535)", sa.GetPortValue())
 	}
 	return net.JoinHostPort(sa.GetAddress(), strconv.Itoa(int(sa.GetPortValue()))), sa.GetPortValue(), nil
 }

@@ -219,6 +219,9 @@ func usableEndpoints(a *endpointv3.ClusterLoadAssignment) ([]lbEndpoint, error) 
 			if sa == nil || sa.GetAddress() == "" || sa.GetPortValue() == 0 {
 				return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d].endpoint.address.socket_address: an address and a port_value are required", i, j)
 			}
+			if sa.GetPortValue() > 65535 {
+				return nil, fmt.Errorf("endpoints[%d].lb_endpoints[%d].endpoint.address.socket_address.port_value: %d is not a port (1-65535)", i, j, sa.GetPortValue())
+			}
 			if lb.GetHealthStatus() == corev3.HealthStatus_UNHEALTHY || lb.GetHealthStatus() == corev3.HealthStatus_DRAINING {
 				continue
 			}
