@@ -15,6 +15,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/yaml"
 
+	"github.com/rosetta-mesh/rosetta/e2e/k8s/kubeenv"
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
 	_ "github.com/rosetta-mesh/rosetta/protocols/standard/control" // the Redis kinds the controller reads
 )
@@ -134,15 +135,17 @@ spec:
 	}
 }
 
+// canI is a question to the API server's authorizer and its answer.
+type canI struct {
+	verb, resource, ns string
+	want               string
+}
+
 // TestRBACIsLeastPrivilege: the chart's ServiceAccount may read what the
 // controller watches and patch MetaRouter status, and nothing more.
 func TestRBACIsLeastPrivilege(t *testing.T) {
 	c := needCluster(t)
-	sa := "--as=system:serviceaccount:rosetta-system:rosetta-controller"
-	cases := []struct {
-		verb, resource, ns string
-		want               string
-	}{
+	cases := []canI{
 		{"watch", "services", "", "yes"},
 		{"list", "endpointslices.discovery.k8s.io", "", "yes"},
 		{"watch", "destinationrules.networking.istio.io", "", "yes"},
@@ -160,6 +163,14 @@ func TestRBACIsLeastPrivilege(t *testing.T) {
 		{"create", "leases.coordination.k8s.io", "demo", "no"},
 		{"update", "services", "demo", "no"},
 	}
+	checkCanI(t, c, cases)
+}
+
+// checkCanI asks the API server whether the chart's ServiceAccount may
+// do each case's verb on its resource ("yes" or "no").
+func checkCanI(t *testing.T, c *kubeenv.Cluster, cases []canI) {
+	t.Helper()
+	sa := "--as=system:serviceaccount:rosetta-system:rosetta-controller"
 	for _, cs := range cases {
 		args := append([]string{"auth", "can-i", cs.verb}, strings.Fields(cs.resource)...)
 		args = append(args, sa)

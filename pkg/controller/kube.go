@@ -56,6 +56,8 @@ type KubeSource struct {
 	secrets *credentialSecrets
 	// ctx ends the Secret reads when the source stops.
 	ctx context.Context
+	// aeraki watches Aeraki's resources when their CRDs are installed.
+	aeraki *aerakiSource
 }
 
 // kindCache is a translator's kind and the cache of its informer.
@@ -146,6 +148,7 @@ func NewKubeSource(cfg *rest.Config, changed func()) (*KubeSource, error) {
 	}
 	s.secrets = newCredentialSecrets(kc.CoreV1(), changed)
 	s.ctx = context.Background()
+	s.aeraki = newAerakiSource(kc.Discovery(), dynamicinformer.NewDynamicSharedInformerFactory(dc, 0), changed)
 	return s, nil
 }
 
@@ -205,6 +208,12 @@ func (s *KubeSource) Start(ctx context.Context) error {
 	s.startSecrets(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), s.synced...) {
 		return fmt.Errorf("controller: informer caches did not sync: %w", ctx.Err())
+	}
+	if s.Log != nil {
+		s.aeraki.log = s.Log
+	}
+	if err := s.aeraki.start(ctx); err != nil {
+		return fmt.Errorf("controller: aeraki informers: %w", err)
 	}
 	return nil
 }
@@ -269,6 +278,7 @@ func (s *KubeSource) Inputs() (*Inputs, error) {
 			}
 		}
 	}
+	s.aeraki.addTo(in)
 	in.Secrets = s.secrets.get(s.ctx, secretRefs(in))
 	return in, nil
 }
@@ -324,6 +334,9 @@ func (s *KubeSource) MetaRouter(ns, name string) *v1alpha1.MetaRouter {
 // ("namespace/name") names: StatusWriter.Current for MetaRouters.
 func (s *KubeSource) MetaRouterObject(key string) (StatusObject, bool) {
 	ns, name, _ := strings.Cut(key, "/")
+	if isAerakiName(name) {
+		return s.aeraki.statusObject("MetaRouter", ns, name)
+	}
 	mr := s.MetaRouter(ns, name)
 	if mr == nil {
 		return StatusObject{}, false
@@ -356,6 +369,9 @@ func (s *KubeSource) ProtocolObject(key string) (StatusObject, bool) {
 	kind, ns, name, ok := splitStatusKey(key)
 	if !ok {
 		return StatusObject{}, false
+	}
+	if isAerakiName(name) {
+		return s.aeraki.statusObject(kind, ns, name)
 	}
 	for _, kc := range s.kinds {
 		if kc.kind.Kind != kind || kc.kind.Status == nil {
