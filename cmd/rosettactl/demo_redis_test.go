@@ -1,6 +1,7 @@
 package main
 
 import (
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -57,7 +58,7 @@ func TestRedisDemoConfig(t *testing.T) {
 		t.Errorf("validate:\n%s", out)
 	}
 	out = mustRun(t, "route", redisDemoFile, "--attr", "key=b:cart:1")
-	if !strings.Contains(out, `route "prefix-b"`) || !strings.Contains(out, "cluster redis-b") {
+	if !strings.Contains(out, `route "prefix-b"`) || !regexp.MustCompile(`(?m)^redis-b +100%`).MatchString(out) {
 		t.Errorf("route:\n%s", out)
 	}
 }

@@ -124,7 +124,7 @@ func TestStaticSecretFromFile(t *testing.T) {
 		t.Fatalf("GET = %q, %v", v, err)
 	}
 
-	dump := mustRun(t, "dump", "--admin", admin.URL)
+	dump := mustRun(t, "dump", "--admin", admin.URL, "-o", "json")
 	for _, want := range []string{`"upstream_password_secret": "cache-password"`, `"password": "[redacted]"`, `"filename": "` + pwFile + `"`} {
 		if !strings.Contains(dump, want) {
 			t.Errorf("rosettactl dump lacks %s:\n%s", want, dump)
@@ -169,7 +169,7 @@ func TestStaticSecretFromFile(t *testing.T) {
 	}
 	noSecret(t, "rosettactl validate of a bad config", out+verr.Error())
 
-	noSecret(t, "rosettactl dump after the changes", mustRun(t, "dump", "--admin", admin.URL))
+	noSecret(t, "rosettactl dump after the changes", mustRun(t, "dump", "--admin", admin.URL, "-o", "json"))
 	if !strings.Contains(logs.String(), "config applied") {
 		t.Errorf("the proxy's log was not captured:\n%s", logs.String())
 	}
