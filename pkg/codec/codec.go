@@ -57,6 +57,8 @@
 //     (Redis). Handle gets an Upstream (routes, clusters, SendTo, Dedicated
 //     connections, Push, ClusterState) and answers through a Replier.
 //   - Closer: Close is called once the caller's connection has ended (Redis).
+//   - TraceCarrier: a request's W3C trace context travels in its attributes
+//     (Dubbo attachments, tRPC trans_info, Thrift THeader headers).
 //
 // A message has one hook: Message.Written, called once an answer or push is
 // queued for the caller (Redis starts a subscription's stream after its
@@ -293,4 +295,15 @@ const DefaultMaxFrame = 8 << 20
 // allocate.
 type PoolKeyer interface {
 	PoolKey(m *Message) string
+}
+
+// TraceCarrier is an optional capability for protocols whose requests carry
+// W3C trace context as attributes: Get("traceparent") and Get("tracestate")
+// read the caller's, and Set of those keys writes the proxy's into the frame
+// Encode writes. TraceInfo names req's RPC service (empty when the protocol
+// has none) and method, for span names, and reports whether req has a place
+// for trace context (a Thrift request has one only over THeader). It is
+// asked only for traced listeners' requests.
+type TraceCarrier interface {
+	TraceInfo(req *Message) (service, method string, carries bool)
 }

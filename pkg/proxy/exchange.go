@@ -12,6 +12,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/router"
+	"github.com/rosetta-mesh/rosetta/pkg/tracing"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
 )
 
@@ -40,6 +41,8 @@ type exchange struct {
 	// round is the reader's round that writes made while handling the
 	// request on the reader goroutine join (see netloop.Round).
 	round *netloop.Round
+	// trace is the request's server span; nil when it is not traced.
+	trace *tracing.Request
 
 	mu       sync.Mutex
 	done     bool
@@ -57,6 +60,7 @@ type attempt struct {
 	conn  *upstream.Conn
 	id    uint64
 	retry bool // holds one of the cluster's retry slots
+	span  tracing.Try
 }
 
 // end releases what the attempt holds once it is over.
@@ -93,6 +97,9 @@ func (p *Proxy) handle(dc *downConn, req *codec.Message, b *netloop.Round) {
 	ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: b.Now(), round: b}
 	ex.slot = dc.reserve(&ex.slotBuf)
 	ex.route = ex.match()
+	if ex.dc.lc.tracing != nil {
+		ex.startTrace()
+	}
 	ex.run()
 }
 
@@ -290,11 +297,15 @@ func (ex *exchange) startTry(exclude *upstream.Endpoint, b *netloop.Round, retry
 	*a = attempt{ex: ex, ep: ep, retry: retry}
 	ex.try = a
 	ex.armTimer(a)
+	if ex.trace != nil {
+		ex.traceTry(a)
+	}
 	ep.Begin()
 	conn, id, err := ex.pool(ep).Send(ex.cluster, ex.req, a, b)
 	if err != nil {
 		ex.try = nil
 		a.end()
+		a.span.End(nil, err)
 		ex.failedLocked(a, err, b)
 		return
 	}
@@ -327,6 +338,7 @@ func (ex *exchange) attemptDone(a *attempt, resp *codec.Message, err error, b *n
 		return // an abandoned try answered late
 	}
 	a.end()
+	a.span.End(resp, err)
 	ex.try = nil
 	if err != nil {
 		ex.failedLocked(a, err, b)
@@ -388,6 +400,7 @@ func (ex *exchange) timedOut(a *attempt) {
 	}
 	ex.try = nil
 	a.end()
+	a.span.End(nil, errTryTimeout)
 	if a.conn != nil {
 		a.conn.Cancel(a.id)
 	}
@@ -464,6 +477,9 @@ func (ex *exchange) record(status string, b *netloop.Round) {
 		}).Observe(d)
 	} else {
 		ex.p.metrics.Request(ex.dc.lc.statPrefix, route, cluster, status, d)
+	}
+	if ex.trace != nil {
+		ex.endTrace(status)
 	}
 	if ex.onDone == nil { // a handler's sub-requests are not operations of their own
 		ex.dc.recordOperation(ex.req, status, d)

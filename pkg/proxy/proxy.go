@@ -18,6 +18,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/hbone"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
+	"github.com/rosetta-mesh/rosetta/pkg/tracing"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
@@ -35,6 +36,8 @@ type Proxy struct {
 	// shared bound on unfinished frames.
 	limits Limits
 	budget *wire.Budget
+	// tracer makes the spans of listeners with tracing config; nil: none.
+	tracer *tracing.Tracer
 
 	mu        sync.Mutex // serialises Apply and Shutdown
 	listeners map[string]*listener
@@ -98,6 +101,7 @@ func (p *Proxy) Apply(res config.Resources) error {
 	for name, c := range s.clusters {
 		c.Active = p.metrics.UpstreamActive(name)
 	}
+	p.bindTracing(s)
 	p.snap.Store(s)
 	for name, l := range p.listeners {
 		if lc, ok := s.listeners[name]; ok {

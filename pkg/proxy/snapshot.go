@@ -17,6 +17,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/router"
+	"github.com/rosetta-mesh/rosetta/pkg/tracing"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
@@ -63,6 +64,8 @@ type listenerConfig struct {
 	ownTLS    bool
 	plaintext bool
 	authz     *authz.Engine
+	// tracing samples the listener's requests; nil: no tracing.
+	tracing *tracing.Listener
 }
 
 // table returns the listener's routes in s.
@@ -177,6 +180,9 @@ func compileListener(l *listenerv3.Listener, secrets *secretSet, id *identity.Wo
 		return nil, err
 	}
 	if err := compileSecurity(lc, l, mp, secrets, id); err != nil {
+		return nil, err
+	}
+	if lc.tracing, err = compileTracing(mp); err != nil {
 		return nil, err
 	}
 	if rc := mp.GetRouteConfig(); rc != nil {

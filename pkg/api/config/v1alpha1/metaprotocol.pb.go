@@ -72,7 +72,7 @@ func (x AuthorizationPolicy_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AuthorizationPolicy_Action.Descriptor instead.
 func (AuthorizationPolicy_Action) EnumDescriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{1, 0}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{2, 0}
 }
 
 // MetaProtocolProxy is the network filter a Listener's filter chain carries
@@ -121,7 +121,12 @@ type MetaProtocolProxy struct {
 	// terminates HBONE (Istio ambient's tunnel to a waypoint) serves a
 	// CONNECT to one of them on this listener. A listener without an
 	// address is served only that way.
-	Authorities   []string `protobuf:"bytes,11,rep,name=authorities,proto3" json:"authorities,omitempty"`
+	Authorities []string `protobuf:"bytes,11,rep,name=authorities,proto3" json:"authorities,omitempty"`
+	// Tracing of this listener's requests: OpenTelemetry spans, exported to
+	// the proxy's OTLP endpoint (--otlp-endpoint), and W3C trace context
+	// read from and written to the protocol's own carrier. Unset: no spans,
+	// and the proxy does no tracing work for the listener's requests.
+	Tracing       *Tracing `protobuf:"bytes,13,opt,name=tracing,proto3" json:"tracing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -233,6 +238,73 @@ func (x *MetaProtocolProxy) GetAuthorities() []string {
 	return nil
 }
 
+func (x *MetaProtocolProxy) GetTracing() *Tracing {
+	if x != nil {
+		return x.Tracing
+	}
+	return nil
+}
+
+// Tracing is a listener's trace sampling, as Istio's Telemetry resource sets
+// it (tracing[].randomSamplingPercentage).
+type Tracing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Percentage (0-100) of requests that start a trace when the caller sent
+	// no trace context. A caller's context decides for its own requests
+	// (parent-based sampling): sampled callers are traced, others are not,
+	// unless ignore_caller_sampling is set.
+	RandomSamplingPercentage float64 `protobuf:"fixed64,1,opt,name=random_sampling_percentage,json=randomSamplingPercentage,proto3" json:"random_sampling_percentage,omitempty"`
+	// Decide every request by random_sampling_percentage alone, ignoring a
+	// caller's sampled flag; the caller's trace id is still kept.
+	IgnoreCallerSampling bool `protobuf:"varint,2,opt,name=ignore_caller_sampling,json=ignoreCallerSampling,proto3" json:"ignore_caller_sampling,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *Tracing) Reset() {
+	*x = Tracing{}
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tracing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tracing) ProtoMessage() {}
+
+func (x *Tracing) ProtoReflect() protoreflect.Message {
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tracing.ProtoReflect.Descriptor instead.
+func (*Tracing) Descriptor() ([]byte, []int) {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Tracing) GetRandomSamplingPercentage() float64 {
+	if x != nil {
+		return x.RandomSamplingPercentage
+	}
+	return 0
+}
+
+func (x *Tracing) GetIgnoreCallerSampling() bool {
+	if x != nil {
+		return x.IgnoreCallerSampling
+	}
+	return false
+}
+
 // AuthorizationPolicy is Istio's AuthorizationPolicy as the proxy applies it
 // to a listener, with MetaProtocol attributes in its operations.
 type AuthorizationPolicy struct {
@@ -250,7 +322,7 @@ type AuthorizationPolicy struct {
 
 func (x *AuthorizationPolicy) Reset() {
 	*x = AuthorizationPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +334,7 @@ func (x *AuthorizationPolicy) String() string {
 func (*AuthorizationPolicy) ProtoMessage() {}
 
 func (x *AuthorizationPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +347,7 @@ func (x *AuthorizationPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationPolicy.ProtoReflect.Descriptor instead.
 func (*AuthorizationPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{1}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *AuthorizationPolicy) GetName() string {
@@ -312,7 +384,7 @@ type AuthorizationRule struct {
 
 func (x *AuthorizationRule) Reset() {
 	*x = AuthorizationRule{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -324,7 +396,7 @@ func (x *AuthorizationRule) String() string {
 func (*AuthorizationRule) ProtoMessage() {}
 
 func (x *AuthorizationRule) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -337,7 +409,7 @@ func (x *AuthorizationRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationRule.ProtoReflect.Descriptor instead.
 func (*AuthorizationRule) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{2}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AuthorizationRule) GetFrom() []*AuthorizationSource {
@@ -374,7 +446,7 @@ type AuthorizationSource struct {
 
 func (x *AuthorizationSource) Reset() {
 	*x = AuthorizationSource{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +458,7 @@ func (x *AuthorizationSource) String() string {
 func (*AuthorizationSource) ProtoMessage() {}
 
 func (x *AuthorizationSource) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +471,7 @@ func (x *AuthorizationSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationSource.ProtoReflect.Descriptor instead.
 func (*AuthorizationSource) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{3}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AuthorizationSource) GetPrincipals() []string {
@@ -459,7 +531,7 @@ type AuthorizationOperation struct {
 
 func (x *AuthorizationOperation) Reset() {
 	*x = AuthorizationOperation{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -471,7 +543,7 @@ func (x *AuthorizationOperation) String() string {
 func (*AuthorizationOperation) ProtoMessage() {}
 
 func (x *AuthorizationOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -484,7 +556,7 @@ func (x *AuthorizationOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationOperation.ProtoReflect.Descriptor instead.
 func (*AuthorizationOperation) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{4}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AuthorizationOperation) GetPorts() []uint32 {
@@ -523,7 +595,7 @@ type AttributeValues struct {
 
 func (x *AttributeValues) Reset() {
 	*x = AttributeValues{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +607,7 @@ func (x *AttributeValues) String() string {
 func (*AttributeValues) ProtoMessage() {}
 
 func (x *AttributeValues) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +620,7 @@ func (x *AttributeValues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttributeValues.ProtoReflect.Descriptor instead.
 func (*AttributeValues) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{5}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AttributeValues) GetName() string {
@@ -588,7 +660,7 @@ type RouteConfiguration struct {
 
 func (x *RouteConfiguration) Reset() {
 	*x = RouteConfiguration{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +672,7 @@ func (x *RouteConfiguration) String() string {
 func (*RouteConfiguration) ProtoMessage() {}
 
 func (x *RouteConfiguration) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +685,7 @@ func (x *RouteConfiguration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteConfiguration.ProtoReflect.Descriptor instead.
 func (*RouteConfiguration) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{6}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *RouteConfiguration) GetName() string {
@@ -651,7 +723,7 @@ type ServiceLocalRateLimit struct {
 
 func (x *ServiceLocalRateLimit) Reset() {
 	*x = ServiceLocalRateLimit{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -663,7 +735,7 @@ func (x *ServiceLocalRateLimit) String() string {
 func (*ServiceLocalRateLimit) ProtoMessage() {}
 
 func (x *ServiceLocalRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -676,7 +748,7 @@ func (x *ServiceLocalRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLocalRateLimit.ProtoReflect.Descriptor instead.
 func (*ServiceLocalRateLimit) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{7}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ServiceLocalRateLimit) GetTokenBucket() *LocalRateLimit {
@@ -704,7 +776,7 @@ type LocalRateLimitCondition struct {
 
 func (x *LocalRateLimitCondition) Reset() {
 	*x = LocalRateLimitCondition{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +788,7 @@ func (x *LocalRateLimitCondition) String() string {
 func (*LocalRateLimitCondition) ProtoMessage() {}
 
 func (x *LocalRateLimitCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +801,7 @@ func (x *LocalRateLimitCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalRateLimitCondition.ProtoReflect.Descriptor instead.
 func (*LocalRateLimitCondition) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{8}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LocalRateLimitCondition) GetMatch() *RouteMatch {
@@ -758,7 +830,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +842,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +855,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{9}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Route) GetName() string {
@@ -817,7 +889,7 @@ type RouteMatch struct {
 
 func (x *RouteMatch) Reset() {
 	*x = RouteMatch{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +901,7 @@ func (x *RouteMatch) String() string {
 func (*RouteMatch) ProtoMessage() {}
 
 func (x *RouteMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +914,7 @@ func (x *RouteMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteMatch.ProtoReflect.Descriptor instead.
 func (*RouteMatch) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{10}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *RouteMatch) GetAttributes() []*AttributeMatch {
@@ -871,7 +943,7 @@ type AttributeMatch struct {
 
 func (x *AttributeMatch) Reset() {
 	*x = AttributeMatch{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +955,7 @@ func (x *AttributeMatch) String() string {
 func (*AttributeMatch) ProtoMessage() {}
 
 func (x *AttributeMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +968,7 @@ func (x *AttributeMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttributeMatch.ProtoReflect.Descriptor instead.
 func (*AttributeMatch) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{11}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AttributeMatch) GetName() string {
@@ -1017,7 +1089,7 @@ type RouteAction struct {
 
 func (x *RouteAction) Reset() {
 	*x = RouteAction{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1101,7 @@ func (x *RouteAction) String() string {
 func (*RouteAction) ProtoMessage() {}
 
 func (x *RouteAction) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1114,7 @@ func (x *RouteAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteAction.ProtoReflect.Descriptor instead.
 func (*RouteAction) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{12}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RouteAction) GetClusterSpecifier() isRouteAction_ClusterSpecifier {
@@ -1178,7 +1250,7 @@ type GlobalRateLimit struct {
 
 func (x *GlobalRateLimit) Reset() {
 	*x = GlobalRateLimit{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1262,7 @@ func (x *GlobalRateLimit) String() string {
 func (*GlobalRateLimit) ProtoMessage() {}
 
 func (x *GlobalRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1275,7 @@ func (x *GlobalRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalRateLimit.ProtoReflect.Descriptor instead.
 func (*GlobalRateLimit) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{13}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GlobalRateLimit) GetMatch() *RouteMatch {
@@ -1260,7 +1332,7 @@ type RateLimitDescriptorEntry struct {
 
 func (x *RateLimitDescriptorEntry) Reset() {
 	*x = RateLimitDescriptorEntry{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1344,7 @@ func (x *RateLimitDescriptorEntry) String() string {
 func (*RateLimitDescriptorEntry) ProtoMessage() {}
 
 func (x *RateLimitDescriptorEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1357,7 @@ func (x *RateLimitDescriptorEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateLimitDescriptorEntry.ProtoReflect.Descriptor instead.
 func (*RateLimitDescriptorEntry) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{14}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RateLimitDescriptorEntry) GetKey() string {
@@ -1311,7 +1383,7 @@ type WeightedClusters struct {
 
 func (x *WeightedClusters) Reset() {
 	*x = WeightedClusters{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1395,7 @@ func (x *WeightedClusters) String() string {
 func (*WeightedClusters) ProtoMessage() {}
 
 func (x *WeightedClusters) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1408,7 @@ func (x *WeightedClusters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightedClusters.ProtoReflect.Descriptor instead.
 func (*WeightedClusters) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{15}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *WeightedClusters) GetClusters() []*ClusterWeight {
@@ -1356,7 +1428,7 @@ type ClusterWeight struct {
 
 func (x *ClusterWeight) Reset() {
 	*x = ClusterWeight{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1440,7 @@ func (x *ClusterWeight) String() string {
 func (*ClusterWeight) ProtoMessage() {}
 
 func (x *ClusterWeight) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1453,7 @@ func (x *ClusterWeight) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterWeight.ProtoReflect.Descriptor instead.
 func (*ClusterWeight) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{16}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ClusterWeight) GetName() string {
@@ -1408,7 +1480,7 @@ type HashPolicy struct {
 
 func (x *HashPolicy) Reset() {
 	*x = HashPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1492,7 @@ func (x *HashPolicy) String() string {
 func (*HashPolicy) ProtoMessage() {}
 
 func (x *HashPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1505,7 @@ func (x *HashPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashPolicy.ProtoReflect.Descriptor instead.
 func (*HashPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{17}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *HashPolicy) GetAttributes() []string {
@@ -1453,7 +1525,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1537,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1550,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{18}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -1509,7 +1581,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[19]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1593,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[19]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1606,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{19}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *RetryPolicy) GetNumRetries() uint32 {
@@ -1568,7 +1640,7 @@ type FaultInjection struct {
 
 func (x *FaultInjection) Reset() {
 	*x = FaultInjection{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1652,7 @@ func (x *FaultInjection) String() string {
 func (*FaultInjection) ProtoMessage() {}
 
 func (x *FaultInjection) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1665,7 @@ func (x *FaultInjection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection.ProtoReflect.Descriptor instead.
 func (*FaultInjection) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{20}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FaultInjection) GetDelay() *FaultInjection_Delay {
@@ -1621,7 +1693,7 @@ type MirrorPolicy struct {
 
 func (x *MirrorPolicy) Reset() {
 	*x = MirrorPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1705,7 @@ func (x *MirrorPolicy) String() string {
 func (*MirrorPolicy) ProtoMessage() {}
 
 func (x *MirrorPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1718,7 @@ func (x *MirrorPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MirrorPolicy.ProtoReflect.Descriptor instead.
 func (*MirrorPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{21}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *MirrorPolicy) GetCluster() string {
@@ -1675,7 +1747,7 @@ type LocalRateLimit struct {
 
 func (x *LocalRateLimit) Reset() {
 	*x = LocalRateLimit{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[22]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +1759,7 @@ func (x *LocalRateLimit) String() string {
 func (*LocalRateLimit) ProtoMessage() {}
 
 func (x *LocalRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[22]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +1772,7 @@ func (x *LocalRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalRateLimit.ProtoReflect.Descriptor instead.
 func (*LocalRateLimit) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{22}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *LocalRateLimit) GetMaxTokens() uint32 {
@@ -1735,7 +1807,7 @@ type FaultInjection_Delay struct {
 
 func (x *FaultInjection_Delay) Reset() {
 	*x = FaultInjection_Delay{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[24]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1819,7 @@ func (x *FaultInjection_Delay) String() string {
 func (*FaultInjection_Delay) ProtoMessage() {}
 
 func (x *FaultInjection_Delay) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[24]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1832,7 @@ func (x *FaultInjection_Delay) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection_Delay.ProtoReflect.Descriptor instead.
 func (*FaultInjection_Delay) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{20, 0}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{21, 0}
 }
 
 func (x *FaultInjection_Delay) GetFixedDelay() *durationpb.Duration {
@@ -1788,7 +1860,7 @@ type FaultInjection_Abort struct {
 
 func (x *FaultInjection_Abort) Reset() {
 	*x = FaultInjection_Abort{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[25]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +1872,7 @@ func (x *FaultInjection_Abort) String() string {
 func (*FaultInjection_Abort) ProtoMessage() {}
 
 func (x *FaultInjection_Abort) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[25]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +1885,7 @@ func (x *FaultInjection_Abort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection_Abort.ProtoReflect.Descriptor instead.
 func (*FaultInjection_Abort) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{20, 1}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{21, 1}
 }
 
 func (x *FaultInjection_Abort) GetStatus() string {
@@ -1834,7 +1906,7 @@ var File_rosetta_config_v1alpha1_metaprotocol_proto protoreflect.FileDescriptor
 
 const file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc = "" +
 	"\n" +
-	"*rosetta/config/v1alpha1/metaprotocol.proto\x12\x17rosetta.config.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"\xaf\x05\n" +
+	"*rosetta/config/v1alpha1/metaprotocol.proto\x12\x17rosetta.config.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"\xeb\x05\n" +
 	"\x11MetaProtocolProxy\x12\x1f\n" +
 	"\vstat_prefix\x18\x01 \x01(\tR\n" +
 	"statPrefix\x12\x14\n" +
@@ -1848,10 +1920,14 @@ const file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc = "" +
 	"\rframe_timeout\x18\t \x01(\v2\x19.google.protobuf.DurationR\fframeTimeout\x12'\n" +
 	"\x0fmax_connections\x18\n" +
 	" \x01(\rR\x0emaxConnections\x12 \n" +
-	"\vauthorities\x18\v \x03(\tR\vauthorities\x1a?\n" +
+	"\vauthorities\x18\v \x03(\tR\vauthorities\x12:\n" +
+	"\atracing\x18\r \x01(\v2 .rosetta.config.v1alpha1.TracingR\atracing\x1a?\n" +
 	"\x11CodecOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe2\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"}\n" +
+	"\aTracing\x12<\n" +
+	"\x1arandom_sampling_percentage\x18\x01 \x01(\x01R\x18randomSamplingPercentage\x124\n" +
+	"\x16ignore_caller_sampling\x18\x02 \x01(\bR\x14ignoreCallerSampling\"\xe2\x01\n" +
 	"\x13AuthorizationPolicy\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12K\n" +
 	"\x06action\x18\x02 \x01(\x0e23.rosetta.config.v1alpha1.AuthorizationPolicy.ActionR\x06action\x12@\n" +
@@ -1996,81 +2072,83 @@ func file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP() []byte {
 }
 
 var file_rosetta_config_v1alpha1_metaprotocol_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_rosetta_config_v1alpha1_metaprotocol_proto_goTypes = []any{
 	(AuthorizationPolicy_Action)(0),  // 0: rosetta.config.v1alpha1.AuthorizationPolicy.Action
 	(*MetaProtocolProxy)(nil),        // 1: rosetta.config.v1alpha1.MetaProtocolProxy
-	(*AuthorizationPolicy)(nil),      // 2: rosetta.config.v1alpha1.AuthorizationPolicy
-	(*AuthorizationRule)(nil),        // 3: rosetta.config.v1alpha1.AuthorizationRule
-	(*AuthorizationSource)(nil),      // 4: rosetta.config.v1alpha1.AuthorizationSource
-	(*AuthorizationOperation)(nil),   // 5: rosetta.config.v1alpha1.AuthorizationOperation
-	(*AttributeValues)(nil),          // 6: rosetta.config.v1alpha1.AttributeValues
-	(*RouteConfiguration)(nil),       // 7: rosetta.config.v1alpha1.RouteConfiguration
-	(*ServiceLocalRateLimit)(nil),    // 8: rosetta.config.v1alpha1.ServiceLocalRateLimit
-	(*LocalRateLimitCondition)(nil),  // 9: rosetta.config.v1alpha1.LocalRateLimitCondition
-	(*Route)(nil),                    // 10: rosetta.config.v1alpha1.Route
-	(*RouteMatch)(nil),               // 11: rosetta.config.v1alpha1.RouteMatch
-	(*AttributeMatch)(nil),           // 12: rosetta.config.v1alpha1.AttributeMatch
-	(*RouteAction)(nil),              // 13: rosetta.config.v1alpha1.RouteAction
-	(*GlobalRateLimit)(nil),          // 14: rosetta.config.v1alpha1.GlobalRateLimit
-	(*RateLimitDescriptorEntry)(nil), // 15: rosetta.config.v1alpha1.RateLimitDescriptorEntry
-	(*WeightedClusters)(nil),         // 16: rosetta.config.v1alpha1.WeightedClusters
-	(*ClusterWeight)(nil),            // 17: rosetta.config.v1alpha1.ClusterWeight
-	(*HashPolicy)(nil),               // 18: rosetta.config.v1alpha1.HashPolicy
-	(*KeyValue)(nil),                 // 19: rosetta.config.v1alpha1.KeyValue
-	(*RetryPolicy)(nil),              // 20: rosetta.config.v1alpha1.RetryPolicy
-	(*FaultInjection)(nil),           // 21: rosetta.config.v1alpha1.FaultInjection
-	(*MirrorPolicy)(nil),             // 22: rosetta.config.v1alpha1.MirrorPolicy
-	(*LocalRateLimit)(nil),           // 23: rosetta.config.v1alpha1.LocalRateLimit
-	nil,                              // 24: rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
-	(*FaultInjection_Delay)(nil),     // 25: rosetta.config.v1alpha1.FaultInjection.Delay
-	(*FaultInjection_Abort)(nil),     // 26: rosetta.config.v1alpha1.FaultInjection.Abort
-	(*durationpb.Duration)(nil),      // 27: google.protobuf.Duration
+	(*Tracing)(nil),                  // 2: rosetta.config.v1alpha1.Tracing
+	(*AuthorizationPolicy)(nil),      // 3: rosetta.config.v1alpha1.AuthorizationPolicy
+	(*AuthorizationRule)(nil),        // 4: rosetta.config.v1alpha1.AuthorizationRule
+	(*AuthorizationSource)(nil),      // 5: rosetta.config.v1alpha1.AuthorizationSource
+	(*AuthorizationOperation)(nil),   // 6: rosetta.config.v1alpha1.AuthorizationOperation
+	(*AttributeValues)(nil),          // 7: rosetta.config.v1alpha1.AttributeValues
+	(*RouteConfiguration)(nil),       // 8: rosetta.config.v1alpha1.RouteConfiguration
+	(*ServiceLocalRateLimit)(nil),    // 9: rosetta.config.v1alpha1.ServiceLocalRateLimit
+	(*LocalRateLimitCondition)(nil),  // 10: rosetta.config.v1alpha1.LocalRateLimitCondition
+	(*Route)(nil),                    // 11: rosetta.config.v1alpha1.Route
+	(*RouteMatch)(nil),               // 12: rosetta.config.v1alpha1.RouteMatch
+	(*AttributeMatch)(nil),           // 13: rosetta.config.v1alpha1.AttributeMatch
+	(*RouteAction)(nil),              // 14: rosetta.config.v1alpha1.RouteAction
+	(*GlobalRateLimit)(nil),          // 15: rosetta.config.v1alpha1.GlobalRateLimit
+	(*RateLimitDescriptorEntry)(nil), // 16: rosetta.config.v1alpha1.RateLimitDescriptorEntry
+	(*WeightedClusters)(nil),         // 17: rosetta.config.v1alpha1.WeightedClusters
+	(*ClusterWeight)(nil),            // 18: rosetta.config.v1alpha1.ClusterWeight
+	(*HashPolicy)(nil),               // 19: rosetta.config.v1alpha1.HashPolicy
+	(*KeyValue)(nil),                 // 20: rosetta.config.v1alpha1.KeyValue
+	(*RetryPolicy)(nil),              // 21: rosetta.config.v1alpha1.RetryPolicy
+	(*FaultInjection)(nil),           // 22: rosetta.config.v1alpha1.FaultInjection
+	(*MirrorPolicy)(nil),             // 23: rosetta.config.v1alpha1.MirrorPolicy
+	(*LocalRateLimit)(nil),           // 24: rosetta.config.v1alpha1.LocalRateLimit
+	nil,                              // 25: rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
+	(*FaultInjection_Delay)(nil),     // 26: rosetta.config.v1alpha1.FaultInjection.Delay
+	(*FaultInjection_Abort)(nil),     // 27: rosetta.config.v1alpha1.FaultInjection.Abort
+	(*durationpb.Duration)(nil),      // 28: google.protobuf.Duration
 }
 var file_rosetta_config_v1alpha1_metaprotocol_proto_depIdxs = []int32{
-	24, // 0: rosetta.config.v1alpha1.MetaProtocolProxy.codec_options:type_name -> rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
-	7,  // 1: rosetta.config.v1alpha1.MetaProtocolProxy.route_config:type_name -> rosetta.config.v1alpha1.RouteConfiguration
-	27, // 2: rosetta.config.v1alpha1.MetaProtocolProxy.idle_timeout:type_name -> google.protobuf.Duration
-	2,  // 3: rosetta.config.v1alpha1.MetaProtocolProxy.authorization:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy
-	27, // 4: rosetta.config.v1alpha1.MetaProtocolProxy.frame_timeout:type_name -> google.protobuf.Duration
-	0,  // 5: rosetta.config.v1alpha1.AuthorizationPolicy.action:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy.Action
-	3,  // 6: rosetta.config.v1alpha1.AuthorizationPolicy.rules:type_name -> rosetta.config.v1alpha1.AuthorizationRule
-	4,  // 7: rosetta.config.v1alpha1.AuthorizationRule.from:type_name -> rosetta.config.v1alpha1.AuthorizationSource
-	5,  // 8: rosetta.config.v1alpha1.AuthorizationRule.to:type_name -> rosetta.config.v1alpha1.AuthorizationOperation
-	6,  // 9: rosetta.config.v1alpha1.AuthorizationOperation.attributes:type_name -> rosetta.config.v1alpha1.AttributeValues
-	10, // 10: rosetta.config.v1alpha1.RouteConfiguration.routes:type_name -> rosetta.config.v1alpha1.Route
-	8,  // 11: rosetta.config.v1alpha1.RouteConfiguration.local_rate_limit:type_name -> rosetta.config.v1alpha1.ServiceLocalRateLimit
-	23, // 12: rosetta.config.v1alpha1.ServiceLocalRateLimit.token_bucket:type_name -> rosetta.config.v1alpha1.LocalRateLimit
-	9,  // 13: rosetta.config.v1alpha1.ServiceLocalRateLimit.conditions:type_name -> rosetta.config.v1alpha1.LocalRateLimitCondition
-	11, // 14: rosetta.config.v1alpha1.LocalRateLimitCondition.match:type_name -> rosetta.config.v1alpha1.RouteMatch
-	23, // 15: rosetta.config.v1alpha1.LocalRateLimitCondition.token_bucket:type_name -> rosetta.config.v1alpha1.LocalRateLimit
-	11, // 16: rosetta.config.v1alpha1.Route.match:type_name -> rosetta.config.v1alpha1.RouteMatch
-	13, // 17: rosetta.config.v1alpha1.Route.route:type_name -> rosetta.config.v1alpha1.RouteAction
-	12, // 18: rosetta.config.v1alpha1.RouteMatch.attributes:type_name -> rosetta.config.v1alpha1.AttributeMatch
-	16, // 19: rosetta.config.v1alpha1.RouteAction.weighted_clusters:type_name -> rosetta.config.v1alpha1.WeightedClusters
-	27, // 20: rosetta.config.v1alpha1.RouteAction.timeout:type_name -> google.protobuf.Duration
-	18, // 21: rosetta.config.v1alpha1.RouteAction.hash_policy:type_name -> rosetta.config.v1alpha1.HashPolicy
-	19, // 22: rosetta.config.v1alpha1.RouteAction.request_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
-	19, // 23: rosetta.config.v1alpha1.RouteAction.response_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
-	20, // 24: rosetta.config.v1alpha1.RouteAction.retry_policy:type_name -> rosetta.config.v1alpha1.RetryPolicy
-	21, // 25: rosetta.config.v1alpha1.RouteAction.fault:type_name -> rosetta.config.v1alpha1.FaultInjection
-	22, // 26: rosetta.config.v1alpha1.RouteAction.mirror:type_name -> rosetta.config.v1alpha1.MirrorPolicy
-	23, // 27: rosetta.config.v1alpha1.RouteAction.local_rate_limit:type_name -> rosetta.config.v1alpha1.LocalRateLimit
-	14, // 28: rosetta.config.v1alpha1.RouteAction.global_rate_limit:type_name -> rosetta.config.v1alpha1.GlobalRateLimit
-	11, // 29: rosetta.config.v1alpha1.GlobalRateLimit.match:type_name -> rosetta.config.v1alpha1.RouteMatch
-	15, // 30: rosetta.config.v1alpha1.GlobalRateLimit.descriptors:type_name -> rosetta.config.v1alpha1.RateLimitDescriptorEntry
-	27, // 31: rosetta.config.v1alpha1.GlobalRateLimit.timeout:type_name -> google.protobuf.Duration
-	17, // 32: rosetta.config.v1alpha1.WeightedClusters.clusters:type_name -> rosetta.config.v1alpha1.ClusterWeight
-	27, // 33: rosetta.config.v1alpha1.RetryPolicy.per_try_timeout:type_name -> google.protobuf.Duration
-	25, // 34: rosetta.config.v1alpha1.FaultInjection.delay:type_name -> rosetta.config.v1alpha1.FaultInjection.Delay
-	26, // 35: rosetta.config.v1alpha1.FaultInjection.abort:type_name -> rosetta.config.v1alpha1.FaultInjection.Abort
-	27, // 36: rosetta.config.v1alpha1.LocalRateLimit.fill_interval:type_name -> google.protobuf.Duration
-	27, // 37: rosetta.config.v1alpha1.FaultInjection.Delay.fixed_delay:type_name -> google.protobuf.Duration
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	25, // 0: rosetta.config.v1alpha1.MetaProtocolProxy.codec_options:type_name -> rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
+	8,  // 1: rosetta.config.v1alpha1.MetaProtocolProxy.route_config:type_name -> rosetta.config.v1alpha1.RouteConfiguration
+	28, // 2: rosetta.config.v1alpha1.MetaProtocolProxy.idle_timeout:type_name -> google.protobuf.Duration
+	3,  // 3: rosetta.config.v1alpha1.MetaProtocolProxy.authorization:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy
+	28, // 4: rosetta.config.v1alpha1.MetaProtocolProxy.frame_timeout:type_name -> google.protobuf.Duration
+	2,  // 5: rosetta.config.v1alpha1.MetaProtocolProxy.tracing:type_name -> rosetta.config.v1alpha1.Tracing
+	0,  // 6: rosetta.config.v1alpha1.AuthorizationPolicy.action:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy.Action
+	4,  // 7: rosetta.config.v1alpha1.AuthorizationPolicy.rules:type_name -> rosetta.config.v1alpha1.AuthorizationRule
+	5,  // 8: rosetta.config.v1alpha1.AuthorizationRule.from:type_name -> rosetta.config.v1alpha1.AuthorizationSource
+	6,  // 9: rosetta.config.v1alpha1.AuthorizationRule.to:type_name -> rosetta.config.v1alpha1.AuthorizationOperation
+	7,  // 10: rosetta.config.v1alpha1.AuthorizationOperation.attributes:type_name -> rosetta.config.v1alpha1.AttributeValues
+	11, // 11: rosetta.config.v1alpha1.RouteConfiguration.routes:type_name -> rosetta.config.v1alpha1.Route
+	9,  // 12: rosetta.config.v1alpha1.RouteConfiguration.local_rate_limit:type_name -> rosetta.config.v1alpha1.ServiceLocalRateLimit
+	24, // 13: rosetta.config.v1alpha1.ServiceLocalRateLimit.token_bucket:type_name -> rosetta.config.v1alpha1.LocalRateLimit
+	10, // 14: rosetta.config.v1alpha1.ServiceLocalRateLimit.conditions:type_name -> rosetta.config.v1alpha1.LocalRateLimitCondition
+	12, // 15: rosetta.config.v1alpha1.LocalRateLimitCondition.match:type_name -> rosetta.config.v1alpha1.RouteMatch
+	24, // 16: rosetta.config.v1alpha1.LocalRateLimitCondition.token_bucket:type_name -> rosetta.config.v1alpha1.LocalRateLimit
+	12, // 17: rosetta.config.v1alpha1.Route.match:type_name -> rosetta.config.v1alpha1.RouteMatch
+	14, // 18: rosetta.config.v1alpha1.Route.route:type_name -> rosetta.config.v1alpha1.RouteAction
+	13, // 19: rosetta.config.v1alpha1.RouteMatch.attributes:type_name -> rosetta.config.v1alpha1.AttributeMatch
+	17, // 20: rosetta.config.v1alpha1.RouteAction.weighted_clusters:type_name -> rosetta.config.v1alpha1.WeightedClusters
+	28, // 21: rosetta.config.v1alpha1.RouteAction.timeout:type_name -> google.protobuf.Duration
+	19, // 22: rosetta.config.v1alpha1.RouteAction.hash_policy:type_name -> rosetta.config.v1alpha1.HashPolicy
+	20, // 23: rosetta.config.v1alpha1.RouteAction.request_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
+	20, // 24: rosetta.config.v1alpha1.RouteAction.response_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
+	21, // 25: rosetta.config.v1alpha1.RouteAction.retry_policy:type_name -> rosetta.config.v1alpha1.RetryPolicy
+	22, // 26: rosetta.config.v1alpha1.RouteAction.fault:type_name -> rosetta.config.v1alpha1.FaultInjection
+	23, // 27: rosetta.config.v1alpha1.RouteAction.mirror:type_name -> rosetta.config.v1alpha1.MirrorPolicy
+	24, // 28: rosetta.config.v1alpha1.RouteAction.local_rate_limit:type_name -> rosetta.config.v1alpha1.LocalRateLimit
+	15, // 29: rosetta.config.v1alpha1.RouteAction.global_rate_limit:type_name -> rosetta.config.v1alpha1.GlobalRateLimit
+	12, // 30: rosetta.config.v1alpha1.GlobalRateLimit.match:type_name -> rosetta.config.v1alpha1.RouteMatch
+	16, // 31: rosetta.config.v1alpha1.GlobalRateLimit.descriptors:type_name -> rosetta.config.v1alpha1.RateLimitDescriptorEntry
+	28, // 32: rosetta.config.v1alpha1.GlobalRateLimit.timeout:type_name -> google.protobuf.Duration
+	18, // 33: rosetta.config.v1alpha1.WeightedClusters.clusters:type_name -> rosetta.config.v1alpha1.ClusterWeight
+	28, // 34: rosetta.config.v1alpha1.RetryPolicy.per_try_timeout:type_name -> google.protobuf.Duration
+	26, // 35: rosetta.config.v1alpha1.FaultInjection.delay:type_name -> rosetta.config.v1alpha1.FaultInjection.Delay
+	27, // 36: rosetta.config.v1alpha1.FaultInjection.abort:type_name -> rosetta.config.v1alpha1.FaultInjection.Abort
+	28, // 37: rosetta.config.v1alpha1.LocalRateLimit.fill_interval:type_name -> google.protobuf.Duration
+	28, // 38: rosetta.config.v1alpha1.FaultInjection.Delay.fixed_delay:type_name -> google.protobuf.Duration
+	39, // [39:39] is the sub-list for method output_type
+	39, // [39:39] is the sub-list for method input_type
+	39, // [39:39] is the sub-list for extension type_name
+	39, // [39:39] is the sub-list for extension extendee
+	0,  // [0:39] is the sub-list for field type_name
 }
 
 func init() { file_rosetta_config_v1alpha1_metaprotocol_proto_init() }
@@ -2078,13 +2156,13 @@ func file_rosetta_config_v1alpha1_metaprotocol_proto_init() {
 	if File_rosetta_config_v1alpha1_metaprotocol_proto != nil {
 		return
 	}
-	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11].OneofWrappers = []any{
+	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12].OneofWrappers = []any{
 		(*AttributeMatch_Exact)(nil),
 		(*AttributeMatch_Prefix)(nil),
 		(*AttributeMatch_Regex)(nil),
 		(*AttributeMatch_Present)(nil),
 	}
-	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12].OneofWrappers = []any{
+	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13].OneofWrappers = []any{
 		(*RouteAction_Cluster)(nil),
 		(*RouteAction_WeightedClusters)(nil),
 	}
@@ -2094,7 +2172,7 @@ func file_rosetta_config_v1alpha1_metaprotocol_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc), len(file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   26,
+			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
