@@ -13,11 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -42,6 +44,7 @@ import (
 )
 
 type flags struct {
+	traceSampling  string
 	configDir      string
 	kubeconfig     string
 	xdsAddr        string
@@ -83,6 +86,7 @@ func (f *flags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.secretRefresh, "secret-refresh", controller.DefaultSecretRefresh, "how often the Secrets Redis auth names are read again (Kubernetes mode: the controller gets them by name and does not watch Secrets)")
 	fs.StringVar(&f.steeringPorts, "steering-ports", fmt.Sprintf("%d-%d", controller.DefaultSteeringPorts.First, controller.DefaultSteeringPorts.Last),
 		"waypoint ports (first-last) allocated to the service ports steered to a waypoint (Kubernetes mode; label "+controller.UseWaypointLabel+"); empty: no steering")
+	fs.StringVar(&f.traceSampling, "trace-sampling", os.Getenv("PILOT_TRACE_SAMPLING"), "turn tracing on in every listener: the percentage (0-100) of requests without a sampled caller that start a trace, as Istio's mesh-wide sampling (default: istiod's PILOT_TRACE_SAMPLING from the environment; empty: no tracing); proxies send spans to their --otlp-endpoint")
 	f.xds.register(fs)
 }
 
@@ -107,7 +111,22 @@ func (f *flags) check() error {
 			return fmt.Errorf("--steering-ports: %w", err)
 		}
 	}
+	if _, err := f.sampling(); err != nil {
+		return fmt.Errorf("--trace-sampling: %w", err)
+	}
 	return nil
+}
+
+// sampling is --trace-sampling as a percentage; nil when tracing is off.
+func (f *flags) sampling() (*float64, error) {
+	if f.traceSampling == "" {
+		return nil, nil
+	}
+	p, err := strconv.ParseFloat(f.traceSampling, 64)
+	if err != nil || math.IsNaN(p) || p < 0 || p > 100 {
+		return nil, fmt.Errorf("%q is not a percentage from 0 to 100", f.traceSampling)
+	}
+	return &p, nil
 }
 
 // checkSource refuses to start with no config source outside a cluster,
@@ -207,8 +226,9 @@ func run(ctx context.Context, f *flags, log *slog.Logger) error {
 	}
 	log.Info("serving", "xds", xdsLis.Addr().String(), "http", httpLis.Addr().String(), "debug", addrOf(debugLis))
 
+	sampling, _ := f.sampling() // checked by parseFlags
 	pipe := &controller.Pipeline{
-		Builder:    &controller.Builder{Options: controller.Options{DomainSuffix: f.domainSuffix, RootNamespace: f.rootNamespace}},
+		Builder:    &controller.Builder{Options: controller.Options{DomainSuffix: f.domainSuffix, RootNamespace: f.rootNamespace, TraceSampling: sampling}},
 		MinDelay:   f.debounce,
 		MaxDelay:   f.debounceMax,
 		Log:        log,

@@ -149,6 +149,8 @@ func TestFlags(t *testing.T) {
 		"--log-level=loud --config-dir=x":     "--log-level",
 		"--config-dir=x --kubeconfig=y":       "config-dir",
 		"--steering-ports=9-1 --config-dir=x": "--steering-ports",
+		"--trace-sampling=101 --config-dir=x": "--trace-sampling",
+		"--trace-sampling=x --config-dir=x":   "--trace-sampling",
 	} {
 		cmd := newCommand()
 		cmd.SetArgs(strings.Fields(args))

@@ -181,6 +181,9 @@ func (g *Generation) listenerFilters(svc *Service, port Port, name, routes strin
 		RouteConfigName: routes,
 		Authorization:   g.authorization(svc, port),
 	}
+	if p := g.ix.opts.TraceSampling; p != nil {
+		mpp.Tracing = &configv1alpha1.Tracing{RandomSamplingPercentage: *p}
+	}
 	if g.proxy.HBONE && name == ListenerName(svc.Host, port.Number) {
 		mpp.Authorities = g.authorities(svc, port)
 	}

@@ -33,6 +33,11 @@ type Options struct {
 	// SteeringPorts are the waypoint ports steering allocates
 	// (steering.go); steering is off when zero.
 	SteeringPorts PortRange
+	// TraceSampling, when set, turns tracing on in every listener the
+	// proxies get: the percentage (0-100) of requests without a sampled
+	// caller that start a trace, as Istio's mesh-wide default sampling
+	// (istiod's PILOT_TRACE_SAMPLING). Nil: no tracing.
+	TraceSampling *float64
 }
 
 // Index is an immutable view of the mesh, built once per push; every
