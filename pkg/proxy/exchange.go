@@ -228,10 +228,13 @@ func (ex *exchange) sendOneway() {
 		ex.local(codec.StatusNoUpstream, "no endpoint in cluster "+ex.cluster.Name)
 		return
 	}
+	try := ex.traceOneway(ep)
 	status := "ok"
-	if _, _, err := ex.pool(ep).Send(ex.cluster, ex.req, nil, ex.round); err != nil {
+	_, _, err := ex.pool(ep).Send(ex.cluster, ex.req, nil, ex.round)
+	if err != nil {
 		status = "upstream_error"
 	}
+	try.End(nil, err)
 	ex.record(status, ex.round)
 	ex.complete(nil, codec.StatusOK, "", ex.round)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/tracing"
+	"github.com/rosetta-mesh/rosetta/pkg/upstream"
 )
 
 // errTryTimeout ends the span of a try that got no answer in time.
@@ -69,6 +70,15 @@ func (ex *exchange) startTrace() {
 // traceTry starts a's client span and writes its context into the request.
 func (ex *exchange) traceTry(a *attempt) {
 	a.span = ex.trace.StartTry(ex.req, ex.cluster.Name, a.ep.Addr, ex.tries)
+}
+
+// traceOneway is the client span of a oneway request sent to ep; the
+// zero Try when the request is not traced.
+func (ex *exchange) traceOneway(ep *upstream.Endpoint) tracing.Try {
+	if ex.trace == nil {
+		return tracing.Try{}
+	}
+	return ex.trace.StartTry(ex.req, ex.cluster.Name, ep.Addr, 1)
 }
 
 // endTrace ends the server span with the request's outcome, at the wall
