@@ -40,6 +40,13 @@ type exchange struct {
 	// round is the reader's round that writes made while handling the
 	// request on the reader goroutine join (see netloop.Round).
 	round *netloop.Round
+	// For the access log: the handler's env that sent the request (nil
+	// for a client's), the last try's endpoint, the answer, and the
+	// reason of an answer the proxy made.
+	env    *env
+	last   *upstream.Endpoint
+	resp   *codec.Message
+	detail string
 
 	mu       sync.Mutex
 	done     bool
@@ -115,7 +122,9 @@ func (hc *handled) Reply(m *codec.Message) {
 	dc := hc.env.dc
 	// The round's time is its owner's round now, and never before start,
 	// which the same round gave.
-	dc.recordOperation(hc.req, status, hc.env.round.Now().Sub(hc.env.start))
+	d := hc.env.round.Now().Sub(hc.env.start)
+	dc.recordOperation(hc.req, status, d)
+	hc.logReply(m, status, d)
 	dc.respond(hc.slot, m, hc.env.round)
 	dc.finished()
 }
@@ -221,6 +230,7 @@ func (ex *exchange) sendOneway() {
 		ex.local(codec.StatusNoUpstream, "no endpoint in cluster "+ex.cluster.Name)
 		return
 	}
+	ex.last = ep
 	status := "ok"
 	if _, _, err := ex.pool(ep).Send(ex.cluster, ex.req, nil, ex.round); err != nil {
 		status = "upstream_error"
@@ -288,7 +298,7 @@ func (ex *exchange) startTry(exclude *upstream.Endpoint, b *netloop.Round, retry
 		a = &attempt{}
 	}
 	*a = attempt{ex: ex, ep: ep, retry: retry}
-	ex.try = a
+	ex.try, ex.last = a, ep
 	ex.armTimer(a)
 	ep.Begin()
 	conn, id, err := ex.pool(ep).Send(ex.cluster, ex.req, a, b)
@@ -412,6 +422,7 @@ func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail st
 		return
 	}
 	resp.ID = ex.req.ID
+	ex.resp = resp
 	for _, kv := range ex.route.Action.ResponseMutation {
 		resp.Set(kv.Key, kv.Value)
 	}
@@ -423,6 +434,7 @@ func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail st
 func (ex *exchange) local(st codec.Status, detail string) { ex.localWith(st, detail, ex.round) }
 
 func (ex *exchange) localWith(st codec.Status, detail string, b *netloop.Round) {
+	ex.detail = detail
 	ex.record(st.String(), b)
 	ex.complete(nil, st, "rosetta: "+detail, b)
 }
@@ -458,6 +470,9 @@ func (ex *exchange) record(status string, b *netloop.Round) {
 	}
 	// Round times of two loops may be out of order by up to a round.
 	d := max(b.Now().Sub(ex.start), 0)
+	if lg := ex.dc.l.cfg.Load().accessLog; lg != nil {
+		ex.logAccess(lg, status, d)
+	}
 	if status == "ok" {
 		ex.dc.series(&ex.dc.lastRequest, route, cluster, func() *observability.Series {
 			return ex.p.metrics.RequestSeries(ex.dc.lc.statPrefix, route, cluster)

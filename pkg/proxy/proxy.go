@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/pkg/accesslog"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/hbone"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
@@ -35,6 +36,8 @@ type Proxy struct {
 	// shared bound on unfinished frames.
 	limits Limits
 	budget *wire.Budget
+	// logs are the open access log destinations.
+	logs *accesslog.Sinks
 
 	mu        sync.Mutex // serialises Apply and Shutdown
 	listeners map[string]*listener
@@ -59,6 +62,7 @@ func New(log *slog.Logger) *Proxy {
 		listeners: map[string]*listener{},
 	}
 	p.rls = newRateLimitService(p.metrics.Registry)
+	p.logs = accesslog.NewSinks(p.metrics.Registry)
 	p.SetLimits(DefaultLimits())
 	return p
 }
@@ -88,6 +92,9 @@ func (p *Proxy) Apply(res config.Resources) error {
 		return errors.New("proxy: shut down")
 	}
 	s, err := compile(res, p.mgr, p.identity, p.limits, p.budget)
+	if err == nil {
+		err = p.openLogs(s)
+	}
 	if err == nil {
 		err = p.openListeners(s)
 	}
@@ -193,5 +200,6 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	if err := p.rls.close(); err != nil {
 		p.log.Warn("closing rate limit service connections", "err", err)
 	}
+	p.logs.Close()
 	return ctx.Err()
 }
