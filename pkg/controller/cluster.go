@@ -9,6 +9,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"istio.io/api/networking/v1alpha3"
@@ -87,6 +88,8 @@ type policy struct {
 	od   *v1alpha3.OutlierDetection
 	// tls is nil when no level sets it: Istio's auto mTLS.
 	tls *v1alpha3.ClientTLSSettings
+	// budget is the rule's or subset's retryBudget (ports have none).
+	budget *v1alpha3.TrafficPolicy_RetryBudget
 }
 
 func (p *policy) merge(tp *v1alpha3.TrafficPolicy, port uint32) {
@@ -94,6 +97,9 @@ func (p *policy) merge(tp *v1alpha3.TrafficPolicy, port uint32) {
 		return
 	}
 	p.set(tp.GetLoadBalancer(), tp.GetConnectionPool(), tp.GetOutlierDetection(), tp.GetTls())
+	if b := tp.GetRetryBudget(); b != nil {
+		p.budget = b
+	}
 	for _, pl := range tp.GetPortLevelSettings() {
 		if pl.GetPort().GetNumber() == port {
 			p.set(pl.GetLoadBalancer(), pl.GetConnectionPool(), pl.GetOutlierDetection(), pl.GetTls())
@@ -155,6 +161,7 @@ func (ix *Index) buildCluster(host string, port uint32, subset string, p *Proxy)
 	}
 	applyLB(c, pol.lb)
 	applyPool(c, pol.pool)
+	applyRetryBudget(c, pol.budget)
 	applyOutlier(c, pol.od)
 	mtls := p.Identity != ""
 	if mtls {
@@ -222,6 +229,32 @@ func applyPool(c *clusterv3.Cluster, pool *v1alpha3.ConnectionPoolSettings) {
 	if th.MaxConnections != nil || th.MaxPendingRequests != nil || th.MaxRequests != nil || th.MaxRetries != nil {
 		c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{th}}
 	}
+}
+
+// applyRetryBudget gives the cluster Envoy's retry_budget from a
+// DestinationRule's retryBudget, with Istio's defaults (20%, 3) for what it
+// leaves unset; without one, the cluster's max_retries (3 unless the
+// connection pool says) caps its retries in flight. budgetInterval is not
+// sent: the proxy counts the requests in flight now, as Envoy does without
+// it.
+func applyRetryBudget(c *clusterv3.Cluster, b *v1alpha3.TrafficPolicy_RetryBudget) {
+	if b == nil {
+		return
+	}
+	rb := &clusterv3.CircuitBreakers_Thresholds_RetryBudget{
+		BudgetPercent:       &typev3.Percent{Value: 20},
+		MinRetryConcurrency: wrapperspb.UInt32(3),
+	}
+	if p := b.GetPercent(); p != nil {
+		rb.BudgetPercent.Value = min(max(p.GetValue(), 0), 100)
+	}
+	if n := b.GetMinRetryConcurrency(); n > 0 {
+		rb.MinRetryConcurrency = wrapperspb.UInt32(n)
+	}
+	if c.CircuitBreakers == nil {
+		c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{}}}
+	}
+	c.CircuitBreakers.Thresholds[0].RetryBudget = rb
 }
 
 func applyOutlier(c *clusterv3.Cluster, od *v1alpha3.OutlierDetection) {

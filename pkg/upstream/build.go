@@ -2,6 +2,7 @@ package upstream
 
 import (
 	"fmt"
+	"math"
 
 	"net"
 	"strconv"
@@ -93,7 +94,9 @@ func (m *Manager) buildCluster(c *clusterv3.Cluster, cla map[string]*endpointv3.
 	if d := c.GetConnectTimeout(); d != nil {
 		cl.ConnectTimeout = d.AsDuration()
 	}
-	applyLimits(cl, c.GetCircuitBreakers())
+	if err := applyLimits(cl, c.GetCircuitBreakers()); err != nil {
+		return nil, err
+	}
 	if cl.Outlier, err = outlier(c.GetOutlierDetection()); err != nil {
 		return nil, err
 	}
@@ -185,8 +188,8 @@ func policy(p clusterv3.Cluster_LbPolicy) LBPolicy {
 	return LBPolicy(p.String())
 }
 
-func applyLimits(cl *Cluster, cb *clusterv3.CircuitBreakers) {
-	for _, t := range cb.GetThresholds() {
+func applyLimits(cl *Cluster, cb *clusterv3.CircuitBreakers) error {
+	for i, t := range cb.GetThresholds() {
 		if t.GetPriority() != corev3.RoutingPriority_DEFAULT {
 			continue
 		}
@@ -202,7 +205,34 @@ func applyLimits(cl *Cluster, cb *clusterv3.CircuitBreakers) {
 		if v := t.GetMaxRetries(); v != nil {
 			cl.MaxRetries = int64(v.GetValue())
 		}
+		if rb := t.GetRetryBudget(); rb != nil {
+			b, err := retryBudget(rb)
+			if err != nil {
+				return fmt.Errorf("circuit_breakers.thresholds[%d].retry_budget.%w", i, err)
+			}
+			cl.RetryBudget = b
+		}
 	}
+	return nil
+}
+
+// retryBudget reads Envoy's retry_budget, with its defaults (20%, 3).
+func retryBudget(rb *clusterv3.CircuitBreakers_Thresholds_RetryBudget) (*RetryBudget, error) {
+	b := &RetryBudget{Percent: DefaultRetryBudgetPercent, MinConcurrency: DefaultRetryBudgetMinConcurrency}
+	if p := rb.GetBudgetPercent(); p != nil {
+		v := p.GetValue()
+		if math.IsNaN(v) || v < 0 || v > 100 {
+			return nil, fmt.Errorf("budget_percent: %v is not between 0 and 100", v)
+		}
+		b.Percent = v
+	}
+	if v := rb.GetMinRetryConcurrency(); v != nil {
+		b.MinConcurrency = int64(v.GetValue())
+	}
+	if rb.GetBudgetInterval() != nil {
+		return nil, fmt.Errorf("budget_interval: not supported: the budget counts the requests in flight now")
+	}
+	return b, nil
 }
 
 type lbEndpoint struct {
