@@ -59,6 +59,7 @@ type flags struct {
 	log            cli.Log
 	secretRefresh  time.Duration
 	steeringPorts  string
+	accessLog      accessLogFlags
 	xds            xdsSecurity
 }
 
@@ -83,6 +84,7 @@ func (f *flags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.secretRefresh, "secret-refresh", controller.DefaultSecretRefresh, "how often the Secrets Redis auth names are read again (Kubernetes mode: the controller gets them by name and does not watch Secrets)")
 	fs.StringVar(&f.steeringPorts, "steering-ports", fmt.Sprintf("%d-%d", controller.DefaultSteeringPorts.First, controller.DefaultSteeringPorts.Last),
 		"waypoint ports (first-last) allocated to the service ports steered to a waypoint (Kubernetes mode; label "+controller.UseWaypointLabel+"); empty: no steering")
+	f.accessLog.register(fs)
 	f.xds.register(fs)
 }
 
@@ -102,6 +104,9 @@ func parseFlags(args []string) (*flags, error) {
 
 // check refuses flags that cannot work together.
 func (f *flags) check() error {
+	if err := f.accessLog.check(); err != nil {
+		return err
+	}
 	if f.steeringPorts != "" {
 		if _, err := controller.ParsePortRange(f.steeringPorts); err != nil {
 			return fmt.Errorf("--steering-ports: %w", err)
@@ -208,7 +213,7 @@ func run(ctx context.Context, f *flags, log *slog.Logger) error {
 	log.Info("serving", "xds", xdsLis.Addr().String(), "http", httpLis.Addr().String(), "debug", addrOf(debugLis))
 
 	pipe := &controller.Pipeline{
-		Builder:    &controller.Builder{Options: controller.Options{DomainSuffix: f.domainSuffix, RootNamespace: f.rootNamespace}},
+		Builder:    &controller.Builder{Options: controller.Options{DomainSuffix: f.domainSuffix, RootNamespace: f.rootNamespace, AccessLog: f.accessLog.config()}},
 		MinDelay:   f.debounce,
 		MaxDelay:   f.debounceMax,
 		Log:        log,

@@ -77,7 +77,8 @@ const (
 	JSON
 )
 
-// Where lines go when a config names no path.
+// Where lines go: standard output when a config names no path (or
+// "/dev/stdout", as Istio's meshConfig.accessLogFile says it).
 const (
 	Stdout = "stdout"
 	Stderr = "stderr"
@@ -123,8 +124,11 @@ func Compile(pb *configv1alpha1.AccessLog) (*Config, error) {
 			c.Fields = append(c.Fields, f)
 		}
 	}
-	if c.Path == "" {
+	switch c.Path {
+	case "", Stdout, "/dev/stdout":
 		c.Path = Stdout
+	case "/dev/stderr":
+		c.Path = Stderr
 	}
 	if strings.ContainsRune(c.Path, 0) {
 		return nil, fmt.Errorf("path: must not hold a NUL byte")

@@ -180,6 +180,7 @@ func (g *Generation) listenerFilters(svc *Service, port Port, name, routes strin
 		CodecOptions:    g.codecOptions(svc, port),
 		RouteConfigName: routes,
 		Authorization:   g.authorization(svc, port),
+		AccessLog:       g.ix.opts.AccessLog,
 	}
 	if g.proxy.HBONE && name == ListenerName(svc.Host, port.Number) {
 		mpp.Authorities = g.authorities(svc, port)

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 )
 
@@ -33,6 +34,10 @@ type Options struct {
 	// SteeringPorts are the waypoint ports steering allocates
 	// (steering.go); steering is off when zero.
 	SteeringPorts PortRange
+	// AccessLog, when set, turns access logs on for every listener the
+	// controller sends, as Istio's meshConfig.accessLogFile does for its
+	// proxies (rosetta-controller --access-log-file).
+	AccessLog *configv1alpha1.AccessLog
 }
 
 // Index is an immutable view of the mesh, built once per push; every
