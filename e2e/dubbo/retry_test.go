@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -268,3 +269,76 @@ func metric(t *testing.T, admin, series string) float64 {
 	return 0
 }
 
+// blackholeEndpoint is a listening socket whose accept queue is full:
+// connections to it are neither made nor refused until the dial gives up.
+func blackholeEndpoint(t *testing.T) *badEndpoint {
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Listen(fd, 0); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", sa.(*syscall.SockaddrInet4).Port)
+	for i := 0; ; i++ { // fill the queue until a dial hangs
+		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
+		if err != nil {
+			break
+		}
+		t.Cleanup(func() { c.Close() })
+		if i == 16 {
+			t.Fatal("the accept queue does not fill")
+		}
+	}
+	return &badEndpoint{addr: addr}
+}
+
+// "unavailable": an endpoint whose connection cannot take one more request
+// waiting for it to be made (max_pending_requests 1, and the connection
+// hangs) refuses the request, which is retried on the provider at once;
+// without the condition the call fails with the overload error.
+func TestRetryUnavailableThroughDubboGo(t *testing.T) {
+	a := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "a", Version: version})
+	for _, on := range []string{"unavailable", "reset"} {
+		t.Run(on, func(t *testing.T) {
+			c := cluster(t, "c", blackholeEndpoint(t).addr, a.Addr())
+			c["connect_timeout"] = "3s"
+			c["circuit_breakers"] = obj{"thresholds": []obj{{"max_pending_requests": 1}}}
+			px, addr := startProxyWithFilter(t, nil, []obj{retryRoute(1, 0, on)}, withOutlier(c))
+			consumer := dubbokit.NewConsumer(t, addr, consumerConfig())
+			// Round robin: calls 0 and 2 pick the hanging endpoint; call 0
+			// waits for its connection, call 2 finds no room there.
+			var failed []error
+			start := time.Now()
+			first := make(chan error, 1)
+			go func() { _, err := consumer.SayHello(context.Background(), "0"); first <- err }()
+			testutil.Eventually(t, 5*time.Second, "the first call waiting on the hanging endpoint", func() bool {
+				return metric(t, px.AdminAddr, `rosetta_upstream_requests_active{cluster="c"}`) == 1
+			})
+			for i := 1; i <= 2; i++ {
+				if _, err := consumer.SayHello(context.Background(), fmt.Sprint(i)); err != nil {
+					failed = append(failed, err)
+				}
+			}
+			quick := time.Since(start)
+			t.Logf("retry_on %s: failed %v", on, failed)
+			if err := <-first; err != nil {
+				t.Errorf("the call that waited for the connection: %v (it is retried once the dial fails)", err)
+			}
+			switch {
+			case on == "unavailable" && (len(failed) > 0 || quick > 2*time.Second):
+				t.Errorf("retry_on unavailable: failed %v after %v; want both calls answered at once", failed, quick)
+			case on != "unavailable" && (len(failed) != 1 || !strings.Contains(failed[0].Error(), "rosetta")):
+				t.Errorf("retry_on %s: failed %v; want the overloaded call's error", on, failed)
+			}
+		})
+	}
+}

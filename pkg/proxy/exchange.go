@@ -363,8 +363,8 @@ func (ex *exchange) failedLocked(a *attempt, err error, b *netloop.Round) {
 	case errors.Is(err, upstream.ErrReset):
 		st, may = codec.StatusUpstreamReset, retry.On&router.RetryReset != 0
 		ex.p.metrics.UpstreamError(ex.cluster.Name, "reset")
-	case errors.Is(err, upstream.ErrOverloaded):
-		st = codec.StatusOverloaded
+	case errors.Is(err, upstream.ErrOverloaded): // this endpoint is unavailable; another may not be
+		st, may = codec.StatusOverloaded, retry.On&router.RetryUnavailable != 0
 		ex.p.metrics.UpstreamError(ex.cluster.Name, "overloaded")
 	default:
 		st = codec.StatusBadRequest

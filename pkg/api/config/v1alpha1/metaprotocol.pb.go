@@ -1639,7 +1639,13 @@ type RetryPolicy struct {
 	NumRetries uint32 `protobuf:"varint,1,opt,name=num_retries,json=numRetries,proto3" json:"num_retries,omitempty"`
 	// Timeout of each try; the route's timeout bounds all of them.
 	PerTryTimeout *durationpb.Duration `protobuf:"bytes,2,opt,name=per_try_timeout,json=perTryTimeout,proto3" json:"per_try_timeout,omitempty"`
-	// Conditions: "connect-failure", "reset", "timeout", "unavailable" (no healthy upstream).
+	// Conditions: "connect-failure" (the connection could not be made; one
+	// retry on another endpoint is always made, as the request never left),
+	// "reset" (the connection closed with the request in flight), "timeout"
+	// (the try's per_try_timeout passed), "unavailable" (the endpoint picked
+	// could not take the request: its connection's pending requests or
+	// write buffer were full). Retries of a cluster are capped by its
+	// circuit breakers' max_retries, or by its retry_budget.
 	RetryOn       []string `protobuf:"bytes,3,rep,name=retry_on,json=retryOn,proto3" json:"retry_on,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
