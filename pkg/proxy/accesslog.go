@@ -2,7 +2,6 @@ package proxy
 
 import (
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/accesslog"
@@ -110,9 +109,8 @@ func (dc *downConn) entry(req *codec.Message, start time.Time, status string, d 
 // handlerLog is what the requests a Handler sends for a client's request
 // tell its access log line: the route, cluster and endpoint of the last
 // one to end (a request split across shards names one of them) and the
-// tries of all.
+// tries of all. env.logMu guards it.
 type handlerLog struct {
-	mu       sync.Mutex
 	route    string
 	cluster  string
 	upstream string
