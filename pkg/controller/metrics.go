@@ -103,10 +103,6 @@ func (m *Metrics) setRejected(unused []Unused) {
 	for _, u := range rejected(unused) {
 		n[u.Reason]++
 	}
-	m.Unchanged = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "rosetta_controller_unchanged_reads_total",
-		Help: "Reads of the config, after a change was signalled, that found nothing a proxy's config depends on changed, and so built and pushed nothing.",
-	})
 	for _, r := range rejectReasons {
 		m.Rejected.WithLabelValues(r).Set(float64(n[r]))
 	}
