@@ -42,6 +42,7 @@ spec:
 	for _, ns := range []string{"a", "b", "c"} {
 		files["svc-"+ns] = changesService(ns, "greeter", 20880, "10.0.0.1")
 		files["rule-"+ns] = changesRule(ns, "v1")
+		files["pod-"+ns] = changesPod(ns, "greeter", "v1")
 	}
 	return files
 }
@@ -58,12 +59,15 @@ metadata: {name: %[2]s-1, namespace: %[1]s, labels: {kubernetes.io/service-name:
 addressType: IPv4
 ports: [{name: tcp-dubbo, port: 20881}]
 endpoints: [{addresses: [%[4]s], targetRef: {kind: Pod, name: %[2]s-pod}}]
----
-apiVersion: v1
-kind: Pod
-metadata: {name: %[2]s-pod, namespace: %[1]s, labels: {version: v1}}
-spec: {containers: [{name: app, image: app}]}
 `, ns, name, port, addr)
+}
+
+func changesPod(ns, name, version string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %s-pod, namespace: %s, labels: {version: %s}}
+spec: {containers: [{name: app, image: app}]}
+`, name, ns, version)
 }
 
 func changesRule(ns, subset string) string {
@@ -76,13 +80,21 @@ spec:
 `, ns, subset)
 }
 
-func changesInputs(t *testing.T, files map[string]string) *Inputs {
+// changesInputs reads files as the folder source does: a file that did
+// not change since the last read gives the same objects (parsed holds
+// them by content).
+func changesInputs(t *testing.T, files map[string]string, parsed map[string]*Inputs) *Inputs {
 	t.Helper()
 	in := &Inputs{}
 	for _, name := range slices.Sorted(maps.Keys(files)) {
-		if err := in.AddYAML([]byte(files[name])); err != nil {
-			t.Fatalf("%s: %v", name, err)
+		key := name + "\x00" + files[name]
+		if parsed[key] == nil {
+			parsed[key] = &Inputs{}
+			if err := parsed[key].AddYAML([]byte(files[name])); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
 		}
+		in.append(parsed[key])
 	}
 	return in
 }
@@ -112,6 +124,7 @@ func TestAffectsIsSound(t *testing.T) {
 		content string
 		reaches string // the proxies the edit reaches, space-separated
 	}{
+		{"a's Pod", "pod-a", changesPod("a", "greeter", "v2"), "a c a-id"},
 		{"a's router", "router-a", strings.Replace(changesMesh()["router-a"], "subset: v1", "subset: v2", 1), "a c a-id"},
 		{"b's endpoints", "svc-b", changesService("b", "greeter", 20880, "10.0.0.2"), "a b c a-id"},
 		{"c's endpoints", "svc-c", changesService("c", "greeter", 20880, "10.0.0.3"), "b c"},
@@ -121,12 +134,12 @@ func TestAffectsIsSound(t *testing.T) {
 		{"a's Sidecar", "sidecars", strings.Replace(changesMesh()["sidecars"], `["./*"]`, `["./*", "c/*"]`, 1), "a a-id"},
 		{"a mesh-wide policy", "peer", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n", "a b c a-id"},
 		{"nothing a proxy reads", "cm", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: a}\n", ""},
-		{"b's Pod", "svc-b", strings.Replace(changesService("b", "greeter", 20880, "10.0.0.2"), "version: v1", "version: v2", 1), "a b c a-id"},
 		{"c's service gone", "svc-c", "", "a b c a-id"},
 	}
 	b := &Builder{Options: Options{Resolve: fakeResolver}}
 	files := changesMesh()
-	in := changesInputs(t, files)
+	parsed := map[string]*Inputs{}
+	in := changesInputs(t, files, parsed)
 	ix := b.Build(in)
 	type generated struct {
 		res  *config.Resources
@@ -139,13 +152,17 @@ func TestAffectsIsSound(t *testing.T) {
 	}
 	for _, st := range steps {
 		files[st.file] = st.content
-		next := changesInputs(t, files)
+		next := changesInputs(t, files, parsed)
 		c := b.diffInputs(snapshotOf(in), snapshotOf(next), next)
 		nix := b.Build(next)
 		nix.changes, nix.base = c, ix.seq
+		fresh := (&Builder{Options: b.Options}).Build(next)
 		var reached []string
 		for _, p := range proxies {
 			res, deps := nix.GenerateDeps(p)
+			if !sameResources(res, fresh.Generate(p)) {
+				t.Errorf("%s: proxy %s gets other resources than from a Builder of its own (the services it kept are stale)", st.name, p.ID)
+			}
 			if nix.Affects(p, last[p.ID].deps) {
 				reached = append(reached, p.ID)
 			} else if !sameResources(res, last[p.ID].res) {
@@ -161,6 +178,12 @@ func TestAffectsIsSound(t *testing.T) {
 		}
 		if c.None() != (len(want) == 0) {
 			t.Errorf("%s: Changes.None() = %v", st.name, c.None())
+		}
+		// A service none of whose objects changed is the one built before.
+		for h, svc := range nix.services {
+			if old := ix.services[h]; old != nil && !c.Hosts[h] && !c.All && old != svc {
+				t.Errorf("%s: service %s built again", st.name, h)
+			}
 		}
 		in, ix = next, nix
 	}

@@ -100,6 +100,8 @@ type Builder struct {
 	dns       dnsMemory
 	// translators are the registered protocols' translators.
 	translators translatorSet
+	// services are the last build's, for the next to reuse.
+	services serviceMemo
 }
 
 // Build makes an Index of in. It does not modify in.
@@ -119,7 +121,7 @@ func (b *Builder) Build(in *Inputs) *Index {
 		secrets:  map[string]*corev1.Secret{},
 	}
 	protos := newProtocols(slices.Clone(in.ApplicationProtocols))
-	svcs := append(kubeServices(in, protos, opts.DomainSuffix, opts.Resolve), entryServices(in, protos, opts.Resolve)...)
+	svcs := append(kubeServices(in, protos, opts.DomainSuffix, opts.Resolve, &b.services), entryServices(in, protos, opts.Resolve)...)
 	// When a Service and a ServiceEntry (or two entries) claim a host, the
 	// oldest wins, as in Istio.
 	sort.SliceStable(svcs, func(i, j int) bool { return svcs[i].created.Before(&svcs[j].created) })
