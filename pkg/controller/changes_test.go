@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -186,5 +187,30 @@ func TestAffectsIsSound(t *testing.T) {
 			}
 		}
 		in, ix = next, nix
+	}
+}
+
+// TestNoChangeNoPush: a read that finds what the last push had (the same
+// file's objects parsed again, a status changed) builds nothing and
+// calls Unchanged instead of Push; a changed object pushes.
+func TestNoChangeNoPush(t *testing.T) {
+	files := changesMesh()
+	var pushes, unchanged int
+	p := &Pipeline{
+		Builder: &Builder{Options: Options{Resolve: fakeResolver}},
+		// Every read parses the files again: new objects, equal ones.
+		Inputs:    func() (*Inputs, error) { return changesInputs(t, files, map[string]*Inputs{}), nil },
+		Push:      func(*Index, time.Time) { pushes++ },
+		Unchanged: func() { unchanged++ },
+	}
+	p.PushNow(time.Now())
+	p.PushNow(time.Now())
+	if pushes != 1 || unchanged != 1 {
+		t.Fatalf("two reads of the same files: %d pushes and %d unchanged, want 1 and 1", pushes, unchanged)
+	}
+	files["router-a"] = strings.Replace(files["router-a"], "subset: v1", "subset: v2", 1)
+	p.PushNow(time.Now())
+	if pushes != 2 || unchanged != 1 {
+		t.Fatalf("an edited MetaRouter: %d pushes and %d unchanged, want 2 and 1", pushes, unchanged)
 	}
 }

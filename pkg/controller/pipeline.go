@@ -26,6 +26,10 @@ type Pipeline struct {
 	Inputs func() (*Inputs, error)
 	// Push receives each new index and the time of the first change behind it.
 	Push func(ix *Index, changedAt time.Time)
+	// Unchanged, when set, is called instead of Push after a read that
+	// found nothing a proxy's config depends on changed (a status, a
+	// file rewritten as it was).
+	Unchanged func()
 	// MinDelay is the quiet time that makes a change push at once, and
 	// the quiet time a burst waits for; MaxDelay bounds a burst's wait
 	// from its first change. 100 ms and 1 s when zero.
@@ -233,6 +237,9 @@ func (p *Pipeline) push(since time.Time, resolved bool) {
 		if changes.None() {
 			p.Metrics.noChange()
 			p.Log.Debug("no change to push", "since_change", time.Since(since))
+			if p.Unchanged != nil {
+				p.Unchanged()
+			}
 			return
 		}
 	}
