@@ -41,6 +41,11 @@ type exchange struct {
 	// request on the reader goroutine join (see netloop.Round).
 	round *netloop.Round
 
+	// endpoint is the last try's; flag, when set, is the response flag
+	// (istio.go) of a failure the status does not tell.
+	endpoint *upstream.Endpoint
+	flag     string
+
 	mu       sync.Mutex
 	done     bool
 	try      *attempt
@@ -115,7 +120,9 @@ func (hc *handled) Reply(m *codec.Message) {
 	dc := hc.env.dc
 	// The round's time is its owner's round now, and never before start,
 	// which the same round gave.
-	dc.recordOperation(hc.req, status, hc.env.round.Now().Sub(hc.env.start))
+	d := hc.env.round.Now().Sub(hc.env.start)
+	dc.recordOperation(hc.req, status, d)
+	dc.recordHandled(hc.req, m, d)
 	dc.respond(hc.slot, m, hc.env.round)
 	dc.finished()
 }
@@ -141,11 +148,13 @@ func (ex *exchange) run() {
 func (ex *exchange) inject() {
 	if f := ex.route.Action.Fault; f != nil {
 		if f.AbortPercent > 0 && router.Chance(f.AbortPercent) {
+			ex.flag = flagFaultAbort
 			ex.local(f.Abort, "fault injected by route "+ex.route.Name)
 			return
 		}
 		if f.Delay > 0 && router.Chance(f.DelayPercent) {
 			ex.round = nil // the forward runs on a timer, not on the reader
+			ex.flag = flagFaultDelay
 			time.AfterFunc(f.Delay, ex.forward)
 			return
 		}
@@ -221,11 +230,12 @@ func (ex *exchange) sendOneway() {
 		ex.local(codec.StatusNoUpstream, "no endpoint in cluster "+ex.cluster.Name)
 		return
 	}
-	status := "ok"
+	ex.endpoint = ep
+	status, st := "ok", codec.StatusOK
 	if _, _, err := ex.pool(ep).Send(ex.cluster, ex.req, nil, ex.round); err != nil {
-		status = "upstream_error"
+		status, st, ex.flag = "upstream_error", codec.StatusNoUpstream, flagConnectFailure
 	}
-	ex.record(status, ex.round)
+	ex.record(status, nil, st, ex.round)
 	ex.complete(nil, codec.StatusOK, "", ex.round)
 }
 
@@ -288,7 +298,7 @@ func (ex *exchange) startTry(exclude *upstream.Endpoint, b *netloop.Round, retry
 		a = &attempt{}
 	}
 	*a = attempt{ex: ex, ep: ep, retry: retry}
-	ex.try = a
+	ex.try, ex.endpoint = a, ep
 	ex.armTimer(a)
 	ep.Begin()
 	conn, id, err := ex.pool(ep).Send(ex.cluster, ex.req, a, b)
@@ -350,6 +360,7 @@ func (ex *exchange) failedLocked(a *attempt, err error, b *netloop.Round) {
 	case errors.Is(err, upstream.ErrConnect):
 		st, may = codec.StatusNoUpstream, true
 		ex.p.metrics.UpstreamError(ex.cluster.Name, "connect")
+		ex.flag = flagConnectFailure
 	case errors.Is(err, upstream.ErrReset):
 		st, may = codec.StatusUpstreamReset, retry.On&router.RetryReset != 0
 		ex.p.metrics.UpstreamError(ex.cluster.Name, "reset")
@@ -415,7 +426,7 @@ func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail st
 	for _, kv := range ex.route.Action.ResponseMutation {
 		resp.Set(kv.Key, kv.Value)
 	}
-	ex.record(st.String(), b)
+	ex.record(st.String(), resp, st, b)
 	ex.complete(resp, st, "", b)
 }
 
@@ -423,7 +434,7 @@ func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail st
 func (ex *exchange) local(st codec.Status, detail string) { ex.localWith(st, detail, ex.round) }
 
 func (ex *exchange) localWith(st codec.Status, detail string, b *netloop.Round) {
-	ex.record(st.String(), b)
+	ex.record(st.String(), nil, st, b)
 	ex.complete(nil, st, "rosetta: "+detail, b)
 }
 
@@ -446,9 +457,9 @@ func (ex *exchange) complete(resp *codec.Message, st codec.Status, detail string
 	ex.dc.finished()
 }
 
-// record counts the request; b, the round of the round that ends it, gives
-// the time.
-func (ex *exchange) record(status string, b *netloop.Round) {
+// record counts the request, which ended with resp (nil: a local reply
+// for st); b, the round of the round that ends it, gives the time.
+func (ex *exchange) record(status string, resp *codec.Message, st codec.Status, b *netloop.Round) {
 	route, cluster := "", ""
 	if ex.route != nil {
 		route = ex.route.Name
@@ -467,6 +478,7 @@ func (ex *exchange) record(status string, b *netloop.Round) {
 	}
 	if ex.onDone == nil { // a handler's sub-requests are not operations of their own
 		ex.dc.recordOperation(ex.req, status, d)
+		ex.recordIstio(resp, st, d)
 	}
 }
 

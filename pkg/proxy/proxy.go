@@ -35,6 +35,8 @@ type Proxy struct {
 	// shared bound on unfinished frames.
 	limits Limits
 	budget *wire.Budget
+	// reporter is the reporter label of Istio's metrics (SetReporter).
+	reporter string
 
 	mu        sync.Mutex // serialises Apply and Shutdown
 	listeners map[string]*listener
@@ -57,6 +59,7 @@ func New(log *slog.Logger) *Proxy {
 		metrics:   observability.New(),
 		mgr:       upstream.NewManager(nil),
 		listeners: map[string]*listener{},
+		reporter:  observability.ReporterWaypoint,
 	}
 	p.rls = newRateLimitService(p.metrics.Registry)
 	p.SetLimits(DefaultLimits())
