@@ -32,10 +32,13 @@ type WorkloadMetadata struct {
 
 // Metadata is the endpoint metadata that carries w.
 func (w WorkloadMetadata) Metadata() *structpb.Struct {
-	return &structpb.Struct{Fields: map[string]*structpb.Value{
-		WorkloadKey:  structpb.NewStringValue(strings.Join([]string{w.Name, w.Namespace, w.App, w.Version, w.Cluster}, ";")),
-		PrincipalKey: structpb.NewStringValue(w.Principal),
+	s := &structpb.Struct{Fields: map[string]*structpb.Value{
+		WorkloadKey: structpb.NewStringValue(strings.Join([]string{w.Name, w.Namespace, w.App, w.Version, w.Cluster}, ";")),
 	}}
+	if w.Principal != "" {
+		s.Fields[PrincipalKey] = structpb.NewStringValue(w.Principal)
+	}
+	return s
 }
 
 // ParseWorkload reads an endpoint's workload from its metadata; ok false

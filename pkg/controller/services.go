@@ -65,6 +65,11 @@ type Endpoint struct {
 	// "namespace/name": its Pod's service account, or a WorkloadEntry's or
 	// ServiceEntry endpoint's serviceAccount; "" when unknown.
 	ServiceAccount string
+	// Workload and Namespace name the workload the endpoint belongs to, as
+	// Istio's metrics label it: a Pod's Deployment (its ReplicaSet's name
+	// without the pod-template-hash), other owner or own name; "" when
+	// unknown.
+	Workload, Namespace string
 }
 
 // Port returns the service port with the given number.
@@ -264,7 +269,7 @@ func sliceEndpoints(s *discoveryv1.EndpointSlice, byName map[string]uint32, pods
 			continue
 		}
 		lbls := maps.Clone(base)
-		sa := ""
+		sa, workload, wns := "", "", s.Namespace
 		if ref := e.TargetRef; ref != nil && ref.Kind == "Pod" {
 			ns := ref.Namespace
 			if ns == "" {
@@ -273,6 +278,7 @@ func sliceEndpoints(s *discoveryv1.EndpointSlice, byName map[string]uint32, pods
 			if pod := pods[ns+"/"+ref.Name]; pod != nil {
 				maps.Copy(lbls, pod.Labels)
 				sa = ns + "/" + podServiceAccount(pod)
+				workload, wns = podWorkload(pod), ns
 			}
 		}
 		addrs := e.Addresses[:1]
@@ -285,10 +291,31 @@ func sliceEndpoints(s *discoveryv1.EndpointSlice, byName map[string]uint32, pods
 			addrs = got
 		}
 		for _, a := range addrs {
-			out = append(out, Endpoint{Address: a, Ports: ports, Labels: lbls, ServiceAccount: sa})
+			out = append(out, Endpoint{Address: a, Ports: ports, Labels: lbls, ServiceAccount: sa, Workload: workload, Namespace: wns})
 		}
 	}
 	return out
+}
+
+// podWorkload is the name Istio gives a Pod's workload: its controller's
+// name, with a ReplicaSet's pod-template-hash suffix taken off (the
+// Deployment's name), a Job's CronJob suffix kept; the Pod's own name
+// without a controller.
+func podWorkload(p *corev1.Pod) string {
+	for _, ref := range p.OwnerReferences {
+		if ref.Controller == nil || !*ref.Controller {
+			continue
+		}
+		if ref.Kind == "ReplicaSet" {
+			if h := p.Labels["pod-template-hash"]; h != "" {
+				if name, ok := strings.CutSuffix(ref.Name, "-"+h); ok {
+					return name
+				}
+			}
+		}
+		return ref.Name
+	}
+	return p.Name
 }
 
 // podServiceAccount is the Pod's service account; Kubernetes sets
@@ -436,7 +463,7 @@ func workloadEndpoints(we *v1alpha3.WorkloadEntry, ns string, ports []Port, targ
 		if a == "" {
 			continue
 		}
-		out = append(out, Endpoint{Address: a, Ports: pm, Labels: we.GetLabels(), ServiceAccount: sa})
+		out = append(out, Endpoint{Address: a, Ports: pm, Labels: we.GetLabels(), ServiceAccount: sa, Namespace: ns})
 	}
 	return out
 }
