@@ -9,7 +9,9 @@
 #
 # Built with Prometheus's own `remove_all_sd` tag: only static, file and
 # HTTP service discovery stay (the tests list their targets), which leaves
-# out the cloud and Kubernetes SDKs. Cold build time: see docs/observability.md.
+# out the cloud and Kubernetes SDKs. Cold build (fresh GOCACHE, modules
+# downloaded too) measured 2026-12-07: 41.6 minutes on 2 cores at a load
+# average of about 23 (seven builds at once); not yet measured idle.
 # Needs only the Go module proxy.
 set -euo pipefail
 
