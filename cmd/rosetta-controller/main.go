@@ -341,13 +341,27 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 	// controller keeps on Services.
 	owned := &controller.OwnedWriter{Client: src.Dynamic, Cache: src, Log: log}
 	pipe.Inputs = src.Inputs
-	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
-		srv.Update(ix, changedAt)
+	setStatuses := func(ix *controller.Index) {
 		status.Set(ix.Statuses)
 		protoStatus.Set(ix.ProtocolStatuses())
 		authzStatus.Set(ix.AuthorizationStatuses())
 		owned.Set(ix.Owned(), ix.ServiceConditions())
+	}
+	// last is the index of the last push; Push and Unchanged run on the
+	// pipeline's goroutine.
+	var last *controller.Index
+	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
+		srv.Update(ix, changedAt)
+		last = ix
+		setStatuses(ix)
 		ready.Store(true)
+	}
+	// A change to no proxy's config may be a status another writer
+	// changed: the writers compare again and write ours back.
+	pipe.Unchanged = func() {
+		if last != nil {
+			setStatuses(last)
+		}
 	}
 	if err := src.Start(ctx); err != nil {
 		return err

@@ -22,9 +22,9 @@ type Entry struct {
 	// Status is the outcome, as in the proxy's metrics: "ok" or the error
 	// the proxy or the upstream gave ("timeout", "no_route", ...).
 	Status string
-	// ResponseCode is the code the answer carried. Until codecs report
-	// their own (Dubbo's status byte, a tRPC ret code), it is the
-	// protocol-neutral status of the answer.
+	// ResponseCode is the code the answer carried in the protocol's own
+	// terms (codec.ResponseCode: Dubbo's status byte, a tRPC ret code),
+	// as in Istio's metrics.
 	ResponseCode  string
 	Duration      time.Duration
 	RequestBytes  int

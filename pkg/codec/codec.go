@@ -57,6 +57,9 @@
 //     (Redis). Handle gets an Upstream (routes, clusters, SendTo, Dedicated
 //     connections, Push, ClusterState) and answers through a Replier.
 //   - Closer: Close is called once the caller's connection has ended (Redis).
+//   - ResponseCoder: the protocol's own code for an answer (and for the
+//     local reply to each Status), the response_code of Istio's metrics
+//     (every built-in codec; without it, the Status's name).
 //
 // One optional capability is not the proxy's: Caller (caller.go) builds a
 // request from attributes and arguments given as text and shows answers as

@@ -11,6 +11,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -167,7 +168,10 @@ func (ix *Index) buildCluster(host string, port uint32, subset string, p *Proxy)
 	if mtls {
 		ix.applyUpstreamTLS(c, host, port, subset, pol.tls, ix.trustDomain(p))
 	}
-	cla := ix.loadAssignment(name, host, port, sel, mtls)
+	cla := ix.loadAssignment(name, host, port, sel, mtls, ix.trustDomain(p))
+	if svc := ix.services[host]; svc != nil {
+		c.Metadata = serviceMetadata(host, svc)
+	}
 	ix.patchCluster(c, cla, host, port)
 	return c, cla
 }
@@ -289,8 +293,9 @@ func applyOutlier(c *clusterv3.Cluster, od *v1alpha3.OutlierDetection) {
 
 // loadAssignment lists the endpoints of host's port that sel selects (all
 // when sel is nil), sorted by address. With mtls, endpoints with a sidecar
-// carry the metadata that selects Istio mTLS for them.
-func (ix *Index) loadAssignment(name, host string, port uint32, sel labels.Selector, mtls bool) *endpointv3.ClusterLoadAssignment {
+// carry the metadata that selects Istio mTLS for them. Every endpoint
+// carries its workload (workloadMetadata), for Istio's metrics.
+func (ix *Index) loadAssignment(name, host string, port uint32, sel labels.Selector, mtls bool, td string) *endpointv3.ClusterLoadAssignment {
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
 	svc := ix.services[host]
 	if svc == nil {
@@ -308,6 +313,7 @@ func (ix *Index) loadAssignment(name, host string, port uint32, sel labels.Selec
 		if mtls && e.Labels[tlsModeLabel] == config.TLSModeIstio {
 			lb.Metadata = istioEndpointMetadata()
 		}
+		addWorkloadMetadata(lb, &e, td)
 		lbs = append(lbs, lb)
 	}
 	sort.SliceStable(lbs, func(i, j int) bool {
@@ -328,4 +334,57 @@ func socketAddress(addr string, port uint32) *corev3.Address {
 		Address:       addr,
 		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
 	}}}
+}
+
+// addWorkloadMetadata puts e's workload in lb's metadata as istiod does
+// ("istio": {"workload": "NAME;NAMESPACE;APP;VERSION;CLUSTER"}), with the
+// SPIFFE ID of its service account as "principal". App and version are
+// Istio's canonical service and revision: the service.istio.io labels,
+// else app.kubernetes.io/name and version, else app and version.
+func addWorkloadMetadata(lb *endpointv3.LbEndpoint, e *Endpoint, td string) {
+	w := config.WorkloadMetadata{
+		Name:      e.Workload,
+		Namespace: e.Namespace,
+		App:       firstLabel(e.Labels, "service.istio.io/canonical-name", "app.kubernetes.io/name", "app"),
+		Version:   firstLabel(e.Labels, "service.istio.io/canonical-revision", "app.kubernetes.io/version", "version"),
+		Cluster:   defaultClusterID,
+	}
+	if w.Name == "" {
+		w.Name = w.App
+	}
+	if ns, sa, ok := strings.Cut(e.ServiceAccount, "/"); ok {
+		w.Principal = "spiffe://" + td + "/ns/" + ns + "/sa/" + sa
+	}
+	if w == (config.WorkloadMetadata{Cluster: defaultClusterID}) {
+		return // nothing known: the proxy labels it unknown
+	}
+	if lb.Metadata == nil {
+		lb.Metadata = &corev3.Metadata{}
+	}
+	if lb.Metadata.FilterMetadata == nil {
+		lb.Metadata.FilterMetadata = map[string]*structpb.Struct{}
+	}
+	lb.Metadata.FilterMetadata[config.IstioMetadataKey] = w.Metadata()
+}
+
+// defaultClusterID is Istio's cluster ID of a single-cluster mesh.
+const defaultClusterID = "Kubernetes"
+
+func firstLabel(l map[string]string, keys ...string) string {
+	for _, k := range keys {
+		if v := l[k]; v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// serviceMetadata is a cluster's destination service, as istiod puts it
+// in cluster metadata: a Kubernetes Service's name, a ServiceEntry's host.
+func serviceMetadata(host string, svc *Service) *corev3.Metadata {
+	name := host
+	if svc.Kind == "Service" && svc.Name != "" {
+		name = svc.Name
+	}
+	return config.ServiceMetadata{Host: host, Name: name, Namespace: svc.Namespace}.Metadata()
 }

@@ -40,7 +40,7 @@ func (p *Proxy) openLogs(s *snapshot) error {
 
 // logAccess writes the access log line of a request that ended with
 // status after d. Only called when the listener logs.
-func (ex *exchange) logAccess(lg *accesslog.Logger, status string, d time.Duration) {
+func (ex *exchange) logAccess(lg *accesslog.Logger, status string, resp *codec.Message, st codec.Status, d time.Duration) {
 	if ex.env != nil { // a Handler's request: its client's request is logged, when the handler replies
 		ex.env.note(ex)
 		return
@@ -56,28 +56,16 @@ func (ex *exchange) logAccess(lg *accesslog.Logger, status string, d time.Durati
 	if ex.cluster != nil {
 		e.Cluster = ex.cluster.Name
 	}
-	if ex.last != nil {
-		e.Upstream = ex.last.Addr
+	if ex.endpoint != nil {
+		e.Upstream = ex.endpoint.Addr
 	}
 	e.Tries = ex.tries
 	e.Detail = ex.detail
-	e.ResponseCode = responseCode(ex.resp, status)
-	if ex.resp != nil {
-		e.ResponseBytes = len(ex.resp.Raw)
+	e.ResponseCode = codec.ResponseCode(dc.codec, resp, st)
+	if resp != nil {
+		e.ResponseBytes = len(resp.Raw)
 	}
 	lg.Log(&e)
-}
-
-// responseCode is the code an answer carried. Codecs do not yet report
-// their native codes (Dubbo's status byte, a tRPC ret), so it is the
-// protocol-neutral status of the answer: the upstream's, or the one the
-// proxy answered with. When a codec capability for native codes exists,
-// it is asked here.
-func responseCode(resp *codec.Message, status string) string {
-	if resp != nil {
-		return resp.Status.String()
-	}
-	return status
 }
 
 // entry is what a line says of req on dc whatever answered it.
@@ -130,8 +118,8 @@ func (e *env) note(ex *exchange) {
 	if ex.cluster != nil {
 		e.log.cluster = ex.cluster.Name
 	}
-	if ex.last != nil {
-		e.log.upstream = ex.last.Addr
+	if ex.endpoint != nil {
+		e.log.upstream = ex.endpoint.Addr
 	}
 	e.log.tries += ex.tries
 }
@@ -146,6 +134,7 @@ func (hc *handled) logReply(m *codec.Message, status string, d time.Duration) {
 	e := hc.env.dc.entry(hc.req, hc.env.start, status, d)
 	if m != nil {
 		e.ResponseBytes = len(m.Raw)
+		e.ResponseCode = codec.ResponseCode(hc.env.dc.codec, m, m.Status)
 	}
 	hc.env.logMu.Lock()
 	if l := hc.env.log; l != nil {

@@ -41,12 +41,14 @@ type exchange struct {
 	// request on the reader goroutine join (see netloop.Round).
 	round *netloop.Round
 	// For the access log: the handler's env that sent the request (nil
-	// for a client's), the last try's endpoint, the answer, and the
-	// reason of an answer the proxy made.
+	// for a client's) and the reason of an answer the proxy made.
 	env    *env
-	last   *upstream.Endpoint
-	resp   *codec.Message
 	detail string
+
+	// endpoint is the last try's; flag, when set, is the response flag
+	// (istio.go) of a failure the status does not tell.
+	endpoint *upstream.Endpoint
+	flag     string
 
 	mu       sync.Mutex
 	done     bool
@@ -124,6 +126,7 @@ func (hc *handled) Reply(m *codec.Message) {
 	// which the same round gave.
 	d := hc.env.round.Now().Sub(hc.env.start)
 	dc.recordOperation(hc.req, status, d)
+	dc.recordHandled(hc.req, m, d)
 	hc.logReply(m, status, d)
 	dc.respond(hc.slot, m, hc.env.round)
 	dc.finished()
@@ -150,11 +153,13 @@ func (ex *exchange) run() {
 func (ex *exchange) inject() {
 	if f := ex.route.Action.Fault; f != nil {
 		if f.AbortPercent > 0 && router.Chance(f.AbortPercent) {
+			ex.flag = flagFaultAbort
 			ex.local(f.Abort, "fault injected by route "+ex.route.Name)
 			return
 		}
 		if f.Delay > 0 && router.Chance(f.DelayPercent) {
 			ex.round = nil // the forward runs on a timer, not on the reader
+			ex.flag = flagFaultDelay
 			time.AfterFunc(f.Delay, ex.forward)
 			return
 		}
@@ -230,12 +235,12 @@ func (ex *exchange) sendOneway() {
 		ex.local(codec.StatusNoUpstream, "no endpoint in cluster "+ex.cluster.Name)
 		return
 	}
-	ex.last = ep
-	status := "ok"
+	ex.endpoint = ep
+	status, st := "ok", codec.StatusOK
 	if _, _, err := ex.pool(ep).Send(ex.cluster, ex.req, nil, ex.round); err != nil {
-		status = "upstream_error"
+		status, st, ex.flag = "upstream_error", codec.StatusNoUpstream, flagConnectFailure
 	}
-	ex.record(status, ex.round)
+	ex.record(status, nil, st, ex.round)
 	ex.complete(nil, codec.StatusOK, "", ex.round)
 }
 
@@ -298,7 +303,7 @@ func (ex *exchange) startTry(exclude *upstream.Endpoint, b *netloop.Round, retry
 		a = &attempt{}
 	}
 	*a = attempt{ex: ex, ep: ep, retry: retry}
-	ex.try, ex.last = a, ep
+	ex.try, ex.endpoint = a, ep
 	ex.armTimer(a)
 	ep.Begin()
 	conn, id, err := ex.pool(ep).Send(ex.cluster, ex.req, a, b)
@@ -360,6 +365,7 @@ func (ex *exchange) failedLocked(a *attempt, err error, b *netloop.Round) {
 	case errors.Is(err, upstream.ErrConnect):
 		st, may = codec.StatusNoUpstream, true
 		ex.p.metrics.UpstreamError(ex.cluster.Name, "connect")
+		ex.flag = flagConnectFailure
 	case errors.Is(err, upstream.ErrReset):
 		st, may = codec.StatusUpstreamReset, retry.On&router.RetryReset != 0
 		ex.p.metrics.UpstreamError(ex.cluster.Name, "reset")
@@ -422,11 +428,10 @@ func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail st
 		return
 	}
 	resp.ID = ex.req.ID
-	ex.resp = resp
 	for _, kv := range ex.route.Action.ResponseMutation {
 		resp.Set(kv.Key, kv.Value)
 	}
-	ex.record(st.String(), b)
+	ex.record(st.String(), resp, st, b)
 	ex.complete(resp, st, "", b)
 }
 
@@ -435,7 +440,7 @@ func (ex *exchange) local(st codec.Status, detail string) { ex.localWith(st, det
 
 func (ex *exchange) localWith(st codec.Status, detail string, b *netloop.Round) {
 	ex.detail = detail
-	ex.record(st.String(), b)
+	ex.record(st.String(), nil, st, b)
 	ex.complete(nil, st, "rosetta: "+detail, b)
 }
 
@@ -458,9 +463,9 @@ func (ex *exchange) complete(resp *codec.Message, st codec.Status, detail string
 	ex.dc.finished()
 }
 
-// record counts the request; b, the round of the round that ends it, gives
-// the time.
-func (ex *exchange) record(status string, b *netloop.Round) {
+// record counts the request, which ended with resp (nil: a local reply
+// for st); b, the round of the round that ends it, gives the time.
+func (ex *exchange) record(status string, resp *codec.Message, st codec.Status, b *netloop.Round) {
 	route, cluster := "", ""
 	if ex.route != nil {
 		route = ex.route.Name
@@ -471,7 +476,7 @@ func (ex *exchange) record(status string, b *netloop.Round) {
 	// Round times of two loops may be out of order by up to a round.
 	d := max(b.Now().Sub(ex.start), 0)
 	if lg := ex.dc.l.cfg.Load().accessLog; lg != nil {
-		ex.logAccess(lg, status, d)
+		ex.logAccess(lg, status, resp, st, d)
 	}
 	if status == "ok" {
 		ex.dc.series(&ex.dc.lastRequest, route, cluster, func() *observability.Series {
@@ -482,6 +487,7 @@ func (ex *exchange) record(status string, b *netloop.Round) {
 	}
 	if ex.onDone == nil { // a handler's sub-requests are not operations of their own
 		ex.dc.recordOperation(ex.req, status, d)
+		ex.recordIstio(resp, st, d)
 	}
 }
 

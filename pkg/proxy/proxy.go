@@ -38,6 +38,8 @@ type Proxy struct {
 	budget *wire.Budget
 	// logs are the open access log destinations.
 	logs *accesslog.Sinks
+	// reporter is the reporter label of Istio's metrics (SetReporter).
+	reporter string
 
 	mu        sync.Mutex // serialises Apply and Shutdown
 	listeners map[string]*listener
@@ -60,6 +62,7 @@ func New(log *slog.Logger) *Proxy {
 		metrics:   observability.New(),
 		mgr:       upstream.NewManager(nil),
 		listeners: map[string]*listener{},
+		reporter:  observability.ReporterWaypoint,
 	}
 	p.rls = newRateLimitService(p.metrics.Registry)
 	p.logs = accesslog.NewSinks(p.metrics.Registry)

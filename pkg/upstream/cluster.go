@@ -3,6 +3,7 @@
 package upstream
 
 import (
+	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,6 +37,11 @@ type Cluster struct {
 	// is shared by every build of the cluster's name, so it stays right
 	// across config updates (each build counts its own requests).
 	Active Gauge
+	// Service is the destination service its requests are labelled with
+	// in Istio's metrics.
+	Service *observability.Service
+	// workloads are its endpoints' workloads, from their metadata.
+	workloads map[*Endpoint]*observability.Workload
 
 	inflight atomic.Int64
 	retries  atomic.Int64
@@ -97,6 +103,15 @@ func (c *Cluster) AcquireRetry() bool {
 
 // ReleaseRetry gives back what AcquireRetry took.
 func (c *Cluster) ReleaseRetry() { c.retries.Add(-1) }
+
+// Workload is what the config says of e's workload, for the labels of
+// Istio's metrics; UnknownWorkload when it says nothing.
+func (c *Cluster) Workload(e *Endpoint) *observability.Workload {
+	if w := c.workloads[e]; w != nil {
+		return w
+	}
+	return observability.UnknownWorkload
+}
 
 // Pick chooses an endpoint; nil when the cluster has none.
 func (c *Cluster) Pick(hash uint64, exclude *Endpoint) *Endpoint {
