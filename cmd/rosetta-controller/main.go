@@ -62,6 +62,7 @@ type flags struct {
 	log            cli.Log
 	secretRefresh  time.Duration
 	steeringPorts  string
+	accessLog      accessLogFlags
 	xds            xdsSecurity
 }
 
@@ -87,6 +88,7 @@ func (f *flags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.steeringPorts, "steering-ports", fmt.Sprintf("%d-%d", controller.DefaultSteeringPorts.First, controller.DefaultSteeringPorts.Last),
 		"waypoint ports (first-last) allocated to the service ports steered to a waypoint (Kubernetes mode; label "+controller.UseWaypointLabel+"); empty: no steering")
 	fs.StringVar(&f.traceSampling, "trace-sampling", os.Getenv("PILOT_TRACE_SAMPLING"), "turn tracing on in every listener: the percentage (0-100) of requests without a sampled caller that start a trace, as Istio's mesh-wide sampling (default: istiod's PILOT_TRACE_SAMPLING from the environment; empty: no tracing); proxies send spans to their --otlp-endpoint")
+	f.accessLog.register(fs)
 	f.xds.register(fs)
 }
 
@@ -106,6 +108,9 @@ func parseFlags(args []string) (*flags, error) {
 
 // check refuses flags that cannot work together.
 func (f *flags) check() error {
+	if err := f.accessLog.check(); err != nil {
+		return err
+	}
 	if f.steeringPorts != "" {
 		if _, err := controller.ParsePortRange(f.steeringPorts); err != nil {
 			return fmt.Errorf("--steering-ports: %w", err)
@@ -228,7 +233,7 @@ func run(ctx context.Context, f *flags, log *slog.Logger) error {
 
 	sampling, _ := f.sampling() // checked by parseFlags
 	pipe := &controller.Pipeline{
-		Builder:    &controller.Builder{Options: controller.Options{DomainSuffix: f.domainSuffix, RootNamespace: f.rootNamespace, TraceSampling: sampling}},
+		Builder:    &controller.Builder{Options: controller.Options{DomainSuffix: f.domainSuffix, RootNamespace: f.rootNamespace, TraceSampling: sampling, AccessLog: f.accessLog.config()}},
 		MinDelay:   f.debounce,
 		MaxDelay:   f.debounceMax,
 		Log:        log,
@@ -356,13 +361,27 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 	// controller keeps on Services.
 	owned := &controller.OwnedWriter{Client: src.Dynamic, Cache: src, Log: log}
 	pipe.Inputs = src.Inputs
-	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
-		srv.Update(ix, changedAt)
+	setStatuses := func(ix *controller.Index) {
 		status.Set(ix.Statuses)
 		protoStatus.Set(ix.ProtocolStatuses())
 		authzStatus.Set(ix.AuthorizationStatuses())
 		owned.Set(ix.Owned(), ix.ServiceConditions())
+	}
+	// last is the index of the last push; Push and Unchanged run on the
+	// pipeline's goroutine.
+	var last *controller.Index
+	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
+		srv.Update(ix, changedAt)
+		last = ix
+		setStatuses(ix)
 		ready.Store(true)
+	}
+	// A change to no proxy's config may be a status another writer
+	// changed: the writers compare again and write ours back.
+	pipe.Unchanged = func() {
+		if last != nil {
+			setStatuses(last)
+		}
 	}
 	if err := src.Start(ctx); err != nil {
 		return err

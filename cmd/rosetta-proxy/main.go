@@ -55,6 +55,8 @@ type options struct {
 	traceService string
 	// loops turns the event loops and gathering on or off.
 	loops netloop.Options
+	// metrics choose what the proxy exports.
+	metrics metricsOptions
 }
 
 func main() {
@@ -113,6 +115,7 @@ It takes its config from exactly one of:
 	fs.StringVar(&o.traceService, "trace-service-name", "rosetta-proxy", "the service.name of the proxy's spans (with --otlp-endpoint)")
 	fs.StringVar(&o.hboneAddress, "hbone-address", "", "terminate HBONE (Istio ambient's HTTP/2 CONNECT over mutual TLS, which ztunnel sends a waypoint) on this address, e.g. :15008; needs --identity (empty: off)")
 	registerLimits(fs, &o.limits)
+	o.metrics.register(fs)
 	fs.IntVar(&o.concurrency, "concurrency", 0, "threads that run the proxy at once, as Envoy's --concurrency (0: one per CPU but one, at least one; GOMAXPROCS in the environment wins)")
 	o.loops = netloop.DefaultOptions()
 	fs.BoolVar(&o.loops.EventLoops, "event-loops", o.loops.EventLoops, "read sockets on epoll event loops (Linux); false gives every connection a reader goroutine of its own (environment: ROSETTA_EVENT_LOOPS=off)")
@@ -187,6 +190,9 @@ func run(o options) error {
 			defer cancel()
 			_ = t.Shutdown(sctx)
 		}()
+	}
+	if err := o.metrics.apply(p, o.xds.Mode); err != nil {
+		return err
 	}
 	id, err := o.identity.start(ctx, log)
 	if err != nil {

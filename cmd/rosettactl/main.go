@@ -38,5 +38,7 @@ func newRootCmd() *cobra.Command {
 	}
 	logFlags.Register(root.PersistentFlags(), "warn")
 	root.AddCommand(newDemoCmd(), newValidateCmd(), newRouteCmd(), newDumpCmd())
+	root.AddCommand(newCallCmd())
+	root.AddCommand(newServeCmd())
 	return root
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 
 	"github.com/spf13/pflag"
 )
@@ -50,21 +51,38 @@ func durationsAsText(_ []string, a slog.Attr) slog.Attr {
 	return a
 }
 
-// Version is the module version the binary was built from, with the
-// commit when the build recorded one ("devel" for a plain go build).
+// Version is the module version the binary was built from ("devel" for a
+// build inside the repository), with the commit, its time and "modified"
+// when the build recorded them (go build records them from a git checkout;
+// -buildvcs=false or a git worktree leaves them out).
 func Version() string {
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return "unknown"
 	}
+	return VersionOf(bi)
+}
+
+// VersionOf formats a build's version: "v1.2.0", or "devel (commit
+// 0123456789ab, 2026-12-07T16:01:30Z, modified)".
+func VersionOf(bi *debug.BuildInfo) string {
 	v := bi.Main.Version
 	if v == "" || v == "(devel)" {
 		v = "devel"
 	}
+	var vcs []string
 	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
-			v += " (" + s.Value[:12] + ")"
+		switch {
+		case s.Key == "vcs.revision" && s.Value != "":
+			vcs = append([]string{"commit " + s.Value[:min(12, len(s.Value))]}, vcs...)
+		case s.Key == "vcs.time" && s.Value != "":
+			vcs = append(vcs, s.Value)
+		case s.Key == "vcs.modified" && s.Value == "true":
+			vcs = append(vcs, "modified")
 		}
+	}
+	if len(vcs) > 0 {
+		v += " (" + strings.Join(vcs, ", ") + ")"
 	}
 	return v
 }

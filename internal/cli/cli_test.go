@@ -2,6 +2,7 @@ package cli
 
 import (
 	"bytes"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -41,5 +42,28 @@ func TestBadLogFlagsAreErrors(t *testing.T) {
 func TestVersion(t *testing.T) {
 	if Version() == "" {
 		t.Fatal("no version")
+	}
+}
+
+func TestVersionOf(t *testing.T) {
+	for _, c := range []struct {
+		bi   debug.BuildInfo
+		want string
+	}{
+		{debug.BuildInfo{Main: debug.Module{Version: "(devel)"}}, "devel"},
+		{debug.BuildInfo{Main: debug.Module{Version: "v1.2.0"}}, "v1.2.0"},
+		{debug.BuildInfo{Main: debug.Module{Version: "(devel)"}, Settings: []debug.BuildSetting{
+			{Key: "vcs", Value: "git"},
+			{Key: "vcs.revision", Value: "0123456789abcdef0123456789abcdef01234567"},
+			{Key: "vcs.time", Value: "2026-12-07T16:01:30Z"},
+			{Key: "vcs.modified", Value: "true"},
+		}}, "devel (commit 0123456789ab, 2026-12-07T16:01:30Z, modified)"},
+		{debug.BuildInfo{Main: debug.Module{Version: "v1.2.0"}, Settings: []debug.BuildSetting{
+			{Key: "vcs.revision", Value: "abc"}, {Key: "vcs.modified", Value: "false"},
+		}}, "v1.2.0 (commit abc)"},
+	} {
+		if got := VersionOf(&c.bi); got != c.want {
+			t.Errorf("VersionOf(%v) = %q, want %q", c.bi.Settings, got, c.want)
+		}
 	}
 }

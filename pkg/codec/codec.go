@@ -59,6 +59,14 @@
 //   - Closer: Close is called once the caller's connection has ended (Redis).
 //   - TraceCarrier: a request's W3C trace context travels in its attributes
 //     (Dubbo attachments, tRPC trans_info, Thrift THeader headers).
+//   - ResponseCoder: the protocol's own code for an answer (and for the
+//     local reply to each Status), the response_code of Istio's metrics
+//     (every built-in codec; without it, the Status's name).
+//
+// One optional capability is not the proxy's: Caller (caller.go) builds a
+// request from attributes and arguments given as text and shows answers as
+// text, for rosettactl call and serve, which find it through the registry
+// (Dubbo, Thrift, tRPC, Redis).
 //
 // A message has one hook: Message.Written, called once an answer or push is
 // queued for the caller (Redis starts a subscription's stream after its

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/pkg/accesslog"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/hbone"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
@@ -38,6 +39,10 @@ type Proxy struct {
 	budget *wire.Budget
 	// tracer makes the spans of listeners with tracing config; nil: none.
 	tracer *tracing.Tracer
+	// logs are the open access log destinations.
+	logs *accesslog.Sinks
+	// reporter is the reporter label of Istio's metrics (SetReporter).
+	reporter string
 
 	mu        sync.Mutex // serialises Apply and Shutdown
 	listeners map[string]*listener
@@ -60,8 +65,10 @@ func New(log *slog.Logger) *Proxy {
 		metrics:   observability.New(),
 		mgr:       upstream.NewManager(nil),
 		listeners: map[string]*listener{},
+		reporter:  observability.ReporterWaypoint,
 	}
 	p.rls = newRateLimitService(p.metrics.Registry)
+	p.logs = accesslog.NewSinks(p.metrics.Registry)
 	p.SetLimits(DefaultLimits())
 	return p
 }
@@ -91,6 +98,9 @@ func (p *Proxy) Apply(res config.Resources) error {
 		return errors.New("proxy: shut down")
 	}
 	s, err := compile(res, p.mgr, p.identity, p.limits, p.budget)
+	if err == nil {
+		err = p.openLogs(s)
+	}
 	if err == nil {
 		err = p.openListeners(s)
 	}
@@ -197,5 +207,6 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	if err := p.rls.close(); err != nil {
 		p.log.Warn("closing rate limit service connections", "err", err)
 	}
+	p.logs.Close()
 	return ctx.Err()
 }

@@ -10,6 +10,7 @@ import (
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
+	"github.com/rosetta-mesh/rosetta/pkg/accesslog"
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/authz"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
@@ -66,6 +67,10 @@ type listenerConfig struct {
 	authz     *authz.Engine
 	// tracing samples the listener's requests; nil: no tracing.
 	tracing *tracing.Listener
+	// accessLogConfig, when set, asks for access logs; accessLog is its
+	// logger, set when the snapshot is applied (Validate opens nothing).
+	accessLogConfig *accesslog.Config
+	accessLog       *accesslog.Logger
 }
 
 // table returns the listener's routes in s.
@@ -184,6 +189,9 @@ func compileListener(l *listenerv3.Listener, secrets *secretSet, id *identity.Wo
 	}
 	if lc.tracing, err = compileTracing(mp); err != nil {
 		return nil, err
+	}
+	if lc.accessLogConfig, err = accesslog.Compile(mp.GetAccessLog()); err != nil {
+		return nil, fmt.Errorf("filter %s: access_log.%w", config.FilterName, err)
 	}
 	if rc := mp.GetRouteConfig(); rc != nil {
 		if lc.inline, err = router.Compile(rc); err != nil {
