@@ -16,8 +16,14 @@ export ROSETTA_ISTIOD ?= $(HOME)/.cache/rosetta/istiod-v0.0.0-20260827124520-eed
 # Envoy's rate limit service (github.com/envoyproxy/ratelimit) for e2e/dubbo's
 # globalRateLimit tests, built once by hack/build-ratelimit.sh.
 export ROSETTA_RATELIMIT ?= $(HOME)/.cache/rosetta/ratelimit-v1.4.1-0.20260122083618-3fb702589d36
+# A minimal OpenTelemetry Collector (OTLP receiver, file exporter) for the
+# tracing e2e tests, built once by hack/build-otelcol.sh into the same cache.
+export ROSETTA_OTELCOL ?= $(HOME)/.cache/rosetta/otelcol-v0.161.0
+# Prometheus (cmd/prometheus from github.com/prometheus/prometheus) for
+# e2e/dubbo's metrics test, built once by hack/build-prometheus.sh.
+export ROSETTA_PROMETHEUS ?= $(HOME)/.cache/rosetta/prometheus-v0.316.0
 
-.PHONY: all build demo test deps lint unit e2e k8s-tools istiod ratelimit codegen verify-codegen bench fuzz generate clean
+.PHONY: all build demo test deps lint unit e2e k8s-tools istiod ratelimit prometheus otelcol codegen verify-codegen bench fuzz generate clean
 
 all: build
 
@@ -64,10 +70,16 @@ istiod:
 ratelimit:
 	bash hack/build-ratelimit.sh
 
+otelcol:
+	bash hack/build-otelcol.sh
+
+prometheus:
+	bash hack/build-prometheus.sh
+
 # -count=1: these tests build and run the controller and proxy binaries from
 # the main module's sources, which Go's test cache does not see as inputs,
 # so a cached pass could hide a change that breaks them.
-e2e: k8s-tools istiod ratelimit
+e2e: k8s-tools istiod ratelimit prometheus otelcol
 	@set -e; for m in $(E2E_MODULES); do \
 	  echo "== e2e module $$m"; \
 	  (cd $$m && $(GO) vet ./... && $(GO) test -count=1 -timeout 30m ./...); \

@@ -13,11 +13,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -42,6 +44,7 @@ import (
 )
 
 type flags struct {
+	traceSampling  string
 	configDir      string
 	kubeconfig     string
 	xdsAddr        string
@@ -59,6 +62,7 @@ type flags struct {
 	log            cli.Log
 	secretRefresh  time.Duration
 	steeringPorts  string
+	accessLog      accessLogFlags
 	xds            xdsSecurity
 }
 
@@ -83,6 +87,8 @@ func (f *flags) register(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.secretRefresh, "secret-refresh", controller.DefaultSecretRefresh, "how often the Secrets Redis auth names are read again (Kubernetes mode: the controller gets them by name and does not watch Secrets)")
 	fs.StringVar(&f.steeringPorts, "steering-ports", fmt.Sprintf("%d-%d", controller.DefaultSteeringPorts.First, controller.DefaultSteeringPorts.Last),
 		"waypoint ports (first-last) allocated to the service ports steered to a waypoint (Kubernetes mode; label "+controller.UseWaypointLabel+"); empty: no steering")
+	fs.StringVar(&f.traceSampling, "trace-sampling", os.Getenv("PILOT_TRACE_SAMPLING"), "turn tracing on in every listener: the percentage (0-100) of requests without a sampled caller that start a trace, as Istio's mesh-wide sampling (default: istiod's PILOT_TRACE_SAMPLING from the environment; empty: no tracing); proxies send spans to their --otlp-endpoint")
+	f.accessLog.register(fs)
 	f.xds.register(fs)
 }
 
@@ -102,12 +108,30 @@ func parseFlags(args []string) (*flags, error) {
 
 // check refuses flags that cannot work together.
 func (f *flags) check() error {
+	if err := f.accessLog.check(); err != nil {
+		return err
+	}
 	if f.steeringPorts != "" {
 		if _, err := controller.ParsePortRange(f.steeringPorts); err != nil {
 			return fmt.Errorf("--steering-ports: %w", err)
 		}
 	}
+	if _, err := f.sampling(); err != nil {
+		return fmt.Errorf("--trace-sampling: %w", err)
+	}
 	return nil
+}
+
+// sampling is --trace-sampling as a percentage; nil when tracing is off.
+func (f *flags) sampling() (*float64, error) {
+	if f.traceSampling == "" {
+		return nil, nil
+	}
+	p, err := strconv.ParseFloat(f.traceSampling, 64)
+	if err != nil || math.IsNaN(p) || p < 0 || p > 100 {
+		return nil, fmt.Errorf("%q is not a percentage from 0 to 100", f.traceSampling)
+	}
+	return &p, nil
 }
 
 // checkSource refuses to start with no config source outside a cluster,
@@ -207,8 +231,9 @@ func run(ctx context.Context, f *flags, log *slog.Logger) error {
 	}
 	log.Info("serving", "xds", xdsLis.Addr().String(), "http", httpLis.Addr().String(), "debug", addrOf(debugLis))
 
+	sampling, _ := f.sampling() // checked by parseFlags
 	pipe := &controller.Pipeline{
-		Builder:    &controller.Builder{Options: controller.Options{DomainSuffix: f.domainSuffix, RootNamespace: f.rootNamespace}},
+		Builder:    &controller.Builder{Options: controller.Options{DomainSuffix: f.domainSuffix, RootNamespace: f.rootNamespace, TraceSampling: sampling, AccessLog: f.accessLog.config()}},
 		MinDelay:   f.debounce,
 		MaxDelay:   f.debounceMax,
 		Log:        log,
@@ -336,13 +361,27 @@ func runKube(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.P
 	// controller keeps on Services.
 	owned := &controller.OwnedWriter{Client: src.Dynamic, Cache: src, Log: log}
 	pipe.Inputs = src.Inputs
-	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
-		srv.Update(ix, changedAt)
+	setStatuses := func(ix *controller.Index) {
 		status.Set(ix.Statuses)
 		protoStatus.Set(ix.ProtocolStatuses())
 		authzStatus.Set(ix.AuthorizationStatuses())
 		owned.Set(ix.Owned(), ix.ServiceConditions())
+	}
+	// last is the index of the last push; Push and Unchanged run on the
+	// pipeline's goroutine.
+	var last *controller.Index
+	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
+		srv.Update(ix, changedAt)
+		last = ix
+		setStatuses(ix)
 		ready.Store(true)
+	}
+	// A change to no proxy's config may be a status another writer
+	// changed: the writers compare again and write ours back.
+	pipe.Unchanged = func() {
+		if last != nil {
+			setStatuses(last)
+		}
 	}
 	if err := src.Start(ctx); err != nil {
 		return err

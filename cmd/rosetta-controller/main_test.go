@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
+	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/xds/client"
@@ -149,6 +150,8 @@ func TestFlags(t *testing.T) {
 		"--log-level=loud --config-dir=x":     "--log-level",
 		"--config-dir=x --kubeconfig=y":       "config-dir",
 		"--steering-ports=9-1 --config-dir=x": "--steering-ports",
+		"--trace-sampling=101 --config-dir=x": "--trace-sampling",
+		"--trace-sampling=x --config-dir=x":   "--trace-sampling",
 	} {
 		cmd := newCommand()
 		cmd.SetArgs(strings.Fields(args))
@@ -182,5 +185,32 @@ func TestFolderModeUnreadable(t *testing.T) {
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("run on a missing folder did not end")
+	}
+}
+
+// The access log flags become the AccessLog every listener gets; a bad
+// value is refused naming its flag.
+func TestAccessLogFlags(t *testing.T) {
+	f, err := parseFlags(nil)
+	if err != nil || f.accessLog.config() != nil {
+		t.Fatalf("default: %v, %v; want logs off", f.accessLog.config(), err)
+	}
+	f, err = parseFlags([]string{"--access-log-file=/dev/stdout", "--access-log-encoding=JSON", "--access-log-fields=route,status", "--access-log-sample-percent=10"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	al := f.accessLog.config()
+	if al.GetPath() != "/dev/stdout" || al.GetFormat() != configv1alpha1.AccessLog_JSON || len(al.GetFields()) != 2 || al.GetSamplePercent() != 10 {
+		t.Errorf("config %v", al)
+	}
+	for _, tc := range []struct{ args, want string }{
+		{"--access-log-encoding=XML", "--access-log-encoding: \"XML\" is not TEXT or JSON"},
+		{"--access-log-fields=route,verb", "--access-log-fields: fields[1]: \"verb\" is not a field"},
+		{"--access-log-sample-percent=200", "--access-log-sample-percent: sample_percent: 200 is not between 0 and 100"},
+	} {
+		_, err := parseFlags([]string{"--access-log-file=/dev/stdout", tc.args})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: error %v, want %q", tc.args, err, tc.want)
+		}
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/internal/gcpace"
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
+	"github.com/rosetta-mesh/rosetta/pkg/tracing"
 	xdsclient "github.com/rosetta-mesh/rosetta/pkg/xds/client"
 	_ "github.com/rosetta-mesh/rosetta/protocols/standard"
 	"github.com/spf13/cobra"
@@ -49,8 +50,13 @@ type options struct {
 	memoryLimit int64
 	// hboneAddress is where the proxy terminates HBONE; "": it does not.
 	hboneAddress string
+	// otlpEndpoint receives the spans of traced listeners; "": no spans.
+	otlpEndpoint string
+	traceService string
 	// loops turns the event loops and gathering on or off.
 	loops netloop.Options
+	// metrics choose what the proxy exports.
+	metrics metricsOptions
 }
 
 func main() {
@@ -105,8 +111,11 @@ It takes its config from exactly one of:
 	fs.StringVar(&o.xds.TokenFile, "xds-token-file", "", "a projected ServiceAccount token (audience rosetta) sent to the controller, re-read on each reconnect; needs TLS to the controller")
 	registerXDSMode(fs, &o.xds.Delta)
 	o.identity.register(fs)
+	fs.StringVar(&o.otlpEndpoint, "otlp-endpoint", "", "send the spans of listeners with tracing config to this OpenTelemetry OTLP/gRPC receiver (host:port, plaintext), e.g. otel-collector.istio-system:4317 (empty: no spans)")
+	fs.StringVar(&o.traceService, "trace-service-name", "rosetta-proxy", "the service.name of the proxy's spans (with --otlp-endpoint)")
 	fs.StringVar(&o.hboneAddress, "hbone-address", "", "terminate HBONE (Istio ambient's HTTP/2 CONNECT over mutual TLS, which ztunnel sends a waypoint) on this address, e.g. :15008; needs --identity (empty: off)")
 	registerLimits(fs, &o.limits)
+	o.metrics.register(fs)
 	fs.IntVar(&o.concurrency, "concurrency", 0, "threads that run the proxy at once, as Envoy's --concurrency (0: one per CPU but one, at least one; GOMAXPROCS in the environment wins)")
 	o.loops = netloop.DefaultOptions()
 	fs.BoolVar(&o.loops.EventLoops, "event-loops", o.loops.EventLoops, "read sockets on epoll event loops (Linux); false gives every connection a reader goroutine of its own (environment: ROSETTA_EVENT_LOOPS=off)")
@@ -169,6 +178,22 @@ func run(o options) error {
 	}
 	p := proxy.New(log)
 	p.SetLimits(o.limits)
+	if o.otlpEndpoint != "" {
+		t, err := tracing.New(ctx, o.otlpEndpoint, o.traceService)
+		if err != nil {
+			return err
+		}
+		p.UseTracer(t)
+		// Spans still queued go out after the drain, in a bounded time.
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = t.Shutdown(sctx)
+		}()
+	}
+	if err := o.metrics.apply(p, o.xds.Mode); err != nil {
+		return err
+	}
 	id, err := o.identity.start(ctx, log)
 	if err != nil {
 		return err

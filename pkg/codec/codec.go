@@ -57,6 +57,11 @@
 //     (Redis). Handle gets an Upstream (routes, clusters, SendTo, Dedicated
 //     connections, Push, ClusterState) and answers through a Replier.
 //   - Closer: Close is called once the caller's connection has ended (Redis).
+//   - TraceCarrier: a request's W3C trace context travels in its attributes
+//     (Dubbo attachments, tRPC trans_info, Thrift THeader headers).
+//   - ResponseCoder: the protocol's own code for an answer (and for the
+//     local reply to each Status), the response_code of Istio's metrics
+//     (every built-in codec; without it, the Status's name).
 //
 // One optional capability is not the proxy's: Caller (caller.go) builds a
 // request from attributes and arguments given as text and shows answers as
@@ -298,4 +303,15 @@ const DefaultMaxFrame = 8 << 20
 // allocate.
 type PoolKeyer interface {
 	PoolKey(m *Message) string
+}
+
+// TraceCarrier is an optional capability for protocols whose requests carry
+// W3C trace context as attributes: Get("traceparent") and Get("tracestate")
+// read the caller's, and Set of those keys writes the proxy's into the frame
+// Encode writes. TraceInfo names req's RPC service (empty when the protocol
+// has none) and method, for span names, and reports whether req has a place
+// for trace context (a Thrift request has one only over THeader). It is
+// asked only for traced listeners' requests.
+type TraceCarrier interface {
+	TraceInfo(req *Message) (service, method string, carries bool)
 }

@@ -9,7 +9,9 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 	"istio.io/api/networking/v1alpha3"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
@@ -87,6 +89,8 @@ type policy struct {
 	od   *v1alpha3.OutlierDetection
 	// tls is nil when no level sets it: Istio's auto mTLS.
 	tls *v1alpha3.ClientTLSSettings
+	// budget is the rule's or subset's retryBudget (ports have none).
+	budget *v1alpha3.TrafficPolicy_RetryBudget
 }
 
 func (p *policy) merge(tp *v1alpha3.TrafficPolicy, port uint32) {
@@ -94,6 +98,9 @@ func (p *policy) merge(tp *v1alpha3.TrafficPolicy, port uint32) {
 		return
 	}
 	p.set(tp.GetLoadBalancer(), tp.GetConnectionPool(), tp.GetOutlierDetection(), tp.GetTls())
+	if b := tp.GetRetryBudget(); b != nil {
+		p.budget = b
+	}
 	for _, pl := range tp.GetPortLevelSettings() {
 		if pl.GetPort().GetNumber() == port {
 			p.set(pl.GetLoadBalancer(), pl.GetConnectionPool(), pl.GetOutlierDetection(), pl.GetTls())
@@ -155,12 +162,16 @@ func (ix *Index) buildCluster(host string, port uint32, subset string, p *Proxy)
 	}
 	applyLB(c, pol.lb)
 	applyPool(c, pol.pool)
+	applyRetryBudget(c, pol.budget)
 	applyOutlier(c, pol.od)
 	mtls := p.Identity != ""
 	if mtls {
 		ix.applyUpstreamTLS(c, host, port, subset, pol.tls, ix.trustDomain(p))
 	}
-	cla := ix.loadAssignment(name, host, port, sel, mtls)
+	cla := ix.loadAssignment(name, host, port, sel, mtls, ix.trustDomain(p))
+	if svc := ix.services[host]; svc != nil {
+		c.Metadata = serviceMetadata(host, svc)
+	}
 	ix.patchCluster(c, cla, host, port)
 	return c, cla
 }
@@ -224,6 +235,32 @@ func applyPool(c *clusterv3.Cluster, pool *v1alpha3.ConnectionPoolSettings) {
 	}
 }
 
+// applyRetryBudget gives the cluster Envoy's retry_budget from a
+// DestinationRule's retryBudget, with Istio's defaults (20%, 3) for what it
+// leaves unset; without one, the cluster's max_retries (3 unless the
+// connection pool says) caps its retries in flight. budgetInterval is not
+// sent: the proxy counts the requests in flight now, as Envoy does without
+// it.
+func applyRetryBudget(c *clusterv3.Cluster, b *v1alpha3.TrafficPolicy_RetryBudget) {
+	if b == nil {
+		return
+	}
+	rb := &clusterv3.CircuitBreakers_Thresholds_RetryBudget{
+		BudgetPercent:       &typev3.Percent{Value: 20},
+		MinRetryConcurrency: wrapperspb.UInt32(3),
+	}
+	if p := b.GetPercent(); p != nil {
+		rb.BudgetPercent.Value = min(max(p.GetValue(), 0), 100)
+	}
+	if n := b.GetMinRetryConcurrency(); n > 0 {
+		rb.MinRetryConcurrency = wrapperspb.UInt32(n)
+	}
+	if c.CircuitBreakers == nil {
+		c.CircuitBreakers = &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{}}}
+	}
+	c.CircuitBreakers.Thresholds[0].RetryBudget = rb
+}
+
 func applyOutlier(c *clusterv3.Cluster, od *v1alpha3.OutlierDetection) {
 	if od == nil {
 		return
@@ -256,8 +293,9 @@ func applyOutlier(c *clusterv3.Cluster, od *v1alpha3.OutlierDetection) {
 
 // loadAssignment lists the endpoints of host's port that sel selects (all
 // when sel is nil), sorted by address. With mtls, endpoints with a sidecar
-// carry the metadata that selects Istio mTLS for them.
-func (ix *Index) loadAssignment(name, host string, port uint32, sel labels.Selector, mtls bool) *endpointv3.ClusterLoadAssignment {
+// carry the metadata that selects Istio mTLS for them. Every endpoint
+// carries its workload (workloadMetadata), for Istio's metrics.
+func (ix *Index) loadAssignment(name, host string, port uint32, sel labels.Selector, mtls bool, td string) *endpointv3.ClusterLoadAssignment {
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
 	svc := ix.services[host]
 	if svc == nil {
@@ -275,6 +313,7 @@ func (ix *Index) loadAssignment(name, host string, port uint32, sel labels.Selec
 		if mtls && e.Labels[tlsModeLabel] == config.TLSModeIstio {
 			lb.Metadata = istioEndpointMetadata()
 		}
+		addWorkloadMetadata(lb, &e, td)
 		lbs = append(lbs, lb)
 	}
 	sort.SliceStable(lbs, func(i, j int) bool {
@@ -295,4 +334,57 @@ func socketAddress(addr string, port uint32) *corev3.Address {
 		Address:       addr,
 		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port},
 	}}}
+}
+
+// addWorkloadMetadata puts e's workload in lb's metadata as istiod does
+// ("istio": {"workload": "NAME;NAMESPACE;APP;VERSION;CLUSTER"}), with the
+// SPIFFE ID of its service account as "principal". App and version are
+// Istio's canonical service and revision: the service.istio.io labels,
+// else app.kubernetes.io/name and version, else app and version.
+func addWorkloadMetadata(lb *endpointv3.LbEndpoint, e *Endpoint, td string) {
+	w := config.WorkloadMetadata{
+		Name:      e.Workload,
+		Namespace: e.Namespace,
+		App:       firstLabel(e.Labels, "service.istio.io/canonical-name", "app.kubernetes.io/name", "app"),
+		Version:   firstLabel(e.Labels, "service.istio.io/canonical-revision", "app.kubernetes.io/version", "version"),
+		Cluster:   defaultClusterID,
+	}
+	if w.Name == "" {
+		w.Name = w.App
+	}
+	if ns, sa, ok := strings.Cut(e.ServiceAccount, "/"); ok {
+		w.Principal = "spiffe://" + td + "/ns/" + ns + "/sa/" + sa
+	}
+	if w == (config.WorkloadMetadata{Cluster: defaultClusterID}) {
+		return // nothing known: the proxy labels it unknown
+	}
+	if lb.Metadata == nil {
+		lb.Metadata = &corev3.Metadata{}
+	}
+	if lb.Metadata.FilterMetadata == nil {
+		lb.Metadata.FilterMetadata = map[string]*structpb.Struct{}
+	}
+	lb.Metadata.FilterMetadata[config.IstioMetadataKey] = w.Metadata()
+}
+
+// defaultClusterID is Istio's cluster ID of a single-cluster mesh.
+const defaultClusterID = "Kubernetes"
+
+func firstLabel(l map[string]string, keys ...string) string {
+	for _, k := range keys {
+		if v := l[k]; v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// serviceMetadata is a cluster's destination service, as istiod puts it
+// in cluster metadata: a Kubernetes Service's name, a ServiceEntry's host.
+func serviceMetadata(host string, svc *Service) *corev3.Metadata {
+	name := host
+	if svc.Kind == "Service" && svc.Name != "" {
+		name = svc.Name
+	}
+	return config.ServiceMetadata{Host: host, Name: name, Namespace: svc.Namespace}.Metadata()
 }

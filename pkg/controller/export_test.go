@@ -15,5 +15,5 @@ var Rejected = rejected
 // out the debounce.
 func (p *Pipeline) PushNow(since time.Time) {
 	p.init()
-	p.push(since)
+	p.push(since, false)
 }

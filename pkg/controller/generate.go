@@ -90,7 +90,16 @@ type clusterKey struct {
 // authorization policies that cover it (authorization.go). Resources are
 // sorted by name, so equal inputs give equal output.
 func (ix *Index) Generate(p *Proxy) *config.Resources {
+	res, _ := ix.GenerateDeps(p)
+	return res
+}
+
+// GenerateDeps is Generate, and what the generation read of the Index
+// (see Affects).
+func (ix *Index) GenerateDeps(p *Proxy) (*config.Resources, *Deps) {
 	g := &Generation{ix: ix, proxy: p, clusters: map[clusterKey]bool{}, ports: map[uint32]string{}, routes: map[string]bool{}, dests: map[string]bool{}}
+	deps := &Deps{hosts: map[string]bool{}}
+	deps.always = len(ix.gatewayServers(p)) > 0
 	g.addGatewayListeners()
 	sc := ix.sidecarFor(p)
 	for _, h := range ix.byAge {
@@ -98,6 +107,7 @@ func (ix *Index) Generate(p *Proxy) *config.Resources {
 		if !ix.sees(p, sc, svc) {
 			continue
 		}
+		deps.hosts[h] = true
 		for _, port := range svc.Ports {
 			// One listener per port number: the oldest service keeps it
 			// (reportPortConflicts says so in the others' status); a
@@ -113,6 +123,7 @@ func (ix *Index) Generate(p *Proxy) *config.Resources {
 		}
 	}
 	for _, sp := range ix.waypointPorts(p) {
+		deps.always = true
 		svc := ix.services[sp.Host]
 		port, ok := svc.Port(sp.Port)
 		if _, taken := g.ports[sp.Steering]; taken || !ok || !ix.sees(p, sc, svc) {
@@ -134,12 +145,13 @@ func (ix *Index) Generate(p *Proxy) *config.Resources {
 	sort.Slice(keys, func(i, j int) bool { return keys[i].name < keys[j].name })
 	for _, nk := range keys {
 		k := nk.key
+		deps.hosts[k.host] = true
 		c, cla := ix.buildCluster(k.host, k.port, k.subset, p)
 		g.res.Clusters = append(g.res.Clusters, c)
 		g.res.Endpoints = append(g.res.Endpoints, cla)
 	}
 	g.addRateLimitClusters()
-	return &g.res
+	return &g.res, deps
 }
 
 // addListener adds the listener of a service port, bound to number (none
@@ -180,6 +192,10 @@ func (g *Generation) listenerFilters(svc *Service, port Port, name, routes strin
 		CodecOptions:    g.codecOptions(svc, port),
 		RouteConfigName: routes,
 		Authorization:   g.authorization(svc, port),
+		AccessLog:       g.ix.opts.AccessLog,
+	}
+	if p := g.ix.opts.TraceSampling; p != nil {
+		mpp.Tracing = &configv1alpha1.Tracing{RandomSamplingPercentage: *p}
 	}
 	if g.proxy.HBONE && name == ListenerName(svc.Host, port.Number) {
 		mpp.Authorities = g.authorities(svc, port)

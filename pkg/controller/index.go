@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
+	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 )
 
@@ -33,6 +34,15 @@ type Options struct {
 	// SteeringPorts are the waypoint ports steering allocates
 	// (steering.go); steering is off when zero.
 	SteeringPorts PortRange
+	// TraceSampling, when set, turns tracing on in every listener the
+	// proxies get: the percentage (0-100) of requests without a sampled
+	// caller that start a trace, as Istio's mesh-wide default sampling
+	// (istiod's PILOT_TRACE_SAMPLING). Nil: no tracing.
+	TraceSampling *float64
+	// AccessLog, when set, turns access logs on for every listener the
+	// controller sends, as Istio's meshConfig.accessLogFile does for its
+	// proxies (rosetta-controller --access-log-file).
+	AccessLog *configv1alpha1.AccessLog
 }
 
 // Index is an immutable view of the mesh, built once per push; every
@@ -67,6 +77,10 @@ type Index struct {
 	gatewayRouters map[string][]*v1alpha1.MetaRouter
 	// secrets are the Secrets read, by namespace/name.
 	secrets map[string]*corev1.Secret
+	// seq numbers the Index; changes are what differs from the Index
+	// numbered base (nil when not known: every proxy is affected).
+	seq, base uint64
+	changes   *Changes
 }
 
 // Warnings are what the build could not honour in objects whose status the
@@ -96,24 +110,18 @@ type Builder struct {
 	dns       dnsMemory
 	// translators are the registered protocols' translators.
 	translators translatorSet
+	// services are the last build's, for the next to reuse.
+	services serviceMemo
 }
 
 // Build makes an Index of in. It does not modify in.
 func (b *Builder) Build(in *Inputs) *Index {
-	opts := b.Options
-	if opts.DomainSuffix == "" {
-		opts.DomainSuffix = "cluster.local"
-	}
-	if opts.RootNamespace == "" {
-		opts.RootNamespace = "istio-system"
-	}
-	if opts.Resolve == nil {
-		opts.Resolve = DefaultResolver
-	}
+	opts := b.options()
 	used := map[string]bool{}
 	opts.Resolve = b.dns.resolver(opts.Resolve, used)
 	defer b.dns.built(used)
 	ix := &Index{
+		seq:      indexSeq.Add(1),
 		opts:     opts,
 		services: map[string]*Service{},
 		rules:    map[string][]*networkingv1.DestinationRule{},
@@ -123,7 +131,7 @@ func (b *Builder) Build(in *Inputs) *Index {
 		secrets:  map[string]*corev1.Secret{},
 	}
 	protos := newProtocols(slices.Clone(in.ApplicationProtocols))
-	svcs := append(kubeServices(in, protos, opts.DomainSuffix, opts.Resolve), entryServices(in, protos, opts.Resolve)...)
+	svcs := append(kubeServices(in, protos, opts.DomainSuffix, opts.Resolve, &b.services), entryServices(in, protos, opts.Resolve)...)
 	// When a Service and a ServiceEntry (or two entries) claim a host, the
 	// oldest wins, as in Istio.
 	sort.SliceStable(svcs, func(i, j int) bool { return svcs[i].created.Before(&svcs[j].created) })
@@ -155,6 +163,21 @@ func (b *Builder) Build(in *Inputs) *Index {
 	ix.buildSteering(in)
 	ix.warnGateways()
 	return ix
+}
+
+// options are the Builder's Options with their defaults filled in.
+func (b *Builder) options() Options {
+	opts := b.Options
+	if opts.DomainSuffix == "" {
+		opts.DomainSuffix = "cluster.local"
+	}
+	if opts.RootNamespace == "" {
+		opts.RootNamespace = "istio-system"
+	}
+	if opts.Resolve == nil {
+		opts.Resolve = DefaultResolver
+	}
+	return opts
 }
 
 // hostsByAge orders hosts by their service's age, oldest first, then by name.

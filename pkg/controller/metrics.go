@@ -18,6 +18,10 @@ type Metrics struct {
 	SteeredPorts  prometheus.Gauge
 	Unsteered     *prometheus.GaugeVec
 	PortConflicts prometheus.Gauge
+	// Unchanged counts reads of the inputs that found nothing changed
+	// since the last push (a ConfigMap, a status, a file rewritten as it
+	// was), and so pushed nothing.
+	Unchanged prometheus.Counter
 }
 
 // unsteeredReasons are the reasons Unsteered always reports.
@@ -46,6 +50,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "rosetta_controller_port_conflicts",
 		Help: "Services not served on a MetaProtocol port number because an older Service of their namespace has it too, and not steered (their PortConflict condition says which).",
 	})
+	m.Unchanged = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "rosetta_controller_unchanged_reads_total",
+		Help: "Reads of the config, after a change was signalled, that found nothing a proxy's config depends on changed, and so built and pushed nothing.",
+	})
 	for _, r := range rejectReasons {
 		m.Rejected.WithLabelValues(r)
 	}
@@ -53,7 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.Unsteered.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.Rejected, m.SteeredPorts, m.Unsteered, m.PortConflicts)
+		reg.MustRegister(m.Rejected, m.SteeredPorts, m.Unsteered, m.PortConflicts, m.Unchanged)
 	}
 	return m
 }
@@ -97,5 +105,12 @@ func (m *Metrics) setRejected(unused []Unused) {
 	}
 	for _, r := range rejectReasons {
 		m.Rejected.WithLabelValues(r).Set(float64(n[r]))
+	}
+}
+
+// noChange counts a read that found nothing changed.
+func (m *Metrics) noChange() {
+	if m != nil {
+		m.Unchanged.Inc()
 	}
 }

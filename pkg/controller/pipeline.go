@@ -5,6 +5,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Pipeline pushes changes: sources call Changed when an object changes,
@@ -24,6 +26,10 @@ type Pipeline struct {
 	Inputs func() (*Inputs, error)
 	// Push receives each new index and the time of the first change behind it.
 	Push func(ix *Index, changedAt time.Time)
+	// Unchanged, when set, is called instead of Push after a read that
+	// found nothing a proxy's config depends on changed (a status, a
+	// file rewritten as it was).
+	Unchanged func()
 	// MinDelay is the quiet time that makes a change push at once, and
 	// the quiet time a burst waits for; MaxDelay bounds a burst's wait
 	// from its first change. 100 ms and 1 s when zero.
@@ -48,6 +54,13 @@ type Pipeline struct {
 	// incomplete (changedUnsettled), which makes it wait as a burst.
 	since, last time.Time
 	unsettled   bool
+	// resolved is set when DNS answers changed: the next push regenerates
+	// every scope, as Changes do not trace names to hosts.
+	resolved bool
+	// pushedObjects are the objects behind the last push (snapshotOf),
+	// and pushedSeq its Index's number; only Run's goroutine uses them.
+	pushedObjects map[string]metav1.Object
+	pushedSeq     uint64
 	// pushed is when the last push ended (zero before the first); only
 	// Run's goroutine uses it.
 	pushed  time.Time
@@ -151,10 +164,10 @@ func (p *Pipeline) Run(ctx context.Context) {
 			return
 		}
 		p.mu.Lock()
-		since := p.since
-		p.since, p.last, p.unsettled = time.Time{}, time.Time{}, false
+		since, resolved := p.since, p.resolved
+		p.since, p.last, p.unsettled, p.resolved = time.Time{}, time.Time{}, false, false
 		p.mu.Unlock()
-		p.push(since)
+		p.push(since, resolved)
 		p.pushed = p.clock.Now()
 		if p.afterPush != nil {
 			p.afterPush()
@@ -205,7 +218,10 @@ func (p *Pipeline) due() time.Time {
 	return at
 }
 
-func (p *Pipeline) push(since time.Time) {
+// push builds an Index of the current inputs and pushes it, with what
+// changed since the last push (Changes); inputs that did not change make
+// no push. resolved says DNS answers changed, which reaches every proxy.
+func (p *Pipeline) push(since time.Time, resolved bool) {
 	start := time.Now()
 	in, err := p.Inputs()
 	if err != nil {
@@ -213,7 +229,25 @@ func (p *Pipeline) push(since time.Time) {
 		return
 	}
 	p.reportUnused(in.Unused)
+	objects := snapshotOf(in)
+	var changes *Changes
+	if p.pushedObjects != nil {
+		changes = p.Builder.diffInputs(p.pushedObjects, objects, in)
+		changes.All = changes.All || resolved
+		if changes.None() {
+			p.Metrics.noChange()
+			p.Log.Debug("no change to push", "since_change", time.Since(since))
+			if p.Unchanged != nil {
+				p.Unchanged()
+			}
+			return
+		}
+	}
 	ix := p.Builder.Build(in)
+	if changes != nil {
+		ix.changes, ix.base = changes, p.pushedSeq
+	}
+	p.pushedObjects, p.pushedSeq = objects, ix.seq
 	p.Metrics.setSteering(ix)
 	p.logWarnings(ix.Warnings())
 	p.Push(ix, since)
@@ -233,6 +267,9 @@ func (p *Pipeline) refreshDNS(ctx context.Context) {
 		}
 		if hosts := p.Builder.ResolveAgain(ctx); len(hosts) > 0 {
 			p.Log.Info("DNS answers changed", "hosts", hosts)
+			p.mu.Lock()
+			p.resolved = true
+			p.mu.Unlock()
 			p.Changed()
 		}
 	}

@@ -2,12 +2,17 @@ package controller
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 type pushRecord struct {
@@ -118,8 +123,14 @@ func newRig(t *testing.T, min, max time.Duration, held bool) *rig {
 	if held {
 		r.release = make(chan struct{})
 	}
+	var reads atomic.Int64
 	r.p = &Pipeline{
-		Inputs: func() (*Inputs, error) { return &Inputs{}, nil },
+		// Every read differs, as a change was signalled before it: a read
+		// that finds nothing changed pushes nothing (TestNoChangeNoPush).
+		Inputs: func() (*Inputs, error) {
+			name := fmt.Sprintf("ns%d", reads.Add(1))
+			return &Inputs{Namespaces: []*corev1.Namespace{{ObjectMeta: metav1.ObjectMeta{Name: name}}}}, nil
+		},
 		Push: func(_ *Index, since time.Time) {
 			r.pushes <- pushRecord{r.clk.Now(), since}
 			if r.release != nil {

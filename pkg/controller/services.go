@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"istio.io/api/networking/v1alpha3"
@@ -16,6 +18,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
 )
 
 // Service is a MetaProtocol service: a host with at least one port of a
@@ -61,6 +65,11 @@ type Endpoint struct {
 	// "namespace/name": its Pod's service account, or a WorkloadEntry's or
 	// ServiceEntry endpoint's serviceAccount; "" when unknown.
 	ServiceAccount string
+	// Workload and Namespace name the workload the endpoint belongs to, as
+	// Istio's metrics label it: a Pod's Deployment (its ReplicaSet's name
+	// without the pod-template-hash), other owner or own name; "" when
+	// unknown.
+	Workload, Namespace string
 }
 
 // Port returns the service port with the given number.
@@ -77,52 +86,157 @@ func (s *Service) Port(n uint32) (Port, bool) {
 // EndpointSlices and Pods. An endpoint's labels are its Pod's labels over
 // its EndpointSlice's own labels (other than the kubernetes.io ones), so a
 // hand-made slice can label endpoints that have no Pod.
-func kubeServices(in *Inputs, protos protocols, domain string, resolve Resolver) []*Service {
+func kubeServices(in *Inputs, protos protocols, domain string, resolve Resolver, memo *serviceMemo) []*Service {
 	pods := map[string]*corev1.Pod{}
 	for _, p := range in.Pods {
 		pods[p.Namespace+"/"+p.Name] = p
 	}
-	slices := map[string][]*discoveryv1.EndpointSlice{}
+	bySvc := map[string][]*discoveryv1.EndpointSlice{}
 	for _, s := range in.EndpointSlices {
 		name := s.Labels[discoveryv1.LabelServiceName]
 		if name != "" {
 			key := s.Namespace + "/" + name
-			slices[key] = append(slices[key], s)
+			bySvc[key] = append(bySvc[key], s)
 		}
 	}
+	memo.start(in.ApplicationProtocols, domain)
 	var out []*Service
 	for _, ks := range in.Services {
-		svc := &Service{
-			Host:      fmt.Sprintf("%s.%s.svc.%s", ks.Name, ks.Namespace, domain),
-			Namespace: ks.Namespace,
-			ExportTo:  splitExportTo(ks.Annotations["networking.istio.io/exportTo"]),
-			Kind:      "Service",
-			Name:      ks.Name,
-			created:   ks.CreationTimestamp,
-			uid:       ks.UID,
-			Addresses: virtualIPs(ks.Spec.ClusterIPs),
+		ss := bySvc[ks.Namespace+"/"+ks.Name]
+		sort.Slice(ss, func(i, j int) bool { return ss[i].Name < ss[j].Name })
+		svc, ok := memo.lookup(ks, ss, pods)
+		if !ok {
+			svc = kubeService(ks, ss, protos, domain, pods, resolve)
+			memo.keep(ks, ss, pods, svc)
 		}
-		byName := map[string]uint32{}
-		for _, p := range ks.Spec.Ports {
-			if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
-				continue
-			}
-			proto, ok := protos.detect(ptrString(p.AppProtocol), p.Name)
-			if !ok {
-				continue
-			}
-			svc.Ports = append(svc.Ports, Port{Number: uint32(p.Port), Name: p.Name, Protocol: proto})
-			byName[p.Name] = uint32(p.Port)
+		if svc != nil {
+			out = append(out, svc)
 		}
-		if len(svc.Ports) == 0 {
+	}
+	memo.end()
+	return out
+}
+
+// kubeService builds the MetaProtocol service of a Kubernetes Service and
+// its EndpointSlices ss; nil when it has no MetaProtocol port.
+func kubeService(ks *corev1.Service, ss []*discoveryv1.EndpointSlice, protos protocols, domain string, pods map[string]*corev1.Pod, resolve Resolver) *Service {
+	svc := &Service{
+		Host:      fmt.Sprintf("%s.%s.svc.%s", ks.Name, ks.Namespace, domain),
+		Namespace: ks.Namespace,
+		ExportTo:  splitExportTo(ks.Annotations["networking.istio.io/exportTo"]),
+		Kind:      "Service",
+		Name:      ks.Name,
+		created:   ks.CreationTimestamp,
+		uid:       ks.UID,
+		Addresses: virtualIPs(ks.Spec.ClusterIPs),
+	}
+	byName := map[string]uint32{}
+	for _, p := range ks.Spec.Ports {
+		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
 			continue
 		}
-		ss := slices[ks.Namespace+"/"+ks.Name]
-		sort.Slice(ss, func(i, j int) bool { return ss[i].Name < ss[j].Name })
-		for _, s := range ss {
-			svc.Endpoints = append(svc.Endpoints, sliceEndpoints(s, byName, pods, resolve)...)
+		proto, ok := protos.detect(ptrString(p.AppProtocol), p.Name)
+		if !ok {
+			continue
 		}
-		out = append(out, svc)
+		svc.Ports = append(svc.Ports, Port{Number: uint32(p.Port), Name: p.Name, Protocol: proto})
+		byName[p.Name] = uint32(p.Port)
+	}
+	if len(svc.Ports) == 0 {
+		return nil
+	}
+	for _, s := range ss {
+		svc.Endpoints = append(svc.Endpoints, sliceEndpoints(s, byName, pods, resolve)...)
+	}
+	return svc
+}
+
+// serviceMemo keeps the services kubeServices built, so the next build
+// reuses a Service's when its Service, EndpointSlices and their Pods are
+// the objects it was built from (a source hands unchanged objects over
+// as they were) and the ApplicationProtocols are too. Rebuilding every
+// service was most of an index build at 10,000 services. A nil memo
+// keeps nothing.
+type serviceMemo struct {
+	mu     sync.Mutex // held from start to end
+	protos []*v1alpha1.ApplicationProtocol
+	domain string
+	last   map[string]*memoService
+	next   map[string]*memoService
+}
+
+// memoService is what one service was built from, and the service (nil:
+// no MetaProtocol port).
+type memoService struct {
+	ks     *corev1.Service
+	slices []*discoveryv1.EndpointSlice
+	// pods are the Pods the slices' endpoints name, as they were found
+	// (nil where none was).
+	pods []*corev1.Pod
+	svc  *Service
+}
+
+// start begins a build; the last one's services are dropped when the
+// protocols or the domain differ.
+func (m *serviceMemo) start(protos []*v1alpha1.ApplicationProtocol, domain string) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	if !slices.Equal(m.protos, protos) || m.domain != domain {
+		m.last = nil
+	}
+	m.protos, m.domain = slices.Clone(protos), domain
+	m.next = make(map[string]*memoService, len(m.last))
+}
+
+func (m *serviceMemo) end() {
+	if m != nil {
+		m.last, m.next = m.next, nil
+		m.mu.Unlock()
+	}
+}
+
+func (m *serviceMemo) lookup(ks *corev1.Service, ss []*discoveryv1.EndpointSlice, pods map[string]*corev1.Pod) (*Service, bool) {
+	if m == nil {
+		return nil, false
+	}
+	e := m.last[ks.Namespace+"/"+ks.Name]
+	if e == nil || e.ks != ks || !slices.Equal(e.slices, ss) || !slices.Equal(e.pods, podsOf(ss, pods)) {
+		return nil, false
+	}
+	m.next[ks.Namespace+"/"+ks.Name] = e
+	return e.svc, true
+}
+
+// keep remembers a service built now, unless a slice of it names
+// addresses by DNS (those answers change without an object changing).
+func (m *serviceMemo) keep(ks *corev1.Service, ss []*discoveryv1.EndpointSlice, pods map[string]*corev1.Pod, svc *Service) {
+	if m == nil {
+		return
+	}
+	for _, s := range ss {
+		if s.AddressType == discoveryv1.AddressTypeFQDN {
+			return
+		}
+	}
+	m.next[ks.Namespace+"/"+ks.Name] = &memoService{ks: ks, slices: slices.Clone(ss), pods: podsOf(ss, pods), svc: svc}
+}
+
+// podsOf lists the Pods the endpoints of ss name, in order (nil where
+// there is none).
+func podsOf(ss []*discoveryv1.EndpointSlice, pods map[string]*corev1.Pod) []*corev1.Pod {
+	var out []*corev1.Pod
+	for _, s := range ss {
+		for _, e := range s.Endpoints {
+			if ref := e.TargetRef; ref != nil && ref.Kind == "Pod" {
+				ns := ref.Namespace
+				if ns == "" {
+					ns = s.Namespace
+				}
+				out = append(out, pods[ns+"/"+ref.Name])
+			}
+		}
 	}
 	return out
 }
@@ -155,7 +269,7 @@ func sliceEndpoints(s *discoveryv1.EndpointSlice, byName map[string]uint32, pods
 			continue
 		}
 		lbls := maps.Clone(base)
-		sa := ""
+		sa, workload, wns := "", "", s.Namespace
 		if ref := e.TargetRef; ref != nil && ref.Kind == "Pod" {
 			ns := ref.Namespace
 			if ns == "" {
@@ -164,6 +278,7 @@ func sliceEndpoints(s *discoveryv1.EndpointSlice, byName map[string]uint32, pods
 			if pod := pods[ns+"/"+ref.Name]; pod != nil {
 				maps.Copy(lbls, pod.Labels)
 				sa = ns + "/" + podServiceAccount(pod)
+				workload, wns = podWorkload(pod), ns
 			}
 		}
 		addrs := e.Addresses[:1]
@@ -176,10 +291,31 @@ func sliceEndpoints(s *discoveryv1.EndpointSlice, byName map[string]uint32, pods
 			addrs = got
 		}
 		for _, a := range addrs {
-			out = append(out, Endpoint{Address: a, Ports: ports, Labels: lbls, ServiceAccount: sa})
+			out = append(out, Endpoint{Address: a, Ports: ports, Labels: lbls, ServiceAccount: sa, Workload: workload, Namespace: wns})
 		}
 	}
 	return out
+}
+
+// podWorkload is the name Istio gives a Pod's workload: its controller's
+// name, with a ReplicaSet's pod-template-hash suffix taken off (the
+// Deployment's name), a Job's CronJob suffix kept; the Pod's own name
+// without a controller.
+func podWorkload(p *corev1.Pod) string {
+	for _, ref := range p.OwnerReferences {
+		if ref.Controller == nil || !*ref.Controller {
+			continue
+		}
+		if ref.Kind == "ReplicaSet" {
+			if h := p.Labels["pod-template-hash"]; h != "" {
+				if name, ok := strings.CutSuffix(ref.Name, "-"+h); ok {
+					return name
+				}
+			}
+		}
+		return ref.Name
+	}
+	return p.Name
 }
 
 // podServiceAccount is the Pod's service account; Kubernetes sets
@@ -327,7 +463,7 @@ func workloadEndpoints(we *v1alpha3.WorkloadEntry, ns string, ports []Port, targ
 		if a == "" {
 			continue
 		}
-		out = append(out, Endpoint{Address: a, Ports: pm, Labels: we.GetLabels(), ServiceAccount: sa})
+		out = append(out, Endpoint{Address: a, Ports: pm, Labels: we.GetLabels(), ServiceAccount: sa, Namespace: ns})
 	}
 	return out
 }

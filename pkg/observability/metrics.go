@@ -3,6 +3,7 @@ package observability
 
 import (
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -30,6 +31,7 @@ type Metrics struct {
 	authz         *prometheus.CounterVec
 	limits        limitMetrics
 	sniff         sniffMetrics
+	istio         *istioMetrics // nil: Istio's standard metrics are off
 
 	// The observers of successful requests, by their labels: Prometheus
 	// hashes and checks every label on each lookup, which is a good part
@@ -38,8 +40,24 @@ type Metrics struct {
 	reqOK  map[requestKey]*Series
 	opsMu  sync.RWMutex
 	opsOK  map[operationKey]*Series
-	opSeen int // distinct operation names, capped at maxOperations
+	opSeen int // distinct operation names, capped at ops.Max
+	// opLimit bounds the operation label: set before the proxy serves.
+	opLimit OperationLimit
 }
+
+// OperationLimit bounds the operation label of rosetta_operations_total
+// and rosetta_operation_duration_seconds by configuration: with Names,
+// only those operations get a series of their own; otherwise the first Max
+// distinct names do (per proxy, across listeners). Every other request
+// counts as "other" (all of them with Max 0).
+type OperationLimit struct {
+	Max   int
+	Names []string
+}
+
+// DefaultOperationLimit is the bound without --operation-names and
+// --max-operations.
+var DefaultOperationLimit = OperationLimit{Max: 1000}
 
 type requestKey struct{ listener, route, cluster string }
 
@@ -66,11 +84,6 @@ func (s *Series) Observe(d time.Duration) {
 	s.count.Inc()
 	s.duration.Observe(d.Seconds())
 }
-
-// maxOperations caps the distinct operation names per proxy, so a client
-// sending random method names cannot grow the metrics without bound; the
-// rest count as "other".
-const maxOperations = 1000
 
 // New registers the proxy's metrics.
 func New() *Metrics {
@@ -130,8 +143,11 @@ func New() *Metrics {
 	m.Registry.MustRegister(m.tlsConns, m.tlsFailed, m.authz)
 	m.registerLimits()
 	m.registerSniff()
+	m.istio = newIstioMetrics()
+	m.Registry.MustRegister(m.istio.collectors()...)
 	m.reqOK = map[requestKey]*Series{}
 	m.opsOK = map[operationKey]*Series{}
+	m.opLimit = DefaultOperationLimit
 	m.Registry.MustRegister(m.ops, m.opDuration)
 	m.Registry.MustRegister(m.requests, m.duration, m.downstreamCx, m.downstreamErr, m.upstreamErr, m.upstreamRq, m.configApplied,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -174,17 +190,35 @@ func (m *Metrics) Operation(listener, op, status string, d time.Duration) {
 	m.opDuration.WithLabelValues(listener, op).Observe(d.Seconds())
 }
 
+// SetOperationLimit bounds the operation label; call it before the proxy
+// serves.
+func (m *Metrics) SetOperationLimit(l OperationLimit) {
+	m.opsMu.Lock()
+	defer m.opsMu.Unlock()
+	m.opLimit = l
+}
+
 // OperationSeries is the series of successful requests with this operation
-// name; nil once maxOperations distinct names are taken and op is not one
-// of them (such requests count as "other").
+// name; nil when the OperationLimit gives op no series (such requests count
+// as "other").
 func (m *Metrics) OperationSeries(listener, op string) *Series {
 	return seriesOf(&m.opsMu, m.opsOK, operationKey{listener, op}, func() *Series {
-		if m.opSeen >= maxOperations {
+		if !m.opLimit.allows(op, m.opSeen) {
 			return nil
 		}
 		m.opSeen++
 		return &Series{labels: [3]string{listener, op, ""}, count: m.ops.WithLabelValues(listener, op, "ok"), duration: m.opDuration.WithLabelValues(listener, op)}
 	})
+}
+
+// allows reports whether op may have a series of its own, seen distinct
+// names having one: a listed name always (listeners times names bound
+// them), any name while fewer than Max have one.
+func (l OperationLimit) allows(op string, seen int) bool {
+	if len(l.Names) > 0 {
+		return slices.Contains(l.Names, op)
+	}
+	return seen < l.Max
 }
 
 // seriesOf is series[k], which create (nil: none) makes under mu's write

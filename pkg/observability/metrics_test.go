@@ -10,6 +10,8 @@ import (
 
 func TestOperationsPastTheCapCountAsOther(t *testing.T) {
 	m := New()
+	const maxOperations = 20
+	m.SetOperationLimit(OperationLimit{Max: maxOperations})
 	for i := range maxOperations + 5 {
 		m.Operation("l", "op"+strconv.Itoa(i), "ok", time.Millisecond)
 	}
@@ -30,6 +32,28 @@ func TestOperationsPastTheCapCountAsOther(t *testing.T) {
 		if got := testutil.ToFloat64(m.ops.WithLabelValues("l", c.op, c.status)); got != c.want {
 			t.Errorf("rosetta_operations_total{operation=%q,status=%q} = %v, want %v", c.op, c.status, got, c.want)
 		}
+	}
+}
+
+func TestOnlyListedOperationsHaveSeries(t *testing.T) {
+	m := New()
+	m.SetOperationLimit(OperationLimit{Names: []string{"sayHello", "GET"}})
+	for _, op := range []string{"sayHello", "GET", "random1", "random2", "sayHello"} {
+		m.Operation("l", op, "ok", time.Millisecond)
+	}
+	m.Operation("other-listener", "GET", "ok", time.Millisecond)
+	for _, c := range []struct {
+		listener, op string
+		want         float64
+	}{
+		{"l", "sayHello", 2}, {"l", "GET", 1}, {"l", "other", 2}, {"other-listener", "GET", 1},
+	} {
+		if got := testutil.ToFloat64(m.ops.WithLabelValues(c.listener, c.op, "ok")); got != c.want {
+			t.Errorf("rosetta_operations_total{listener=%q,operation=%q} = %v, want %v", c.listener, c.op, got, c.want)
+		}
+	}
+	if got := testutil.CollectAndCount(m.ops); got != 4 {
+		t.Errorf("operation series = %d, want 4 (two listed names, other, the second listener's GET)", got)
 	}
 }
 

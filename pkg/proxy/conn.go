@@ -36,6 +36,10 @@ type downConn struct {
 	// Atomic: answers may come back on several goroutines.
 	lastRequest   atomic.Pointer[observability.Series]
 	lastOperation atomic.Pointer[observability.Series]
+	lastIstio     atomic.Pointer[observability.IstioSeries]
+	// source is what the caller's verified identity tells of it, for
+	// Istio's metrics.
+	source *observability.Workload
 
 	streamsMu sync.Mutex
 	streams   map[uint64]*stream // by the client's stream ID
@@ -70,6 +74,7 @@ func newDownConn(l *listener, nc net.Conn, principal string) *downConn {
 	}
 	dc := &downConn{l: l, lc: lc, nc: nc, codec: cd}
 	dc.peer = peerOf(nc, principal, lc.port)
+	dc.source = observability.WorkloadOfPrincipal(principal)
 	dc.w = wire.NewWriter(nc, wire.Options{
 		Timeout: writeTimeout,
 		// Answers queued for a caller that does not read are held to the

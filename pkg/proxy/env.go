@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -29,6 +30,9 @@ type env struct {
 	// the env is shared, with a plain store.
 	spare      *exchange
 	spareTaken atomic.Bool
+	// log gathers, for the access log, what the requests sent say.
+	logMu sync.Mutex
+	log   *handlerLog
 }
 
 var _ codec.Upstream = (*env)(nil)
@@ -40,7 +44,7 @@ func (e *env) exchange(req *codec.Message, done codec.Done) *exchange {
 	} else {
 		ex = &exchange{}
 	}
-	*ex = exchange{p: e.dc.l.p, dc: e.dc, req: req, snap: e.snap, start: e.start, onDone: done, round: e.round}
+	*ex = exchange{p: e.dc.l.p, dc: e.dc, req: req, snap: e.snap, start: e.start, onDone: done, round: e.round, env: e}
 	return ex
 }
 

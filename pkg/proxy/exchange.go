@@ -12,6 +12,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/router"
+	"github.com/rosetta-mesh/rosetta/pkg/tracing"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
 )
 
@@ -40,6 +41,17 @@ type exchange struct {
 	// round is the reader's round that writes made while handling the
 	// request on the reader goroutine join (see netloop.Round).
 	round *netloop.Round
+	// trace is the request's server span; nil when it is not traced.
+	trace *tracing.Request
+	// For the access log: the handler's env that sent the request (nil
+	// for a client's) and the reason of an answer the proxy made.
+	env    *env
+	detail string
+
+	// endpoint is the last try's; flag, when set, is the response flag
+	// (istio.go) of a failure the status does not tell.
+	endpoint *upstream.Endpoint
+	flag     string
 
 	mu       sync.Mutex
 	done     bool
@@ -57,6 +69,7 @@ type attempt struct {
 	conn  *upstream.Conn
 	id    uint64
 	retry bool // holds one of the cluster's retry slots
+	span  tracing.Try
 }
 
 // end releases what the attempt holds once it is over.
@@ -93,6 +106,9 @@ func (p *Proxy) handle(dc *downConn, req *codec.Message, b *netloop.Round) {
 	ex := &exchange{p: p, dc: dc, req: req, snap: p.snap.Load(), start: b.Now(), round: b}
 	ex.slot = dc.reserve(&ex.slotBuf)
 	ex.route = ex.match()
+	if ex.dc.lc.tracing != nil {
+		ex.startTrace()
+	}
 	ex.run()
 }
 
@@ -115,7 +131,10 @@ func (hc *handled) Reply(m *codec.Message) {
 	dc := hc.env.dc
 	// The round's time is its owner's round now, and never before start,
 	// which the same round gave.
-	dc.recordOperation(hc.req, status, hc.env.round.Now().Sub(hc.env.start))
+	d := hc.env.round.Now().Sub(hc.env.start)
+	dc.recordOperation(hc.req, status, d)
+	dc.recordHandled(hc.req, m, d)
+	hc.logReply(m, status, d)
 	dc.respond(hc.slot, m, hc.env.round)
 	dc.finished()
 }
@@ -141,11 +160,13 @@ func (ex *exchange) run() {
 func (ex *exchange) inject() {
 	if f := ex.route.Action.Fault; f != nil {
 		if f.AbortPercent > 0 && router.Chance(f.AbortPercent) {
+			ex.flag = flagFaultAbort
 			ex.local(f.Abort, "fault injected by route "+ex.route.Name)
 			return
 		}
 		if f.Delay > 0 && router.Chance(f.DelayPercent) {
 			ex.round = nil // the forward runs on a timer, not on the reader
+			ex.flag = flagFaultDelay
 			time.AfterFunc(f.Delay, ex.forward)
 			return
 		}
@@ -221,11 +242,15 @@ func (ex *exchange) sendOneway() {
 		ex.local(codec.StatusNoUpstream, "no endpoint in cluster "+ex.cluster.Name)
 		return
 	}
-	status := "ok"
-	if _, _, err := ex.pool(ep).Send(ex.cluster, ex.req, nil, ex.round); err != nil {
-		status = "upstream_error"
+	ex.endpoint = ep
+	try := ex.traceOneway(ep)
+	status, st := "ok", codec.StatusOK
+	_, _, err := ex.pool(ep).Send(ex.cluster, ex.req, nil, ex.round)
+	if err != nil {
+		status, st, ex.flag = "upstream_error", codec.StatusNoUpstream, flagConnectFailure
 	}
-	ex.record(status, ex.round)
+	try.End(nil, err)
+	ex.record(status, nil, st, ex.round)
 	ex.complete(nil, codec.StatusOK, "", ex.round)
 }
 
@@ -288,13 +313,17 @@ func (ex *exchange) startTry(exclude *upstream.Endpoint, b *netloop.Round, retry
 		a = &attempt{}
 	}
 	*a = attempt{ex: ex, ep: ep, retry: retry}
-	ex.try = a
+	ex.try, ex.endpoint = a, ep
 	ex.armTimer(a)
+	if ex.trace != nil {
+		ex.traceTry(a)
+	}
 	ep.Begin()
 	conn, id, err := ex.pool(ep).Send(ex.cluster, ex.req, a, b)
 	if err != nil {
 		ex.try = nil
 		a.end()
+		a.span.End(nil, err)
 		ex.failedLocked(a, err, b)
 		return
 	}
@@ -327,6 +356,7 @@ func (ex *exchange) attemptDone(a *attempt, resp *codec.Message, err error, b *n
 		return // an abandoned try answered late
 	}
 	a.end()
+	a.span.End(resp, err)
 	ex.try = nil
 	if err != nil {
 		ex.failedLocked(a, err, b)
@@ -350,11 +380,12 @@ func (ex *exchange) failedLocked(a *attempt, err error, b *netloop.Round) {
 	case errors.Is(err, upstream.ErrConnect):
 		st, may = codec.StatusNoUpstream, true
 		ex.p.metrics.UpstreamError(ex.cluster.Name, "connect")
+		ex.flag = flagConnectFailure
 	case errors.Is(err, upstream.ErrReset):
 		st, may = codec.StatusUpstreamReset, retry.On&router.RetryReset != 0
 		ex.p.metrics.UpstreamError(ex.cluster.Name, "reset")
-	case errors.Is(err, upstream.ErrOverloaded):
-		st = codec.StatusOverloaded
+	case errors.Is(err, upstream.ErrOverloaded): // this endpoint is unavailable; another may not be
+		st, may = codec.StatusOverloaded, retry.On&router.RetryUnavailable != 0
 		ex.p.metrics.UpstreamError(ex.cluster.Name, "overloaded")
 	default:
 		st = codec.StatusBadRequest
@@ -388,6 +419,7 @@ func (ex *exchange) timedOut(a *attempt) {
 	}
 	ex.try = nil
 	a.end()
+	a.span.End(nil, errTryTimeout)
 	if a.conn != nil {
 		a.conn.Cancel(a.id)
 	}
@@ -415,7 +447,7 @@ func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail st
 	for _, kv := range ex.route.Action.ResponseMutation {
 		resp.Set(kv.Key, kv.Value)
 	}
-	ex.record(st.String(), b)
+	ex.record(st.String(), resp, st, b)
 	ex.complete(resp, st, "", b)
 }
 
@@ -423,7 +455,8 @@ func (ex *exchange) finishLocked(resp *codec.Message, st codec.Status, detail st
 func (ex *exchange) local(st codec.Status, detail string) { ex.localWith(st, detail, ex.round) }
 
 func (ex *exchange) localWith(st codec.Status, detail string, b *netloop.Round) {
-	ex.record(st.String(), b)
+	ex.detail = detail
+	ex.record(st.String(), nil, st, b)
 	ex.complete(nil, st, "rosetta: "+detail, b)
 }
 
@@ -446,9 +479,9 @@ func (ex *exchange) complete(resp *codec.Message, st codec.Status, detail string
 	ex.dc.finished()
 }
 
-// record counts the request; b, the round of the round that ends it, gives
-// the time.
-func (ex *exchange) record(status string, b *netloop.Round) {
+// record counts the request, which ended with resp (nil: a local reply
+// for st); b, the round of the round that ends it, gives the time.
+func (ex *exchange) record(status string, resp *codec.Message, st codec.Status, b *netloop.Round) {
 	route, cluster := "", ""
 	if ex.route != nil {
 		route = ex.route.Name
@@ -458,6 +491,9 @@ func (ex *exchange) record(status string, b *netloop.Round) {
 	}
 	// Round times of two loops may be out of order by up to a round.
 	d := max(b.Now().Sub(ex.start), 0)
+	if lg := ex.dc.l.cfg.Load().accessLog; lg != nil {
+		ex.logAccess(lg, status, resp, st, d)
+	}
 	if status == "ok" {
 		ex.dc.series(&ex.dc.lastRequest, route, cluster, func() *observability.Series {
 			return ex.p.metrics.RequestSeries(ex.dc.lc.statPrefix, route, cluster)
@@ -465,8 +501,12 @@ func (ex *exchange) record(status string, b *netloop.Round) {
 	} else {
 		ex.p.metrics.Request(ex.dc.lc.statPrefix, route, cluster, status, d)
 	}
+	if ex.trace != nil {
+		ex.endTrace(status)
+	}
 	if ex.onDone == nil { // a handler's sub-requests are not operations of their own
 		ex.dc.recordOperation(ex.req, status, d)
+		ex.recordIstio(resp, st, d)
 	}
 }
 

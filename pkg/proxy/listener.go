@@ -105,6 +105,7 @@ func (l *listener) track(nc net.Conn, principal string) (*downConn, bool) {
 	dc := newDownConn(l, nc, principal)
 	l.conns[dc] = struct{}{}
 	l.p.metrics.DownstreamConn(l.cfg.Load().statPrefix, 1)
+	dc.connectionOpened()
 	return dc, true
 }
 
@@ -116,6 +117,7 @@ func (l *listener) untrack(dc *downConn) {
 	}
 	delete(l.conns, dc)
 	l.p.metrics.DownstreamConn(l.cfg.Load().statPrefix, -1)
+	dc.connectionClosed()
 	if l.draining && len(l.conns) == 0 {
 		close(l.idle)
 	}

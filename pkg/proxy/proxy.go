@@ -14,10 +14,12 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/pkg/accesslog"
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/hbone"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
+	"github.com/rosetta-mesh/rosetta/pkg/tracing"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
@@ -35,6 +37,12 @@ type Proxy struct {
 	// shared bound on unfinished frames.
 	limits Limits
 	budget *wire.Budget
+	// tracer makes the spans of listeners with tracing config; nil: none.
+	tracer *tracing.Tracer
+	// logs are the open access log destinations.
+	logs *accesslog.Sinks
+	// reporter is the reporter label of Istio's metrics (SetReporter).
+	reporter string
 
 	mu        sync.Mutex // serialises Apply and Shutdown
 	listeners map[string]*listener
@@ -57,8 +65,10 @@ func New(log *slog.Logger) *Proxy {
 		metrics:   observability.New(),
 		mgr:       upstream.NewManager(nil),
 		listeners: map[string]*listener{},
+		reporter:  observability.ReporterWaypoint,
 	}
 	p.rls = newRateLimitService(p.metrics.Registry)
+	p.logs = accesslog.NewSinks(p.metrics.Registry)
 	p.SetLimits(DefaultLimits())
 	return p
 }
@@ -89,6 +99,9 @@ func (p *Proxy) Apply(res config.Resources) error {
 	}
 	s, err := compile(res, p.mgr, p.identity, p.limits, p.budget)
 	if err == nil {
+		err = p.openLogs(s)
+	}
+	if err == nil {
 		err = p.openListeners(s)
 	}
 	if err != nil {
@@ -98,6 +111,7 @@ func (p *Proxy) Apply(res config.Resources) error {
 	for name, c := range s.clusters {
 		c.Active = p.metrics.UpstreamActive(name)
 	}
+	p.bindTracing(s)
 	p.snap.Store(s)
 	for name, l := range p.listeners {
 		if lc, ok := s.listeners[name]; ok {
@@ -193,5 +207,6 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	if err := p.rls.close(); err != nil {
 		p.log.Warn("closing rate limit service connections", "err", err)
 	}
+	p.logs.Close()
 	return ctx.Err()
 }

@@ -10,6 +10,7 @@ import (
 
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 
+	"github.com/rosetta-mesh/rosetta/pkg/accesslog"
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/authz"
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
@@ -17,6 +18,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/router"
+	"github.com/rosetta-mesh/rosetta/pkg/tracing"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
@@ -63,6 +65,12 @@ type listenerConfig struct {
 	ownTLS    bool
 	plaintext bool
 	authz     *authz.Engine
+	// tracing samples the listener's requests; nil: no tracing.
+	tracing *tracing.Listener
+	// accessLogConfig, when set, asks for access logs; accessLog is its
+	// logger, set when the snapshot is applied (Validate opens nothing).
+	accessLogConfig *accesslog.Config
+	accessLog       *accesslog.Logger
 }
 
 // table returns the listener's routes in s.
@@ -178,6 +186,12 @@ func compileListener(l *listenerv3.Listener, secrets *secretSet, id *identity.Wo
 	}
 	if err := compileSecurity(lc, l, mp, secrets, id); err != nil {
 		return nil, err
+	}
+	if lc.tracing, err = compileTracing(mp); err != nil {
+		return nil, err
+	}
+	if lc.accessLogConfig, err = accesslog.Compile(mp.GetAccessLog()); err != nil {
+		return nil, fmt.Errorf("filter %s: access_log.%w", config.FilterName, err)
 	}
 	if rc := mp.GetRouteConfig(); rc != nil {
 		if lc.inline, err = router.Compile(rc); err != nil {

@@ -2,9 +2,11 @@ package upstream
 
 import (
 	"fmt"
+	"math"
 
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -15,6 +17,7 @@ import (
 
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
+	"github.com/rosetta-mesh/rosetta/pkg/observability"
 )
 
 // Manager builds clusters from config and keeps one Endpoint per address
@@ -93,12 +96,28 @@ func (m *Manager) buildCluster(c *clusterv3.Cluster, cla map[string]*endpointv3.
 	if d := c.GetConnectTimeout(); d != nil {
 		cl.ConnectTimeout = d.AsDuration()
 	}
-	applyLimits(cl, c.GetCircuitBreakers())
+	if err := applyLimits(cl, c.GetCircuitBreakers()); err != nil {
+		return nil, err
+	}
 	if cl.Outlier, err = outlier(c.GetOutlierDetection()); err != nil {
 		return nil, err
 	}
-	for _, lb := range lbs {
-		cl.Endpoints = append(cl.Endpoints, m.endpoint(lb.addr, tp.pick(lb.lb)))
+	if cl.Service, err = serviceOf(c); err != nil {
+		return nil, err
+	}
+	for i, lb := range lbs {
+		e := m.endpoint(lb.addr, tp.pick(lb.lb))
+		cl.Endpoints = append(cl.Endpoints, e)
+		w, err := workloadOf(lb.lb)
+		if err != nil {
+			return nil, fmt.Errorf("endpoints (%s): %w", lbs[i].addr, err)
+		}
+		if w != nil {
+			if cl.workloads == nil {
+				cl.workloads = map[*Endpoint]*observability.Workload{}
+			}
+			cl.workloads[e] = w
+		}
 	}
 	if cl.Balancer, err = newBalancer(cl.Policy, cl.Endpoints, ringSize(c)); err != nil {
 		return nil, err
@@ -185,8 +204,8 @@ func policy(p clusterv3.Cluster_LbPolicy) LBPolicy {
 	return LBPolicy(p.String())
 }
 
-func applyLimits(cl *Cluster, cb *clusterv3.CircuitBreakers) {
-	for _, t := range cb.GetThresholds() {
+func applyLimits(cl *Cluster, cb *clusterv3.CircuitBreakers) error {
+	for i, t := range cb.GetThresholds() {
 		if t.GetPriority() != corev3.RoutingPriority_DEFAULT {
 			continue
 		}
@@ -202,7 +221,34 @@ func applyLimits(cl *Cluster, cb *clusterv3.CircuitBreakers) {
 		if v := t.GetMaxRetries(); v != nil {
 			cl.MaxRetries = int64(v.GetValue())
 		}
+		if rb := t.GetRetryBudget(); rb != nil {
+			b, err := retryBudget(rb)
+			if err != nil {
+				return fmt.Errorf("circuit_breakers.thresholds[%d].retry_budget.%w", i, err)
+			}
+			cl.RetryBudget = b
+		}
 	}
+	return nil
+}
+
+// retryBudget reads Envoy's retry_budget, with its defaults (20%, 3).
+func retryBudget(rb *clusterv3.CircuitBreakers_Thresholds_RetryBudget) (*RetryBudget, error) {
+	b := &RetryBudget{Percent: DefaultRetryBudgetPercent, MinConcurrency: DefaultRetryBudgetMinConcurrency}
+	if p := rb.GetBudgetPercent(); p != nil {
+		v := p.GetValue()
+		if math.IsNaN(v) || v < 0 || v > 100 {
+			return nil, fmt.Errorf("budget_percent: %v is not between 0 and 100", v)
+		}
+		b.Percent = v
+	}
+	if v := rb.GetMinRetryConcurrency(); v != nil {
+		b.MinConcurrency = int64(v.GetValue())
+	}
+	if rb.GetBudgetInterval() != nil {
+		return nil, fmt.Errorf("budget_interval: not supported: the budget counts the requests in flight now")
+	}
+	return b, nil
 }
 
 type lbEndpoint struct {
@@ -282,3 +328,45 @@ func (m *Manager) CloseAll() { m.Commit(nil) }
 // Endpoint returns the plaintext endpoint for addr, making one if no
 // cluster has it.
 func (m *Manager) Endpoint(addr string) *Endpoint { return m.endpoint(addr, nil) }
+
+// serviceOf is a cluster's destination service for Istio's metrics: from
+// its metadata (istiod's and the controller's istio.services), else the
+// host of an Istio cluster name (outbound|PORT|SUBSET|HOST), else the
+// cluster's name.
+func serviceOf(c *clusterv3.Cluster) (*observability.Service, error) {
+	s, ok, err := config.ParseService(c.GetMetadata())
+	switch {
+	case err != nil:
+		return nil, err
+	case ok:
+		svc := observability.ServiceOf(s.Host)
+		if s.Name != "" {
+			svc.Name = s.Name
+		}
+		if s.Namespace != "" {
+			svc.Namespace = s.Namespace
+		}
+		return svc, nil
+	}
+	name := c.GetName()
+	if parts := strings.SplitN(name, "|", 4); len(parts) == 4 && parts[0] == "outbound" {
+		name = parts[3]
+	}
+	return observability.ServiceOf(name), nil
+}
+
+// workloadOf is an endpoint's workload from its metadata; nil when it
+// has none. Empty fields are Istio's "unknown".
+func workloadOf(lb *endpointv3.LbEndpoint) (*observability.Workload, error) {
+	w, ok, err := config.ParseWorkload(lb.GetMetadata())
+	if err != nil || !ok {
+		return nil, err
+	}
+	or := func(s string) string {
+		if s == "" {
+			return observability.Unknown
+		}
+		return s
+	}
+	return &observability.Workload{Name: or(w.Name), Namespace: or(w.Namespace), Principal: or(w.Principal), App: or(w.App), Version: or(w.Version)}, nil
+}

@@ -3,6 +3,7 @@
 package upstream
 
 import (
+	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,14 +25,23 @@ type Cluster struct {
 	// MaxPending caps the requests waiting, per connection, for the
 	// connection to be made.
 	MaxPending int
-	// MaxRetries caps the retries in flight to the whole cluster.
+	// MaxRetries caps the retries in flight to the whole cluster, unless
+	// RetryBudget is set.
 	MaxRetries int64
+	// RetryBudget, when set, caps the retries in flight in proportion to
+	// the requests in flight instead (Envoy's retry_budget).
+	RetryBudget *RetryBudget
 	// Outlier says when an endpoint is ejected.
 	Outlier Outlier
 	// Active, when set, follows the requests in flight for a metric. It
 	// is shared by every build of the cluster's name, so it stays right
 	// across config updates (each build counts its own requests).
 	Active Gauge
+	// Service is the destination service its requests are labelled with
+	// in Istio's metrics.
+	Service *observability.Service
+	// workloads are its endpoints' workloads, from their metadata.
+	workloads map[*Endpoint]*observability.Workload
 
 	inflight atomic.Int64
 	retries  atomic.Int64
@@ -54,10 +64,37 @@ func (c *Cluster) State(key any, init func() any) any {
 	return v
 }
 
+// RetryBudget bounds a cluster's retries in flight to Percent of its
+// requests in flight, and never below MinConcurrency: when most requests
+// fail at once, retries cannot multiply the load on what is left.
+type RetryBudget struct {
+	// Percent of the requests in flight, 0 to 100.
+	Percent float64
+	// MinConcurrency is the retries in flight allowed however few
+	// requests are in flight.
+	MinConcurrency int64
+}
+
+// Envoy's defaults for a retry_budget that leaves a field unset.
+const (
+	DefaultRetryBudgetPercent        = 20
+	DefaultRetryBudgetMinConcurrency = 3
+)
+
+// limit is the retries allowed in flight while inflight requests are.
+func (b *RetryBudget) limit(inflight int64) int64 {
+	return max(int64(b.Percent*float64(inflight)/100), b.MinConcurrency)
+}
+
 // AcquireRetry takes a slot for a retry in flight; false when the cluster's
-// retry limit is reached, so a failing upstream is not hit twice as hard.
+// retry limit or budget is reached, so a failing upstream is not hit twice
+// as hard.
 func (c *Cluster) AcquireRetry() bool {
-	if c.retries.Add(1) > c.MaxRetries {
+	limit := c.MaxRetries
+	if c.RetryBudget != nil {
+		limit = c.RetryBudget.limit(c.inflight.Load())
+	}
+	if c.retries.Add(1) > limit {
 		c.retries.Add(-1)
 		return false
 	}
@@ -66,6 +103,15 @@ func (c *Cluster) AcquireRetry() bool {
 
 // ReleaseRetry gives back what AcquireRetry took.
 func (c *Cluster) ReleaseRetry() { c.retries.Add(-1) }
+
+// Workload is what the config says of e's workload, for the labels of
+// Istio's metrics; UnknownWorkload when it says nothing.
+func (c *Cluster) Workload(e *Endpoint) *observability.Workload {
+	if w := c.workloads[e]; w != nil {
+		return w
+	}
+	return observability.UnknownWorkload
+}
 
 // Pick chooses an endpoint; nil when the cluster has none.
 func (c *Cluster) Pick(hash uint64, exclude *Endpoint) *Endpoint {

@@ -87,6 +87,7 @@ func startControllerWith(t *testing.T, dir, addr string, opts xds.Options) *cont
 		Builder:  &controller.Builder{},
 		Inputs:   func() (*controller.Inputs, error) { return controller.LoadDir(dir) },
 		Push:     c.srv.Update,
+		Metrics:  controller.NewMetrics(opts.Registerer),
 		MinDelay: 20 * time.Millisecond,
 		MaxDelay: 200 * time.Millisecond,
 		Log:      quiet,

@@ -21,6 +21,10 @@ type Metrics struct {
 	ClaimMismatches *prometheus.CounterVec
 	// HandshakeFailures counts failed TLS handshakes.
 	HandshakeFailures prometheus.Counter
+	// ScopeGenerations counts the scopes generated (and hashed), by why:
+	// "connect" for the first proxy of a scope, "push" for a change that
+	// reaches the scope. A change that reaches none generates nothing.
+	ScopeGenerations *prometheus.CounterVec
 }
 
 // NewMetrics creates the metrics and registers them with reg (when not nil).
@@ -55,13 +59,16 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		ClaimMismatches: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "rosetta_xds_claim_mismatches_total", Help: "Authenticated proxies whose node metadata claimed another namespace or identity than they proved (the proved one is used), by field.",
 		}, []string{"field"}),
+		ScopeGenerations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "rosetta_xds_scope_generations_total", Help: "Scopes (proxies with one namespace, labels, mode, address and identity share one) whose resources were generated and hashed, by reason: connect (the first proxy of a scope), push (a change that reaches the scope).",
+		}, []string{"reason"}),
 		HandshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rosetta_xds_tls_handshake_failures_total", Help: "Failed TLS handshakes on the xDS port (untrusted client certificates, clients that do not trust the controller, TCP probes).",
 		}),
 	}
 	if reg != nil {
 		reg.MustRegister(m.Pushes, m.PushDuration, m.ResourcesSent, m.BytesSent, m.Propagation, m.NACKs, m.Connected,
-			m.StreamsRefused, m.ClaimMismatches, m.HandshakeFailures)
+			m.StreamsRefused, m.ClaimMismatches, m.HandshakeFailures, m.ScopeGenerations)
 	}
 	return m
 }

@@ -85,6 +85,9 @@ type Server struct {
 
 	// pushMu serialises pushes, so snapshots are set in version order.
 	pushMu sync.Mutex
+	// scopes are the last generation of each scope with a proxy, by
+	// ScopeKey; guarded by pushMu.
+	scopes map[string]*scope
 
 	mu          sync.Mutex
 	index       *controller.Index
@@ -97,9 +100,23 @@ type Server struct {
 	rejectCh chan struct{}
 }
 
+// scope is the last generation of a scope, proxies with one ScopeKey:
+// the resources and the snapshot all of them share, and what the
+// generation read of the Index numbered seq (or of an earlier one the
+// changes since did not affect).
+type scope struct {
+	seq  uint64
+	res  *config.Resources
+	snap *snapshot
+	deps *controller.Deps
+}
+
 type nodeState struct {
-	id        string
-	proxy     *controller.Proxy
+	id       string
+	proxy    *controller.Proxy
+	scopeKey string
+	// scope is the generation last set as the proxy's snapshot.
+	scope     *scope
 	streams   int
 	versions  map[string]string
 	typeHash  map[string]string
@@ -145,6 +162,7 @@ func NewServer(ctx context.Context, opts Options) *Server {
 		ctx:      ctx,
 		nodes:    map[string]*nodeState{},
 		streams:  map[int64]*streamState{},
+		scopes:   map[string]*scope{},
 		rejectCh: make(chan struct{}, 1),
 	}
 	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{log})
@@ -202,26 +220,21 @@ func (s *Server) Update(ix *controller.Index, changedAt time.Time) {
 	}
 	s.mu.Unlock()
 	// Proxies in the same scope (namespace, labels, mode, address) get the
-	// same resources: generate and hash them once per scope.
-	type generated struct {
-		res  *config.Resources
-		snap *snapshot
-	}
-	byScope := map[string]generated{}
+	// same resources: generate and hash them once per scope, and only for
+	// the scopes the changes behind ix reach.
+	pushed := map[string]bool{}
 	for _, n := range nodes {
-		key := n.proxy.ScopeKey()
-		g, ok := byScope[key]
-		if !ok {
-			res := ix.Generate(n.proxy)
-			snap, err := newSnapshot(res)
-			if err != nil {
-				s.log.Error("generate", "node", n.id, "err", err)
-				continue
-			}
-			g = generated{res, snap}
-			byScope[key] = g
+		sc := s.scopeFor(n, ix, "push")
+		if sc == nil {
+			continue
 		}
-		s.setNode(n, g.res, g.snap, version, changedAt)
+		pushed[n.scopeKey] = true
+		s.setNode(n, sc, version, changedAt)
+	}
+	for k := range s.scopes {
+		if !pushed[k] {
+			delete(s.scopes, k) // no proxy of it is left
+		}
 	}
 	s.metrics.PushDuration.Observe(time.Since(start).Seconds())
 }
@@ -238,24 +251,47 @@ func (s *Server) nextVersion() string {
 	return strconv.FormatUint(v, 10)
 }
 
-// pushNode generates one proxy's resources and sets its snapshot.
-// Callers hold s.pushMu.
-func (s *Server) pushNode(n *nodeState, ix *controller.Index, version string, changedAt time.Time) {
-	res := ix.Generate(n.proxy)
+// scopeFor returns the generation of n's scope from ix: the scope's last
+// one when it is from ix, or when the changes since it do not reach the
+// scope (Index.Affects); else a new one, counted under reason. Nil when
+// the resources are invalid (logged). Callers hold s.pushMu.
+func (s *Server) scopeFor(n *nodeState, ix *controller.Index, reason string) *scope {
+	last := s.scopes[n.scopeKey]
+	if last != nil && (last.seq == ix.Seq() || (ix.ChangedSince(last.seq) && !ix.Affects(n.proxy, last.deps))) {
+		last.seq = ix.Seq()
+		return last
+	}
+	res, deps := ix.GenerateDeps(n.proxy)
 	snap, err := newSnapshot(res)
 	if err != nil {
 		s.log.Error("generate", "node", n.id, "err", err)
-		return
+		return nil
 	}
-	s.setNode(n, res, snap, version, changedAt)
+	s.metrics.ScopeGenerations.WithLabelValues(reason).Inc()
+	sc := &scope{seq: ix.Seq(), res: res, snap: snap, deps: deps}
+	s.scopes[n.scopeKey] = sc
+	return sc
 }
 
-// setNode sets a proxy's snapshot from shared resources; a type whose
-// resources did not change keeps its version, so the proxy is not sent it
-// again (an endpoint-only change sends endpoints only). Callers hold
-// s.pushMu.
-func (s *Server) setNode(n *nodeState, res *config.Resources, base *snapshot, version string, changedAt time.Time) {
-	snap := base.withVersions()
+// pushNode sets one proxy's snapshot: its scope's, generated when the
+// scope has none from ix yet. Callers hold s.pushMu.
+func (s *Server) pushNode(n *nodeState, ix *controller.Index, version string, changedAt time.Time) {
+	if sc := s.scopeFor(n, ix, "connect"); sc != nil {
+		s.setNode(n, sc, version, changedAt)
+	}
+}
+
+// setNode sets a proxy's snapshot from its scope's shared resources; a
+// type whose resources did not change keeps its version, so the proxy is
+// not sent it again (an endpoint-only change sends endpoints only).
+// Callers hold s.pushMu.
+func (s *Server) setNode(n *nodeState, sc *scope, version string, changedAt time.Time) {
+	if n.scope == sc {
+		return // the proxy has this generation already
+	}
+	n.scope = sc
+	res := sc.res
+	snap := sc.snap.withVersions()
 	s.mu.Lock()
 	changed := false
 	for _, t := range TypeURLs {
@@ -369,7 +405,7 @@ func (s *Server) register(streamID int64, node *corev3.Node) error {
 	}
 	st.nodeID = proxy.ID
 	if n == nil {
-		n = &nodeState{id: st.nodeID, proxy: proxy, versions: map[string]string{},
+		n = &nodeState{id: st.nodeID, proxy: proxy, scopeKey: proxy.ScopeKey(), versions: map[string]string{},
 			typeHash: map[string]string{}, changedAt: map[string]time.Time{}}
 		s.nodes[st.nodeID] = n
 		s.metrics.Connected.Inc()

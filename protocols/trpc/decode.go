@@ -73,6 +73,9 @@ type frame struct {
 	callType  uint32
 	msgType   uint32
 	failed    bool // a non-zero ret or func_ret, or a stream reset
+	// ret and funcRet are an answer's framework and business return codes
+	// (a stream INIT answer's or CLOSE frame's ret), for ResponseCode.
+	ret, funcRet int32
 
 	// Routable fields: caller, callee, func (requests and INIT frames) and the
 	// trans_info entries, in wire order.
@@ -286,6 +289,11 @@ func (f *frame) responseField(fl field) error {
 		if int32(fl.v) != 0 {
 			f.failed = true
 		}
+		if fl.num == fRspRet {
+			f.ret = int32(fl.v)
+		} else {
+			f.funcRet = int32(fl.v)
+		}
 	case fRspErrorMsg:
 		return fl.want(protowire.BytesType)
 	case fRspMsgType:
@@ -342,6 +350,12 @@ func (f *frame) parseStream() error {
 				if fl.num == fCloseType && fl.v == closeReset || fl.num != fCloseType && int32(fl.v) != 0 {
 					f.failed = true
 				}
+				switch fl.num {
+				case fCloseRet:
+					f.ret = int32(fl.v)
+				case fCloseFuncRet:
+					f.funcRet = int32(fl.v)
+				}
 			case fCloseMsg:
 				return fl.want(protowire.BytesType)
 			}
@@ -379,6 +393,7 @@ func (f *frame) parseInit() error {
 					if int32(in.v) != 0 {
 						f.failed = true
 					}
+					f.ret = int32(in.v)
 				case fInitRspErrorMsg:
 					return in.want(protowire.BytesType)
 				}

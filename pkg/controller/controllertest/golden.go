@@ -237,8 +237,8 @@ func CheckTLS(t *testing.T, p *controller.Proxy, res *config.Resources) {
 	for _, cla := range res.Endpoints {
 		for _, le := range cla.GetEndpoints() {
 			for _, e := range le.GetLbEndpoints() {
-				if p.Identity == "" && e.GetMetadata() != nil {
-					t.Errorf("%s: %s: endpoint metadata for a proxy without an identity", p.ID, cla.GetClusterName())
+				if _, tls := e.GetMetadata().GetFilterMetadata()[config.TransportSocketMatchKey]; p.Identity == "" && tls {
+					t.Errorf("%s: %s: TLS endpoint metadata for a proxy without an identity", p.ID, cla.GetClusterName())
 				}
 			}
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
+	"github.com/rosetta-mesh/rosetta/pkg/tracing"
 )
 
 // Proxy is a running proxy.
@@ -35,17 +36,24 @@ func Start(t testing.TB, yamlConfig string) *Proxy {
 // none), which Istio mutual TLS in the config needs.
 func StartWithIdentity(t testing.TB, yamlConfig string, id *identity.Workload) *Proxy {
 	t.Helper()
-	return start(t, yamlConfig, id, nil)
+	return start(t, yamlConfig, id, nil, nil)
 }
 
 // StartWithLimits is Start for a proxy with limits other than
 // proxy.DefaultLimits.
 func StartWithLimits(t testing.TB, yamlConfig string, lim proxy.Limits) *Proxy {
 	t.Helper()
-	return start(t, yamlConfig, nil, &lim)
+	return start(t, yamlConfig, nil, &lim, nil)
 }
 
-func start(t testing.TB, yamlConfig string, id *identity.Workload, lim *proxy.Limits) *Proxy {
+// StartWithTracer is Start for a proxy whose traced listeners make spans
+// with tr.
+func StartWithTracer(t testing.TB, yamlConfig string, tr *tracing.Tracer) *Proxy {
+	t.Helper()
+	return start(t, yamlConfig, nil, nil, tr)
+}
+
+func start(t testing.TB, yamlConfig string, id *identity.Workload, lim *proxy.Limits, tr *tracing.Tracer) *Proxy {
 	t.Helper()
 	boot, err := config.Parse([]byte(yamlConfig))
 	if err != nil {
@@ -61,6 +69,9 @@ func start(t testing.TB, yamlConfig string, id *identity.Workload, lim *proxy.Li
 	}
 	if id != nil {
 		p.UseIdentity(id)
+	}
+	if tr != nil {
+		p.UseTracer(tr)
 	}
 	if err := p.Apply(boot.Resources); err != nil {
 		t.Fatalf("proxytest: apply: %v", err)

@@ -26,6 +26,55 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+type AccessLog_Format int32
+
+const (
+	// "key=value" pairs separated by spaces; a value with a space, a quote
+	// or "=" is quoted.
+	AccessLog_TEXT AccessLog_Format = 0
+	// One JSON object per line.
+	AccessLog_JSON AccessLog_Format = 1
+)
+
+// Enum value maps for AccessLog_Format.
+var (
+	AccessLog_Format_name = map[int32]string{
+		0: "TEXT",
+		1: "JSON",
+	}
+	AccessLog_Format_value = map[string]int32{
+		"TEXT": 0,
+		"JSON": 1,
+	}
+)
+
+func (x AccessLog_Format) Enum() *AccessLog_Format {
+	p := new(AccessLog_Format)
+	*p = x
+	return p
+}
+
+func (x AccessLog_Format) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (AccessLog_Format) Descriptor() protoreflect.EnumDescriptor {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_enumTypes[0].Descriptor()
+}
+
+func (AccessLog_Format) Type() protoreflect.EnumType {
+	return &file_rosetta_config_v1alpha1_metaprotocol_proto_enumTypes[0]
+}
+
+func (x AccessLog_Format) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use AccessLog_Format.Descriptor instead.
+func (AccessLog_Format) EnumDescriptor() ([]byte, []int) {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{1, 0}
+}
+
 type AuthorizationPolicy_Action int32
 
 const (
@@ -59,11 +108,11 @@ func (x AuthorizationPolicy_Action) String() string {
 }
 
 func (AuthorizationPolicy_Action) Descriptor() protoreflect.EnumDescriptor {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_enumTypes[0].Descriptor()
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_enumTypes[1].Descriptor()
 }
 
 func (AuthorizationPolicy_Action) Type() protoreflect.EnumType {
-	return &file_rosetta_config_v1alpha1_metaprotocol_proto_enumTypes[0]
+	return &file_rosetta_config_v1alpha1_metaprotocol_proto_enumTypes[1]
 }
 
 func (x AuthorizationPolicy_Action) Number() protoreflect.EnumNumber {
@@ -72,7 +121,7 @@ func (x AuthorizationPolicy_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AuthorizationPolicy_Action.Descriptor instead.
 func (AuthorizationPolicy_Action) EnumDescriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{1, 0}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{3, 0}
 }
 
 // MetaProtocolProxy is the network filter a Listener's filter chain carries
@@ -121,7 +170,14 @@ type MetaProtocolProxy struct {
 	// terminates HBONE (Istio ambient's tunnel to a waypoint) serves a
 	// CONNECT to one of them on this listener. A listener without an
 	// address is served only that way.
-	Authorities   []string `protobuf:"bytes,11,rep,name=authorities,proto3" json:"authorities,omitempty"`
+	Authorities []string `protobuf:"bytes,11,rep,name=authorities,proto3" json:"authorities,omitempty"`
+	// One line per request this listener serves; off when unset.
+	AccessLog *AccessLog `protobuf:"bytes,12,opt,name=access_log,json=accessLog,proto3" json:"access_log,omitempty"`
+	// Tracing of this listener's requests: OpenTelemetry spans, exported to
+	// the proxy's OTLP endpoint (--otlp-endpoint), and W3C trace context
+	// read from and written to the protocol's own carrier. Unset: no spans,
+	// and the proxy does no tracing work for the listener's requests.
+	Tracing       *Tracing `protobuf:"bytes,13,opt,name=tracing,proto3" json:"tracing,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -233,6 +289,160 @@ func (x *MetaProtocolProxy) GetAuthorities() []string {
 	return nil
 }
 
+func (x *MetaProtocolProxy) GetAccessLog() *AccessLog {
+	if x != nil {
+		return x.AccessLog
+	}
+	return nil
+}
+
+func (x *MetaProtocolProxy) GetTracing() *Tracing {
+	if x != nil {
+		return x.Tracing
+	}
+	return nil
+}
+
+// AccessLog writes one line per request: a client's request as it was
+// answered, whether by an upstream or by the proxy itself. Lines go through
+// a bounded queue to a writer of their own, so a slow disk never holds a
+// request up; a line that finds the queue full is dropped and counted
+// (rosetta_access_log_dropped_total).
+type AccessLog struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Format AccessLog_Format       `protobuf:"varint,1,opt,name=format,proto3,enum=rosetta.config.v1alpha1.AccessLog_Format" json:"format,omitempty"`
+	// The fields of each line, in order; every field when empty. Names:
+	// start_time, listener, route, cluster, upstream, protocol, service,
+	// method, status, response_code, duration_ms, request_bytes,
+	// response_bytes, tries, trace_id, caller, detail.
+	Fields []string `protobuf:"bytes,2,rep,name=fields,proto3" json:"fields,omitempty"`
+	// Where lines go: "stdout" (when empty), "stderr", or the path of a file,
+	// opened for appending.
+	Path string `protobuf:"bytes,3,opt,name=path,proto3" json:"path,omitempty"`
+	// Share of requests logged, 0 to 100; unset: every request.
+	SamplePercent *float64 `protobuf:"fixed64,4,opt,name=sample_percent,json=samplePercent,proto3,oneof" json:"sample_percent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessLog) Reset() {
+	*x = AccessLog{}
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessLog) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessLog) ProtoMessage() {}
+
+func (x *AccessLog) ProtoReflect() protoreflect.Message {
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessLog.ProtoReflect.Descriptor instead.
+func (*AccessLog) Descriptor() ([]byte, []int) {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *AccessLog) GetFormat() AccessLog_Format {
+	if x != nil {
+		return x.Format
+	}
+	return AccessLog_TEXT
+}
+
+func (x *AccessLog) GetFields() []string {
+	if x != nil {
+		return x.Fields
+	}
+	return nil
+}
+
+func (x *AccessLog) GetPath() string {
+	if x != nil {
+		return x.Path
+	}
+	return ""
+}
+
+func (x *AccessLog) GetSamplePercent() float64 {
+	if x != nil && x.SamplePercent != nil {
+		return *x.SamplePercent
+	}
+	return 0
+}
+
+// Tracing is a listener's trace sampling, as Istio's Telemetry resource sets
+// it (tracing[].randomSamplingPercentage).
+type Tracing struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Percentage (0-100) of requests that start a trace when the caller sent
+	// no trace context. A caller's context decides for its own requests
+	// (parent-based sampling): sampled callers are traced, others are not,
+	// unless ignore_caller_sampling is set.
+	RandomSamplingPercentage float64 `protobuf:"fixed64,1,opt,name=random_sampling_percentage,json=randomSamplingPercentage,proto3" json:"random_sampling_percentage,omitempty"`
+	// Decide every request by random_sampling_percentage alone, ignoring a
+	// caller's sampled flag; the caller's trace id is still kept.
+	IgnoreCallerSampling bool `protobuf:"varint,2,opt,name=ignore_caller_sampling,json=ignoreCallerSampling,proto3" json:"ignore_caller_sampling,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
+}
+
+func (x *Tracing) Reset() {
+	*x = Tracing{}
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Tracing) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Tracing) ProtoMessage() {}
+
+func (x *Tracing) ProtoReflect() protoreflect.Message {
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Tracing.ProtoReflect.Descriptor instead.
+func (*Tracing) Descriptor() ([]byte, []int) {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *Tracing) GetRandomSamplingPercentage() float64 {
+	if x != nil {
+		return x.RandomSamplingPercentage
+	}
+	return 0
+}
+
+func (x *Tracing) GetIgnoreCallerSampling() bool {
+	if x != nil {
+		return x.IgnoreCallerSampling
+	}
+	return false
+}
+
 // AuthorizationPolicy is Istio's AuthorizationPolicy as the proxy applies it
 // to a listener, with MetaProtocol attributes in its operations.
 type AuthorizationPolicy struct {
@@ -250,7 +460,7 @@ type AuthorizationPolicy struct {
 
 func (x *AuthorizationPolicy) Reset() {
 	*x = AuthorizationPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -262,7 +472,7 @@ func (x *AuthorizationPolicy) String() string {
 func (*AuthorizationPolicy) ProtoMessage() {}
 
 func (x *AuthorizationPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -275,7 +485,7 @@ func (x *AuthorizationPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationPolicy.ProtoReflect.Descriptor instead.
 func (*AuthorizationPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{1}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *AuthorizationPolicy) GetName() string {
@@ -312,7 +522,7 @@ type AuthorizationRule struct {
 
 func (x *AuthorizationRule) Reset() {
 	*x = AuthorizationRule{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -324,7 +534,7 @@ func (x *AuthorizationRule) String() string {
 func (*AuthorizationRule) ProtoMessage() {}
 
 func (x *AuthorizationRule) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -337,7 +547,7 @@ func (x *AuthorizationRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationRule.ProtoReflect.Descriptor instead.
 func (*AuthorizationRule) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{2}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AuthorizationRule) GetFrom() []*AuthorizationSource {
@@ -374,7 +584,7 @@ type AuthorizationSource struct {
 
 func (x *AuthorizationSource) Reset() {
 	*x = AuthorizationSource{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -386,7 +596,7 @@ func (x *AuthorizationSource) String() string {
 func (*AuthorizationSource) ProtoMessage() {}
 
 func (x *AuthorizationSource) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -399,7 +609,7 @@ func (x *AuthorizationSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationSource.ProtoReflect.Descriptor instead.
 func (*AuthorizationSource) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{3}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AuthorizationSource) GetPrincipals() []string {
@@ -459,7 +669,7 @@ type AuthorizationOperation struct {
 
 func (x *AuthorizationOperation) Reset() {
 	*x = AuthorizationOperation{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -471,7 +681,7 @@ func (x *AuthorizationOperation) String() string {
 func (*AuthorizationOperation) ProtoMessage() {}
 
 func (x *AuthorizationOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -484,7 +694,7 @@ func (x *AuthorizationOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationOperation.ProtoReflect.Descriptor instead.
 func (*AuthorizationOperation) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{4}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AuthorizationOperation) GetPorts() []uint32 {
@@ -523,7 +733,7 @@ type AttributeValues struct {
 
 func (x *AttributeValues) Reset() {
 	*x = AttributeValues{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -535,7 +745,7 @@ func (x *AttributeValues) String() string {
 func (*AttributeValues) ProtoMessage() {}
 
 func (x *AttributeValues) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -548,7 +758,7 @@ func (x *AttributeValues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttributeValues.ProtoReflect.Descriptor instead.
 func (*AttributeValues) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{5}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AttributeValues) GetName() string {
@@ -588,7 +798,7 @@ type RouteConfiguration struct {
 
 func (x *RouteConfiguration) Reset() {
 	*x = RouteConfiguration{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -600,7 +810,7 @@ func (x *RouteConfiguration) String() string {
 func (*RouteConfiguration) ProtoMessage() {}
 
 func (x *RouteConfiguration) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -613,7 +823,7 @@ func (x *RouteConfiguration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteConfiguration.ProtoReflect.Descriptor instead.
 func (*RouteConfiguration) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{6}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *RouteConfiguration) GetName() string {
@@ -651,7 +861,7 @@ type ServiceLocalRateLimit struct {
 
 func (x *ServiceLocalRateLimit) Reset() {
 	*x = ServiceLocalRateLimit{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -663,7 +873,7 @@ func (x *ServiceLocalRateLimit) String() string {
 func (*ServiceLocalRateLimit) ProtoMessage() {}
 
 func (x *ServiceLocalRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -676,7 +886,7 @@ func (x *ServiceLocalRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLocalRateLimit.ProtoReflect.Descriptor instead.
 func (*ServiceLocalRateLimit) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{7}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ServiceLocalRateLimit) GetTokenBucket() *LocalRateLimit {
@@ -704,7 +914,7 @@ type LocalRateLimitCondition struct {
 
 func (x *LocalRateLimitCondition) Reset() {
 	*x = LocalRateLimitCondition{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -716,7 +926,7 @@ func (x *LocalRateLimitCondition) String() string {
 func (*LocalRateLimitCondition) ProtoMessage() {}
 
 func (x *LocalRateLimitCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -729,7 +939,7 @@ func (x *LocalRateLimitCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalRateLimitCondition.ProtoReflect.Descriptor instead.
 func (*LocalRateLimitCondition) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{8}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LocalRateLimitCondition) GetMatch() *RouteMatch {
@@ -758,7 +968,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -770,7 +980,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -783,7 +993,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{9}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Route) GetName() string {
@@ -817,7 +1027,7 @@ type RouteMatch struct {
 
 func (x *RouteMatch) Reset() {
 	*x = RouteMatch{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -829,7 +1039,7 @@ func (x *RouteMatch) String() string {
 func (*RouteMatch) ProtoMessage() {}
 
 func (x *RouteMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -842,7 +1052,7 @@ func (x *RouteMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteMatch.ProtoReflect.Descriptor instead.
 func (*RouteMatch) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{10}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RouteMatch) GetAttributes() []*AttributeMatch {
@@ -871,7 +1081,7 @@ type AttributeMatch struct {
 
 func (x *AttributeMatch) Reset() {
 	*x = AttributeMatch{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -883,7 +1093,7 @@ func (x *AttributeMatch) String() string {
 func (*AttributeMatch) ProtoMessage() {}
 
 func (x *AttributeMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -896,7 +1106,7 @@ func (x *AttributeMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttributeMatch.ProtoReflect.Descriptor instead.
 func (*AttributeMatch) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{11}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AttributeMatch) GetName() string {
@@ -1017,7 +1227,7 @@ type RouteAction struct {
 
 func (x *RouteAction) Reset() {
 	*x = RouteAction{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1029,7 +1239,7 @@ func (x *RouteAction) String() string {
 func (*RouteAction) ProtoMessage() {}
 
 func (x *RouteAction) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1042,7 +1252,7 @@ func (x *RouteAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteAction.ProtoReflect.Descriptor instead.
 func (*RouteAction) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{12}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RouteAction) GetClusterSpecifier() isRouteAction_ClusterSpecifier {
@@ -1178,7 +1388,7 @@ type GlobalRateLimit struct {
 
 func (x *GlobalRateLimit) Reset() {
 	*x = GlobalRateLimit{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1400,7 @@ func (x *GlobalRateLimit) String() string {
 func (*GlobalRateLimit) ProtoMessage() {}
 
 func (x *GlobalRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1413,7 @@ func (x *GlobalRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalRateLimit.ProtoReflect.Descriptor instead.
 func (*GlobalRateLimit) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{13}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GlobalRateLimit) GetMatch() *RouteMatch {
@@ -1260,7 +1470,7 @@ type RateLimitDescriptorEntry struct {
 
 func (x *RateLimitDescriptorEntry) Reset() {
 	*x = RateLimitDescriptorEntry{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1272,7 +1482,7 @@ func (x *RateLimitDescriptorEntry) String() string {
 func (*RateLimitDescriptorEntry) ProtoMessage() {}
 
 func (x *RateLimitDescriptorEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1285,7 +1495,7 @@ func (x *RateLimitDescriptorEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateLimitDescriptorEntry.ProtoReflect.Descriptor instead.
 func (*RateLimitDescriptorEntry) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{14}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RateLimitDescriptorEntry) GetKey() string {
@@ -1311,7 +1521,7 @@ type WeightedClusters struct {
 
 func (x *WeightedClusters) Reset() {
 	*x = WeightedClusters{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1323,7 +1533,7 @@ func (x *WeightedClusters) String() string {
 func (*WeightedClusters) ProtoMessage() {}
 
 func (x *WeightedClusters) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1336,7 +1546,7 @@ func (x *WeightedClusters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightedClusters.ProtoReflect.Descriptor instead.
 func (*WeightedClusters) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{15}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *WeightedClusters) GetClusters() []*ClusterWeight {
@@ -1356,7 +1566,7 @@ type ClusterWeight struct {
 
 func (x *ClusterWeight) Reset() {
 	*x = ClusterWeight{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1368,7 +1578,7 @@ func (x *ClusterWeight) String() string {
 func (*ClusterWeight) ProtoMessage() {}
 
 func (x *ClusterWeight) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1381,7 +1591,7 @@ func (x *ClusterWeight) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterWeight.ProtoReflect.Descriptor instead.
 func (*ClusterWeight) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{16}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ClusterWeight) GetName() string {
@@ -1408,7 +1618,7 @@ type HashPolicy struct {
 
 func (x *HashPolicy) Reset() {
 	*x = HashPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1420,7 +1630,7 @@ func (x *HashPolicy) String() string {
 func (*HashPolicy) ProtoMessage() {}
 
 func (x *HashPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1433,7 +1643,7 @@ func (x *HashPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashPolicy.ProtoReflect.Descriptor instead.
 func (*HashPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{17}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *HashPolicy) GetAttributes() []string {
@@ -1453,7 +1663,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1465,7 +1675,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1478,7 +1688,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{18}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -1501,7 +1711,13 @@ type RetryPolicy struct {
 	NumRetries uint32 `protobuf:"varint,1,opt,name=num_retries,json=numRetries,proto3" json:"num_retries,omitempty"`
 	// Timeout of each try; the route's timeout bounds all of them.
 	PerTryTimeout *durationpb.Duration `protobuf:"bytes,2,opt,name=per_try_timeout,json=perTryTimeout,proto3" json:"per_try_timeout,omitempty"`
-	// Conditions: "connect-failure", "reset", "timeout", "unavailable" (no healthy upstream).
+	// Conditions: "connect-failure" (the connection could not be made; one
+	// retry on another endpoint is always made, as the request never left),
+	// "reset" (the connection closed with the request in flight), "timeout"
+	// (the try's per_try_timeout passed), "unavailable" (the endpoint picked
+	// could not take the request: its connection's pending requests or
+	// write buffer were full). Retries of a cluster are capped by its
+	// circuit breakers' max_retries, or by its retry_budget.
 	RetryOn       []string `protobuf:"bytes,3,rep,name=retry_on,json=retryOn,proto3" json:"retry_on,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1509,7 +1725,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[19]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1521,7 +1737,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[19]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1534,7 +1750,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{19}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *RetryPolicy) GetNumRetries() uint32 {
@@ -1568,7 +1784,7 @@ type FaultInjection struct {
 
 func (x *FaultInjection) Reset() {
 	*x = FaultInjection{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1796,7 @@ func (x *FaultInjection) String() string {
 func (*FaultInjection) ProtoMessage() {}
 
 func (x *FaultInjection) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1809,7 @@ func (x *FaultInjection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection.ProtoReflect.Descriptor instead.
 func (*FaultInjection) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{20}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FaultInjection) GetDelay() *FaultInjection_Delay {
@@ -1621,7 +1837,7 @@ type MirrorPolicy struct {
 
 func (x *MirrorPolicy) Reset() {
 	*x = MirrorPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1633,7 +1849,7 @@ func (x *MirrorPolicy) String() string {
 func (*MirrorPolicy) ProtoMessage() {}
 
 func (x *MirrorPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1646,7 +1862,7 @@ func (x *MirrorPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MirrorPolicy.ProtoReflect.Descriptor instead.
 func (*MirrorPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{21}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *MirrorPolicy) GetCluster() string {
@@ -1675,7 +1891,7 @@ type LocalRateLimit struct {
 
 func (x *LocalRateLimit) Reset() {
 	*x = LocalRateLimit{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[22]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1687,7 +1903,7 @@ func (x *LocalRateLimit) String() string {
 func (*LocalRateLimit) ProtoMessage() {}
 
 func (x *LocalRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[22]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1700,7 +1916,7 @@ func (x *LocalRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalRateLimit.ProtoReflect.Descriptor instead.
 func (*LocalRateLimit) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{22}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *LocalRateLimit) GetMaxTokens() uint32 {
@@ -1735,7 +1951,7 @@ type FaultInjection_Delay struct {
 
 func (x *FaultInjection_Delay) Reset() {
 	*x = FaultInjection_Delay{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[24]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1747,7 +1963,7 @@ func (x *FaultInjection_Delay) String() string {
 func (*FaultInjection_Delay) ProtoMessage() {}
 
 func (x *FaultInjection_Delay) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[24]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1760,7 +1976,7 @@ func (x *FaultInjection_Delay) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection_Delay.ProtoReflect.Descriptor instead.
 func (*FaultInjection_Delay) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{20, 0}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{22, 0}
 }
 
 func (x *FaultInjection_Delay) GetFixedDelay() *durationpb.Duration {
@@ -1788,7 +2004,7 @@ type FaultInjection_Abort struct {
 
 func (x *FaultInjection_Abort) Reset() {
 	*x = FaultInjection_Abort{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[25]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1800,7 +2016,7 @@ func (x *FaultInjection_Abort) String() string {
 func (*FaultInjection_Abort) ProtoMessage() {}
 
 func (x *FaultInjection_Abort) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[25]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1813,7 +2029,7 @@ func (x *FaultInjection_Abort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection_Abort.ProtoReflect.Descriptor instead.
 func (*FaultInjection_Abort) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{20, 1}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{22, 1}
 }
 
 func (x *FaultInjection_Abort) GetStatus() string {
@@ -1834,7 +2050,7 @@ var File_rosetta_config_v1alpha1_metaprotocol_proto protoreflect.FileDescriptor
 
 const file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc = "" +
 	"\n" +
-	"*rosetta/config/v1alpha1/metaprotocol.proto\x12\x17rosetta.config.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"\xaf\x05\n" +
+	"*rosetta/config/v1alpha1/metaprotocol.proto\x12\x17rosetta.config.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"\xae\x06\n" +
 	"\x11MetaProtocolProxy\x12\x1f\n" +
 	"\vstat_prefix\x18\x01 \x01(\tR\n" +
 	"statPrefix\x12\x14\n" +
@@ -1848,10 +2064,25 @@ const file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc = "" +
 	"\rframe_timeout\x18\t \x01(\v2\x19.google.protobuf.DurationR\fframeTimeout\x12'\n" +
 	"\x0fmax_connections\x18\n" +
 	" \x01(\rR\x0emaxConnections\x12 \n" +
-	"\vauthorities\x18\v \x03(\tR\vauthorities\x1a?\n" +
+	"\vauthorities\x18\v \x03(\tR\vauthorities\x12A\n" +
+	"\n" +
+	"access_log\x18\f \x01(\v2\".rosetta.config.v1alpha1.AccessLogR\taccessLog\x12:\n" +
+	"\atracing\x18\r \x01(\v2 .rosetta.config.v1alpha1.TracingR\atracing\x1a?\n" +
 	"\x11CodecOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xe2\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd7\x01\n" +
+	"\tAccessLog\x12A\n" +
+	"\x06format\x18\x01 \x01(\x0e2).rosetta.config.v1alpha1.AccessLog.FormatR\x06format\x12\x16\n" +
+	"\x06fields\x18\x02 \x03(\tR\x06fields\x12\x12\n" +
+	"\x04path\x18\x03 \x01(\tR\x04path\x12*\n" +
+	"\x0esample_percent\x18\x04 \x01(\x01H\x00R\rsamplePercent\x88\x01\x01\"\x1c\n" +
+	"\x06Format\x12\b\n" +
+	"\x04TEXT\x10\x00\x12\b\n" +
+	"\x04JSON\x10\x01B\x11\n" +
+	"\x0f_sample_percent\"}\n" +
+	"\aTracing\x12<\n" +
+	"\x1arandom_sampling_percentage\x18\x01 \x01(\x01R\x18randomSamplingPercentage\x124\n" +
+	"\x16ignore_caller_sampling\x18\x02 \x01(\bR\x14ignoreCallerSampling\"\xe2\x01\n" +
 	"\x13AuthorizationPolicy\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12K\n" +
 	"\x06action\x18\x02 \x01(\x0e23.rosetta.config.v1alpha1.AuthorizationPolicy.ActionR\x06action\x12@\n" +
@@ -1995,82 +2226,88 @@ func file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP() []byte {
 	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescData
 }
 
-var file_rosetta_config_v1alpha1_metaprotocol_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_rosetta_config_v1alpha1_metaprotocol_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_rosetta_config_v1alpha1_metaprotocol_proto_goTypes = []any{
-	(AuthorizationPolicy_Action)(0),  // 0: rosetta.config.v1alpha1.AuthorizationPolicy.Action
-	(*MetaProtocolProxy)(nil),        // 1: rosetta.config.v1alpha1.MetaProtocolProxy
-	(*AuthorizationPolicy)(nil),      // 2: rosetta.config.v1alpha1.AuthorizationPolicy
-	(*AuthorizationRule)(nil),        // 3: rosetta.config.v1alpha1.AuthorizationRule
-	(*AuthorizationSource)(nil),      // 4: rosetta.config.v1alpha1.AuthorizationSource
-	(*AuthorizationOperation)(nil),   // 5: rosetta.config.v1alpha1.AuthorizationOperation
-	(*AttributeValues)(nil),          // 6: rosetta.config.v1alpha1.AttributeValues
-	(*RouteConfiguration)(nil),       // 7: rosetta.config.v1alpha1.RouteConfiguration
-	(*ServiceLocalRateLimit)(nil),    // 8: rosetta.config.v1alpha1.ServiceLocalRateLimit
-	(*LocalRateLimitCondition)(nil),  // 9: rosetta.config.v1alpha1.LocalRateLimitCondition
-	(*Route)(nil),                    // 10: rosetta.config.v1alpha1.Route
-	(*RouteMatch)(nil),               // 11: rosetta.config.v1alpha1.RouteMatch
-	(*AttributeMatch)(nil),           // 12: rosetta.config.v1alpha1.AttributeMatch
-	(*RouteAction)(nil),              // 13: rosetta.config.v1alpha1.RouteAction
-	(*GlobalRateLimit)(nil),          // 14: rosetta.config.v1alpha1.GlobalRateLimit
-	(*RateLimitDescriptorEntry)(nil), // 15: rosetta.config.v1alpha1.RateLimitDescriptorEntry
-	(*WeightedClusters)(nil),         // 16: rosetta.config.v1alpha1.WeightedClusters
-	(*ClusterWeight)(nil),            // 17: rosetta.config.v1alpha1.ClusterWeight
-	(*HashPolicy)(nil),               // 18: rosetta.config.v1alpha1.HashPolicy
-	(*KeyValue)(nil),                 // 19: rosetta.config.v1alpha1.KeyValue
-	(*RetryPolicy)(nil),              // 20: rosetta.config.v1alpha1.RetryPolicy
-	(*FaultInjection)(nil),           // 21: rosetta.config.v1alpha1.FaultInjection
-	(*MirrorPolicy)(nil),             // 22: rosetta.config.v1alpha1.MirrorPolicy
-	(*LocalRateLimit)(nil),           // 23: rosetta.config.v1alpha1.LocalRateLimit
-	nil,                              // 24: rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
-	(*FaultInjection_Delay)(nil),     // 25: rosetta.config.v1alpha1.FaultInjection.Delay
-	(*FaultInjection_Abort)(nil),     // 26: rosetta.config.v1alpha1.FaultInjection.Abort
-	(*durationpb.Duration)(nil),      // 27: google.protobuf.Duration
+	(AccessLog_Format)(0),            // 0: rosetta.config.v1alpha1.AccessLog.Format
+	(AuthorizationPolicy_Action)(0),  // 1: rosetta.config.v1alpha1.AuthorizationPolicy.Action
+	(*MetaProtocolProxy)(nil),        // 2: rosetta.config.v1alpha1.MetaProtocolProxy
+	(*AccessLog)(nil),                // 3: rosetta.config.v1alpha1.AccessLog
+	(*Tracing)(nil),                  // 4: rosetta.config.v1alpha1.Tracing
+	(*AuthorizationPolicy)(nil),      // 5: rosetta.config.v1alpha1.AuthorizationPolicy
+	(*AuthorizationRule)(nil),        // 6: rosetta.config.v1alpha1.AuthorizationRule
+	(*AuthorizationSource)(nil),      // 7: rosetta.config.v1alpha1.AuthorizationSource
+	(*AuthorizationOperation)(nil),   // 8: rosetta.config.v1alpha1.AuthorizationOperation
+	(*AttributeValues)(nil),          // 9: rosetta.config.v1alpha1.AttributeValues
+	(*RouteConfiguration)(nil),       // 10: rosetta.config.v1alpha1.RouteConfiguration
+	(*ServiceLocalRateLimit)(nil),    // 11: rosetta.config.v1alpha1.ServiceLocalRateLimit
+	(*LocalRateLimitCondition)(nil),  // 12: rosetta.config.v1alpha1.LocalRateLimitCondition
+	(*Route)(nil),                    // 13: rosetta.config.v1alpha1.Route
+	(*RouteMatch)(nil),               // 14: rosetta.config.v1alpha1.RouteMatch
+	(*AttributeMatch)(nil),           // 15: rosetta.config.v1alpha1.AttributeMatch
+	(*RouteAction)(nil),              // 16: rosetta.config.v1alpha1.RouteAction
+	(*GlobalRateLimit)(nil),          // 17: rosetta.config.v1alpha1.GlobalRateLimit
+	(*RateLimitDescriptorEntry)(nil), // 18: rosetta.config.v1alpha1.RateLimitDescriptorEntry
+	(*WeightedClusters)(nil),         // 19: rosetta.config.v1alpha1.WeightedClusters
+	(*ClusterWeight)(nil),            // 20: rosetta.config.v1alpha1.ClusterWeight
+	(*HashPolicy)(nil),               // 21: rosetta.config.v1alpha1.HashPolicy
+	(*KeyValue)(nil),                 // 22: rosetta.config.v1alpha1.KeyValue
+	(*RetryPolicy)(nil),              // 23: rosetta.config.v1alpha1.RetryPolicy
+	(*FaultInjection)(nil),           // 24: rosetta.config.v1alpha1.FaultInjection
+	(*MirrorPolicy)(nil),             // 25: rosetta.config.v1alpha1.MirrorPolicy
+	(*LocalRateLimit)(nil),           // 26: rosetta.config.v1alpha1.LocalRateLimit
+	nil,                              // 27: rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
+	(*FaultInjection_Delay)(nil),     // 28: rosetta.config.v1alpha1.FaultInjection.Delay
+	(*FaultInjection_Abort)(nil),     // 29: rosetta.config.v1alpha1.FaultInjection.Abort
+	(*durationpb.Duration)(nil),      // 30: google.protobuf.Duration
 }
 var file_rosetta_config_v1alpha1_metaprotocol_proto_depIdxs = []int32{
-	24, // 0: rosetta.config.v1alpha1.MetaProtocolProxy.codec_options:type_name -> rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
-	7,  // 1: rosetta.config.v1alpha1.MetaProtocolProxy.route_config:type_name -> rosetta.config.v1alpha1.RouteConfiguration
-	27, // 2: rosetta.config.v1alpha1.MetaProtocolProxy.idle_timeout:type_name -> google.protobuf.Duration
-	2,  // 3: rosetta.config.v1alpha1.MetaProtocolProxy.authorization:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy
-	27, // 4: rosetta.config.v1alpha1.MetaProtocolProxy.frame_timeout:type_name -> google.protobuf.Duration
-	0,  // 5: rosetta.config.v1alpha1.AuthorizationPolicy.action:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy.Action
-	3,  // 6: rosetta.config.v1alpha1.AuthorizationPolicy.rules:type_name -> rosetta.config.v1alpha1.AuthorizationRule
-	4,  // 7: rosetta.config.v1alpha1.AuthorizationRule.from:type_name -> rosetta.config.v1alpha1.AuthorizationSource
-	5,  // 8: rosetta.config.v1alpha1.AuthorizationRule.to:type_name -> rosetta.config.v1alpha1.AuthorizationOperation
-	6,  // 9: rosetta.config.v1alpha1.AuthorizationOperation.attributes:type_name -> rosetta.config.v1alpha1.AttributeValues
-	10, // 10: rosetta.config.v1alpha1.RouteConfiguration.routes:type_name -> rosetta.config.v1alpha1.Route
-	8,  // 11: rosetta.config.v1alpha1.RouteConfiguration.local_rate_limit:type_name -> rosetta.config.v1alpha1.ServiceLocalRateLimit
-	23, // 12: rosetta.config.v1alpha1.ServiceLocalRateLimit.token_bucket:type_name -> rosetta.config.v1alpha1.LocalRateLimit
-	9,  // 13: rosetta.config.v1alpha1.ServiceLocalRateLimit.conditions:type_name -> rosetta.config.v1alpha1.LocalRateLimitCondition
-	11, // 14: rosetta.config.v1alpha1.LocalRateLimitCondition.match:type_name -> rosetta.config.v1alpha1.RouteMatch
-	23, // 15: rosetta.config.v1alpha1.LocalRateLimitCondition.token_bucket:type_name -> rosetta.config.v1alpha1.LocalRateLimit
-	11, // 16: rosetta.config.v1alpha1.Route.match:type_name -> rosetta.config.v1alpha1.RouteMatch
-	13, // 17: rosetta.config.v1alpha1.Route.route:type_name -> rosetta.config.v1alpha1.RouteAction
-	12, // 18: rosetta.config.v1alpha1.RouteMatch.attributes:type_name -> rosetta.config.v1alpha1.AttributeMatch
-	16, // 19: rosetta.config.v1alpha1.RouteAction.weighted_clusters:type_name -> rosetta.config.v1alpha1.WeightedClusters
-	27, // 20: rosetta.config.v1alpha1.RouteAction.timeout:type_name -> google.protobuf.Duration
-	18, // 21: rosetta.config.v1alpha1.RouteAction.hash_policy:type_name -> rosetta.config.v1alpha1.HashPolicy
-	19, // 22: rosetta.config.v1alpha1.RouteAction.request_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
-	19, // 23: rosetta.config.v1alpha1.RouteAction.response_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
-	20, // 24: rosetta.config.v1alpha1.RouteAction.retry_policy:type_name -> rosetta.config.v1alpha1.RetryPolicy
-	21, // 25: rosetta.config.v1alpha1.RouteAction.fault:type_name -> rosetta.config.v1alpha1.FaultInjection
-	22, // 26: rosetta.config.v1alpha1.RouteAction.mirror:type_name -> rosetta.config.v1alpha1.MirrorPolicy
-	23, // 27: rosetta.config.v1alpha1.RouteAction.local_rate_limit:type_name -> rosetta.config.v1alpha1.LocalRateLimit
-	14, // 28: rosetta.config.v1alpha1.RouteAction.global_rate_limit:type_name -> rosetta.config.v1alpha1.GlobalRateLimit
-	11, // 29: rosetta.config.v1alpha1.GlobalRateLimit.match:type_name -> rosetta.config.v1alpha1.RouteMatch
-	15, // 30: rosetta.config.v1alpha1.GlobalRateLimit.descriptors:type_name -> rosetta.config.v1alpha1.RateLimitDescriptorEntry
-	27, // 31: rosetta.config.v1alpha1.GlobalRateLimit.timeout:type_name -> google.protobuf.Duration
-	17, // 32: rosetta.config.v1alpha1.WeightedClusters.clusters:type_name -> rosetta.config.v1alpha1.ClusterWeight
-	27, // 33: rosetta.config.v1alpha1.RetryPolicy.per_try_timeout:type_name -> google.protobuf.Duration
-	25, // 34: rosetta.config.v1alpha1.FaultInjection.delay:type_name -> rosetta.config.v1alpha1.FaultInjection.Delay
-	26, // 35: rosetta.config.v1alpha1.FaultInjection.abort:type_name -> rosetta.config.v1alpha1.FaultInjection.Abort
-	27, // 36: rosetta.config.v1alpha1.LocalRateLimit.fill_interval:type_name -> google.protobuf.Duration
-	27, // 37: rosetta.config.v1alpha1.FaultInjection.Delay.fixed_delay:type_name -> google.protobuf.Duration
-	38, // [38:38] is the sub-list for method output_type
-	38, // [38:38] is the sub-list for method input_type
-	38, // [38:38] is the sub-list for extension type_name
-	38, // [38:38] is the sub-list for extension extendee
-	0,  // [0:38] is the sub-list for field type_name
+	27, // 0: rosetta.config.v1alpha1.MetaProtocolProxy.codec_options:type_name -> rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
+	10, // 1: rosetta.config.v1alpha1.MetaProtocolProxy.route_config:type_name -> rosetta.config.v1alpha1.RouteConfiguration
+	30, // 2: rosetta.config.v1alpha1.MetaProtocolProxy.idle_timeout:type_name -> google.protobuf.Duration
+	5,  // 3: rosetta.config.v1alpha1.MetaProtocolProxy.authorization:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy
+	30, // 4: rosetta.config.v1alpha1.MetaProtocolProxy.frame_timeout:type_name -> google.protobuf.Duration
+	3,  // 5: rosetta.config.v1alpha1.MetaProtocolProxy.access_log:type_name -> rosetta.config.v1alpha1.AccessLog
+	4,  // 6: rosetta.config.v1alpha1.MetaProtocolProxy.tracing:type_name -> rosetta.config.v1alpha1.Tracing
+	0,  // 7: rosetta.config.v1alpha1.AccessLog.format:type_name -> rosetta.config.v1alpha1.AccessLog.Format
+	1,  // 8: rosetta.config.v1alpha1.AuthorizationPolicy.action:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy.Action
+	6,  // 9: rosetta.config.v1alpha1.AuthorizationPolicy.rules:type_name -> rosetta.config.v1alpha1.AuthorizationRule
+	7,  // 10: rosetta.config.v1alpha1.AuthorizationRule.from:type_name -> rosetta.config.v1alpha1.AuthorizationSource
+	8,  // 11: rosetta.config.v1alpha1.AuthorizationRule.to:type_name -> rosetta.config.v1alpha1.AuthorizationOperation
+	9,  // 12: rosetta.config.v1alpha1.AuthorizationOperation.attributes:type_name -> rosetta.config.v1alpha1.AttributeValues
+	13, // 13: rosetta.config.v1alpha1.RouteConfiguration.routes:type_name -> rosetta.config.v1alpha1.Route
+	11, // 14: rosetta.config.v1alpha1.RouteConfiguration.local_rate_limit:type_name -> rosetta.config.v1alpha1.ServiceLocalRateLimit
+	26, // 15: rosetta.config.v1alpha1.ServiceLocalRateLimit.token_bucket:type_name -> rosetta.config.v1alpha1.LocalRateLimit
+	12, // 16: rosetta.config.v1alpha1.ServiceLocalRateLimit.conditions:type_name -> rosetta.config.v1alpha1.LocalRateLimitCondition
+	14, // 17: rosetta.config.v1alpha1.LocalRateLimitCondition.match:type_name -> rosetta.config.v1alpha1.RouteMatch
+	26, // 18: rosetta.config.v1alpha1.LocalRateLimitCondition.token_bucket:type_name -> rosetta.config.v1alpha1.LocalRateLimit
+	14, // 19: rosetta.config.v1alpha1.Route.match:type_name -> rosetta.config.v1alpha1.RouteMatch
+	16, // 20: rosetta.config.v1alpha1.Route.route:type_name -> rosetta.config.v1alpha1.RouteAction
+	15, // 21: rosetta.config.v1alpha1.RouteMatch.attributes:type_name -> rosetta.config.v1alpha1.AttributeMatch
+	19, // 22: rosetta.config.v1alpha1.RouteAction.weighted_clusters:type_name -> rosetta.config.v1alpha1.WeightedClusters
+	30, // 23: rosetta.config.v1alpha1.RouteAction.timeout:type_name -> google.protobuf.Duration
+	21, // 24: rosetta.config.v1alpha1.RouteAction.hash_policy:type_name -> rosetta.config.v1alpha1.HashPolicy
+	22, // 25: rosetta.config.v1alpha1.RouteAction.request_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
+	22, // 26: rosetta.config.v1alpha1.RouteAction.response_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
+	23, // 27: rosetta.config.v1alpha1.RouteAction.retry_policy:type_name -> rosetta.config.v1alpha1.RetryPolicy
+	24, // 28: rosetta.config.v1alpha1.RouteAction.fault:type_name -> rosetta.config.v1alpha1.FaultInjection
+	25, // 29: rosetta.config.v1alpha1.RouteAction.mirror:type_name -> rosetta.config.v1alpha1.MirrorPolicy
+	26, // 30: rosetta.config.v1alpha1.RouteAction.local_rate_limit:type_name -> rosetta.config.v1alpha1.LocalRateLimit
+	17, // 31: rosetta.config.v1alpha1.RouteAction.global_rate_limit:type_name -> rosetta.config.v1alpha1.GlobalRateLimit
+	14, // 32: rosetta.config.v1alpha1.GlobalRateLimit.match:type_name -> rosetta.config.v1alpha1.RouteMatch
+	18, // 33: rosetta.config.v1alpha1.GlobalRateLimit.descriptors:type_name -> rosetta.config.v1alpha1.RateLimitDescriptorEntry
+	30, // 34: rosetta.config.v1alpha1.GlobalRateLimit.timeout:type_name -> google.protobuf.Duration
+	20, // 35: rosetta.config.v1alpha1.WeightedClusters.clusters:type_name -> rosetta.config.v1alpha1.ClusterWeight
+	30, // 36: rosetta.config.v1alpha1.RetryPolicy.per_try_timeout:type_name -> google.protobuf.Duration
+	28, // 37: rosetta.config.v1alpha1.FaultInjection.delay:type_name -> rosetta.config.v1alpha1.FaultInjection.Delay
+	29, // 38: rosetta.config.v1alpha1.FaultInjection.abort:type_name -> rosetta.config.v1alpha1.FaultInjection.Abort
+	30, // 39: rosetta.config.v1alpha1.LocalRateLimit.fill_interval:type_name -> google.protobuf.Duration
+	30, // 40: rosetta.config.v1alpha1.FaultInjection.Delay.fixed_delay:type_name -> google.protobuf.Duration
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_rosetta_config_v1alpha1_metaprotocol_proto_init() }
@@ -2078,13 +2315,14 @@ func file_rosetta_config_v1alpha1_metaprotocol_proto_init() {
 	if File_rosetta_config_v1alpha1_metaprotocol_proto != nil {
 		return
 	}
-	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11].OneofWrappers = []any{
+	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1].OneofWrappers = []any{}
+	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13].OneofWrappers = []any{
 		(*AttributeMatch_Exact)(nil),
 		(*AttributeMatch_Prefix)(nil),
 		(*AttributeMatch_Regex)(nil),
 		(*AttributeMatch_Present)(nil),
 	}
-	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12].OneofWrappers = []any{
+	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14].OneofWrappers = []any{
 		(*RouteAction_Cluster)(nil),
 		(*RouteAction_WeightedClusters)(nil),
 	}
@@ -2093,8 +2331,8 @@ func file_rosetta_config_v1alpha1_metaprotocol_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc), len(file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   26,
+			NumEnums:      2,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -249,8 +249,14 @@ type Retries struct {
 	// +optional
 	PerTryTimeout *metav1.Duration `json:"perTryTimeout,omitempty"`
 	// RetryOn lists, comma separated, the failures that are retried:
-	// connect-failure, reset, timeout, unavailable (no healthy upstream).
-	// Default: connect-failure,unavailable.
+	// connect-failure (the connection could not be made; one retry is
+	// always made, as the request never left), reset (the connection
+	// closed with the request in flight), timeout (perTryTimeout passed),
+	// unavailable (the endpoint picked could not take the request: its
+	// connection's pending requests were full). Default:
+	// connect-failure,unavailable. A DestinationRule's retryBudget (or
+	// connectionPool.http.maxRetries, 3 by default) caps the retries in
+	// flight to the service.
 	// +optional
 	// +kubebuilder:validation:MaxLength=128
 	// +kubebuilder:validation:XValidation:rule="self.split(',').all(c, c.trim() in ['connect-failure', 'reset', 'timeout', 'unavailable'])",message="retryOn conditions are connect-failure, reset, timeout and unavailable"

@@ -1,0 +1,333 @@
+package controller
+
+import (
+	"fmt"
+	"reflect"
+	"strings"
+	"sync/atomic"
+
+	"google.golang.org/protobuf/proto"
+	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
+)
+
+// Scoped pushes: an edit costs what it changes. The Pipeline compares
+// each read of the inputs with the one behind the last push and records
+// what differs as Changes on the new Index: the hosts whose service,
+// endpoints, DestinationRule or MetaRouter changed, the namespaces whose
+// Sidecar changed, or All for a change whose reach is not worked out
+// (policies, gateways, protocols, the translators' kinds, DNS answers).
+// A proxy's generation records the hosts it read (Deps); the xDS server
+// generates a scope again only when Affects says the changes reach it,
+// and keeps its last snapshot otherwise. A read with no change makes no
+// push at all. This is Istio's model (a push request's updated configs,
+// and a sidecar scope's config dependencies), on hosts instead of config
+// keys.
+
+// Changes are what differs between an Index and the one pushed before it.
+type Changes struct {
+	// All is set when a change may reach any proxy.
+	All bool
+	// Hosts are the hosts whose service, endpoints, DestinationRule or
+	// MetaRouter changed (before or after the change).
+	Hosts map[string]bool
+	// Namespaces are those whose proxies' Sidecar may have changed.
+	Namespaces map[string]bool
+	// Objects counts the objects that changed.
+	Objects int
+}
+
+// None reports whether nothing changed.
+func (c *Changes) None() bool {
+	return !c.All && len(c.Hosts) == 0 && len(c.Namespaces) == 0
+}
+
+// indexSeq numbers Indexes, so a scope generated from one Index can tell
+// whether an Index's Changes are relative to it.
+var indexSeq atomic.Uint64
+
+// Seq is the Index's number, unique in the process and growing.
+func (ix *Index) Seq() uint64 { return ix.seq }
+
+// ChangedSince reports whether the Index's Changes are relative to the
+// Index numbered seq, so that Affects can be asked about a scope
+// generated from it.
+func (ix *Index) ChangedSince(seq uint64) bool {
+	return ix.changes != nil && ix.base == seq
+}
+
+// Deps are what one proxy's generation read of its Index: the hosts whose
+// listeners, routes or clusters it made, and whether it depends on what
+// Changes do not track (a gateway's or a steering waypoint's listeners).
+type Deps struct {
+	hosts  map[string]bool
+	always bool
+}
+
+// Affects reports whether the Index's changes may change what Generate
+// gives proxy p, whose last generation read d from the Index before.
+// Without Changes (an Index built alone) every proxy is affected.
+func (ix *Index) Affects(p *Proxy, d *Deps) bool {
+	c := ix.changes
+	if c == nil || c.All || d == nil || d.always {
+		return true
+	}
+	if c.Namespaces[p.Namespace] {
+		return true
+	}
+	if len(c.Hosts) == 0 {
+		return false
+	}
+	// A proxy that becomes a gateway or a waypoint now reads more than
+	// its hosts.
+	if len(ix.gatewayServers(p)) > 0 || len(ix.waypointPorts(p)) > 0 {
+		return true
+	}
+	sc := ix.sidecarFor(p)
+	for h := range c.Hosts {
+		if d.hosts[h] {
+			return true
+		}
+		// A host the proxy did not read may be one it now sees.
+		if svc := ix.services[h]; svc != nil && ix.sees(p, sc, svc) {
+			return true
+		}
+	}
+	return false
+}
+
+// snapshotOf lists the objects of in by kind, namespace and name (a name
+// given twice, which the folder source allows, gets a count after it).
+func snapshotOf(in *Inputs) map[string]metav1.Object {
+	out := make(map[string]metav1.Object, len(in.Services)+len(in.EndpointSlices)+len(in.MetaRouters)+len(in.DestinationRules))
+	add := func(kind string, o metav1.Object) {
+		k := kind + "/" + o.GetNamespace() + "/" + o.GetName()
+		for i := 2; out[k] != nil; i++ {
+			k = fmt.Sprintf("%s/%s/%s#%d", kind, o.GetNamespace(), o.GetName(), i)
+		}
+		out[k] = o
+	}
+	eachObject(in, add)
+	return out
+}
+
+// Kinds whose changes are traced to hosts or namespaces; every other kind
+// changes All.
+const (
+	kindService         = "Service"
+	kindEndpointSlice   = "EndpointSlice"
+	kindPod             = "Pod"
+	kindServiceEntry    = "ServiceEntry"
+	kindDestinationRule = "DestinationRule"
+	kindSidecar         = "Sidecar"
+	kindMetaRouter      = "MetaRouter"
+)
+
+// eachObject calls f with every object of in and its kind.
+func eachObject(in *Inputs, f func(kind string, o metav1.Object)) {
+	each(in.Services, kindService, f)
+	each(in.EndpointSlices, kindEndpointSlice, f)
+	each(in.Pods, kindPod, f)
+	each(in.ServiceEntries, kindServiceEntry, f)
+	each(in.WorkloadEntries, "WorkloadEntry", f)
+	each(in.DestinationRules, kindDestinationRule, f)
+	each(in.Sidecars, kindSidecar, f)
+	each(in.VirtualServices, "VirtualService", f)
+	each(in.Namespaces, "Namespace", f)
+	each(in.Gateways, "Gateway", f)
+	each(in.MetaRouters, kindMetaRouter, f)
+	each(in.ApplicationProtocols, "ApplicationProtocol", f)
+	each(in.Secrets, "Secret", f)
+	each(in.PeerAuthentications, "PeerAuthentication", f)
+	each(in.AuthorizationPolicies, "AuthorizationPolicy", f)
+	each(in.MetaAuthorizationPolicies, "MetaAuthorizationPolicy", f)
+	for kind, objs := range in.Objects {
+		for _, o := range objs {
+			f("object:"+kind, o)
+		}
+	}
+}
+
+func each[T metav1.Object](list []T, kind string, f func(string, metav1.Object)) {
+	for _, o := range list {
+		f(kind, o)
+	}
+}
+
+// diffInputs finds what changed from the objects before (snapshotOf the
+// inputs of the last push) to in, whose snapshot is after.
+func (b *Builder) diffInputs(before, after map[string]metav1.Object, in *Inputs) *Changes {
+	c := &Changes{Hosts: map[string]bool{}, Namespaces: map[string]bool{}}
+	ix := &Index{opts: b.options()}
+	var pods []metav1.Object
+	note := func(k string, o metav1.Object) {
+		kind, _, _ := strings.Cut(k, "/")
+		c.Objects++
+		if kind == kindPod {
+			pods = append(pods, o)
+			return
+		}
+		c.trace(ix, kind, o)
+	}
+	for k, old := range before {
+		now, ok := after[k]
+		switch {
+		case !ok:
+			note(k, old)
+		case !sameObject(old, now):
+			note(k, old)
+			note(k, now)
+			c.Objects--
+		}
+	}
+	for k, now := range after {
+		if _, ok := before[k]; !ok {
+			note(k, now)
+		}
+	}
+	if len(pods) > 0 && !c.All {
+		c.tracePods(ix, pods, in)
+	}
+	return c
+}
+
+// trace records the hosts or namespaces a changed object of a kind
+// reaches, or All.
+func (c *Changes) trace(ix *Index, kind string, o metav1.Object) {
+	switch kind {
+	case kindService:
+		c.Hosts[fmt.Sprintf("%s.%s.svc.%s", o.GetName(), o.GetNamespace(), ix.opts.DomainSuffix)] = true
+	case kindEndpointSlice:
+		if name := o.GetLabels()[discoveryv1.LabelServiceName]; name != "" {
+			c.Hosts[fmt.Sprintf("%s.%s.svc.%s", name, o.GetNamespace(), ix.opts.DomainSuffix)] = true
+		}
+	case kindServiceEntry:
+		se, ok := o.(*networkingv1.ServiceEntry)
+		if !ok {
+			c.All = true
+			return
+		}
+		for _, h := range se.Spec.GetHosts() {
+			c.Hosts[h] = true
+		}
+	case kindDestinationRule:
+		dr, ok := o.(*networkingv1.DestinationRule)
+		h := ""
+		if ok {
+			h = ix.qualify(dr.Spec.GetHost(), dr.Namespace)
+		}
+		// A wildcard rule applies to every host it matches that has no
+		// rule of its own.
+		if h == "" || strings.HasPrefix(h, "*") {
+			c.All = true
+			return
+		}
+		c.Hosts[h] = true
+	case kindSidecar:
+		if o.GetNamespace() == ix.opts.RootNamespace {
+			c.All = true
+		}
+		c.Namespaces[o.GetNamespace()] = true
+	case kindMetaRouter:
+		mr, ok := o.(*v1alpha1.MetaRouter)
+		if !ok || len(mr.Spec.Gateways) > 0 {
+			c.All = true
+			return
+		}
+		for _, h := range mr.Spec.Hosts {
+			c.Hosts[ix.qualify(h, mr.Namespace)] = true
+		}
+	default:
+		c.All = true
+	}
+}
+
+// sameObject reports whether two versions of an object are the same to a
+// build: equal but for the fields the API server or the controller's own
+// status writes change (resourceVersion, managedFields, status).
+func sameObject(a, b metav1.Object) bool {
+	if a == b {
+		return true
+	}
+	va, vb := reflect.ValueOf(a), reflect.ValueOf(b)
+	if va.Type() != vb.Type() || va.Kind() != reflect.Pointer || va.IsNil() || vb.IsNil() {
+		return false
+	}
+	if !sameMeta(a, b) {
+		return false
+	}
+	va, vb = va.Elem(), vb.Elem()
+	if va.Kind() != reflect.Struct {
+		return false
+	}
+	t := va.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		switch {
+		case f.Name == "TypeMeta" || f.Name == "ObjectMeta" || f.Name == "Status":
+			continue
+		case !f.IsExported():
+			return false
+		}
+		fa, fb := va.Field(i), vb.Field(i)
+		if !sameValue(fa, fb) {
+			return false
+		}
+	}
+	return true
+}
+
+// sameValue compares two fields; a protobuf message (Istio's specs) with
+// proto.Equal, as its internal state may differ between equal messages.
+func sameValue(a, b reflect.Value) bool {
+	if a.CanAddr() {
+		if ma, ok := a.Addr().Interface().(proto.Message); ok {
+			return proto.Equal(ma, b.Addr().Interface().(proto.Message))
+		}
+	}
+	return reflect.DeepEqual(a.Interface(), b.Interface())
+}
+
+// sameMeta compares the metadata a build reads.
+func sameMeta(a, b metav1.Object) bool {
+	ca, cb := a.GetCreationTimestamp(), b.GetCreationTimestamp()
+	return a.GetName() == b.GetName() && a.GetNamespace() == b.GetNamespace() &&
+		a.GetUID() == b.GetUID() && a.GetGeneration() == b.GetGeneration() &&
+		ca.Equal(&cb) &&
+		reflect.DeepEqual(a.GetLabels(), b.GetLabels()) &&
+		reflect.DeepEqual(a.GetAnnotations(), b.GetAnnotations()) &&
+		reflect.DeepEqual(a.GetOwnerReferences(), b.GetOwnerReferences()) &&
+		(a.GetDeletionTimestamp() == nil) == (b.GetDeletionTimestamp() == nil)
+}
+
+// tracePods records the hosts whose EndpointSlices name a changed Pod:
+// its labels and service account are their endpoints'.
+func (c *Changes) tracePods(ix *Index, pods []metav1.Object, in *Inputs) {
+	changed := map[string]bool{}
+	for _, p := range pods {
+		changed[p.GetNamespace()+"/"+p.GetName()] = true
+	}
+	for _, s := range in.EndpointSlices {
+		name := s.Labels[discoveryv1.LabelServiceName]
+		if name == "" {
+			continue
+		}
+		for _, e := range s.Endpoints {
+			ref := e.TargetRef
+			if ref == nil || ref.Kind != "Pod" {
+				continue
+			}
+			ns := ref.Namespace
+			if ns == "" {
+				ns = s.Namespace
+			}
+			if changed[ns+"/"+ref.Name] {
+				c.Hosts[fmt.Sprintf("%s.%s.svc.%s", name, s.Namespace, ix.opts.DomainSuffix)] = true
+				break
+			}
+		}
+	}
+}

@@ -1,0 +1,216 @@
+package controller
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/rosetta-mesh/rosetta/pkg/config"
+)
+
+// changesMesh is the mesh TestAffectsIsSound edits, as files: namespaces a
+// and b scoped to themselves by Sidecars (b also sees c), c unscoped (it
+// sees every namespace); a's MetaRouter sends some calls to b's service.
+// Each service's endpoint is a Pod's.
+func changesMesh() map[string]string {
+	files := map[string]string{
+		"sidecars": `apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: a}
+spec: {egress: [{hosts: ["./*"]}]}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: b}
+spec: {egress: [{hosts: ["./*", "c/*"]}]}
+`,
+		"router-a": `apiVersion: metaprotocol.rosetta.dev/v1alpha1
+kind: MetaRouter
+metadata: {name: greeter, namespace: a}
+spec:
+  hosts: [greeter]
+  routes:
+  - {name: to-b, match: {attributes: {method: {exact: toB}}}, route: [{destination: {host: greeter.b.svc.cluster.local}}]}
+  - {name: rest, route: [{destination: {host: greeter, subset: v1}}]}
+`,
+	}
+	for _, ns := range []string{"a", "b", "c"} {
+		files["svc-"+ns] = changesService(ns, "greeter", 20880, "10.0.0.1")
+		files["rule-"+ns] = changesRule(ns, "v1")
+		files["pod-"+ns] = changesPod(ns, "greeter", "v1")
+	}
+	return files
+}
+
+func changesService(ns, name string, port int, addr string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %[2]s, namespace: %[1]s}
+spec: {ports: [{name: tcp-dubbo, port: %[3]d}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: %[2]s-1, namespace: %[1]s, labels: {kubernetes.io/service-name: %[2]s}}
+addressType: IPv4
+ports: [{name: tcp-dubbo, port: 20881}]
+endpoints: [{addresses: [%[4]s], targetRef: {kind: Pod, name: %[2]s-pod}}]
+`, ns, name, port, addr)
+}
+
+func changesPod(ns, name, version string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Pod
+metadata: {name: %s-pod, namespace: %s, labels: {version: %s}}
+spec: {containers: [{name: app, image: app}]}
+`, name, ns, version)
+}
+
+func changesRule(ns, subset string) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: greeter, namespace: %s}
+spec:
+  host: greeter
+  subsets: [{name: %s, labels: {version: v1}}]
+`, ns, subset)
+}
+
+// changesInputs reads files as the folder source does: a file that did
+// not change since the last read gives the same objects (parsed holds
+// them by content).
+func changesInputs(t *testing.T, files map[string]string, parsed map[string]*Inputs) *Inputs {
+	t.Helper()
+	in := &Inputs{}
+	for _, name := range slices.Sorted(maps.Keys(files)) {
+		key := name + "\x00" + files[name]
+		if parsed[key] == nil {
+			parsed[key] = &Inputs{}
+			if err := parsed[key].AddYAML([]byte(files[name])); err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+		}
+		in.append(parsed[key])
+	}
+	return in
+}
+
+func sameResources(a, b *config.Resources) bool {
+	return protosEqual(a.Listeners, b.Listeners) && protosEqual(a.Clusters, b.Clusters) &&
+		protosEqual(a.Endpoints, b.Endpoints) && protosEqual(a.Routes, b.Routes) && protosEqual(a.Secrets, b.Secrets)
+}
+
+func protosEqual[T proto.Message](a, b []T) bool {
+	return slices.EqualFunc(a, b, func(x, y T) bool { return proto.Equal(x, y) })
+}
+
+// TestAffectsIsSound edits the mesh one object at a time and checks, for
+// proxies of every namespace, that a proxy Affects says the edit does not
+// reach gets the same resources from the new Index as from the old (so
+// keeping its last generation is right), and that the edit reaches the
+// proxies it should and no others.
+func TestAffectsIsSound(t *testing.T) {
+	proxies := []*Proxy{
+		{ID: "a", Namespace: "a"}, {ID: "b", Namespace: "b"}, {ID: "c", Namespace: "c"},
+		{ID: "a-id", Namespace: "a", Identity: "spiffe://cluster.local/ns/a/sa/default"},
+	}
+	steps := []struct {
+		name    string
+		file    string
+		content string
+		reaches string // the proxies the edit reaches, space-separated
+	}{
+		{"a's Pod", "pod-a", changesPod("a", "greeter", "v2"), "a c a-id"},
+		{"a's router", "router-a", strings.Replace(changesMesh()["router-a"], "subset: v1", "subset: v2", 1), "a c a-id"},
+		{"b's endpoints", "svc-b", changesService("b", "greeter", 20880, "10.0.0.2"), "a b c a-id"},
+		{"c's endpoints", "svc-c", changesService("c", "greeter", 20880, "10.0.0.3"), "b c"},
+		{"c's rule", "rule-c", changesRule("c", "v3"), "b c"},
+		{"a new service in b", "svc-b2", changesService("b", "other", 20890, "10.0.0.4"), "b c"},
+		{"a new service in a", "svc-a2", changesService("a", "other", 20890, "10.0.0.5"), "a c a-id"},
+		{"a's Sidecar", "sidecars", strings.Replace(changesMesh()["sidecars"], `["./*"]`, `["./*", "c/*"]`, 1), "a a-id"},
+		{"a mesh-wide policy", "peer", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n", "a b c a-id"},
+		{"nothing a proxy reads", "cm", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: a}\n", ""},
+		{"c's service gone", "svc-c", "", "a b c a-id"},
+	}
+	b := &Builder{Options: Options{Resolve: fakeResolver}}
+	files := changesMesh()
+	parsed := map[string]*Inputs{}
+	in := changesInputs(t, files, parsed)
+	ix := b.Build(in)
+	type generated struct {
+		res  *config.Resources
+		deps *Deps
+	}
+	last := map[string]generated{}
+	for _, p := range proxies {
+		res, deps := ix.GenerateDeps(p)
+		last[p.ID] = generated{res, deps}
+	}
+	for _, st := range steps {
+		files[st.file] = st.content
+		next := changesInputs(t, files, parsed)
+		c := b.diffInputs(snapshotOf(in), snapshotOf(next), next)
+		nix := b.Build(next)
+		nix.changes, nix.base = c, ix.seq
+		fresh := (&Builder{Options: b.Options}).Build(next)
+		var reached []string
+		for _, p := range proxies {
+			res, deps := nix.GenerateDeps(p)
+			if !sameResources(res, fresh.Generate(p)) {
+				t.Errorf("%s: proxy %s gets other resources than from a Builder of its own (the services it kept are stale)", st.name, p.ID)
+			}
+			if nix.Affects(p, last[p.ID].deps) {
+				reached = append(reached, p.ID)
+			} else if !sameResources(res, last[p.ID].res) {
+				t.Errorf("%s: proxy %s not reached, but its resources changed", st.name, p.ID)
+			}
+			last[p.ID] = generated{res, deps}
+		}
+		want := strings.Fields(st.reaches)
+		sort.Strings(want)
+		sort.Strings(reached)
+		if !slices.Equal(reached, want) {
+			t.Errorf("%s reaches %v, want %v", st.name, reached, want)
+		}
+		if c.None() != (len(want) == 0) {
+			t.Errorf("%s: Changes.None() = %v", st.name, c.None())
+		}
+		// A service none of whose objects changed is the one built before.
+		for h, svc := range nix.services {
+			if old := ix.services[h]; old != nil && !c.Hosts[h] && !c.All && old != svc {
+				t.Errorf("%s: service %s built again", st.name, h)
+			}
+		}
+		in, ix = next, nix
+	}
+}
+
+// TestNoChangeNoPush: a read that finds what the last push had (the same
+// file's objects parsed again, a status changed) builds nothing and
+// calls Unchanged instead of Push; a changed object pushes.
+func TestNoChangeNoPush(t *testing.T) {
+	files := changesMesh()
+	var pushes, unchanged int
+	p := &Pipeline{
+		Builder: &Builder{Options: Options{Resolve: fakeResolver}},
+		// Every read parses the files again: new objects, equal ones.
+		Inputs:    func() (*Inputs, error) { return changesInputs(t, files, map[string]*Inputs{}), nil },
+		Push:      func(*Index, time.Time) { pushes++ },
+		Unchanged: func() { unchanged++ },
+	}
+	p.PushNow(time.Now())
+	p.PushNow(time.Now())
+	if pushes != 1 || unchanged != 1 {
+		t.Fatalf("two reads of the same files: %d pushes and %d unchanged, want 1 and 1", pushes, unchanged)
+	}
+	files["router-a"] = strings.Replace(files["router-a"], "subset: v1", "subset: v2", 1)
+	p.PushNow(time.Now())
+	if pushes != 2 || unchanged != 1 {
+		t.Fatalf("an edited MetaRouter: %d pushes and %d unchanged, want 2 and 1", pushes, unchanged)
+	}
+}

@@ -1,0 +1,140 @@
+package proxy
+
+import (
+	"time"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
+	"github.com/rosetta-mesh/rosetta/pkg/observability"
+)
+
+// Envoy's response flags (what Istio's response_flags label shows) for the
+// failures the proxy itself sees; "-" is none. docs/observability.md has
+// the map.
+const (
+	flagNone           = "-"
+	flagNoRoute        = "NR"     // no route matched
+	flagNoHealthy      = "UH"     // no healthy endpoint in the cluster
+	flagConnectFailure = "UF"     // the upstream connection could not be made
+	flagOverflow       = "UO"     // a circuit breaker (request or pending limit) refused
+	flagTimeout        = "UT"     // the route's or a try's timeout expired
+	flagReset          = "UC"     // the upstream connection closed with the request in flight
+	flagRetryExhausted = "URX"    // every try failed and retries are spent
+	flagRateLimited    = "RL"     // a local rate limit refused
+	flagFaultAbort     = "FI"     // an injected fault aborted the request
+	flagFaultDelay     = "DI"     // an injected fault delayed the request
+	flagDownstreamErr  = "DPE"    // the caller's request could not be handled (bad request)
+	flagUnauthorized   = flagNone // an authorization policy denied: Envoy's RBAC filter sets no flag either
+)
+
+// statusFlags is the response flag of a local reply for its status; a
+// failure the exchange saw more precisely (a connect failure, a fault)
+// sets exchange.flag instead.
+var statusFlags = [...]string{
+	codec.StatusOK:            flagNone,
+	codec.StatusNoRoute:       flagNoRoute,
+	codec.StatusNoUpstream:    flagNoHealthy,
+	codec.StatusTimeout:       flagTimeout,
+	codec.StatusOverloaded:    flagOverflow,
+	codec.StatusRateLimited:   flagRateLimited,
+	codec.StatusUpstreamReset: flagReset,
+	codec.StatusBadRequest:    flagDownstreamErr,
+	codec.StatusUnauthorized:  flagUnauthorized,
+	codec.StatusFault:         flagFaultAbort,
+	codec.StatusError:         flagNone,
+}
+
+// responseFlags is the response_flags of an exchange that ended with st;
+// resp is nil for a local reply.
+func (ex *exchange) responseFlags(resp *codec.Message, st codec.Status) string {
+	switch {
+	case ex.flag == flagFaultAbort || ex.flag == flagFaultDelay:
+		return ex.flag
+	case resp != nil:
+		return flagNone // the upstream answered, with success or its own error
+	case ex.flag != "":
+		return ex.flag // a connect failure, the last try's or the only one
+	case ex.tries > 1 && st != codec.StatusOK:
+		return flagRetryExhausted
+	case int(st) < len(statusFlags):
+		return statusFlags[st]
+	}
+	return flagNone
+}
+
+// recordIstio counts the exchange in Istio's metrics; resp is the answer
+// (nil: a local reply for st).
+func (ex *exchange) recordIstio(resp *codec.Message, st codec.Status, d time.Duration) {
+	m := ex.p.metrics
+	if !m.IstioEnabled() {
+		return
+	}
+	svc, dst := observability.UnknownService, observability.UnknownWorkload
+	if ex.cluster != nil {
+		svc = ex.cluster.Service
+		if ex.endpoint != nil {
+			dst = ex.cluster.Workload(ex.endpoint)
+		}
+	}
+	respBytes := 0
+	if resp != nil {
+		respBytes = len(resp.Raw)
+	}
+	ex.dc.istio(svc, dst, codec.ResponseCode(ex.dc.codec, resp, st), ex.responseFlags(resp, st), d, len(ex.req.Raw), respBytes)
+}
+
+// istio records one request of the connection in Istio's metrics, in the
+// series the connection used last when the labels are the same values.
+func (dc *downConn) istio(svc *observability.Service, dst *observability.Workload, code, flags string, d time.Duration, reqBytes, respBytes int) {
+	l := observability.IstioLabels{
+		Reporter:    dc.l.p.reporter,
+		Protocol:    dc.lc.protocol.Name,
+		Source:      dc.source,
+		Service:     svc,
+		Destination: dst,
+		Code:        code,
+		Flags:       flags,
+	}
+	s := dc.lastIstio.Load()
+	if !s.Is(&l) {
+		if s = dc.l.p.metrics.IstioSeries(&l); s == nil {
+			return
+		}
+		dc.lastIstio.Store(s)
+	}
+	s.Observe(d, reqBytes, respBytes)
+}
+
+// recordHandled counts a request a codec's Handler answered (Redis): its
+// destination is the handler's business, so it is labelled unknown.
+func (dc *downConn) recordHandled(req, resp *codec.Message, d time.Duration) {
+	if !dc.l.p.metrics.IstioEnabled() {
+		return
+	}
+	st, n := codec.StatusOK, 0
+	if resp != nil {
+		st, n = resp.Status, len(resp.Raw)
+	}
+	// A handler's answers are the server's or its own local errors, which
+	// it does not tell apart: no flags.
+	dc.istio(observability.UnknownService, observability.UnknownWorkload, codec.ResponseCode(dc.codec, resp, st), flagNone, d, len(req.Raw), n)
+}
+
+// tcpProtocol is request_protocol on the connection metrics, as Istio
+// labels TCP traffic.
+const tcpProtocol = "tcp"
+
+// connectionOpened and connectionClosed count the connection in Istio's
+// TCP metrics.
+func (dc *downConn) connectionOpened() {
+	dc.l.p.metrics.IstioConnection(dc.l.p.reporter, tcpProtocol, dc.source, true)
+}
+
+func (dc *downConn) connectionClosed() {
+	dc.l.p.metrics.IstioConnection(dc.l.p.reporter, tcpProtocol, dc.source, false)
+}
+
+// SetReporter sets the reporter label of Istio's metrics: waypoint (a
+// waypoint or gateway, the default), source (a sidecar on the caller's
+// side) or destination (one on the server's side). Call it before the
+// first Apply.
+func (p *Proxy) SetReporter(r string) { p.reporter = r }

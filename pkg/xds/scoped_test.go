@@ -1,0 +1,199 @@
+package xds_test
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/rosetta-mesh/rosetta/pkg/xds"
+)
+
+// scopedNamespace is one namespace of the scoped mesh: a Sidecar that
+// keeps its proxies to it, and a Dubbo service with two subsets.
+func scopedNamespace(ns string) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: %[1]s}
+spec:
+  egress: [{hosts: ["./*"]}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: greeter, namespace: %[1]s}
+spec:
+  ports: [{name: tcp-dubbo, port: 20880}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: greeter-v1
+  namespace: %[1]s
+  labels: {kubernetes.io/service-name: greeter, version: v1}
+addressType: IPv4
+ports: [{name: tcp-dubbo, port: 20881}]
+endpoints: [{addresses: [127.0.0.1]}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: greeter-v2
+  namespace: %[1]s
+  labels: {kubernetes.io/service-name: greeter, version: v2}
+addressType: IPv4
+ports: [{name: tcp-dubbo, port: 20882}]
+endpoints: [{addresses: [127.0.0.1]}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: greeter, namespace: %[1]s}
+spec:
+  host: greeter
+  subsets:
+  - {name: v1, labels: {version: v1}}
+  - {name: v2, labels: {version: v2}}
+`, ns)
+}
+
+func scopedRouter(ns, subset string) string {
+	return fmt.Sprintf(`apiVersion: metaprotocol.rosetta.dev/v1alpha1
+kind: MetaRouter
+metadata: {name: greeter, namespace: %s}
+spec:
+  hosts: [greeter]
+  routes:
+  - name: all
+    route: [{destination: {host: greeter, subset: %s}}]
+`, ns, subset)
+}
+
+// metricValue sums a metric's samples whose labels include want.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, want map[string]string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	samples:
+		for _, m := range mf.GetMetric() {
+			got := map[string]string{}
+			for _, l := range m.GetLabel() {
+				got[l.GetName()] = l.GetValue()
+			}
+			for k, v := range want {
+				if got[k] != v {
+					continue samples
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				sum += m.GetCounter().GetValue()
+			case m.GetHistogram() != nil:
+				sum += float64(m.GetHistogram().GetSampleCount())
+			}
+		}
+	}
+	return sum
+}
+
+// waitFor polls cond for up to 5 s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestEditCostsWhatItChanges: proxies of three namespaces, each scoped to
+// its own by a Sidecar, make three scopes; a second proxy of a scope
+// takes its generation. An edit in one namespace generates that
+// namespace's scope only; a change to what no proxy reads (an unrelated
+// ConfigMap, a file rewritten as it was) generates nothing and makes no
+// push; a mesh-wide policy generates every scope.
+func TestEditCostsWhatItChanges(t *testing.T) {
+	dir := t.TempDir()
+	for _, ns := range []string{"a", "b", "c"} {
+		writeFile(t, filepath.Join(dir, ns+".yaml"), scopedNamespace(ns))
+		writeFile(t, filepath.Join(dir, ns+"-router.yaml"), scopedRouter(ns, "v1"))
+	}
+	reg := prometheus.NewRegistry()
+	c := startControllerWith(t, dir, "", xds.Options{Registerer: reg})
+	recs := map[string]*recorder{}
+	for _, id := range []string{"a1", "a2", "b1", "c1"} {
+		recs[id] = &recorder{}
+		startClient(t, c.addr, id, id[:1], recs[id])
+	}
+	cluster := func(id string) string {
+		res, _ := recs[id].last()
+		return sayHelloCluster(res)
+	}
+	subset := func(ns, s string) string { return fmt.Sprintf("outbound|20880|%s|greeter.%s.svc.cluster.local", s, ns) }
+	waitFor(t, "every proxy's config", func() bool {
+		for id, r := range recs {
+			if _, n := r.last(); n == 0 || cluster(id) != subset(id[:1], "v1") {
+				return false
+			}
+		}
+		return true
+	})
+	generations := func() float64 { return metricValue(t, reg, "rosetta_xds_scope_generations_total", nil) }
+	if got := generations(); got != 3 {
+		t.Fatalf("%v scope generations for 4 proxies in 3 scopes, want 3", got)
+	}
+	sets := func(id string) int { _, n := recs[id].last(); return n }
+	bSets, cSets := sets("b1"), sets("c1")
+
+	// An edit in namespace a: scope a only.
+	writeFile(t, filepath.Join(dir, "a-router.yaml"), scopedRouter("a", "v2"))
+	waitFor(t, "a's proxies to get v2", func() bool {
+		return cluster("a1") == subset("a", "v2") && cluster("a2") == subset("a", "v2")
+	})
+	if got := generations(); got != 4 {
+		t.Errorf("%v scope generations after an edit in one of 3 scoped namespaces, want 4 (3 + 1)", got)
+	}
+	if sets("b1") != bSets || sets("c1") != cSets {
+		t.Errorf("proxies of b and c got %d and %d sets after an edit in a, want none", sets("b1")-bSets, sets("c1")-cSets)
+	}
+
+	// Nothing a proxy reads: no build, no push, no generation.
+	pushes := metricValue(t, reg, "rosetta_xds_push_duration_seconds", nil)
+	unchanged := metricValue(t, reg, "rosetta_controller_unchanged_reads_total", nil)
+	writeFile(t, filepath.Join(dir, "settings.yaml"), "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings, namespace: a}\ndata: {k: v}\n")
+	waitFor(t, "the ConfigMap's read", func() bool {
+		return metricValue(t, reg, "rosetta_controller_unchanged_reads_total", nil) > unchanged
+	})
+	unchanged = metricValue(t, reg, "rosetta_controller_unchanged_reads_total", nil)
+	writeFile(t, filepath.Join(dir, "b-router.yaml"), scopedRouter("b", "v1"))
+	waitFor(t, "the rewritten MetaRouter's read", func() bool {
+		return metricValue(t, reg, "rosetta_controller_unchanged_reads_total", nil) > unchanged
+	})
+	if got := metricValue(t, reg, "rosetta_xds_push_duration_seconds", nil); got != pushes {
+		t.Errorf("%v pushes for changes no proxy reads, want none", got-pushes)
+	}
+	if got := generations(); got != 4 {
+		t.Errorf("%v scope generations for changes no proxy reads, want none", got-4)
+	}
+
+	// A mesh-wide policy: every scope.
+	writeFile(t, filepath.Join(dir, "peer.yaml"), "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: PERMISSIVE}}\n")
+	waitFor(t, "every scope generated again", func() bool { return generations() == 7 })
+
+	// A new proxy of an existing scope takes its generation.
+	recs["b2"] = &recorder{}
+	startClient(t, c.addr, "b2", "b", recs["b2"])
+	waitFor(t, "b2's config", func() bool { return sets("b2") > 0 })
+	if got := generations(); got != 7 {
+		t.Errorf("a new proxy of an existing scope made %v generations, want none", got-7)
+	}
+}
