@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -26,7 +25,6 @@ type callFlags struct {
 	types   string
 	opts    []string
 	timeout time.Duration
-	output  string
 	tls     tlsFlags
 }
 
@@ -38,8 +36,8 @@ type tlsFlags struct {
 	insecure   bool
 }
 
-// callResult is what one call gave: printed as text, or as JSON with
-// --output json.
+// callResult is what one call gave: printed for people, or as JSON or
+// YAML with --output.
 type callResult struct {
 	Protocol string        `json:"protocol"`
 	Address  string        `json:"address"`
@@ -89,7 +87,7 @@ The connection is plaintext unless --tls is given.`,
 			if err != nil {
 				return err
 			}
-			if err := printCall(cmd.OutOrStdout(), res, f.output); err != nil {
+			if err := printResult(cmd, res, func(w io.Writer) error { return printCall(w, res) }); err != nil {
 				return err
 			}
 			if res.Status != codec.StatusOK.String() {
@@ -104,7 +102,6 @@ The connection is plaintext unless --tls is given.`,
 	fs.StringVar(&f.types, "types", "", "Dubbo's parameter type descriptor (the same as --attr types=...)")
 	fs.StringArrayVar(&f.opts, "opt", nil, "a codec option as key=value, as a listener's codec options (repeatable)")
 	fs.DurationVar(&f.timeout, "timeout", 5*time.Second, "time for the whole call: connecting, sending and the answer")
-	fs.StringVarP(&f.output, "output", "o", "text", "text or json")
 	f.tls.register(cmd)
 	return cmd
 }
@@ -171,9 +168,6 @@ func parseOpts(kvs []string) (codec.Options, error) {
 const callID = 1
 
 func runCall(ctx context.Context, protocol, addr string, f callFlags) (*callResult, error) {
-	if f.output != "text" && f.output != "json" {
-		return nil, fmt.Errorf("--output %q: want text or json", f.output)
-	}
 	p, c, caller, err := callerFor(protocol, f.opts, codec.PeerServer)
 	if err != nil {
 		return nil, err
@@ -307,12 +301,8 @@ func answerHeartbeat(conn net.Conn, c codec.Codec, m *codec.Message) error {
 	return err
 }
 
-func printCall(w io.Writer, r *callResult, output string) error {
-	if output == "json" {
-		e := json.NewEncoder(w)
-		e.SetIndent("", "  ")
-		return e.Encode(r)
-	}
+// printCall is a call's answer for people (--output table).
+func printCall(w io.Writer, r *callResult) error {
 	fmt.Fprintf(w, "status: %s", r.Status)
 	if r.Code != "" {
 		fmt.Fprintf(w, " (%s)", r.Code)

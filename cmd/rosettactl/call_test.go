@@ -320,7 +320,7 @@ func TestCallErrors(t *testing.T) {
 		{[]string{"call", "dubbo", "127.0.0.1:1", "--attr", "novalue"}, `--attr "novalue": want key=value`},
 		{[]string{"call", "thrift", "127.0.0.1:1", "--attr", "method=m", "--attr", "transport=ws"}, `transport="ws"`},
 		{[]string{"call", "thrift", "127.0.0.1:1", "--attr", "method=m", "--arg", `{"x":1}`}, `field key "x"`},
-		{[]string{"call", "redis", "127.0.0.1:1", "--arg", "PING", "-o", "yaml"}, `--output "yaml"`},
+		{[]string{"call", "redis", "127.0.0.1:1", "--arg", "PING", "-o", "xml"}, `--output "xml"`},
 		{[]string{"call", "redis", fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t)), "--arg", "PING"}, "connection refused"},
 	} {
 		out, err := ctl(t, c.args...)

@@ -32,11 +32,8 @@ func newRootCmd() *cobra.Command {
 		// Every command checks --output, and the logging flags, which
 		// the demo's proxies and controller log with.
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			// call has its own --output until it uses the shared printer.
-			if cmd.LocalNonPersistentFlags().Lookup("output") == nil {
-				if _, err := outputFormat(cmd); err != nil {
-					return err
-				}
+			if _, err := outputFormat(cmd); err != nil {
+				return err
 			}
 			log, err := logFlags.Logger(os.Stderr)
 			demoLog = log
