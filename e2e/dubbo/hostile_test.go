@@ -11,7 +11,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -130,12 +129,7 @@ const proxyWait = 30 * time.Second
 func startProxyProcess(t *testing.T, cfg string, flags ...string) *proxyProcess {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "rosetta-proxy")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/rosetta-proxy")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build rosetta-proxy: %v\n%s", err, out)
-	}
+	bin := testutil.GoBuild(t, filepath.Join("..", ".."), "./cmd/rosetta-proxy")
 	return testutil.OnFreePorts(t, 1, func(ports []int) (*proxyProcess, error) {
 		port := strconv.Itoa(ports[0])
 		file := filepath.Join(dir, "proxy-"+port+".json")

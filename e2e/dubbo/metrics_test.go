@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -238,12 +237,7 @@ func prometheusBinary(t *testing.T) string {
 func startFolderController(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	bin := filepath.Join(dir, "rosetta-controller")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/rosetta-controller")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build rosetta-controller: %v\n%s", err, out)
-	}
+	bin := testutil.GoBuild(t, filepath.Join("..", ".."), "./cmd/rosetta-controller")
 	cfg := filepath.Join(dir, "config")
 	if err := os.Mkdir(cfg, 0o755); err != nil {
 		t.Fatal(err)

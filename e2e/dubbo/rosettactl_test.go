@@ -20,13 +20,7 @@ import (
 // buildRosettactl builds the command line from the main module.
 func buildRosettactl(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "rosettactl")
-	build := exec.Command("go", "build", "-o", bin, "./cmd/rosettactl")
-	build.Dir = filepath.Join("..", "..")
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build rosettactl: %v\n%s", err, out)
-	}
-	return bin
+	return testutil.GoBuild(t, filepath.Join("..", ".."), "./cmd/rosettactl")
 }
 
 type ctlResult struct {

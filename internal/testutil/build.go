@@ -1,0 +1,23 @@
+package testutil
+
+import (
+	"os/exec"
+	"path/filepath"
+	"testing"
+)
+
+// GoBuild builds pkg (a path such as "./cmd/rosettactl") of the module in
+// root into the test's temporary folder and returns the binary, named as
+// pkg's last element. Tests that run a binary as users do (flags, exit
+// codes, signals) build it this way; root is the main module's folder, so
+// the build uses its go.mod and go.sum even from an e2e module.
+func GoBuild(t testing.TB, root, pkg string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	build := exec.Command("go", "build", "-o", bin, pkg)
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+	}
+	return bin
+}
