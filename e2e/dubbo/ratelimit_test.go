@@ -3,6 +3,7 @@ package dubbo
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 )
 
@@ -141,12 +143,13 @@ func TestGlobalRateLimitAdmitsTheServiceLimit(t *testing.T) {
 	}
 	// The service's own accounting agrees with what the callers saw.
 	within := `key1="method_sayHello"`
-	waitFor(t, "the service's counters to reach the calls made", func() bool {
-		return rls.counter(t, "ratelimit_service_rate_limit_within_limit", within) == float64(admitted) &&
-			rls.counter(t, "ratelimit_service_rate_limit_over_limit", within) == float64(denied)
-	}, func() string {
-		return "within_limit " + ftoa(rls.counter(t, "ratelimit_service_rate_limit_within_limit", within)) +
-			", over_limit " + ftoa(rls.counter(t, "ratelimit_service_rate_limit_over_limit", within))
+	testutil.MustPoll(t, 10*time.Second, "the service's counters to reach the calls made", func() (bool, error) {
+		in := rls.counter(t, "ratelimit_service_rate_limit_within_limit", within)
+		over := rls.counter(t, "ratelimit_service_rate_limit_over_limit", within)
+		if in == float64(admitted) && over == float64(denied) {
+			return true, nil
+		}
+		return false, fmt.Errorf("within_limit %s, over_limit %s", ftoa(in), ftoa(over))
 	})
 	// And so does the proxy's decisions metric.
 	metrics := "http://" + px.AdminAddr + "/metrics"
@@ -259,16 +262,4 @@ func TestServiceLocalRateLimit(t *testing.T) {
 const statusThreadpoolExhausted = 100
 
 // waitFor polls cond for up to 10 s; on failure it reports state.
-func waitFor(t *testing.T, what string, cond func() bool, state func() string) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Errorf("timed out waiting for %s: %s", what, state())
-			return
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
 func ftoa(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
