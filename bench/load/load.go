@@ -63,6 +63,9 @@ type Options struct {
 	Inflight int
 	Profile  string
 	Procs    int
+	// TraceSampling, when above zero, adds a row of the proxy with tracing
+	// on at this percentage, exporting to an OTLP receiver in the harness.
+	TraceSampling float64
 }
 
 // RegisterFlags binds the options to command-line flags.
@@ -75,6 +78,7 @@ func (o *Options) RegisterFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.Inflight, "inflight", 8, "calls in flight per connection in the saturation runs")
 	fs.IntVar(&o.Procs, "proxy-procs", 0, "GOMAXPROCS of rosetta-proxy (0: the Go default, one per core)")
 	fs.StringVar(&o.Profile, "profile", "", "write a CPU profile of rosetta-proxy during its fixed-rate run to this file")
+	fs.Float64Var(&o.TraceSampling, "trace-sampling", 0, "also measure the proxy with tracing on at this percentage of requests, exporting spans over OTLP/gRPC to a receiver in the harness (0: no such row)")
 }
 
 // Run measures d and writes its table to w.
@@ -97,6 +101,20 @@ func Run(d Driver, o Options, w io.Writer) error {
 	}
 	defer rosetta.stop()
 	targets = append(targets, rosetta)
+	if o.TraceSampling > 0 {
+		sink, err := startSpanSink()
+		if err != nil {
+			return err
+		}
+		defer sink.stop()
+		traced, err := startRosetta(d, o, dir, tracedSetup(addr, o.TraceSampling, sink))
+		if err != nil {
+			return err
+		}
+		defer traced.stop()
+		targets = append(targets, traced)
+		defer func() { fmt.Fprintf(w, "Spans received from the traced proxy: %d\n", sink.spans.Load()) }()
+	}
 	if _, err := exec.LookPath("haproxy"); err == nil {
 		h, err := startHAProxy(dir, "haproxy (L4 TCP)", addr, "")
 		if err != nil {
@@ -140,6 +158,10 @@ type proxySetup struct {
 	// authz is the listener's authorization policies.
 	authz []obj
 	env   []string
+	// tracing is the listener's sampling percentage (0: no tracing) and
+	// args the proxy's further flags.
+	tracing float64
+	args    []string
 }
 
 func startRosetta(d Driver, o Options, dir string, s proxySetup) (*target, error) {
@@ -172,6 +194,7 @@ func startRosetta(d Driver, o Options, dir string, s proxySetup) (*target, error
 		t.hbone = FreeAddr()
 		args = append(args, "--hbone-address", t.hbone)
 	}
+	args = append(args, s.args...)
 	if err := t.start(o.ProxyBin, args...); err != nil {
 		return nil, err
 	}
@@ -200,6 +223,9 @@ func rosettaConfig(d Driver, admin, addr string, s proxySetup) obj {
 	}
 	if len(s.authz) > 0 {
 		filter["authorization"] = s.authz
+	}
+	if s.tracing > 0 {
+		filter["tracing"] = obj{"random_sampling_percentage": s.tracing}
 	}
 	if s.hbone {
 		filter["authorities"] = []string{addr}
