@@ -52,11 +52,17 @@ func (p *Proxy) bindTracing(s *snapshot) {
 }
 
 // startTrace decides whether the request is traced and starts its server
-// span. The caller checked that the listener traces.
+// span. The caller checked that the listener traces. The span's names are
+// gathered only for a request sampled in: a sampled-out one costs the
+// sampling decision alone.
 func (ex *exchange) startTrace() {
 	lc := ex.dc.lc
+	tc, carrier := ex.dc.codec.(codec.TraceCarrier)
+	if !lc.tracing.Sample(ex.req, carrier) {
+		return
+	}
 	in := tracing.Info{System: lc.protocol.Name, Listener: lc.name, Start: ex.start}
-	if tc, ok := ex.dc.codec.(codec.TraceCarrier); ok {
+	if carrier {
 		in.Service, in.Method, in.Carries = tc.TraceInfo(ex.req)
 	} else if attr := lc.protocol.MetricAttribute; attr != "" {
 		in.Method, _ = ex.req.Get(attr)

@@ -6,8 +6,10 @@
 // Cost: a listener without tracing config has a nil *Listener and the proxy
 // does nothing more than check it. With tracing on, each request is asked
 // for its caller's traceparent (the caller's sampled flag decides, when it
-// sent one) or draws a random number; a request sampled out allocates no
-// span. Spans go to an OTLP/gRPC receiver through a batching exporter that
+// sent one) or draws a random number (Sample); only a request sampled in
+// has its names gathered and a span allocated (Start). Carriers answer a
+// request without traceparent without decoding anything more (Dubbo looks
+// for the key in the raw attachments first). Spans go to an OTLP/gRPC receiver through a batching exporter that
 // drops spans when its queue is full rather than block a request.
 package tracing
 
@@ -140,10 +142,32 @@ type Info struct {
 	Start time.Time
 }
 
-// Start decides whether req is traced and, when it is, starts its server
-// span. It returns nil for a request sampled out, allocating nothing.
+// Sample decides whether req is traced: by the caller's sampled flag when
+// it sent trace context (and the listener respects it), by a random draw
+// otherwise. carrier says whether req's codec is a codec.TraceCarrier; a
+// request of one that has no place for trace context reads as a request
+// without. Sample allocates nothing: a request sampled out costs the
+// carrier's lookup of traceparent and a random number, so the proxy asks
+// before it gathers anything for the span.
+func (l *Listener) Sample(req *codec.Message, carrier bool) bool {
+	if l.t == nil {
+		return false
+	}
+	if carrier && !l.ignoreCaller {
+		if tp, ok := req.Get(KeyTraceparent); ok {
+			if s, ok := sampledFlag(tp); ok {
+				return s
+			}
+		}
+	}
+	return l.all || rand.Uint64() < l.threshold
+}
+
+// Start starts the server span of a request Sample chose, under the
+// caller's span when the request carries one; nil when the listener has
+// no Tracer.
 func (l *Listener) Start(req *codec.Message, in Info) *Request {
-	if l.t == nil || !l.sampled(req, in.Carries) {
+	if l.t == nil {
 		return nil
 	}
 	ctx := context.Background()
@@ -160,19 +184,6 @@ func (l *Listener) Start(req *codec.Message, in Info) *Request {
 		trace.WithAttributes(r.common...),
 		trace.WithAttributes(attrListener.String(in.Listener), attrRoute.String(in.Route)))
 	return r
-}
-
-// sampled is the caller's sampled flag when it sent trace context (and
-// the listener respects it), a random draw otherwise.
-func (l *Listener) sampled(req *codec.Message, carries bool) bool {
-	if carries && !l.ignoreCaller {
-		if tp, ok := req.Get(KeyTraceparent); ok {
-			if s, ok := sampledFlag(tp); ok {
-				return s
-			}
-		}
-	}
-	return l.all || rand.Uint64() < l.threshold
 }
 
 // sampledFlag reads the sampled bit of a W3C traceparent

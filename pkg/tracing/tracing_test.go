@@ -60,41 +60,46 @@ func TestSampledFlag(t *testing.T) {
 // The caller's sampled flag decides over the percentage, both ways.
 func TestParentBasedSampling(t *testing.T) {
 	none, _ := recorded(t, 0)
-	if none.Start(request(codec.Map{KeyTraceparent: sampledParent}), Info{Carries: true}) == nil {
+	if !none.Sample(request(codec.Map{KeyTraceparent: sampledParent}), true) {
 		t.Error("a sampled caller at 0% was not traced")
 	}
-	if none.Start(request(nil), Info{Carries: true}) != nil {
+	if none.Sample(request(nil), true) {
 		t.Error("a request without context at 0% was traced")
 	}
 	all, _ := recorded(t, 100)
-	if all.Start(request(codec.Map{KeyTraceparent: unsampledParent}), Info{Carries: true}) != nil {
+	if all.Sample(request(codec.Map{KeyTraceparent: unsampledParent}), true) {
 		t.Error("an unsampled caller at 100% was traced")
 	}
-	if all.Start(request(nil), Info{}) == nil {
+	if !all.Sample(request(nil), false) {
 		t.Error("a request without context at 100% was not traced")
 	}
 	// A codec without a carrier: the attribute is not trace context.
-	if all.Start(request(codec.Map{KeyTraceparent: unsampledParent}), Info{Carries: false}) == nil {
+	if !all.Sample(request(codec.Map{KeyTraceparent: unsampledParent}), false) {
 		t.Error("a request without a carrier at 100% was not traced")
 	}
 	ignore, _ := NewListener(100, true)
 	ignore.Bind(all.t)
-	if ignore.Start(request(codec.Map{KeyTraceparent: unsampledParent}), Info{Carries: true}) == nil {
+	if !ignore.Sample(request(codec.Map{KeyTraceparent: unsampledParent}), true) {
 		t.Error("ignore_caller_sampling at 100% did not trace an unsampled caller")
+	}
+	unbound, _ := NewListener(100, false)
+	if unbound.Sample(request(nil), false) || unbound.Start(request(nil), Info{}) != nil {
+		t.Error("a listener without a Tracer traced")
 	}
 }
 
-// A request sampled out costs no allocation.
+// A request sampled out costs no allocation, with or without the caller's
+// context.
 func TestSampledOutAllocatesNothing(t *testing.T) {
 	l, _ := recorded(t, 0)
-	req := request(codec.Map{KeyTraceparent: unsampledParent})
-	in := Info{Carries: true, System: "dubbo", Method: "m"}
-	if n := testing.AllocsPerRun(100, func() {
-		if l.Start(req, in) != nil {
-			t.Fatal("traced")
+	for _, req := range []*codec.Message{request(codec.Map{KeyTraceparent: unsampledParent}), request(codec.Map{})} {
+		if n := testing.AllocsPerRun(100, func() {
+			if l.Sample(req, true) {
+				t.Fatal("traced")
+			}
+		}); n != 0 {
+			t.Errorf("a sampled-out request allocates %v times, want 0", n)
 		}
-	}); n != 0 {
-		t.Errorf("a sampled-out request allocates %v times, want 0", n)
 	}
 }
 

@@ -185,7 +185,7 @@ func (a *attrs) Get(key string) (string, bool) {
 			return a.version, true
 		}
 	}
-	if a.parse() != nil {
+	if traceKeyAbsent(a.body, key) || a.parse() != nil {
 		return "", false
 	}
 	for i := len(a.entries) - 1; i >= 0; i-- {
