@@ -3,7 +3,9 @@ package hbone
 import (
 	"fmt"
 	"net/http"
+	"net/netip"
 	"strconv"
+	"strings"
 
 	"golang.org/x/net/http2"
 	"golang.org/x/net/http2/hpack"
@@ -61,7 +63,8 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		c.answer(id, http.StatusBadRequest, f.StreamEnded())
 		return nil
 	}
-	serve, reason := c.srv.Open(Request{Destination: dest, Principal: c.peer.principal, Remote: c.peer.remote})
+	r := Request{Destination: dest, Principal: c.peer.principal, Remote: c.peer.remote, Source: forwardedFor(f)}
+	serve, reason := c.srv.Open(r)
 	if serve == nil {
 		// 503 for a destination no listener serves, as Istio's HBONE
 		// terminators answer a CONNECT they cannot take to a destination:
@@ -73,7 +76,7 @@ func (c *conn) onHeaders(f *http2.MetaHeadersFrame) error {
 		c.answer(id, http.StatusServiceUnavailable, f.StreamEnded())
 		return nil
 	}
-	c.accept(id, dest, f.StreamEnded(), serve)
+	c.accept(id, r, f.StreamEnded(), serve)
 	return nil
 }
 
@@ -119,6 +122,44 @@ func connectRequest(f *http2.MetaHeadersFrame) (string, bool) {
 	default:
 		return authority, scheme != "" && path != ""
 	}
+}
+
+// forwardedFor is the address the for= parameter of the first Forwarded
+// header's first element names (RFC 7239: the original client, which is
+// where ztunnel names the client it tunnels for); invalid when there is
+// none, or it is obfuscated ("unknown", "_hidden") or not an address. The
+// value may be quoted and carry a port; an IPv6 address is in brackets.
+func forwardedFor(f *http2.MetaHeadersFrame) netip.Addr {
+	for _, hf := range f.RegularFields() {
+		if hf.Name == "forwarded" {
+			return forwardedAddr(hf.Value)
+		}
+	}
+	return netip.Addr{}
+}
+
+func forwardedAddr(v string) netip.Addr {
+	first, _, _ := strings.Cut(v, ",")
+	for pair := range strings.SplitSeq(first, ";") {
+		k, val, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		if !ok || !strings.EqualFold(k, "for") {
+			continue
+		}
+		val = strings.Trim(val, `"`)
+		if ap, err := netip.ParseAddrPort(val); err == nil && ap.Addr().Zone() == "" {
+			return ap.Addr().Unmap()
+		}
+		if inner, ok := strings.CutPrefix(val, "["); ok {
+			if val, ok = strings.CutSuffix(inner, "]"); !ok {
+				return netip.Addr{}
+			}
+		}
+		if a, err := netip.ParseAddr(val); err == nil && a.Zone() == "" {
+			return a.Unmap()
+		}
+		return netip.Addr{}
+	}
+	return netip.Addr{}
 }
 
 // onTrailers takes a header block on an open stream, which a CONNECT

@@ -38,6 +38,11 @@ type Request struct {
 	Principal string
 	// Remote is the caller's end of the HTTP/2 connection.
 	Remote net.Addr
+	// Source is the client whose connection the caller tunnels, as the
+	// CONNECT's Forwarded header names it (for=, RFC 7239; ztunnel sends
+	// the client's address there); invalid when the header names none.
+	// It is the caller's claim, checked only by its certificate.
+	Source netip.Addr
 }
 
 // OpenFunc decides where a stream goes. It returns serve, which takes the

@@ -34,6 +34,7 @@ type Stream struct {
 	dest   netip.AddrPort
 	local  net.Addr
 	remote net.Addr
+	source netip.Addr // Request.Source
 
 	// Receiving, under rmu: buf[off:] is what arrived and was not read;
 	// rerr is what Read returns once it is read (io.EOF after the
@@ -84,13 +85,14 @@ func (e resetError) Error() string {
 	return fmt.Sprintf("hbone: the caller reset the stream (%s)", http2.ErrCode(e))
 }
 
-func newStream(c *conn, id uint32, dest netip.AddrPort) *Stream {
+func newStream(c *conn, id uint32, r Request) *Stream {
 	return &Stream{
 		c:        c,
 		id:       id,
-		dest:     dest,
-		local:    net.TCPAddrFromAddrPort(dest),
+		dest:     r.Destination,
+		local:    net.TCPAddrFromAddrPort(r.Destination),
 		remote:   c.peer.remote,
+		source:   r.Source,
 		inflow:   int64(c.lim.StreamWindow),
 		readable: make(chan struct{}, 1),
 		windowed: make(chan struct{}, 1),
@@ -100,11 +102,11 @@ func newStream(c *conn, id uint32, dest netip.AddrPort) *Stream {
 	}
 }
 
-// accept opens stream id to dest, answers it 200 and hands it to serve.
+// accept opens stream id for r, answers it 200 and hands it to serve.
 // It runs on the frame reader, which alone opens streams and applies the
 // peer's SETTINGS.
-func (c *conn) accept(id uint32, dest netip.AddrPort, peerEnded bool, serve func(net.Conn)) {
-	s := newStream(c, id, dest)
+func (c *conn) accept(id uint32, r Request, peerEnded bool, serve func(net.Conn)) {
+	s := newStream(c, id, r)
 	s.sendWindow.Store(c.peerInitWindow)
 	if peerEnded {
 		s.remoteEnded.Store(true)
@@ -132,6 +134,10 @@ func (c *conn) accept(id uint32, dest netip.AddrPort, peerEnded bool, serve func
 
 // Destination is the CONNECT's target: the address the caller dialled.
 func (s *Stream) Destination() netip.AddrPort { return s.dest }
+
+// Source is the client the caller tunnels for, as its Forwarded header
+// names it (Request.Source); invalid when it names none.
+func (s *Stream) Source() netip.Addr { return s.source }
 
 // LocalAddr is the destination the caller dialled, not the HBONE port.
 func (s *Stream) LocalAddr() net.Addr { return s.local }

@@ -59,19 +59,18 @@ func ServiceOf(host string) *Service {
 	return &Service{Host: host, Name: host, Namespace: Unknown}
 }
 
-// WorkloadOfPrincipal is what a caller's SPIFFE identity
-// (spiffe://TRUST_DOMAIN/ns/NS/sa/SA) says of it: its principal and
-// namespace; "" (a plaintext caller) is UnknownWorkload.
+// WorkloadOfPrincipal is what a caller's verified identity says of it: its
+// principal and namespace; "" (a plaintext caller) is UnknownWorkload. The
+// identity is in the form authorization names it (TRUST_DOMAIN/ns/NS/sa/SA)
+// or a SPIFFE URI; the principal label is the URI, as Istio's
+// source_principal is.
 func WorkloadOfPrincipal(principal string) *Workload {
 	if principal == "" {
 		return UnknownWorkload
 	}
+	rest, _ := strings.CutPrefix(principal, "spiffe://")
 	w := *UnknownWorkload
-	w.Principal = principal
-	rest, ok := strings.CutPrefix(principal, "spiffe://")
-	if !ok {
-		return &w
-	}
+	w.Principal = "spiffe://" + rest
 	parts := strings.Split(rest, "/")
 	if len(parts) == 5 && parts[1] == "ns" && parts[3] == "sa" && parts[2] != "" {
 		w.Namespace = parts[2]

@@ -13,8 +13,11 @@ func TestWorkloadOfPrincipal(t *testing.T) {
 		principal, namespace, want string
 	}{
 		{"spiffe://cluster.local/ns/shop/sa/frontend", "shop", "spiffe://cluster.local/ns/shop/sa/frontend"},
+		// The form the proxy's connections and authorization name it.
+		{"cluster.local/ns/shop/sa/frontend", "shop", "spiffe://cluster.local/ns/shop/sa/frontend"},
 		{"spiffe://td/ns//sa/x", Unknown, "spiffe://td/ns//sa/x"},
 		{"spiffe://td/other/path", Unknown, "spiffe://td/other/path"},
+		{"td/other/path", Unknown, "spiffe://td/other/path"},
 		{"", Unknown, Unknown},
 	} {
 		w := WorkloadOfPrincipal(c.principal)

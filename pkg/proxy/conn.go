@@ -37,8 +37,8 @@ type downConn struct {
 	lastRequest   atomic.Pointer[observability.Series]
 	lastOperation atomic.Pointer[observability.Series]
 	lastIstio     atomic.Pointer[observability.IstioSeries]
-	// source is what the caller's verified identity tells of it, for
-	// Istio's metrics.
+	// source is what the caller's verified identity and its address tell
+	// of it, for Istio's metrics (sourceOf).
 	source *observability.Workload
 
 	streamsMu sync.Mutex
@@ -74,7 +74,7 @@ func newDownConn(l *listener, nc net.Conn, principal string) *downConn {
 	}
 	dc := &downConn{l: l, lc: lc, nc: nc, codec: cd}
 	dc.peer = peerOf(nc, principal, lc.port)
-	dc.source = observability.WorkloadOfPrincipal(principal)
+	dc.source = l.p.sourceOf(nc, principal)
 	dc.w = wire.NewWriter(nc, wire.Options{
 		Timeout: writeTimeout,
 		// Answers queued for a caller that does not read are held to the

@@ -1,10 +1,13 @@
 package proxy
 
 import (
+	"net"
+	"net/netip"
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
+	"github.com/rosetta-mesh/rosetta/pkg/upstream"
 )
 
 // Envoy's response flags (what Istio's response_flags label shows) for the
@@ -138,3 +141,76 @@ func (dc *downConn) connectionClosed() {
 // side) or destination (one on the server's side). Call it before the
 // first Apply.
 func (p *Proxy) SetReporter(r string) { p.reporter = r }
+
+// callers are the workloads of a snapshot's endpoints by address: a caller
+// whose address is an endpoint's is taken for that endpoint's workload, as
+// Istio's waypoints learn a caller's workload from its address (ztunnel's
+// workload discovery). An address that two workloads share (pods on the
+// host network) names neither.
+type callers map[netip.Addr]*observability.Workload
+
+// indexCallers indexes the workloads the clusters' endpoints name.
+func indexCallers(clusters map[string]*upstream.Cluster) callers {
+	idx := callers{}
+	for _, c := range clusters {
+		c.Workloads(func(e *upstream.Endpoint, w *observability.Workload) {
+			ap, err := netip.ParseAddrPort(e.Addr)
+			if err != nil {
+				return // a host name: no caller's address
+			}
+			ip := ap.Addr().Unmap()
+			if old, seen := idx[ip]; seen && (old == nil || *old != *w) {
+				idx[ip] = nil
+				return
+			}
+			idx[ip] = w
+		})
+	}
+	return idx
+}
+
+// source is what Istio's source labels say of a caller at addr whose
+// verified identity is principal ("" for plaintext). The identity decides
+// the principal and namespace; the address adds the workload's name, app
+// and version when its endpoint's workload agrees with the identity (the
+// same principal, or the same namespace when the endpoint names none).
+// Without an identity the address's workload is taken, and the principal
+// stays unknown: an address is not an identity.
+func (c callers) source(addr netip.Addr, principal string) *observability.Workload {
+	id := observability.WorkloadOfPrincipal(principal)
+	w := c[addr]
+	switch {
+	case w == nil:
+		return id
+	case principal != "" && w.Principal != observability.Unknown && w.Principal != id.Principal:
+		return id
+	case principal != "" && w.Namespace != id.Namespace:
+		return id
+	}
+	src := *w
+	src.Principal = id.Principal
+	return &src
+}
+
+// callerAddr is the caller's address: for an HBONE stream the client it
+// tunnels for (its Forwarded header), else the connection's far end.
+func callerAddr(nc net.Conn) netip.Addr {
+	if s, ok := nc.(interface{ Source() netip.Addr }); ok && s.Source().IsValid() {
+		return s.Source()
+	}
+	ap, err := netip.ParseAddrPort(nc.RemoteAddr().String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
+}
+
+// sourceOf is the source workload of a connection from nc, in the config
+// in force.
+func (p *Proxy) sourceOf(nc net.Conn, principal string) *observability.Workload {
+	s := p.snap.Load()
+	if s == nil {
+		return observability.WorkloadOfPrincipal(principal)
+	}
+	return s.callers.source(callerAddr(nc), principal)
+}

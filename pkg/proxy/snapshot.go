@@ -34,6 +34,9 @@ type snapshot struct {
 	authorities map[netip.AddrPort]string
 	routes      map[string]*router.Table
 	clusters    map[string]*upstream.Cluster
+	// callers are the endpoints' workloads by address, for the source
+	// labels of Istio's metrics.
+	callers callers
 }
 
 // listenerConfig is a compiled Rosetta listener.
@@ -137,6 +140,7 @@ func compile(res config.Resources, mgr *upstream.Manager, id *identity.Workload,
 	if s.clusters, err = mgr.Build(res.Clusters, res.Endpoints); err != nil {
 		return nil, err
 	}
+	s.callers = indexCallers(s.clusters)
 	return s, nil
 }
 

@@ -113,6 +113,13 @@ func (c *Cluster) Workload(e *Endpoint) *observability.Workload {
 	return observability.UnknownWorkload
 }
 
+// Workloads calls fn for each endpoint whose workload the config names.
+func (c *Cluster) Workloads(fn func(e *Endpoint, w *observability.Workload)) {
+	for e, w := range c.workloads {
+		fn(e, w)
+	}
+}
+
 // Pick chooses an endpoint; nil when the cluster has none.
 func (c *Cluster) Pick(hash uint64, exclude *Endpoint) *Endpoint {
 	if len(c.Endpoints) == 0 {

@@ -12,6 +12,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
@@ -68,12 +69,25 @@ func Dial(addr string, cfg *tls.Config) (*Conn, error) {
 // Connect opens a CONNECT stream to authority ("ip:port"). The server's
 // answer is its status; only a 200 gives a Tunnel.
 func (c *Conn) Connect(authority string) (*Tunnel, int, error) {
+	return c.ConnectFor(authority, netip.Addr{})
+}
+
+// ConnectFor is Connect for the connection of a client at client, which
+// the request names as ztunnel does: Forwarded: for=ADDRESS (RFC 7239).
+// An invalid client sends no Forwarded header.
+func (c *Conn) ConnectFor(authority string, client netip.Addr) (*Tunnel, int, error) {
 	pr, pw := io.Pipe()
 	req, err := http.NewRequest(http.MethodConnect, "https://"+authority, pr)
 	if err != nil {
 		return nil, 0, err
 	}
 	req.Host = authority
+	switch {
+	case client.Is4():
+		req.Header.Set("Forwarded", "for="+client.String())
+	case client.IsValid():
+		req.Header.Set("Forwarded", `for="[`+client.String()+`]"`)
+	}
 	resp, err := c.RoundTrip(req)
 	if err != nil {
 		pw.Close()
