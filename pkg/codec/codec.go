@@ -311,7 +311,9 @@ type PoolKeyer interface {
 // Encode writes. TraceInfo names req's RPC service (empty when the protocol
 // has none) and method, for span names, and reports whether req has a place
 // for trace context (a Thrift request has one only over THeader). It is
-// asked only for traced listeners' requests.
+// asked only for the requests a traced listener samples; the sampling
+// decision asks every request of such a listener for Get("traceparent"),
+// which should be cheap for a request that carries none.
 type TraceCarrier interface {
 	TraceInfo(req *Message) (service, method string, carries bool)
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/router"
+	"github.com/rosetta-mesh/rosetta/pkg/tracing"
 	"github.com/rosetta-mesh/rosetta/pkg/upstream"
 )
 
@@ -33,6 +34,12 @@ type env struct {
 	// log gathers, for the access log, what the requests sent say.
 	logMu sync.Mutex
 	log   *handlerLog
+	// trace is the client's request's server span (nil: not traced); the
+	// requests the handler sends are its client spans.
+	trace *tracing.Request
+	// sent is the request the handler sent that ended last: its cluster
+	// and endpoint are the destination of Istio's labels and the span.
+	sent atomic.Pointer[exchange]
 }
 
 var _ codec.Upstream = (*env)(nil)
@@ -44,7 +51,7 @@ func (e *env) exchange(req *codec.Message, done codec.Done) *exchange {
 	} else {
 		ex = &exchange{}
 	}
-	*ex = exchange{p: e.dc.l.p, dc: e.dc, req: req, snap: e.snap, start: e.start, onDone: done, round: e.round, env: e}
+	*ex = exchange{p: e.dc.l.p, dc: e.dc, req: req, snap: e.snap, start: e.start, onDone: done, round: e.round, env: e, trace: e.trace}
 	return ex
 }
 

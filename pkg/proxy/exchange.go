@@ -100,6 +100,9 @@ func (p *Proxy) handle(dc *downConn, req *codec.Message, b *netloop.Round) {
 		hc := &handled{env: env{dc: dc, snap: p.snap.Load(), round: b, start: b.Now()}, req: req}
 		hc.env.spare = &hc.first
 		hc.slot = dc.reserve(&hc.slotBuf)
+		if dc.lc.tracing != nil {
+			hc.startTrace()
+		}
 		h.Handle(req, &hc.env, hc)
 		return
 	}
@@ -133,7 +136,10 @@ func (hc *handled) Reply(m *codec.Message) {
 	// which the same round gave.
 	d := hc.env.round.Now().Sub(hc.env.start)
 	dc.recordOperation(hc.req, status, d)
-	dc.recordHandled(hc.req, m, d)
+	hc.recordIstio(m, d)
+	if hc.env.trace != nil {
+		hc.endTrace(status)
+	}
 	hc.logReply(m, status, d)
 	dc.respond(hc.slot, m, hc.env.round)
 	dc.finished()
@@ -501,13 +507,18 @@ func (ex *exchange) record(status string, resp *codec.Message, st codec.Status, 
 	} else {
 		ex.p.metrics.Request(ex.dc.lc.statPrefix, route, cluster, status, d)
 	}
+	if ex.env != nil {
+		// A handler's request: its client's request is counted and its
+		// server span ended when the handler replies, with this one's
+		// destination.
+		ex.env.sent.Store(ex)
+		return
+	}
 	if ex.trace != nil {
 		ex.endTrace(status)
 	}
-	if ex.onDone == nil { // a handler's sub-requests are not operations of their own
-		ex.dc.recordOperation(ex.req, status, d)
-		ex.recordIstio(resp, st, d)
-	}
+	ex.dc.recordOperation(ex.req, status, d)
+	ex.recordIstio(resp, st, d)
 }
 
 // recordOperation counts a client's request under the protocol's operation

@@ -107,19 +107,29 @@ func (dc *downConn) istio(svc *observability.Service, dst *observability.Workloa
 	s.Observe(d, reqBytes, respBytes)
 }
 
-// recordHandled counts a request a codec's Handler answered (Redis): its
-// destination is the handler's business, so it is labelled unknown.
-func (dc *downConn) recordHandled(req, resp *codec.Message, d time.Duration) {
+// recordIstio counts a request a codec's Handler answered with m (nil:
+// none) in Istio's metrics. Its destination is that of the last request the
+// handler sent for it (a command split across shards: the last part to
+// end); one the handler answered itself (PING, AUTH) has none.
+func (hc *handled) recordIstio(m *codec.Message, d time.Duration) {
+	dc := hc.env.dc
 	if !dc.l.p.metrics.IstioEnabled() {
 		return
 	}
 	st, n := codec.StatusOK, 0
-	if resp != nil {
-		st, n = resp.Status, len(resp.Raw)
+	if m != nil {
+		st, n = m.Status, len(m.Raw)
+	}
+	svc, dst := observability.UnknownService, observability.UnknownWorkload
+	if ex := hc.env.sent.Load(); ex != nil && ex.cluster != nil {
+		svc = ex.cluster.Service
+		if ex.endpoint != nil {
+			dst = ex.cluster.Workload(ex.endpoint)
+		}
 	}
 	// A handler's answers are the server's or its own local errors, which
 	// it does not tell apart: no flags.
-	dc.istio(observability.UnknownService, observability.UnknownWorkload, codec.ResponseCode(dc.codec, resp, st), flagNone, d, len(req.Raw), n)
+	dc.istio(svc, dst, codec.ResponseCode(dc.codec, m, st), flagNone, d, len(hc.req.Raw), n)
 }
 
 // tcpProtocol is request_protocol on the connection metrics, as Istio

@@ -96,3 +96,39 @@ func (ex *exchange) endTrace(status string) {
 	}
 	ex.trace.End(cluster, status, max(ex.tries-1, 0), time.Now())
 }
+
+// startTrace decides whether a request a codec's Handler answers is traced
+// and starts its server span; the requests the handler sends are its
+// client spans. Redis carries no trace context: the listener's percentage
+// alone decides.
+func (hc *handled) startTrace() {
+	dc := hc.env.dc
+	lc := dc.lc
+	tc, carrier := dc.codec.(codec.TraceCarrier)
+	if !lc.tracing.Sample(hc.req, carrier) {
+		return
+	}
+	in := tracing.Info{System: lc.protocol.Name, Listener: lc.name, Start: hc.env.start}
+	if carrier {
+		in.Service, in.Method, in.Carries = tc.TraceInfo(hc.req)
+	} else if attr := lc.protocol.MetricAttribute; attr != "" {
+		in.Method, _ = hc.req.Get(attr)
+	}
+	hc.env.trace = lc.tracing.Start(hc.req, in)
+}
+
+// endTrace ends a handled request's server span, naming the route and
+// cluster of the last request the handler sent for it.
+func (hc *handled) endTrace(status string) {
+	cluster, tries := "", 0
+	if ex := hc.env.sent.Load(); ex != nil {
+		if ex.cluster != nil {
+			cluster = ex.cluster.Name
+		}
+		if ex.route != nil {
+			hc.env.trace.SetRoute(ex.route.Name)
+		}
+		tries = ex.tries
+	}
+	hc.env.trace.End(cluster, status, max(tries-1, 0), time.Now())
+}

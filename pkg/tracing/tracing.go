@@ -215,6 +215,10 @@ func spanName(in Info) string {
 	return in.System
 }
 
+// SetRoute names the route of a request whose route was not known at
+// Start: a codec's Handler routes each request it sends.
+func (r *Request) SetRoute(route string) { r.span.SetAttributes(attrRoute.String(route)) }
+
 // End ends the server span with the request's outcome ("ok" or a
 // codec.Status name) and the cluster it went to.
 func (r *Request) End(cluster, status string, retries int, end time.Time) {
