@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
 
 // FuzzDecode runs Split, Decode, Encode (unchanged, with a new id and with a
@@ -43,6 +46,11 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("Encode of an unchanged message: %v", err)
 		}
 		m.Attrs.Range(func(k, v string) bool { return true })
+		if m.Kind == codec.KindResponse {
+			if code := c.ResponseCode(m); code != codeReply && code != codeException && !strings.HasPrefix(code, codeException+":") {
+				t.Fatalf("ResponseCode = %q, not one of the bounded codes", code)
+			}
+		}
 		m.ID ^= 0x1ff
 		if out, err = c.Encode(nil, m); err != nil {
 			t.Fatalf("Encode with a new id: %v", err)

@@ -11,10 +11,17 @@ import (
 // TApplicationException types (TApplicationException.TypeId), as every
 // Apache Thrift library numbers them.
 const (
-	appUnknown       = 0
-	appUnknownMethod = 1
-	appInternalError = 6
-	appProtocolError = 7
+	appUnknown               = 0
+	appUnknownMethod         = 1
+	appInvalidMessageType    = 2
+	appWrongMethodName       = 3
+	appBadSequenceID         = 4
+	appMissingResult         = 5
+	appInternalError         = 6
+	appProtocolError         = 7
+	appInvalidTransform      = 8
+	appInvalidProtocol       = 9
+	appUnsupportedClientType = 10
 )
 
 // replyType maps a proxy error to the TApplicationException type a Thrift
