@@ -15,7 +15,9 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -95,6 +97,7 @@ func Run(d Driver, o Options, w io.Writer) error {
 	defer os.RemoveAll(dir)
 
 	targets := []*target{{name: "direct", addr: addr}}
+	var traced *target
 	rosetta, err := startRosetta(d, o, dir, proxySetup{name: "rosetta", upstream: addr})
 	if err != nil {
 		return err
@@ -107,7 +110,7 @@ func Run(d Driver, o Options, w io.Writer) error {
 			return err
 		}
 		defer sink.stop()
-		traced, err := startRosetta(d, o, dir, tracedSetup(addr, o.TraceSampling, sink))
+		traced, err = startRosetta(d, o, dir, tracedSetup(addr, o.TraceSampling, sink))
 		if err != nil {
 			return err
 		}
@@ -127,7 +130,13 @@ func Run(d Driver, o Options, w io.Writer) error {
 	}
 	var rows []result
 	for _, t := range targets {
-		fixed, err := fixedRate(d, t, o)
+		ro := o
+		if t == traced && o.Profile != "" {
+			// The traced proxy's profile goes to FILE-traced.EXT.
+			ext := filepath.Ext(o.Profile)
+			ro.Profile = strings.TrimSuffix(o.Profile, ext) + "-traced" + ext
+		}
+		fixed, err := fixedRate(d, t, ro)
 		if err != nil {
 			return fmt.Errorf("%s: %w", t.name, err)
 		}
