@@ -178,9 +178,7 @@ func (g *Generation) addListener(svc *Service, port Port, number uint32, name st
 	g.addBoundListener(svc, port, number, name, routes, mode)
 	if !g.routes[routes] {
 		g.routes[routes] = true
-		if g.viaFallback(svc, port, number) {
-			g.addFallbackRoutes(port, routes)
-		} else {
+		if !g.addLazyRoutes(svc, port, number, routes) {
 			g.addRoutes(svc, port, routes)
 		}
 	}

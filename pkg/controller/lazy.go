@@ -59,30 +59,37 @@ func (g *Generation) lazyListener(host string, port uint32) *configv1alpha1.Lazy
 	return &configv1alpha1.LazyListener{Destination: LazyDestination(host, port)}
 }
 
-// viaFallback reports whether a listener of a lazy proxy routes to the
-// fallback: its destination is not learned, a fallback is configured, and
-// the listener is bound to the service port's own number. Any other
-// listener keeps the service's routes: one reached only through HBONE,
-// or on a steering port, serves a service that lost its port number to
-// another (generate.go), and the fallback, reached at that number, would
-// serve the other.
-func (g *Generation) viaFallback(svc *Service, port Port, number uint32) bool {
-	p := g.proxy
-	return p.Lazy && g.ix.opts.LazyFallback != "" && number == port.Number && !p.Learned[LazyDestination(svc.Host, port.Number)]
-}
-
-// addFallbackRoutes adds a route configuration that sends every request
-// to the fallback proxy at the service port's number.
-func (g *Generation) addFallbackRoutes(port Port, name string) {
+// addLazyRoutes adds, for a listener of a lazy proxy whose destination
+// it has not learned, the route configuration that sends every request to
+// the fallback proxy at the service port's number, and reports whether it
+// did. A lazy proxy keeps the fallback's cluster of every port that may
+// route to it, learned or not: the proxy closes the connections of an
+// endpoint no cluster holds, and the call that taught it a destination
+// may still be on its way through the fallback when the new routes come.
+//
+// Only a listener bound to the service port's own number goes through
+// the fallback. Any other keeps the service's routes: one reached only
+// through HBONE, or on a steering port, serves a service that lost its
+// port number to another (generate.go), and the fallback, reached at
+// that number, would serve the other.
+func (g *Generation) addLazyRoutes(svc *Service, port Port, number uint32, name string) bool {
+	p, fallback := g.proxy, g.ix.opts.LazyFallback
+	if !p.Lazy || fallback == "" || number != port.Number {
+		return false
+	}
+	cluster := g.cluster(fallback, port.Number, "")
+	if p.Learned[LazyDestination(svc.Host, port.Number)] {
+		return false
+	}
 	g.res.Routes = append(g.res.Routes, &configv1alpha1.RouteConfiguration{
 		Name: name,
 		Routes: []*configv1alpha1.Route{{
 			Name:  "lazy-fallback",
 			Match: &configv1alpha1.RouteMatch{},
-			Route: &configv1alpha1.RouteAction{ClusterSpecifier: &configv1alpha1.RouteAction_Cluster{
-				Cluster: g.cluster(g.ix.opts.LazyFallback, port.Number, "")}},
+			Route: &configv1alpha1.RouteAction{ClusterSpecifier: &configv1alpha1.RouteAction_Cluster{Cluster: cluster}},
 		}},
 	})
+	return true
 }
 
 // lazyFallbackCluster is the cluster of the fallback proxy at a port:

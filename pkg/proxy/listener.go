@@ -106,7 +106,6 @@ func (l *listener) track(nc net.Conn, principal string) (*downConn, bool) {
 	l.conns[dc] = struct{}{}
 	l.p.metrics.DownstreamConn(l.cfg.Load().statPrefix, 1)
 	dc.connectionOpened()
-	dc.lazyOpened()
 	return dc, true
 }
 
@@ -119,7 +118,7 @@ func (l *listener) untrack(dc *downConn) {
 	delete(l.conns, dc)
 	l.p.metrics.DownstreamConn(l.cfg.Load().statPrefix, -1)
 	dc.connectionClosed()
-	dc.lazyClosed()
+	dc.lazyDone()
 	if l.draining && len(l.conns) == 0 {
 		close(l.idle)
 	}

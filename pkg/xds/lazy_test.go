@@ -88,7 +88,7 @@ func TestLazyProxyLearnsOverXDS(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	addr := startLazyServer(t, reg)
 	fallbackOnly := []string{"outbound|20880||" + lazyFallback, "outbound|20990||" + lazyFallback}
-	widened := []string{greeterCluster, "outbound|20990||" + lazyFallback}
+	widened := []string{"outbound|20880||" + lazyFallback, greeterCluster, "outbound|20990||" + lazyFallback}
 
 	destsA := client.NewDestinations(time.Hour)
 	a := &recorder{}
