@@ -44,6 +44,12 @@ func (p *proxy) deltaStream(ctx context.Context, ads discoveryv3.AggregatedDisco
 	if err != nil {
 		return fmt.Errorf("%s: open stream: %w", p.nodeID(), err)
 	}
+	if req := p.lazyRequest(); req != nil {
+		req.Node = node
+		if err := stream.Send(req); err != nil {
+			return fmt.Errorf("%s: report destinations: %w", p.nodeID(), err)
+		}
+	}
 	for i, t := range wildcardTypes {
 		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResourceNamesSubscribe: []string{"*"}}
 		if i == 0 {

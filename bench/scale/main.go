@@ -43,6 +43,8 @@ func main() {
 	flag.DurationVar(&o.timeout, "timeout", 10*time.Minute, "longest wait for the controller to start, the proxies to sync, or one edit")
 	flag.StringVar(&o.profile, "profile", "", "write a CPU profile of the controller, taken during the edits, to this file")
 	flag.DurationVar(&o.profileFor, "profile-for", 20*time.Second, "length of the -profile")
+	flag.BoolVar(&o.lazy, "lazy", false, "run the proxies in lazy mode, the controller with --lazy-fallback: each proxy reports it called -lazy-calls services of its namespace (no burst)")
+	flag.IntVar(&o.lazyCalls, "lazy-calls", 10, "with -lazy: services each proxy called")
 	flag.Parse()
 	if *args != "" {
 		o.controllerArgs = strings.Fields(*args)
@@ -61,6 +63,9 @@ func main() {
 func (r *result) print(w io.Writer) {
 	o := r.opts
 	lat := append([]time.Duration(nil), r.latency...)
+	if len(lat) == 0 {
+		lat = []time.Duration{0} // lazy mode: no edit reached a proxy
+	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d.Microseconds())/1000) }
 	secs := func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
@@ -74,6 +79,9 @@ func (r *result) print(w io.Writer) {
 	mode := "delta xDS"
 	if o.xdsMode == "sotw" {
 		mode = "state-of-the-world xDS"
+	}
+	if o.lazy {
+		mode += fmt.Sprintf(", lazy mode, %d services called per proxy", o.lazyCalls)
 	}
 	fmt.Fprintf(w, "%d services, %d proxies (%s), %d namespaces; %s with %s\n\n", o.services, o.proxies, mode, o.namespaces, bin, flags)
 	fmt.Fprintln(w, "| measure | result |")

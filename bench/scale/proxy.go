@@ -58,6 +58,10 @@ type proxy struct {
 	// only) says a name it subscribed to has not arrived yet.
 	delta   bool
 	missing bool
+	// learned are the services a lazy proxy reports it called (lazy.go);
+	// nil when not in lazy mode.
+	learned map[int]bool
+	reports []string
 }
 
 func newProxy(id, ns int, delta bool) *proxy {
@@ -74,6 +78,7 @@ func (p *proxy) node() (*corev3.Node, error) {
 		"labels":        map[string]any{},
 		"mode":          "gateway",
 		"listenAddress": "0.0.0.0",
+		"lazy":          fmt.Sprint(p.learned != nil),
 	})
 	if err != nil {
 		return nil, err

@@ -43,6 +43,10 @@ type options struct {
 	profile    string
 	profileFor time.Duration
 	progress   io.Writer
+	// lazy runs the proxies in lazy mode, each having called lazyCalls
+	// services (lazy.go).
+	lazy      bool
+	lazyCalls int
 }
 
 // result is what a run measured.
@@ -105,6 +109,9 @@ func run(ctx context.Context, o options) (*result, error) {
 	if o.proxies < 1 || o.edits < 1 {
 		return nil, errors.New("scale: want at least one proxy and one edit")
 	}
+	if o.lazy && (o.xdsMode != "delta" || o.lazyCalls < 0) {
+		return nil, errors.New("scale: -lazy needs -xds-mode delta and -lazy-calls of 0 or more")
+	}
 	if o.xdsMode != "delta" && o.xdsMode != "sotw" {
 		return nil, fmt.Errorf("scale: xDS mode %q: want delta or sotw", o.xdsMode)
 	}
@@ -141,6 +148,11 @@ func run(ctx context.Context, o options) (*result, error) {
 	res := &result{opts: o}
 	args := append([]string{"--config-dir", cfg, "--xds-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0",
 		"--debug-address", "127.0.0.1:0", "--log-level", "info"}, o.controllerArgs...)
+	if o.lazy {
+		args = append(args, "--lazy-fallback", lazyFallback)
+		o.burst = 0 // its check of the final state assumes every proxy of a namespace
+		res.opts = o
+	}
 	start := time.Now()
 	ctrl, err := testutil.Start(testutil.Command{Name: "rosetta-controller", Path: bin, Args: args, Log: filepath.Join(dir, "controller.log")})
 	if err != nil {
@@ -181,13 +193,14 @@ func run(ctx context.Context, o options) (*result, error) {
 	connect := time.Now()
 	for i := range proxies {
 		p := newProxy(i, i%o.namespaces, o.xdsMode == "delta")
+		o.lazyLearn(p, m)
 		proxies[i] = p
 		wg.Add(1)
 		go func() { defer wg.Done(); p.run(pctx, xdsAddr, updated) }()
 	}
 	err = waitFor(ctx, updated, o.timeout, "every proxy to hold its whole config", func() (bool, error) {
 		for _, p := range proxies {
-			if ok, err := p.synced(m.servicesIn(p.ns), initialMethod); !ok || err != nil {
+			if ok, err := o.isSynced(p, m); !ok || err != nil {
 				return false, err
 			}
 		}
@@ -235,7 +248,7 @@ func run(ctx context.Context, o options) (*result, error) {
 		err = waitFor(ctx, updated, o.timeout, fmt.Sprintf("edit %d (%s) to reach its proxies", k, route), func() (bool, error) {
 			last = at
 			for _, p := range proxies {
-				if p.ns != svc%o.namespaces {
+				if !o.receives(p, svc) {
 					continue
 				}
 				ok, when, err := p.has(route, method)
@@ -251,13 +264,15 @@ func run(ctx context.Context, o options) (*result, error) {
 		if err != nil {
 			return fail(err)
 		}
-		res.latency = append(res.latency, last.Sub(at))
+		if o.anyReceives(proxies, svc) {
+			res.latency = append(res.latency, last.Sub(at))
+		}
 		if err := sleep(ctx, o.gap); err != nil {
 			return nil, err
 		}
 		for i, p := range proxies {
 			got := p.counts().total() - before[i].total()
-			if p.ns == svc%o.namespaces {
+			if o.receives(p, svc) {
 				receivers++
 				responses += got
 				resources += p.counts().resources - before[i].resources

@@ -64,6 +64,7 @@ type flags struct {
 	steeringPorts  string
 	accessLog      accessLogFlags
 	xds            xdsSecurity
+	lazyFallback   string
 }
 
 // register defines the controller's flags on fs.
@@ -90,6 +91,7 @@ func (f *flags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.traceSampling, "trace-sampling", os.Getenv("PILOT_TRACE_SAMPLING"), "turn tracing on in every listener: the percentage (0-100) of requests without a sampled caller that start a trace, as Istio's mesh-wide sampling (default: istiod's PILOT_TRACE_SAMPLING from the environment; empty: no tracing); proxies send spans to their --otlp-endpoint")
 	f.accessLog.register(fs)
 	f.xds.register(fs)
+	fs.StringVar(&f.lazyFallback, "lazy-fallback", "", "the address (DNS name or IP, no port) of the shared, fully configured rosetta-proxy that proxies in lazy mode (rosetta-proxy --lazy) send the calls to destinations they have not used yet, at the destination's port, e.g. rosetta-fallback.rosetta-system.svc.cluster.local; empty: lazy proxies get every destination's config")
 }
 
 // parseFlags reads the flags from args, as the command line does.
@@ -118,6 +120,9 @@ func (f *flags) check() error {
 	}
 	if _, err := f.sampling(); err != nil {
 		return fmt.Errorf("--trace-sampling: %w", err)
+	}
+	if err := checkLazyFallback(f.lazyFallback); err != nil {
+		return fmt.Errorf("--lazy-fallback: %w", err)
 	}
 	return nil
 }
@@ -233,7 +238,8 @@ func run(ctx context.Context, f *flags, log *slog.Logger) error {
 
 	sampling, _ := f.sampling() // checked by parseFlags
 	pipe := &controller.Pipeline{
-		Builder:    &controller.Builder{Options: controller.Options{DomainSuffix: f.domainSuffix, RootNamespace: f.rootNamespace, TraceSampling: sampling, AccessLog: f.accessLog.config()}},
+		Builder: &controller.Builder{Options: controller.Options{DomainSuffix: f.domainSuffix, RootNamespace: f.rootNamespace, TraceSampling: sampling, AccessLog: f.accessLog.config(),
+			LazyFallback: f.lazyFallback}},
 		MinDelay:   f.debounce,
 		MaxDelay:   f.debounceMax,
 		Log:        log,

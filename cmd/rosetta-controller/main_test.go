@@ -152,6 +152,8 @@ func TestFlags(t *testing.T) {
 		"--steering-ports=9-1 --config-dir=x": "--steering-ports",
 		"--trace-sampling=101 --config-dir=x": "--trace-sampling",
 		"--trace-sampling=x --config-dir=x":   "--trace-sampling",
+		"--lazy-fallback=a:1 --config-dir=x":  "--lazy-fallback",
+		"--lazy-fallback=-a --config-dir=x":   "--lazy-fallback",
 	} {
 		cmd := newCommand()
 		cmd.SetArgs(strings.Fields(args))

@@ -57,6 +57,7 @@ type options struct {
 	loops netloop.Options
 	// metrics choose what the proxy exports.
 	metrics metricsOptions
+	lazy    lazyOptions
 }
 
 func main() {
@@ -110,6 +111,7 @@ It takes its config from exactly one of:
 	fs.StringVar(&o.xds.ServerName, "xds-server-name", "", "the name the controller's serving certificate must have (default: the host of --xds)")
 	fs.StringVar(&o.xds.TokenFile, "xds-token-file", "", "a projected ServiceAccount token (audience rosetta) sent to the controller, re-read on each reconnect; needs TLS to the controller")
 	registerXDSMode(fs, &o.xds.Delta)
+	o.lazy.register(fs)
 	o.identity.register(fs)
 	fs.StringVar(&o.otlpEndpoint, "otlp-endpoint", "", "send the spans of listeners with tracing config to this OpenTelemetry OTLP/gRPC receiver (host:port, plaintext), e.g. otel-collector.istio-system:4317 (empty: no spans)")
 	fs.StringVar(&o.traceService, "trace-service-name", "rosetta-proxy", "the service.name of the proxy's spans (with --otlp-endpoint)")
@@ -217,6 +219,9 @@ func run(o options) error {
 			return errors.New("--xds-mtls needs --identity")
 		}
 		o.xds.Identity = id
+	}
+	if err := o.lazy.start(ctx, p, &o.xds); err != nil {
+		return err
 	}
 	if o.xdsControllerIDs != "" {
 		o.xds.ControllerIDs = strings.Split(o.xdsControllerIDs, ",")

@@ -129,6 +129,9 @@ func (p *policy) set(lb *v1alpha3.LoadBalancerSettings, pool *v1alpha3.Connectio
 // with "no healthy upstream" until it appears. Only a proxy with an
 // identity gets Istio mTLS (mtls.go).
 func (ix *Index) buildCluster(host string, port uint32, subset string, p *Proxy) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
+	if host == ix.opts.LazyFallback {
+		return ix.lazyFallbackCluster(port)
+	}
 	name := ClusterName(host, port, subset)
 	var pol policy
 	var sel labels.Selector

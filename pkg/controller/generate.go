@@ -46,6 +46,11 @@ type Proxy struct {
 	// terminate and originate Istio mTLS; empty for a proxy without one,
 	// which gets plaintext listeners and clusters only.
 	Identity string
+	// Lazy says the proxy runs in lazy mode (lazy.go): only the
+	// destinations in Learned, which it reported, get their routes; the
+	// others go through the fallback proxy.
+	Lazy    bool
+	Learned map[string]bool
 }
 
 // ScopeKey identifies what Generate depends on: two proxies with equal
@@ -61,6 +66,7 @@ func (p *Proxy) ScopeKey() string {
 	for _, k := range keys {
 		fmt.Fprintf(&b, "|%q=%q", k, p.Labels[k])
 	}
+	b.WriteString(p.lazyKey())
 	return b.String()
 }
 
@@ -172,7 +178,9 @@ func (g *Generation) addListener(svc *Service, port Port, number uint32, name st
 	g.addBoundListener(svc, port, number, name, routes, mode)
 	if !g.routes[routes] {
 		g.routes[routes] = true
-		g.addRoutes(svc, port, routes)
+		if !g.addLazyRoutes(svc, port, number, routes) {
+			g.addRoutes(svc, port, routes)
+		}
 	}
 }
 
@@ -193,6 +201,7 @@ func (g *Generation) listenerFilters(svc *Service, port Port, name, routes strin
 		RouteConfigName: routes,
 		Authorization:   g.authorization(svc, port),
 		AccessLog:       g.ix.opts.AccessLog,
+		Lazy:            g.lazyListener(svc.Host, port.Number),
 	}
 	if p := g.ix.opts.TraceSampling; p != nil {
 		mpp.Tracing = &configv1alpha1.Tracing{RandomSamplingPercentage: *p}

@@ -43,6 +43,11 @@ type Options struct {
 	// controller sends, as Istio's meshConfig.accessLogFile does for its
 	// proxies (rosetta-controller --access-log-file).
 	AccessLog *configv1alpha1.AccessLog
+	// LazyFallback is the address (a DNS name or IP) of the shared,
+	// fully configured proxy that lazy proxies send the calls to
+	// destinations they have not learned yet (lazy.go); lazy proxies get
+	// every destination's routes when empty.
+	LazyFallback string
 }
 
 // Index is an immutable view of the mesh, built once per push; every

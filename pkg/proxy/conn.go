@@ -44,6 +44,11 @@ type downConn struct {
 	streamsMu sync.Mutex
 	streams   map[uint64]*stream // by the client's stream ID
 
+	// lazy is where the connection is in reporting its destination
+	// (lazy.go), under lazyMu but read without it once reported.
+	lazyMu sync.Mutex
+	lazy   atomic.Uint32
+
 	// w's lock also guards order, closing and broken.
 	w       *wire.Writer
 	order   queue.Queue[*slot] // in-order protocols: answers wait for those before them
@@ -191,8 +196,10 @@ func isTimeout(err error) bool {
 func (dc *downConn) dispatch(m *codec.Message, b *netloop.Round) {
 	switch m.Kind {
 	case codec.KindRequest, codec.KindOneway:
+		dc.lazyUsed()
 		dc.l.p.handle(dc, m, b)
 	case codec.KindStream:
+		dc.lazyUsed()
 		dc.forwardStream(m)
 	case codec.KindHeartbeat:
 		dc.answerHeartbeat(m, b)

@@ -118,6 +118,7 @@ func (l *listener) untrack(dc *downConn) {
 	delete(l.conns, dc)
 	l.p.metrics.DownstreamConn(l.cfg.Load().statPrefix, -1)
 	dc.connectionClosed()
+	dc.lazyDone()
 	if l.draining && len(l.conns) == 0 {
 		close(l.idle)
 	}

@@ -33,6 +33,9 @@ type Proxy struct {
 	// identity terminates and originates Istio mutual TLS; nil: the proxy
 	// has none, and a config that asks for mTLS is refused.
 	identity *identity.Workload
+	// destinations hears of connections to the destinations of a lazy
+	// proxy's listeners (lazy.go); nil: not in lazy mode.
+	destinations DestinationReporter
 	// limits bound what peers can make the proxy hold; budget is the
 	// shared bound on unfinished frames.
 	limits Limits

@@ -55,6 +55,9 @@ type listenerConfig struct {
 	poolKey   string // the upstream pool for this codec and options
 	routeName string
 	inline    *router.Table
+	// lazyDest is the destination the listener stands for, which a lazy
+	// proxy reports (lazy.go); "" for none.
+	lazyDest string
 	// limits bound each connection's reading; maxConns caps how many are
 	// open at once.
 	limits   netloop.Limits
@@ -181,6 +184,7 @@ func compileListener(l *listenerv3.Listener, secrets *secretSet, id *identity.Wo
 		poolKey:     poolKey(proto.Name, opts),
 		routeName:   mp.GetRouteConfigName(),
 		port:        port,
+		lazyDest:    mp.GetLazy().GetDestination(),
 	}
 	if lc.statPrefix == "" {
 		lc.statPrefix = lc.name

@@ -356,6 +356,7 @@ func ProxyFromNode(node *corev3.Node) *controller.Proxy {
 	p.ListenAddress = str(MetaListenAddress)
 	p.Identity = str(MetaIdentity)
 	p.HBONE = str(MetaHBONE) == "true"
+	p.Lazy = str(MetaLazy) == "true"
 	for _, k := range []string{MetaLabels, "LABELS"} {
 		for lk, lv := range f[k].GetStructValue().GetFields() {
 			p.Labels[lk] = lv.GetStringValue()
@@ -564,6 +565,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 				return err
 			}
 			s.answered(id, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
+			s.learn(id, req)
 			return nil
 		},
 		StreamDeltaResponseFunc: func(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {

@@ -71,6 +71,11 @@ type Options struct {
 	// Delta subscribes with delta (incremental) xDS; false subscribes with
 	// state of the world. rosetta-proxy uses delta (--xds-mode).
 	Delta bool
+	// Lazy, when set, puts the proxy in lazy mode (node metadata "lazy":
+	// "true"): the controller sends only the config of the destinations
+	// it reports, and routes the rest to its fallback proxy. It needs
+	// Delta.
+	Lazy *Destinations
 
 	// Security of the connection to the controller. With none of
 	// Identity, CAFile and TokenFile the connection is plaintext, as the
@@ -118,6 +123,9 @@ func Run(ctx context.Context, opts Options, apply func(config.Resources) error) 
 	}
 	if err := checkSecurity(&opts); err != nil {
 		return err
+	}
+	if opts.Lazy != nil && !opts.Delta {
+		return errors.New("xds/client: lazy mode reports its destinations over delta xDS: it needs Delta")
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
@@ -177,6 +185,9 @@ func buildNode(opts *Options) (*corev3.Node, error) {
 	}
 	if opts.HBONE {
 		fields["hbone"] = "true"
+	}
+	if opts.Lazy != nil {
+		fields["lazy"] = "true"
 	}
 	md, err := structpb.NewStruct(fields)
 	if err != nil {
@@ -247,6 +258,9 @@ type streamLoop[R any] struct {
 	settle func() error
 	// holding reports whether responses are held.
 	holding func() bool
+	// woken, when set, runs each time wake is signalled (lazy.go).
+	wake  <-chan struct{}
+	woken func() error
 }
 
 // run reads the stream's responses until it ends or ctx is done.
@@ -263,6 +277,10 @@ func (l streamLoop[R]) run(ctx context.Context, recv func() (R, error), wait tim
 		case <-timer:
 			timer = nil
 			if err := l.settle(); err != nil {
+				return progressed, err
+			}
+		case <-l.wake:
+			if err := l.woken(); err != nil {
 				return progressed, err
 			}
 		case resp := <-responses:

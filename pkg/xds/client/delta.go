@@ -185,7 +185,10 @@ func (st *deltaState) runStream(ctx context.Context, opts *Options, node *corev3
 		return false, fmt.Errorf("xds/client: open stream: %w", err)
 	}
 	st.begin()
-	s := &deltaStream{st: st, stream: stream, opts: opts, apply: apply, seen: map[string]bool{}}
+	s := &deltaStream{st: st, stream: stream, opts: opts, apply: apply, seen: map[string]bool{}, node: node}
+	if opts.Lazy != nil {
+		s.lazy = &lazyReport{d: opts.Lazy}
+	}
 	if err := s.subscribe(node); err != nil {
 		return false, err
 	}
@@ -193,6 +196,9 @@ func (st *deltaState) runStream(ctx context.Context, opts *Options, node *corev3
 		handle:  s.handle,
 		settle:  func() error { return s.settle(true) },
 		holding: func() bool { return len(s.pending) > 0 },
+	}
+	if opts.Lazy != nil {
+		loop.wake, loop.woken = opts.Lazy.wake, func() error { return s.sendLazy(false) }
 	}
 	return loop.run(sctx, stream.Recv, opts.IncompleteTimeout)
 }
@@ -209,12 +215,19 @@ type deltaStream struct {
 	// complete only with both, so a reconnection applies the listeners
 	// and clusters that changed meanwhile at once.
 	seen map[string]bool
+	node *corev3.Node
+	// lazy reports the destinations a lazy proxy's callers use; nil for
+	// a proxy not in lazy mode.
+	lazy *lazyReport
 }
 
 // subscribe opens the stream's subscriptions: the wildcard types, then
 // the names the held resources name, each with the versions the proxy
 // holds.
 func (s *deltaStream) subscribe(node *corev3.Node) error {
+	if err := s.sendLazy(true); err != nil {
+		return err
+	}
 	for i, t := range wildcardTypes {
 		req := &discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResourceNamesSubscribe: []string{wildcard},
 			InitialResourceVersions: versions(s.st.accepted[t])}

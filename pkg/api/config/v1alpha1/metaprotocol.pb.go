@@ -72,7 +72,7 @@ func (x AccessLog_Format) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AccessLog_Format.Descriptor instead.
 func (AccessLog_Format) EnumDescriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{1, 0}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{2, 0}
 }
 
 type AuthorizationPolicy_Action int32
@@ -121,7 +121,7 @@ func (x AuthorizationPolicy_Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AuthorizationPolicy_Action.Descriptor instead.
 func (AuthorizationPolicy_Action) EnumDescriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{3, 0}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{4, 0}
 }
 
 // MetaProtocolProxy is the network filter a Listener's filter chain carries
@@ -177,7 +177,12 @@ type MetaProtocolProxy struct {
 	// the proxy's OTLP endpoint (--otlp-endpoint), and W3C trace context
 	// read from and written to the protocol's own carrier. Unset: no spans,
 	// and the proxy does no tracing work for the listener's requests.
-	Tracing       *Tracing `protobuf:"bytes,13,opt,name=tracing,proto3" json:"tracing,omitempty"`
+	Tracing *Tracing `protobuf:"bytes,13,opt,name=tracing,proto3" json:"tracing,omitempty"`
+	// Set on the listeners of a proxy in lazy mode (rosetta-proxy --lazy):
+	// which destination the listener stands for, reported over xDS when a
+	// caller connects, so the controller narrows the proxy's config to the
+	// destinations its callers use. Unset: the proxy reports nothing.
+	Lazy          *LazyListener `protobuf:"bytes,15,opt,name=lazy,proto3" json:"lazy,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -303,6 +308,63 @@ func (x *MetaProtocolProxy) GetTracing() *Tracing {
 	return nil
 }
 
+func (x *MetaProtocolProxy) GetLazy() *LazyListener {
+	if x != nil {
+		return x.Lazy
+	}
+	return nil
+}
+
+// LazyListener is what a lazy proxy reports of a listener's connections.
+type LazyListener struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The destination the listener stands for: the service port
+	// "<host>:<port>" (the host as the controller names services). A proxy
+	// subscribes to it as a resource of type LazyDestinationType while
+	// callers use it; the controller then sends the service's routes in
+	// place of the route to the shared fallback proxy.
+	Destination   string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LazyListener) Reset() {
+	*x = LazyListener{}
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LazyListener) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LazyListener) ProtoMessage() {}
+
+func (x *LazyListener) ProtoReflect() protoreflect.Message {
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LazyListener.ProtoReflect.Descriptor instead.
+func (*LazyListener) Descriptor() ([]byte, []int) {
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *LazyListener) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
 // AccessLog writes one line per request: a client's request as it was
 // answered, whether by an upstream or by the proxy itself. Lines go through
 // a bounded queue to a writer of their own, so a slow disk never holds a
@@ -327,7 +389,7 @@ type AccessLog struct {
 
 func (x *AccessLog) Reset() {
 	*x = AccessLog{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -339,7 +401,7 @@ func (x *AccessLog) String() string {
 func (*AccessLog) ProtoMessage() {}
 
 func (x *AccessLog) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -352,7 +414,7 @@ func (x *AccessLog) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessLog.ProtoReflect.Descriptor instead.
 func (*AccessLog) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{1}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *AccessLog) GetFormat() AccessLog_Format {
@@ -401,7 +463,7 @@ type Tracing struct {
 
 func (x *Tracing) Reset() {
 	*x = Tracing{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -413,7 +475,7 @@ func (x *Tracing) String() string {
 func (*Tracing) ProtoMessage() {}
 
 func (x *Tracing) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -426,7 +488,7 @@ func (x *Tracing) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Tracing.ProtoReflect.Descriptor instead.
 func (*Tracing) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{2}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Tracing) GetRandomSamplingPercentage() float64 {
@@ -460,7 +522,7 @@ type AuthorizationPolicy struct {
 
 func (x *AuthorizationPolicy) Reset() {
 	*x = AuthorizationPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -472,7 +534,7 @@ func (x *AuthorizationPolicy) String() string {
 func (*AuthorizationPolicy) ProtoMessage() {}
 
 func (x *AuthorizationPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[3]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -485,7 +547,7 @@ func (x *AuthorizationPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationPolicy.ProtoReflect.Descriptor instead.
 func (*AuthorizationPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{3}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *AuthorizationPolicy) GetName() string {
@@ -522,7 +584,7 @@ type AuthorizationRule struct {
 
 func (x *AuthorizationRule) Reset() {
 	*x = AuthorizationRule{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -534,7 +596,7 @@ func (x *AuthorizationRule) String() string {
 func (*AuthorizationRule) ProtoMessage() {}
 
 func (x *AuthorizationRule) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[4]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -547,7 +609,7 @@ func (x *AuthorizationRule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationRule.ProtoReflect.Descriptor instead.
 func (*AuthorizationRule) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{4}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *AuthorizationRule) GetFrom() []*AuthorizationSource {
@@ -584,7 +646,7 @@ type AuthorizationSource struct {
 
 func (x *AuthorizationSource) Reset() {
 	*x = AuthorizationSource{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -596,7 +658,7 @@ func (x *AuthorizationSource) String() string {
 func (*AuthorizationSource) ProtoMessage() {}
 
 func (x *AuthorizationSource) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[5]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -609,7 +671,7 @@ func (x *AuthorizationSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationSource.ProtoReflect.Descriptor instead.
 func (*AuthorizationSource) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{5}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *AuthorizationSource) GetPrincipals() []string {
@@ -669,7 +731,7 @@ type AuthorizationOperation struct {
 
 func (x *AuthorizationOperation) Reset() {
 	*x = AuthorizationOperation{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -681,7 +743,7 @@ func (x *AuthorizationOperation) String() string {
 func (*AuthorizationOperation) ProtoMessage() {}
 
 func (x *AuthorizationOperation) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[6]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -694,7 +756,7 @@ func (x *AuthorizationOperation) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AuthorizationOperation.ProtoReflect.Descriptor instead.
 func (*AuthorizationOperation) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{6}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *AuthorizationOperation) GetPorts() []uint32 {
@@ -733,7 +795,7 @@ type AttributeValues struct {
 
 func (x *AttributeValues) Reset() {
 	*x = AttributeValues{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -745,7 +807,7 @@ func (x *AttributeValues) String() string {
 func (*AttributeValues) ProtoMessage() {}
 
 func (x *AttributeValues) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[7]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -758,7 +820,7 @@ func (x *AttributeValues) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttributeValues.ProtoReflect.Descriptor instead.
 func (*AttributeValues) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{7}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AttributeValues) GetName() string {
@@ -798,7 +860,7 @@ type RouteConfiguration struct {
 
 func (x *RouteConfiguration) Reset() {
 	*x = RouteConfiguration{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -810,7 +872,7 @@ func (x *RouteConfiguration) String() string {
 func (*RouteConfiguration) ProtoMessage() {}
 
 func (x *RouteConfiguration) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[8]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -823,7 +885,7 @@ func (x *RouteConfiguration) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteConfiguration.ProtoReflect.Descriptor instead.
 func (*RouteConfiguration) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{8}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *RouteConfiguration) GetName() string {
@@ -861,7 +923,7 @@ type ServiceLocalRateLimit struct {
 
 func (x *ServiceLocalRateLimit) Reset() {
 	*x = ServiceLocalRateLimit{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -873,7 +935,7 @@ func (x *ServiceLocalRateLimit) String() string {
 func (*ServiceLocalRateLimit) ProtoMessage() {}
 
 func (x *ServiceLocalRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[9]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -886,7 +948,7 @@ func (x *ServiceLocalRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ServiceLocalRateLimit.ProtoReflect.Descriptor instead.
 func (*ServiceLocalRateLimit) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{9}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ServiceLocalRateLimit) GetTokenBucket() *LocalRateLimit {
@@ -914,7 +976,7 @@ type LocalRateLimitCondition struct {
 
 func (x *LocalRateLimitCondition) Reset() {
 	*x = LocalRateLimitCondition{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -926,7 +988,7 @@ func (x *LocalRateLimitCondition) String() string {
 func (*LocalRateLimitCondition) ProtoMessage() {}
 
 func (x *LocalRateLimitCondition) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[10]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -939,7 +1001,7 @@ func (x *LocalRateLimitCondition) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalRateLimitCondition.ProtoReflect.Descriptor instead.
 func (*LocalRateLimitCondition) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{10}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LocalRateLimitCondition) GetMatch() *RouteMatch {
@@ -968,7 +1030,7 @@ type Route struct {
 
 func (x *Route) Reset() {
 	*x = Route{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -980,7 +1042,7 @@ func (x *Route) String() string {
 func (*Route) ProtoMessage() {}
 
 func (x *Route) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[11]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -993,7 +1055,7 @@ func (x *Route) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Route.ProtoReflect.Descriptor instead.
 func (*Route) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{11}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Route) GetName() string {
@@ -1027,7 +1089,7 @@ type RouteMatch struct {
 
 func (x *RouteMatch) Reset() {
 	*x = RouteMatch{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1039,7 +1101,7 @@ func (x *RouteMatch) String() string {
 func (*RouteMatch) ProtoMessage() {}
 
 func (x *RouteMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[12]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1052,7 +1114,7 @@ func (x *RouteMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteMatch.ProtoReflect.Descriptor instead.
 func (*RouteMatch) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{12}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *RouteMatch) GetAttributes() []*AttributeMatch {
@@ -1081,7 +1143,7 @@ type AttributeMatch struct {
 
 func (x *AttributeMatch) Reset() {
 	*x = AttributeMatch{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1155,7 @@ func (x *AttributeMatch) String() string {
 func (*AttributeMatch) ProtoMessage() {}
 
 func (x *AttributeMatch) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1168,7 @@ func (x *AttributeMatch) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AttributeMatch.ProtoReflect.Descriptor instead.
 func (*AttributeMatch) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{13}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AttributeMatch) GetName() string {
@@ -1227,7 +1289,7 @@ type RouteAction struct {
 
 func (x *RouteAction) Reset() {
 	*x = RouteAction{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1301,7 @@ func (x *RouteAction) String() string {
 func (*RouteAction) ProtoMessage() {}
 
 func (x *RouteAction) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1314,7 @@ func (x *RouteAction) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RouteAction.ProtoReflect.Descriptor instead.
 func (*RouteAction) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{14}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *RouteAction) GetClusterSpecifier() isRouteAction_ClusterSpecifier {
@@ -1388,7 +1450,7 @@ type GlobalRateLimit struct {
 
 func (x *GlobalRateLimit) Reset() {
 	*x = GlobalRateLimit{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1400,7 +1462,7 @@ func (x *GlobalRateLimit) String() string {
 func (*GlobalRateLimit) ProtoMessage() {}
 
 func (x *GlobalRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1413,7 +1475,7 @@ func (x *GlobalRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GlobalRateLimit.ProtoReflect.Descriptor instead.
 func (*GlobalRateLimit) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{15}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GlobalRateLimit) GetMatch() *RouteMatch {
@@ -1470,7 +1532,7 @@ type RateLimitDescriptorEntry struct {
 
 func (x *RateLimitDescriptorEntry) Reset() {
 	*x = RateLimitDescriptorEntry{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1482,7 +1544,7 @@ func (x *RateLimitDescriptorEntry) String() string {
 func (*RateLimitDescriptorEntry) ProtoMessage() {}
 
 func (x *RateLimitDescriptorEntry) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[16]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1495,7 +1557,7 @@ func (x *RateLimitDescriptorEntry) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RateLimitDescriptorEntry.ProtoReflect.Descriptor instead.
 func (*RateLimitDescriptorEntry) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{16}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *RateLimitDescriptorEntry) GetKey() string {
@@ -1521,7 +1583,7 @@ type WeightedClusters struct {
 
 func (x *WeightedClusters) Reset() {
 	*x = WeightedClusters{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1533,7 +1595,7 @@ func (x *WeightedClusters) String() string {
 func (*WeightedClusters) ProtoMessage() {}
 
 func (x *WeightedClusters) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[17]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1546,7 +1608,7 @@ func (x *WeightedClusters) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WeightedClusters.ProtoReflect.Descriptor instead.
 func (*WeightedClusters) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{17}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WeightedClusters) GetClusters() []*ClusterWeight {
@@ -1566,7 +1628,7 @@ type ClusterWeight struct {
 
 func (x *ClusterWeight) Reset() {
 	*x = ClusterWeight{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1578,7 +1640,7 @@ func (x *ClusterWeight) String() string {
 func (*ClusterWeight) ProtoMessage() {}
 
 func (x *ClusterWeight) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[18]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1591,7 +1653,7 @@ func (x *ClusterWeight) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterWeight.ProtoReflect.Descriptor instead.
 func (*ClusterWeight) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{18}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ClusterWeight) GetName() string {
@@ -1618,7 +1680,7 @@ type HashPolicy struct {
 
 func (x *HashPolicy) Reset() {
 	*x = HashPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[19]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1630,7 +1692,7 @@ func (x *HashPolicy) String() string {
 func (*HashPolicy) ProtoMessage() {}
 
 func (x *HashPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[19]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1643,7 +1705,7 @@ func (x *HashPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HashPolicy.ProtoReflect.Descriptor instead.
 func (*HashPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{19}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *HashPolicy) GetAttributes() []string {
@@ -1663,7 +1725,7 @@ type KeyValue struct {
 
 func (x *KeyValue) Reset() {
 	*x = KeyValue{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1737,7 @@ func (x *KeyValue) String() string {
 func (*KeyValue) ProtoMessage() {}
 
 func (x *KeyValue) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[20]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1750,7 @@ func (x *KeyValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KeyValue.ProtoReflect.Descriptor instead.
 func (*KeyValue) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{20}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *KeyValue) GetKey() string {
@@ -1725,7 +1787,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1737,7 +1799,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[21]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1750,7 +1812,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{21}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *RetryPolicy) GetNumRetries() uint32 {
@@ -1784,7 +1846,7 @@ type FaultInjection struct {
 
 func (x *FaultInjection) Reset() {
 	*x = FaultInjection{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[22]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1796,7 +1858,7 @@ func (x *FaultInjection) String() string {
 func (*FaultInjection) ProtoMessage() {}
 
 func (x *FaultInjection) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[22]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1809,7 +1871,7 @@ func (x *FaultInjection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection.ProtoReflect.Descriptor instead.
 func (*FaultInjection) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{22}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FaultInjection) GetDelay() *FaultInjection_Delay {
@@ -1837,7 +1899,7 @@ type MirrorPolicy struct {
 
 func (x *MirrorPolicy) Reset() {
 	*x = MirrorPolicy{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[23]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1849,7 +1911,7 @@ func (x *MirrorPolicy) String() string {
 func (*MirrorPolicy) ProtoMessage() {}
 
 func (x *MirrorPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[23]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1862,7 +1924,7 @@ func (x *MirrorPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MirrorPolicy.ProtoReflect.Descriptor instead.
 func (*MirrorPolicy) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{23}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *MirrorPolicy) GetCluster() string {
@@ -1891,7 +1953,7 @@ type LocalRateLimit struct {
 
 func (x *LocalRateLimit) Reset() {
 	*x = LocalRateLimit{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[24]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +1965,7 @@ func (x *LocalRateLimit) String() string {
 func (*LocalRateLimit) ProtoMessage() {}
 
 func (x *LocalRateLimit) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[24]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +1978,7 @@ func (x *LocalRateLimit) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LocalRateLimit.ProtoReflect.Descriptor instead.
 func (*LocalRateLimit) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{24}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *LocalRateLimit) GetMaxTokens() uint32 {
@@ -1951,7 +2013,7 @@ type FaultInjection_Delay struct {
 
 func (x *FaultInjection_Delay) Reset() {
 	*x = FaultInjection_Delay{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[26]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2025,7 @@ func (x *FaultInjection_Delay) String() string {
 func (*FaultInjection_Delay) ProtoMessage() {}
 
 func (x *FaultInjection_Delay) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[26]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2038,7 @@ func (x *FaultInjection_Delay) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection_Delay.ProtoReflect.Descriptor instead.
 func (*FaultInjection_Delay) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{22, 0}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{23, 0}
 }
 
 func (x *FaultInjection_Delay) GetFixedDelay() *durationpb.Duration {
@@ -2004,7 +2066,7 @@ type FaultInjection_Abort struct {
 
 func (x *FaultInjection_Abort) Reset() {
 	*x = FaultInjection_Abort{}
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[27]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2016,7 +2078,7 @@ func (x *FaultInjection_Abort) String() string {
 func (*FaultInjection_Abort) ProtoMessage() {}
 
 func (x *FaultInjection_Abort) ProtoReflect() protoreflect.Message {
-	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[27]
+	mi := &file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2029,7 +2091,7 @@ func (x *FaultInjection_Abort) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FaultInjection_Abort.ProtoReflect.Descriptor instead.
 func (*FaultInjection_Abort) Descriptor() ([]byte, []int) {
-	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{22, 1}
+	return file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP(), []int{23, 1}
 }
 
 func (x *FaultInjection_Abort) GetStatus() string {
@@ -2050,7 +2112,7 @@ var File_rosetta_config_v1alpha1_metaprotocol_proto protoreflect.FileDescriptor
 
 const file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc = "" +
 	"\n" +
-	"*rosetta/config/v1alpha1/metaprotocol.proto\x12\x17rosetta.config.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"\xae\x06\n" +
+	"*rosetta/config/v1alpha1/metaprotocol.proto\x12\x17rosetta.config.v1alpha1\x1a\x1egoogle/protobuf/duration.proto\"\xe9\x06\n" +
 	"\x11MetaProtocolProxy\x12\x1f\n" +
 	"\vstat_prefix\x18\x01 \x01(\tR\n" +
 	"statPrefix\x12\x14\n" +
@@ -2067,10 +2129,13 @@ const file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc = "" +
 	"\vauthorities\x18\v \x03(\tR\vauthorities\x12A\n" +
 	"\n" +
 	"access_log\x18\f \x01(\v2\".rosetta.config.v1alpha1.AccessLogR\taccessLog\x12:\n" +
-	"\atracing\x18\r \x01(\v2 .rosetta.config.v1alpha1.TracingR\atracing\x1a?\n" +
+	"\atracing\x18\r \x01(\v2 .rosetta.config.v1alpha1.TracingR\atracing\x129\n" +
+	"\x04lazy\x18\x0f \x01(\v2%.rosetta.config.v1alpha1.LazyListenerR\x04lazy\x1a?\n" +
 	"\x11CodecOptionsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xd7\x01\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"0\n" +
+	"\fLazyListener\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\"\xd7\x01\n" +
 	"\tAccessLog\x12A\n" +
 	"\x06format\x18\x01 \x01(\x0e2).rosetta.config.v1alpha1.AccessLog.FormatR\x06format\x12\x16\n" +
 	"\x06fields\x18\x02 \x03(\tR\x06fields\x12\x12\n" +
@@ -2227,87 +2292,89 @@ func file_rosetta_config_v1alpha1_metaprotocol_proto_rawDescGZIP() []byte {
 }
 
 var file_rosetta_config_v1alpha1_metaprotocol_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_rosetta_config_v1alpha1_metaprotocol_proto_goTypes = []any{
 	(AccessLog_Format)(0),            // 0: rosetta.config.v1alpha1.AccessLog.Format
 	(AuthorizationPolicy_Action)(0),  // 1: rosetta.config.v1alpha1.AuthorizationPolicy.Action
 	(*MetaProtocolProxy)(nil),        // 2: rosetta.config.v1alpha1.MetaProtocolProxy
-	(*AccessLog)(nil),                // 3: rosetta.config.v1alpha1.AccessLog
-	(*Tracing)(nil),                  // 4: rosetta.config.v1alpha1.Tracing
-	(*AuthorizationPolicy)(nil),      // 5: rosetta.config.v1alpha1.AuthorizationPolicy
-	(*AuthorizationRule)(nil),        // 6: rosetta.config.v1alpha1.AuthorizationRule
-	(*AuthorizationSource)(nil),      // 7: rosetta.config.v1alpha1.AuthorizationSource
-	(*AuthorizationOperation)(nil),   // 8: rosetta.config.v1alpha1.AuthorizationOperation
-	(*AttributeValues)(nil),          // 9: rosetta.config.v1alpha1.AttributeValues
-	(*RouteConfiguration)(nil),       // 10: rosetta.config.v1alpha1.RouteConfiguration
-	(*ServiceLocalRateLimit)(nil),    // 11: rosetta.config.v1alpha1.ServiceLocalRateLimit
-	(*LocalRateLimitCondition)(nil),  // 12: rosetta.config.v1alpha1.LocalRateLimitCondition
-	(*Route)(nil),                    // 13: rosetta.config.v1alpha1.Route
-	(*RouteMatch)(nil),               // 14: rosetta.config.v1alpha1.RouteMatch
-	(*AttributeMatch)(nil),           // 15: rosetta.config.v1alpha1.AttributeMatch
-	(*RouteAction)(nil),              // 16: rosetta.config.v1alpha1.RouteAction
-	(*GlobalRateLimit)(nil),          // 17: rosetta.config.v1alpha1.GlobalRateLimit
-	(*RateLimitDescriptorEntry)(nil), // 18: rosetta.config.v1alpha1.RateLimitDescriptorEntry
-	(*WeightedClusters)(nil),         // 19: rosetta.config.v1alpha1.WeightedClusters
-	(*ClusterWeight)(nil),            // 20: rosetta.config.v1alpha1.ClusterWeight
-	(*HashPolicy)(nil),               // 21: rosetta.config.v1alpha1.HashPolicy
-	(*KeyValue)(nil),                 // 22: rosetta.config.v1alpha1.KeyValue
-	(*RetryPolicy)(nil),              // 23: rosetta.config.v1alpha1.RetryPolicy
-	(*FaultInjection)(nil),           // 24: rosetta.config.v1alpha1.FaultInjection
-	(*MirrorPolicy)(nil),             // 25: rosetta.config.v1alpha1.MirrorPolicy
-	(*LocalRateLimit)(nil),           // 26: rosetta.config.v1alpha1.LocalRateLimit
-	nil,                              // 27: rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
-	(*FaultInjection_Delay)(nil),     // 28: rosetta.config.v1alpha1.FaultInjection.Delay
-	(*FaultInjection_Abort)(nil),     // 29: rosetta.config.v1alpha1.FaultInjection.Abort
-	(*durationpb.Duration)(nil),      // 30: google.protobuf.Duration
+	(*LazyListener)(nil),             // 3: rosetta.config.v1alpha1.LazyListener
+	(*AccessLog)(nil),                // 4: rosetta.config.v1alpha1.AccessLog
+	(*Tracing)(nil),                  // 5: rosetta.config.v1alpha1.Tracing
+	(*AuthorizationPolicy)(nil),      // 6: rosetta.config.v1alpha1.AuthorizationPolicy
+	(*AuthorizationRule)(nil),        // 7: rosetta.config.v1alpha1.AuthorizationRule
+	(*AuthorizationSource)(nil),      // 8: rosetta.config.v1alpha1.AuthorizationSource
+	(*AuthorizationOperation)(nil),   // 9: rosetta.config.v1alpha1.AuthorizationOperation
+	(*AttributeValues)(nil),          // 10: rosetta.config.v1alpha1.AttributeValues
+	(*RouteConfiguration)(nil),       // 11: rosetta.config.v1alpha1.RouteConfiguration
+	(*ServiceLocalRateLimit)(nil),    // 12: rosetta.config.v1alpha1.ServiceLocalRateLimit
+	(*LocalRateLimitCondition)(nil),  // 13: rosetta.config.v1alpha1.LocalRateLimitCondition
+	(*Route)(nil),                    // 14: rosetta.config.v1alpha1.Route
+	(*RouteMatch)(nil),               // 15: rosetta.config.v1alpha1.RouteMatch
+	(*AttributeMatch)(nil),           // 16: rosetta.config.v1alpha1.AttributeMatch
+	(*RouteAction)(nil),              // 17: rosetta.config.v1alpha1.RouteAction
+	(*GlobalRateLimit)(nil),          // 18: rosetta.config.v1alpha1.GlobalRateLimit
+	(*RateLimitDescriptorEntry)(nil), // 19: rosetta.config.v1alpha1.RateLimitDescriptorEntry
+	(*WeightedClusters)(nil),         // 20: rosetta.config.v1alpha1.WeightedClusters
+	(*ClusterWeight)(nil),            // 21: rosetta.config.v1alpha1.ClusterWeight
+	(*HashPolicy)(nil),               // 22: rosetta.config.v1alpha1.HashPolicy
+	(*KeyValue)(nil),                 // 23: rosetta.config.v1alpha1.KeyValue
+	(*RetryPolicy)(nil),              // 24: rosetta.config.v1alpha1.RetryPolicy
+	(*FaultInjection)(nil),           // 25: rosetta.config.v1alpha1.FaultInjection
+	(*MirrorPolicy)(nil),             // 26: rosetta.config.v1alpha1.MirrorPolicy
+	(*LocalRateLimit)(nil),           // 27: rosetta.config.v1alpha1.LocalRateLimit
+	nil,                              // 28: rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
+	(*FaultInjection_Delay)(nil),     // 29: rosetta.config.v1alpha1.FaultInjection.Delay
+	(*FaultInjection_Abort)(nil),     // 30: rosetta.config.v1alpha1.FaultInjection.Abort
+	(*durationpb.Duration)(nil),      // 31: google.protobuf.Duration
 }
 var file_rosetta_config_v1alpha1_metaprotocol_proto_depIdxs = []int32{
-	27, // 0: rosetta.config.v1alpha1.MetaProtocolProxy.codec_options:type_name -> rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
-	10, // 1: rosetta.config.v1alpha1.MetaProtocolProxy.route_config:type_name -> rosetta.config.v1alpha1.RouteConfiguration
-	30, // 2: rosetta.config.v1alpha1.MetaProtocolProxy.idle_timeout:type_name -> google.protobuf.Duration
-	5,  // 3: rosetta.config.v1alpha1.MetaProtocolProxy.authorization:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy
-	30, // 4: rosetta.config.v1alpha1.MetaProtocolProxy.frame_timeout:type_name -> google.protobuf.Duration
-	3,  // 5: rosetta.config.v1alpha1.MetaProtocolProxy.access_log:type_name -> rosetta.config.v1alpha1.AccessLog
-	4,  // 6: rosetta.config.v1alpha1.MetaProtocolProxy.tracing:type_name -> rosetta.config.v1alpha1.Tracing
-	0,  // 7: rosetta.config.v1alpha1.AccessLog.format:type_name -> rosetta.config.v1alpha1.AccessLog.Format
-	1,  // 8: rosetta.config.v1alpha1.AuthorizationPolicy.action:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy.Action
-	6,  // 9: rosetta.config.v1alpha1.AuthorizationPolicy.rules:type_name -> rosetta.config.v1alpha1.AuthorizationRule
-	7,  // 10: rosetta.config.v1alpha1.AuthorizationRule.from:type_name -> rosetta.config.v1alpha1.AuthorizationSource
-	8,  // 11: rosetta.config.v1alpha1.AuthorizationRule.to:type_name -> rosetta.config.v1alpha1.AuthorizationOperation
-	9,  // 12: rosetta.config.v1alpha1.AuthorizationOperation.attributes:type_name -> rosetta.config.v1alpha1.AttributeValues
-	13, // 13: rosetta.config.v1alpha1.RouteConfiguration.routes:type_name -> rosetta.config.v1alpha1.Route
-	11, // 14: rosetta.config.v1alpha1.RouteConfiguration.local_rate_limit:type_name -> rosetta.config.v1alpha1.ServiceLocalRateLimit
-	26, // 15: rosetta.config.v1alpha1.ServiceLocalRateLimit.token_bucket:type_name -> rosetta.config.v1alpha1.LocalRateLimit
-	12, // 16: rosetta.config.v1alpha1.ServiceLocalRateLimit.conditions:type_name -> rosetta.config.v1alpha1.LocalRateLimitCondition
-	14, // 17: rosetta.config.v1alpha1.LocalRateLimitCondition.match:type_name -> rosetta.config.v1alpha1.RouteMatch
-	26, // 18: rosetta.config.v1alpha1.LocalRateLimitCondition.token_bucket:type_name -> rosetta.config.v1alpha1.LocalRateLimit
-	14, // 19: rosetta.config.v1alpha1.Route.match:type_name -> rosetta.config.v1alpha1.RouteMatch
-	16, // 20: rosetta.config.v1alpha1.Route.route:type_name -> rosetta.config.v1alpha1.RouteAction
-	15, // 21: rosetta.config.v1alpha1.RouteMatch.attributes:type_name -> rosetta.config.v1alpha1.AttributeMatch
-	19, // 22: rosetta.config.v1alpha1.RouteAction.weighted_clusters:type_name -> rosetta.config.v1alpha1.WeightedClusters
-	30, // 23: rosetta.config.v1alpha1.RouteAction.timeout:type_name -> google.protobuf.Duration
-	21, // 24: rosetta.config.v1alpha1.RouteAction.hash_policy:type_name -> rosetta.config.v1alpha1.HashPolicy
-	22, // 25: rosetta.config.v1alpha1.RouteAction.request_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
-	22, // 26: rosetta.config.v1alpha1.RouteAction.response_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
-	23, // 27: rosetta.config.v1alpha1.RouteAction.retry_policy:type_name -> rosetta.config.v1alpha1.RetryPolicy
-	24, // 28: rosetta.config.v1alpha1.RouteAction.fault:type_name -> rosetta.config.v1alpha1.FaultInjection
-	25, // 29: rosetta.config.v1alpha1.RouteAction.mirror:type_name -> rosetta.config.v1alpha1.MirrorPolicy
-	26, // 30: rosetta.config.v1alpha1.RouteAction.local_rate_limit:type_name -> rosetta.config.v1alpha1.LocalRateLimit
-	17, // 31: rosetta.config.v1alpha1.RouteAction.global_rate_limit:type_name -> rosetta.config.v1alpha1.GlobalRateLimit
-	14, // 32: rosetta.config.v1alpha1.GlobalRateLimit.match:type_name -> rosetta.config.v1alpha1.RouteMatch
-	18, // 33: rosetta.config.v1alpha1.GlobalRateLimit.descriptors:type_name -> rosetta.config.v1alpha1.RateLimitDescriptorEntry
-	30, // 34: rosetta.config.v1alpha1.GlobalRateLimit.timeout:type_name -> google.protobuf.Duration
-	20, // 35: rosetta.config.v1alpha1.WeightedClusters.clusters:type_name -> rosetta.config.v1alpha1.ClusterWeight
-	30, // 36: rosetta.config.v1alpha1.RetryPolicy.per_try_timeout:type_name -> google.protobuf.Duration
-	28, // 37: rosetta.config.v1alpha1.FaultInjection.delay:type_name -> rosetta.config.v1alpha1.FaultInjection.Delay
-	29, // 38: rosetta.config.v1alpha1.FaultInjection.abort:type_name -> rosetta.config.v1alpha1.FaultInjection.Abort
-	30, // 39: rosetta.config.v1alpha1.LocalRateLimit.fill_interval:type_name -> google.protobuf.Duration
-	30, // 40: rosetta.config.v1alpha1.FaultInjection.Delay.fixed_delay:type_name -> google.protobuf.Duration
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	28, // 0: rosetta.config.v1alpha1.MetaProtocolProxy.codec_options:type_name -> rosetta.config.v1alpha1.MetaProtocolProxy.CodecOptionsEntry
+	11, // 1: rosetta.config.v1alpha1.MetaProtocolProxy.route_config:type_name -> rosetta.config.v1alpha1.RouteConfiguration
+	31, // 2: rosetta.config.v1alpha1.MetaProtocolProxy.idle_timeout:type_name -> google.protobuf.Duration
+	6,  // 3: rosetta.config.v1alpha1.MetaProtocolProxy.authorization:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy
+	31, // 4: rosetta.config.v1alpha1.MetaProtocolProxy.frame_timeout:type_name -> google.protobuf.Duration
+	4,  // 5: rosetta.config.v1alpha1.MetaProtocolProxy.access_log:type_name -> rosetta.config.v1alpha1.AccessLog
+	5,  // 6: rosetta.config.v1alpha1.MetaProtocolProxy.tracing:type_name -> rosetta.config.v1alpha1.Tracing
+	3,  // 7: rosetta.config.v1alpha1.MetaProtocolProxy.lazy:type_name -> rosetta.config.v1alpha1.LazyListener
+	0,  // 8: rosetta.config.v1alpha1.AccessLog.format:type_name -> rosetta.config.v1alpha1.AccessLog.Format
+	1,  // 9: rosetta.config.v1alpha1.AuthorizationPolicy.action:type_name -> rosetta.config.v1alpha1.AuthorizationPolicy.Action
+	7,  // 10: rosetta.config.v1alpha1.AuthorizationPolicy.rules:type_name -> rosetta.config.v1alpha1.AuthorizationRule
+	8,  // 11: rosetta.config.v1alpha1.AuthorizationRule.from:type_name -> rosetta.config.v1alpha1.AuthorizationSource
+	9,  // 12: rosetta.config.v1alpha1.AuthorizationRule.to:type_name -> rosetta.config.v1alpha1.AuthorizationOperation
+	10, // 13: rosetta.config.v1alpha1.AuthorizationOperation.attributes:type_name -> rosetta.config.v1alpha1.AttributeValues
+	14, // 14: rosetta.config.v1alpha1.RouteConfiguration.routes:type_name -> rosetta.config.v1alpha1.Route
+	12, // 15: rosetta.config.v1alpha1.RouteConfiguration.local_rate_limit:type_name -> rosetta.config.v1alpha1.ServiceLocalRateLimit
+	27, // 16: rosetta.config.v1alpha1.ServiceLocalRateLimit.token_bucket:type_name -> rosetta.config.v1alpha1.LocalRateLimit
+	13, // 17: rosetta.config.v1alpha1.ServiceLocalRateLimit.conditions:type_name -> rosetta.config.v1alpha1.LocalRateLimitCondition
+	15, // 18: rosetta.config.v1alpha1.LocalRateLimitCondition.match:type_name -> rosetta.config.v1alpha1.RouteMatch
+	27, // 19: rosetta.config.v1alpha1.LocalRateLimitCondition.token_bucket:type_name -> rosetta.config.v1alpha1.LocalRateLimit
+	15, // 20: rosetta.config.v1alpha1.Route.match:type_name -> rosetta.config.v1alpha1.RouteMatch
+	17, // 21: rosetta.config.v1alpha1.Route.route:type_name -> rosetta.config.v1alpha1.RouteAction
+	16, // 22: rosetta.config.v1alpha1.RouteMatch.attributes:type_name -> rosetta.config.v1alpha1.AttributeMatch
+	20, // 23: rosetta.config.v1alpha1.RouteAction.weighted_clusters:type_name -> rosetta.config.v1alpha1.WeightedClusters
+	31, // 24: rosetta.config.v1alpha1.RouteAction.timeout:type_name -> google.protobuf.Duration
+	22, // 25: rosetta.config.v1alpha1.RouteAction.hash_policy:type_name -> rosetta.config.v1alpha1.HashPolicy
+	23, // 26: rosetta.config.v1alpha1.RouteAction.request_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
+	23, // 27: rosetta.config.v1alpha1.RouteAction.response_mutation:type_name -> rosetta.config.v1alpha1.KeyValue
+	24, // 28: rosetta.config.v1alpha1.RouteAction.retry_policy:type_name -> rosetta.config.v1alpha1.RetryPolicy
+	25, // 29: rosetta.config.v1alpha1.RouteAction.fault:type_name -> rosetta.config.v1alpha1.FaultInjection
+	26, // 30: rosetta.config.v1alpha1.RouteAction.mirror:type_name -> rosetta.config.v1alpha1.MirrorPolicy
+	27, // 31: rosetta.config.v1alpha1.RouteAction.local_rate_limit:type_name -> rosetta.config.v1alpha1.LocalRateLimit
+	18, // 32: rosetta.config.v1alpha1.RouteAction.global_rate_limit:type_name -> rosetta.config.v1alpha1.GlobalRateLimit
+	15, // 33: rosetta.config.v1alpha1.GlobalRateLimit.match:type_name -> rosetta.config.v1alpha1.RouteMatch
+	19, // 34: rosetta.config.v1alpha1.GlobalRateLimit.descriptors:type_name -> rosetta.config.v1alpha1.RateLimitDescriptorEntry
+	31, // 35: rosetta.config.v1alpha1.GlobalRateLimit.timeout:type_name -> google.protobuf.Duration
+	21, // 36: rosetta.config.v1alpha1.WeightedClusters.clusters:type_name -> rosetta.config.v1alpha1.ClusterWeight
+	31, // 37: rosetta.config.v1alpha1.RetryPolicy.per_try_timeout:type_name -> google.protobuf.Duration
+	29, // 38: rosetta.config.v1alpha1.FaultInjection.delay:type_name -> rosetta.config.v1alpha1.FaultInjection.Delay
+	30, // 39: rosetta.config.v1alpha1.FaultInjection.abort:type_name -> rosetta.config.v1alpha1.FaultInjection.Abort
+	31, // 40: rosetta.config.v1alpha1.LocalRateLimit.fill_interval:type_name -> google.protobuf.Duration
+	31, // 41: rosetta.config.v1alpha1.FaultInjection.Delay.fixed_delay:type_name -> google.protobuf.Duration
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_rosetta_config_v1alpha1_metaprotocol_proto_init() }
@@ -2315,14 +2382,14 @@ func file_rosetta_config_v1alpha1_metaprotocol_proto_init() {
 	if File_rosetta_config_v1alpha1_metaprotocol_proto != nil {
 		return
 	}
-	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[1].OneofWrappers = []any{}
-	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[13].OneofWrappers = []any{
+	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[2].OneofWrappers = []any{}
+	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14].OneofWrappers = []any{
 		(*AttributeMatch_Exact)(nil),
 		(*AttributeMatch_Prefix)(nil),
 		(*AttributeMatch_Regex)(nil),
 		(*AttributeMatch_Present)(nil),
 	}
-	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[14].OneofWrappers = []any{
+	file_rosetta_config_v1alpha1_metaprotocol_proto_msgTypes[15].OneofWrappers = []any{
 		(*RouteAction_Cluster)(nil),
 		(*RouteAction_WeightedClusters)(nil),
 	}
@@ -2332,7 +2399,7 @@ func file_rosetta_config_v1alpha1_metaprotocol_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc), len(file_rosetta_config_v1alpha1_metaprotocol_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

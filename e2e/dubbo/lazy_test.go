@@ -1,0 +1,160 @@
+package dubbo
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
+)
+
+// Lazy mode end to end: rosetta-controller in folder mode with two Dubbo
+// services (real dubbo-go providers) and --lazy-fallback; a shared
+// fallback rosetta-proxy on 127.0.0.1 with every service's config; a
+// rosetta-proxy --lazy on 127.0.0.2, and a dubbo-go consumer calling
+// through it. The first call to a service goes through the fallback and
+// succeeds; the lazy proxy reports the service over xDS and gets its
+// config; later calls go direct. A service never called stays out of the
+// lazy proxy's config.
+func TestLazyProxyLearnsWhatItsCallersCall(t *testing.T) {
+	a := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "a", Version: version})
+	b := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "b", Version: version})
+	portA, portB := testutil.FreePort(t), testutil.FreePort(t)
+	dir := t.TempDir()
+	mesh := lazyService("alpha", portA, a.Port()) + "---\n" + lazyService("beta", portB, b.Port())
+	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), []byte(mesh), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	xdsAddr := startLazyController(t, dir, "127.0.0.1")
+	bin := testutil.GoBuild(t, filepath.Join("..", ".."), "./cmd/rosetta-proxy")
+	fallback := startXDSProxy(t, bin, xdsAddr, "fallback", "127.0.0.1")
+	lazy := startXDSProxy(t, bin, xdsAddr, "app", "127.0.0.2", "--lazy", "--mode", "sidecar")
+	alpha, beta := "outbound|"+fmt.Sprint(portA)+"||alpha.shop.svc.cluster.local", "outbound|"+fmt.Sprint(portB)+"||beta.shop.svc.cluster.local"
+	viaFallback := "outbound|" + fmt.Sprint(portA) + "||127.0.0.1"
+	for _, want := range []string{viaFallback, "alpha.shop.svc.cluster.local:" + fmt.Sprint(portA)} {
+		testutil.Eventually(t, 10*time.Second, "the lazy proxy's fallback config", func() bool { return strings.Contains(lazy.configDump(t), want) })
+	}
+	if dump := lazy.configDump(t); strings.Contains(dump, alpha) || strings.Contains(dump, beta) {
+		t.Fatalf("the lazy proxy has a service's cluster before any call:\n%s", dump)
+	}
+
+	c := dubbokit.NewConsumer(t, fmt.Sprintf("127.0.0.2:%d", portA), consumerConfig())
+	ctx := context.Background()
+	start := time.Now()
+	if got, err := c.SayHello(ctx, "first"); err != nil || got != "a: hello first" {
+		t.Fatalf("first call = %q, %v; want a's answer through the fallback", got, err)
+	}
+	t.Logf("first call, through the fallback: %v", time.Since(start))
+	if n := okRequests(fallback.metrics(t), alpha); n != 1 {
+		t.Errorf("the fallback served %v calls to alpha, want the first one", n)
+	}
+	testutil.Eventually(t, 10*time.Second, "alpha in the lazy proxy's config", func() bool { return strings.Contains(lazy.configDump(t), alpha) })
+	var direct []time.Duration
+	for i := range 5 {
+		start := time.Now()
+		if got, err := c.SayHello(ctx, fmt.Sprint(i)); err != nil || got != "a: hello "+fmt.Sprint(i) {
+			t.Fatalf("call %d = %q, %v", i, got, err)
+		}
+		direct = append(direct, time.Since(start))
+	}
+	slices.Sort(direct)
+	t.Logf("later calls, direct: median %v", direct[len(direct)/2])
+	if n := okRequests(fallback.metrics(t), alpha); n != 1 {
+		t.Errorf("the fallback served %v calls to alpha, want only the first: later calls go direct", n)
+	}
+	if n := okRequests(lazy.metrics(t), alpha); n != 5 {
+		t.Errorf("the lazy proxy sent %v calls straight to alpha, want 5", n)
+	}
+	if dump := lazy.configDump(t); strings.Contains(dump, beta) {
+		t.Errorf("beta, never called, is in the lazy proxy's config")
+	}
+}
+
+// lazyService is a Service of namespace shop on port, with one endpoint,
+// 127.0.0.1:target.
+func lazyService(name string, port, target int) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %[1]s, namespace: shop}
+spec:
+  ports: [{name: tcp-dubbo, port: %[2]d}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: %[1]s
+  namespace: shop
+  labels: {kubernetes.io/service-name: %[1]s}
+addressType: IPv4
+ports: [{name: tcp-dubbo, port: %[3]d}]
+endpoints: [{addresses: [127.0.0.1]}]
+`, name, port, target)
+}
+
+// startLazyController runs rosetta-controller on folder dir with
+// fallback as --lazy-fallback, and returns its xDS address.
+func startLazyController(t *testing.T, dir, fallback string) string {
+	t.Helper()
+	bin := testutil.GoBuild(t, filepath.Join("..", ".."), "./cmd/rosetta-controller")
+	return testutil.OnFreePorts(t, 2, func(ports []int) (string, error) {
+		xdsAddr, httpAddr := fmt.Sprintf("127.0.0.1:%d", ports[0]), fmt.Sprintf("127.0.0.1:%d", ports[1])
+		p := testutil.StartT(t, testutil.Command{Name: "rosetta-controller", Path: bin, Args: []string{
+			"--config-dir", dir, "--xds-address", xdsAddr, "--http-address", httpAddr, "--debug-address", "", "--lazy-fallback", fallback,
+		}})
+		return xdsAddr, p.Ready(proxyWait, "ready", testutil.HTTPOK("http://"+httpAddr+"/readyz"))
+	})
+}
+
+// startXDSProxy runs rosetta-proxy (bin) over xDS as node id in namespace
+// shop, its listeners on listenAddr.
+func startXDSProxy(t *testing.T, bin, xdsAddr, id, listenAddr string, flags ...string) *proxyProcess {
+	t.Helper()
+	px := &proxyProcess{}
+	px.p = testutil.StartT(t, testutil.Command{Name: "rosetta-proxy " + id, Path: bin, Args: append([]string{
+		"--xds", xdsAddr, "--node-id", id, "--namespace", "shop", "--listen-address", listenAddr, "--admin", "127.0.0.1:0", "--log-level", "debug",
+	}, flags...)})
+	var err error
+	if px.admin, err = px.p.LoggedAddr(proxyWait, "rosetta-proxy started", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	if err := px.p.Ready(proxyWait, "ready", testutil.HTTPOK("http://"+px.admin+"/ready")); err != nil {
+		t.Fatal(err)
+	}
+	return px
+}
+
+func (px *proxyProcess) configDump(t *testing.T) string {
+	t.Helper()
+	r, err := http.Get("http://" + px.admin + "/config_dump")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Body.Close()
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// okRequests sums rosetta_requests_total of a cluster's answered calls.
+func okRequests(metrics, cluster string) float64 {
+	sum := 0.0
+	for _, l := range strings.Split(metrics, "\n") {
+		if strings.HasPrefix(l, "rosetta_requests_total{") && strings.Contains(l, `cluster="`+cluster+`"`) && strings.Contains(l, `status="ok"`) {
+			var v float64
+			if _, err := fmt.Sscan(l[strings.LastIndex(l, " ")+1:], &v); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
+}
