@@ -17,6 +17,10 @@ import (
 	"github.com/rosetta-mesh/rosetta/pkg/wire"
 )
 
+// bigAnswer is the answer to "big", made once: copying 8 MiB for every
+// connection cost seconds under the race detector on a busy machine.
+var bigAnswer = bytes.Repeat([]byte("x"), 8<<20)
+
 // echo answers each line with the line, or with big bytes for "big"; it
 // records how reading ended.
 type echo struct {
@@ -24,7 +28,8 @@ type echo struct {
 	big     []byte
 	ended   chan error
 	stopped atomic.Int32
-	idle    func() bool // what to answer an idle timeout
+	bigs    atomic.Int32 // "big" frames answered
+	idle    func() bool  // what to answer an idle timeout
 }
 
 func (e *echo) Frame(frame []byte, err error, r *Round) bool {
@@ -38,6 +43,7 @@ func (e *echo) Frame(frame []byte, err error, r *Round) bool {
 	e.w.Lock()
 	if string(frame) == "big\n" {
 		e.w.AppendLocked(e.big)
+		e.bigs.Add(1)
 	} else {
 		e.w.AppendLocked(frame)
 	}
@@ -89,8 +95,13 @@ func (r *rig) conn(idle time.Duration, onIdle func() bool) (net.Conn, *echo) {
 
 // connWith is conn with any limits.
 func (r *rig) connWith(lim Limits, onIdle func() bool) (net.Conn, *echo) {
+	return r.connWriting(lim, onIdle, wire.Options{Timeout: 5 * time.Second, Max: 64 << 20})
+}
+
+// connWriting is connWith with the server side's writer options.
+func (r *rig) connWriting(lim Limits, onIdle func() bool, wo wire.Options) (net.Conn, *echo) {
 	client, server := r.accept()
-	e := &echo{w: wire.NewWriter(server, wire.Options{Timeout: 5 * time.Second, Max: 64 << 20}), big: bytes.Repeat([]byte("x"), 8<<20), ended: make(chan error, 1), idle: onIdle}
+	e := &echo{w: wire.NewWriter(server, wo), big: bigAnswer, ended: make(chan error, 1), idle: onIdle}
 	if !r.lp.add(server, testutil.Lines{}, e.w, e, lim) {
 		r.t.Fatal("the loop refused a TCP connection")
 	}
@@ -98,9 +109,14 @@ func (r *rig) connWith(lim Limits, onIdle func() bool) (net.Conn, *echo) {
 	return client, e
 }
 
+// roundTripWait bounds one echo: it only ends a test whose loop stopped
+// answering, and under the race detector at a load of 20 on two cores a
+// loop busy copying megabytes took more than 5 s to come round.
+const roundTripWait = 2 * time.Minute
+
 func roundTrip(t *testing.T, c net.Conn, rd *bufio.Reader, line string) {
 	t.Helper()
-	_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+	_ = c.SetDeadline(time.Now().Add(roundTripWait))
 	if _, err := io.WriteString(c, line+"\n"); err != nil {
 		t.Fatal(err)
 	}
@@ -139,7 +155,10 @@ func TestLoopEchoesManyConnectionsAndPipelines(t *testing.T) {
 
 func TestSlowReaderDoesNotStallTheLoop(t *testing.T) {
 	r := newRig(t)
-	slow, _ := r.conn(0, nil)
+	// The slow connection's writes wait for its reader without a time
+	// limit: a loop that waited with them would never answer anyone again,
+	// rather than only until a write timeout.
+	slow, se := r.connWriting(Limits{}, nil, wire.Options{Max: 64 << 20})
 	// Several answers of 8 MiB that the client never reads fill both socket
 	// buffers; the loop must go on serving others meanwhile.
 	for range 4 {
@@ -147,6 +166,9 @@ func TestSlowReaderDoesNotStallTheLoop(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// Only once the loop has taken all four does the slow reader stand in
+	// its way.
+	testutil.Eventually(t, roundTripWait, "the loop to answer the slow reader's four requests", func() bool { return se.bigs.Load() == 4 })
 	c, _ := r.conn(0, nil)
 	rd := bufio.NewReader(c)
 	for i := range 50 {

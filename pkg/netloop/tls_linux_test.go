@@ -79,7 +79,7 @@ func (r *rig) tlsConn(c codec.Codec, wrap func(net.Conn) net.Conn, after func(*t
 		r.t.Fatalf("client handshake: %v", err)
 	}
 	_ = sc.SetDeadline(time.Time{})
-	e := &echo{w: wire.NewWriter(sc, wire.Options{Timeout: 5 * time.Second, Max: 64 << 20}), big: bytes.Repeat([]byte("x"), 8<<20), ended: make(chan error, 1)}
+	e := &echo{w: wire.NewWriter(sc, wire.Options{Timeout: 5 * time.Second, Max: 64 << 20}), big: bigAnswer, ended: make(chan error, 1)}
 	if !r.lp.add(sc, c, e.w, e, Limits{}) {
 		r.t.Fatal("the loop refused a TLS connection made by TLSServer")
 	}
