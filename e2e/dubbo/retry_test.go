@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -20,74 +19,8 @@ import (
 // A route's retry_policy through real dubbo-go calls: each retry_on
 // condition, on a cluster of one good provider and one bad endpoint, has
 // every call succeed on the provider; without the condition, some fail.
-// The bad endpoints are plain sockets that misbehave as a provider can:
-// one stalls (reads and never answers), one resets (reads, then closes
-// with RST), one is down (nothing listens).
-
-// badEndpoint is a socket that takes a provider's place.
-type badEndpoint struct {
-	addr  string
-	reads atomic.Int64 // requests' bytes read at least once on a connection
-}
-
-// stallingEndpoint accepts and reads, never answering.
-func stallingEndpoint(t *testing.T) *badEndpoint {
-	return serveBad(t, func(c net.Conn, e *badEndpoint) {
-		buf := make([]byte, 4096)
-		for {
-			if _, err := c.Read(buf); err != nil {
-				return
-			}
-			e.reads.Add(1)
-		}
-	})
-}
-
-// resettingEndpoint reads a request, waits (so the requests sent with it
-// are in flight too), then resets the connection.
-func resettingEndpoint(t *testing.T, wait time.Duration) *badEndpoint {
-	return serveBad(t, func(c net.Conn, e *badEndpoint) {
-		if _, err := c.Read(make([]byte, 1)); err != nil {
-			return
-		}
-		e.reads.Add(1)
-		time.Sleep(wait)
-		_ = c.(*net.TCPConn).SetLinger(0)
-	})
-}
-
-// downEndpoint is an address nothing listens on.
-func downEndpoint(t *testing.T) *badEndpoint {
-	ln := testutil.Listen(t)
-	addr := ln.Addr().String()
-	ln.Close()
-	return &badEndpoint{addr: addr}
-}
-
-func serveBad(t *testing.T, serve func(net.Conn, *badEndpoint)) *badEndpoint {
-	ln := testutil.Listen(t)
-	e := &badEndpoint{addr: ln.Addr().String()}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				go func() { <-time.After(30 * time.Second); c.Close() }()
-				serve(c, e)
-			}()
-		}
-	}()
-	return e
-}
+// The bad endpoints are testutil's BadPeers, plain sockets that misbehave
+// as a provider can.
 
 // retryRoute sends every call to cluster "c" with a retry policy.
 func retryRoute(numRetries int, perTry time.Duration, on ...string) obj {
@@ -125,23 +58,23 @@ func callsOutcome(t *testing.T, addr string, n int, want string) (int, error) {
 func TestRetryOnThroughDubboGo(t *testing.T) {
 	cases := []struct {
 		name   string
-		bad    func(t *testing.T) *badEndpoint
+		bad    func(t testing.TB) *testutil.BadPeer
 		perTry time.Duration
 		on     string
 		other  string // a condition that does not cover the failure
 	}{
-		{"timeout: a provider that stalls, per-try timeout", stallingEndpoint, 300 * time.Millisecond, "timeout", "reset"},
-		{"reset: a provider that resets", func(t *testing.T) *badEndpoint { return resettingEndpoint(t, 0) }, 0, "reset", "timeout"},
+		{"timeout: a provider that stalls, per-try timeout", testutil.StallingPeer, 300 * time.Millisecond, "timeout", "reset"},
+		{"reset: a provider that resets", func(t testing.TB) *testutil.BadPeer { return testutil.ResettingPeer(t, 0) }, 0, "reset", "timeout"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			a := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "a", Version: version})
 			for _, on := range []string{tc.on, tc.other} {
 				bad := tc.bad(t)
-				_, addr := startProxyWithFilter(t, nil, []obj{retryRoute(1, tc.perTry, on)}, cluster(t, "c", bad.addr, a.Addr()))
+				_, addr := startProxyWithFilter(t, nil, []obj{retryRoute(1, tc.perTry, on)}, cluster(t, "c", bad.Addr, a.Addr()))
 				start := time.Now()
 				failed, err := callsOutcome(t, addr, 6, "a")
-				if bad.reads.Load() == 0 {
+				if bad.Reads.Load() == 0 {
 					t.Fatalf("retry_on %s: no call reached the bad endpoint", on)
 				}
 				switch {
@@ -162,7 +95,7 @@ func TestRetryOnThroughDubboGo(t *testing.T) {
 // call.
 func TestRetryConnectFailureThroughDubboGo(t *testing.T) {
 	a := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "a", Version: version})
-	down1, down2 := downEndpoint(t), downEndpoint(t)
+	down1, down2 := testutil.DownPeer(t), testutil.DownPeer(t)
 	for _, tc := range []struct {
 		retries  int
 		mayFail  bool
@@ -172,7 +105,7 @@ func TestRetryConnectFailureThroughDubboGo(t *testing.T) {
 		{0, true, "one free retry is not enough past two down endpoints"},
 	} {
 		_, addr := startProxyWithFilter(t, nil, []obj{retryRoute(tc.retries, 0, "connect-failure")},
-			withOutlier(cluster(t, "c", down1.addr, down2.addr, a.Addr())))
+			withOutlier(cluster(t, "c", down1.Addr, down2.Addr, a.Addr())))
 		failed, err := callsOutcome(t, addr, 6, "a")
 		if !tc.mayFail && failed > 0 {
 			t.Errorf("%s: %d of 6 calls failed: %v", tc.scenario, failed, err)
@@ -199,8 +132,8 @@ func TestRetryBudgetThroughDubboGo(t *testing.T) {
 	for _, budget := range []bool{true, false} {
 		t.Run(fmt.Sprintf("budget=%v", budget), func(t *testing.T) {
 			a := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "a", Version: version})
-			bad := resettingEndpoint(t, 300*time.Millisecond)
-			c := withOutlier(cluster(t, "c", bad.addr, a.Addr()))
+			bad := testutil.ResettingPeer(t, 300*time.Millisecond)
+			c := withOutlier(cluster(t, "c", bad.Addr, a.Addr()))
 			th := obj{"max_retries": 100}
 			if budget {
 				th["retry_budget"] = obj{"budget_percent": obj{"value": 0}, "min_retry_concurrency": 1}
@@ -210,15 +143,22 @@ func TestRetryBudgetThroughDubboGo(t *testing.T) {
 			consumer := dubbokit.NewConsumer(t, addr, consumerConfig())
 			const n = 20
 			errs := make(chan error, n)
+			var answered atomic.Int64
 			for i := range n {
 				go func() {
 					_, err := consumer.Call(context.Background(), dubbokit.MethodHold, fmt.Sprint(i))
 					errs <- err
+					answered.Add(1)
 				}()
 			}
 			// Half the calls hold at the provider, the other half reset
-			// together and ask to retry there.
-			time.Sleep(time.Second)
+			// together and ask to retry there: each is then held (its
+			// first try, or a retry the budget let through) or answered
+			// (a retry refused).
+			testutil.MustPoll(t, time.Minute, "every call held at the provider or answered", func() (bool, error) {
+				held, done, reads := a.Holding(), answered.Load(), bad.Reads.Load()
+				return reads > 0 && held+done == n, fmt.Errorf("%d held, %d answered, the resetting endpoint read %d times", held, done, reads)
+			})
 			a.Release()
 			failed := 0
 			for range n {
@@ -271,7 +211,7 @@ func metric(t *testing.T, admin, series string) float64 {
 
 // blackholeEndpoint is a listening socket whose accept queue is full:
 // connections to it are neither made nor refused until the dial gives up.
-func blackholeEndpoint(t *testing.T) *badEndpoint {
+func blackholeEndpoint(t *testing.T) *testutil.BadPeer {
 	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -298,7 +238,7 @@ func blackholeEndpoint(t *testing.T) *badEndpoint {
 			t.Fatal("the accept queue does not fill")
 		}
 	}
-	return &badEndpoint{addr: addr}
+	return &testutil.BadPeer{Addr: addr}
 }
 
 // "unavailable": an endpoint whose connection cannot take one more request
@@ -309,7 +249,7 @@ func TestRetryUnavailableThroughDubboGo(t *testing.T) {
 	a := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "a", Version: version})
 	for _, on := range []string{"unavailable", "reset"} {
 		t.Run(on, func(t *testing.T) {
-			c := cluster(t, "c", blackholeEndpoint(t).addr, a.Addr())
+			c := cluster(t, "c", blackholeEndpoint(t).Addr, a.Addr())
 			c["connect_timeout"] = "3s"
 			c["circuit_breakers"] = obj{"thresholds": []obj{{"max_pending_requests": 1}}}
 			px, addr := startProxyWithFilter(t, nil, []obj{retryRoute(1, 0, on)}, withOutlier(c))
