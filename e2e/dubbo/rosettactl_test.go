@@ -2,8 +2,6 @@ package dubbo
 
 import (
 	"context"
-	"encoding/json"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -23,40 +21,26 @@ func buildRosettactl(t *testing.T) string {
 	return testutil.GoBuild(t, filepath.Join("..", ".."), "./cmd/rosettactl")
 }
 
-type ctlResult struct {
-	Status, Code, Value, Error string
-}
-
-func ctlCall(t *testing.T, bin string, args ...string) (ctlResult, error) {
-	t.Helper()
-	out, err := exec.Command(bin, append([]string{"call", "-o", "json"}, args...)...).Output()
-	var r ctlResult
-	if jerr := json.Unmarshal(out, &r); jerr != nil {
-		t.Fatalf("rosettactl call %v: %v, output %q (%v)", args, jerr, out, err)
-	}
-	return r, err
-}
-
 func TestRosettactlCallsDubboGoProvider(t *testing.T) {
 	dubbokit.Quiet()
 	bin := buildRosettactl(t)
 	p := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "v1", Version: "1.0.0", Group: "blue"})
 	base := []string{"dubbo", p.Addr(), "--attr", "interface=" + dubbokit.Greeter, "--attr", "version=1.0.0", "--attr", "group=blue"}
 
-	r, err := ctlCall(t, bin, append(base, "--attr", "method="+dubbokit.MethodSayHello, "--arg", `"x"`)...)
+	r, err := testutil.CtlCall(t, bin, append(base, "--attr", "method="+dubbokit.MethodSayHello, "--arg", `"x"`)...)
 	if err != nil || r.Status != "ok" || r.Value != `"v1: hello x"` {
 		t.Fatalf("sayHello: %v %+v", err, r)
 	}
-	r, err = ctlCall(t, bin, append(base, "--attr", "method="+dubbokit.MethodAttachment, "--attr", "env=canary", "--arg", `"env"`)...)
+	r, err = testutil.CtlCall(t, bin, append(base, "--attr", "method="+dubbokit.MethodAttachment, "--attr", "env=canary", "--arg", `"env"`)...)
 	if err != nil || r.Value != `"v1: canary"` {
 		t.Fatalf("attachment: %v %+v", err, r)
 	}
-	r, err = ctlCall(t, bin, append(base, "--attr", "method="+dubbokit.MethodFail, "--arg", `"x"`)...)
+	r, err = testutil.CtlCall(t, bin, append(base, "--attr", "method="+dubbokit.MethodFail, "--arg", `"x"`)...)
 	if err == nil || r.Status != "error" || !strings.Contains(r.Error, "v1: failed x") {
 		t.Fatalf("fail: exit %v, %+v", err, r)
 	}
 	// The wrong version is a provider that does not exist for dubbo-go.
-	r, err = ctlCall(t, bin, "dubbo", p.Addr(), "--attr", "interface="+dubbokit.Greeter, "--attr", "version=9.9.9",
+	r, err = testutil.CtlCall(t, bin, "dubbo", p.Addr(), "--attr", "interface="+dubbokit.Greeter, "--attr", "version=9.9.9",
 		"--attr", "method="+dubbokit.MethodSayHello, "--arg", `"x"`)
 	if err == nil || r.Status != "error" {
 		t.Fatalf("wrong version: exit %v, %+v", err, r)

@@ -2,8 +2,6 @@ package trpc_test
 
 import (
 	"context"
-	"encoding/json"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -21,40 +19,26 @@ func buildRosettactl(t *testing.T) string {
 	return testutil.GoBuild(t, filepath.Join("..", ".."), "./cmd/rosettactl")
 }
 
-type ctlResult struct {
-	Status, Code, Value, Error string
-}
-
-func ctlCall(t *testing.T, bin string, args ...string) (ctlResult, error) {
-	t.Helper()
-	out, err := exec.Command(bin, append([]string{"call", "-o", "json"}, args...)...).Output()
-	var r ctlResult
-	if jerr := json.Unmarshal(out, &r); jerr != nil {
-		t.Fatalf("rosettactl call %v: %v, output %q (%v)", args, jerr, out, err)
-	}
-	return r, err
-}
-
 func TestRosettactlCallsTrpcGoServer(t *testing.T) {
 	bin := buildRosettactl(t)
 	addr := startServer(t, "s1")
 	base := []string{"trpc", addr, "--attr", "callee=" + serviceName, "--attr", "caller=trpc.rosetta.ctl"}
 
 	// A JSON body: trpc-go reads it with protojson and answers in JSON.
-	r, err := ctlCall(t, bin, append(base, "--attr", "func="+sayHello, "--arg", `"world"`)...)
+	r, err := testutil.CtlCall(t, bin, append(base, "--attr", "func="+sayHello, "--arg", `"world"`)...)
 	if err != nil || r.Status != "ok" || r.Value != `"s1: hello world"` {
 		t.Fatalf("SayHello as JSON: %v %+v", err, r)
 	}
 	// A protobuf body given as bytes: StringValue{value: "world"}.
-	r, err = ctlCall(t, bin, append(base, "--attr", "func="+sayHello, "--attr", "content_type=pb", "--arg", "hex:0a05776f726c64")...)
+	r, err = testutil.CtlCall(t, bin, append(base, "--attr", "func="+sayHello, "--attr", "content_type=pb", "--arg", "hex:0a05776f726c64")...)
 	if err != nil || r.Value != "hex:"+"0a0f"+"73313a2068656c6c6f20776f726c64" {
 		t.Fatalf("SayHello as protobuf: %v %+v", err, r)
 	}
-	r, err = ctlCall(t, bin, append(base, "--attr", "func="+failHello, "--arg", `"x"`)...)
+	r, err = testutil.CtlCall(t, bin, append(base, "--attr", "func="+failHello, "--arg", `"x"`)...)
 	if err == nil || r.Status != "error" || r.Code != "ret 0 func_ret 1001" || r.Error != "s1: no hello for x" {
 		t.Fatalf("FailHello: exit %v, %+v", err, r)
 	}
-	r, err = ctlCall(t, bin, append(base, "--attr", "func=/trpc.rosetta.test.Greeter/Nope")...)
+	r, err = testutil.CtlCall(t, bin, append(base, "--attr", "func=/trpc.rosetta.test.Greeter/Nope")...)
 	if err == nil || r.Status != "error" || !strings.HasPrefix(r.Code, "ret 12 ") {
 		t.Fatalf("an unknown func: exit %v, %+v", err, r)
 	}
