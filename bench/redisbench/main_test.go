@@ -5,10 +5,13 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 )
 
 func TestGeoMean(t *testing.T) {
@@ -161,10 +164,7 @@ func TestOrderIsBalanced(t *testing.T) {
 // startRosettas starts one path per build with -all-cpus=false and two
 // without, named for their threads.
 func TestStartRosettasOnOneThreadOrEveryCPU(t *testing.T) {
-	bin := t.TempDir() + "/rosetta-proxy"
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/rosetta-proxy").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testutil.GoBuild(t, filepath.Join("..", ".."), "./cmd/rosetta-proxy")
 	for _, c := range []struct {
 		allCPUs bool
 		want    []string

@@ -7,12 +7,12 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
 	"github.com/rosetta-mesh/rosetta/pkg/hbone/hbonetest"
 	"github.com/rosetta-mesh/rosetta/pkg/identity"
 	"github.com/rosetta-mesh/rosetta/pkg/identity/identitytest"
@@ -71,10 +71,7 @@ func writeIdentity(t *testing.T, ca *identitytest.CA, id string) string {
 // a CONNECT stream reaches the service the stream names, on the bound
 // listener and on the one without an address alike.
 func TestBinaryTerminatesHBONE(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "rosetta-proxy")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testutil.GoBuild(t, filepath.Join("..", ".."), "./cmd/rosetta-proxy")
 	providers := map[string]*dubbopeer.Provider{}
 	for _, name := range []string{"greeter", "other"} {
 		p, err := dubbopeer.Serve("127.0.0.1:0", name, func(ctx context.Context, r *dubbopeer.Request) (any, error) {

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -52,10 +51,7 @@ func startBinary(t *testing.T, bin string, config func(listen string) string, ar
 // first provider, everything else to the second, and SIGTERM lets a call in
 // flight finish before the process exits cleanly.
 func TestBinaryServesTheExampleConfigAndDrainsOnSIGTERM(t *testing.T) {
-	bin := filepath.Join(t.TempDir(), "rosetta-proxy")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testutil.GoBuild(t, filepath.Join("..", ".."), "./cmd/rosetta-proxy")
 	release := make(chan struct{})
 	serve := func(name string) *dubbopeer.Provider {
 		p, err := dubbopeer.Serve("127.0.0.1:0", name, func(ctx context.Context, r *dubbopeer.Request) (any, error) {

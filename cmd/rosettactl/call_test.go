@@ -55,8 +55,8 @@ func binary(t *testing.T, name string) string {
 	if _, err := os.Stat(bin); err == nil {
 		return bin
 	}
-	if out, err := exec.Command("go", "build", "-o", bin, "../"+name).CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", name, err, out)
+	if err := testutil.Build(filepath.Join("..", ".."), bin, "./cmd/"+name); err != nil {
+		t.Fatal(err)
 	}
 	return bin
 }

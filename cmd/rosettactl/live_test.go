@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -85,21 +84,11 @@ type live struct {
 	proxyBin   string
 }
 
-// buildBinary builds a command of this repository into dir.
-func buildBinary(t *testing.T, dir, pkg string) string {
-	t.Helper()
-	bin := filepath.Join(dir, filepath.Base(pkg))
-	if out, err := exec.Command("go", "build", "-o", bin, pkg).CombinedOutput(); err != nil {
-		t.Fatalf("build %s: %v\n%s", pkg, err, out)
-	}
-	return bin
-}
-
 func startLive(t *testing.T) *live {
 	t.Helper()
-	bins := t.TempDir()
-	ctrlBin := buildBinary(t, bins, "../rosetta-controller")
-	l := &live{dir: t.TempDir(), providers: map[string]string{}, proxyBin: buildBinary(t, bins, "../rosetta-proxy")}
+	root := filepath.Join("..", "..")
+	ctrlBin := testutil.GoBuild(t, root, "./cmd/rosetta-controller")
+	l := &live{dir: t.TempDir(), providers: map[string]string{}, proxyBin: testutil.GoBuild(t, root, "./cmd/rosetta-proxy")}
 	args := []any{0}
 	for _, name := range []string{"v1", "v2", "v3", "v4", "v5"} {
 		p, err := dubbopeer.Serve("127.0.0.1:0", name, func(_ context.Context, r *dubbopeer.Request) (any, error) {

@@ -1,6 +1,7 @@
 package testutil
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"testing"
@@ -14,10 +15,19 @@ import (
 func GoBuild(t testing.TB, root, pkg string) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), filepath.Base(pkg))
+	if err := Build(root, bin, pkg); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// Build is GoBuild into bin, for code without a test at hand (TestMain, a
+// binary built once for many tests).
+func Build(root, bin, pkg string) error {
 	build := exec.Command("go", "build", "-o", bin, pkg)
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build %s: %v\n%s", pkg, err, out)
+		return fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
 	}
-	return bin
+	return nil
 }

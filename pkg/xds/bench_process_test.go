@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -122,10 +121,7 @@ func BenchmarkControllerProcess(b *testing.B) {
 		b.Fatal(err)
 	}
 	writeBenchFolder(b, cfgDir)
-	bin := filepath.Join(dir, "rosetta-controller")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/rosetta-controller").CombinedOutput(); err != nil {
-		b.Fatalf("build: %v\n%s", err, out)
-	}
+	bin := testutil.GoBuild(b, filepath.Join("..", ".."), "./cmd/rosetta-controller")
 	// The controller listens on port 0 and logs the ports it got (at info).
 	ctrl := testutil.StartT(b, testutil.Command{Name: "rosetta-controller", Path: bin, Args: []string{"--config-dir", cfgDir,
 		"--xds-address", "127.0.0.1:0", "--http-address", "127.0.0.1:0", "--debug-address=",

@@ -47,12 +47,7 @@ func (c *Cluster) InstallRosetta(repoRoot string) error {
 
 // GoBuild builds pkg of the main module in repoRoot into bin.
 func GoBuild(repoRoot, bin, pkg string) error {
-	build := exec.Command("go", "build", "-o", bin, pkg)
-	build.Dir = repoRoot // the main module's own go.sum
-	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("build %s: %w\n%s", pkg, err, out)
-	}
-	return nil
+	return testutil.Build(repoRoot, bin, pkg) // the main module's own go.sum
 }
 
 // Controller is rosetta-controller running as a process. Kill ends it as
