@@ -2,7 +2,6 @@ package dubbo
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"strings"
@@ -36,25 +35,10 @@ descriptors:
 // configuration rc, and returns it with the listener's address.
 func limitedProxy(t *testing.T, rc obj, clusters ...obj) (*proxytest.Proxy, string) {
 	t.Helper()
-	filter := obj{
-		"@type":        "type.googleapis.com/rosetta.config.v1alpha1.MetaProtocolProxy",
-		"codec":        "dubbo",
-		"route_config": rc,
-	}
-	b, err := json.Marshal(obj{
-		"listeners": []obj{{
-			"name":          listenerName,
-			"address":       obj{"socket_address": obj{"address": "127.0.0.1", "port_value": 0}},
-			"filter_chains": []obj{{"filters": []obj{{"name": "rosetta.metaprotocol", "typed_config": filter}}}},
-		}},
-		"clusters": clusters,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	cfg := testutil.ListenerConfig(t, listenerName, "dubbo", rc, clusters...)
 	var px *proxytest.Proxy
 	addr := dubbokit.OnFreshPort(t, "proxy", func() (string, string) {
-		px = proxytest.Start(t, string(b))
+		px = proxytest.Start(t, cfg)
 		a := px.Addr(t, listenerName)
 		return a, a
 	})
@@ -87,10 +71,10 @@ func rateLimited(err error) bool {
 // second, against a rule of 10 a second admit 50, as the rate limit
 // service counts them; the others get the Dubbo over-limit error.
 func TestGlobalRateLimitAdmitsTheServiceLimit(t *testing.T) {
-	rls := startRateLimitService(t, rateLimitRules)
+	rls := testutil.StartRateLimitService(t, rateLimitRules)
 	a := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "a", Version: version})
 	px, addr := limitedProxy(t, obj{"name": "limited", "routes": []obj{globalLimitRoute(false, "1s")}},
-		cluster(t, "a", a.Addr()), cluster(t, "rls", rls.grpc))
+		cluster(t, "a", a.Addr()), cluster(t, "rls", rls.GRPC))
 	c := dubbokit.NewConsumer(t, addr, consumerConfig())
 	ctx := context.Background()
 	if _, err := c.Echo(ctx, "warm"); err != nil { // the connections, and echo's own rule
@@ -144,8 +128,8 @@ func TestGlobalRateLimitAdmitsTheServiceLimit(t *testing.T) {
 	// The service's own accounting agrees with what the callers saw.
 	within := `key1="method_sayHello"`
 	testutil.MustPoll(t, 10*time.Second, "the service's counters to reach the calls made", func() (bool, error) {
-		in := rls.counter(t, "ratelimit_service_rate_limit_within_limit", within)
-		over := rls.counter(t, "ratelimit_service_rate_limit_over_limit", within)
+		in := rls.Counter(t, "ratelimit_service_rate_limit_within_limit", within)
+		over := rls.Counter(t, "ratelimit_service_rate_limit_over_limit", within)
 		if in == float64(admitted) && over == float64(denied) {
 			return true, nil
 		}
@@ -153,10 +137,10 @@ func TestGlobalRateLimitAdmitsTheServiceLimit(t *testing.T) {
 	})
 	// And so does the proxy's decisions metric.
 	metrics := "http://" + px.AdminAddr + "/metrics"
-	if got := scrape(t, metrics, "rosetta_global_rate_limit_decisions_total", `outcome="over_limit"`); got != float64(denied) {
+	if got := testutil.Scrape(t, metrics, "rosetta_global_rate_limit_decisions_total", `outcome="over_limit"`); got != float64(denied) {
 		t.Errorf("proxy counted %v over-limit decisions, callers saw %d", got, denied)
 	}
-	if got := scrape(t, metrics, "rosetta_global_rate_limit_decisions_total", `outcome="ok"`); got != float64(admitted+1) {
+	if got := testutil.Scrape(t, metrics, "rosetta_global_rate_limit_decisions_total", `outcome="ok"`); got != float64(admitted+1) {
 		t.Errorf("proxy counted %v ok decisions, want %d (the calls admitted and the warm-up)", got, admitted+1)
 	}
 }
@@ -165,12 +149,12 @@ func TestGlobalRateLimitAdmitsTheServiceLimit(t *testing.T) {
 // deny_on_fail decides: true refuses calls with the over-limit error,
 // false lets them through.
 func TestGlobalRateLimitServiceDown(t *testing.T) {
-	rls := startRateLimitService(t, rateLimitRules)
+	rls := testutil.StartRateLimitService(t, rateLimitRules)
 	a := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "a", Version: version})
 	consumers := map[bool]*dubbokit.Consumer{}
 	for _, deny := range []bool{true, false} {
 		_, addr := limitedProxy(t, obj{"name": "limited", "routes": []obj{globalLimitRoute(deny, "0.2s")}},
-			cluster(t, "a", a.Addr()), cluster(t, "rls", rls.grpc))
+			cluster(t, "a", a.Addr()), cluster(t, "rls", rls.GRPC))
 		consumers[deny] = dubbokit.NewConsumer(t, addr, consumerConfig())
 	}
 	ctx := context.Background()
@@ -179,7 +163,7 @@ func TestGlobalRateLimitServiceDown(t *testing.T) {
 			t.Fatalf("deny_on_fail %t, service up: echo = %q, %v", deny, got, err)
 		}
 	}
-	rls.proc.Kill()
+	rls.Proc.Kill()
 	for range 3 {
 		if _, err := consumers[true].Echo(ctx, "down"); !rateLimited(err) {
 			t.Errorf("deny_on_fail true, service down: echo error %v, want the over-limit error", err)

@@ -3,9 +3,7 @@ package dubbo
 import (
 	"context"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -38,21 +36,13 @@ func retryRoute(numRetries int, perTry time.Duration, on ...string) obj {
 func callsOutcome(t *testing.T, addr string, n int, want string) (int, error) {
 	t.Helper()
 	c := dubbokit.NewConsumer(t, addr, consumerConfig())
-	failed := 0
-	var first error
-	for i := range n {
+	return testutil.Outcome(n, func(i int) error {
 		got, err := c.SayHello(context.Background(), fmt.Sprint(i))
 		if err == nil && got != fmt.Sprintf("%s: hello %d", want, i) {
 			err = fmt.Errorf("answer %q", got)
 		}
-		if err != nil {
-			failed++
-			if first == nil {
-				first = err
-			}
-		}
-	}
-	return failed, first
+		return err
+	})
 }
 
 func TestRetryOnThroughDubboGo(t *testing.T) {
@@ -185,28 +175,12 @@ func TestRetryBudgetThroughDubboGo(t *testing.T) {
 	}
 }
 
-// metric reads one series of the proxy's /metrics; 0 when absent.
+// metric reads one series of the proxy's /metrics, such as
+// `name{a="x",b="y"}` (labels in Prometheus's order); 0 when absent.
 func metric(t *testing.T, admin, series string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, series+" "); ok {
-			var f float64
-			if _, err := fmt.Sscan(v, &f); err != nil {
-				t.Fatal(err)
-			}
-			return f
-		}
-	}
-	return 0
+	name, labels, _ := strings.Cut(strings.TrimSuffix(series, "}"), "{")
+	return testutil.Scrape(t, "http://"+admin+"/metrics", name, labels)
 }
 
 // blackholeEndpoint is a listening socket whose accept queue is full:
