@@ -44,9 +44,12 @@ func clusterOf(name string, addrs ...string) obj {
 // routes is a route configuration of routes.
 func routes(rs ...obj) obj { return obj{"name": "policy", "routes": rs} }
 
+// routeTimeout is every policy route's timeout.
+const routeTimeout = 5 * time.Second
+
 // toCluster sends every call to cluster c, with extra route fields.
 func toCluster(name, c string, extra obj) obj {
-	action := obj{"cluster": c, "timeout": "5s"}
+	action := obj{"cluster": c, "timeout": fmt.Sprintf("%gs", routeTimeout.Seconds())}
 	for k, v := range extra {
 		action[k] = v
 	}
@@ -67,44 +70,14 @@ func helloOutcome(addr string, n int, want string) (int, error) {
 
 func TestRetryOnThroughTrpcGo(t *testing.T) {
 	a := startServer(t, "a")
-	cases := []struct {
-		name   string
-		bad    func(t testing.TB) *testutil.BadPeer
-		perTry time.Duration
-		on     string
-		other  string // a condition that does not cover the failure
-	}{
-		{"timeout: a server that stalls, per-try timeout", testutil.StallingPeer, 300 * time.Millisecond, "timeout", "reset"},
-		{"reset: a server that resets", func(t testing.TB) *testutil.BadPeer { return testutil.ResettingPeer(t, 0) }, 0, "reset", "timeout"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			for _, on := range []string{tc.on, tc.other} {
-				bad := tc.bad(t)
-				policy := obj{"num_retries": 1, "retry_on": []string{on}}
-				if tc.perTry > 0 {
-					policy["per_try_timeout"] = fmt.Sprintf("%gs", tc.perTry.Seconds())
-				}
-				_, addr := policyProxy(t, routes(toCluster("retried", "c", obj{"retry_policy": policy})), clusterOf("c", bad.Addr, a))
-				start := time.Now()
-				failed, err := helloOutcome(addr, 6, "a")
-				took := time.Since(start)
-				if bad.Reads.Load() == 0 {
-					t.Fatalf("retry_on %s: no call reached the bad peer", on)
-				}
-				switch {
-				case on == tc.on && failed > 0:
-					t.Errorf("retry_on %s: %d of 6 calls failed: %v", on, failed, err)
-				case on == tc.on && tc.perTry > 0 && took >= 5*time.Second:
-					// Three stalled tries cut at 0.3 s each, against the
-					// route's 5 s for one alone.
-					t.Errorf("retry_on %s: 6 calls took %v: the per-try timeout did not cut the stalled tries", on, took)
-				case on != tc.on && failed == 0:
-					t.Errorf("retry_on %s: no call failed, so the test cannot tell a retry from luck", on)
-				}
-			}
-		})
-	}
+	testutil.RetryOn(t, routeTimeout, func(t *testing.T, bad *testutil.BadPeer, on string, perTry time.Duration) (int, error) {
+		policy := obj{"num_retries": 1, "retry_on": []string{on}}
+		if perTry > 0 {
+			policy["per_try_timeout"] = fmt.Sprintf("%gs", perTry.Seconds())
+		}
+		_, addr := policyProxy(t, routes(toCluster("retried", "c", obj{"retry_policy": policy})), clusterOf("c", bad.Addr, a))
+		return helloOutcome(addr, testutil.RetryCalls, "a")
+	})
 }
 
 // throttled reports whether err is the proxy's over-limit answer as
@@ -129,9 +102,15 @@ func TestLocalRateLimitThroughTrpcGo(t *testing.T) {
 		}},
 	}
 	_, addr := policyProxy(t, rc, clusterFor("a", a))
-	hello := func() error { _, err := callHello(context.Background(), sayHello, "x", clientOpts(addr)...); return err }
+	hello := func() error {
+		_, err := callHello(context.Background(), sayHello, "x", clientOpts(addr)...)
+		return err
+	}
 	// FailHello's answer is the server's own error (code 1001) when let through.
-	fail := func() error { _, err := callHello(context.Background(), failHello, "x", clientOpts(addr)...); return err }
+	fail := func() error {
+		_, err := callHello(context.Background(), failHello, "x", clientOpts(addr)...)
+		return err
+	}
 	for _, s := range []struct {
 		what    string
 		call    func() error

@@ -11,7 +11,12 @@
 //     when the test ends and shows the log's tail if the test failed;
 //     Process.Ready and Process.WaitLog wait for it;
 //   - readiness: Dialable, HTTPOK and WaitDialable for a peer to come up;
-//   - peers: RedisServer, TCPPair, and the Lines codec.
+//   - peers: RedisServer, TCPPair, the Lines codec, BadPeer (a server
+//     that stalls, resets or is down) and Envoy's rate limit service
+//     (StartRateLimitService, Scrape);
+//   - binaries: GoBuild (Build without a test), CtlCall (rosettactl call);
+//   - proxy scenarios: ListenerConfig (one listener's config), Outcome
+//     (n calls, how many failed), RetryOn (retry_on through any client).
 package testutil
 
 import (
