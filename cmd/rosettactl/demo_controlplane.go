@@ -37,8 +37,9 @@ const (
 // sayBye takes the catch-all one.
 var cpMethods = []string{"sayHello", "sayBye"}
 
-// cpWait bounds each wait of the part (first config, following the edit).
-const cpWait = 10 * time.Second
+// cpWait bounds each wait of the part (first config, following the edit):
+// long enough for a busy 2-core machine, where a push took over 10 s.
+const cpWait = 30 * time.Second
 
 // runControlPlaneDemo is the demo's control-plane part: the controller in
 // folder mode serves a proxy over xDS, and an edit of the MetaRouter file
