@@ -3,6 +3,7 @@ package upstream
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
@@ -16,6 +17,10 @@ type Dedicated struct {
 	codec codec.Codec
 	mu    sync.Mutex
 	buf   []byte
+	// failed is why the read side ended the connection, so a Send that
+	// races the close reports that cause, not "use of closed network
+	// connection" (a refused handshake, say).
+	failed atomic.Pointer[error]
 }
 
 // DialDedicated connects to addr and delivers every frame the server sends to
@@ -56,6 +61,7 @@ func (d *Dedicated) read(lim ReadLimits, recv func(*codec.Message, error)) {
 		}
 		if err != nil {
 			lim.overLimit(err)
+			d.failed.Store(&err)
 			d.nc.Close()
 			recv(nil, err)
 			return
@@ -73,7 +79,11 @@ func (d *Dedicated) Send(req *codec.Message) error {
 		return err
 	}
 	d.buf = out
-	_, err = d.nc.Write(out)
+	if _, err = d.nc.Write(out); err != nil {
+		if why := d.failed.Load(); why != nil {
+			return *why
+		}
+	}
 	return err
 }
 

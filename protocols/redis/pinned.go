@@ -59,8 +59,14 @@ func openPinned(up codec.Upstream, t target) *pinned {
 func (p *pinned) send(req *codec.Message, cb func(*codec.Message)) {
 	p.mu.Lock()
 	if p.err != nil || p.closed {
+		why := "rosetta: the pinned upstream connection is gone"
+		if p.err != nil {
+			// The cause, as when the command was waiting: a refused AUTH
+			// can end the connection before the first command is sent.
+			why = "rosetta: pinned upstream connection: " + p.err.Error()
+		}
 		p.mu.Unlock()
-		cb(errorAnswer(req, codec.StatusUpstreamReset, "rosetta: the pinned upstream connection is gone"))
+		cb(errorAnswer(req, codec.StatusUpstreamReset, why))
 		return
 	}
 	p.waiting = append(p.waiting, cb)
