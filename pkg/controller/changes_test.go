@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -136,6 +137,9 @@ func TestAffectsIsSound(t *testing.T) {
 		{"a mesh-wide policy", "peer", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n", "a b c a-id"},
 		{"nothing a proxy reads", "cm", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: a}\n", ""},
 		{"c's service gone", "svc-c", "", "a b c a-id"},
+		// a's router names subset v1 of a's service, and b's service.
+		{"a's rule", "rule-a", changesRule("a", "v3"), "a c a-id"},
+		{"b's service gone", "svc-b", "", "a b c a-id"},
 	}
 	b := &Builder{Options: Options{Resolve: fakeResolver}}
 	files := changesMesh()
@@ -157,9 +161,11 @@ func TestAffectsIsSound(t *testing.T) {
 		files[st.file] = st.content
 		next := changesInputs(t, files, parsed)
 		c := pushed.diff(b, next)
-		nix := b.Build(next)
-		nix.changes, nix.base = c, ix.seq
+		nix := b.build(next, c, ix.seq)
 		fresh := (&Builder{Options: b.Options}).Build(next)
+		if !reflect.DeepEqual(nix.Statuses, fresh.Statuses) {
+			t.Errorf("%s: MetaRouter statuses %v, want those of a Builder of its own, %v", st.name, nix.Statuses, fresh.Statuses)
+		}
 		var reached []string
 		for _, p := range proxies {
 			res, deps := nix.GenerateDeps(p)

@@ -241,10 +241,7 @@ func (p *Pipeline) push(since time.Time, resolved bool) {
 			return
 		}
 	}
-	ix := p.Builder.Build(in)
-	if changes != nil {
-		ix.changes, ix.base = changes, p.pushedSeq
-	}
+	ix := p.Builder.build(in, changes, p.pushedSeq)
 	p.pushedSeq = ix.seq
 	p.Metrics.setSteering(ix)
 	p.logWarnings(ix.Warnings())

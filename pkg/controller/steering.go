@@ -516,12 +516,16 @@ type portConflict struct {
 // it, as for hosts). Services of different namespaces are apart when
 // proxies are scoped to their namespace, as waypoints are.
 func (ix *Index) portConflicts() []portConflict {
-	first := map[string]*Service{}
+	type nsPort struct {
+		ns   string
+		port uint32
+	}
+	first := map[nsPort]*Service{}
 	var out []portConflict
 	for _, h := range ix.byAge {
 		svc := ix.services[h]
 		for _, p := range svc.Ports {
-			k := fmt.Sprintf("%s/%d", svc.Namespace, p.Number)
+			k := nsPort{svc.Namespace, p.Number}
 			if w := first[k]; w != nil {
 				out = append(out, portConflict{port: p.Number, winner: w, loser: svc})
 				continue
