@@ -103,7 +103,9 @@ func kubeServices(in *Inputs, protos protocols, domain string, resolve Resolver,
 	var out []*Service
 	for _, ks := range in.Services {
 		ss := bySvc[nsName{ks.Namespace, ks.Name}]
-		sort.Slice(ss, func(i, j int) bool { return ss[i].Name < ss[j].Name })
+		if len(ss) > 1 {
+			slices.SortFunc(ss, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
+		}
 		svc, ok := memo.lookup(ks, ss, pods)
 		if !ok {
 			svc = kubeService(ks, ss, protos, domain, pods, resolve)
