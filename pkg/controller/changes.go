@@ -39,6 +39,8 @@ type Changes struct {
 	Namespaces map[string]bool
 	// Objects counts the objects that changed.
 	Objects int
+	// kinds are the kinds of the objects that changed.
+	kinds map[string]bool
 }
 
 // None reports whether nothing changed.
@@ -206,11 +208,12 @@ func (s *pushedSet) diff(b *Builder, in *Inputs) *Changes {
 		s.primed = true
 		return nil
 	}
-	c := &Changes{Hosts: map[string]bool{}, Namespaces: map[string]bool{}}
+	c := &Changes{Hosts: map[string]bool{}, Namespaces: map[string]bool{}, kinds: map[string]bool{}}
 	ix := &Index{opts: b.options()}
 	var pods []metav1.Object
 	note := func(ko kindObject) {
 		c.Objects++
+		c.kinds[ko.kind] = true
 		if ko.kind == kindPod {
 			pods = append(pods, ko.obj)
 			return

@@ -131,6 +131,7 @@ func TestAffectsIsSound(t *testing.T) {
 		{"b's endpoints", "svc-b", changesService("b", "greeter", 20880, "10.0.0.2"), "a b c a-id"},
 		{"c's endpoints", "svc-c", changesService("c", "greeter", 20880, "10.0.0.3"), "b c"},
 		{"c's rule", "rule-c", changesRule("c", "v3"), "b c"},
+		{"a's load balancer", "rule-a", changesRule("a", "v1") + "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n", "a c a-id"},
 		{"a new service in b", "svc-b2", changesService("b", "other", 20890, "10.0.0.4"), "b c"},
 		{"a new service in a", "svc-a2", changesService("a", "other", 20890, "10.0.0.5"), "a c a-id"},
 		{"a's Sidecar", "sidecars", strings.Replace(changesMesh()["sidecars"], `["./*"]`, `["./*", "c/*"]`, 1), "a a-id"},

@@ -2,6 +2,7 @@ package controller
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -82,6 +83,12 @@ type Index struct {
 	gatewayRouters map[string][]*v1alpha1.MetaRouter
 	// secrets are the Secrets read, by namespace/name.
 	secrets map[string]*corev1.Secret
+	// serviceNames are the names resolved to make the services.
+	serviceNames map[string]bool
+	// drs are the DestinationRules oldest first, and drWarnings what
+	// they ask that the proxies cannot do.
+	drs        []*networkingv1.DestinationRule
+	drWarnings []string
 	// seq numbers the Index; changes are what differs from the Index
 	// numbered base (nil when not known: every proxy is affected).
 	seq, base uint64
@@ -120,6 +127,9 @@ type Builder struct {
 	// routers are the last build's MetaRouter checks, for the next to
 	// reuse; guarded by mu.
 	routers routerMemo
+	// last is the last Index built, whose parts a build its changes do
+	// not reach takes over; guarded by mu.
+	last *Index
 }
 
 // Build makes an Index of in. It does not modify in.
@@ -131,13 +141,12 @@ func (b *Builder) Build(in *Inputs) *Index { return b.build(in, nil, 0) }
 func (b *Builder) build(in *Inputs, changes *Changes, base uint64) *Index {
 	opts := b.options()
 	used := map[string]bool{}
-	opts.Resolve = b.dns.resolver(opts.Resolve, used)
+	resolve := opts.Resolve
+	opts.Resolve = b.dns.resolver(resolve, used)
 	defer b.dns.built(used)
 	ix := &Index{
 		seq:      indexSeq.Add(1),
 		opts:     opts,
-		services: map[string]*Service{},
-		rules:    map[string][]*networkingv1.DestinationRule{},
 		routers:  map[string][]*v1alpha1.MetaRouter{},
 		Statuses: map[string]RouterStatus{},
 		sidecars: slices.Clone(in.Sidecars),
@@ -146,8 +155,50 @@ func (b *Builder) build(in *Inputs, changes *Changes, base uint64) *Index {
 	if changes != nil {
 		ix.changes, ix.base = changes, base
 	}
+	prev := b.previous(ix)
+	if prev != nil && !changes.kinds[kindService] && !changes.kinds[kindEndpointSlice] && !changes.kinds[kindPod] && !changes.kinds[kindServiceEntry] {
+		// No object services are made of changed: the last build's are
+		// these, as are the names they looked up.
+		ix.services, ix.hosts, ix.byAge, ix.serviceNames = prev.services, prev.hosts, prev.byAge, prev.serviceNames
+		maps.Copy(used, ix.serviceNames)
+	} else {
+		ix.serviceNames = map[string]bool{}
+		b.indexServices(ix, in, b.dns.resolver(resolve, ix.serviceNames))
+		maps.Copy(used, ix.serviceNames)
+	}
+	sortByName(ix.sidecars)
+
+	if prev != nil && !changes.kinds[kindDestinationRule] {
+		ix.rules, ix.drs, ix.drWarnings = prev.rules, prev.drs, prev.drWarnings
+	} else {
+		ix.rules = map[string][]*networkingv1.DestinationRule{}
+		ix.drs = slices.Clone(in.DestinationRules)
+		sortByAge(ix.drs)
+		for _, dr := range ix.drs {
+			h := ix.qualify(dr.Spec.GetHost(), dr.Namespace)
+			ix.rules[h] = append(ix.rules[h], dr)
+		}
+		ix.drWarnings = warnClientTLS(ix.drs)
+	}
+	b.indexRouters(ix, in, slices.Clone(in.MetaRouters))
+	for _, s := range in.Secrets {
+		ix.secrets[key(s)] = s
+	}
+	ix.parts = b.translators.build(ix, in)
+	ix.peerAuths = slices.Clone(in.PeerAuthentications)
+	sortByAge(ix.peerAuths)
+	ix.warnings = append(ix.warnings, ix.drWarnings...)
+	b.buildAuthorization(ix, in)
+	ix.buildSteering(in)
+	ix.warnGateways()
+	return ix
+}
+
+// indexServices makes the services of in, resolving names with resolve.
+func (b *Builder) indexServices(ix *Index, in *Inputs, resolve Resolver) {
+	ix.services = map[string]*Service{}
 	protos := newProtocols(slices.Clone(in.ApplicationProtocols))
-	svcs := append(kubeServices(in, protos, opts.DomainSuffix, opts.Resolve, &b.services), entryServices(in, protos, opts.Resolve)...)
+	svcs := append(kubeServices(in, protos, ix.opts.DomainSuffix, resolve, &b.services), entryServices(in, protos, resolve)...)
 	// When a Service and a ServiceEntry (or two entries) claim a host, the
 	// oldest wins, as in Istio.
 	slices.SortStableFunc(svcs, func(a, b *Service) int {
@@ -167,26 +218,20 @@ func (b *Builder) build(in *Inputs, changes *Changes, base uint64) *Index {
 	}
 	sort.Strings(ix.hosts)
 	ix.byAge = hostsByAge(ix.services, ix.hosts)
-	sortByName(ix.sidecars)
+}
 
-	drs := slices.Clone(in.DestinationRules)
-	sortByAge(drs)
-	for _, dr := range drs {
-		h := ix.qualify(dr.Spec.GetHost(), dr.Namespace)
-		ix.rules[h] = append(ix.rules[h], dr)
+// previous returns the Builder's last Index when ix's Changes are
+// relative to it, so that the parts of it no change reaches can be taken
+// over; nil otherwise. It makes ix the last Index.
+func (b *Builder) previous(ix *Index) *Index {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	prev := b.last
+	b.last = ix
+	if prev == nil || ix.changes == nil || ix.changes.All || ix.base != prev.seq {
+		return nil
 	}
-	b.indexRouters(ix, in, slices.Clone(in.MetaRouters))
-	for _, s := range in.Secrets {
-		ix.secrets[key(s)] = s
-	}
-	ix.parts = b.translators.build(ix, in)
-	ix.peerAuths = slices.Clone(in.PeerAuthentications)
-	sortByAge(ix.peerAuths)
-	ix.warnings = append(ix.warnings, warnClientTLS(drs)...)
-	b.buildAuthorization(ix, in)
-	ix.buildSteering(in)
-	ix.warnGateways()
-	return ix
+	return prev
 }
 
 // options are the Builder's Options with their defaults filled in.
@@ -246,8 +291,9 @@ func (b *Builder) indexRouters(ix *Index, in *Inputs, mrs []*v1alpha1.MetaRouter
 	effective := inForce(mrs, b.lastValid, ix.Statuses, "", memo.validate)
 	for _, mr := range mrs {
 		// Valid routers start with no conditions; the index adds them.
-		if _, rejected := ix.Statuses[key(mr)]; !rejected {
-			ix.Statuses[key(mr)] = RouterStatus{Generation: mr.Generation}
+		k := key(mr)
+		if _, rejected := ix.Statuses[k]; !rejected {
+			ix.Statuses[k] = RouterStatus{Generation: mr.Generation}
 		}
 	}
 	for _, mr := range effective {

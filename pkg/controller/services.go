@@ -530,18 +530,36 @@ type object interface {
 }
 
 // sortByAge orders objects oldest first, then by namespace and name, the
-// order in which conflicts are settled.
+// order in which conflicts are settled. Each object's age and key are
+// read once, not at every comparison: at 10,000 objects, reading them
+// from objects spread over the heap was most of the sort.
 func sortByAge[T object](list []T) {
-	slices.SortStableFunc(list, func(a, b T) int {
-		ta, tb := a.GetCreationTimestamp(), b.GetCreationTimestamp()
-		if !ta.Equal(&tb) {
-			if ta.Before(&tb) {
+	type sortKey struct {
+		created  metav1.Time
+		ns, name string
+		i        int
+	}
+	keys := make([]sortKey, len(list))
+	for i, o := range list {
+		keys[i] = sortKey{o.GetCreationTimestamp(), o.GetNamespace(), o.GetName(), i}
+	}
+	slices.SortFunc(keys, func(a, b sortKey) int {
+		if !a.created.Equal(&b.created) {
+			if a.created.Before(&b.created) {
 				return -1
 			}
 			return 1
 		}
-		return compareKeys(a, b)
+		if c := compareNsName(a.ns, a.name, b.ns, b.name); c != 0 {
+			return c
+		}
+		return a.i - b.i // stable
 	})
+	sorted := make([]T, len(list))
+	for j, k := range keys {
+		sorted[j] = list[k.i]
+	}
+	copy(list, sorted)
 }
 
 func sortByName[T object](list []T) {
@@ -552,9 +570,13 @@ func sortByName[T object](list []T) {
 // without making them: sorting thousands of objects by their keys made
 // two strings per comparison.
 func compareKeys(a, b object) int {
-	an, bn := a.GetNamespace(), b.GetNamespace()
+	return compareNsName(a.GetNamespace(), a.GetName(), b.GetNamespace(), b.GetName())
+}
+
+// compareNsName compares "an/a" with "bn/b" as strings.
+func compareNsName(an, a, bn, b string) int {
 	if an == bn {
-		return strings.Compare(a.GetName(), b.GetName())
+		return strings.Compare(a, b)
 	}
 	n := min(len(an), len(bn))
 	if c := strings.Compare(an[:n], bn[:n]); c != 0 {
@@ -568,7 +590,7 @@ func compareKeys(a, b object) int {
 	if len(bn) < len(an) && an[n] != '/' {
 		return cmpByte(an[n], '/')
 	}
-	return strings.Compare(key(a), key(b))
+	return strings.Compare(an+"/"+a, bn+"/"+b)
 }
 
 func cmpByte(a, b byte) int {
