@@ -45,7 +45,7 @@ type options struct {
 	// heapProfile, when set, is where a heap profile of the controller
 	// taken after the edits is written.
 	heapProfile string
-	progress   io.Writer
+	progress    io.Writer
 	// lazy runs the proxies in lazy mode, each having called lazyCalls
 	// services (lazy.go).
 	lazy      bool
