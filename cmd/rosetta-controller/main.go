@@ -323,6 +323,9 @@ func runFolder(ctx context.Context, f *flags, log *slog.Logger, pipe *controller
 func logStatuses(log *slog.Logger, st, last map[string]controller.RouterStatus) map[string]controller.RouterStatus {
 	for k, s := range st {
 		before := last[k].Conditions
+		if len(before) > 0 && len(before) == len(s.Conditions) && &before[0] == &s.Conditions[0] {
+			continue // the conditions the last push had, kept by the build
+		}
 		for i, c := range s.Conditions {
 			if i < len(before) && sameCondition(before[i], c) {
 				continue

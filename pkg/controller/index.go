@@ -83,8 +83,10 @@ type Index struct {
 	gatewayRouters map[string][]*v1alpha1.MetaRouter
 	// secrets are the Secrets read, by namespace/name.
 	secrets map[string]*corev1.Secret
-	// serviceNames are the names resolved to make the services.
+	// serviceNames are the names resolved to make the services, and
+	// conflicts the port numbers they share (nil until worked out).
 	serviceNames map[string]bool
+	conflicts    []portConflict
 	// drs are the DestinationRules oldest first, and drWarnings what
 	// they ask that the proxies cannot do.
 	drs        []*networkingv1.DestinationRule
@@ -160,6 +162,7 @@ func (b *Builder) build(in *Inputs, changes *Changes, base uint64) *Index {
 		// No object services are made of changed: the last build's are
 		// these, as are the names they looked up.
 		ix.services, ix.hosts, ix.byAge, ix.serviceNames = prev.services, prev.hosts, prev.byAge, prev.serviceNames
+		ix.conflicts = prev.conflicts
 		maps.Copy(used, ix.serviceNames)
 	} else {
 		ix.serviceNames = map[string]bool{}
@@ -288,10 +291,10 @@ func (b *Builder) indexRouters(ix *Index, in *Inputs, mrs []*v1alpha1.MetaRouter
 	}
 	memo := b.routers.start(ix)
 	defer b.routers.end(ix)
-	effective := inForce(mrs, b.lastValid, ix.Statuses, "", memo.validate)
+	effective := inForce(mrs, b.lastValid, ix.Statuses, "", memo.validate, memo.key)
 	for _, mr := range mrs {
 		// Valid routers start with no conditions; the index adds them.
-		k := key(mr)
+		k := memo.key(mr)
 		if _, rejected := ix.Statuses[k]; !rejected {
 			ix.Statuses[k] = RouterStatus{Generation: mr.Generation}
 		}
@@ -307,7 +310,7 @@ func (b *Builder) indexRouters(ix *Index, in *Inputs, mrs []*v1alpha1.MetaRouter
 	}
 	ix.indexGateways(in, effective)
 	for _, mr := range effective {
-		k := key(mr)
+		k := memo.key(mr)
 		st := ix.Statuses[k]
 		if len(st.Conditions) > 0 {
 			continue // invalid now; its previous version is in force
@@ -335,6 +338,7 @@ type routerMemo struct {
 }
 
 type routerEntry struct {
+	key       string
 	validated bool
 	errs      field.ErrorList
 	// conds, when not nil, are the conditions of a router in force, and
@@ -370,6 +374,15 @@ func (m *routerMemo) entry(mr *v1alpha1.MetaRouter) *routerEntry {
 	}
 	m.next[mr] = e
 	return e
+}
+
+// key is key(mr), made once per object.
+func (m *routerMemo) key(mr *v1alpha1.MetaRouter) string {
+	e := m.entry(mr)
+	if e.key == "" {
+		e.key = key(mr)
+	}
+	return e.key
 }
 
 func (m *routerMemo) validate(mr *v1alpha1.MetaRouter) field.ErrorList {

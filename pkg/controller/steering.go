@@ -491,7 +491,10 @@ func ownerRef(s *corev1.Service) metav1.OwnerReference {
 // number to an older Service of their namespace and are not steered, and
 // a warning for ServiceEntries in that place.
 func (ix *Index) reportPortConflicts(steered map[string]bool) {
-	for _, c := range ix.portConflicts() {
+	if ix.conflicts == nil {
+		ix.conflicts = ix.portConflicts()
+	}
+	for _, c := range ix.conflicts {
 		if steered[c.loser.Host] {
 			continue
 		}
@@ -521,7 +524,7 @@ func (ix *Index) portConflicts() []portConflict {
 		port uint32
 	}
 	first := map[nsPort]*Service{}
-	var out []portConflict
+	out := []portConflict{}
 	for _, h := range ix.byAge {
 		svc := ix.services[h]
 		for _, p := range svc.Ports {
