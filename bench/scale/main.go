@@ -45,6 +45,7 @@ func main() {
 	flag.DurationVar(&o.profileFor, "profile-for", 20*time.Second, "length of the -profile")
 	flag.BoolVar(&o.lazy, "lazy", false, "run the proxies in lazy mode, the controller with --lazy-fallback: each proxy reports it called -lazy-calls services of its namespace (no burst)")
 	flag.IntVar(&o.lazyCalls, "lazy-calls", 10, "with -lazy: services each proxy called")
+	flag.StringVar(&o.heapProfile, "heap-profile", "", "write a heap profile of the controller, taken after the edits, to this file")
 	flag.Parse()
 	if *args != "" {
 		o.controllerArgs = strings.Fields(*args)

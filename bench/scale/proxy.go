@@ -107,8 +107,11 @@ func (p *proxy) stream(ctx context.Context, addr string, updated chan<- struct{}
 	if err != nil {
 		return err
 	}
+	// A generous keepalive timeout: a thousand clients and the controller
+	// on a loaded machine can take over 5 s to answer a ping, and a lost
+	// client ends the run.
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}))
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 30 * time.Second, PermitWithoutStream: true}))
 	if err != nil {
 		return err
 	}

@@ -42,7 +42,10 @@ type options struct {
 	// during the edits is written (profileFor long).
 	profile    string
 	profileFor time.Duration
-	progress   io.Writer
+	// heapProfile, when set, is where a heap profile of the controller
+	// taken after the edits is written.
+	heapProfile string
+	progress    io.Writer
 	// lazy runs the proxies in lazy mode, each having called lazyCalls
 	// services (lazy.go).
 	lazy      bool
@@ -298,6 +301,11 @@ func run(ctx context.Context, o options) (*result, error) {
 	res.bytes = float64(bytes) / float64(receivers)
 	res.rssMean, res.rssMax = samp.stats("edits")
 	o.logf("%d edits done", o.edits)
+	if o.heapProfile != "" {
+		if err := fetchTo(fmt.Sprintf("http://%s/debug/pprof/heap", debugAddr), o.heapProfile, time.Minute); err != nil {
+			o.logf("heap profile: %v", err)
+		}
+	}
 
 	if o.burst > 0 {
 		samp.setPhase("burst")
@@ -467,21 +475,30 @@ func sleep(ctx context.Context, d time.Duration) error {
 // profile writes a CPU profile of the controller, taken over d.
 func profile(debugAddr, file string, d time.Duration, o *options) {
 	url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", debugAddr, int(d.Seconds()))
-	resp, err := (&http.Client{Timeout: d + 30*time.Second}).Get(url)
-	if err != nil {
+	if err := fetchTo(url, file, d+30*time.Second); err != nil {
 		o.logf("profile: %v", err)
-		return
+	}
+}
+
+// fetchTo writes what a GET of url answers to file.
+func fetchTo(url, file string, timeout time.Duration) error {
+	resp, err := (&http.Client{Timeout: timeout}).Get(url)
+	if err != nil {
+		return err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s: %s", url, resp.Status)
+	}
 	f, err := os.Create(file)
 	if err != nil {
-		o.logf("profile: %v", err)
-		return
+		return err
 	}
-	defer f.Close()
 	if _, err := io.Copy(f, resp.Body); err != nil {
-		o.logf("profile: %v", err)
+		f.Close()
+		return err
 	}
+	return f.Close()
 }
 
 // percentile is the nearest-rank p-th percentile of sorted xs.

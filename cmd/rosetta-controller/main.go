@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
@@ -303,7 +304,7 @@ func pipelineDNSRefresh(d time.Duration) time.Duration {
 // once at the start, by RunDir, whose error (a folder that cannot be
 // read) ends run.
 func runFolder(ctx context.Context, f *flags, log *slog.Logger, pipe *controller.Pipeline, srv *xds.Server, ready *atomic.Bool, goRun func(func() error)) error {
-	var last, lastAuthz map[string]string
+	var last, lastAuthz map[string]controller.RouterStatus
 	pipe.Push = func(ix *controller.Index, changedAt time.Time) {
 		srv.Update(ix, changedAt)
 		last = logStatuses(log, ix.Statuses, last)
@@ -315,23 +316,32 @@ func runFolder(ctx context.Context, f *flags, log *slog.Logger, pipe *controller
 	return nil
 }
 
-// logStatuses logs each MetaRouter whose status message changed.
-func logStatuses(log *slog.Logger, st map[string]controller.RouterStatus, last map[string]string) map[string]string {
-	now := map[string]string{}
+// logStatuses logs each MetaRouter whose status message changed. It
+// keeps the statuses it was given, and compares each condition with the
+// last one of its router and type field by field (a push's statuses are
+// mostly the last push's own).
+func logStatuses(log *slog.Logger, st, last map[string]controller.RouterStatus) map[string]controller.RouterStatus {
 	for k, s := range st {
-		for _, c := range s.Conditions {
-			msg := fmt.Sprintf("%s=%s %s: %s", c.Type, c.Status, c.Reason, c.Message)
-			now[k+"/"+c.Type] = msg
-			if last[k+"/"+c.Type] != msg {
-				lvl := slog.LevelInfo
-				if c.Status != "True" {
-					lvl = slog.LevelWarn
-				}
-				log.Log(context.Background(), lvl, "metarouter status", "metarouter", k, "condition", c.Type, "status", c.Status, "reason", c.Reason, "message", c.Message)
+		before := last[k].Conditions
+		if len(before) > 0 && len(before) == len(s.Conditions) && &before[0] == &s.Conditions[0] {
+			continue // the conditions the last push had, kept by the build
+		}
+		for i, c := range s.Conditions {
+			if i < len(before) && sameCondition(before[i], c) {
+				continue
 			}
+			lvl := slog.LevelInfo
+			if c.Status != "True" {
+				lvl = slog.LevelWarn
+			}
+			log.Log(context.Background(), lvl, "metarouter status", "metarouter", k, "condition", c.Type, "status", c.Status, "reason", c.Reason, "message", c.Message)
 		}
 	}
-	return now
+	return st
+}
+
+func sameCondition(a, b metav1.Condition) bool {
+	return a.Type == b.Type && a.Status == b.Status && a.Reason == b.Reason && a.Message == b.Message
 }
 
 func restConfig(kubeconfig string) (*rest.Config, error) {

@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"sync/atomic"
 
@@ -38,6 +39,8 @@ type Changes struct {
 	Namespaces map[string]bool
 	// Objects counts the objects that changed.
 	Objects int
+	// kinds are the kinds of the objects that changed.
+	kinds map[string]bool
 }
 
 // None reports whether nothing changed.
@@ -99,21 +102,6 @@ func (ix *Index) Affects(p *Proxy, d *Deps) bool {
 	return false
 }
 
-// snapshotOf lists the objects of in by kind, namespace and name (a name
-// given twice, which the folder source allows, gets a count after it).
-func snapshotOf(in *Inputs) map[string]metav1.Object {
-	out := make(map[string]metav1.Object, len(in.Services)+len(in.EndpointSlices)+len(in.MetaRouters)+len(in.DestinationRules))
-	add := func(kind string, o metav1.Object) {
-		k := kind + "/" + o.GetNamespace() + "/" + o.GetName()
-		for i := 2; out[k] != nil; i++ {
-			k = fmt.Sprintf("%s/%s/%s#%d", kind, o.GetNamespace(), o.GetName(), i)
-		}
-		out[k] = o
-	}
-	eachObject(in, add)
-	return out
-}
-
 // Kinds whose changes are traced to hosts or namespaces; every other kind
 // changes All.
 const (
@@ -157,35 +145,99 @@ func each[T metav1.Object](list []T, kind string, f func(string, metav1.Object))
 	}
 }
 
-// diffInputs finds what changed from the objects before (snapshotOf the
-// inputs of the last push) to in, whose snapshot is after.
-func (b *Builder) diffInputs(before, after map[string]metav1.Object, in *Inputs) *Changes {
-	c := &Changes{Hosts: map[string]bool{}, Namespaces: map[string]bool{}}
-	ix := &Index{opts: b.options()}
-	var pods []metav1.Object
-	note := func(k string, o metav1.Object) {
-		kind, _, _ := strings.Cut(k, "/")
-		c.Objects++
-		if kind == kindPod {
-			pods = append(pods, o)
+// pushedSet holds the objects behind the last push by identity: a source
+// hands an object that did not change over as it was (an informer's
+// cache, the folder source's last parse of a file), so finding what
+// changed costs a lookup per object, and more only for the objects that
+// are new or gone. An object new by identity but equal to one gone under
+// its kind, namespace and name (a file rewritten as it was, a status
+// update) is no change.
+type pushedSet struct {
+	objs  map[metav1.Object]*pushedObject
+	epoch uint64
+	// primed is set once a read was taken in: before, there is nothing
+	// to diff with.
+	primed bool
+}
+
+type pushedObject struct {
+	kind string
+	seen uint64 // the epoch of the last read that had it
+}
+
+type kindObject struct {
+	kind string
+	obj  metav1.Object
+}
+
+// diff finds what changed from the objects the set holds to those of in,
+// and makes in's the objects it holds. It returns nil on the first read.
+func (s *pushedSet) diff(b *Builder, in *Inputs) *Changes {
+	if s.objs == nil {
+		s.objs = map[metav1.Object]*pushedObject{}
+	}
+	s.epoch++
+	var fresh []kindObject
+	seen := 0
+	eachObject(in, func(kind string, o metav1.Object) {
+		if e := s.objs[o]; e != nil && e.kind == kind {
+			if e.seen != s.epoch {
+				e.seen = s.epoch
+				seen++
+			}
 			return
 		}
-		c.trace(ix, kind, o)
-	}
-	for k, old := range before {
-		now, ok := after[k]
-		switch {
-		case !ok:
-			note(k, old)
-		case !sameObject(old, now):
-			note(k, old)
-			note(k, now)
-			c.Objects--
+		fresh = append(fresh, kindObject{kind, o})
+	})
+	// What is gone, by kind/namespace/name: a name given twice (the
+	// folder source allows it) has two.
+	gone := map[string][]kindObject{}
+	if seen < len(s.objs) {
+		for o, e := range s.objs {
+			if e.seen != s.epoch {
+				k := e.kind + "/" + key(o)
+				gone[k] = append(gone[k], kindObject{e.kind, o})
+				delete(s.objs, o)
+			}
 		}
 	}
-	for k, now := range after {
-		if _, ok := before[k]; !ok {
-			note(k, now)
+	for _, f := range fresh {
+		s.objs[f.obj] = &pushedObject{kind: f.kind, seen: s.epoch}
+	}
+	if !s.primed {
+		s.primed = true
+		return nil
+	}
+	c := &Changes{Hosts: map[string]bool{}, Namespaces: map[string]bool{}, kinds: map[string]bool{}}
+	ix := &Index{opts: b.options()}
+	var pods []metav1.Object
+	note := func(ko kindObject) {
+		c.Objects++
+		c.kinds[ko.kind] = true
+		if ko.kind == kindPod {
+			pods = append(pods, ko.obj)
+			return
+		}
+		c.trace(ix, ko.kind, ko.obj)
+	}
+	for _, f := range fresh {
+		k := f.kind + "/" + key(f.obj)
+		olds := gone[k]
+		if i := slices.IndexFunc(olds, func(old kindObject) bool { return sameObject(old.obj, f.obj) }); i >= 0 {
+			gone[k] = slices.Delete(olds, i, i+1)
+			continue
+		}
+		note(f)
+		if len(olds) > 0 {
+			// One object changed: both versions reach their hosts.
+			note(olds[0])
+			c.Objects--
+			gone[k] = olds[1:]
+		}
+	}
+	for _, olds := range gone {
+		for _, old := range olds {
+			note(old)
 		}
 	}
 	if len(pods) > 0 && !c.All {

@@ -3,6 +3,7 @@ package controller
 import (
 	"fmt"
 	"maps"
+	"reflect"
 	"slices"
 	"sort"
 	"strings"
@@ -130,18 +131,24 @@ func TestAffectsIsSound(t *testing.T) {
 		{"b's endpoints", "svc-b", changesService("b", "greeter", 20880, "10.0.0.2"), "a b c a-id"},
 		{"c's endpoints", "svc-c", changesService("c", "greeter", 20880, "10.0.0.3"), "b c"},
 		{"c's rule", "rule-c", changesRule("c", "v3"), "b c"},
+		{"a's load balancer", "rule-a", changesRule("a", "v1") + "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n", "a c a-id"},
 		{"a new service in b", "svc-b2", changesService("b", "other", 20890, "10.0.0.4"), "b c"},
 		{"a new service in a", "svc-a2", changesService("a", "other", 20890, "10.0.0.5"), "a c a-id"},
 		{"a's Sidecar", "sidecars", strings.Replace(changesMesh()["sidecars"], `["./*"]`, `["./*", "c/*"]`, 1), "a a-id"},
 		{"a mesh-wide policy", "peer", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n", "a b c a-id"},
 		{"nothing a proxy reads", "cm", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: a}\n", ""},
 		{"c's service gone", "svc-c", "", "a b c a-id"},
+		// a's router names subset v1 of a's service, and b's service.
+		{"a's rule", "rule-a", changesRule("a", "v3"), "a c a-id"},
+		{"b's service gone", "svc-b", "", "a b c a-id"},
 	}
 	b := &Builder{Options: Options{Resolve: fakeResolver}}
 	files := changesMesh()
 	parsed := map[string]*Inputs{}
 	in := changesInputs(t, files, parsed)
 	ix := b.Build(in)
+	var pushed pushedSet
+	pushed.diff(b, in)
 	type generated struct {
 		res  *config.Resources
 		deps *Deps
@@ -154,10 +161,12 @@ func TestAffectsIsSound(t *testing.T) {
 	for _, st := range steps {
 		files[st.file] = st.content
 		next := changesInputs(t, files, parsed)
-		c := b.diffInputs(snapshotOf(in), snapshotOf(next), next)
-		nix := b.Build(next)
-		nix.changes, nix.base = c, ix.seq
+		c := pushed.diff(b, next)
+		nix := b.build(next, c, ix.seq)
 		fresh := (&Builder{Options: b.Options}).Build(next)
+		if !reflect.DeepEqual(nix.Statuses, fresh.Statuses) {
+			t.Errorf("%s: MetaRouter statuses %v, want those of a Builder of its own, %v", st.name, nix.Statuses, fresh.Statuses)
+		}
 		var reached []string
 		for _, p := range proxies {
 			res, deps := nix.GenerateDeps(p)
@@ -186,7 +195,7 @@ func TestAffectsIsSound(t *testing.T) {
 				t.Errorf("%s: service %s built again", st.name, h)
 			}
 		}
-		in, ix = next, nix
+		ix = nix
 	}
 }
 

@@ -23,13 +23,19 @@ type Validated interface {
 // keyPrefix and their namespace/name; valid ones get none here. It
 // reorders objs.
 func InForce[T Validated](objs []T, last map[string]T, statuses map[string]RouterStatus, keyPrefix string) []T {
+	return inForce(objs, last, statuses, keyPrefix, T.Validate, func(o T) string { return key(o) })
+}
+
+// inForce is InForce with the validation and keys given (ones that
+// remember their answers).
+func inForce[T Validated](objs []T, last map[string]T, statuses map[string]RouterStatus, keyPrefix string, validate func(T) field.ErrorList, keyOf func(T) string) []T {
 	sortByAge(objs)
 	seen := map[string]bool{}
 	var out []T
 	for _, o := range objs {
-		k := key(o)
+		k := keyOf(o)
 		seen[k] = true
-		errs := o.Validate()
+		errs := validate(o)
 		if len(errs) == 0 {
 			last[k] = o
 			out = append(out, o)

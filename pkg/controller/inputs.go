@@ -93,6 +93,16 @@ type DirLoader struct {
 
 	mu    sync.Mutex
 	files map[string]parsedFile
+	// names are the keys of files, sorted.
+	names []string
+
+	// pending guards what the watcher reported since the last Load
+	// (folder.go): once watching, a Load reads the touched paths only, and
+	// walks the folder when rescan is set.
+	pending  sync.Mutex
+	watching bool
+	rescan   bool
+	touched  map[string]bool
 }
 
 type parsedFile struct {
@@ -121,10 +131,33 @@ func stampOf(st os.FileInfo) fileStamp {
 	return s
 }
 
-// Load reads the folder.
+// Load reads the folder: every file, or, once a watcher reports the
+// changes (RunDir), the files it named since the last Load.
 func (l *DirLoader) Load() (*Inputs, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	paths, walk := l.takeTouched()
+	if !walk && l.files != nil {
+		done, err := l.readTouched(paths)
+		if err != nil {
+			l.untake(paths, false)
+			return nil, err
+		}
+		if done {
+			return l.inputs(), nil
+		}
+	}
+	in, err := l.loadAll()
+	if err != nil {
+		l.untake(paths, true)
+		return nil, err
+	}
+	return in, nil
+}
+
+// loadAll walks the folder and reads every file, parsing those whose
+// stamp changed. Callers hold l.mu.
+func (l *DirLoader) loadAll() (*Inputs, error) {
 	var files []string
 	err := filepath.WalkDir(l.Dir, func(path string, d os.DirEntry, err error) error {
 		if err != nil {
@@ -146,7 +179,6 @@ func (l *DirLoader) Load() (*Inputs, error) {
 	}
 	sort.Strings(files)
 	next := make(map[string]parsedFile, len(files))
-	in := &Inputs{}
 	for _, f := range files {
 		st, err := os.Stat(f)
 		if err != nil {
@@ -161,11 +193,9 @@ func (l *DirLoader) Load() (*Inputs, error) {
 			pf = parseFile(f, stamp, data, pf)
 		}
 		next[f] = pf
-		in.append(pf.in)
-		in.Unused = append(in.Unused, pf.unused...)
 	}
-	l.files = next
-	return in, nil
+	l.files, l.names = next, files
+	return l.inputs(), nil
 }
 
 // configFile says whether the folder source reads a file of this name: a

@@ -278,7 +278,10 @@ func warnClientTLS(drs []*networkingv1.DestinationRule) []string {
 	for _, dr := range drs {
 		policy(dr, "spec.trafficPolicy", dr.Spec.GetTrafficPolicy())
 		for i, s := range dr.Spec.GetSubsets() {
-			policy(dr, fmt.Sprintf("spec.subsets[%d].trafficPolicy", i), s.GetTrafficPolicy())
+			// Most subsets have no policy: no path to make for them.
+			if tp := s.GetTrafficPolicy(); tp != nil {
+				policy(dr, fmt.Sprintf("spec.subsets[%d].trafficPolicy", i), tp)
+			}
 		}
 	}
 	return out

@@ -5,8 +5,6 @@ import (
 	"log/slog"
 	"sync"
 	"time"
-
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
 // Pipeline pushes changes: sources call Changed when an object changes,
@@ -57,9 +55,9 @@ type Pipeline struct {
 	// resolved is set when DNS answers changed: the next push regenerates
 	// every scope, as Changes do not trace names to hosts.
 	resolved bool
-	// pushedObjects are the objects behind the last push (snapshotOf),
-	// and pushedSeq its Index's number; only Run's goroutine uses them.
-	pushedObjects map[string]metav1.Object
+	// pushedObjects are the objects behind the last push, and pushedSeq
+	// its Index's number; only Run's goroutine uses them.
+	pushedObjects pushedSet
 	pushedSeq     uint64
 	// pushed is when the last push ended (zero before the first); only
 	// Run's goroutine uses it.
@@ -229,10 +227,10 @@ func (p *Pipeline) push(since time.Time, resolved bool) {
 		return
 	}
 	p.reportUnused(in.Unused)
-	objects := snapshotOf(in)
-	var changes *Changes
-	if p.pushedObjects != nil {
-		changes = p.Builder.diffInputs(p.pushedObjects, objects, in)
+	// A read with no change takes its objects in too: they are equal to
+	// the pushed ones.
+	changes := p.pushedObjects.diff(p.Builder, in)
+	if changes != nil {
 		changes.All = changes.All || resolved
 		if changes.None() {
 			p.Metrics.noChange()
@@ -243,11 +241,8 @@ func (p *Pipeline) push(since time.Time, resolved bool) {
 			return
 		}
 	}
-	ix := p.Builder.Build(in)
-	if changes != nil {
-		ix.changes, ix.base = changes, p.pushedSeq
-	}
-	p.pushedObjects, p.pushedSeq = objects, ix.seq
+	ix := p.Builder.build(in, changes, p.pushedSeq)
+	p.pushedSeq = ix.seq
 	p.Metrics.setSteering(ix)
 	p.logWarnings(ix.Warnings())
 	p.Push(ix, since)

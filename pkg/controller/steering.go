@@ -491,7 +491,10 @@ func ownerRef(s *corev1.Service) metav1.OwnerReference {
 // number to an older Service of their namespace and are not steered, and
 // a warning for ServiceEntries in that place.
 func (ix *Index) reportPortConflicts(steered map[string]bool) {
-	for _, c := range ix.portConflicts() {
+	if ix.conflicts == nil {
+		ix.conflicts = ix.portConflicts()
+	}
+	for _, c := range ix.conflicts {
 		if steered[c.loser.Host] {
 			continue
 		}
@@ -516,12 +519,16 @@ type portConflict struct {
 // it, as for hosts). Services of different namespaces are apart when
 // proxies are scoped to their namespace, as waypoints are.
 func (ix *Index) portConflicts() []portConflict {
-	first := map[string]*Service{}
-	var out []portConflict
+	type nsPort struct {
+		ns   string
+		port uint32
+	}
+	first := map[nsPort]*Service{}
+	out := []portConflict{}
 	for _, h := range ix.byAge {
 		svc := ix.services[h]
 		for _, p := range svc.Ports {
-			k := fmt.Sprintf("%s/%d", svc.Namespace, p.Number)
+			k := nsPort{svc.Namespace, p.Number}
 			if w := first[k]; w != nil {
 				out = append(out, portConflict{port: p.Number, winner: w, loser: svc})
 				continue
