@@ -19,7 +19,6 @@ import (
 	"github.com/rosetta-mesh/rosetta/internal/gcpace"
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
-	"github.com/rosetta-mesh/rosetta/pkg/tracing"
 	xdsclient "github.com/rosetta-mesh/rosetta/pkg/xds/client"
 	_ "github.com/rosetta-mesh/rosetta/protocols/standard"
 	"github.com/spf13/cobra"
@@ -50,9 +49,7 @@ type options struct {
 	memoryLimit int64
 	// hboneAddress is where the proxy terminates HBONE; "": it does not.
 	hboneAddress string
-	// otlpEndpoint receives the spans of traced listeners; "": no spans.
-	otlpEndpoint string
-	traceService string
+	otlp         otlpOptions
 	// loops turns the event loops and gathering on or off.
 	loops netloop.Options
 	// metrics choose what the proxy exports.
@@ -113,8 +110,7 @@ It takes its config from exactly one of:
 	registerXDSMode(fs, &o.xds.Delta)
 	o.lazy.register(fs)
 	o.identity.register(fs)
-	fs.StringVar(&o.otlpEndpoint, "otlp-endpoint", "", "send the spans of listeners with tracing config to this OpenTelemetry OTLP/gRPC receiver (host:port, plaintext), e.g. otel-collector.istio-system:4317 (empty: no spans)")
-	fs.StringVar(&o.traceService, "trace-service-name", "rosetta-proxy", "the service.name of the proxy's spans (with --otlp-endpoint)")
+	o.otlp.register(fs)
 	fs.StringVar(&o.hboneAddress, "hbone-address", "", "terminate HBONE (Istio ambient's HTTP/2 CONNECT over mutual TLS, which ztunnel sends a waypoint) on this address, e.g. :15008; needs --identity (empty: off)")
 	registerLimits(fs, &o.limits)
 	o.metrics.register(fs)
@@ -180,19 +176,6 @@ func run(o options) error {
 	}
 	p := proxy.New(log)
 	p.SetLimits(o.limits)
-	if o.otlpEndpoint != "" {
-		t, err := tracing.New(ctx, o.otlpEndpoint, o.traceService)
-		if err != nil {
-			return err
-		}
-		p.UseTracer(t)
-		// Spans still queued go out after the drain, in a bounded time.
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			defer cancel()
-			_ = t.Shutdown(sctx)
-		}()
-	}
 	if err := o.metrics.apply(p, o.xds.Mode); err != nil {
 		return err
 	}
@@ -204,6 +187,19 @@ func run(o options) error {
 		p.UseIdentity(id)
 		p.Metrics().Identity(id.Rotations, func() time.Time { return id.Current().NotAfter })
 		o.xds.WorkloadID = id.Current().ID.String()
+	}
+	tracer, err := o.otlp.start(ctx, id)
+	if err != nil {
+		return err
+	}
+	if tracer != nil {
+		p.UseTracer(tracer)
+		// Spans still queued go out after the drain, in a bounded time.
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = tracer.Shutdown(sctx)
+		}()
 	}
 	if o.hboneAddress != "" {
 		if id == nil {

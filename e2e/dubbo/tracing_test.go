@@ -36,7 +36,11 @@ type collector struct {
 
 // startCollector runs the collector hack/build-otelcol.sh built, found in
 // $ROSETTA_OTELCOL (the Makefile sets it) or the script's default folder.
-func startCollector(t *testing.T) *collector {
+func startCollector(t *testing.T) *collector { return startCollectorWith(t, "") }
+
+// startCollectorWith is startCollector with more settings of the OTLP/gRPC
+// receiver (YAML indented under its grpc key), such as its tls.
+func startCollectorWith(t *testing.T, grpc string) *collector {
 	t.Helper()
 	dir := os.Getenv("ROSETTA_OTELCOL")
 	if dir == "" {
@@ -58,6 +62,7 @@ func startCollector(t *testing.T) *collector {
     protocols:
       grpc:
         endpoint: %s
+%s
 exporters:
   file:
     path: %s
@@ -70,7 +75,7 @@ service:
     traces:
       receivers: [otlp]
       exporters: [file]
-`, c.endpoint, c.file)
+`, c.endpoint, grpc, c.file)
 		if err := os.WriteFile(cfg, []byte(yaml), 0o644); err != nil {
 			return nil, err
 		}
@@ -171,24 +176,35 @@ func (c *collector) waitSpans(t *testing.T, n int) []span {
 // cluster of addrs; flush sends the spans it still holds.
 func tracedProxy(t *testing.T, c *collector, percent float64, addrs ...string) (addr string, flush func()) {
 	t.Helper()
+	addr, export := tracedProxyWith(t, c, percent, nil, addrs...)
+	return addr, func() {
+		if err := export(10 * time.Second); err != nil {
+			t.Fatalf("flush spans: %v", err)
+		}
+	}
+}
+
+// tracedProxyWith is tracedProxy exporting with opts (TLS); export sends
+// the spans it still holds within the given time, and says whether the
+// collector took them.
+func tracedProxyWith(t *testing.T, c *collector, percent float64, opts []tracing.Option, addrs ...string) (addr string, export func(time.Duration) error) {
+	t.Helper()
 	cfg := proxyConfig(t, []obj{route("all", nil, "a", routeTimeout)}, cluster(t, "a", addrs...))
 	cfg = strings.Replace(cfg, `"codec":"dubbo"`, fmt.Sprintf(`"codec":"dubbo","tracing":{"random_sampling_percentage":%g}`, percent), 1)
-	tr, err := tracing.New(context.Background(), c.endpoint, "rosetta-proxy")
+	tr, err := tracing.New(context.Background(), c.endpoint, "rosetta-proxy", opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	flush = func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	export = func(d time.Duration) error {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
-		if err := tr.Shutdown(ctx); err != nil {
-			t.Fatalf("flush spans: %v", err)
-		}
+		return tr.Shutdown(ctx)
 	}
 	addr = dubbokit.OnFreshPort(t, "proxy", func() (string, string) {
 		a := proxytest.StartWithTracer(t, cfg, tr).Addr(t, listenerName)
 		return a, a
 	})
-	return addr, flush
+	return addr, export
 }
 
 func traceparent(trace, parent string, sampled bool) string {

@@ -15,6 +15,7 @@ package tracing
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math"
@@ -29,6 +30,7 @@ import (
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 )
@@ -62,20 +64,39 @@ type Tracer struct {
 }
 
 // New returns a Tracer exporting to the OTLP/gRPC receiver at endpoint
-// ("host:port", plaintext), naming the proxy service in each span's
-// resource. It does not dial: an unreachable receiver costs dropped spans,
-// never a blocked request.
-func New(ctx context.Context, endpoint, service string) (*Tracer, error) {
+// ("host:port"; plaintext unless an option gives TLS), naming the proxy
+// service in each span's resource. It does not dial: an unreachable
+// receiver costs dropped spans, never a blocked request.
+func New(ctx context.Context, endpoint, service string, opts ...Option) (*Tracer, error) {
 	if endpoint == "" {
 		return nil, errors.New("tracing: an OTLP endpoint is required")
 	}
-	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(endpoint), otlptracegrpc.WithInsecure())
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	security := otlptracegrpc.WithInsecure()
+	if o.tls != nil {
+		security = otlptracegrpc.WithTLSCredentials(credentials.NewTLS(o.tls))
+	}
+	exp, err := otlptracegrpc.New(ctx, otlptracegrpc.WithEndpoint(endpoint), security)
 	if err != nil {
 		return nil, fmt.Errorf("tracing: otlp exporter for %s: %w", endpoint, err)
 	}
 	res := resource.NewSchemaless(attribute.String("service.name", service))
 	return NewWithProcessor(sdktrace.NewBatchSpanProcessor(exp), res), nil
 }
+
+// Option is a setting of New.
+type Option func(*options)
+
+type options struct {
+	tls *tls.Config
+}
+
+// WithTLS exports over TLS with cfg (identity.GRPCClientConfig makes it:
+// Istio mutual TLS or a collector's own CA) instead of plaintext.
+func WithTLS(cfg *tls.Config) Option { return func(o *options) { o.tls = cfg } }
 
 // NewWithProcessor returns a Tracer whose spans go to sp (tests record
 // them in memory). The proxy samples itself, so the SDK keeps every span

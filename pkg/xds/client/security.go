@@ -2,8 +2,6 @@ package client
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
@@ -36,33 +34,13 @@ func transportCredentials(opts *Options) (credentials.TransportCredentials, erro
 	if opts.Identity == nil && opts.CAFile == "" {
 		return insecure.NewCredentials(), nil
 	}
-	if opts.CAFile == "" {
-		cfg := identity.ClientConfig(opts.Identity, opts.ControllerIDs, hostOf(opts.Address))
-		// gRPC offers h2; Istio's ALPN values are for mesh traffic.
-		cfg.NextProtos = nil
-		return credentials.NewTLS(cfg), nil
-	}
-	pem, err := os.ReadFile(opts.CAFile)
-	if err != nil {
-		return nil, fmt.Errorf("xds/client: controller CA: %w", err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("xds/client: controller CA %s: no certificate", opts.CAFile)
-	}
 	name := opts.ServerName
 	if name == "" {
 		name = hostOf(opts.Address)
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, ServerName: name}
-	if w := opts.Identity; w != nil {
-		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			b := w.Current()
-			if b == nil {
-				return nil, errors.New("xds/client: no workload certificate yet")
-			}
-			return &b.Cert, nil
-		}
+	cfg, err := identity.GRPCClientConfig(opts.Identity, opts.ControllerIDs, opts.CAFile, name)
+	if err != nil {
+		return nil, fmt.Errorf("xds/client: controller TLS: %w", err)
 	}
 	return credentials.NewTLS(cfg), nil
 }
