@@ -23,7 +23,6 @@ func (s *Server) noteAnswer(nodeID string, info sentInfo, detail string, nack bo
 		n.acked = map[string]string{}
 	}
 	n.acked[info.typeURL] = info.version
-	n.endSync(false)
 	if _, ok := n.rejected[info.typeURL]; ok {
 		delete(n.rejected, info.typeURL)
 		s.rejectionsChanged()

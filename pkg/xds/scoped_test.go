@@ -280,32 +280,3 @@ func greeterCluster(res config.Resources, host string) string {
 	}
 	return ""
 }
-
-// TestSyncingSlotsAreGivenBackOnAck: with one proxy at a time given its
-// first config, proxies connecting together all sync well within the
-// longest a slot is held (10 s): a slot comes back when its proxy has
-// acknowledged its config.
-func TestSyncingSlotsAreGivenBackOnAck(t *testing.T) {
-	dir := t.TempDir()
-	writeFile(t, filepath.Join(dir, "a.yaml"), scopedNamespace("a"))
-	reg := prometheus.NewRegistry()
-	c := startControllerWith(t, dir, "", xds.Options{Registerer: reg, MaxSyncing: 1})
-	waitWithin(t, time.Minute, "the first push", func() bool {
-		return metricValue(t, reg, "rosetta_xds_push_duration_seconds", nil) > 0
-	})
-	start := time.Now()
-	recs := make([]*recorder, 4)
-	for i := range recs {
-		recs[i] = &recorder{}
-		startClient(t, c.addr, fmt.Sprintf("a%d", i), "a", recs[i])
-	}
-	waitWithin(t, 8*time.Second, "every proxy's config", func() bool {
-		for _, r := range recs {
-			if _, n := r.last(); n == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	t.Logf("4 proxies synced one at a time in %v", time.Since(start))
-}

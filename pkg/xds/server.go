@@ -67,9 +67,6 @@ type Options struct {
 	// TrustDomain makes the SPIFFE identity of a proxy authenticated by a
 	// token; DefaultTrustDomain when empty.
 	TrustDomain string
-	// MaxSyncing bounds the proxies given their first config at once
-	// (throttle.go); DefaultMaxSyncing when 0.
-	MaxSyncing int
 	// MaxConnectionAge, when set, makes Serve close each connection after
 	// about that long (and 10 s of grace), so that proxies reconnect and
 	// are authenticated again with their current credentials; istiod's
@@ -90,10 +87,8 @@ type Server struct {
 	// pushMu serialises setting snapshots, so they are set in version
 	// order; generations run outside it (scopes.go).
 	pushMu sync.Mutex
-	// genSlots bounds the generations running at once, syncSlots the
-	// proxies syncing (throttle.go).
-	genSlots  chan struct{}
-	syncSlots chan struct{}
+	// genSlots bounds the generations running at once.
+	genSlots chan struct{}
 
 	mu sync.Mutex
 	// scopes are the generation in force of each scope with a proxy, by
@@ -118,9 +113,7 @@ type nodeState struct {
 	scopeKey string
 	// gen is the generation last set as the proxy's snapshot; guarded
 	// by pushMu.
-	gen *generation
-	// syncing is the proxy's slot while it syncs (throttle.go).
-	syncing   *syncSlot
+	gen       *generation
 	streams   int
 	versions  map[string]string
 	typeHash  map[string]string
@@ -170,11 +163,6 @@ func NewServer(ctx context.Context, opts Options) *Server {
 		genSlots: make(chan struct{}, runtime.GOMAXPROCS(0)),
 		rejectCh: make(chan struct{}, 1),
 	}
-	maxSyncing := opts.MaxSyncing
-	if maxSyncing <= 0 {
-		maxSyncing = DefaultMaxSyncing
-	}
-	s.syncSlots = make(chan struct{}, maxSyncing)
 	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{log})
 	s.xds = serverv3.NewServer(ctx, s.cache, s.callbacks())
 	return s
@@ -370,19 +358,8 @@ func (s *Server) register(streamID int64, node *corev3.Node) error {
 	}
 	n.streams++
 	first := len(n.versions) == 0
-	throttle := s.index != nil && n.streams == 1
 	s.mu.Unlock()
 	if first {
-		if throttle {
-			// (Before the first index, Update serves every proxy.)
-			slot := s.acquireSync()
-			s.mu.Lock()
-			if s.nodes[n.id] == n && n.syncing == nil {
-				n.syncing, slot = slot, nil
-			}
-			s.mu.Unlock()
-			slot.done() // the proxy left meanwhile
-		}
 		s.pushFirst(n)
 	}
 	return nil
@@ -410,7 +387,6 @@ func (s *Server) closed(streamID int64) {
 		if n := s.nodes[st.nodeID]; n != nil {
 			n.streams--
 			if n.streams == 0 {
-				n.endSync(true)
 				if len(n.rejected) > 0 {
 					s.rejectionsChanged()
 				}
@@ -522,7 +498,6 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			if err := s.register(id, req.GetNode()); err != nil {
 				return err
 			}
-			s.internNames(id, req)
 			s.answered(id, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 			s.learn(id, req)
 			return nil
@@ -534,35 +509,6 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			}
 			s.sent(id, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce(), anys)
 		},
-	}
-}
-
-// internNames replaces the names a delta request subscribes to by the
-// same strings of the proxy's snapshot: go-control-plane keeps them for
-// as long as the stream lasts, and a proxy subscribes to every route
-// configuration and endpoint by name, so each proxy would otherwise hold
-// its own copy of every name of its scope.
-func (s *Server) internNames(streamID int64, req *discoveryv3.DeltaDiscoveryRequest) {
-	names := req.GetResourceNamesSubscribe()
-	if len(names) == 0 {
-		return
-	}
-	s.mu.Lock()
-	var gen *generation
-	if st := s.streams[streamID]; st != nil {
-		if n := s.nodes[st.nodeID]; n != nil {
-			gen = n.gen
-		}
-	}
-	s.mu.Unlock()
-	if gen == nil {
-		return
-	}
-	held := gen.snap.plain[req.GetTypeUrl()]
-	for i, name := range names {
-		if r, ok := held[name]; ok {
-			names[i] = r.(encoded).name
-		}
 	}
 }
 
