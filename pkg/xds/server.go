@@ -498,6 +498,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			if err := s.register(id, req.GetNode()); err != nil {
 				return err
 			}
+			s.internNames(id, req)
 			s.answered(id, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 			s.learn(id, req)
 			return nil
@@ -509,6 +510,35 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			}
 			s.sent(id, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce(), anys)
 		},
+	}
+}
+
+// internNames replaces the names a delta request subscribes to by the
+// same strings of the proxy's snapshot: go-control-plane keeps them for
+// as long as the stream lasts, and a proxy subscribes to every route
+// configuration and endpoint by name, so each proxy would otherwise hold
+// its own copy of every name of its scope.
+func (s *Server) internNames(streamID int64, req *discoveryv3.DeltaDiscoveryRequest) {
+	names := req.GetResourceNamesSubscribe()
+	if len(names) == 0 {
+		return
+	}
+	s.mu.Lock()
+	var gen *generation
+	if st := s.streams[streamID]; st != nil {
+		if n := s.nodes[st.nodeID]; n != nil {
+			gen = n.gen
+		}
+	}
+	s.mu.Unlock()
+	if gen == nil {
+		return
+	}
+	held := gen.snap.plain[req.GetTypeUrl()]
+	for i, name := range names {
+		if r, ok := held[name]; ok {
+			names[i] = r.(encoded).name
+		}
 	}
 }
 
