@@ -64,7 +64,10 @@ func (s *Server) learn(streamID int64, req *discoveryv3.DeltaDiscoveryRequest) {
 	if ix == nil {
 		return
 	}
-	if sc := s.scopeFor(n, ix, "lazy"); sc != nil {
+	s.mu.Lock()
+	last := s.scopes[n.scopeKey]
+	s.mu.Unlock()
+	if sc := s.generateOnce(ix, n.scopeKey, n.proxy, last, "lazy"); sc != nil {
 		s.setNode(n, sc, version, changedAt)
 	}
 }

@@ -259,7 +259,7 @@ func TestProxiesConnectingAtOnceShareOneGeneration(t *testing.T) {
 		for id, r := range recs {
 			res, _ := r.last()
 			host := "greeter." + id[:1] + ".svc.cluster.local"
-			if len(res.Routes) != 301 || greeterCluster(res, host) != "outbound|20880|v2|"+host {
+			if len(res.Routes) != 301 || greeter20880Cluster(res, host) != "outbound|20880|v2|"+host {
 				return false
 			}
 		}
@@ -270,9 +270,9 @@ func TestProxiesConnectingAtOnceShareOneGeneration(t *testing.T) {
 	}
 }
 
-// greeterCluster is where the route configuration of host's port 20880
+// greeter20880Cluster is where the route configuration of host's port 20880
 // sends its calls.
-func greeterCluster(res config.Resources, host string) string {
+func greeter20880Cluster(res config.Resources, host string) string {
 	for _, rc := range res.Routes {
 		if rc.GetName() == host+"_20880" && len(rc.GetRoutes()) > 0 {
 			return rc.GetRoutes()[0].GetRoute().GetCluster()

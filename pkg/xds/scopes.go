@@ -61,10 +61,10 @@ type flightKey struct {
 	seq      uint64
 }
 
-// generateOnce is generate, once for a scope and an Index however many
-// callers ask at the same time.
-func (s *Server) generateOnce(ix *controller.Index, n *nodeState, last *scope, reason string) *scope {
-	k := flightKey{n.scopeKey, ix.Seq()}
+// generateOnce is generate, for proxy p of the scope key, once for a
+// scope and an Index however many callers ask at the same time.
+func (s *Server) generateOnce(ix *controller.Index, key string, p *controller.Proxy, last *scope, reason string) *scope {
+	k := flightKey{key, ix.Seq()}
 	s.mu.Lock()
 	if f := s.flights[k]; f != nil {
 		s.mu.Unlock()
@@ -74,12 +74,12 @@ func (s *Server) generateOnce(ix *controller.Index, n *nodeState, last *scope, r
 	f := &inFlight{done: make(chan struct{})}
 	s.flights[k] = f
 	s.mu.Unlock()
-	f.sc = s.generate(ix, n.proxy, last, reason)
+	f.sc = s.generate(ix, p, last, reason)
 	s.mu.Lock()
 	// Made from the index in force, it is the scope's now, so that a
 	// proxy of the scope that comes next does not generate it again.
-	if cur := s.scopes[n.scopeKey]; f.sc != nil && s.index == ix && (cur == nil || cur.seq != ix.Seq()) {
-		s.scopes[n.scopeKey] = f.sc
+	if cur := s.scopes[key]; f.sc != nil && s.index == ix && (cur == nil || cur.seq != ix.Seq()) {
+		s.scopes[key] = f.sc
 	}
 	delete(s.flights, k)
 	s.mu.Unlock()
@@ -87,22 +87,17 @@ func (s *Server) generateOnce(ix *controller.Index, n *nodeState, last *scope, r
 	return f.sc
 }
 
-// generateAll returns the scope of every proxy in nodes for ix, generated
-// in parallel where it must be; a scope left out has invalid resources.
-func (s *Server) generateAll(ix *controller.Index, nodes []*nodeState, last map[string]*scope) map[string]*scope {
-	reps := map[string]*nodeState{}
-	for _, n := range nodes {
-		if reps[n.scopeKey] == nil {
-			reps[n.scopeKey] = n
-		}
-	}
+// generateAll returns for ix the scope of each key of reps (a proxy of
+// it), generated in parallel where it must be; a scope left out has
+// invalid resources.
+func (s *Server) generateAll(ix *controller.Index, reps map[string]*controller.Proxy, last map[string]*scope) map[string]*scope {
 	type result struct {
 		key string
 		sc  *scope
 	}
 	out := make(chan result, len(reps))
-	for k, n := range reps {
-		go func() { out <- result{k, s.generateOnce(ix, n, last[k], "push")} }()
+	for k, p := range reps {
+		go func() { out <- result{k, s.generateOnce(ix, k, p, last[k], "push")} }()
 	}
 	scopes := make(map[string]*scope, len(reps))
 	for range reps {
@@ -123,19 +118,24 @@ func (s *Server) generateAll(ix *controller.Index, nodes []*nodeState, last map[
 func (s *Server) Update(ix *controller.Index, changedAt time.Time) {
 	start := time.Now()
 	s.mu.Lock()
-	nodes := s.nodeList()
+	reps := map[string]*controller.Proxy{}
+	for _, n := range s.nodes {
+		reps[n.scopeKey] = n.proxy
+	}
 	last := maps.Clone(s.scopes)
 	s.mu.Unlock()
-	scopes := s.generateAll(ix, nodes, last)
+	scopes := s.generateAll(ix, reps, last)
 
 	s.pushMu.Lock()
 	defer s.pushMu.Unlock()
 	s.mu.Lock()
 	s.index, s.changedAt = ix, changedAt
 	version := s.nextVersion()
-	nodes = s.nodeList()
+	nodes := s.nodeList()
 	last = s.scopes
 	s.mu.Unlock()
+	// A proxy's scope key and view change only under pushMu (lazy.go),
+	// which is held from here.
 	kept := make(map[string]*scope, len(scopes))
 	for _, n := range nodes {
 		sc := kept[n.scopeKey]
@@ -143,7 +143,7 @@ func (s *Server) Update(ix *controller.Index, changedAt time.Time) {
 			// A proxy of a scope that connected after the generation
 			// started is generated for here.
 			if sc = scopes[n.scopeKey]; sc == nil {
-				sc = s.generateOnce(ix, n, last[n.scopeKey], "push")
+				sc = s.generateOnce(ix, n.scopeKey, n.proxy, last[n.scopeKey], "push")
 			}
 			if sc == nil {
 				continue
@@ -165,21 +165,22 @@ func (s *Server) Update(ix *controller.Index, changedAt time.Time) {
 func (s *Server) pushFirst(n *nodeState) {
 	for {
 		s.mu.Lock()
-		ix, last := s.index, s.scopes[n.scopeKey]
+		ix, key, p := s.index, n.scopeKey, n.proxy
+		last := s.scopes[key]
 		s.mu.Unlock()
 		if ix == nil {
 			return // the first Update pushes to it
 		}
 		sc := last
 		if sc == nil || sc.seq != ix.Seq() {
-			if sc = s.generateOnce(ix, n, last, "connect"); sc == nil {
+			if sc = s.generateOnce(ix, key, p, last, "connect"); sc == nil {
 				return
 			}
 		}
 		s.pushMu.Lock()
 		s.mu.Lock()
-		if n.gen != nil || s.nodes[n.id] != n {
-			// An Update pushed to it, or it left.
+		if n.gen != nil || s.nodes[n.id] != n || n.scopeKey != key {
+			// An Update pushed to it, or it left, or it learned (lazy.go).
 			s.mu.Unlock()
 			s.pushMu.Unlock()
 			return
