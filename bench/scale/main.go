@@ -46,6 +46,7 @@ func main() {
 	flag.BoolVar(&o.lazy, "lazy", false, "run the proxies in lazy mode, the controller with --lazy-fallback: each proxy reports it called -lazy-calls services of its namespace (no burst)")
 	flag.IntVar(&o.lazyCalls, "lazy-calls", 10, "with -lazy: services each proxy called")
 	flag.StringVar(&o.heapProfile, "heap-profile", "", "write a heap profile of the controller, taken after the edits, to this file")
+	flag.StringVar(&o.syncProfile, "sync-profile", "", "write a CPU profile of the controller, taken from the proxies' first connection (-profile-for long), to this file")
 	flag.Parse()
 	if *args != "" {
 		o.controllerArgs = strings.Fields(*args)
@@ -107,5 +108,9 @@ func (r *result) print(w io.Writer) {
 		row("burst: responses per proxy, mean / max", fmt.Sprintf("%.1f / %d", b.responsesMean, b.responsesMax))
 		row("burst: first write -> last ACK; last write -> last ACK", ms(b.took)+"; "+ms(b.settled))
 		row("burst: controller CPU", ms(b.cpu))
+	}
+	if m := r.memory; m != nil {
+		row(fmt.Sprintf("memory per connected proxy (live heap and stacks: %.1f MB with %d proxies, %.1f MB with %d)",
+			float64(m.all)/(1<<20), o.proxies, float64(m.kept)/(1<<20), o.proxies-m.left), fmt.Sprintf("%.1f KB", m.perProxyKB))
 	}
 }

@@ -42,6 +42,8 @@ func typeIndex(typeURL string) int {
 // changed it was ACKed.
 type proxy struct {
 	id, ns int
+	// stop ends the proxy's stream (set before it runs).
+	stop context.CancelFunc
 
 	mu sync.Mutex
 	// methods and changed are by route configuration name.

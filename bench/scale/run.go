@@ -45,11 +45,15 @@ type options struct {
 	// heapProfile, when set, is where a heap profile of the controller
 	// taken after the edits is written.
 	heapProfile string
-	progress    io.Writer
+	// syncProfile, when set, is where a CPU profile of the controller
+	// taken from the proxies' first connection (profileFor long) is
+	// written.
+	syncProfile string
 	// lazy runs the proxies in lazy mode, each having called lazyCalls
 	// services (lazy.go).
 	lazy      bool
 	lazyCalls int
+	progress  io.Writer
 }
 
 // result is what a run measured.
@@ -81,6 +85,9 @@ type result struct {
 	// peak of the whole run (VmHWM), MB.
 	rssMean, rssMax, rssPeak float64
 	burst                    *burstResult
+	// memory is the memory per connected proxy (memory.go); nil when
+	// there are too few proxies to measure it.
+	memory *memoryResult
 }
 
 type burstResult struct {
@@ -193,13 +200,18 @@ func run(ctx context.Context, o options) (*result, error) {
 	defer func() { cancel(); wg.Wait() }()
 	updated := make(chan struct{}, 1)
 	proxies := make([]*proxy, o.proxies)
+	if o.syncProfile != "" {
+		go profile(debugAddr, o.syncProfile, o.profileFor, &o)
+	}
 	connect := time.Now()
 	for i := range proxies {
 		p := newProxy(i, i%o.namespaces, o.xdsMode == "delta")
 		o.lazyLearn(p, m)
 		proxies[i] = p
+		var cctx context.Context
+		cctx, p.stop = context.WithCancel(pctx)
 		wg.Add(1)
-		go func() { defer wg.Done(); p.run(pctx, xdsAddr, updated) }()
+		go func() { defer wg.Done(); p.run(cctx, xdsAddr, updated) }()
 	}
 	err = waitFor(ctx, updated, o.timeout, "every proxy to hold its whole config", func() (bool, error) {
 		for _, p := range proxies {
@@ -317,6 +329,10 @@ func run(ctx context.Context, o options) (*result, error) {
 	}
 	if _, peak, err := memory(pid); err == nil {
 		res.rssPeak = peak
+	}
+	res.memory, err = measureMemoryPerProxy(ctx, o, debugAddr, "http://"+httpAddr+"/metrics", proxies)
+	if err != nil {
+		return fail(err)
 	}
 	return res, nil
 }

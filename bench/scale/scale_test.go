@@ -68,6 +68,10 @@ func testTinyMesh(t *testing.T, mode string) {
 	if b == nil || b.pushes < 1 || b.pushes > o.burst || b.responsesMax < 1 {
 		t.Errorf("burst: %+v, want between 1 and %d pushes and responses", b, o.burst)
 	}
+	// Two proxies in ns-0 and one in ns-1: one can leave.
+	if m := res.memory; m == nil || m.left != 1 || m.all == 0 || m.kept == 0 {
+		t.Errorf("memory per proxy: %+v, want it measured with 1 proxy leaving", m)
+	}
 	if _, err := os.Stat(o.dir + "/controller.log"); err != nil {
 		t.Errorf("no controller log: %v", err)
 	}

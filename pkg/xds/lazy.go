@@ -23,7 +23,7 @@ const MetaLazy = "lazy"
 // snapshots hold no resource of the type. Names past the caps are
 // dropped, so a proxy cannot make the controller hold without bound.
 func (s *Server) learn(streamID int64, req *discoveryv3.DeltaDiscoveryRequest) {
-	if req.GetTypeUrl() != config.LazyDestinationType {
+	if req.GetTypeUrl() != config.LazyDestinationType || !s.isLazy(streamID) {
 		return
 	}
 	s.pushMu.Lock()
@@ -64,7 +64,25 @@ func (s *Server) learn(streamID int64, req *discoveryv3.DeltaDiscoveryRequest) {
 	if ix == nil {
 		return
 	}
-	if sc := s.scopeFor(n, ix, "lazy"); sc != nil {
+	s.mu.Lock()
+	last := s.scopes[n.scopeKey]
+	s.mu.Unlock()
+	if sc := s.generateOnce(ix, n.scopeKey, n.proxy, last, "lazy"); sc != nil {
 		s.setNode(n, sc, version, changedAt)
 	}
+}
+
+// isLazy reports whether the stream's proxy runs in lazy mode. It is
+// asked before taking pushMu: a stream's request callback that waits for
+// pushMu while its holder waits to hand the same stream a response
+// (SetSnapshot) holds both until the proxy's keepalive gives up.
+func (s *Server) isLazy(streamID int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if st := s.streams[streamID]; st != nil {
+		if n := s.nodes[st.nodeID]; n != nil {
+			return n.proxy.Lazy
+		}
+	}
+	return false
 }

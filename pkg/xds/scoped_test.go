@@ -3,11 +3,13 @@ package xds_test
 import (
 	"fmt"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/xds"
 )
 
@@ -106,7 +108,13 @@ func metricValue(t *testing.T, reg *prometheus.Registry, name string, want map[s
 // waitFor polls cond for up to 5 s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
+	waitWithin(t, 5*time.Second, what, cond)
+}
+
+// waitWithin polls cond for up to d.
+func waitWithin(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
 	for !cond() {
 		if time.Now().After(deadline) {
 			t.Fatalf("timed out waiting for %s", what)
@@ -196,4 +204,79 @@ func TestEditCostsWhatItChanges(t *testing.T) {
 	if got := generations(); got != 7 {
 		t.Errorf("a new proxy of an existing scope made %v generations, want none", got-7)
 	}
+}
+
+// moreServices are n Dubbo services of a namespace, each on a port of
+// its own with one endpoint.
+func moreServices(ns string, n int) string {
+	var b strings.Builder
+	for i := range n {
+		fmt.Fprintf(&b, `---
+apiVersion: v1
+kind: Service
+metadata: {name: svc-%[2]d, namespace: %[1]s}
+spec:
+  ports: [{name: tcp-dubbo, port: %[3]d}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: svc-%[2]d
+  namespace: %[1]s
+  labels: {kubernetes.io/service-name: svc-%[2]d}
+addressType: IPv4
+ports: [{name: tcp-dubbo, port: %[3]d}]
+endpoints: [{addresses: [127.0.0.1]}]
+`, ns, i, 30000+i)
+	}
+	return b.String()
+}
+
+// TestProxiesConnectingAtOnceShareOneGeneration: proxies of two scopes
+// connecting together, after the first push, are generated for outside
+// the server's locks, but each scope once: those that come while their
+// scope is being generated wait for it. The scopes have services enough
+// that their generation takes a while.
+func TestProxiesConnectingAtOnceShareOneGeneration(t *testing.T) {
+	dir := t.TempDir()
+	for _, ns := range []string{"a", "b"} {
+		writeFile(t, filepath.Join(dir, ns+".yaml"), scopedNamespace(ns))
+		writeFile(t, filepath.Join(dir, ns+"-router.yaml"), scopedRouter(ns, "v2"))
+		writeFile(t, filepath.Join(dir, ns+"-more.yaml"), moreServices(ns, 300))
+	}
+	reg := prometheus.NewRegistry()
+	c := startControllerWith(t, dir, "", xds.Options{Registerer: reg})
+	waitWithin(t, time.Minute, "the first push", func() bool {
+		return metricValue(t, reg, "rosetta_xds_push_duration_seconds", nil) > 0
+	})
+	recs := map[string]*recorder{}
+	for i := range 16 {
+		id := fmt.Sprintf("%s%d", []string{"a", "b"}[i%2], i)
+		recs[id] = &recorder{}
+		startClient(t, c.addr, id, id[:1], recs[id])
+	}
+	waitWithin(t, time.Minute, "every proxy's config", func() bool {
+		for id, r := range recs {
+			res, _ := r.last()
+			host := "greeter." + id[:1] + ".svc.cluster.local"
+			if len(res.Routes) != 301 || greeter20880Cluster(res, host) != "outbound|20880|v2|"+host {
+				return false
+			}
+		}
+		return true
+	})
+	if got := metricValue(t, reg, "rosetta_xds_scope_generations_total", nil); got != 2 {
+		t.Errorf("%v scope generations for 16 proxies of 2 scopes connecting at once, want 2", got)
+	}
+}
+
+// greeter20880Cluster is where the route configuration of host's port 20880
+// sends its calls.
+func greeter20880Cluster(res config.Resources, host string) string {
+	for _, rc := range res.Routes {
+		if rc.GetName() == host+"_20880" && len(rc.GetRoutes()) > 0 {
+			return rc.GetRoutes()[0].GetRoute().GetCluster()
+		}
+	}
+	return ""
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
@@ -83,13 +84,19 @@ type Server struct {
 	metrics *Metrics
 	ctx     context.Context
 
-	// pushMu serialises pushes, so snapshots are set in version order.
+	// pushMu serialises setting snapshots, so they are set in version
+	// order; generations run outside it (scopes.go).
 	pushMu sync.Mutex
-	// scopes are the last generation of each scope with a proxy, by
-	// ScopeKey; guarded by pushMu.
-	scopes map[string]*scope
+	// genSlots bounds the generations running at once.
+	genSlots chan struct{}
 
-	mu          sync.Mutex
+	mu sync.Mutex
+	// scopes are the generation in force of each scope with a proxy, by
+	// ScopeKey: replaced whole by Update (under pushMu too), added to when
+	// a proxy of a new scope connects.
+	scopes map[string]*scope
+	// flights are the generations under way (generateOnce).
+	flights     map[flightKey]*inFlight
 	index       *controller.Index
 	changedAt   time.Time
 	lastVersion uint64
@@ -100,28 +107,17 @@ type Server struct {
 	rejectCh chan struct{}
 }
 
-// scope is the last generation of a scope, proxies with one ScopeKey:
-// the resources and the snapshot all of them share, and what the
-// generation read of the Index numbered seq (or of an earlier one the
-// changes since did not affect).
-type scope struct {
-	seq  uint64
-	res  *config.Resources
-	snap *snapshot
-	deps *controller.Deps
-}
-
 type nodeState struct {
 	id       string
 	proxy    *controller.Proxy
 	scopeKey string
-	// scope is the generation last set as the proxy's snapshot.
-	scope     *scope
+	// gen is the generation last set as the proxy's snapshot; guarded
+	// by pushMu.
+	gen       *generation
 	streams   int
 	versions  map[string]string
 	typeHash  map[string]string
 	changedAt map[string]time.Time
-	res       *config.Resources
 	// rejected holds the proxy's refusal of the last version of each type
 	// it refused, until it acknowledges a later one.
 	rejected map[string]controller.Rejection
@@ -163,6 +159,8 @@ func NewServer(ctx context.Context, opts Options) *Server {
 		nodes:    map[string]*nodeState{},
 		streams:  map[int64]*streamState{},
 		scopes:   map[string]*scope{},
+		flights:  map[flightKey]*inFlight{},
+		genSlots: make(chan struct{}, runtime.GOMAXPROCS(0)),
 		rejectCh: make(chan struct{}, 1),
 	}
 	s.cache = cachev3.NewSnapshotCache(true, cachev3.IDHash{}, cacheLogger{log})
@@ -203,42 +201,6 @@ func (s *Server) Serve(ctx context.Context, lis net.Listener) error {
 	return nil
 }
 
-// Update makes ix the index every proxy's resources come from and pushes
-// to every connected proxy the types that changed for it. changedAt is
-// when the first object change behind ix happened, for the propagation
-// metric.
-func (s *Server) Update(ix *controller.Index, changedAt time.Time) {
-	s.pushMu.Lock()
-	defer s.pushMu.Unlock()
-	start := time.Now()
-	s.mu.Lock()
-	s.index, s.changedAt = ix, changedAt
-	version := s.nextVersion()
-	nodes := make([]*nodeState, 0, len(s.nodes))
-	for _, n := range s.nodes {
-		nodes = append(nodes, n)
-	}
-	s.mu.Unlock()
-	// Proxies in the same scope (namespace, labels, mode, address) get the
-	// same resources: generate and hash them once per scope, and only for
-	// the scopes the changes behind ix reach.
-	pushed := map[string]bool{}
-	for _, n := range nodes {
-		sc := s.scopeFor(n, ix, "push")
-		if sc == nil {
-			continue
-		}
-		pushed[n.scopeKey] = true
-		s.setNode(n, sc, version, changedAt)
-	}
-	for k := range s.scopes {
-		if !pushed[k] {
-			delete(s.scopes, k) // no proxy of it is left
-		}
-	}
-	s.metrics.PushDuration.Observe(time.Since(start).Seconds())
-}
-
 // nextVersion returns a version larger than every earlier one, also
 // across restarts (it starts from the clock in milliseconds). Callers
 // hold s.mu.
@@ -251,48 +213,17 @@ func (s *Server) nextVersion() string {
 	return strconv.FormatUint(v, 10)
 }
 
-// scopeFor returns the generation of n's scope from ix: the scope's last
-// one when it is from ix, or when the changes since it do not reach the
-// scope (Index.Affects); else a new one, counted under reason. Nil when
-// the resources are invalid (logged). Callers hold s.pushMu.
-func (s *Server) scopeFor(n *nodeState, ix *controller.Index, reason string) *scope {
-	last := s.scopes[n.scopeKey]
-	if last != nil && (last.seq == ix.Seq() || (ix.ChangedSince(last.seq) && !ix.Affects(n.proxy, last.deps))) {
-		last.seq = ix.Seq()
-		return last
-	}
-	res, deps := ix.GenerateDeps(n.proxy)
-	snap, err := newSnapshot(res)
-	if err != nil {
-		s.log.Error("generate", "node", n.id, "err", err)
-		return nil
-	}
-	s.metrics.ScopeGenerations.WithLabelValues(reason).Inc()
-	sc := &scope{seq: ix.Seq(), res: res, snap: snap, deps: deps}
-	s.scopes[n.scopeKey] = sc
-	return sc
-}
-
-// pushNode sets one proxy's snapshot: its scope's, generated when the
-// scope has none from ix yet. Callers hold s.pushMu.
-func (s *Server) pushNode(n *nodeState, ix *controller.Index, version string, changedAt time.Time) {
-	if sc := s.scopeFor(n, ix, "connect"); sc != nil {
-		s.setNode(n, sc, version, changedAt)
-	}
-}
-
 // setNode sets a proxy's snapshot from its scope's shared resources; a
 // type whose resources did not change keeps its version, so the proxy is
 // not sent it again (an endpoint-only change sends endpoints only).
 // Callers hold s.pushMu.
 func (s *Server) setNode(n *nodeState, sc *scope, version string, changedAt time.Time) {
-	if n.scope == sc {
+	if n.gen == sc.gen {
 		return // the proxy has this generation already
 	}
-	n.scope = sc
-	res := sc.res
-	snap := sc.snap.withVersions()
+	snap := sc.gen.snap.withVersions()
 	s.mu.Lock()
+	n.gen = sc.gen
 	changed := false
 	for _, t := range TypeURLs {
 		if _, ok := n.versions[t]; ok && n.typeHash[t] == snap.typeHash[t] {
@@ -307,7 +238,6 @@ func (s *Server) setNode(n *nodeState, sc *scope, version string, changedAt time
 	for t, v := range n.versions {
 		snap.versions[t] = v
 	}
-	n.res = res
 	s.mu.Unlock()
 	if !changed {
 		return
@@ -317,14 +247,24 @@ func (s *Server) setNode(n *nodeState, sc *scope, version string, changedAt time
 	}
 }
 
-// Resources returns the resources last generated for a proxy, or nil.
+// Resources returns the resources last set for a proxy, decoded, or nil.
 func (s *Server) Resources(nodeID string) *config.Resources {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if n := s.nodes[nodeID]; n != nil {
-		return n.res
+	n := s.nodes[nodeID]
+	var gen *generation
+	if n != nil {
+		gen = n.gen
 	}
-	return nil
+	s.mu.Unlock()
+	if gen == nil {
+		return nil
+	}
+	res, err := gen.snap.decode()
+	if err != nil {
+		s.log.Error("config dump", "node", nodeID, "err", err)
+		return nil
+	}
+	return res
 }
 
 // Nodes lists the connected proxies' ids, sorted.
@@ -417,16 +357,10 @@ func (s *Server) register(streamID int64, node *corev3.Node) error {
 		s.log.Info("proxy connected", attrs...)
 	}
 	n.streams++
-	ix, first := s.index, len(n.versions) == 0
+	first := len(n.versions) == 0
 	s.mu.Unlock()
-	if ix != nil && first {
-		s.pushMu.Lock()
-		s.mu.Lock()
-		version, changedAt := s.nextVersion(), s.changedAt
-		ix = s.index
-		s.mu.Unlock()
-		s.pushNode(n, ix, version, changedAt)
-		s.pushMu.Unlock()
+	if first {
+		s.pushFirst(n)
 	}
 	return nil
 }
@@ -564,6 +498,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			if err := s.register(id, req.GetNode()); err != nil {
 				return err
 			}
+			s.internNames(id, req)
 			s.answered(id, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
 			s.learn(id, req)
 			return nil
@@ -575,6 +510,35 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			}
 			s.sent(id, resp.GetTypeUrl(), resp.GetSystemVersionInfo(), resp.GetNonce(), anys)
 		},
+	}
+}
+
+// internNames replaces the names a delta request subscribes to by the
+// same strings of the proxy's snapshot: go-control-plane keeps them for
+// as long as the stream lasts, and a proxy subscribes to every route
+// configuration and endpoint by name, so each proxy would otherwise hold
+// its own copy of every name of its scope.
+func (s *Server) internNames(streamID int64, req *discoveryv3.DeltaDiscoveryRequest) {
+	names := req.GetResourceNamesSubscribe()
+	if len(names) == 0 {
+		return
+	}
+	s.mu.Lock()
+	var gen *generation
+	if st := s.streams[streamID]; st != nil {
+		if n := s.nodes[st.nodeID]; n != nil {
+			gen = n.gen
+		}
+	}
+	s.mu.Unlock()
+	if gen == nil {
+		return
+	}
+	held := gen.snap.plain[req.GetTypeUrl()]
+	for i, name := range names {
+		if r, ok := held[name]; ok {
+			names[i] = r.(encoded).name
+		}
 	}
 }
 

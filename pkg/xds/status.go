@@ -4,8 +4,6 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
-
-	"github.com/rosetta-mesh/rosetta/pkg/config"
 )
 
 // ProxyStatus is what the controller knows of one connected proxy: who
@@ -52,7 +50,7 @@ func (s *Server) Status() []ProxyStatus {
 		ps := ProxyStatus{ID: n.id, Namespace: n.proxy.Namespace, Mode: n.proxy.Mode, Identity: n.proxy.Identity,
 			Streams: n.streams, Types: make([]TypeStatus, 0, len(TypeURLs))}
 		for _, t := range TypeURLs {
-			ts := TypeStatus{Type: shortType(t), Resources: countOf(n.res, t), Sent: n.versions[t], Acked: n.acked[t]}
+			ts := TypeStatus{Type: shortType(t), Resources: n.count(t), Sent: n.versions[t], Acked: n.acked[t]}
 			if r, ok := n.rejected[t]; ok {
 				ts.Rejected = &Refusal{Version: r.Version, Detail: r.Detail}
 			}
@@ -79,22 +77,11 @@ func (s *Server) StatusHandler() http.Handler {
 	})
 }
 
-// countOf counts res's resources of a type.
-func countOf(res *config.Resources, typeURL string) int {
-	if res == nil {
+// count is how many resources of a type the proxy was last given.
+// Callers hold s.mu.
+func (n *nodeState) count(typeURL string) int {
+	if n.gen == nil {
 		return 0
 	}
-	switch typeURL {
-	case config.ListenerType:
-		return len(res.Listeners)
-	case config.ClusterType:
-		return len(res.Clusters)
-	case config.EndpointType:
-		return len(res.Endpoints)
-	case config.RouteType:
-		return len(res.Routes)
-	case config.SecretType:
-		return len(res.Secrets)
-	}
-	return 0
+	return n.gen.snap.count(typeURL)
 }
