@@ -200,12 +200,9 @@ func (g *Generation) listenerFilters(svc *Service, port Port, name, routes strin
 		CodecOptions:    g.codecOptions(svc, port),
 		RouteConfigName: routes,
 		Authorization:   g.authorization(svc, port),
-		AccessLog:       g.ix.opts.AccessLog,
 		Lazy:            g.lazyListener(svc.Host, port.Number),
 	}
-	if p := g.ix.opts.TraceSampling; p != nil {
-		mpp.Tracing = &configv1alpha1.Tracing{RandomSamplingPercentage: *p}
-	}
+	mpp.Tracing, mpp.AccessLog = g.observability()
 	if g.proxy.HBONE && name == ListenerName(svc.Host, port.Number) {
 		mpp.Authorities = g.authorities(svc, port)
 	}

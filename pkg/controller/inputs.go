@@ -23,6 +23,7 @@ import (
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -65,6 +66,8 @@ type Inputs struct {
 	// own policies.
 	AuthorizationPolicies     []*securityv1.AuthorizationPolicy
 	MetaAuthorizationPolicies []*v1alpha1.MetaAuthorizationPolicy
+	// Telemetries set proxies' tracing and access logs (telemetry.go).
+	Telemetries []*telemetryv1.Telemetry
 	// Unused reports the documents of the folder source the controller
 	// does not use (see Unused.Rejected); the Pipeline logs them and counts
 	// the rejected ones.
@@ -246,6 +249,7 @@ func (in *Inputs) append(o *Inputs) {
 	in.PeerAuthentications = append(in.PeerAuthentications, o.PeerAuthentications...)
 	in.AuthorizationPolicies = append(in.AuthorizationPolicies, o.AuthorizationPolicies...)
 	in.MetaAuthorizationPolicies = append(in.MetaAuthorizationPolicies, o.MetaAuthorizationPolicies...)
+	in.Telemetries = append(in.Telemetries, o.Telemetries...)
 }
 
 func readCapped(path string) ([]byte, error) {
@@ -416,7 +420,8 @@ var decoders = map[string]func(in *Inputs, doc []byte) error{
 	v1alpha1.GroupName + "/MetaAuthorizationPolicy": func(in *Inputs, doc []byte) error {
 		return decodeInto(doc, &in.MetaAuthorizationPolicies)
 	},
-	"/Secret": func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Secrets) },
+	"telemetry.istio.io/Telemetry": func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Telemetries) },
+	"/Secret":                      func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Secrets) },
 }
 
 // decodeInto decodes strictly, so a misspelt field is an error rather than
