@@ -159,8 +159,15 @@ func telemetryWarnings(t *telemetryv1.Telemetry) []string {
 		out = append(out, fmt.Sprintf("Telemetry %s: %s: %s", key(t), field, why))
 	}
 	for i, tr := range t.Spec.GetTracing() {
-		if len(tr.GetCustomTags()) > 0 {
-			warn(fmt.Sprintf("spec.tracing[%d].customTags", i), "not supported, ignored")
+		for field, set := range map[string]bool{
+			"customTags":                   len(tr.GetCustomTags()) > 0,
+			"useRequestIdForTraceSampling": tr.GetUseRequestIdForTraceSampling() != nil,
+			"enableIstioTags":              tr.GetEnableIstioTags() != nil,
+			"disableContextPropagation":    tr.GetDisableContextPropagation() != nil,
+		} {
+			if set {
+				warn(fmt.Sprintf("spec.tracing[%d].%s", i, field), "not supported, ignored")
+			}
 		}
 		if tr.GetMatch().GetMode() == tpb.WorkloadMode_CLIENT {
 			warn(fmt.Sprintf("spec.tracing[%d].match.mode", i), "CLIENT only: a Rosetta proxy traces as a server, ignored")
