@@ -157,6 +157,9 @@ func (ix *Index) GenerateDeps(p *Proxy) (*config.Resources, *Deps) {
 		g.res.Endpoints = append(g.res.Endpoints, cla)
 	}
 	g.addRateLimitClusters()
+	for h := range g.rateLimitHosts {
+		deps.hosts[h] = true // a DestinationRule for it sets the cluster's TLS
+	}
 	return &g.res, deps
 }
 
