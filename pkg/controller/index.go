@@ -100,6 +100,9 @@ type Index struct {
 	// numbered base (nil when not known: every proxy is affected).
 	seq, base uint64
 	changes   *Changes
+	// refused are the warnings about fields the controller refuses and
+	// leaves out (ports.go); Warnings lists them too.
+	refused []string
 	// telemetry are the Telemetries in force (telemetry.go).
 	telemetry telemetryIndex
 }
@@ -110,6 +113,15 @@ type Index struct {
 // Sorted, without duplicates.
 func (ix *Index) Warnings() []string {
 	out := slices.Clone(ix.warnings)
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// Refused are the Warnings about values the controller refuses and
+// leaves out of every proxy's config (a port number outside 1-65535),
+// which Istio's own validation refuses too. Sorted.
+func (ix *Index) Refused() []string {
+	out := slices.Clone(ix.refused)
 	sort.Strings(out)
 	return slices.Compact(out)
 }
@@ -204,6 +216,8 @@ func (b *Builder) build(in *Inputs, changes *Changes, base uint64) *Index {
 	ix.buildSteering(in)
 	ix.warnGateways()
 	b.buildTelemetry(ix, in)
+	ix.refused = portWarnings(in)
+	ix.warnings = append(ix.warnings, ix.refused...)
 	return ix
 }
 
