@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	meshconfig "istio.io/api/mesh/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -64,6 +65,7 @@ type flags struct {
 	secretRefresh  time.Duration
 	steeringPorts  string
 	accessLog      accessLogFlags
+	meshConfig     string
 	xds            xdsSecurity
 	lazyFallback   string
 }
@@ -91,6 +93,7 @@ func (f *flags) register(fs *pflag.FlagSet) {
 		"waypoint ports (first-last) allocated to the service ports steered to a waypoint (Kubernetes mode; label "+controller.UseWaypointLabel+"); empty: no steering")
 	fs.StringVar(&f.traceSampling, "trace-sampling", os.Getenv("PILOT_TRACE_SAMPLING"), "turn tracing on in every listener: the percentage (0-100) of requests without a sampled caller that start a trace, as Istio's mesh-wide sampling (default: istiod's PILOT_TRACE_SAMPLING from the environment; empty: no tracing); proxies send spans to their --otlp-endpoint")
 	f.accessLog.register(fs)
+	fs.StringVar(&f.meshConfig, "mesh-config", "", "Istio's mesh config (YAML, the istio ConfigMap's \"mesh\" key, as istiod's --meshConfig): the extensionProviders and defaultProviders that Telemetry resources name (docs/tracing.md); empty: only Istio's built-in \"envoy\" access log provider")
 	f.xds.register(fs)
 	fs.StringVar(&f.lazyFallback, "lazy-fallback", "", "the address (DNS name or IP, no port) of the shared, fully configured rosetta-proxy that proxies in lazy mode (rosetta-proxy --lazy) send the calls to destinations they have not used yet, at the destination's port, e.g. rosetta-fallback.rosetta-system.svc.cluster.local; empty: lazy proxies get every destination's config")
 }
@@ -125,7 +128,22 @@ func (f *flags) check() error {
 	if err := checkLazyFallback(f.lazyFallback); err != nil {
 		return fmt.Errorf("--lazy-fallback: %w", err)
 	}
+	if _, err := f.mesh(); err != nil {
+		return fmt.Errorf("--mesh-config: %w", err)
+	}
 	return nil
+}
+
+// mesh is the --mesh-config file read; nil when none is given.
+func (f *flags) mesh() (*meshconfig.MeshConfig, error) {
+	if f.meshConfig == "" {
+		return nil, nil
+	}
+	data, err := os.ReadFile(f.meshConfig)
+	if err != nil {
+		return nil, err
+	}
+	return controller.ParseMeshConfig(data)
 }
 
 // sampling is --trace-sampling as a percentage; nil when tracing is off.
@@ -238,9 +256,10 @@ func run(ctx context.Context, f *flags, log *slog.Logger) error {
 	log.Info("serving", "xds", xdsLis.Addr().String(), "http", httpLis.Addr().String(), "debug", addrOf(debugLis))
 
 	sampling, _ := f.sampling() // checked by parseFlags
+	mesh, _ := f.mesh()         // checked by parseFlags
 	pipe := &controller.Pipeline{
 		Builder: &controller.Builder{Options: controller.Options{DomainSuffix: f.domainSuffix, RootNamespace: f.rootNamespace, TraceSampling: sampling, AccessLog: f.accessLog.config(),
-			LazyFallback: f.lazyFallback}},
+			LazyFallback: f.lazyFallback, Mesh: mesh}},
 		MinDelay:   f.debounce,
 		MaxDelay:   f.debounceMax,
 		Log:        log,

@@ -38,8 +38,16 @@ func validateDir(r *report, dir string) error {
 	}{{"MetaRouter", ix.Statuses}, {"protocol object", ix.ProtocolStatuses()}, {"authorization policy", ix.AuthorizationStatuses()}} {
 		problems += reportStatuses(r, dir, kind.name, kind.statuses)
 	}
+	refused := map[string]bool{}
+	for _, w := range ix.Refused() {
+		refused[w] = true
+		r.add(dir, "invalid", "%s", w)
+		problems++
+	}
 	for _, w := range ix.Warnings() {
-		r.add(dir, "warning", "%s", w)
+		if !refused[w] {
+			r.add(dir, "warning", "%s", w)
+		}
 	}
 	problems += compileForProxies(r, dir, in, ix)
 	if problems > 0 {

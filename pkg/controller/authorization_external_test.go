@@ -45,8 +45,8 @@ func TestAuthorizationApplies(t *testing.T) {
 		{"plain", "cart.shop.svc.cluster.local_9090", nil, []string{"demo/unknown-hosts"}},
 		// DubboAuthorizationPolicy: dubbo ports of its namespace; in the
 		// root namespace, of every namespace.
-		{"waypoint", "greeter.demo.svc.cluster.local_20880", []string{"demo/dubbo-callers", "istio-system/no-test-callers"}, nil},
-		{"waypoint", "orders.demo.svc.cluster.local_8000", nil, []string{"demo/dubbo-callers", "istio-system/no-test-callers"}},
+		{"waypoint", "greeter.demo.svc.cluster.local_20880", []string{"demo/dubbo-callers@dubbo.aeraki.io", "istio-system/no-test-callers"}, nil},
+		{"waypoint", "orders.demo.svc.cluster.local_8000", nil, []string{"demo/dubbo-callers@dubbo.aeraki.io", "istio-system/no-test-callers"}},
 	}
 	for _, c := range cases {
 		t.Run(c.proxy+"/"+c.listener, func(t *testing.T) {
@@ -86,7 +86,7 @@ func TestAuthorizationSimulation(t *testing.T) {
 		policy          string
 	}{
 		{"waypoint", "greeter.demo.svc.cluster.local_20880", frontend, "10.2.0.1", map[string]string{"method": "sayHello", "interface": "org.example.Greeter"}, true, "demo/greeter-allow"},
-		{"waypoint", "greeter.demo.svc.cluster.local_20880", frontend, "10.2.0.1", map[string]string{"method": "sayBye", "interface": "org.example.Greeter"}, true, "demo/dubbo-callers"},
+		{"waypoint", "greeter.demo.svc.cluster.local_20880", frontend, "10.2.0.1", map[string]string{"method": "sayBye", "interface": "org.example.Greeter"}, true, "demo/dubbo-callers@dubbo.aeraki.io"},
 		{"waypoint", "greeter.demo.svc.cluster.local_20880", frontend, "10.2.0.1", map[string]string{"method": "shutdown", "interface": "org.example.Greeter"}, false, ""},
 		{"waypoint", "greeter.demo.svc.cluster.local_20880", "spiffe://cluster.local/ns/web/sa/other", "10.2.0.1", map[string]string{"method": "sayHello"}, false, ""},
 		{"waypoint", "greeter.demo.svc.cluster.local_20880", "", "10.2.0.1", map[string]string{"method": "sayHello"}, false, "demo/gateway-mtls-only"},

@@ -272,8 +272,8 @@ func TestAuthorizationInvalidUpdateKeepsLastValid(t *testing.T) {
 	ix := b.Build(in)
 
 	for k, want := range map[string]string{
-		"MetaAuthorizationPolicy/demo/orders-callee":  "spec.rules[0].to[0].operation.ports[0]",
-		"DubboAuthorizationPolicy/demo/dubbo-callers": "spec.action",
+		"MetaAuthorizationPolicy/demo/orders-callee":                  "spec.rules[0].to[0].operation.ports[0]",
+		"DubboAuthorizationPolicy/demo/dubbo-callers@dubbo.aeraki.io": "spec.action",
 	} {
 		st := ix.AuthorizationStatuses()[k]
 		if strings.HasPrefix(k, "Dubbo") {
@@ -287,7 +287,7 @@ func TestAuthorizationInvalidUpdateKeepsLastValid(t *testing.T) {
 	if got := names(ix, "orders.demo.svc.cluster.local_8000"); !strings.Contains(got, "demo/orders-callee") {
 		t.Errorf("the previous MetaAuthorizationPolicy is not in force: %s", got)
 	}
-	if got := names(ix, "greeter.demo.svc.cluster.local_20880"); !strings.Contains(got, "demo/dubbo-callers") {
+	if got := names(ix, "greeter.demo.svc.cluster.local_20880"); !strings.Contains(got, "demo/dubbo-callers@dubbo.aeraki.io") {
 		t.Errorf("the previous DubboAuthorizationPolicy is not in force: %s", got)
 	}
 	fresh := (&Builder{Options: Options{Resolve: fakeResolver}}).Build(in)

@@ -35,7 +35,8 @@ type Changes struct {
 	// Hosts are the hosts whose service, endpoints, DestinationRule or
 	// MetaRouter changed (before or after the change).
 	Hosts map[string]bool
-	// Namespaces are those whose proxies' Sidecar may have changed.
+	// Namespaces are those whose proxies' Sidecar or Telemetry may have
+	// changed.
 	Namespaces map[string]bool
 	// Objects counts the objects that changed.
 	Objects int
@@ -112,6 +113,7 @@ const (
 	kindDestinationRule = "DestinationRule"
 	kindSidecar         = "Sidecar"
 	kindMetaRouter      = "MetaRouter"
+	kindTelemetry       = "Telemetry"
 )
 
 // eachObject calls f with every object of in and its kind.
@@ -132,6 +134,7 @@ func eachObject(in *Inputs, f func(kind string, o metav1.Object)) {
 	each(in.PeerAuthentications, "PeerAuthentication", f)
 	each(in.AuthorizationPolicies, "AuthorizationPolicy", f)
 	each(in.MetaAuthorizationPolicies, "MetaAuthorizationPolicy", f)
+	each(in.Telemetries, kindTelemetry, f)
 	for kind, objs := range in.Objects {
 		for _, o := range objs {
 			f("object:"+kind, o)
@@ -278,7 +281,9 @@ func (c *Changes) trace(ix *Index, kind string, o metav1.Object) {
 			return
 		}
 		c.Hosts[h] = true
-	case kindSidecar:
+	case kindSidecar, kindTelemetry:
+		// Both reach the proxies of their namespace; the root
+		// namespace's reach every proxy.
 		if o.GetNamespace() == ix.opts.RootNamespace {
 			c.All = true
 		}

@@ -136,6 +136,8 @@ func TestAffectsIsSound(t *testing.T) {
 		{"a new service in a", "svc-a2", changesService("a", "other", 20890, "10.0.0.5"), "a c a-id"},
 		{"a's Sidecar", "sidecars", strings.Replace(changesMesh()["sidecars"], `["./*"]`, `["./*", "c/*"]`, 1), "a a-id"},
 		{"a mesh-wide policy", "peer", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n", "a b c a-id"},
+		{"a's Telemetry", "telemetry-a", "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: logs, namespace: a}\nspec: {accessLogging: [{providers: [{name: envoy}]}]}\n", "a a-id"},
+		{"a mesh-wide Telemetry", "telemetry-root", "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: logs, namespace: istio-system}\nspec: {accessLogging: [{providers: [{name: envoy}]}]}\n", "a b c a-id"},
 		{"nothing a proxy reads", "cm", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: a}\n", ""},
 		{"c's service gone", "svc-c", "", "a b c a-id"},
 		// a's router names subset v1 of a's service, and b's service.

@@ -157,6 +157,9 @@ func (ix *Index) GenerateDeps(p *Proxy) (*config.Resources, *Deps) {
 		g.res.Endpoints = append(g.res.Endpoints, cla)
 	}
 	g.addRateLimitClusters()
+	for h := range g.rateLimitHosts {
+		deps.hosts[h] = true // a DestinationRule for it sets the cluster's TLS
+	}
 	return &g.res, deps
 }
 
@@ -200,12 +203,9 @@ func (g *Generation) listenerFilters(svc *Service, port Port, name, routes strin
 		CodecOptions:    g.codecOptions(svc, port),
 		RouteConfigName: routes,
 		Authorization:   g.authorization(svc, port),
-		AccessLog:       g.ix.opts.AccessLog,
 		Lazy:            g.lazyListener(svc.Host, port.Number),
 	}
-	if p := g.ix.opts.TraceSampling; p != nil {
-		mpp.Tracing = &configv1alpha1.Tracing{RandomSamplingPercentage: *p}
-	}
+	mpp.Tracing, mpp.AccessLog = g.observability()
 	if g.proxy.HBONE && name == ListenerName(svc.Host, port.Number) {
 		mpp.Authorities = g.authorities(svc, port)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 
+	meshconfig "istio.io/api/mesh/v1alpha1"
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -49,6 +50,10 @@ type Options struct {
 	// destinations they have not learned yet (lazy.go); lazy proxies get
 	// every destination's routes when empty.
 	LazyFallback string
+	// Mesh is Istio's mesh config (rosetta-controller --mesh-config): its
+	// extensionProviders and defaultProviders are what Telemetry
+	// resources name (telemetry.go). Nil: only Istio's built-in "envoy".
+	Mesh *meshconfig.MeshConfig
 }
 
 // Index is an immutable view of the mesh, built once per push; every
@@ -95,6 +100,11 @@ type Index struct {
 	// numbered base (nil when not known: every proxy is affected).
 	seq, base uint64
 	changes   *Changes
+	// refused are the warnings about fields the controller refuses and
+	// leaves out (ports.go); Warnings lists them too.
+	refused []string
+	// telemetry are the Telemetries in force (telemetry.go).
+	telemetry telemetryIndex
 }
 
 // Warnings are what the build could not honour in objects whose status the
@@ -103,6 +113,15 @@ type Index struct {
 // Sorted, without duplicates.
 func (ix *Index) Warnings() []string {
 	out := slices.Clone(ix.warnings)
+	sort.Strings(out)
+	return slices.Compact(out)
+}
+
+// Refused are the Warnings about values the controller refuses and
+// leaves out of every proxy's config (a port number outside 1-65535),
+// which Istio's own validation refuses too. Sorted.
+func (ix *Index) Refused() []string {
+	out := slices.Clone(ix.refused)
 	sort.Strings(out)
 	return slices.Compact(out)
 }
@@ -132,6 +151,8 @@ type Builder struct {
 	// last is the last Index built, whose parts a build its changes do
 	// not reach takes over; guarded by mu.
 	last *Index
+	// telemetries remembers each Telemetry's last valid version.
+	telemetries telemetryMemory
 }
 
 // Build makes an Index of in. It does not modify in.
@@ -194,6 +215,9 @@ func (b *Builder) build(in *Inputs, changes *Changes, base uint64) *Index {
 	b.buildAuthorization(ix, in)
 	ix.buildSteering(in)
 	ix.warnGateways()
+	b.buildTelemetry(ix, in)
+	ix.refused = portWarnings(in)
+	ix.warnings = append(ix.warnings, ix.refused...)
 	return ix
 }
 

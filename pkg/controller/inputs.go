@@ -23,6 +23,7 @@ import (
 
 	networkingv1 "istio.io/client-go/pkg/apis/networking/v1"
 	securityv1 "istio.io/client-go/pkg/apis/security/v1"
+	telemetryv1 "istio.io/client-go/pkg/apis/telemetry/v1"
 	corev1 "k8s.io/api/core/v1"
 	discoveryv1 "k8s.io/api/discovery/v1"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
@@ -65,6 +66,8 @@ type Inputs struct {
 	// own policies.
 	AuthorizationPolicies     []*securityv1.AuthorizationPolicy
 	MetaAuthorizationPolicies []*v1alpha1.MetaAuthorizationPolicy
+	// Telemetries set proxies' tracing and access logs (telemetry.go).
+	Telemetries []*telemetryv1.Telemetry
 	// Unused reports the documents of the folder source the controller
 	// does not use (see Unused.Rejected); the Pipeline logs them and counts
 	// the rejected ones.
@@ -246,6 +249,7 @@ func (in *Inputs) append(o *Inputs) {
 	in.PeerAuthentications = append(in.PeerAuthentications, o.PeerAuthentications...)
 	in.AuthorizationPolicies = append(in.AuthorizationPolicies, o.AuthorizationPolicies...)
 	in.MetaAuthorizationPolicies = append(in.MetaAuthorizationPolicies, o.MetaAuthorizationPolicies...)
+	in.Telemetries = append(in.Telemetries, o.Telemetries...)
 }
 
 func readCapped(path string) ([]byte, error) {
@@ -378,6 +382,9 @@ func (in *Inputs) addObject(doc []byte) error {
 		if err := yaml.UnmarshalStrict(doc, obj); err != nil {
 			return err
 		}
+		if group != k.GVR.Group {
+			aerakiName(obj, group)
+		}
 		in.addObjects(k.Kind, obj)
 		return nil
 	}
@@ -395,28 +402,31 @@ func apiGroup(apiVersion string) string {
 // decoders add the objects the controller reads, by "group/Kind"; those
 // of the translators' kinds are added by addObject.
 var decoders = map[string]func(in *Inputs, doc []byte) error{
-	"/Service":                                  func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Services) },
-	"discovery.k8s.io/EndpointSlice":            func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.EndpointSlices) },
-	"/Pod":                                      func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Pods) },
-	"networking.istio.io/ServiceEntry":          func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.ServiceEntries) },
-	"networking.istio.io/WorkloadEntry":         func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.WorkloadEntries) },
-	"networking.istio.io/DestinationRule":       func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.DestinationRules) },
-	"networking.istio.io/Sidecar":               func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Sidecars) },
-	"networking.istio.io/VirtualService":        func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.VirtualServices) },
-	"/Namespace":                                func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Namespaces) },
-	"networking.istio.io/Gateway":               func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Gateways) },
-	v1alpha1.GroupName + "/MetaRouter":          func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.MetaRouters) },
-	"metaprotocol.aeraki.io/MetaRouter":         func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.MetaRouters) },
+	"/Service":                            func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Services) },
+	"discovery.k8s.io/EndpointSlice":      func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.EndpointSlices) },
+	"/Pod":                                func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Pods) },
+	"networking.istio.io/ServiceEntry":    func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.ServiceEntries) },
+	"networking.istio.io/WorkloadEntry":   func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.WorkloadEntries) },
+	"networking.istio.io/DestinationRule": func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.DestinationRules) },
+	"networking.istio.io/Sidecar":         func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Sidecars) },
+	"networking.istio.io/VirtualService":  func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.VirtualServices) },
+	"/Namespace":                          func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Namespaces) },
+	"networking.istio.io/Gateway":         func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Gateways) },
+	v1alpha1.GroupName + "/MetaRouter":    func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.MetaRouters) },
+	"metaprotocol.aeraki.io/MetaRouter": func(in *Inputs, doc []byte) error {
+		return decodeAeraki(doc, &in.MetaRouters, AerakiMetaProtocolGroup)
+	},
 	v1alpha1.GroupName + "/ApplicationProtocol": func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.ApplicationProtocols) },
 	"metaprotocol.aeraki.io/ApplicationProtocol": func(in *Inputs, doc []byte) error {
-		return decodeInto(doc, &in.ApplicationProtocols)
+		return decodeAeraki(doc, &in.ApplicationProtocols, AerakiMetaProtocolGroup)
 	},
 	"security.istio.io/PeerAuthentication":  func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.PeerAuthentications) },
 	"security.istio.io/AuthorizationPolicy": func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.AuthorizationPolicies) },
 	v1alpha1.GroupName + "/MetaAuthorizationPolicy": func(in *Inputs, doc []byte) error {
 		return decodeInto(doc, &in.MetaAuthorizationPolicies)
 	},
-	"/Secret": func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Secrets) },
+	"telemetry.istio.io/Telemetry": func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Telemetries) },
+	"/Secret":                      func(in *Inputs, doc []byte) error { return decodeInto(doc, &in.Secrets) },
 }
 
 // decodeInto decodes strictly, so a misspelt field is an error rather than
@@ -428,4 +438,27 @@ func decodeInto[T any](doc []byte, list *[]*T) error {
 	}
 	*list = append(*list, v)
 	return nil
+}
+
+// decodeAeraki decodes an object of Aeraki's group as its Rosetta kind,
+// named as the Kubernetes source names it (aerakiName).
+func decodeAeraki[T any, PT interface {
+	*T
+	metav1.Object
+}](doc []byte, list *[]PT, group string) error {
+	var v PT = new(T)
+	if err := yaml.UnmarshalStrict(doc, v); err != nil {
+		return err
+	}
+	aerakiName(v, group)
+	*list = append(*list, v)
+	return nil
+}
+
+// aerakiName renames an object read from Aeraki's group "<name>@<group>",
+// as the Kubernetes source does (aerakiSource.addTo): an Aeraki object and
+// a Rosetta object of the same name are two objects, with a status each,
+// and a host both route is a conflict (the older wins).
+func aerakiName(o metav1.Object, group string) {
+	o.SetName(o.GetName() + "@" + group)
 }

@@ -132,6 +132,7 @@ func NewKubeSource(cfg *rest.Config, changed func()) (*KubeSource, error) {
 		{sec.PeerAuthentications().Informer(), nil},
 		{sec.AuthorizationPolicies().Informer(), nil},
 		{metaAuthz.Informer(), typed[v1alpha1.MetaAuthorizationPolicy]},
+		{s.istio.Telemetry().V1().Telemetries().Informer(), nil},
 	} {
 		if err := add(step.inf, step.transform); err != nil {
 			return nil, fmt.Errorf("controller: informer: %w", err)
@@ -269,6 +270,9 @@ func (s *KubeSource) Inputs() (*Inputs, error) {
 		return nil, err
 	}
 	if in.MetaAuthorizationPolicies, err = listTyped[v1alpha1.MetaAuthorizationPolicy](s.metaAuthz); err != nil {
+		return nil, err
+	}
+	if in.Telemetries, err = s.istio.Telemetry().V1().Telemetries().Lister().List(all); err != nil {
 		return nil, err
 	}
 	for _, kc := range s.kinds {

@@ -150,6 +150,8 @@ type Generation struct {
 	// rateLimitClusters are the clusters of the rate limit services that
 	// MetaRouters' globalRateLimit call, by name (ratelimit.go).
 	rateLimitClusters map[string]*clusterv3.Cluster
+	// rateLimitHosts are those services' hosts.
+	rateLimitHosts map[string]bool
 }
 
 // Index is the Index the proxy's resources come from.

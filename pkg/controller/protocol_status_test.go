@@ -74,7 +74,7 @@ func TestProtocolStatusWriter(t *testing.T) {
 	if !ok || obj.Generation != 1 || len(st.Conditions) != 2 || st.Conditions[0].Reason != redisv1.ReasonConflict || st.Conditions[0].LastTransitionTime.IsZero() {
 		t.Fatalf("status = %+v", st)
 	}
-	obj, _ = w.Current("RedisService/shop/orders")
+	obj, _ = w.Current("RedisService/shop/orders@redis.aeraki.io") // read from Aeraki's group
 	st = obj.Status
 	if len(st.Conditions) != 2 || st.Conditions[1].Reason != redisv1.ReasonUnknownHost {
 		t.Fatalf("status = %+v", st)

@@ -2,10 +2,12 @@ package controller
 
 import (
 	"sort"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"istio.io/api/networking/v1alpha3"
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
 	"github.com/rosetta-mesh/rosetta/pkg/apis/metaprotocol/v1alpha1"
@@ -73,14 +75,16 @@ func (g *Generation) globalRateLimit(mr *v1alpha1.MetaRouter) *configv1alpha1.Gl
 // names it. The cluster's one endpoint is the host name and port: the
 // registry knows only MetaProtocol services, and a rate limit service
 // speaks gRPC, so the proxy resolves the name (in Kubernetes, to the
-// Service's cluster IP) when it connects.
+// Service's cluster IP) when it connects. A proxy with an identity calls
+// a service in the mesh over Istio mTLS (rateLimitTLS).
 func (g *Generation) rateLimitCluster(host string, port uint32) string {
 	name := ClusterName(host, port, "")
 	if g.rateLimitClusters == nil {
-		g.rateLimitClusters = map[string]*clusterv3.Cluster{}
+		g.rateLimitClusters, g.rateLimitHosts = map[string]*clusterv3.Cluster{}, map[string]bool{}
 	}
+	g.rateLimitHosts[host] = true
 	if g.rateLimitClusters[name] == nil {
-		g.rateLimitClusters[name] = &clusterv3.Cluster{
+		c := &clusterv3.Cluster{
 			Name:           name,
 			ConnectTimeout: durationpb.New(defaultConnectTimeout),
 			LbPolicy:       clusterv3.Cluster_ROUND_ROBIN,
@@ -91,8 +95,47 @@ func (g *Generation) rateLimitCluster(host string, port uint32) string {
 				}}}},
 			},
 		}
+		if g.proxy.Identity != "" {
+			g.ix.rateLimitTLS(c, host, port, g.proxy)
+		}
+		g.rateLimitClusters[name] = c
 	}
 	return name
+}
+
+// rateLimitTLS secures a rate limit service's cluster as Istio would reach
+// the service: a DestinationRule for its host with tls mode ISTIO_MUTUAL
+// puts Istio mTLS on it (with the rule's sni and subjectAltNames), DISABLE
+// leaves it plaintext. Without a tls mode, auto mTLS cannot look at the
+// endpoints' sidecars (the service is not in the registry), so the
+// PeerAuthentication of the service's namespace decides: STRICT (there or
+// mesh-wide) means its sidecars accept only mTLS, so the proxy uses it;
+// PERMISSIVE or none, plaintext, which the service accepts either way.
+func (ix *Index) rateLimitTLS(c *clusterv3.Cluster, host string, port uint32, p *Proxy) {
+	var pol policy
+	if dr := ix.destinationRule(host, p.Namespace); dr != nil {
+		pol.merge(dr.Spec.GetTrafficPolicy(), port)
+	}
+	tls := pol.tls
+	if tls == nil {
+		ns, ok := ix.kubeNamespace(host)
+		if !ok || ix.inboundMode(&Proxy{Namespace: ns}, port) != mtlsStrict {
+			return
+		}
+		tls = &v1alpha3.ClientTLSSettings{Mode: v1alpha3.ClientTLSSettings_ISTIO_MUTUAL}
+	}
+	ix.applyUpstreamTLS(c, host, port, "", tls, ix.trustDomain(p))
+}
+
+// kubeNamespace is the namespace of a Kubernetes service host
+// ("name.ns.svc.<domain suffix>").
+func (ix *Index) kubeNamespace(host string) (string, bool) {
+	rest, ok := strings.CutSuffix(host, ".svc."+ix.opts.DomainSuffix)
+	if !ok {
+		return "", false
+	}
+	_, ns, ok := strings.Cut(rest, ".")
+	return ns, ok && ns != "" && !strings.Contains(ns, ".")
 }
 
 // addRateLimitClusters adds the clusters of the rate limit services the

@@ -134,7 +134,7 @@ func kubeService(ks *corev1.Service, ss []*discoveryv1.EndpointSlice, protos pro
 	}
 	byName := map[string]uint32{}
 	for _, p := range ks.Spec.Ports {
-		if p.Protocol != "" && p.Protocol != corev1.ProtocolTCP {
+		if (p.Protocol != "" && p.Protocol != corev1.ProtocolTCP) || !validPort(p.Port) {
 			continue
 		}
 		proto, ok := protos.detect(ptrString(p.AppProtocol), p.Name)
@@ -249,7 +249,7 @@ func podsOf(ss []*discoveryv1.EndpointSlice, pods map[nsName]*corev1.Pod) []*cor
 func sliceEndpoints(s *discoveryv1.EndpointSlice, byName map[string]uint32, pods map[nsName]*corev1.Pod, resolve Resolver) []Endpoint {
 	ports := map[uint32]uint32{}
 	for _, p := range s.Ports {
-		if p.Port == nil {
+		if p.Port == nil || !validPort(*p.Port) {
 			continue
 		}
 		if n, ok := byName[ptrString(p.Name)]; ok {
@@ -379,7 +379,7 @@ func entryServices(in *Inputs, protos protocols, resolve Resolver) []*Service {
 		targets := map[string]uint32{}
 		for _, p := range spec.GetPorts() {
 			proto, ok := protos.detect(seAppProtocol(p.GetProtocol()), p.GetName())
-			if !ok {
+			if !ok || !validPort(p.GetNumber()) || (p.GetTargetPort() != 0 && !validPort(p.GetTargetPort())) {
 				continue
 			}
 			ports = append(ports, Port{Number: p.GetNumber(), Name: p.GetName(), Protocol: proto})
@@ -436,6 +436,9 @@ func selectWorkloadEntries(all []*networkingv1.WorkloadEntry, ns string, sel map
 // workloadEndpoints reads a WorkloadEntry (or a ServiceEntry's inline
 // endpoint) of namespace ns.
 func workloadEndpoints(we *v1alpha3.WorkloadEntry, ns string, ports []Port, targets map[string]uint32, dns bool, resolve Resolver) []Endpoint {
+	if len(badPortNames(we.GetPorts())) > 0 {
+		return nil
+	}
 	addrs := []string{we.GetAddress()}
 	if dns && net.ParseIP(we.GetAddress()) == nil && resolve != nil {
 		got, err := resolve(context.Background(), we.GetAddress())

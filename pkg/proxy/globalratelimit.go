@@ -10,10 +10,12 @@ import (
 	rlsv3 "github.com/envoyproxy/go-control-plane/envoy/service/ratelimit/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/rosetta-mesh/rosetta/pkg/codec"
 	"github.com/rosetta-mesh/rosetta/pkg/router"
+	"github.com/rosetta-mesh/rosetta/pkg/upstream"
 )
 
 // maxRateLimitConns bounds the gRPC connections kept to rate limit service
@@ -109,7 +111,7 @@ func (s *rateLimitService) ask(snap *snapshot, g *router.GlobalLimit, values []s
 	if ep == nil {
 		return 0, fmt.Errorf("cluster %q has no healthy endpoint", g.Cluster)
 	}
-	conn, err := s.conn(ep.Addr)
+	conn, err := s.conn(ep)
 	if err != nil {
 		return 0, err
 	}
@@ -130,27 +132,40 @@ func (s *rateLimitService) ask(snap *snapshot, g *router.GlobalLimit, values []s
 	return resp.GetOverallCode(), nil
 }
 
-// conn is the gRPC connection to a service endpoint, made on first use.
-// Making one does not dial: gRPC connects on the first call, and again
-// after a failure.
-func (s *rateLimitService) conn(addr string) (*grpc.ClientConn, error) {
+// conn is the gRPC connection to a service endpoint, made on first use,
+// with the endpoint's TLS (Istio mTLS when the cluster has it). Making one
+// does not dial: gRPC connects on the first call, and again after a
+// failure.
+func (s *rateLimitService) conn(ep *upstream.Endpoint) (*grpc.ClientConn, error) {
+	cfg, tlsKey := ep.TLS()
+	key := ep.Addr + "|" + tlsKey
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if c := s.conns[addr]; c != nil {
+	if c := s.conns[key]; c != nil {
 		return c, nil
 	}
 	if len(s.conns) >= maxRateLimitConns {
 		s.closeLocked()
 	}
+	creds := insecure.NewCredentials()
+	if cfg != nil {
+		// Istio's ALPN for HTTP/2 in the mesh, so a sidecar in front of
+		// the service takes it as mTLS HTTP/2; gRPC adds "h2" after them.
+		cfg.NextProtos = rateLimitALPN
+		creds = credentials.NewTLS(cfg)
+	}
 	// passthrough: the address (an IP or a DNS name with its port) goes to
 	// the dialer as it is, as the proxy's other upstream connections do.
-	c, err := grpc.NewClient("passthrough:///"+addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	c, err := grpc.NewClient("passthrough:///"+ep.Addr, grpc.WithTransportCredentials(creds))
 	if err != nil {
-		return nil, fmt.Errorf("rate limit service %s: %w", addr, err)
+		return nil, fmt.Errorf("rate limit service %s: %w", ep.Addr, err)
 	}
-	s.conns[addr] = c
+	s.conns[key] = c
 	return c, nil
 }
+
+// rateLimitALPN is what istiod offers a sidecar's mTLS HTTP/2 clusters.
+var rateLimitALPN = []string{"istio-h2", "istio", "h2"}
 
 // close closes every connection; calls in flight fail.
 func (s *rateLimitService) close() error {

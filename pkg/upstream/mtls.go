@@ -118,3 +118,13 @@ func (t *clientTLS) handshake(nc net.Conn, timeout time.Duration) (net.Conn, err
 	_ = nc.SetDeadline(time.Time{})
 	return tc, nil
 }
+
+// TLS is how the proxy secures connections to the endpoint, for a client
+// that makes its own (the rate limit service's gRPC client): a copy of the
+// config, nil for plaintext, and a key that tells two settings apart.
+func (e *Endpoint) TLS() (*tls.Config, string) {
+	if e.tls == nil {
+		return nil, ""
+	}
+	return e.tls.config.Clone(), e.tls.key
+}
