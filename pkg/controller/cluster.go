@@ -150,19 +150,7 @@ func (ix *Index) buildCluster(host string, port uint32, subset string, p *Proxy)
 			}
 		}
 	}
-	c := &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{
-			EdsConfig: &corev3.ConfigSource{
-				ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
-				ResourceApiVersion:    corev3.ApiVersion_V3,
-			},
-			ServiceName: name,
-		},
-		ConnectTimeout: durationpb.New(defaultConnectTimeout),
-		LbPolicy:       clusterv3.Cluster_ROUND_ROBIN,
-	}
+	c := edsCluster(name)
 	applyLB(c, pol.lb)
 	applyPool(c, pol.pool)
 	applyRetryBudget(c, pol.budget)
@@ -390,4 +378,22 @@ func serviceMetadata(host string, svc *Service) *corev3.Metadata {
 		name = svc.Name
 	}
 	return config.ServiceMetadata{Host: host, Name: name, Namespace: svc.Namespace}.Metadata()
+}
+
+// edsCluster is a round-robin cluster whose endpoints come over ADS by
+// its own name, with the default connect timeout.
+func edsCluster(name string) *clusterv3.Cluster {
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{
+			EdsConfig: &corev3.ConfigSource{
+				ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+				ResourceApiVersion:    corev3.ApiVersion_V3,
+			},
+			ServiceName: name,
+		},
+		ConnectTimeout: durationpb.New(defaultConnectTimeout),
+		LbPolicy:       clusterv3.Cluster_ROUND_ROBIN,
+	}
 }

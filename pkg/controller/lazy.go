@@ -8,9 +8,7 @@ import (
 	"strconv"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	"google.golang.org/protobuf/types/known/durationpb"
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
 )
@@ -97,19 +95,7 @@ func (g *Generation) addLazyRoutes(svc *Service, port Port, number uint32, name 
 // dials, such as a Service's DNS name), as a static load assignment.
 func (ix *Index) lazyFallbackCluster(port uint32) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
 	name := ClusterName(ix.opts.LazyFallback, port, "")
-	c := &clusterv3.Cluster{
-		Name:                 name,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
-		EdsClusterConfig: &clusterv3.Cluster_EdsClusterConfig{
-			EdsConfig: &corev3.ConfigSource{
-				ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
-				ResourceApiVersion:    corev3.ApiVersion_V3,
-			},
-			ServiceName: name,
-		},
-		ConnectTimeout: durationpb.New(defaultConnectTimeout),
-		LbPolicy:       clusterv3.Cluster_ROUND_ROBIN,
-	}
+	c := edsCluster(name)
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name, Endpoints: []*endpointv3.LocalityLbEndpoints{{
 		LbEndpoints: []*endpointv3.LbEndpoint{{HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
 			Address: socketAddress(ix.opts.LazyFallback, port),
