@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -171,16 +170,7 @@ func (px *proxyProcess) rss() (int64, error) {
 
 func (px *proxyProcess) metrics(t *testing.T) string {
 	t.Helper()
-	r, err := http.Get("http://" + px.admin + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
-	b, err := io.ReadAll(r.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return testutil.Get(t, "http://"+px.admin+"/metrics")
 }
 
 // metricValue is the value of the series named exactly, -1 when absent.

@@ -3,8 +3,6 @@ package dubbo
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -133,16 +131,7 @@ func startXDSProxy(t *testing.T, bin, xdsAddr, id, listenAddr string, flags ...s
 
 func (px *proxyProcess) configDump(t *testing.T) string {
 	t.Helper()
-	r, err := http.Get("http://" + px.admin + "/config_dump")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Body.Close()
-	b, err := io.ReadAll(r.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(b)
+	return testutil.Get(t, "http://"+px.admin+"/config_dump")
 }
 
 // okRequests sums rosetta_requests_total of a cluster's answered calls.

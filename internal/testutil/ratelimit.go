@@ -85,16 +85,7 @@ func (s *RateLimitService) Counter(t testing.TB, name string, labels ...string) 
 // labels include every one given (`key="value"`), 0 when there is none.
 func Scrape(t testing.TB, url, name string, labels ...string) float64 {
 	t.Helper()
-	resp, err := http.Get(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, l := range strings.Split(string(b), "\n") {
+	for _, l := range strings.Split(Get(t, url), "\n") {
 		series, value, ok := strings.Cut(l, " ")
 		if !ok || !strings.HasPrefix(series, name+"{") {
 			continue
@@ -112,4 +103,20 @@ func Scrape(t testing.TB, url, name string, labels ...string) float64 {
 		}
 	}
 	return 0
+}
+
+// Get is the body of a GET of url (an admin or metrics endpoint); any
+// error fails t.
+func Get(t testing.TB, url string) string {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
