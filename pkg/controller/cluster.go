@@ -34,7 +34,7 @@ func ClusterName(host string, port uint32, subset string) string {
 // Rules for a wildcard host ("*.example.com") count after exact ones.
 func (ix *Index) destinationRule(host, ns string) *networkingv1.DestinationRule {
 	svcNS := ""
-	if s := ix.services[host]; s != nil {
+	if s := ix.serviceOf(host); s != nil {
 		svcNS = s.Namespace
 	}
 	var cands []*networkingv1.DestinationRule
@@ -129,8 +129,11 @@ func (p *policy) set(lb *v1alpha3.LoadBalancerSettings, pool *v1alpha3.Connectio
 // with "no healthy upstream" until it appears. Only a proxy with an
 // identity gets Istio mTLS (mtls.go).
 func (ix *Index) buildCluster(host string, port uint32, subset string, p *Proxy) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
+	svc := ix.services[host]
 	if host == ix.opts.LazyFallback {
-		return ix.lazyFallbackCluster(port)
+		if svc = ix.lazyFallbackAt(port, p); svc == nil {
+			return ix.lazyFallbackCluster(port)
+		}
 	}
 	name := ClusterName(host, port, subset)
 	var pol policy
@@ -159,11 +162,13 @@ func (ix *Index) buildCluster(host string, port uint32, subset string, p *Proxy)
 	if mtls {
 		ix.applyUpstreamTLS(c, host, port, subset, pol.tls, ix.trustDomain(p))
 	}
-	cla := ix.loadAssignment(name, host, port, sel, mtls, ix.trustDomain(p))
-	if svc := ix.services[host]; svc != nil {
+	cla := loadAssignment(name, svc, port, sel, mtls, ix.trustDomain(p))
+	if svc != nil {
 		c.Metadata = serviceMetadata(host, svc)
 	}
-	ix.patchCluster(c, cla, host, port)
+	if host != ix.opts.LazyFallback {
+		ix.patchCluster(c, cla, host, port) // the fallback is no protocol's service
+	}
 	return c, cla
 }
 
@@ -282,13 +287,13 @@ func applyOutlier(c *clusterv3.Cluster, od *v1alpha3.OutlierDetection) {
 	c.OutlierDetection = out
 }
 
-// loadAssignment lists the endpoints of host's port that sel selects (all
-// when sel is nil), sorted by address. With mtls, endpoints with a sidecar
-// carry the metadata that selects Istio mTLS for them. Every endpoint
-// carries its workload (workloadMetadata), for Istio's metrics.
-func (ix *Index) loadAssignment(name, host string, port uint32, sel labels.Selector, mtls bool, td string) *endpointv3.ClusterLoadAssignment {
+// loadAssignment lists the endpoints of svc's port that sel selects (all
+// when sel is nil), sorted by address; none when svc is nil. With mtls,
+// endpoints with a sidecar carry the metadata that selects Istio mTLS for
+// them. Every endpoint carries its workload (workloadMetadata), for
+// Istio's metrics.
+func loadAssignment(name string, svc *Service, port uint32, sel labels.Selector, mtls bool, td string) *endpointv3.ClusterLoadAssignment {
 	cla := &endpointv3.ClusterLoadAssignment{ClusterName: name}
-	svc := ix.services[host]
 	if svc == nil {
 		return cla
 	}

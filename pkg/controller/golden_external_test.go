@@ -20,3 +20,11 @@ var goldenOptions = controller.Options{Resolve: controller.FakeResolver}
 func TestGolden(t *testing.T) {
 	controllertest.Golden(t, "testdata/golden/*.yaml", goldenOptions)
 }
+
+// TestGoldenLazy is TestGolden for lazy proxies, built with a fallback
+// that names a Kubernetes Service (testdata/golden-lazy).
+func TestGoldenLazy(t *testing.T) {
+	opts := goldenOptions
+	opts.LazyFallback = "rosetta-fallback.rosetta-system.svc.cluster.local"
+	controllertest.Golden(t, "testdata/golden-lazy/*.yaml", opts)
+}

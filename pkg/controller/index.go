@@ -92,6 +92,9 @@ type Index struct {
 	// conflicts the port numbers they share (nil until worked out).
 	serviceNames map[string]bool
 	conflicts    []portConflict
+	// fallback is the lazy fallback's Kubernetes Service, when the
+	// fallback address names one (lazy.go).
+	fallback *Service
 	// drs are the DestinationRules oldest first, and drWarnings what
 	// they ask that the proxies cannot do.
 	drs        []*networkingv1.DestinationRule
@@ -183,11 +186,12 @@ func (b *Builder) build(in *Inputs, changes *Changes, base uint64) *Index {
 		// No object services are made of changed: the last build's are
 		// these, as are the names they looked up.
 		ix.services, ix.hosts, ix.byAge, ix.serviceNames = prev.services, prev.hosts, prev.byAge, prev.serviceNames
-		ix.conflicts = prev.conflicts
+		ix.conflicts, ix.fallback = prev.conflicts, prev.fallback
 		maps.Copy(used, ix.serviceNames)
 	} else {
 		ix.serviceNames = map[string]bool{}
 		b.indexServices(ix, in, b.dns.resolver(resolve, ix.serviceNames))
+		ix.fallback = lazyFallbackService(in, opts, b.dns.resolver(resolve, ix.serviceNames))
 		maps.Copy(used, ix.serviceNames)
 	}
 	sortByName(ix.sidecars)

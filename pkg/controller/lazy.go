@@ -6,9 +6,12 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	corev1 "k8s.io/api/core/v1"
+	discoveryv1 "k8s.io/api/discovery/v1"
 
 	configv1alpha1 "github.com/rosetta-mesh/rosetta/pkg/api/config/v1alpha1"
 )
@@ -90,9 +93,114 @@ func (g *Generation) addLazyRoutes(svc *Service, port Port, number uint32, name 
 	return true
 }
 
-// lazyFallbackCluster is the cluster of the fallback proxy at a port:
-// one endpoint, the fallback's address (a name the proxy resolves when it
-// dials, such as a Service's DNS name), as a static load assignment.
+// The fallback's identity. A lazy proxy with an identity reaches the
+// fallback over Istio mTLS when the fallback address names a Kubernetes
+// Service (NAME.NS.svc.<domain>): the fallback cluster is then built as
+// any service's, by Istio's rules for that Service (its DestinationRule,
+// auto mTLS from its endpoints' tlsMode label, the SPIFFE IDs of its
+// endpoints' service accounts as the identities to verify), except that
+// every endpoint is dialled at the destination's port number, which the
+// fallback serves, not at the Service's ports (a headless Service has
+// none). Any other address (an IP, a name the controller does not know)
+// keeps the plain endpoint below, as does a proxy without an identity.
+
+// lazyFallbackService is the Kubernetes Service the fallback address
+// names, with every ready endpoint of its EndpointSlices whatever ports
+// they list; nil when the address names none.
+func lazyFallbackService(in *Inputs, opts Options, resolve Resolver) *Service {
+	name, ns, ok := kubeServiceName(opts.LazyFallback, opts.DomainSuffix)
+	if !ok {
+		return nil
+	}
+	i := slices.IndexFunc(in.Services, func(s *corev1.Service) bool { return s.Name == name && s.Namespace == ns })
+	if i < 0 {
+		return nil
+	}
+	ks := in.Services[i]
+	svc := &Service{Host: opts.LazyFallback, Namespace: ns, Kind: "Service", Name: name, created: ks.CreationTimestamp, uid: ks.UID}
+	var ss []*discoveryv1.EndpointSlice
+	for _, s := range in.EndpointSlices {
+		if s.Namespace == ns && s.Labels[discoveryv1.LabelServiceName] == name {
+			ss = append(ss, s)
+		}
+	}
+	slices.SortFunc(ss, func(a, b *discoveryv1.EndpointSlice) int { return strings.Compare(a.Name, b.Name) })
+	pods := podsNamed(in.Pods, ss)
+	for _, s := range ss {
+		svc.Endpoints = append(svc.Endpoints, sliceInstances(s, nil, pods, resolve)...)
+	}
+	return svc
+}
+
+// kubeServiceName splits a Kubernetes Service's host, NAME.NS.svc.<domain>.
+func kubeServiceName(host, domain string) (name, ns string, ok bool) {
+	rest, ok := strings.CutSuffix(host, ".svc."+domain)
+	if !ok {
+		return "", "", false
+	}
+	name, ns, ok = strings.Cut(rest, ".")
+	return name, ns, ok && name != "" && ns != "" && !strings.Contains(ns, ".")
+}
+
+// podsNamed are the Pods the endpoints of ss name, by namespace and name.
+func podsNamed(all []*corev1.Pod, ss []*discoveryv1.EndpointSlice) map[nsName]*corev1.Pod {
+	want := map[nsName]bool{}
+	for _, s := range ss {
+		for _, e := range s.Endpoints {
+			if ref := e.TargetRef; ref != nil && ref.Kind == "Pod" {
+				ns := ref.Namespace
+				if ns == "" {
+					ns = s.Namespace
+				}
+				want[nsName{ns, ref.Name}] = true
+			}
+		}
+	}
+	out := map[nsName]*corev1.Pod{}
+	if len(want) == 0 {
+		return out
+	}
+	for _, p := range all {
+		if k := (nsName{p.Namespace, p.Name}); want[k] {
+			out[k] = p
+		}
+	}
+	return out
+}
+
+// serviceOf is the service of a host: a MetaProtocol service, or the
+// fallback's Service.
+func (ix *Index) serviceOf(host string) *Service {
+	if svc := ix.services[host]; svc != nil {
+		return svc
+	}
+	if ix.fallback != nil && host == ix.opts.LazyFallback {
+		return ix.fallback
+	}
+	return nil
+}
+
+// lazyFallbackAt is the fallback's Service as its cluster at port sees
+// it: every endpoint serves port at that number. Nil for a proxy without
+// an identity, or when the fallback address names no Service.
+func (ix *Index) lazyFallbackAt(port uint32, p *Proxy) *Service {
+	if ix.fallback == nil || p.Identity == "" {
+		return nil
+	}
+	svc := *ix.fallback
+	svc.Endpoints = make([]Endpoint, len(ix.fallback.Endpoints))
+	at := map[uint32]uint32{port: port}
+	for i, e := range ix.fallback.Endpoints {
+		e.Ports = at
+		svc.Endpoints[i] = e
+	}
+	return &svc
+}
+
+// lazyFallbackCluster is the plain cluster of the fallback proxy at a
+// port: one endpoint, the fallback's address (a name the proxy resolves
+// when it dials, such as a Service's DNS name), as a static load
+// assignment.
 func (ix *Index) lazyFallbackCluster(port uint32) (*clusterv3.Cluster, *endpointv3.ClusterLoadAssignment) {
 	name := ClusterName(ix.opts.LazyFallback, port, "")
 	c := edsCluster(name)

@@ -223,7 +223,7 @@ func upstreamContext(sni string, sans []string) *tlsv3.UpstreamTlsContext {
 // identity, from the merged DestinationRule tls settings (nil: auto mTLS).
 func (ix *Index) applyUpstreamTLS(c *clusterv3.Cluster, host string, port uint32, subset string, tls *v1alpha3.ClientTLSSettings, td string) {
 	sni := istioSNI(host, port, subset)
-	sans := ix.serviceSANs(ix.services[host], td)
+	sans := ix.serviceSANs(ix.serviceOf(host), td)
 	if tls == nil {
 		c.TransportSocketMatches = []*clusterv3.Cluster_TransportSocketMatch{
 			{

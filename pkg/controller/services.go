@@ -259,6 +259,12 @@ func sliceEndpoints(s *discoveryv1.EndpointSlice, byName map[string]uint32, pods
 	if len(ports) == 0 {
 		return nil
 	}
+	return sliceInstances(s, ports, pods, resolve)
+}
+
+// sliceInstances reads the ready endpoints of one EndpointSlice, each
+// with ports (nil for the lazy fallback's, dialled at any port).
+func sliceInstances(s *discoveryv1.EndpointSlice, ports map[uint32]uint32, pods map[nsName]*corev1.Pod, resolve Resolver) []Endpoint {
 	base := map[string]string{}
 	for k, v := range s.Labels {
 		if !strings.Contains(k, "kubernetes.io/") {

@@ -33,6 +33,10 @@ type testProxy struct {
 	Mode          string            `json:"mode"`
 	ListenAddress string            `json:"listenAddress"`
 	Identity      string            `json:"identity"`
+	// Lazy and Learned make a proxy in lazy mode and the destinations it
+	// reported.
+	Lazy    bool     `json:"lazy"`
+	Learned []string `json:"learned"`
 }
 
 // ReadProxies reads the Proxy documents of a golden input; it fails t
@@ -54,7 +58,14 @@ func ReadProxies(t *testing.T, data []byte) []*controller.Proxy {
 		if err := json.Unmarshal(js, &tp); err != nil {
 			t.Fatal(err)
 		}
-		out = append(out, &controller.Proxy{ID: tp.ID, Namespace: tp.Namespace, Labels: tp.Labels, Mode: tp.Mode, ListenAddress: tp.ListenAddress, Identity: tp.Identity})
+		p := &controller.Proxy{ID: tp.ID, Namespace: tp.Namespace, Labels: tp.Labels, Mode: tp.Mode, ListenAddress: tp.ListenAddress, Identity: tp.Identity, Lazy: tp.Lazy}
+		if tp.Lazy {
+			p.Learned = map[string]bool{}
+			for _, d := range tp.Learned {
+				p.Learned[d] = true
+			}
+		}
+		out = append(out, p)
 	}
 	if len(out) == 0 {
 		t.Fatal("no Proxy document")
