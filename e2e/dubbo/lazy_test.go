@@ -12,6 +12,7 @@ import (
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
 	"github.com/rosetta-mesh/rosetta/internal/testutil"
+	"github.com/rosetta-mesh/rosetta/pkg/identity/identitytest"
 )
 
 // Lazy mode end to end: rosetta-controller in folder mode with two Dubbo
@@ -74,6 +75,113 @@ func TestLazyProxyLearnsWhatItsCallersCall(t *testing.T) {
 	if dump := lazy.configDump(t); strings.Contains(dump, beta) {
 		t.Errorf("beta, never called, is in the lazy proxy's config")
 	}
+}
+
+// The fallback over Istio mTLS: the lazy proxy and the fallback both have
+// Istio identities (certificates of one in-test CA), the fallback's
+// namespace is STRICT (a PeerAuthentication), and --lazy-fallback names
+// the fallback's headless Service, whose EndpointSlice lists the fallback
+// pod with no ports. The lazy proxy originates Istio mTLS to the fallback,
+// verifying the fallback pod's service account, at the destination's
+// port; the first call, through the fallback, succeeds. A plaintext
+// caller is refused by the fallback, so the call could not have gone
+// through it in plaintext.
+func TestLazyFallbackOverIstioMutualTLS(t *testing.T) {
+	const (
+		fallbackHost = "rosetta-fallback.rosetta-system.svc.cluster.local"
+		fallbackID   = "spiffe://cluster.local/ns/rosetta-system/sa/rosetta-fallback"
+	)
+	a := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "a", Version: version})
+	portA := testutil.FreePort(t)
+	dir := t.TempDir()
+	mesh := lazyService("alpha", portA, a.Port()) + "---\n" + fallbackObjects
+	if err := os.WriteFile(filepath.Join(dir, "mesh.yaml"), []byte(mesh), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ca := identitytest.NewCA("mesh")
+	xdsAddr := startLazyController(t, dir, fallbackHost)
+	bin := testutil.GoBuild(t, filepath.Join("..", ".."), "./cmd/rosetta-proxy")
+	fallback := startXDSProxy(t, bin, xdsAddr, "fallback", "127.0.0.1", "--namespace", "rosetta-system", "--labels", "app=rosetta-fallback",
+		"--identity", "files", "--cert-dir", certDir(t, ca, fallbackID))
+	lazy := startXDSProxy(t, bin, xdsAddr, "app", "127.0.0.2", "--lazy", "--mode", "sidecar",
+		"--identity", "files", "--cert-dir", certDir(t, ca, "spiffe://cluster.local/ns/shop/sa/app"))
+	alpha := "outbound|" + fmt.Sprint(portA) + "||alpha.shop.svc.cluster.local"
+	viaFallback := "outbound|" + fmt.Sprint(portA) + "||" + fallbackHost
+	testutil.Eventually(t, 10*time.Second, "the lazy proxy's fallback config", func() bool { return strings.Contains(lazy.configDump(t), viaFallback) })
+	testutil.Eventually(t, 10*time.Second, "the fallback's listener", func() bool {
+		return strings.Contains(fallback.configDump(t), "alpha.shop.svc.cluster.local_"+fmt.Sprint(portA))
+	})
+
+	plain := dubbokit.DialRaw(t, fmt.Sprintf("127.0.0.1:%d", portA))
+	if err := plain.Send(1, dubbokit.Call{Version: version, Method: "sayHello", Arg: "plaintext"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.WaitClosed(10 * time.Second); err != nil {
+		t.Fatalf("the STRICT fallback kept a plaintext caller's connection: %v", err)
+	}
+
+	c := dubbokit.NewConsumer(t, fmt.Sprintf("127.0.0.2:%d", portA), consumerConfig())
+	if got, err := c.SayHello(context.Background(), "first"); err != nil || got != "a: hello first" {
+		t.Fatalf("first call = %q, %v; want a's answer through the fallback over mTLS", got, err)
+	}
+	if n := okRequests(fallback.metrics(t), alpha); n != 1 {
+		t.Errorf("the fallback served %v calls to alpha, want the first one", n)
+	}
+	dump := lazy.configDump(t)
+	for _, want := range []string{"outbound_." + fmt.Sprint(portA) + "_._." + fallbackHost, fallbackID} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("the lazy proxy's fallback cluster does not name %s", want)
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, "alpha in the lazy proxy's config", func() bool { return strings.Contains(lazy.configDump(t), alpha) })
+}
+
+// fallbackObjects are the fallback's headless Service without ports, its
+// EndpointSlice (the fallback pod on 127.0.0.1, no ports, as Kubernetes
+// writes it for such a Service), the pod (an Istio workload of service
+// account rosetta-fallback) and a STRICT PeerAuthentication for its
+// namespace.
+const fallbackObjects = `apiVersion: v1
+kind: Service
+metadata: {name: rosetta-fallback, namespace: rosetta-system}
+spec: {clusterIP: None, selector: {app: rosetta-fallback}}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: rosetta-fallback-1
+  namespace: rosetta-system
+  labels: {kubernetes.io/service-name: rosetta-fallback}
+addressType: IPv4
+ports: []
+endpoints: [{addresses: [127.0.0.1], targetRef: {kind: Pod, name: rosetta-fallback-1}}]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: rosetta-fallback-1
+  namespace: rosetta-system
+  labels: {app: rosetta-fallback, security.istio.io/tlsMode: istio}
+spec: {serviceAccountName: rosetta-fallback, containers: [{name: proxy, image: rosetta-proxy}]}
+---
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: default, namespace: rosetta-system}
+spec: {mtls: {mode: STRICT}}
+`
+
+// certDir writes a workload certificate of id from ca, as rosetta-proxy
+// --identity files reads it, and returns the folder.
+func certDir(t *testing.T, ca *identitytest.CA, id string) string {
+	t.Helper()
+	dir := t.TempDir()
+	cert, key := ca.Leaf(id, time.Hour)
+	for name, b := range map[string][]byte{"cert-chain.pem": cert, "key.pem": key, "root-cert.pem": ca.PEM()} {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // lazyService is a Service of namespace shop on port, with one endpoint,
