@@ -25,7 +25,7 @@ import (
 func TestManifestsDryRun(t *testing.T) {
 	c := needCluster(t)
 	c.MustNamespace(t, "demo")
-	for _, f := range []string{"rosetta.yaml", "proxy-example.yaml"} {
+	for _, f := range []string{"rosetta.yaml", "proxy-example.yaml", "lazy-fallback-example.yaml"} {
 		c.MustKubectl(t, "", "apply", "--dry-run=server", "-f", filepath.Join(repoRoot, "manifests", "rendered", f))
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"helm.sh/helm/v3/pkg/action"
 	"helm.sh/helm/v3/pkg/chart/loader"
 	"helm.sh/helm/v3/pkg/chartutil"
+	corev1 "k8s.io/api/core/v1"
 )
 
 var update = flag.Bool("update", false, "rewrite manifests/rendered from the chart")
@@ -38,8 +39,16 @@ func render(t *testing.T, values map[string]any) []byte {
 // renderedFiles are the plain-YAML forms of the chart, committed so that
 // `kubectl apply -f` works without Helm.
 var renderedFiles = map[string]map[string]any{
-	"rosetta.yaml":       nil,
-	"proxy-example.yaml": {"createNamespace": false, "proxy": map[string]any{"enabled": true, "namespace": "demo"}},
+	"rosetta.yaml":               nil,
+	"proxy-example.yaml":         {"createNamespace": false, "proxy": map[string]any{"enabled": true, "namespace": "demo"}},
+	"lazy-fallback-example.yaml": {"createNamespace": false, "lazy": map[string]any{"fallbackProxy": map[string]any{"enabled": true}}},
+}
+
+// renderedTemplates are the templates whose documents an example file
+// keeps; the other files keep every document.
+var renderedTemplates = map[string]string{
+	"proxy-example.yaml":         "proxy.yaml",
+	"lazy-fallback-example.yaml": "lazy-fallback.yaml",
 }
 
 // TestRenderedManifestsMatchChart: manifests/rendered/*.yaml are what the
@@ -48,8 +57,8 @@ var renderedFiles = map[string]map[string]any{
 func TestRenderedManifestsMatchChart(t *testing.T) {
 	for name, values := range renderedFiles {
 		got := render(t, values)
-		if name == "proxy-example.yaml" {
-			got = onlyKinds(t, got, "Deployment", "Service", "proxy")
+		if tmpl, ok := renderedTemplates[name]; ok {
+			got = onlyTemplate(t, got, tmpl)
 		}
 		path := filepath.Join(repoRoot, "manifests", "rendered", name)
 		if *update {
@@ -82,17 +91,17 @@ func TestRenderedManifestsMatchChart(t *testing.T) {
 	}
 }
 
-// onlyKinds keeps the documents rendered from templates/proxy.yaml.
-func onlyKinds(t *testing.T, all []byte, _ ...string) []byte {
+// onlyTemplate keeps the documents rendered from templates/<tmpl>.
+func onlyTemplate(t *testing.T, all []byte, tmpl string) []byte {
 	t.Helper()
 	var out [][]byte
 	for _, doc := range bytes.Split(all, []byte("\n---\n")) {
-		if bytes.Contains(doc, []byte("# Source: rosetta/templates/proxy.yaml")) {
+		if bytes.Contains(doc, []byte("# Source: rosetta/templates/"+tmpl)) {
 			out = append(out, bytes.TrimPrefix(doc, []byte("---\n")))
 		}
 	}
 	if len(out) == 0 {
-		t.Fatal("the proxy template rendered nothing")
+		t.Fatalf("the template %s rendered nothing", tmpl)
 	}
 	return append([]byte("---\n"), append(bytes.Join(out, []byte("\n---\n")), '\n')...)
 }
@@ -132,5 +141,49 @@ func TestProxyHBONEValue(t *testing.T) {
 	}
 	if off := string(render(t, map[string]any{"proxy": map[string]any{"enabled": true}})); strings.Contains(off, "hbone") {
 		t.Error("proxy.hbone=false still renders HBONE")
+	}
+}
+
+// TestLazyFallbackProxyValue: lazy.fallbackProxy.enabled renders the
+// fallback's Deployment (rosetta-proxy, not lazy, with the mesh
+// identity of its own ServiceAccount), the ServiceAccount and a headless
+// Service without ports, and points the controller's --lazy-fallback at
+// that Service's DNS name unless lazy.fallback names another; off, it
+// renders none of them.
+func TestLazyFallbackProxyValue(t *testing.T) {
+	on := render(t, map[string]any{"lazy": fallbackOn})
+	d := deployment(t, on, "rosetta-fallback")
+	c := d.Spec.Template.Spec.Containers[0]
+	if _, lazy := flagValue(c.Args, "lazy"); lazy {
+		t.Error("the fallback proxy runs in lazy mode")
+	}
+	for flag, want := range map[string]string{"mode": "gateway", "identity": "istiod", "namespace": "$(POD_NAMESPACE)"} {
+		if got, _ := flagValue(c.Args, flag); got != want {
+			t.Errorf("the fallback proxy's --%s=%q, want %q", flag, got, want)
+		}
+	}
+	if sa, tls := d.Spec.Template.Spec.ServiceAccountName, d.Spec.Template.Labels["security.istio.io/tlsMode"]; sa != "rosetta-fallback" || tls != "istio" {
+		t.Errorf("the fallback's pods: ServiceAccount %q, tlsMode %q; want rosetta-fallback, istio", sa, tls)
+	}
+	svcs := renderedObjects[corev1.Service](t, on, "lazy-fallback.yaml", "Service")
+	if len(svcs) != 1 || svcs[0].Spec.ClusterIP != corev1.ClusterIPNone || len(svcs[0].Spec.Ports) != 0 || svcs[0].Spec.Selector["app"] != "rosetta-fallback" {
+		t.Errorf("the fallback's Service = %+v, want one headless Service without ports selecting its pods", svcs)
+	}
+	controllerFallback := func(values map[string]any) (string, bool) {
+		return flagValue(deployment(t, render(t, values), "rosetta-controller").Spec.Template.Spec.Containers[0].Args, "lazy-fallback")
+	}
+	if got, _ := controllerFallback(map[string]any{"lazy": fallbackOn}); got != "rosetta-fallback.rosetta-system.svc.cluster.local" {
+		t.Errorf("--lazy-fallback=%q, want the fallback Service's DNS name", got)
+	}
+	own := map[string]any{"lazy": map[string]any{"fallback": "fb.other.svc.cluster.local", "fallbackProxy": map[string]any{"enabled": true}}}
+	if got, _ := controllerFallback(own); got != "fb.other.svc.cluster.local" {
+		t.Errorf("--lazy-fallback=%q, want lazy.fallback's", got)
+	}
+	off := render(t, nil)
+	if bytes.Contains(off, []byte("rosetta/templates/lazy-fallback.yaml")) {
+		t.Error("the fallback proxies are rendered while lazy.fallbackProxy.enabled is false")
+	}
+	if got, ok := controllerFallback(nil); ok {
+		t.Errorf("--lazy-fallback=%q without a fallback", got)
 	}
 }

@@ -60,7 +60,11 @@ type surface struct {
 var surfaces = []surface{
 	{"rosetta-controller", "http-address", "debug-address", "expose-debug", 15014, 15015, "rosetta-controller"},
 	{"rosetta-proxy", "metrics-address", "admin", "expose-admin", 15090, 15000, "rosetta-proxy"},
+	{"rosetta-fallback", "metrics-address", "admin", "expose-admin", 15090, 15000, "rosetta-proxy"},
 }
+
+// fallbackOn renders the chart's lazy fallback proxies.
+var fallbackOn = map[string]any{"fallbackProxy": map[string]any{"enabled": true}}
 
 // TestChartKeepsDebugOnLoopback: by default the controller's debug server
 // and the proxy's admin (config dumps, pprof) listen on 127.0.0.1 and are
@@ -71,7 +75,7 @@ func TestChartKeepsDebugOnLoopback(t *testing.T) {
 	proxyOn := map[string]any{"enabled": true}
 	for _, s := range surfaces {
 		t.Run(s.deployment, func(t *testing.T) {
-			d := deployment(t, render(t, map[string]any{"proxy": proxyOn}), s.deployment)
+			d := deployment(t, render(t, map[string]any{"proxy": proxyOn, "lazy": fallbackOn}), s.deployment)
 			c := d.Spec.Template.Spec.Containers[0]
 			checkFlagsExist(t, s.cmd, c.Args)
 			debug, _ := flagValue(c.Args, s.debugFlag)
@@ -87,7 +91,7 @@ func TestChartKeepsDebugOnLoopback(t *testing.T) {
 			}
 		})
 	}
-	exposed := map[string]any{"controller": map[string]any{"exposeDebug": true}, "proxy": map[string]any{"enabled": true, "exposeAdmin": true}}
+	exposed := map[string]any{"controller": map[string]any{"exposeDebug": true}, "proxy": map[string]any{"enabled": true, "exposeAdmin": true}, "lazy": fallbackOn}
 	for _, s := range surfaces {
 		t.Run(s.deployment+" exposed", func(t *testing.T) {
 			d := deployment(t, render(t, exposed), s.deployment)

@@ -26,3 +26,20 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 - name: istiod-ca-cert
   configMap: {name: istio-ca-root-cert}
 {{- end -}}
+
+{{/* The namespace of the chart's lazy fallback proxies. */}}
+{{- define "rosetta.fallbackNamespace" -}}
+{{ .Values.lazy.fallbackProxy.namespace | default .Values.namespace }}
+{{- end -}}
+
+{{/*
+The controller's --lazy-fallback: lazy.fallback when set, else the DNS
+name of the chart's fallback Service when it renders one, else nothing.
+*/}}
+{{- define "rosetta.lazyFallback" -}}
+{{- if .Values.lazy.fallback -}}
+{{ .Values.lazy.fallback }}
+{{- else if .Values.lazy.fallbackProxy.enabled -}}
+{{ .Values.lazy.fallbackProxy.name }}.{{ include "rosetta.fallbackNamespace" . }}.svc.{{ .Values.controller.domainSuffix }}
+{{- end -}}
+{{- end -}}
