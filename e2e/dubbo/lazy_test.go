@@ -121,9 +121,11 @@ func TestLazyFallbackOverIstioMutualTLS(t *testing.T) {
 	}
 
 	c := dubbokit.NewConsumer(t, fmt.Sprintf("127.0.0.2:%d", portA), consumerConfig())
+	start := time.Now()
 	if got, err := c.SayHello(context.Background(), "first"); err != nil || got != "a: hello first" {
 		t.Fatalf("first call = %q, %v; want a's answer through the fallback over mTLS", got, err)
 	}
+	t.Logf("first call, through the fallback over mTLS: %v", time.Since(start))
 	if n := okRequests(fallback.metrics(t), alpha); n != 1 {
 		t.Errorf("the fallback served %v calls to alpha, want the first one", n)
 	}
