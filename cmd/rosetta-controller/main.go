@@ -95,7 +95,7 @@ func (f *flags) register(fs *pflag.FlagSet) {
 	f.accessLog.register(fs)
 	fs.StringVar(&f.meshConfig, "mesh-config", "", "Istio's mesh config (YAML, the istio ConfigMap's \"mesh\" key, as istiod's --meshConfig): the extensionProviders and defaultProviders that Telemetry resources name (docs/tracing.md); empty: only Istio's built-in \"envoy\" access log provider")
 	f.xds.register(fs)
-	fs.StringVar(&f.lazyFallback, "lazy-fallback", "", "the address (DNS name or IP, no port) of the shared, fully configured rosetta-proxy that proxies in lazy mode (rosetta-proxy --lazy) send the calls to destinations they have not used yet, at the destination's port, e.g. rosetta-fallback.rosetta-system.svc.cluster.local; empty: lazy proxies get every destination's config")
+	fs.StringVar(&f.lazyFallback, "lazy-fallback", "", "the address (DNS name or IP, no port) of the shared, fully configured rosetta-proxy that proxies in lazy mode (rosetta-proxy --lazy) send the calls to destinations they have not used yet, at the destination's port, e.g. rosetta-fallback.rosetta-system.svc.cluster.local (a Service's DNS name: proxies with an identity reach its pods over Istio mTLS); empty: lazy proxies get every destination's config")
 }
 
 // parseFlags reads the flags from args, as the command line does.
