@@ -48,7 +48,9 @@ type Options struct {
 	// LazyFallback is the address (a DNS name or IP) of the shared,
 	// fully configured proxy that lazy proxies send the calls to
 	// destinations they have not learned yet (lazy.go); lazy proxies get
-	// every destination's routes when empty.
+	// every destination's routes when empty. When it is a Kubernetes
+	// Service's DNS name, proxies with an identity reach that Service's
+	// pods over Istio mTLS.
 	LazyFallback string
 	// Mesh is Istio's mesh config (rosetta-controller --mesh-config): its
 	// extensionProviders and defaultProviders are what Telemetry
