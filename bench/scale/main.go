@@ -98,6 +98,7 @@ func (r *result) print(w io.Writer) {
 	row("edit -> last ACK, max", ms(lat[len(lat)-1]))
 	row("controller CPU per edit", ms(r.cpuPerEdit))
 	row("controller pushes per edit", fmt.Sprintf("%.2f", r.pushesPerEdit))
+	row("scope generations per edit", fmt.Sprintf("%.2f", r.generationsPerEdit))
 	row("responses per receiving proxy per edit", fmt.Sprintf("%.2f", r.responses))
 	row("resources per receiving proxy per edit", fmt.Sprintf("%.2f (%.1f KB)", r.resources, r.bytes/1024))
 	row("responses to proxies the edit does not concern", fmt.Sprint(r.stray))

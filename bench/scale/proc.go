@@ -132,6 +132,19 @@ func (s *sampler) close() {
 // pushCount reads how many pushes the controller has made: the count of
 // rosetta_xds_push_duration_seconds, observed once per Server.Update.
 func pushCount(metricsURL string) (int, error) {
+	n, err := metricSum(metricsURL, "rosetta_xds_push_duration_seconds_count")
+	return int(n), err
+}
+
+// generationCount reads how many scopes the controller has generated,
+// for every reason.
+func generationCount(metricsURL string) (int, error) {
+	n, err := metricSum(metricsURL, "rosetta_xds_scope_generations_total")
+	return int(n), err
+}
+
+// metricSum sums the samples of a metric, over all its labels.
+func metricSum(metricsURL, name string) (float64, error) {
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(metricsURL)
 	if err != nil {
 		return 0, fmt.Errorf("scale: metrics: %w", err)
@@ -139,14 +152,24 @@ func pushCount(metricsURL string) (int, error) {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	sum, found := 0.0, false
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "rosetta_xds_push_duration_seconds_count "); ok {
-			n, err := strconv.ParseFloat(v, 64)
-			return int(n), err
+		rest, ok := strings.CutPrefix(sc.Text(), name)
+		if !ok || (!strings.HasPrefix(rest, " ") && !strings.HasPrefix(rest, "{")) {
+			continue
 		}
+		v := rest[strings.LastIndexByte(rest, ' ')+1:]
+		n, err := strconv.ParseFloat(v, 64)
+		if err != nil {
+			return 0, fmt.Errorf("scale: metrics: %s: %w", name, err)
+		}
+		sum, found = sum+n, true
 	}
 	if err := sc.Err(); err != nil {
 		return 0, fmt.Errorf("scale: metrics: %w", err)
 	}
-	return 0, fmt.Errorf("scale: metrics: no rosetta_xds_push_duration_seconds_count at %s", metricsURL)
+	if !found {
+		return 0, fmt.Errorf("scale: metrics: no %s at %s", name, metricsURL)
+	}
+	return sum, nil
 }

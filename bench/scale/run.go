@@ -77,10 +77,12 @@ type result struct {
 	// resources (a delta response's changed ones, a state-of-the-world
 	// response's whole type) and their serialized size.
 	resources, bytes float64
-	// cpuPerEdit and pushesPerEdit are the controller's CPU time and
-	// pushes over the edits, per edit.
-	cpuPerEdit    time.Duration
-	pushesPerEdit float64
+	// cpuPerEdit, pushesPerEdit and generationsPerEdit are the
+	// controller's CPU time, pushes and scope generations over the edits,
+	// per edit.
+	cpuPerEdit         time.Duration
+	pushesPerEdit      float64
+	generationsPerEdit float64
 	// rssMean and rssMax are sampled while serving edits; rssPeak is the
 	// peak of the whole run (VmHWM), MB.
 	rssMean, rssMax, rssPeak float64
@@ -246,6 +248,10 @@ func run(ctx context.Context, o options) (*result, error) {
 	if err != nil {
 		return fail(err)
 	}
+	gens0, err := generationCount("http://" + httpAddr + "/metrics")
+	if err != nil {
+		return fail(err)
+	}
 	receivers, responses, resources, bytes := 0, 0, 0, 0
 	for k := 1; k <= o.edits; k++ {
 		svc := (k * 7919) % o.services
@@ -305,8 +311,13 @@ func run(ctx context.Context, o options) (*result, error) {
 	if err != nil {
 		return fail(err)
 	}
+	gens1, err := generationCount("http://" + httpAddr + "/metrics")
+	if err != nil {
+		return fail(err)
+	}
 	res.cpuPerEdit = (cpu1 - cpu0) / time.Duration(o.edits)
 	res.pushesPerEdit = float64(pushes1-pushes0) / float64(o.edits)
+	res.generationsPerEdit = float64(gens1-gens0) / float64(o.edits)
 	res.receivers = float64(receivers) / float64(o.edits)
 	res.responses = float64(responses) / float64(receivers)
 	res.resources = float64(resources) / float64(receivers)

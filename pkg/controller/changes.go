@@ -18,15 +18,17 @@ import (
 // Scoped pushes: an edit costs what it changes. The Pipeline compares
 // each read of the inputs with the one behind the last push and records
 // what differs as Changes on the new Index: the hosts whose service,
-// endpoints, DestinationRule or MetaRouter changed, the namespaces whose
-// Sidecar changed, or All for a change whose reach is not worked out
-// (policies, gateways, protocols, the translators' kinds, DNS answers).
-// A proxy's generation records the hosts it read (Deps); the xDS server
-// generates a scope again only when Affects says the changes reach it,
-// and keeps its last snapshot otherwise. A read with no change makes no
-// push at all. This is Istio's model (a push request's updated configs,
-// and a sidecar scope's config dependencies), on hosts instead of config
-// keys.
+// endpoints, DestinationRule or MetaRouter changed, among them those
+// whose service itself changed (Shapes), the namespaces whose Sidecar
+// changed, or All for a change whose reach is not worked out (policies,
+// gateways, protocols, the translators' kinds, DNS answers). A proxy's
+// generation records the hosts it read (Deps): wholly, or, for a lazy
+// proxy's listener of a destination it has not learned, only what the
+// listener reads. The xDS server generates a scope again only when
+// Affects says the changes reach it, and keeps its last snapshot
+// otherwise. A read with no change makes no push at all. This is Istio's
+// model (a push request's updated configs, and a sidecar scope's config
+// dependencies), on hosts instead of config keys.
 
 // Changes are what differs between an Index and the one pushed before it.
 type Changes struct {
@@ -35,6 +37,13 @@ type Changes struct {
 	// Hosts are the hosts whose service, endpoints, DestinationRule or
 	// MetaRouter changed (before or after the change).
 	Hosts map[string]bool
+	// Shapes are the hosts of Hosts whose Service or ServiceEntry
+	// changed: what the listeners of a host read (its ports, their
+	// protocols and names, addresses, exportTo, age, which service holds
+	// a port number) can have changed only for these. An EndpointSlice,
+	// Pod, DestinationRule or MetaRouter changes a host's routes,
+	// clusters or endpoints only.
+	Shapes map[string]bool
 	// Namespaces are those whose proxies' Sidecar or Telemetry may have
 	// changed.
 	Namespaces map[string]bool
@@ -64,11 +73,33 @@ func (ix *Index) ChangedSince(seq uint64) bool {
 }
 
 // Deps are what one proxy's generation read of its Index: the hosts whose
-// listeners, routes or clusters it made, and whether it depends on what
-// Changes do not track (a gateway's or a steering waypoint's listeners).
+// routes or clusters it made (hosts), those it read only for their
+// listeners (listeners: every other host the proxy sees, which a lazy
+// proxy routes to the fallback), and whether it depends on what Changes
+// do not track (a gateway's or a steering waypoint's listeners).
 type Deps struct {
-	hosts  map[string]bool
-	always bool
+	hosts     map[string]bool
+	listeners map[string]bool
+	always    bool
+}
+
+// newDeps makes empty Deps.
+func newDeps() *Deps {
+	return &Deps{hosts: map[string]bool{}, listeners: map[string]bool{}}
+}
+
+// readListener notes a host the generation read for its listeners.
+func (d *Deps) readListener(h string) {
+	if !d.hosts[h] {
+		d.listeners[h] = true
+	}
+}
+
+// read notes a host the generation read wholly (its routes, or a
+// cluster of it).
+func (d *Deps) read(h string) {
+	d.hosts[h] = true
+	delete(d.listeners, h)
 }
 
 // Affects reports whether the Index's changes may change what Generate
@@ -94,6 +125,13 @@ func (ix *Index) Affects(p *Proxy, d *Deps) bool {
 	for h := range c.Hosts {
 		if d.hosts[h] {
 			return true
+		}
+		if d.listeners[h] {
+			// Only a change of its service reaches its listeners.
+			if c.Shapes[h] {
+				return true
+			}
+			continue
 		}
 		// A host the proxy did not read may be one it now sees.
 		if svc := ix.services[h]; svc != nil && ix.sees(p, sc, svc) {
@@ -211,7 +249,7 @@ func (s *pushedSet) diff(b *Builder, in *Inputs) *Changes {
 		s.primed = true
 		return nil
 	}
-	c := &Changes{Hosts: map[string]bool{}, Namespaces: map[string]bool{}, kinds: map[string]bool{}}
+	c := &Changes{Hosts: map[string]bool{}, Shapes: map[string]bool{}, Namespaces: map[string]bool{}, kinds: map[string]bool{}}
 	ix := &Index{opts: b.options()}
 	var pods []metav1.Object
 	note := func(ko kindObject) {
@@ -254,7 +292,8 @@ func (s *pushedSet) diff(b *Builder, in *Inputs) *Changes {
 func (c *Changes) trace(ix *Index, kind string, o metav1.Object) {
 	switch kind {
 	case kindService:
-		c.Hosts[fmt.Sprintf("%s.%s.svc.%s", o.GetName(), o.GetNamespace(), ix.opts.DomainSuffix)] = true
+		h := fmt.Sprintf("%s.%s.svc.%s", o.GetName(), o.GetNamespace(), ix.opts.DomainSuffix)
+		c.Hosts[h], c.Shapes[h] = true, true
 	case kindEndpointSlice:
 		if name := o.GetLabels()[discoveryv1.LabelServiceName]; name != "" {
 			c.Hosts[fmt.Sprintf("%s.%s.svc.%s", name, o.GetNamespace(), ix.opts.DomainSuffix)] = true
@@ -266,7 +305,7 @@ func (c *Changes) trace(ix *Index, kind string, o metav1.Object) {
 			return
 		}
 		for _, h := range se.Spec.GetHosts() {
-			c.Hosts[h] = true
+			c.Hosts[h], c.Shapes[h] = true, true
 		}
 	case kindDestinationRule:
 		dr, ok := o.(*networkingv1.DestinationRule)

@@ -49,11 +49,27 @@ spec:
 	return files
 }
 
+// changesVIPs are the services' cluster IPs, so that a proxy that
+// terminates HBONE has a listener for each.
+var changesVIPs = map[string]string{"a/greeter": "10.96.0.1", "b/greeter": "10.96.0.2", "c/greeter": "10.96.0.3", "a/other": "10.96.0.4", "b/other": "10.96.0.5"}
+
+// changesRouterTo is a MetaRouter of ns's greeter that sends every call
+// to a subset of a's greeter.
+func changesRouterTo(ns, subset string) string {
+	return fmt.Sprintf(`apiVersion: metaprotocol.rosetta.dev/v1alpha1
+kind: MetaRouter
+metadata: {name: greeter, namespace: %s}
+spec:
+  hosts: [greeter]
+  routes: [{name: all, route: [{destination: {host: greeter.a.svc.cluster.local, subset: %q}}]}]
+`, ns, subset)
+}
+
 func changesService(ns, name string, port int, addr string) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: %[2]s, namespace: %[1]s}
-spec: {ports: [{name: tcp-dubbo, port: %[3]d}]}
+spec: {clusterIPs: [%[5]s], ports: [{name: tcp-dubbo, port: %[3]d}]}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -61,7 +77,7 @@ metadata: {name: %[2]s-1, namespace: %[1]s, labels: {kubernetes.io/service-name:
 addressType: IPv4
 ports: [{name: tcp-dubbo, port: 20881}]
 endpoints: [{addresses: [%[4]s], targetRef: {kind: Pod, name: %[2]s-pod}}]
-`, ns, name, port, addr)
+`, ns, name, port, addr, changesVIPs[ns+"/"+name])
 }
 
 func changesPod(ns, name, version string) string {
@@ -114,37 +130,59 @@ func protosEqual[T proto.Message](a, b []T) bool {
 // proxies of every namespace, that a proxy Affects says the edit does not
 // reach gets the same resources from the new Index as from the old (so
 // keeping its last generation is right), and that the edit reaches the
-// proxies it should and no others.
+// proxies it should and no others. The three greeters share port 20880:
+// a proxy that sees more than one has a listener for the oldest only (or,
+// terminating HBONE, one reached through HBONE for each other). Lazy
+// proxies: la in a has learned nothing, la-l in a has learned a's greeter,
+// lc-h in c terminates HBONE and has learned nothing, so its listeners of
+// b's and c's greeters, which lost the port number, keep their routes.
 func TestAffectsIsSound(t *testing.T) {
+	lazy := func(id, ns string, hbone bool, learned ...string) *Proxy {
+		p := &Proxy{ID: id, Namespace: ns, Lazy: true, HBONE: hbone, Learned: map[string]bool{}}
+		for _, d := range learned {
+			p.Learned[d] = true
+		}
+		return p
+	}
 	proxies := []*Proxy{
 		{ID: "a", Namespace: "a"}, {ID: "b", Namespace: "b"}, {ID: "c", Namespace: "c"},
 		{ID: "a-id", Namespace: "a", Identity: "spiffe://cluster.local/ns/a/sa/default"},
+		lazy("la", "a", false), lazy("la-l", "a", false, "greeter.a.svc.cluster.local:20880"), lazy("lc-h", "c", true),
 	}
+	all := "a b c a-id la la-l lc-h"
 	steps := []struct {
 		name    string
 		file    string
 		content string
 		reaches string // the proxies the edit reaches, space-separated
 	}{
-		{"a's Pod", "pod-a", changesPod("a", "greeter", "v2"), "a c a-id"},
-		{"a's router", "router-a", strings.Replace(changesMesh()["router-a"], "subset: v1", "subset: v2", 1), "a c a-id"},
-		{"b's endpoints", "svc-b", changesService("b", "greeter", 20880, "10.0.0.2"), "a b c a-id"},
-		{"c's endpoints", "svc-c", changesService("c", "greeter", 20880, "10.0.0.3"), "b c"},
-		{"c's rule", "rule-c", changesRule("c", "v3"), "b c"},
-		{"a's load balancer", "rule-a", changesRule("a", "v1") + "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n", "a c a-id"},
-		{"a new service in b", "svc-b2", changesService("b", "other", 20890, "10.0.0.4"), "b c"},
-		{"a new service in a", "svc-a2", changesService("a", "other", 20890, "10.0.0.5"), "a c a-id"},
-		{"a's Sidecar", "sidecars", strings.Replace(changesMesh()["sidecars"], `["./*"]`, `["./*", "c/*"]`, 1), "a a-id"},
-		{"a mesh-wide policy", "peer", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n", "a b c a-id"},
-		{"a's Telemetry", "telemetry-a", "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: logs, namespace: a}\nspec: {accessLogging: [{providers: [{name: envoy}]}]}\n", "a a-id"},
-		{"a mesh-wide Telemetry", "telemetry-root", "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: logs, namespace: istio-system}\nspec: {accessLogging: [{providers: [{name: envoy}]}]}\n", "a b c a-id"},
+		{"a's Pod", "pod-a", changesPod("a", "greeter", "v2"), "a c a-id la-l"},
+		{"a's router", "router-a", strings.Replace(changesMesh()["router-a"], "subset: v1", "subset: v2", 1), "a c a-id la-l"},
+		// a's router sends calls to b's greeter.
+		{"b's endpoints", "svc-b", changesService("b", "greeter", 20880, "10.0.0.2"), "a b c a-id la-l lc-h"},
+		// Only lc-h has a listener for c's greeter, and its routes.
+		{"c's endpoints", "svc-c", changesService("c", "greeter", 20880, "10.0.0.3"), "lc-h"},
+		{"c's rule", "rule-c", changesRule("c", "v3"), "lc-h"},
+		{"a's load balancer", "rule-a", changesRule("a", "v1") + "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n", "a c a-id la-l"},
+		{"a new service in b", "svc-b2", changesService("b", "other", 20890, "10.0.0.4"), "b c lc-h"},
+		{"a new service in a", "svc-a2", changesService("a", "other", 20890, "10.0.0.5"), "a c a-id la la-l lc-h"},
+		{"a's Sidecar", "sidecars", strings.Replace(changesMesh()["sidecars"], `["./*"]`, `["./*", "c/*"]`, 1), "a a-id la la-l"},
+		{"a mesh-wide policy", "peer", "apiVersion: security.istio.io/v1\nkind: PeerAuthentication\nmetadata: {name: default, namespace: istio-system}\nspec: {mtls: {mode: STRICT}}\n", all},
+		{"a's Telemetry", "telemetry-a", "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: logs, namespace: a}\nspec: {accessLogging: [{providers: [{name: envoy}]}]}\n", "a a-id la la-l"},
+		{"a mesh-wide Telemetry", "telemetry-root", "apiVersion: telemetry.istio.io/v1\nkind: Telemetry\nmetadata: {name: logs, namespace: istio-system}\nspec: {accessLogging: [{providers: [{name: envoy}]}]}\n", all},
 		{"nothing a proxy reads", "cm", "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: a}\n", ""},
-		{"c's service gone", "svc-c", "", "a b c a-id"},
+		// Only lc-h has c's greeter's routes: the router sends its calls to
+		// a's greeter, so that only its routes say lc-h reads it.
+		{"c's router", "router-c", changesRouterTo("c", ""), "lc-h"},
+		{"c's router edited", "router-c", changesRouterTo("c", "v1"), "lc-h"},
+		// a's proxies see c since the Sidecar's edit.
+		{"c's service gone", "svc-c", "", all},
 		// a's router names subset v1 of a's service, and b's service.
-		{"a's rule", "rule-a", changesRule("a", "v3"), "a c a-id"},
-		{"b's service gone", "svc-b", "", "a b c a-id"},
+		{"a's rule", "rule-a", changesRule("a", "v3"), "a c a-id la-l"},
+		{"a's other service's port", "svc-a2", changesService("a", "other", 20891, "10.0.0.5"), "a c a-id la la-l lc-h"},
+		{"b's service gone", "svc-b", "", "a b c a-id la-l lc-h"},
 	}
-	b := &Builder{Options: Options{Resolve: fakeResolver}}
+	b := &Builder{Options: Options{Resolve: fakeResolver, LazyFallback: "10.1.1.1"}}
 	files := changesMesh()
 	parsed := map[string]*Inputs{}
 	in := changesInputs(t, files, parsed)
@@ -188,7 +226,7 @@ func TestAffectsIsSound(t *testing.T) {
 		if !slices.Equal(reached, want) {
 			t.Errorf("%s reaches %v, want %v", st.name, reached, want)
 		}
-		if c.None() != (len(want) == 0) {
+		if c.None() != (st.name == "nothing a proxy reads") {
 			t.Errorf("%s: Changes.None() = %v", st.name, c.None())
 		}
 		// A service none of whose objects changed is the one built before.

@@ -103,8 +103,8 @@ func (ix *Index) Generate(p *Proxy) *config.Resources {
 // GenerateDeps is Generate, and what the generation read of the Index
 // (see Affects).
 func (ix *Index) GenerateDeps(p *Proxy) (*config.Resources, *Deps) {
-	g := &Generation{ix: ix, proxy: p, clusters: map[clusterKey]bool{}, ports: map[uint32]string{}, routes: map[string]bool{}, dests: map[string]bool{}}
-	deps := &Deps{hosts: map[string]bool{}}
+	deps := newDeps()
+	g := &Generation{ix: ix, proxy: p, clusters: map[clusterKey]bool{}, ports: map[uint32]string{}, routes: map[string]bool{}, dests: map[string]bool{}, deps: deps}
 	deps.always = len(ix.gatewayServers(p)) > 0
 	g.addGatewayListeners()
 	sc := ix.sidecarFor(p)
@@ -113,7 +113,9 @@ func (ix *Index) GenerateDeps(p *Proxy) (*config.Resources, *Deps) {
 		if !ix.sees(p, sc, svc) {
 			continue
 		}
-		deps.hosts[h] = true
+		// Every host it sees, whether it gets a listener or not: which
+		// service holds a port number depends on them all.
+		deps.readListener(h)
 		for _, port := range svc.Ports {
 			// One listener per port number: the oldest service keeps it
 			// (reportPortConflicts says so in the others' status); a
@@ -151,14 +153,14 @@ func (ix *Index) GenerateDeps(p *Proxy) (*config.Resources, *Deps) {
 	sort.Slice(keys, func(i, j int) bool { return keys[i].name < keys[j].name })
 	for _, nk := range keys {
 		k := nk.key
-		deps.hosts[k.host] = true
+		deps.read(k.host)
 		c, cla := ix.buildCluster(k.host, k.port, k.subset, p)
 		g.res.Clusters = append(g.res.Clusters, c)
 		g.res.Endpoints = append(g.res.Endpoints, cla)
 	}
 	g.addRateLimitClusters()
 	for h := range g.rateLimitHosts {
-		deps.hosts[h] = true // a DestinationRule for it sets the cluster's TLS
+		deps.read(h) // a DestinationRule for it sets the cluster's TLS
 	}
 	return &g.res, deps
 }
@@ -182,6 +184,7 @@ func (g *Generation) addListener(svc *Service, port Port, number uint32, name st
 	if !g.routes[routes] {
 		g.routes[routes] = true
 		if !g.addLazyRoutes(svc, port, number, routes) {
+			g.deps.read(svc.Host)
 			g.addRoutes(svc, port, routes)
 		}
 	}

@@ -152,6 +152,8 @@ type Generation struct {
 	rateLimitClusters map[string]*clusterv3.Cluster
 	// rateLimitHosts are those services' hosts.
 	rateLimitHosts map[string]bool
+	// deps are what the generation read of the Index so far.
+	deps *Deps
 }
 
 // Index is the Index the proxy's resources come from.

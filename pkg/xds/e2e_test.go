@@ -58,6 +58,13 @@ func startController(t *testing.T, dir, addr string) *controllerProc {
 // a quiet logger (unless opts has one) and the ACK and NACK recorders.
 func startControllerWith(t *testing.T, dir, addr string, opts xds.Options) *controllerProc {
 	t.Helper()
+	return startControllerBuilding(t, dir, addr, opts, controller.Options{})
+}
+
+// startControllerBuilding is startControllerWith, building the index with
+// build's options.
+func startControllerBuilding(t *testing.T, dir, addr string, opts xds.Options, build controller.Options) *controllerProc {
+	t.Helper()
 	if addr == "" {
 		addr = "127.0.0.1:0"
 	}
@@ -84,7 +91,7 @@ func startControllerWith(t *testing.T, dir, addr string, opts xds.Options) *cont
 	}
 	c.srv = xds.NewServer(ctx, opts)
 	p := &controller.Pipeline{
-		Builder:  &controller.Builder{},
+		Builder:  &controller.Builder{Options: build},
 		Inputs:   func() (*controller.Inputs, error) { return controller.LoadDir(dir) },
 		Push:     c.srv.Update,
 		Metrics:  controller.NewMetrics(opts.Registerer),

@@ -22,7 +22,9 @@ const MetaLazy = "lazy"
 // learned set). go-control-plane never answers these subscriptions: the
 // snapshots hold no resource of the type. Names past the caps are
 // dropped, so a proxy cannot make the controller hold without bound.
-func (s *Server) learn(streamID int64, req *discoveryv3.DeltaDiscoveryRequest) {
+// Without push the set is only noted: the caller pushes the proxy's first
+// snapshot next.
+func (s *Server) learn(streamID int64, req *discoveryv3.DeltaDiscoveryRequest, push bool) {
 	if req.GetTypeUrl() != config.LazyDestinationType || !s.isLazy(streamID) {
 		return
 	}
@@ -61,7 +63,7 @@ func (s *Server) learn(streamID int64, req *discoveryv3.DeltaDiscoveryRequest) {
 	version, changedAt := s.nextVersion(), s.changedAt
 	s.mu.Unlock()
 	s.log.Debug("lazy proxy's destinations", "node", n.id, "destinations", len(learned))
-	if ix == nil {
+	if ix == nil || !push {
 		return
 	}
 	s.mu.Lock()

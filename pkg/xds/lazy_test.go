@@ -2,9 +2,11 @@ package xds_test
 
 import (
 	"context"
+	"errors"
 	"net"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -45,8 +47,18 @@ const (
 	greeterCluster = "outbound|20880||greeter.demo.svc.cluster.local"
 )
 
+// lazyIndex is lazyMesh, and extra, with a fallback.
+func lazyIndex(t *testing.T, extra string) *controller.Index {
+	t.Helper()
+	in := &controller.Inputs{}
+	if err := in.AddYAML([]byte(lazyMesh + extra)); err != nil {
+		t.Fatal(err)
+	}
+	return (&controller.Builder{Options: controller.Options{LazyFallback: lazyFallback}}).Build(in)
+}
+
 // startLazyServer serves lazyMesh with a fallback, in process.
-func startLazyServer(t *testing.T, reg prometheus.Registerer) string {
+func startLazyServer(t *testing.T, reg prometheus.Registerer) (string, *xds.Server) {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -54,11 +66,7 @@ func startLazyServer(t *testing.T, reg prometheus.Registerer) string {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	srv := xds.NewServer(ctx, xds.Options{Logger: quiet, Registerer: reg})
-	in := &controller.Inputs{}
-	if err := in.AddYAML([]byte(lazyMesh)); err != nil {
-		t.Fatal(err)
-	}
-	srv.Update((&controller.Builder{Options: controller.Options{LazyFallback: lazyFallback}}).Build(in), time.Now())
+	srv.Update(lazyIndex(t, ""), time.Now())
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(ctx, lis) }()
 	t.Cleanup(func() {
@@ -67,7 +75,7 @@ func startLazyServer(t *testing.T, reg prometheus.Registerer) string {
 			t.Error(err)
 		}
 	})
-	return lis.Addr().String()
+	return lis.Addr().String(), srv
 }
 
 func clustersOf(res config.Resources) []string {
@@ -86,7 +94,7 @@ func clustersOf(res config.Resources) []string {
 // is withdrawn and the config narrows again.
 func TestLazyProxyLearnsOverXDS(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	addr := startLazyServer(t, reg)
+	addr, _ := startLazyServer(t, reg)
 	fallbackOnly := []string{"outbound|20880||" + lazyFallback, "outbound|20990||" + lazyFallback}
 	widened := []string{"outbound|20880||" + lazyFallback, greeterCluster, "outbound|20990||" + lazyFallback}
 
@@ -142,4 +150,70 @@ func TestLazyNeedsDelta(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "Delta") {
 		t.Errorf("Run = %v, want an error saying lazy mode needs delta", err)
 	}
+}
+
+// A lazy proxy that reconnects with destinations it learned sends them as
+// its stream's first request: its first generation on the new stream
+// already has them, and it is the only one; no set without them is made
+// or pushed. The scope it left is gone by then (a push since dropped it),
+// so the reconnection has to generate.
+func TestLazyProxyReconnectsWithWhatItLearned(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	addr, srv := startLazyServer(t, reg)
+	widened := []string{"outbound|20880||" + lazyFallback, greeterCluster, "outbound|20990||" + lazyFallback}
+	generations := func() float64 { return metricValue(t, reg, "rosetta_xds_scope_generations_total", nil) }
+	clusterPushes := func() float64 {
+		return metricValue(t, reg, "rosetta_xds_pushes_total", map[string]string{"type": "Cluster"})
+	}
+	dests := client.NewDestinations(time.Hour)
+	dests.Opened(greeterDest)
+
+	for i, what := range []string{"connection", "reconnection"} {
+		gens, pushes := generations(), clusterPushes()
+		rec := &recorder{}
+		stop := runLazyClient(t, client.Options{Address: addr, NodeID: "a", Namespace: "demo", Delta: true, Lazy: dests}, rec)
+		waitFor(t, "a's config", func() bool { res, _ := rec.last(); return slices.Equal(clustersOf(res), widened) })
+		rec.mu.Lock()
+		first := rec.sets[0]
+		rec.mu.Unlock()
+		if !slices.Equal(clustersOf(first), widened) {
+			t.Errorf("%s: first clusters = %v, want %v", what, clustersOf(first), widened)
+		}
+		if got := generations() - gens; got != 1 {
+			t.Errorf("%s: %v scope generations, want 1 (with the learned destination)", what, got)
+		}
+		if got := clusterPushes() - pushes; got != 1 {
+			t.Errorf("%s: clusters pushed %v times, want once", what, got)
+		}
+		stop()
+		waitFor(t, "a to leave", func() bool { return len(srv.Nodes()) == 0 })
+		if i == 0 {
+			// A push with no proxy of the scope left drops it.
+			srv.Update(lazyIndex(t, "---\napiVersion: v1\nkind: Service\nmetadata: {name: more, namespace: demo}\nspec:\n  ports: [{name: tcp-dubbo, port: 21000}]\n"), time.Now())
+			widened = append(widened, "outbound|21000||"+lazyFallback)
+			slices.Sort(widened)
+		}
+	}
+}
+
+// runLazyClient runs client.Run with opts (as startClientWith) until the
+// returned stop is called.
+func runLazyClient(t *testing.T, opts client.Options, rec *recorder) (stop func()) {
+	t.Helper()
+	opts.ListenAddress, opts.Mode, opts.Logger = "127.0.0.1", "waypoint", quiet
+	opts.InitialBackoff, opts.MaxBackoff = 20*time.Millisecond, 200*time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- client.Run(ctx, opts, rec.apply) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; !errors.Is(err, context.Canceled) {
+				t.Errorf("client.Run = %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return stop
 }

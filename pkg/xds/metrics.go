@@ -23,7 +23,8 @@ type Metrics struct {
 	HandshakeFailures prometheus.Counter
 	// ScopeGenerations counts the scopes generated (and hashed), by why:
 	// "connect" for the first proxy of a scope, "push" for a change that
-	// reaches the scope. A change that reaches none generates nothing.
+	// reaches the scope, "lazy" for a lazy proxy whose learned set
+	// changed. A change that reaches none generates nothing.
 	ScopeGenerations *prometheus.CounterVec
 }
 
@@ -60,7 +61,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "rosetta_xds_claim_mismatches_total", Help: "Authenticated proxies whose node metadata claimed another namespace or identity than they proved (the proved one is used), by field.",
 		}, []string{"field"}),
 		ScopeGenerations: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rosetta_xds_scope_generations_total", Help: "Scopes (proxies with one namespace, labels, mode, address and identity share one) whose resources were generated and hashed, by reason: connect (the first proxy of a scope), push (a change that reaches the scope).",
+			Name: "rosetta_xds_scope_generations_total", Help: "Scopes (proxies with one namespace, labels, mode, address and identity share one) whose resources were generated and hashed, by reason: connect (the first proxy of a scope), push (a change that reaches the scope), lazy (a lazy proxy's learned destinations changed).",
 		}, []string{"reason"}),
 		HandshakeFailures: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "rosetta_xds_tls_handshake_failures_total", Help: "Failed TLS handshakes on the xDS port (untrusted client certificates, clients that do not trust the controller, TCP probes).",

@@ -10,7 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rosetta-mesh/rosetta/pkg/config"
+	"github.com/rosetta-mesh/rosetta/pkg/controller"
 	"github.com/rosetta-mesh/rosetta/pkg/xds"
+	"github.com/rosetta-mesh/rosetta/pkg/xds/client"
 )
 
 // scopedNamespace is one namespace of the scoped mesh: a Sidecar that
@@ -279,4 +281,114 @@ func greeter20880Cluster(res config.Resources, host string) string {
 		}
 	}
 	return ""
+}
+
+// lazyScopedService writes a Dubbo service of namespace a as four files
+// (Service, EndpointSlice, DestinationRule, MetaRouter), so that an edit
+// rewrites one object.
+func lazyScopedService(t *testing.T, dir, name string, port int) {
+	t.Helper()
+	writeFile(t, filepath.Join(dir, name+"-svc.yaml"), fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: %s, namespace: a}
+spec:
+  ports: [{name: tcp-dubbo, port: %d}]
+`, name, port))
+	writeFile(t, filepath.Join(dir, name+"-slice.yaml"), lazyScopedSlice(name, "127.0.0.1"))
+	writeFile(t, filepath.Join(dir, name+"-rule.yaml"), lazyScopedRule(name, ""))
+	writeFile(t, filepath.Join(dir, name+"-router.yaml"), lazyScopedRouter(name, "v1"))
+}
+
+func lazyScopedSlice(name, addr string) string {
+	return fmt.Sprintf(`apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: %[1]s
+  namespace: a
+  labels: {kubernetes.io/service-name: %[1]s, version: v1}
+addressType: IPv4
+ports: [{name: tcp-dubbo, port: 20881}]
+endpoints: [{addresses: [%[2]s]}]
+`, name, addr)
+}
+
+func lazyScopedRule(name, policy string) string {
+	return fmt.Sprintf(`apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: %[1]s, namespace: a}
+spec:
+  host: %[1]s
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+%[2]s`, name, policy)
+}
+
+func lazyScopedRouter(name, subset string) string {
+	return fmt.Sprintf(`apiVersion: metaprotocol.rosetta.dev/v1alpha1
+kind: MetaRouter
+metadata: {name: %[1]s, namespace: a}
+spec:
+  hosts: [%[1]s]
+  routes: [{name: all, route: [{destination: {host: %[1]s, subset: %[2]s}}]}]
+`, name, subset)
+}
+
+// TestLazyScopeIgnoresEditsOfWhatItHasNotLearned: a lazy proxy that has
+// learned greeter, not echo, reads echo only for its listener (its routes
+// go to the fallback), so an edit of echo's MetaRouter, DestinationRule
+// or endpoints, pushed, generates nothing; the same edits of greeter
+// generate its scope again, as does a change of echo's Service, which
+// its listener is made of.
+func TestLazyScopeIgnoresEditsOfWhatItHasNotLearned(t *testing.T) {
+	dir := t.TempDir()
+	lazyScopedService(t, dir, "greeter", 20880)
+	lazyScopedService(t, dir, "echo", 20990)
+	reg := prometheus.NewRegistry()
+	c := startControllerBuilding(t, dir, "", xds.Options{Registerer: reg}, controller.Options{LazyFallback: "127.0.0.9"})
+	dests := client.NewDestinations(time.Hour)
+	dests.Opened("greeter.a.svc.cluster.local:20880")
+	rec := &recorder{}
+	startClientWith(t, client.Options{Address: c.addr, NodeID: "l1", Namespace: "a", Delta: true, Lazy: dests}, rec)
+	greeter := func(subset string) string { return "outbound|20880|" + subset + "|greeter.a.svc.cluster.local" }
+	waitFor(t, "the lazy proxy's config", func() bool {
+		res, _ := rec.last()
+		return greeter20880Cluster(res, "greeter.a.svc.cluster.local") == greeter("v1")
+	})
+	generations := func() float64 { return metricValue(t, reg, "rosetta_xds_scope_generations_total", nil) }
+	pushes := func() float64 { return metricValue(t, reg, "rosetta_xds_push_duration_seconds", nil) }
+	steps := []struct {
+		name, file, content string
+		generates           bool
+	}{
+		{"echo's MetaRouter", "echo-router", lazyScopedRouter("echo", "v2"), false},
+		{"echo's DestinationRule", "echo-rule", lazyScopedRule("echo", "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n"), false},
+		{"echo's EndpointSlice", "echo-slice", lazyScopedSlice("echo", "127.0.0.2"), false},
+		{"greeter's MetaRouter", "greeter-router", lazyScopedRouter("greeter", "v2"), true},
+		{"greeter's DestinationRule", "greeter-rule", lazyScopedRule("greeter", "  trafficPolicy: {loadBalancer: {simple: RANDOM}}\n"), true},
+		{"greeter's EndpointSlice", "greeter-slice", lazyScopedSlice("greeter", "127.0.0.2"), true},
+		{"echo's Service port", "echo-svc", "apiVersion: v1\nkind: Service\nmetadata: {name: echo, namespace: a}\nspec:\n  ports: [{name: tcp-dubbo, port: 20991}]\n", true},
+	}
+	for _, st := range steps {
+		gens, pushed := generations(), pushes()
+		writeFile(t, filepath.Join(dir, st.file+".yaml"), st.content)
+		waitFor(t, st.name+" pushed", func() bool { return pushes() > pushed })
+		want := 0.0
+		if st.generates {
+			want = 1
+		}
+		if got := generations() - gens; got != want {
+			t.Errorf("%s: %v scope generations, want %v", st.name, got, want)
+		}
+	}
+	waitFor(t, "echo's listener on its new port", func() bool {
+		res, _ := rec.last()
+		for _, l := range res.Listeners {
+			if l.GetName() == "echo.a.svc.cluster.local_20991" {
+				return true
+			}
+		}
+		return false
+	})
+	if res, _ := rec.last(); greeter20880Cluster(res, "greeter.a.svc.cluster.local") != greeter("v2") {
+		t.Errorf("greeter routes to %s, want %s", greeter20880Cluster(res, "greeter.a.svc.cluster.local"), greeter("v2"))
+	}
 }

@@ -307,26 +307,29 @@ func ProxyFromNode(node *corev3.Node) *controller.Proxy {
 
 // register notes the node of a stream's request: on the first request
 // that names one, it makes the proxy's view (the node metadata, overridden
-// by what the stream proved) and, when an index is there and the proxy
-// has no snapshot yet, a snapshot. It refuses a stream that names another
-// node later (go-control-plane would then serve that node's snapshot),
-// and, with authentication, a node id held by a proxy that proved another
-// namespace or identity (both would get the same snapshot).
-func (s *Server) register(streamID int64, node *corev3.Node) error {
+// by what the stream proved), and returns the proxy when it has no
+// snapshot yet: the caller pushes its first (pushFirst) once it has
+// applied the rest of the request, so that a lazy proxy's destinations,
+// which it sends with its node as the stream's first request, are in its
+// first generation. It refuses a stream that names another node later
+// (go-control-plane would then serve that node's snapshot), and, with
+// authentication, a node id held by a proxy that proved another namespace
+// or identity (both would get the same snapshot).
+func (s *Server) register(streamID int64, node *corev3.Node) (*nodeState, error) {
 	s.mu.Lock()
 	st := s.streams[streamID]
 	s.mu.Unlock()
 	if st == nil || node.GetId() == "" {
-		return nil
+		return nil, nil
 	}
 	// A stream's requests come one at a time, so st.nodeID and
 	// st.principal, written only here and in open, are stable.
 	if st.nodeID != "" {
 		if node.GetId() != st.nodeID {
-			return s.refuse(&refusal{reasonNodeIDChanged, codes.InvalidArgument,
+			return nil, s.refuse(&refusal{reasonNodeIDChanged, codes.InvalidArgument,
 				fmt.Sprintf("xds: the stream of node %q asked as node %q", st.nodeID, node.GetId())}, st.peer, st.nodeID)
 		}
-		return nil
+		return nil, nil
 	}
 	proxy := ProxyFromNode(node)
 	if st.principal != nil {
@@ -335,13 +338,13 @@ func (s *Server) register(streamID int64, node *corev3.Node) error {
 	s.mu.Lock()
 	if s.streams[streamID] != st {
 		s.mu.Unlock()
-		return nil // closed meanwhile
+		return nil, nil // closed meanwhile
 	}
 	n := s.nodes[proxy.ID]
 	if n != nil && st.principal != nil && (n.proxy.Namespace != proxy.Namespace || n.proxy.Identity != proxy.Identity) {
 		held := n.proxy.Namespace
 		s.mu.Unlock()
-		return s.refuse(&refusal{reasonNodeIDConflict, codes.PermissionDenied,
+		return nil, s.refuse(&refusal{reasonNodeIDConflict, codes.PermissionDenied,
 			fmt.Sprintf("xds: node id %q is in use by a proxy of namespace %q", proxy.ID, held)}, st.peer, proxy.ID)
 	}
 	st.nodeID = proxy.ID
@@ -359,10 +362,10 @@ func (s *Server) register(streamID int64, node *corev3.Node) error {
 	n.streams++
 	first := len(n.versions) == 0
 	s.mu.Unlock()
-	if first {
-		s.pushFirst(n)
+	if !first {
+		return nil, nil
 	}
-	return nil
+	return n, nil
 }
 
 // open authenticates a new stream (when Authenticators are set) and notes
@@ -472,8 +475,12 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		},
 		StreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(id) },
 		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
-			if err := s.register(id, req.GetNode()); err != nil {
+			n, err := s.register(id, req.GetNode())
+			if err != nil {
 				return err
+			}
+			if n != nil {
+				s.pushFirst(n)
 			}
 			nack := req.GetErrorDetail() != nil
 			v := s.answered(id, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), nack)
@@ -495,12 +502,18 @@ func (s *Server) callbacks() serverv3.Callbacks {
 		},
 		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(id) },
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
-			if err := s.register(id, req.GetNode()); err != nil {
+			n, err := s.register(id, req.GetNode())
+			if err != nil {
 				return err
 			}
 			s.internNames(id, req)
 			s.answered(id, req.GetResponseNonce(), req.GetErrorDetail().GetMessage(), req.GetErrorDetail() != nil)
-			s.learn(id, req)
+			// A lazy proxy's first request is its destinations: its first
+			// push, after them, already has them.
+			s.learn(id, req, n == nil)
+			if n != nil {
+				s.pushFirst(n)
+			}
 			return nil
 		},
 		StreamDeltaResponseFunc: func(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
