@@ -81,6 +81,10 @@ type Deps struct {
 	hosts     map[string]bool
 	listeners map[string]bool
 	always    bool
+	// fallbackPorts are the port numbers at which the generation asked
+	// which service the lazy fallback serves (lazy.go): the answer reads
+	// every service the fallback sees and the Sidecar of its namespace.
+	fallbackPorts map[uint32]bool
 }
 
 // newDeps makes empty Deps.
@@ -113,6 +117,9 @@ func (ix *Index) Affects(p *Proxy, d *Deps) bool {
 	if c.Namespaces[p.Namespace] {
 		return true
 	}
+	if ix.fallbackMoved(c, d) {
+		return true
+	}
 	if len(c.Hosts) == 0 {
 		return false
 	}
@@ -136,6 +143,34 @@ func (ix *Index) Affects(p *Proxy, d *Deps) bool {
 		// A host the proxy did not read may be one it now sees.
 		if svc := ix.services[h]; svc != nil && ix.sees(p, sc, svc) {
 			return true
+		}
+	}
+	return false
+}
+
+// fallbackMoved reports whether changes may have given a port number at
+// which a generation that read d routes to the lazy fallback to another
+// service in the fallback's view: a changed service (or one gone, whose
+// ports are not known any more) on such a number, or a change of the
+// Sidecar that scopes the fallback. A change that takes a service off
+// such a number only makes the fallback serve more, which a generation
+// that keeps the routes still serves correctly.
+func (ix *Index) fallbackMoved(c *Changes, d *Deps) bool {
+	if len(d.fallbackPorts) == 0 {
+		return false
+	}
+	if c.Namespaces[ix.fallbackNamespace()] {
+		return true
+	}
+	for h := range c.Shapes {
+		svc := ix.services[h]
+		if svc == nil {
+			return true
+		}
+		for _, port := range svc.Ports {
+			if d.fallbackPorts[port.Number] {
+				return true
+			}
 		}
 	}
 	return false

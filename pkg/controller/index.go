@@ -97,6 +97,10 @@ type Index struct {
 	// fallback is the lazy fallback's Kubernetes Service, when the
 	// fallback address names one (lazy.go).
 	fallback *Service
+	// fallbackPorts are the hosts the fallback serves by port number,
+	// worked out once, at the first lazy generation (lazy.go).
+	fallbackOnce  sync.Once
+	fallbackPorts map[uint32]string
 	// drs are the DestinationRules oldest first, and drWarnings what
 	// they ask that the proxies cannot do.
 	drs        []*networkingv1.DestinationRule

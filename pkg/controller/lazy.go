@@ -73,9 +73,19 @@ func (g *Generation) lazyListener(host string, port uint32) *configv1alpha1.Lazy
 // through HBONE, or on a steering port, serves a service that lost its
 // port number to another (generate.go), and the fallback, reached at
 // that number, would serve the other.
+//
+// Nor does a destination the fallback itself would not serve at that
+// number (fallbackServes): the fallback applies the same rule with its
+// own view, and a service another namespace hides from it, or a port
+// number an older service it sees holds, would fail or reach that other
+// service there.
 func (g *Generation) addLazyRoutes(svc *Service, port Port, number uint32, name string) bool {
 	p, fallback := g.proxy, g.ix.opts.LazyFallback
 	if !p.Lazy || fallback == "" || number != port.Number {
+		return false
+	}
+	g.deps.readFallback(number)
+	if !g.ix.fallbackServes(svc.Host, number) {
 		return false
 	}
 	cluster := g.cluster(fallback, port.Number, "")
@@ -210,4 +220,52 @@ func (ix *Index) lazyFallbackCluster(port uint32) (*clusterv3.Cluster, *endpoint
 		}}}},
 	}}}
 	return c, cla
+}
+
+// fallbackServes reports whether the fallback proxy serves host on port
+// number: whether, generating for the fallback, the listener bound to
+// that number would be host's (generate.go's rule, oldest service first
+// among those it sees). The fallback is taken to be a proxy of its
+// Service's namespace without labels, scoped by that namespace's
+// Sidecar or the root one; a fallback address that names no Service
+// sees only what is exported to every namespace.
+func (ix *Index) fallbackServes(host string, number uint32) bool {
+	ix.fallbackOnce.Do(func() { ix.fallbackPorts = ix.fallbackOwners() })
+	return ix.fallbackPorts[number] == host
+}
+
+// fallbackOwners maps each port number to the host the fallback serves
+// on it.
+func (ix *Index) fallbackOwners() map[uint32]string {
+	fb := &Proxy{Mode: ModeGateway, Namespace: ix.fallbackNamespace()}
+	sc := ix.sidecarFor(fb)
+	owners := map[uint32]string{}
+	for _, h := range ix.byAge {
+		svc := ix.services[h]
+		if !ix.sees(fb, sc, svc) {
+			continue
+		}
+		for _, port := range svc.Ports {
+			if _, taken := owners[port.Number]; !taken {
+				owners[port.Number] = h
+			}
+		}
+	}
+	return owners
+}
+
+// fallbackNamespace is the namespace of the fallback's Service; "" when
+// the fallback address names none.
+func (ix *Index) fallbackNamespace() string {
+	_, ns, _ := kubeServiceName(ix.opts.LazyFallback, ix.opts.DomainSuffix)
+	return ns
+}
+
+// readFallback notes that the generation asked which service the
+// fallback serves at a port number (Index.fallbackMoved).
+func (d *Deps) readFallback(number uint32) {
+	if d.fallbackPorts == nil {
+		d.fallbackPorts = map[uint32]bool{}
+	}
+	d.fallbackPorts[number] = true
 }

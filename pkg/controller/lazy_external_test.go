@@ -224,3 +224,54 @@ func checkLazy(t *testing.T, res *config.Resources) {
 		t.Fatal(err)
 	}
 }
+
+// The fallback (a proxy of rosetta-system without a Sidecar) sees
+// neither a service exported to its own namespace only nor, for the
+// fallback, the same owner of a port number as a lazy proxy that a
+// Sidecar narrows: there an older service of another namespace holds
+// 20990. A lazy proxy keeps the routes of both (private and echo), and
+// sends through the fallback only what the fallback serves (greeter).
+func TestLazyKeepsWhatTheFallbackDoesNotServe(t *testing.T) {
+	in := &controller.Inputs{}
+	if err := in.AddYAML([]byte(lazyMesh + `
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: private
+  namespace: demo
+  creationTimestamp: "2026-01-04T00:00:00Z"
+  annotations: {networking.istio.io/exportTo: "."}
+spec:
+  clusterIPs: [10.0.0.4]
+  ports: [{name: tcp-dubbo, port: 20991}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: old, namespace: other, creationTimestamp: "2025-12-01T00:00:00Z"}
+spec:
+  clusterIPs: [10.0.1.1]
+  ports: [{name: tcp-dubbo, port: 20990}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: default, namespace: demo}
+spec:
+  egress: [{hosts: ["./*"]}]
+`)); err != nil {
+		t.Fatal(err)
+	}
+	opts := goldenOptions
+	opts.LazyFallback = fallback
+	res := (&controller.Builder{Options: opts}).Build(in).Generate(lazyProxy(false))
+	checkLazy(t, res)
+	privateHost := "private.demo.svc.cluster.local"
+	want := map[string][]string{
+		controller.ListenerName(greeterHost, 20880): {controller.ClusterName(fallback, 20880, "")},
+		controller.ListenerName(echoHost, 20990):    {controller.ClusterName(echoHost, 20990, "")},
+		controller.ListenerName(privateHost, 20991): {controller.ClusterName(privateHost, 20991, "")},
+	}
+	if got := routeClusters(res); !mapsEqual(got, want) {
+		t.Errorf("routes = %v, want %v", got, want)
+	}
+}
