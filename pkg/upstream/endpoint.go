@@ -1,6 +1,7 @@
 package upstream
 
 import (
+	"fmt"
 	"maps"
 	"sync"
 	"sync/atomic"
@@ -57,10 +58,21 @@ type Endpoint struct {
 	// options: a write replaces the map under mu, and a read takes no lock.
 	pools atomic.Pointer[map[string]*Pool]
 
+	// removed is set when a config update drops the endpoint: it takes
+	// no new request, and its connections close as they go idle (drain).
+	removed atomic.Bool
+
 	mu        sync.Mutex
 	outlier   Outlier
 	group     *ejectionGroup // the cluster's endpoints; nil outside a cluster
 	ejections int            // ejections in a row, for the backoff
+	// dedicated are the open connections one client owns (DialDedicated).
+	dedicated map[*Dedicated]struct{}
+	// drainTimer closes what is left of a removed endpoint at its drain
+	// deadline; released, called once, tells the Manager it may forget
+	// the endpoint.
+	drainTimer *time.Timer
+	released   func()
 }
 
 func newEndpoint(addr string) *Endpoint {
@@ -161,8 +173,81 @@ func (e *Endpoint) Begin() { e.active.Add(1) }
 // End ends what Begin counted.
 func (e *Endpoint) End() { e.active.Add(-1) }
 
+// Removed reports whether a config update removed the endpoint: it takes no
+// new request, and its connections drain.
+func (e *Endpoint) Removed() bool { return e.removed.Load() }
+
+// closeAll closes every connection, failing what is in flight.
 func (e *Endpoint) closeAll() {
+	e.closeWith(fmt.Errorf("%w: closed by the proxy", ErrReset))
+}
+
+func (e *Endpoint) closeWith(err error) {
 	for _, p := range *e.pools.Load() {
-		p.closeAll()
+		p.closeWith(err)
+	}
+	for _, d := range e.dedicatedConns() {
+		d.Close()
+	}
+}
+
+func (e *Endpoint) dedicatedConns() []*Dedicated {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]*Dedicated, 0, len(e.dedicated))
+	for d := range e.dedicated {
+		out = append(out, d)
+	}
+	return out
+}
+
+// drain stops the endpoint taking new requests and closes each pooled
+// connection once nothing is in flight on it. What is still open after
+// within (pooled connections with requests in flight, and dedicated ones,
+// whose client owns a transaction, a blocking command or a subscription)
+// closes then, its requests failing with ErrReset. released runs once,
+// when nothing is left open.
+func (e *Endpoint) drain(within time.Duration, released func()) {
+	e.mu.Lock()
+	e.removed.Store(true) // under mu: Pool and DialDedicated check it under their locks
+	e.released = released
+	e.drainTimer = time.AfterFunc(within, func() {
+		e.closeWith(fmt.Errorf("%w: the endpoint was removed from the config and its drain time (%s) is over", ErrReset, within))
+		e.release()
+	})
+	pools := *e.pools.Load()
+	e.mu.Unlock()
+	for _, p := range pools {
+		p.drain()
+	}
+	e.releaseIfIdle()
+}
+
+// releaseIfIdle releases a removed endpoint once it has no connection left.
+func (e *Endpoint) releaseIfIdle() {
+	for _, p := range *e.pools.Load() {
+		if p.Conns() > 0 {
+			return
+		}
+	}
+	e.mu.Lock()
+	busy := len(e.dedicated) > 0
+	e.mu.Unlock()
+	if !busy {
+		e.release()
+	}
+}
+
+// release stops the drain timer and tells the Manager, once.
+func (e *Endpoint) release() {
+	e.mu.Lock()
+	done := e.released
+	e.released = nil
+	if e.drainTimer != nil {
+		e.drainTimer.Stop()
+	}
+	e.mu.Unlock()
+	if done != nil {
+		done()
 	}
 }

@@ -18,11 +18,14 @@ type Balancer interface {
 // candidates returns the healthy endpoints other than exclude; when none is
 // healthy it returns all but exclude (as Envoy's panic threshold does), so a
 // recovered server is found without waiting for its ejection to end; and
-// when exclude is the only endpoint, a retry goes to it again.
+// when exclude is the only endpoint, a retry goes to it again. Endpoints a
+// later config removed are never candidates: a cluster of an older config,
+// which a request that arrived before the update still uses, picks among
+// those left.
 func candidates(eps []*Endpoint, exclude *Endpoint, buf []*Endpoint) []*Endpoint {
 	out := buf[:0]
 	for _, e := range eps {
-		if e != exclude && e.Healthy() {
+		if e != exclude && e.Healthy() && !e.Removed() {
 			out = append(out, e)
 		}
 	}
@@ -30,11 +33,11 @@ func candidates(eps []*Endpoint, exclude *Endpoint, buf []*Endpoint) []*Endpoint
 		return out
 	}
 	for _, e := range eps {
-		if e != exclude {
+		if e != exclude && !e.Removed() {
 			out = append(out, e)
 		}
 	}
-	if len(out) == 0 && exclude != nil {
+	if len(out) == 0 && exclude != nil && !exclude.Removed() {
 		out = append(out, exclude)
 	}
 	return out
@@ -121,7 +124,7 @@ func (r *ringHash) Pick(_ []*Endpoint, hash uint64, exclude *Endpoint) *Endpoint
 	var fallback *Endpoint
 	for i := 0; i < n; i++ {
 		p := r.points[(start+i)%n]
-		if p.ep == exclude && r.endpoints > 1 {
+		if p.ep == exclude && r.endpoints > 1 || p.ep.Removed() {
 			continue
 		}
 		if p.ep.Healthy() {
