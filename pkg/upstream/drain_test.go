@@ -23,18 +23,23 @@ import (
 )
 
 // idLines is a codec paired by ID, for tests: a frame is the line
-// "ID TEXT"; every frame decodes as a response.
+// "ID TEXT"; it decodes as a stream frame when TEXT is "more" or "end"
+// (the last), else as a response.
 type idLines struct{}
 
 func (idLines) Split(b []byte) (codec.Split, error) { return testutil.Lines{}.Split(b) }
 
 func (idLines) Decode(frame []byte) (*codec.Message, error) {
-	head, _, _ := bytes.Cut(bytes.TrimSpace(frame), []byte(" "))
+	head, text, _ := bytes.Cut(bytes.TrimSpace(frame), []byte(" "))
 	id, err := strconv.ParseUint(string(head), 10, 64)
 	if err != nil {
 		return nil, fmt.Errorf("idLines: %q: %w", frame, err)
 	}
-	return &codec.Message{Kind: codec.KindResponse, ID: id, Raw: frame}, nil
+	m := &codec.Message{Kind: codec.KindResponse, ID: id, Raw: frame}
+	if s := string(text); s == "more" || s == "end" {
+		m.Kind, m.EndStream = codec.KindStream, s == "end"
+	}
+	return m, nil
 }
 
 func (idLines) Encode(dst []byte, m *codec.Message) ([]byte, error) {
@@ -360,4 +365,76 @@ func TestRemovedEndpointDedicated(t *testing.T) {
 	if a.opened.Load() != 1 {
 		t.Fatalf("the server saw %d connections, want 1", a.opened.Load())
 	}
+}
+
+// streamOpener is a request whose answer opens a stream on its connection,
+// as the proxy's stream relay does (Conn.Bind); its stream frames go to
+// frames.
+type streamOpener struct {
+	conn   *Conn
+	id     uint64
+	frames chan *codec.Message
+	bound  chan error
+}
+
+func (s *streamOpener) Done(m *codec.Message, err error, _ *netloop.Round) {
+	if err != nil {
+		s.bound <- err
+		return
+	}
+	if m.Kind == codec.KindResponse {
+		s.bound <- s.conn.Bind(s.id, s)
+		return
+	}
+	s.frames <- m
+}
+
+// TestRemovedEndpointKeepsStreams: a stream that a request in flight on a
+// draining connection opens goes on until its last frame; the connection
+// closes then.
+func TestRemovedEndpointKeepsStreams(t *testing.T) {
+	proto := drainProtocols[0]
+	a := newHeldServer(t)
+	m := NewManager(nil)
+	t.Cleanup(m.CloseAll)
+	old := apply(t, m, a.addr)
+	s := &streamOpener{frames: make(chan *codec.Message, 2), bound: make(chan error, 1)}
+	pool := old.Endpoints[0].Pool(proto, nil, proto.Name)
+	conn, id, err := pool.Send(old, &codec.Message{Kind: codec.KindRequest, OpensStream: true}, s, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.conn, s.id = conn, id
+	req := a.next(t)
+	apply(t, m)
+	say := func(text string) {
+		t.Helper()
+		if _, err := fmt.Fprintf(req.nc, "%d %s\n", id, text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	say("ok")
+	select {
+	case err := <-s.bound:
+		if err != nil {
+			t.Fatalf("the stream could not open on the draining connection: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the opening request was not answered")
+	}
+	say("more")
+	say("end")
+	for _, end := range []bool{false, true} {
+		select {
+		case f := <-s.frames:
+			if f.EndStream != end {
+				t.Fatalf("stream frame EndStream=%v, want %v", f.EndStream, end)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatal("a stream frame did not arrive")
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, "the connection closed after the stream's last frame", func() bool {
+		return a.closed.Load() == 1 && m.Draining() == 0
+	})
 }
