@@ -130,6 +130,7 @@ func (m *Manager) buildCluster(c *clusterv3.Cluster, cla map[string]*endpointv3.
 	}
 	for i, lb := range lbs {
 		e := m.endpoint(lb.addr, tp.pick(lb.lb))
+		e.listed.Store(true)
 		cl.Endpoints = append(cl.Endpoints, e)
 		w, err := workloadOf(lb.lb)
 		if err != nil {

@@ -58,7 +58,7 @@ func (e *Endpoint) DialDedicated(timeout time.Duration, p codec.Protocol, opts c
 		_, err := nc.Write(hs.Handshake(nil))
 		_ = nc.SetWriteDeadline(time.Time{})
 		if err != nil {
-			nc.Close()
+			d.Close()
 			return nil, err
 		}
 	}

@@ -438,3 +438,39 @@ func TestRemovedEndpointKeepsStreams(t *testing.T) {
 		return a.closed.Load() == 1 && m.Draining() == 0
 	})
 }
+
+// TestUnlistedEndpointKeepsDedicated: an endpoint no config listed (a
+// Redis Cluster node a codec names) drains its pooled connections at a
+// config update like any other, but the connections its clients own stay
+// theirs past the drain time, as no config removed the node; the endpoint
+// is released once they close.
+func TestUnlistedEndpointKeepsDedicated(t *testing.T) {
+	a := newHeldServer(t)
+	m := NewManager(nil)
+	m.SetDrainTime(100 * time.Millisecond)
+	t.Cleanup(m.CloseAll)
+	ep := m.Endpoint(a.addr)
+	proto := drainProtocols[1]
+	pooled, err := send(&Cluster{MaxConnections: 1, MaxPending: 1, ConnectTimeout: time.Second}, ep, proto)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.next(t) // never answered
+	d, err := ep.DialDedicated(time.Second, proto, nil, func(*codec.Message, error) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	apply(t, m)
+	if r := pooled.wait(t); !errors.Is(r.err, ErrReset) {
+		t.Fatalf("the pooled request outliving the drain time ended with %v, want a reset", r.err)
+	}
+	if err := d.Send(&codec.Message{Kind: codec.KindRequest}); err != nil {
+		t.Fatalf("the dedicated connection after the drain time: %v", err)
+	}
+	a.next(t)
+	if m.Draining() != 1 {
+		t.Fatalf("draining %d endpoints, want the one with a dedicated connection", m.Draining())
+	}
+	d.Close()
+	testutil.Eventually(t, 10*time.Second, "the endpoint released", func() bool { return m.Draining() == 0 })
+}

@@ -61,6 +61,9 @@ type Endpoint struct {
 	// removed is set when a config update drops the endpoint: it takes
 	// no new request, and its connections close as they go idle (drain).
 	removed atomic.Bool
+	// listed is set once a cluster of the config lists the endpoint; one
+	// never listed was named by a codec (a Redis Cluster node).
+	listed atomic.Bool
 
 	mu        sync.Mutex
 	outlier   Outlier
@@ -179,12 +182,17 @@ func (e *Endpoint) Removed() bool { return e.removed.Load() }
 
 // closeAll closes every connection, failing what is in flight.
 func (e *Endpoint) closeAll() {
-	e.closeWith(fmt.Errorf("%w: closed by the proxy", ErrReset))
+	e.closeWith(fmt.Errorf("%w: closed by the proxy", ErrReset), true)
 }
 
-func (e *Endpoint) closeWith(err error) {
+// closeWith closes the pooled connections, failing what is in flight with
+// err, and the dedicated ones too when dedicated is set.
+func (e *Endpoint) closeWith(err error, dedicated bool) {
 	for _, p := range *e.pools.Load() {
 		p.closeWith(err)
+	}
+	if !dedicated {
+		return
 	}
 	for _, d := range e.dedicatedConns() {
 		d.Close()
@@ -205,15 +213,18 @@ func (e *Endpoint) dedicatedConns() []*Dedicated {
 // connection once nothing is in flight on it. What is still open after
 // within (pooled connections with requests in flight, and dedicated ones,
 // whose client owns a transaction, a blocking command or a subscription)
-// closes then, its requests failing with ErrReset. released runs once,
-// when nothing is left open.
+// closes then, its requests failing with ErrReset. The dedicated
+// connections of an endpoint no config listed (a Redis Cluster node) are
+// left to their clients: no config removed it, and a new one to the same
+// address is another endpoint. released runs once, when nothing is left
+// open.
 func (e *Endpoint) drain(within time.Duration, released func()) {
 	e.mu.Lock()
 	e.removed.Store(true) // under mu: Pool and DialDedicated check it under their locks
 	e.released = released
 	e.drainTimer = time.AfterFunc(within, func() {
-		e.closeWith(fmt.Errorf("%w: the endpoint was removed from the config and its drain time (%s) is over", ErrReset, within))
-		e.release()
+		e.closeWith(fmt.Errorf("%w: the endpoint was removed from the config and its drain time (%s) is over", ErrReset, within), e.listed.Load())
+		e.releaseIfIdle()
 	})
 	pools := *e.pools.Load()
 	e.mu.Unlock()
