@@ -3,6 +3,7 @@ package upstream
 import (
 	"fmt"
 	"maps"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -53,14 +54,16 @@ type Endpoint struct {
 	ejectedUntil atomic.Int64
 	inARow       atomic.Int32
 	countErrors  atomic.Bool
+	// removed is set when a config update drops the endpoint: it takes
+	// no new request, and its connections close as they go idle (drain).
+	// It is ejected for good then, so a pick that finds a healthy endpoint
+	// reads nothing more.
+	removed atomic.Bool
 
 	// pools is read by every request and written once per protocol and
 	// options: a write replaces the map under mu, and a read takes no lock.
 	pools atomic.Pointer[map[string]*Pool]
 
-	// removed is set when a config update drops the endpoint: it takes
-	// no new request, and its connections close as they go idle (drain).
-	removed atomic.Bool
 	// listed is set once a cluster of the config lists the endpoint; one
 	// never listed was named by a codec (a Redis Cluster node).
 	listed atomic.Bool
@@ -125,6 +128,9 @@ func (e *Endpoint) healthyAt(now time.Time) bool {
 func (e *Endpoint) fail() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.removed.Load() {
+		return // ejected for good
+	}
 	if e.inARow.Add(1) < int32(max(e.outlier.Consecutive, 1)) {
 		return
 	}
@@ -143,6 +149,9 @@ func (e *Endpoint) fail() {
 func (e *Endpoint) succeed() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.removed.Load() {
+		return // ejected for good
+	}
 	e.inARow.Store(0)
 	e.ejections = 0
 	e.ejectedUntil.Store(0)
@@ -220,7 +229,8 @@ func (e *Endpoint) dedicatedConns() []*Dedicated {
 // open.
 func (e *Endpoint) drain(within time.Duration, released func()) {
 	e.mu.Lock()
-	e.removed.Store(true) // under mu: Pool and DialDedicated check it under their locks
+	e.removed.Store(true) // under mu: Pool, DialDedicated, fail and succeed check it under their locks
+	e.ejectedUntil.Store(math.MaxInt64)
 	e.released = released
 	e.drainTimer = time.AfterFunc(within, func() {
 		e.closeWith(fmt.Errorf("%w: the endpoint was removed from the config and its drain time (%s) is over", ErrReset, within), e.listed.Load())

@@ -25,7 +25,7 @@ type Balancer interface {
 func candidates(eps []*Endpoint, exclude *Endpoint, buf []*Endpoint) []*Endpoint {
 	out := buf[:0]
 	for _, e := range eps {
-		if e != exclude && e.Healthy() && !e.Removed() {
+		if e != exclude && e.Healthy() { // a removed endpoint is not healthy
 			out = append(out, e)
 		}
 	}
@@ -124,13 +124,13 @@ func (r *ringHash) Pick(_ []*Endpoint, hash uint64, exclude *Endpoint) *Endpoint
 	var fallback *Endpoint
 	for i := 0; i < n; i++ {
 		p := r.points[(start+i)%n]
-		if p.ep == exclude && r.endpoints > 1 || p.ep.Removed() {
+		if p.ep == exclude && r.endpoints > 1 {
 			continue
 		}
 		if p.ep.Healthy() {
 			return p.ep
 		}
-		if fallback == nil {
+		if fallback == nil && !p.ep.Removed() {
 			fallback = p.ep
 		}
 	}
