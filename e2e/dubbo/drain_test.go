@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/rosetta-mesh/rosetta/e2e/dubbo/dubbokit"
+	"github.com/rosetta-mesh/rosetta/internal/testutil"
+	"github.com/rosetta-mesh/rosetta/pkg/config"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy/proxytest"
 )
 
@@ -96,4 +98,64 @@ func TestProxyDrainSendsReadonlyEvent(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the proxy still drains 10s after its last call was answered")
 	}
+}
+
+// A config update that removes a provider's endpoint (a pod scaled down)
+// lets the call in flight to it finish: the update sends new calls to the
+// provider left, the held call is answered by the removed provider once it
+// is released, and the proxy's connection to that provider then closes.
+func TestProxyRemovedProviderFinishesCallsInFlight(t *testing.T) {
+	a := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "a", Version: version})
+	b := dubbokit.StartProvider(t, dubbokit.ProviderConfig{Name: "b", Version: version})
+	routes := []obj{route("all", nil, "greeter", routeTimeout)}
+	p := dubbokit.OnFreshPort(t, "proxy", func() (*proxytest.Proxy, string) {
+		p := proxytest.Start(t, proxyConfig(t, routes, cluster(t, "greeter", a.Addr())))
+		return p, p.Addr(t, listenerName)
+	})
+	ctx := context.Background()
+	c := dubbokit.NewConsumer(t, p.Addr(t, listenerName), consumerConfig())
+	if got, err := c.Echo(ctx, "before"); err != nil || got != "a: before" {
+		t.Fatalf("echo before the update = %q, %v", got, err)
+	}
+	type result struct {
+		got string
+		err error
+	}
+	held := make(chan result, 1)
+	go func() {
+		got, err := c.Call(ctx, dubbokit.MethodHold, "held")
+		held <- result{got, err}
+	}()
+	if err := a.WaitHolding(1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	callsToA := a.Calls()
+
+	boot, err := config.Parse([]byte(proxyConfig(t, routes, cluster(t, "greeter", b.Addr()))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Apply(boot.Resources); err != nil {
+		t.Fatalf("the update removing a: %v", err)
+	}
+	if got, err := c.Echo(ctx, "after"); err != nil || got != "b: after" {
+		t.Fatalf("echo after the update = %q, %v; want %q", got, err, "b: after")
+	}
+	if n := a.Calls(); n != callsToA {
+		t.Fatalf("the removed provider got %d new calls", n-callsToA)
+	}
+	if a.Conns() != 1 {
+		t.Fatalf("the removed provider has %d connections while a call is in flight, want the proxy's 1", a.Conns())
+	}
+
+	a.Release()
+	select {
+	case r := <-held:
+		if r.err != nil || r.got != "a: held" {
+			t.Fatalf("call in flight when its provider was removed = %q, %v; want %q", r.got, r.err, "a: held")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("call in flight when its provider was removed unanswered 10s after its release")
+	}
+	testutil.Eventually(t, 10*time.Second, "the proxy's connection to the removed provider closed", func() bool { return a.Conns() == 0 })
 }

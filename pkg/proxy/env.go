@@ -110,7 +110,7 @@ func (e *env) SendTo(cluster, addr string, req *codec.Message, done codec.Done) 
 		ex.local(codec.StatusNoUpstream, fmt.Sprintf("cluster %q not found", cluster))
 		return
 	}
-	ex.fixed = e.dc.l.p.mgr.Endpoint(addr)
+	ex.fixed = e.endpoint(ex.cluster, addr)
 	if ex.route = ex.match(); ex.route == nil {
 		ex.route = &router.Route{Name: "direct", Action: router.Action{Cluster: cluster}}
 	}
@@ -132,14 +132,28 @@ func (e *env) ClusterState(cluster string, key any, init func() any) any {
 	return init()
 }
 
+// endpoint is the endpoint a handler names by address: the cluster's own
+// (with its TLS; refused once a config update removed it), else, for an
+// address the config does not list (a Redis Cluster node learnt from the
+// cluster itself), the proxy's live plaintext endpoint for it.
+func (e *env) endpoint(cl *upstream.Cluster, addr string) *upstream.Endpoint {
+	if cl != nil {
+		if ep := cl.EndpointAt(addr); ep != nil {
+			return ep
+		}
+	}
+	return e.dc.l.p.mgr.Endpoint(addr)
+}
+
 // Dedicated implements codec.Upstream.
 func (e *env) Dedicated(cluster, addr string, recv func(*codec.Message, error)) (codec.DedicatedConn, error) {
 	timeout := upstream.DefaultConnectTimeout
-	if cl := e.snap.clusters[cluster]; cl != nil {
+	cl := e.snap.clusters[cluster]
+	if cl != nil {
 		timeout = cl.ConnectTimeout
 	}
 	lc, dc := e.dc.lc, e.dc
-	return upstream.DialDedicated(addr, timeout, lc.protocol, lc.options, dc.l.p.mgr.ReadLimits(), func(m *codec.Message, err error) {
+	return e.endpoint(cl, addr).DialDedicated(timeout, lc.protocol, lc.options, func(m *codec.Message, err error) {
 		if perr := codec.Guard("a Handler's callback", func() { recv(m, err) }); perr != nil {
 			dc.codecFailed(perr)
 		}

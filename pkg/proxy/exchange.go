@@ -242,8 +242,29 @@ func (ex *exchange) pool(ep *upstream.Endpoint) *upstream.Pool {
 	return ep.Pool(lc.protocol, lc.options, key)
 }
 
+// pick chooses the endpoint of a try, other than exclude: the fixed one,
+// else one of the cluster the request was routed to. When a config update
+// has removed all of that cluster's endpoints since (a request delayed by a
+// fault, or retried, after the update), it is one of the cluster of the
+// same name in the config in force: the request goes where new ones go,
+// never to a removed endpoint.
+func (ex *exchange) pick(exclude *upstream.Endpoint) *upstream.Endpoint {
+	if ex.fixed != nil {
+		return ex.fixed
+	}
+	if ep := ex.cluster.Pick(ex.hash, exclude); ep != nil {
+		return ep
+	}
+	if now := ex.p.snap.Load(); now != nil && now != ex.snap {
+		if cl := now.clusters[ex.cluster.Name]; cl != nil {
+			return cl.Pick(ex.hash, exclude)
+		}
+	}
+	return nil
+}
+
 func (ex *exchange) sendOneway() {
-	ep := ex.cluster.Pick(ex.hash, nil)
+	ep := ex.pick(nil)
 	if ep == nil {
 		ex.local(codec.StatusNoUpstream, "no endpoint in cluster "+ex.cluster.Name)
 		return
@@ -303,10 +324,7 @@ func (ex *exchange) retryLocked(exclude *upstream.Endpoint, b *netloop.Round) bo
 
 func (ex *exchange) startTry(exclude *upstream.Endpoint, b *netloop.Round, retry bool) {
 	ex.tries++
-	ep := ex.fixed
-	if ep == nil {
-		ep = ex.cluster.Pick(ex.hash, exclude)
-	}
+	ep := ex.pick(exclude)
 	if ep == nil {
 		if retry {
 			ex.cluster.ReleaseRetry()

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -29,6 +30,11 @@ type Manager struct {
 
 	mu        sync.Mutex
 	endpoints map[string]*Endpoint
+	// draining are the endpoints config removed whose connections are
+	// still open; each leaves once they are closed (Endpoint.drain).
+	draining map[*Endpoint]struct{}
+	// drainTime bounds how long a removed endpoint's requests may take.
+	drainTime time.Duration
 	// states keeps each cluster name's State across builds.
 	states map[string]*sync.Map
 	read   ReadLimits // bounds the reading of endpoints made
@@ -37,7 +43,24 @@ type Manager struct {
 // NewManager returns an empty Manager; id, when not nil, is the workload
 // identity for Istio mutual TLS to upstreams.
 func NewManager(id *identity.Workload) *Manager {
-	return &Manager{identity: id, endpoints: map[string]*Endpoint{}, states: map[string]*sync.Map{}}
+	return &Manager{identity: id, endpoints: map[string]*Endpoint{}, draining: map[*Endpoint]struct{}{},
+		drainTime: DrainTime, states: map[string]*sync.Map{}}
+}
+
+// SetDrainTime sets how long the requests in flight to an endpoint that a
+// config update removes may take (DrainTime unless set), for endpoints
+// removed from now on.
+func (m *Manager) SetDrainTime(d time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.drainTime = d
+}
+
+// Draining reports how many removed endpoints still have connections open.
+func (m *Manager) Draining() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.draining)
 }
 
 // Build checks and builds clusters. EDS clusters take their endpoints from
@@ -107,6 +130,7 @@ func (m *Manager) buildCluster(c *clusterv3.Cluster, cla map[string]*endpointv3.
 	}
 	for i, lb := range lbs {
 		e := m.endpoint(lb.addr, tp.pick(lb.lb))
+		e.listed.Store(true)
 		cl.Endpoints = append(cl.Endpoints, e)
 		w, err := workloadOf(lb.lb)
 		if err != nil {
@@ -291,9 +315,12 @@ func (m *Manager) endpoint(addr string, t *clientTLS) *Endpoint {
 	return e
 }
 
-// Commit forgets endpoints that no cluster in use references any more and
-// closes their connections (requests in flight on them fail), and the State
-// of clusters no longer in use.
+// Commit forgets endpoints that no cluster in use references any more, and
+// the State of clusters no longer in use. A forgotten endpoint drains: it
+// takes no new request, each of its connections closes once the requests in
+// flight on it are answered, and what is still open after the drain time
+// closes then (Endpoint.drain). The same address in a later config is a new
+// Endpoint, with connections of its own.
 func (m *Manager) Commit(inUse map[string]*Cluster) {
 	keep := map[*Endpoint]bool{}
 	for _, c := range inUse {
@@ -316,14 +343,37 @@ func (m *Manager) Commit(inUse map[string]*Cluster) {
 			delete(m.states, name)
 		}
 	}
+	for _, e := range gone {
+		m.draining[e] = struct{}{}
+	}
+	within := m.drainTime
 	m.mu.Unlock()
 	for _, e := range gone {
-		e.closeAll()
+		e.drain(within, func() { m.released(e) })
 	}
 }
 
-// CloseAll closes every upstream connection.
-func (m *Manager) CloseAll() { m.Commit(nil) }
+func (m *Manager) released(e *Endpoint) {
+	m.mu.Lock()
+	delete(m.draining, e)
+	m.mu.Unlock()
+}
+
+// CloseAll closes every upstream connection, draining or not, failing the
+// requests in flight on them.
+func (m *Manager) CloseAll() {
+	m.Commit(nil)
+	m.mu.Lock()
+	all := make([]*Endpoint, 0, len(m.draining))
+	for e := range m.draining {
+		all = append(all, e)
+	}
+	m.mu.Unlock()
+	for _, e := range all {
+		e.closeAll()
+		e.release()
+	}
+}
 
 // Endpoint returns the plaintext endpoint for addr, making one if no
 // cluster has it.

@@ -46,6 +46,21 @@ type Cluster struct {
 	inflight atomic.Int64
 	retries  atomic.Int64
 	state    *sync.Map // shared by every build of the name (Manager)
+
+	// byAddr indexes Endpoints by address, made on first use (EndpointAt).
+	byAddrOnce sync.Once
+	byAddr     map[string]*Endpoint
+}
+
+// EndpointAt is the cluster's endpoint at addr; nil when it has none.
+func (c *Cluster) EndpointAt(addr string) *Endpoint {
+	c.byAddrOnce.Do(func() {
+		c.byAddr = make(map[string]*Endpoint, len(c.Endpoints))
+		for _, e := range c.Endpoints {
+			c.byAddr[e.Addr] = e
+		}
+	})
+	return c.byAddr[addr]
 }
 
 // State returns the value a protocol's handlers keep with the cluster under

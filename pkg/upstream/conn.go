@@ -26,6 +26,10 @@ var (
 
 var errClosedBeforeSend = fmt.Errorf("%w: the connection closed before the request was sent", ErrConnect)
 
+// errRemoved refuses a new request to an endpoint the config removed; it was
+// not sent, so it is as safe to retry elsewhere as a connect failure.
+var errRemoved = fmt.Errorf("%w: the endpoint was removed from the config and takes no new requests", ErrConnect)
+
 // Request is one request in flight upstream.
 type Request interface {
 	// Done is called for each frame answering the request (once for a
@@ -46,11 +50,16 @@ type Conn struct {
 	// connection (Pool.Send).
 	home *netloop.Round
 
-	// w's lock also guards closed and inflight, so a request is registered
-	// before its bytes can leave.
+	// w's lock also guards closed, closing and inflight, so a request is
+	// registered before its bytes can leave.
 	w        *wire.Writer
 	closed   bool
 	inflight inflight
+	// draining is set once the endpoint is removed: the connection takes
+	// no new request, and closing is set once nothing is in flight on it,
+	// which closes it when what is queued has been written.
+	draining atomic.Bool
+	closing  bool
 	// waiting counts requests sent before the connection was made, capped
 	// by the cluster's MaxPending.
 	waiting    int
@@ -72,7 +81,7 @@ func newConn(p *Pool) (*Conn, error) {
 	o := wire.Options{Timeout: writeTimeout, Max: maxWriteBuffer, Server: true, Failed: func(err error) {
 		p.ep.read.overLimit(err)
 		c.close(fmt.Errorf("%w: write: %v", ErrReset, err))
-	}}
+	}, Idle: func() bool { return c.closing }}
 	if p.proto.Ordering == codec.InOrder {
 		c.inflight = &fifo{}
 		o.Awaiting = func() bool { return c.active.Load() > c.held }
@@ -105,13 +114,16 @@ func (c *Conn) dial(timeout time.Duration) {
 		_ = tc.SetNoDelay(true)
 	}
 	c.w.Lock()
-	closed := c.closed
-	if !closed {
+	closed, idle := c.closed, c.closing
+	if !closed && !idle {
 		c.nc = nc
 	}
 	c.w.Unlock()
-	if closed {
+	if closed || idle {
 		nc.Close()
+		if idle { // drained before it was made: what it held was cancelled
+			c.close(errDrained)
+		}
 		return
 	}
 	c.pool.ep.succeed()
@@ -128,6 +140,9 @@ func (c *Conn) Send(msg *codec.Message, r Request, b *netloop.Round) (uint64, er
 	defer c.w.Unlock()
 	if c.closed {
 		return 0, errClosedBeforeSend // nothing left: as safe to retry as a connect failure
+	}
+	if c.draining.Load() {
+		return 0, errRemoved
 	}
 	if c.w.QueuedLocked() > maxWriteBuffer {
 		return 0, ErrOverloaded
@@ -180,7 +195,7 @@ func (c *Conn) SendAs(msg *codec.Message, id uint64) error {
 func (c *Conn) Bind(id uint64, r Request) error {
 	c.w.Lock()
 	defer c.w.Unlock()
-	if c.closed {
+	if c.closed || c.closing {
 		return ErrReset
 	}
 	c.inflight.add(id, r)
@@ -194,6 +209,7 @@ func (c *Conn) Cancel(id uint64) {
 	if c.inflight.cancel(id) {
 		c.active.Add(-1)
 	}
+	c.closeIfIdleLocked()
 	c.w.Unlock()
 }
 
@@ -213,8 +229,17 @@ func (c *Conn) Frame(frame []byte, err error, b *netloop.Round) bool {
 	return true
 }
 
-// Stopped implements netloop.Handler.
-func (c *Conn) Stopped() {}
+// Stopped implements netloop.Handler: a connection whose writer closed it
+// (a drained one, through Options.Idle) is released as any other.
+func (c *Conn) Stopped() {
+	c.w.Lock()
+	err := errStopped
+	if c.closing {
+		err = errDrained
+	}
+	c.w.Unlock()
+	c.close(err)
+}
 
 func (c *Conn) handle(m *codec.Message, b *netloop.Round) {
 	switch m.Kind {
@@ -227,6 +252,13 @@ func (c *Conn) handle(m *codec.Message, b *netloop.Round) {
 		c.w.Unlock()
 		if r != nil {
 			r.Done(m, nil, b)
+		}
+		if c.draining.Load() {
+			// After Done: a response that opens a stream binds it
+			// (Bind) before the connection is found idle.
+			c.w.Lock()
+			c.closeIfIdleLocked()
+			c.w.Unlock()
 		}
 	case codec.KindHeartbeat:
 		c.answerHeartbeat(m)
@@ -276,3 +308,29 @@ func (c *Conn) close(err error) {
 
 // Close closes the connection; requests in flight fail with ErrReset.
 func (c *Conn) Close() { c.close(fmt.Errorf("%w: closed by the proxy", ErrReset)) }
+
+var (
+	// errDrained ends a drained connection; nothing is in flight on it
+	// by then.
+	errDrained = fmt.Errorf("%w: the endpoint was removed from the config and the connection drained", ErrReset)
+	errStopped = fmt.Errorf("%w: reading the connection stopped", ErrReset)
+)
+
+// drain makes the connection take no new request and close once the
+// requests in flight on it are answered (or cancelled).
+func (c *Conn) drain() {
+	c.w.Lock()
+	c.draining.Store(true)
+	c.closeIfIdleLocked()
+	c.w.Unlock() // writes what is queued, then closes through Options.Idle
+}
+
+// closeIfIdleLocked marks a draining connection with nothing in flight for
+// closing: the writer closes it once its queue is written (Options.Idle),
+// and the reader's end releases it (Stopped). One not yet dialled is
+// closed by dial. w's lock is held.
+func (c *Conn) closeIfIdleLocked() {
+	if c.draining.Load() && !c.closed && c.active.Load() == 0 {
+		c.closing = true
+	}
+}

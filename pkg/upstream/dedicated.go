@@ -13,28 +13,44 @@ import (
 // Dedicated is an upstream connection one downstream client owns: nothing is
 // rewritten and every message the server sends goes to the owner in order.
 type Dedicated struct {
+	ep    *Endpoint
 	nc    net.Conn
 	codec codec.Codec
 	mu    sync.Mutex
 	buf   []byte
+	once  sync.Once // forgets it on the endpoint
 	// failed is why the read side ended the connection, so a Send that
 	// races the close reports that cause, not "use of closed network
 	// connection" (a refused handshake, say).
 	failed atomic.Pointer[error]
 }
 
-// DialDedicated connects to addr and delivers every frame the server sends to
-// recv; recv gets (nil, err) once when the connection ends.
-func DialDedicated(addr string, timeout time.Duration, p codec.Protocol, opts codec.Options, lim ReadLimits, recv func(*codec.Message, error)) (*Dedicated, error) {
+// DialDedicated connects to the endpoint (over its TLS, if it has one) and
+// delivers every frame the server sends to recv; recv gets (nil, err) once
+// when the connection ends. An endpoint the config removed is refused: the
+// client's transaction, blocking command or subscription goes elsewhere.
+// One opened before the removal stays open, as a request in flight does,
+// until its client ends it or the endpoint's drain time is over.
+func (e *Endpoint) DialDedicated(timeout time.Duration, p codec.Protocol, opts codec.Options, recv func(*codec.Message, error)) (*Dedicated, error) {
+	if e.removed.Load() {
+		return nil, errRemoved
+	}
 	cd, err := p.New(opts, codec.PeerServer)
 	if err != nil {
 		return nil, err
 	}
-	nc, err := net.DialTimeout("tcp", addr, timeout)
+	nc, err := net.DialTimeout("tcp", e.Addr, timeout)
+	if err == nil && e.tls != nil {
+		nc, err = e.tls.handshake(nc, timeout)
+	}
 	if err != nil {
 		return nil, err
 	}
-	d := &Dedicated{nc: nc, codec: cd}
+	d := &Dedicated{ep: e, nc: nc, codec: cd}
+	if !e.addDedicated(d) {
+		nc.Close()
+		return nil, errRemoved
+	}
 	if hs, ok := cd.(codec.Handshaker); ok {
 		// Bounded as the dial is: a server that takes no bytes must not
 		// hold the handler that asked for the connection.
@@ -42,12 +58,26 @@ func DialDedicated(addr string, timeout time.Duration, p codec.Protocol, opts co
 		_, err := nc.Write(hs.Handshake(nil))
 		_ = nc.SetWriteDeadline(time.Time{})
 		if err != nil {
-			nc.Close()
+			d.Close()
 			return nil, err
 		}
 	}
-	go d.read(lim, recv)
+	go d.read(e.read, recv)
 	return d, nil
+}
+
+// addDedicated records d; false when the endpoint was removed meanwhile.
+func (e *Endpoint) addDedicated(d *Dedicated) bool {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.removed.Load() {
+		return false
+	}
+	if e.dedicated == nil {
+		e.dedicated = map[*Dedicated]struct{}{}
+	}
+	e.dedicated[d] = struct{}{}
+	return true
 }
 
 func (d *Dedicated) read(lim ReadLimits, recv func(*codec.Message, error)) {
@@ -62,7 +92,7 @@ func (d *Dedicated) read(lim ReadLimits, recv func(*codec.Message, error)) {
 		if err != nil {
 			lim.overLimit(err)
 			d.failed.Store(&err)
-			d.nc.Close()
+			d.Close()
 			recv(nil, err)
 			return
 		}
@@ -88,4 +118,18 @@ func (d *Dedicated) Send(req *codec.Message) error {
 }
 
 // Close closes the connection.
-func (d *Dedicated) Close() { d.nc.Close() }
+func (d *Dedicated) Close() {
+	d.nc.Close()
+	d.once.Do(d.forget)
+}
+
+// forget drops d from its endpoint, which a removed endpoint waits for.
+func (d *Dedicated) forget() {
+	e := d.ep
+	e.mu.Lock()
+	delete(e.dedicated, d)
+	e.mu.Unlock()
+	if e.removed.Load() {
+		e.releaseIfIdle()
+	}
+}

@@ -1,7 +1,9 @@
 package upstream
 
 import (
+	"fmt"
 	"maps"
+	"math"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,15 +54,31 @@ type Endpoint struct {
 	ejectedUntil atomic.Int64
 	inARow       atomic.Int32
 	countErrors  atomic.Bool
+	// removed is set when a config update drops the endpoint: it takes
+	// no new request, and its connections close as they go idle (drain).
+	// It is ejected for good then, so a pick that finds a healthy endpoint
+	// reads nothing more.
+	removed atomic.Bool
 
 	// pools is read by every request and written once per protocol and
 	// options: a write replaces the map under mu, and a read takes no lock.
 	pools atomic.Pointer[map[string]*Pool]
 
+	// listed is set once a cluster of the config lists the endpoint; one
+	// never listed was named by a codec (a Redis Cluster node).
+	listed atomic.Bool
+
 	mu        sync.Mutex
 	outlier   Outlier
 	group     *ejectionGroup // the cluster's endpoints; nil outside a cluster
 	ejections int            // ejections in a row, for the backoff
+	// dedicated are the open connections one client owns (DialDedicated).
+	dedicated map[*Dedicated]struct{}
+	// drainTimer closes what is left of a removed endpoint at its drain
+	// deadline; released, called once, tells the Manager it may forget
+	// the endpoint.
+	drainTimer *time.Timer
+	released   func()
 }
 
 func newEndpoint(addr string) *Endpoint {
@@ -110,6 +128,9 @@ func (e *Endpoint) healthyAt(now time.Time) bool {
 func (e *Endpoint) fail() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.removed.Load() {
+		return // ejected for good
+	}
 	if e.inARow.Add(1) < int32(max(e.outlier.Consecutive, 1)) {
 		return
 	}
@@ -128,6 +149,9 @@ func (e *Endpoint) fail() {
 func (e *Endpoint) succeed() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.removed.Load() {
+		return // ejected for good
+	}
 	e.inARow.Store(0)
 	e.ejections = 0
 	e.ejectedUntil.Store(0)
@@ -161,8 +185,90 @@ func (e *Endpoint) Begin() { e.active.Add(1) }
 // End ends what Begin counted.
 func (e *Endpoint) End() { e.active.Add(-1) }
 
+// Removed reports whether a config update removed the endpoint: it takes no
+// new request, and its connections drain.
+func (e *Endpoint) Removed() bool { return e.removed.Load() }
+
+// closeAll closes every connection, failing what is in flight.
 func (e *Endpoint) closeAll() {
+	e.closeWith(fmt.Errorf("%w: closed by the proxy", ErrReset), true)
+}
+
+// closeWith closes the pooled connections, failing what is in flight with
+// err, and the dedicated ones too when dedicated is set.
+func (e *Endpoint) closeWith(err error, dedicated bool) {
 	for _, p := range *e.pools.Load() {
-		p.closeAll()
+		p.closeWith(err)
+	}
+	if !dedicated {
+		return
+	}
+	for _, d := range e.dedicatedConns() {
+		d.Close()
+	}
+}
+
+func (e *Endpoint) dedicatedConns() []*Dedicated {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]*Dedicated, 0, len(e.dedicated))
+	for d := range e.dedicated {
+		out = append(out, d)
+	}
+	return out
+}
+
+// drain stops the endpoint taking new requests and closes each pooled
+// connection once nothing is in flight on it. What is still open after
+// within (pooled connections with requests in flight, and dedicated ones,
+// whose client owns a transaction, a blocking command or a subscription)
+// closes then, its requests failing with ErrReset. The dedicated
+// connections of an endpoint no config listed (a Redis Cluster node) are
+// left to their clients: no config removed it, and a new one to the same
+// address is another endpoint. released runs once, when nothing is left
+// open.
+func (e *Endpoint) drain(within time.Duration, released func()) {
+	e.mu.Lock()
+	e.removed.Store(true) // under mu: Pool, DialDedicated, fail and succeed check it under their locks
+	e.ejectedUntil.Store(math.MaxInt64)
+	e.released = released
+	e.drainTimer = time.AfterFunc(within, func() {
+		e.closeWith(fmt.Errorf("%w: the endpoint was removed from the config and its drain time (%s) is over", ErrReset, within), e.listed.Load())
+		e.releaseIfIdle()
+	})
+	pools := *e.pools.Load()
+	e.mu.Unlock()
+	for _, p := range pools {
+		p.drain()
+	}
+	e.releaseIfIdle()
+}
+
+// releaseIfIdle releases a removed endpoint once it has no connection left.
+func (e *Endpoint) releaseIfIdle() {
+	for _, p := range *e.pools.Load() {
+		if p.Conns() > 0 {
+			return
+		}
+	}
+	e.mu.Lock()
+	busy := len(e.dedicated) > 0
+	e.mu.Unlock()
+	if !busy {
+		e.release()
+	}
+}
+
+// release stops the drain timer and tells the Manager, once.
+func (e *Endpoint) release() {
+	e.mu.Lock()
+	done := e.released
+	e.released = nil
+	if e.drainTimer != nil {
+		e.drainTimer.Stop()
+	}
+	e.mu.Unlock()
+	if done != nil {
+		done()
 	}
 }

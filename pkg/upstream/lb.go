@@ -18,11 +18,14 @@ type Balancer interface {
 // candidates returns the healthy endpoints other than exclude; when none is
 // healthy it returns all but exclude (as Envoy's panic threshold does), so a
 // recovered server is found without waiting for its ejection to end; and
-// when exclude is the only endpoint, a retry goes to it again.
+// when exclude is the only endpoint, a retry goes to it again. Endpoints a
+// later config removed are never candidates: a cluster of an older config,
+// which a request that arrived before the update still uses, picks among
+// those left.
 func candidates(eps []*Endpoint, exclude *Endpoint, buf []*Endpoint) []*Endpoint {
 	out := buf[:0]
 	for _, e := range eps {
-		if e != exclude && e.Healthy() {
+		if e != exclude && e.Healthy() { // a removed endpoint is not healthy
 			out = append(out, e)
 		}
 	}
@@ -30,11 +33,11 @@ func candidates(eps []*Endpoint, exclude *Endpoint, buf []*Endpoint) []*Endpoint
 		return out
 	}
 	for _, e := range eps {
-		if e != exclude {
+		if e != exclude && !e.Removed() {
 			out = append(out, e)
 		}
 	}
-	if len(out) == 0 && exclude != nil {
+	if len(out) == 0 && exclude != nil && !exclude.Removed() {
 		out = append(out, exclude)
 	}
 	return out
@@ -127,7 +130,7 @@ func (r *ringHash) Pick(_ []*Endpoint, hash uint64, exclude *Endpoint) *Endpoint
 		if p.ep.Healthy() {
 			return p.ep
 		}
-		if fallback == nil {
+		if fallback == nil && !p.ep.Removed() {
 			fallback = p.ep
 		}
 	}

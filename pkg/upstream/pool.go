@@ -62,6 +62,9 @@ func (p *Pool) pick(cl *Cluster, home *netloop.Round) (*Conn, error) {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.ep.removed.Load() { // checked under mu: Endpoint.drain sees every connection made before
+		return nil, errRemoved
+	}
 	conns := p.list()
 	if c := firstBelowTarget(conns, home); c != nil {
 		return c, nil
@@ -104,11 +107,14 @@ func leastBusy(conns []*Conn) *Conn {
 
 func (p *Pool) remove(c *Conn) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	conns := p.list()
 	if i := slices.Index(conns, c); i >= 0 {
 		left := slices.Delete(slices.Clone(conns), i, i+1)
 		p.conns.Store(&left)
+	}
+	p.mu.Unlock()
+	if p.ep.removed.Load() {
+		p.ep.releaseIfIdle()
 	}
 }
 
@@ -116,6 +122,24 @@ func (p *Pool) remove(c *Conn) {
 func (p *Pool) closeAll() {
 	for _, c := range p.list() {
 		c.Close()
+	}
+}
+
+// drain drains every connection (Conn.drain). The endpoint is marked
+// removed first, so pick makes no connection this does not see.
+func (p *Pool) drain() {
+	p.mu.Lock()
+	conns := p.list()
+	p.mu.Unlock()
+	for _, c := range conns {
+		c.drain()
+	}
+}
+
+// closeWith closes every connection, failing what is in flight with err.
+func (p *Pool) closeWith(err error) {
+	for _, c := range p.list() {
+		c.close(err)
 	}
 }
 

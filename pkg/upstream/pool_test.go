@@ -22,7 +22,7 @@ func conns(active ...int32) []*Conn {
 // the least busy one does.
 func TestPoolFillsConnectionsInOrder(t *testing.T) {
 	cl := &Cluster{MaxConnections: 3}
-	p := &Pool{}
+	p := &Pool{ep: newEndpoint("127.0.0.1:1")}
 	p.set(conns(perConnTarget, 5, 0))
 	if c, err := p.pick(cl, nil); err != nil || c != p.list()[1] {
 		t.Fatalf("picked %p (%v), want the second connection %p", c, err, p.list()[1])
@@ -39,7 +39,7 @@ func TestPoolFillsConnectionsInOrder(t *testing.T) {
 func TestPoolPicksTheLoopsConnections(t *testing.T) {
 	var a, b netloop.Round
 	cl := &Cluster{MaxConnections: 3}
-	p := &Pool{}
+	p := &Pool{ep: newEndpoint("127.0.0.1:1")}
 	p.set(conns(0, 5, perConnTarget+1))
 	p.list()[0].home, p.list()[1].home, p.list()[2].home = &a, &b, &b
 	if c, err := p.pick(cl, &b); err != nil || c != p.list()[1] {

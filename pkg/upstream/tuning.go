@@ -14,6 +14,12 @@ const (
 	DefaultConnectTimeout = 5 * time.Second
 )
 
+// DrainTime bounds how long the requests in flight to an endpoint that a
+// config update removed may still take before its connections close under
+// them: as long as the proxy lets a removed listener's requests finish. A
+// removed endpoint's connections close sooner, each once it is idle.
+const DrainTime = 30 * time.Second
+
 const (
 	// perConnTarget is how many requests in flight a connection carries
 	// before the pool opens another one (within the cluster's connection

@@ -205,6 +205,13 @@ func (p *Provider) Port() int {
 // Calls counts the requests this provider has received (heartbeats aside).
 func (p *Provider) Calls() int64 { return p.calls.Load() }
 
+// Conns counts the connections open to the provider.
+func (p *Provider) Conns() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.conns)
+}
+
 // Holding counts hold calls now blocked in this provider.
 func (p *Provider) Holding() int64 { return p.holding.Load() }
 
