@@ -53,8 +53,14 @@ func (p *Proxy) lazyKey() string {
 
 // lazyListener is what a lazy proxy's listener of a service port says it
 // stands for; nil for other proxies.
+// A destination the fallback does not serve (fallbackServes) keeps its
+// routes, so reporting it would only split the proxy's scope.
 func (g *Generation) lazyListener(host string, port uint32) *configv1alpha1.LazyListener {
-	if !g.proxy.Lazy {
+	if !g.proxy.Lazy || g.ix.opts.LazyFallback == "" {
+		return nil
+	}
+	g.deps.readFallback(port)
+	if !g.ix.fallbackServes(host, port) {
 		return nil
 	}
 	return &configv1alpha1.LazyListener{Destination: LazyDestination(host, port)}

@@ -274,4 +274,12 @@ spec:
 	if got := routeClusters(res); !mapsEqual(got, want) {
 		t.Errorf("routes = %v, want %v", got, want)
 	}
+	// Only greeter's listener reports its destination: learning the
+	// others would change nothing but the proxy's scope.
+	for _, l := range res.Listeners {
+		d := controllertest.ListenerFilter(t, l.GetFilterChains()[0]).GetLazy().GetDestination()
+		if want := map[string]string{controller.ListenerName(greeterHost, 20880): greeterHost + ":20880"}[l.GetName()]; d != want {
+			t.Errorf("listener %s: lazy destination %q, want %q", l.GetName(), d, want)
+		}
+	}
 }
