@@ -110,7 +110,7 @@ const (
 // container with its cgroup mounted at root (a cgroup namespace, or a
 // bind mount of it) finds its own limit at root itself.
 func Container(root, self string) int64 {
-	v2, v1 := ownCgroups(self)
+	v2, v1 := OwnCgroups(self)
 	if n, ok := lowestLimit(root, v2, "memory.max"); ok {
 		return n
 	}
@@ -118,10 +118,10 @@ func Container(root, self string) int64 {
 	return n
 }
 
-// ownCgroups reads the process's cgroup v2 path and its cgroup v1 memory
+// OwnCgroups reads the process's cgroup v2 path and its cgroup v1 memory
 // path from a /proc/self/cgroup ("0::/a/b", "4:memory:/a/b"); "/" for
 // one not listed.
-func ownCgroups(self string) (v2, v1 string) {
+func OwnCgroups(self string) (v2, v1 string) {
 	v2, v1 = "/", "/"
 	b, err := os.ReadFile(self)
 	if err != nil {
