@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc/experimental"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -225,6 +226,8 @@ It reads its configuration from one of:
 			// past a container's limit while what is live fits in it
 			// (docs/benchmarks.md, "The controller's memory").
 			memlimit.Set(f.memoryLimit).Log(log)
+			// Responses marshaled into buffers near their size, not 1 MiB.
+			experimental.SetDefaultBufferPool(xds.ResponseBuffers())
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return run(ctx, f, log)
