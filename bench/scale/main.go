@@ -25,6 +25,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/rosetta-mesh/rosetta/internal/cli"
 )
 
 func main() {
@@ -47,6 +49,7 @@ func main() {
 	flag.IntVar(&o.lazyCalls, "lazy-calls", 10, "with -lazy: services each proxy called")
 	flag.StringVar(&o.heapProfile, "heap-profile", "", "write a heap profile of the controller, taken after the edits, to this file")
 	flag.StringVar(&o.syncProfile, "sync-profile", "", "write a CPU profile of the controller, taken from the proxies' first connection (-profile-for long), to this file")
+	flag.Var((*cli.Bytes)(&o.memoryMax), "memory-max", "run the controller in a cgroup with this memory limit (Ki, Mi, Gi suffixes), as in a container: cgroup v2 memory.max, or v1 memory.limit_in_bytes; needs root (0: no cgroup)")
 	flag.Parse()
 	if *args != "" {
 		o.controllerArgs = strings.Fields(*args)
@@ -85,7 +88,11 @@ func (r *result) print(w io.Writer) {
 	if o.lazy {
 		mode += fmt.Sprintf(", lazy mode, %d services called per proxy", o.lazyCalls)
 	}
-	fmt.Fprintf(w, "%d services, %d proxies (%s), %d namespaces; %s with %s\n\n", o.services, o.proxies, mode, o.namespaces, bin, flags)
+	where := ""
+	if o.memoryMax > 0 {
+		where = fmt.Sprintf(", in a cgroup with a memory limit of %s", mib(o.memoryMax))
+	}
+	fmt.Fprintf(w, "%d services, %d proxies (%s), %d namespaces; %s with %s%s\n\n", o.services, o.proxies, mode, o.namespaces, bin, flags, where)
 	fmt.Fprintln(w, "| measure | result |")
 	fmt.Fprintln(w, "| --- | --- |")
 	row := func(k, v string) { fmt.Fprintf(w, "| %s | %s |\n", k, v) }
@@ -104,6 +111,10 @@ func (r *result) print(w io.Writer) {
 	row("responses to proxies the edit does not concern", fmt.Sprint(r.stray))
 	row("controller RSS while serving edits, mean / max", fmt.Sprintf("%.0f / %.0f MB", r.rssMean, r.rssMax))
 	row("controller RSS, peak of the run", fmt.Sprintf("%.0f MB", r.rssPeak))
+	if o.memoryMax > 0 {
+		row(fmt.Sprintf("controller's cgroup (memory limit %s): peak charged (page cache included); OOM kills", mib(o.memoryMax)),
+			fmt.Sprintf("%.0f MB; %d", r.cgroupPeak, r.oomKills))
+	}
 	if b := r.burst; b != nil {
 		row(fmt.Sprintf("burst of %d edits: controller pushes", b.edits), fmt.Sprint(b.pushes))
 		row("burst: responses per proxy, mean / max", fmt.Sprintf("%.1f / %d", b.responsesMean, b.responsesMax))

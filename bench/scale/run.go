@@ -53,6 +53,9 @@ type options struct {
 	// services (lazy.go).
 	lazy      bool
 	lazyCalls int
+	// memoryMax, when positive, runs the controller in a memory cgroup
+	// with this limit (cgroup.go), as in a container.
+	memoryMax int64
 	progress  io.Writer
 }
 
@@ -90,6 +93,11 @@ type result struct {
 	// memory is the memory per connected proxy (memory.go); nil when
 	// there are too few proxies to measure it.
 	memory *memoryResult
+	// cgroupPeak is the most the controller's cgroup was charged, MB (0:
+	// not known), and oomKills the processes the kernel killed in it;
+	// with -memory-max.
+	cgroupPeak float64
+	oomKills   int
 }
 
 type burstResult struct {
@@ -111,9 +119,37 @@ func (o *options) logf(format string, args ...any) {
 	}
 }
 
-// run generates the mesh, starts the controller on it, connects the
-// proxies and measures.
+// run generates the mesh, starts the controller on it (in a memory
+// cgroup with -memory-max), connects the proxies and measures.
 func run(ctx context.Context, o options) (*result, error) {
+	if o.memoryMax <= 0 {
+		return measure(ctx, o, nil)
+	}
+	cg, err := newMemCgroup(o.memoryMax)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := cg.remove(); err != nil {
+			o.logf("%v", err)
+		}
+	}()
+	o.logf("the controller runs in cgroup %s, memory limit %s", cg.dir, mib(o.memoryMax))
+	res, err := measure(ctx, o, cg)
+	if err != nil {
+		return nil, cg.explain(err)
+	}
+	// The controller has stopped; the cgroup keeps its counts until it is
+	// removed.
+	res.cgroupPeak = cg.peakMB()
+	if res.oomKills, err = cg.oomKills(); err != nil {
+		return nil, fmt.Errorf("scale: cgroup: %w", err)
+	}
+	return res, nil
+}
+
+// measure is run with the controller in cg (nil: where the harness runs).
+func measure(ctx context.Context, o options, cg *memCgroup) (_ *result, err error) {
 	m := mesh{services: o.services, namespaces: o.namespaces}
 	if err := m.check(); err != nil {
 		return nil, err
@@ -165,12 +201,32 @@ func run(ctx context.Context, o options) (*result, error) {
 		o.burst = 0 // its check of the final state assumes every proxy of a namespace
 		res.opts = o
 	}
+	path := bin
+	if cg != nil {
+		path, args = cg.wrap(bin, args)
+	}
 	start := time.Now()
-	ctrl, err := testutil.Start(testutil.Command{Name: "rosetta-controller", Path: bin, Args: args, Log: filepath.Join(dir, "controller.log")})
+	ctrl, err := testutil.Start(testutil.Command{Name: "rosetta-controller", Path: path, Args: args, Log: filepath.Join(dir, "controller.log")})
 	if err != nil {
 		return nil, err
 	}
 	defer ctrl.Stop(10 * time.Second)
+	// A controller that exits (the kernel killed it at its memory limit)
+	// ends every wait at once, and the error says so.
+	ctx, exited := context.WithCancelCause(ctx)
+	defer exited(nil)
+	go func() {
+		how := "cleanly"
+		if err := ctrl.ExitErr(); err != nil {
+			how = err.Error()
+		}
+		exited(fmt.Errorf("scale: the controller exited (%s)", how))
+	}()
+	defer func() {
+		if c := context.Cause(ctx); err != nil && c != nil && !errors.Is(err, c) {
+			err = fmt.Errorf("%w\n%w", err, c)
+		}
+	}()
 	fail := func(err error) (*result, error) {
 		return nil, fmt.Errorf("%w\ncontroller log (%s):\n%s", err, ctrl.Log, ctrl.LogTail(2000))
 	}
@@ -458,7 +514,7 @@ func waitFor(ctx context.Context, updated <-chan struct{}, within time.Duration,
 		}
 		select {
 		case <-ctx.Done():
-			return ctx.Err()
+			return context.Cause(ctx)
 		case <-deadline.C:
 			return fmt.Errorf("scale: waiting for %s: not done after %v", what, within)
 		case <-updated:
@@ -493,7 +549,7 @@ func sleep(ctx context.Context, d time.Duration) error {
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return context.Cause(ctx)
 	case <-t.C:
 		return nil
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"google.golang.org/grpc/experimental"
 	meshconfig "istio.io/api/mesh/v1alpha1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
@@ -39,6 +40,7 @@ import (
 	"k8s.io/client-go/tools/leaderelection/resourcelock"
 
 	"github.com/rosetta-mesh/rosetta/internal/cli"
+	"github.com/rosetta-mesh/rosetta/internal/memlimit"
 	"github.com/rosetta-mesh/rosetta/pkg/controller"
 	"github.com/rosetta-mesh/rosetta/pkg/observability"
 	"github.com/rosetta-mesh/rosetta/pkg/xds"
@@ -68,6 +70,8 @@ type flags struct {
 	meshConfig     string
 	xds            xdsSecurity
 	lazyFallback   string
+	// memoryLimit is Go's soft memory limit; 0: from the container's.
+	memoryLimit int64
 }
 
 // register defines the controller's flags on fs.
@@ -95,6 +99,7 @@ func (f *flags) register(fs *pflag.FlagSet) {
 	f.accessLog.register(fs)
 	fs.StringVar(&f.meshConfig, "mesh-config", "", "Istio's mesh config (YAML, the istio ConfigMap's \"mesh\" key, as istiod's --meshConfig): the extensionProviders and defaultProviders that Telemetry resources name (docs/tracing.md); empty: only Istio's built-in \"envoy\" access log provider")
 	f.xds.register(fs)
+	memlimit.Register(fs, &f.memoryLimit)
 	fs.StringVar(&f.lazyFallback, "lazy-fallback", "", "the address (DNS name or IP, no port) of the shared, fully configured rosetta-proxy that proxies in lazy mode (rosetta-proxy --lazy) send the calls to destinations they have not used yet, at the destination's port, e.g. rosetta-fallback.rosetta-system.svc.cluster.local (a Service's DNS name: proxies with an identity reach its pods over Istio mTLS); empty: lazy proxies get every destination's config")
 }
 
@@ -217,6 +222,12 @@ It reads its configuration from one of:
 			if err != nil {
 				return err
 			}
+			// The first sync's garbage would otherwise let the heap grow
+			// past a container's limit while what is live fits in it
+			// (docs/benchmarks.md, "The controller's memory").
+			memlimit.Set(f.memoryLimit).Log(log)
+			// Responses marshaled into buffers near their size, not 1 MiB.
+			experimental.SetDefaultBufferPool(xds.ResponseBuffers())
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return run(ctx, f, log)

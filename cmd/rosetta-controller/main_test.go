@@ -143,6 +143,9 @@ func TestFlags(t *testing.T) {
 	if _, err := parseFlags([]string{"extra"}); err == nil {
 		t.Fatal("a stray argument was accepted")
 	}
+	if f, err := parseFlags([]string{"--memory-limit", "900Mi"}); err != nil || f.memoryLimit != 900<<20 {
+		t.Fatalf("--memory-limit 900Mi: %v", err)
+	}
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 	t.Setenv("KUBECONFIG", "")
 	for args, want := range map[string]string{
@@ -154,6 +157,7 @@ func TestFlags(t *testing.T) {
 		"--trace-sampling=x --config-dir=x":   "--trace-sampling",
 		"--lazy-fallback=a:1 --config-dir=x":  "--lazy-fallback",
 		"--lazy-fallback=-a --config-dir=x":   "--lazy-fallback",
+		"--memory-limit=1G --config-dir=x":    "--memory-limit",
 	} {
 		cmd := newCommand()
 		cmd.SetArgs(strings.Fields(args))

@@ -17,6 +17,7 @@ import (
 
 	"github.com/rosetta-mesh/rosetta/internal/cli"
 	"github.com/rosetta-mesh/rosetta/internal/gcpace"
+	"github.com/rosetta-mesh/rosetta/internal/memlimit"
 	"github.com/rosetta-mesh/rosetta/pkg/netloop"
 	"github.com/rosetta-mesh/rosetta/pkg/proxy"
 	xdsclient "github.com/rosetta-mesh/rosetta/pkg/xds/client"
@@ -47,6 +48,8 @@ type options struct {
 	limits proxy.Limits
 	// memoryLimit is Go's soft memory limit; 0: from the container's.
 	memoryLimit int64
+	// memory is the soft memory limit setUpRuntime set, logged by run.
+	memory memlimit.Limit
 	// hboneAddress is where the proxy terminates HBONE; "": it does not.
 	hboneAddress string
 	otlp         otlpOptions
@@ -86,7 +89,7 @@ It takes its config from exactly one of:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(*cobra.Command, []string) error {
-			setUpRuntime(o)
+			o.memory = setUpRuntime(o)
 			return run(o)
 		},
 	}
@@ -120,7 +123,7 @@ It takes its config from exactly one of:
 	fs.BoolVar(&o.loops.Gather, "gather", o.loops.Gather, "let an event loop poll briefly for the requests its clients owe a server that answers in order (Redis) and write them at once; false for a CPU quota, which counts the polling (environment: ROSETTA_GATHER=off)")
 	fs.IntVar(&o.gcPercent, "gc-percent", 200, "Go's GOGC: heap growth between collections, in percent of the live heap; GOGC in the environment wins")
 	fs.IntVar(&o.gcPaceMB, "gc-pace-heap", 32, "while the proxy allocates fast, let the heap grow to up to this many MB between collections, to space them at least 250 ms apart (0: off; off when GOGC is in the environment)")
-	fs.Var((*byteSize)(&o.memoryLimit), "memory-limit", "soft memory limit for Go's collector, as GOMEMLIMIT (Ki, Mi, Gi suffixes; default: 90% of the container's memory limit, none outside a container; GOMEMLIMIT in the environment wins)")
+	memlimit.Register(fs, &o.memoryLimit)
 	cmd.MarkFlagsOneRequired("config", "xds")
 	cmd.MarkFlagsMutuallyExclusive("config", "xds")
 	return cmd
@@ -144,8 +147,8 @@ func concurrency(flag int, env string, cpus int) int {
 }
 
 // setUpRuntime applies the flags that tune Go's runtime and the loops,
-// before anything runs.
-func setUpRuntime(o options) {
+// before anything runs, and returns the soft memory limit it set.
+func setUpRuntime(o options) memlimit.Limit {
 	if n := concurrency(o.concurrency, os.Getenv("GOMAXPROCS"), runtime.GOMAXPROCS(0)); n > 0 {
 		runtime.GOMAXPROCS(n)
 	}
@@ -156,7 +159,7 @@ func setUpRuntime(o options) {
 		// (docs/benchmarks.md#tuning-constants, --gc-percent).
 		debug.SetGCPercent(o.gcPercent)
 	}
-	setMemoryLimit(o.memoryLimit)
+	return memlimit.Set(o.memoryLimit)
 }
 
 func run(o options) error {
@@ -166,6 +169,9 @@ func run(o options) error {
 	}
 	if (o.configFile == "") == (o.xds.Address == "") {
 		return errors.New("give exactly one of --config FILE and --xds ADDR")
+	}
+	if o.memory.Source != "" {
+		o.memory.Log(log)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
