@@ -101,7 +101,9 @@ type Server struct {
 	changedAt   time.Time
 	lastVersion uint64
 	nodes       map[string]*nodeState
-	streams     map[int64]*streamState
+	// streams are by deltaStream's key for a delta stream, its id for
+	// a state-of-the-world one.
+	streams map[int64]*streamState
 	// rejectCh signals that a proxy refused config, or accepted config
 	// after refusing, or left with a refusal (see RejectionsChanged).
 	rejectCh chan struct{}
@@ -468,6 +470,13 @@ func (s *Server) answered(streamID int64, nonce string, errDetail string, nack b
 	return info.version
 }
 
+// deltaStream is the key of a delta stream in Server.streams: its id,
+// negated, because go-control-plane numbers state-of-the-world and delta
+// streams apart, each from 1, and the first of each would otherwise
+// share one entry (one proxy's ACKs counted as the other's, its stream
+// refused as naming another node).
+func deltaStream(id int64) int64 { return -id }
+
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
 		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
@@ -498,10 +507,11 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			s.sent(id, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce(), resp.GetResources())
 		},
 		DeltaStreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
-			return s.open(ctx, id)
+			return s.open(ctx, deltaStream(id))
 		},
-		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(deltaStream(id)) },
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+			id = deltaStream(id)
 			n, err := s.register(id, req.GetNode())
 			if err != nil {
 				return err
@@ -517,6 +527,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			return nil
 		},
 		StreamDeltaResponseFunc: func(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+			id = deltaStream(id)
 			anys := make([]*anypb.Any, 0, len(resp.GetResources()))
 			for _, r := range resp.GetResources() {
 				anys = append(anys, r.GetResource())
