@@ -217,16 +217,25 @@ func (s *Server) nextVersion() string {
 
 // setNode sets a proxy's snapshot from its scope's shared resources; a
 // type whose resources did not change keeps its version, so the proxy is
-// not sent it again (an endpoint-only change sends endpoints only).
-// Callers hold s.pushMu.
+// not sent it again (an endpoint-only change sends endpoints only). The
+// snapshot cache then holds the proxy's generation's snapshot, never an
+// earlier one with equal resources, which would be a second copy of the
+// scope. Callers hold s.pushMu.
 func (s *Server) setNode(n *nodeState, sc *scope, version string, changedAt time.Time) {
 	if n.gen == sc.gen {
 		return // the proxy has this generation already
 	}
+	if n.gen != nil && n.gen.snap == sc.gen.snap {
+		// A generation that kept the snapshot in force (generate): only
+		// its Deps are new.
+		s.mu.Lock()
+		n.gen = sc.gen
+		s.mu.Unlock()
+		return
+	}
 	snap := sc.gen.snap.withVersions()
 	s.mu.Lock()
 	n.gen = sc.gen
-	changed := false
 	for _, t := range TypeURLs {
 		if _, ok := n.versions[t]; ok && n.typeHash[t] == snap.typeHash[t] {
 			continue
@@ -235,15 +244,15 @@ func (s *Server) setNode(n *nodeState, sc *scope, version string, changedAt time
 		n.typeHash[t] = snap.typeHash[t]
 		n.changedAt[t] = changedAt
 		s.metrics.Pushes.WithLabelValues(shortType(t)).Inc()
-		changed = true
 	}
 	for t, v := range n.versions {
 		snap.versions[t] = v
 	}
 	s.mu.Unlock()
-	if !changed {
-		return
-	}
+	// Set even when no type changed (equal resources of another scope,
+	// which a lazy proxy moves to when it learns a destination that
+	// changes none of them): every version is the one the proxy has, so
+	// nothing is sent, and the cache lets go of the earlier copy.
 	if err := s.cache.SetSnapshot(s.ctx, n.id, snap); err != nil {
 		s.log.Error("set snapshot", "node", n.id, "err", err)
 	}
