@@ -606,3 +606,37 @@ spec:
 		t.Fatalf("removed: %v", removed)
 	}
 }
+
+// TestSotWAndDeltaProxiesAreToldApart: go-control-plane numbers
+// state-of-the-world and delta streams apart, each from 1. A proxy of
+// each kind connected to one controller keeps its own stream: after an
+// edit, each acknowledges the new routes under its own node id, and both
+// are connected.
+func TestSotWAndDeltaProxiesAreToldApart(t *testing.T) {
+	dir := setupDir(t)
+	c := startController(t, dir, "")
+	sotw, delta := &recorder{}, &recorder{}
+	startClient(t, c.addr, "sotw", "demo", sotw)
+	testutil.Eventually(t, 5*time.Second, "sotw's config", func() bool { r, _ := sotw.last(); return sayHelloCluster(r) == v1 })
+	startClientWith(t, client.Options{Address: c.addr, NodeID: "delta", Namespace: "demo", Delta: true}, delta)
+	testutil.Eventually(t, 5*time.Second, "delta's config", func() bool { r, _ := delta.last(); return sayHelloCluster(r) == v1 })
+	drainAcks(c, map[string]uint64{})
+
+	data, _ := os.ReadFile(filepath.Join(dir, "router-v1.yaml"))
+	writeFile(t, filepath.Join(dir, "router-v1.yaml"), strings.ReplaceAll(string(data), "subset: v1", "subset: v2"))
+	acked := map[string]bool{}
+	deadline := time.After(5 * time.Second)
+	for !acked["sotw"] || !acked["delta"] {
+		select {
+		case a := <-c.answers:
+			if !a.nack && a.typeURL == config.RouteType {
+				acked[a.node] = true
+			}
+		case <-deadline:
+			t.Fatalf("routes acknowledged by %v after an edit, want sotw and delta", acked)
+		}
+	}
+	if got := c.srv.Nodes(); !slices.Equal(got, []string{"delta", "sotw"}) {
+		t.Errorf("connected %v, want delta and sotw", got)
+	}
+}

@@ -217,3 +217,43 @@ func runLazyClient(t *testing.T, opts client.Options, rec *recorder) (stop func(
 	t.Cleanup(stop)
 	return stop
 }
+
+// A lazy proxy that learns a destination changing none of its resources
+// (one the mesh does not have) moves to another scope, generated with
+// resources equal to those it holds: it is sent nothing, and the snapshot
+// cache holds the new scope's snapshot, not the one before, which would
+// otherwise outlive the scope it left. A push then sends it one set, so
+// none was sent in between.
+func TestLazyProxyLearningNothingNewHoldsOneSnapshot(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	addr, srv := startLazyServer(t, reg)
+	widened := []string{"outbound|20880||" + lazyFallback, greeterCluster, "outbound|20990||" + lazyFallback}
+	dests := client.NewDestinations(time.Hour)
+	dests.Opened(greeterDest)
+	rec := &recorder{}
+	startClientWith(t, client.Options{Address: addr, NodeID: "a", Namespace: "demo", Delta: true, Lazy: dests}, rec)
+	waitFor(t, "a's config", func() bool { res, _ := rec.last(); return slices.Equal(clustersOf(res), widened) })
+	before, _ := heldOnce(t, srv, "a")
+	_, sets := rec.last()
+	typesPushed := func() float64 { return metricValue(t, reg, "rosetta_xds_pushes_total", nil) }
+	typed := typesPushed()
+
+	dests.Opened("nowhere.demo.svc.cluster.local:1")
+	waitFor(t, "a's new scope to be set", func() bool {
+		cached, node, scope, _ := srv.Held("a")
+		return node != before && cached == node && node == scope
+	})
+	if got := typesPushed() - typed; got != 0 {
+		t.Errorf("%v types pushed for a scope with equal resources, want none", got)
+	}
+
+	srv.Update(lazyIndex(t, "---\napiVersion: v1\nkind: Service\nmetadata: {name: more, namespace: demo}\nspec:\n  ports: [{name: tcp-dubbo, port: 21000}]\n"), time.Now())
+	waitFor(t, "the new service's fallback cluster", func() bool {
+		res, _ := rec.last()
+		return slices.Contains(clustersOf(res), "outbound|21000||"+lazyFallback)
+	})
+	if _, n := rec.last(); n != sets+1 {
+		t.Errorf("a got %d sets for one push since it learned, want 1", n-sets)
+	}
+	heldOnce(t, srv, "a")
+}

@@ -392,3 +392,105 @@ func TestLazyScopeIgnoresEditsOfWhatItHasNotLearned(t *testing.T) {
 		t.Errorf("greeter routes to %s, want %s", greeter20880Cluster(res, "greeter.a.svc.cluster.local"), greeter("v2"))
 	}
 }
+
+// shadowService is a Dubbo service of namespace b on greeter's port
+// number: a proxy of a that sees it reads it, but greeter, older by name,
+// keeps the port's listener, so it adds no resource.
+func shadowService(portName string) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Service
+metadata: {name: shadow, namespace: b}
+spec:
+  ports: [{name: %s, port: 20880}]
+`, portName)
+}
+
+// heldOnce checks that the snapshot cache, the proxy and its scope hold
+// one snapshot, and returns it and the scope's Deps.
+func heldOnce(t *testing.T, srv *xds.Server, id string) (snap, deps string) {
+	t.Helper()
+	cached, node, scope, deps := srv.Held(id)
+	if cached == "" || cached != node || node != scope {
+		t.Errorf("%s: the snapshot cache holds %s, the proxy %s, its scope %s: want one snapshot", id, cached, node, scope)
+	}
+	return scope, deps
+}
+
+// TestEqualRegenerationKeepsTheSnapshot: a change that reaches a scope
+// but none of its resources (its Sidecar no longer shows it a service
+// that had no listener) generates the scope again, sends its proxies
+// nothing, and keeps the snapshot in force: the snapshot cache, the
+// proxies and the scope hold that one, not it and an equal copy. The
+// scope takes the new generation's Deps: an edit of the service it no
+// longer sees generates nothing. A real edit then sends each proxy one
+// set, so none was sent in between.
+func TestEqualRegenerationKeepsTheSnapshot(t *testing.T) {
+	dir := t.TempDir()
+	sidecarAB := strings.Replace(scopedNamespace("a"), `hosts: ["./*"]`, `hosts: ["./*", "b/*"]`, 1)
+	writeFile(t, filepath.Join(dir, "a.yaml"), sidecarAB)
+	writeFile(t, filepath.Join(dir, "a-router.yaml"), scopedRouter("a", "v1"))
+	writeFile(t, filepath.Join(dir, "b.yaml"), shadowService("tcp-dubbo"))
+	reg := prometheus.NewRegistry()
+	c := startControllerWith(t, dir, "", xds.Options{Registerer: reg})
+	recs := map[string]*recorder{"sotw": {}, "delta": {}}
+	startClient(t, c.addr, "sotw", "a", recs["sotw"])
+	startClientWith(t, client.Options{Address: c.addr, NodeID: "delta", Namespace: "a", Delta: true}, recs["delta"])
+	subset := func(s string) string { return "outbound|20880|" + s + "|greeter.a.svc.cluster.local" }
+	gotSubset := func(s string) func() bool {
+		return func() bool {
+			for _, r := range recs {
+				if res, _ := r.last(); sayHelloCluster(res) != subset(s) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	waitFor(t, "both proxies' config", gotSubset("v1"))
+	if res, _ := recs["sotw"].last(); len(res.Listeners) != 1 {
+		t.Fatalf("%d listeners, want greeter's only", len(res.Listeners))
+	}
+	generations := func() float64 { return metricValue(t, reg, "rosetta_xds_scope_generations_total", nil) }
+	pushes := func() float64 { return metricValue(t, reg, "rosetta_xds_push_duration_seconds", nil) }
+	typesPushed := func() float64 { return metricValue(t, reg, "rosetta_xds_pushes_total", nil) }
+	sets := map[string]int{}
+	for id, r := range recs {
+		_, sets[id] = r.last()
+	}
+	before, oldDeps := heldOnce(t, c.srv, "sotw")
+	heldOnce(t, c.srv, "delta")
+
+	gens, pushed, typed := generations(), pushes(), typesPushed()
+	writeFile(t, filepath.Join(dir, "a.yaml"), scopedNamespace("a"))
+	waitFor(t, "the Sidecar's push", func() bool { return pushes() > pushed })
+	if got := generations() - gens; got != 1 {
+		t.Fatalf("%v scope generations for a change of the scope's Sidecar, want 1", got)
+	}
+	if got := typesPushed() - typed; got != 0 {
+		t.Errorf("%v types pushed for a generation with equal resources, want none", got)
+	}
+	for id := range recs {
+		if snap, deps := heldOnce(t, c.srv, id); snap != before || deps == oldDeps {
+			t.Errorf("%s: snapshot %s, Deps %s after a generation with equal resources; want the snapshot before (%s) and the new Deps (not %s)",
+				id, snap, deps, before, oldDeps)
+		}
+	}
+
+	gens, pushed = generations(), pushes()
+	writeFile(t, filepath.Join(dir, "b.yaml"), shadowService("dubbo"))
+	waitFor(t, "shadow's push", func() bool { return pushes() > pushed })
+	if got := generations() - gens; got != 0 {
+		t.Errorf("%v scope generations for an edit of a service the scope no longer sees, want none", got)
+	}
+
+	writeFile(t, filepath.Join(dir, "a-router.yaml"), scopedRouter("a", "v2"))
+	waitFor(t, "both proxies to get v2", gotSubset("v2"))
+	for id, r := range recs {
+		if _, n := r.last(); n != sets[id]+1 {
+			t.Errorf("%s got %d sets for one edit since the equal generation, want 1", id, n-sets[id])
+		}
+		if snap, _ := heldOnce(t, c.srv, id); snap == before {
+			t.Errorf("%s holds the snapshot from before an edit of its route", id)
+		}
+	}
+}

@@ -46,6 +46,13 @@ func (s *Server) generate(ix *controller.Index, p *controller.Proxy, last *scope
 		return nil
 	}
 	s.metrics.ScopeGenerations.WithLabelValues(reason).Inc()
+	if last != nil && snap.sameResources(last.gen.snap) {
+		// Equal resources: keep the snapshot in force, which the scope's
+		// proxies hold in the snapshot cache, so that memory holds one
+		// copy, not that and this. The new Deps are what later changes
+		// are checked against.
+		snap = last.gen.snap
+	}
 	return &scope{seq: ix.Seq(), gen: &generation{snap: snap, deps: deps}}
 }
 

@@ -101,7 +101,9 @@ type Server struct {
 	changedAt   time.Time
 	lastVersion uint64
 	nodes       map[string]*nodeState
-	streams     map[int64]*streamState
+	// streams are by deltaStream's key for a delta stream, its id for
+	// a state-of-the-world one.
+	streams map[int64]*streamState
 	// rejectCh signals that a proxy refused config, or accepted config
 	// after refusing, or left with a refusal (see RejectionsChanged).
 	rejectCh chan struct{}
@@ -215,16 +217,25 @@ func (s *Server) nextVersion() string {
 
 // setNode sets a proxy's snapshot from its scope's shared resources; a
 // type whose resources did not change keeps its version, so the proxy is
-// not sent it again (an endpoint-only change sends endpoints only).
-// Callers hold s.pushMu.
+// not sent it again (an endpoint-only change sends endpoints only). The
+// snapshot cache then holds the proxy's generation's snapshot, never an
+// earlier one with equal resources, which would be a second copy of the
+// scope. Callers hold s.pushMu.
 func (s *Server) setNode(n *nodeState, sc *scope, version string, changedAt time.Time) {
 	if n.gen == sc.gen {
 		return // the proxy has this generation already
 	}
+	if n.gen != nil && n.gen.snap == sc.gen.snap {
+		// A generation that kept the snapshot in force (generate): only
+		// its Deps are new.
+		s.mu.Lock()
+		n.gen = sc.gen
+		s.mu.Unlock()
+		return
+	}
 	snap := sc.gen.snap.withVersions()
 	s.mu.Lock()
 	n.gen = sc.gen
-	changed := false
 	for _, t := range TypeURLs {
 		if _, ok := n.versions[t]; ok && n.typeHash[t] == snap.typeHash[t] {
 			continue
@@ -233,15 +244,15 @@ func (s *Server) setNode(n *nodeState, sc *scope, version string, changedAt time
 		n.typeHash[t] = snap.typeHash[t]
 		n.changedAt[t] = changedAt
 		s.metrics.Pushes.WithLabelValues(shortType(t)).Inc()
-		changed = true
 	}
 	for t, v := range n.versions {
 		snap.versions[t] = v
 	}
 	s.mu.Unlock()
-	if !changed {
-		return
-	}
+	// Set even when no type changed (equal resources of another scope,
+	// which a lazy proxy moves to when it learns a destination that
+	// changes none of them): every version is the one the proxy has, so
+	// nothing is sent, and the cache lets go of the earlier copy.
 	if err := s.cache.SetSnapshot(s.ctx, n.id, snap); err != nil {
 		s.log.Error("set snapshot", "node", n.id, "err", err)
 	}
@@ -468,6 +479,13 @@ func (s *Server) answered(streamID int64, nonce string, errDetail string, nack b
 	return info.version
 }
 
+// deltaStream is the key of a delta stream in Server.streams: its id,
+// negated, because go-control-plane numbers state-of-the-world and delta
+// streams apart, each from 1, and the first of each would otherwise
+// share one entry (one proxy's ACKs counted as the other's, its stream
+// refused as naming another node).
+func deltaStream(id int64) int64 { return -id }
+
 func (s *Server) callbacks() serverv3.Callbacks {
 	return serverv3.CallbackFuncs{
 		StreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
@@ -498,10 +516,11 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			s.sent(id, resp.GetTypeUrl(), resp.GetVersionInfo(), resp.GetNonce(), resp.GetResources())
 		},
 		DeltaStreamOpenFunc: func(ctx context.Context, id int64, _ string) error {
-			return s.open(ctx, id)
+			return s.open(ctx, deltaStream(id))
 		},
-		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(id) },
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) { s.closed(deltaStream(id)) },
 		StreamDeltaRequestFunc: func(id int64, req *discoveryv3.DeltaDiscoveryRequest) error {
+			id = deltaStream(id)
 			n, err := s.register(id, req.GetNode())
 			if err != nil {
 				return err
@@ -517,6 +536,7 @@ func (s *Server) callbacks() serverv3.Callbacks {
 			return nil
 		},
 		StreamDeltaResponseFunc: func(id int64, _ *discoveryv3.DeltaDiscoveryRequest, resp *discoveryv3.DeltaDiscoveryResponse) {
+			id = deltaStream(id)
 			anys := make([]*anypb.Any, 0, len(resp.GetResources()))
 			for _, r := range resp.GetResources() {
 				anys = append(anys, r.GetResource())

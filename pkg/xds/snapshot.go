@@ -142,6 +142,17 @@ func (s *snapshot) withVersions() *snapshot {
 	return &snapshot{resources: s.resources, plain: s.plain, hashes: s.hashes, typeHash: s.typeHash, versions: map[string]string{}}
 }
 
+// sameResources reports whether s and o hold the same resources, by
+// their hashes.
+func (s *snapshot) sameResources(o *snapshot) bool {
+	for _, t := range TypeURLs {
+		if s.typeHash[t] != o.typeHash[t] {
+			return false
+		}
+	}
+	return true
+}
+
 func (s *snapshot) GetVersion(typeURL string) string { return s.versions[typeURL] }
 
 func (s *snapshot) GetResourcesAndTTL(typeURL string) map[string]types.ResourceWithTTL {
