@@ -437,9 +437,9 @@ func sameMeta(a, b metav1.Object) bool {
 // tracePods records the hosts whose EndpointSlices name a changed Pod:
 // its labels and service account are their endpoints'.
 func (c *Changes) tracePods(ix *Index, pods []metav1.Object, in *Inputs) {
-	changed := map[string]bool{}
+	changed := map[nsName]bool{}
 	for _, p := range pods {
-		changed[p.GetNamespace()+"/"+p.GetName()] = true
+		changed[nsName{p.GetNamespace(), p.GetName()}] = true
 	}
 	for _, s := range in.EndpointSlices {
 		name := s.Labels[discoveryv1.LabelServiceName]
@@ -447,15 +447,7 @@ func (c *Changes) tracePods(ix *Index, pods []metav1.Object, in *Inputs) {
 			continue
 		}
 		for _, e := range s.Endpoints {
-			ref := e.TargetRef
-			if ref == nil || ref.Kind != "Pod" {
-				continue
-			}
-			ns := ref.Namespace
-			if ns == "" {
-				ns = s.Namespace
-			}
-			if changed[ns+"/"+ref.Name] {
+			if k, ok := podOf(s, e); ok && changed[k] {
 				c.Hosts[fmt.Sprintf("%s.%s.svc.%s", name, s.Namespace, ix.opts.DomainSuffix)] = true
 				break
 			}

@@ -163,12 +163,8 @@ func podsNamed(all []*corev1.Pod, ss []*discoveryv1.EndpointSlice) map[nsName]*c
 	want := map[nsName]bool{}
 	for _, s := range ss {
 		for _, e := range s.Endpoints {
-			if ref := e.TargetRef; ref != nil && ref.Kind == "Pod" {
-				ns := ref.Namespace
-				if ns == "" {
-					ns = s.Namespace
-				}
-				want[nsName{ns, ref.Name}] = true
+			if k, ok := podOf(s, e); ok {
+				want[k] = true
 			}
 		}
 	}

@@ -231,12 +231,8 @@ func podsOf(ss []*discoveryv1.EndpointSlice, pods map[nsName]*corev1.Pod) []*cor
 	var out []*corev1.Pod
 	for _, s := range ss {
 		for _, e := range s.Endpoints {
-			if ref := e.TargetRef; ref != nil && ref.Kind == "Pod" {
-				ns := ref.Namespace
-				if ns == "" {
-					ns = s.Namespace
-				}
-				out = append(out, pods[nsName{ns, ref.Name}])
+			if k, ok := podOf(s, e); ok {
+				out = append(out, pods[k])
 			}
 		}
 	}
@@ -278,15 +274,11 @@ func sliceInstances(s *discoveryv1.EndpointSlice, ports map[uint32]uint32, pods 
 		}
 		lbls := maps.Clone(base)
 		sa, workload, wns := "", "", s.Namespace
-		if ref := e.TargetRef; ref != nil && ref.Kind == "Pod" {
-			ns := ref.Namespace
-			if ns == "" {
-				ns = s.Namespace
-			}
-			if pod := pods[nsName{ns, ref.Name}]; pod != nil {
+		if k, ok := podOf(s, e); ok {
+			if pod := pods[k]; pod != nil {
 				maps.Copy(lbls, pod.Labels)
-				sa = ns + "/" + podServiceAccount(pod)
-				workload, wns = podWorkload(pod), ns
+				sa = k.ns + "/" + podServiceAccount(pod)
+				workload, wns = podWorkload(pod), k.ns
 			}
 		}
 		addrs := e.Addresses[:1]
@@ -617,3 +609,17 @@ func key(o object) string { return o.GetNamespace() + "/" + o.GetName() }
 // nsName is an object's namespace and name, as a map key that needs no
 // string made.
 type nsName struct{ ns, name string }
+
+// podOf is the Pod an endpoint of slice s names, by namespace (the
+// slice's when the reference gives none) and name.
+func podOf(s *discoveryv1.EndpointSlice, e discoveryv1.Endpoint) (nsName, bool) {
+	ref := e.TargetRef
+	if ref == nil || ref.Kind != "Pod" {
+		return nsName{}, false
+	}
+	ns := ref.Namespace
+	if ns == "" {
+		ns = s.Namespace
+	}
+	return nsName{ns, ref.Name}, true
+}
