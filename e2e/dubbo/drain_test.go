@@ -47,18 +47,7 @@ func TestProxyDrainSendsReadonlyEvent(t *testing.T) {
 		t.Fatalf("heartbeat answer = %+v, %v", resp, err)
 	}
 
-	type result struct {
-		got string
-		err error
-	}
-	held := make(chan result, 1)
-	go func() {
-		got, err := c.Call(ctx, dubbokit.MethodHold, "held")
-		held <- result{got, err}
-	}()
-	if err := a.WaitHolding(1, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	held := holdCall(t, c, a)
 
 	drained := make(chan error, 1)
 	go func() {
@@ -82,14 +71,7 @@ func TestProxyDrainSendsReadonlyEvent(t *testing.T) {
 		t.Errorf("echo on the draining connection = %q, %v; want %q", got, err, "a: during")
 	}
 	a.Release()
-	select {
-	case r := <-held:
-		if r.err != nil || r.got != "a: held" {
-			t.Fatalf("call in flight when the drain began = %q, %v; want %q", r.got, r.err, "a: held")
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("call in flight when the drain began unanswered 10s after its release")
-	}
+	held.answered(t, "when the drain began")
 	select {
 	case err := <-drained:
 		if err != nil {
@@ -117,18 +99,7 @@ func TestProxyRemovedProviderFinishesCallsInFlight(t *testing.T) {
 	if got, err := c.Echo(ctx, "before"); err != nil || got != "a: before" {
 		t.Fatalf("echo before the update = %q, %v", got, err)
 	}
-	type result struct {
-		got string
-		err error
-	}
-	held := make(chan result, 1)
-	go func() {
-		got, err := c.Call(ctx, dubbokit.MethodHold, "held")
-		held <- result{got, err}
-	}()
-	if err := a.WaitHolding(1, 5*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	held := holdCall(t, c, a)
 	callsToA := a.Calls()
 
 	boot, err := config.Parse([]byte(proxyConfig(t, routes, cluster(t, "greeter", b.Addr()))))
@@ -149,13 +120,42 @@ func TestProxyRemovedProviderFinishesCallsInFlight(t *testing.T) {
 	}
 
 	a.Release()
+	held.answered(t, "when its provider was removed")
+	testutil.Eventually(t, 10*time.Second, "the proxy's connection to the removed provider closed", func() bool { return a.Conns() == 0 })
+}
+
+// heldCall is a hold call through a consumer, blocked in provider a
+// until a.Release.
+type heldCall chan heldAnswer
+
+type heldAnswer struct {
+	got string
+	err error
+}
+
+// holdCall starts a hold call through c and waits until a holds it.
+func holdCall(t *testing.T, c *dubbokit.Consumer, a *dubbokit.Provider) heldCall {
+	t.Helper()
+	held := make(heldCall, 1)
+	go func() {
+		got, err := c.Call(context.Background(), dubbokit.MethodHold, "held")
+		held <- heldAnswer{got, err}
+	}()
+	if err := a.WaitHolding(1, 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	return held
+}
+
+// answered fails t unless the call, released, got a's answer.
+func (h heldCall) answered(t *testing.T, when string) {
+	t.Helper()
 	select {
-	case r := <-held:
+	case r := <-h:
 		if r.err != nil || r.got != "a: held" {
-			t.Fatalf("call in flight when its provider was removed = %q, %v; want %q", r.got, r.err, "a: held")
+			t.Fatalf("call in flight %s = %q, %v; want %q", when, r.got, r.err, "a: held")
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("call in flight when its provider was removed unanswered 10s after its release")
+		t.Fatalf("call in flight %s unanswered 10s after its release", when)
 	}
-	testutil.Eventually(t, 10*time.Second, "the proxy's connection to the removed provider closed", func() bool { return a.Conns() == 0 })
 }
