@@ -130,7 +130,7 @@ func measureMemoryPerProxy(ctx context.Context, o options, debugAddr, metricsURL
 	}
 	deadline := time.Now().Add(o.timeout)
 	for {
-		n, err := metricValue(metricsURL, "rosetta_xds_connected_proxies")
+		n, err := metricSum(metricsURL, "rosetta_xds_connected_proxies")
 		if err != nil {
 			return nil, err
 		}
@@ -153,24 +153,4 @@ func measureMemoryPerProxy(ctx context.Context, o options, debugAddr, metricsURL
 	o.logf("memory per proxy: %.1f KB (%.1f MB with %d proxies, %.1f MB with %d)", m.perProxyKB,
 		float64(all)/(1<<20), len(proxies), float64(after)/(1<<20), kept)
 	return m, nil
-}
-
-// metricValue reads an unlabelled metric from the controller's /metrics.
-func metricValue(metricsURL, name string) (float64, error) {
-	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get(metricsURL)
-	if err != nil {
-		return 0, fmt.Errorf("scale: metrics: %w", err)
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
-			return strconv.ParseFloat(strings.TrimSpace(v), 64)
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("scale: metrics: %w", err)
-	}
-	return 0, fmt.Errorf("scale: metrics: no %s at %s", name, metricsURL)
 }
